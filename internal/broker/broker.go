@@ -1,0 +1,86 @@
+// Package broker is Herald's protocol-neutral core: virtual hosts,
+// exchanges, queues, bindings, consumers and acknowledgements. Protocol
+// adapters (AMQP, MQTT, STOMP, HTTP) drive it through this small API and
+// never see each other.
+//
+// Delivery needs no goroutine per queue: a publish enqueues and, under the
+// queue's lock, hands the message straight to a consumer with credit; an
+// ack frees credit and dispatches again. Consumers' sinks never block; a
+// full sink refuses and resumes the queue when it drains.
+package broker
+
+import (
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultVHost is the virtual host every broker starts with.
+const DefaultVHost = "/"
+
+// Options configure a Broker.
+type Options struct {
+	Logger *slog.Logger
+}
+
+// Broker holds the virtual hosts.
+type Broker struct {
+	log    *slog.Logger
+	owners atomic.Uint64
+
+	mu     sync.RWMutex // guards vhosts
+	vhosts map[string]*VHost
+}
+
+// New returns a broker with the default virtual host "/".
+func New(o Options) *Broker {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Broker{log: o.Logger, vhosts: make(map[string]*VHost)}
+	b.vhosts[DefaultVHost] = newVHost(b, DefaultVHost)
+	return b
+}
+
+// VHost returns the named virtual host, or nil.
+func (b *Broker) VHost(name string) *VHost {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.vhosts[name]
+}
+
+// AddVHost creates a virtual host if it does not exist.
+func (b *Broker) AddVHost(name string) *VHost {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if v, ok := b.vhosts[name]; ok {
+		return v
+	}
+	v := newVHost(b, name)
+	b.vhosts[name] = v
+	return v
+}
+
+// VHosts lists the virtual hosts sorted by name.
+func (b *Broker) VHosts() []*VHost {
+	b.mu.RLock()
+	out := make([]*VHost, 0, len(b.vhosts))
+	for _, v := range b.vhosts {
+		out = append(out, v)
+	}
+	b.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// NewOwner returns a fresh owner identity for a connection.
+func (b *Broker) NewOwner() Owner { return Owner(b.owners.Add(1)) }
+
+// ReleaseOwner deletes everything exclusive to o (its exclusive queues);
+// adapters call it when the connection closes.
+func (b *Broker) ReleaseOwner(o Owner) {
+	for _, v := range b.VHosts() {
+		v.releaseOwner(o)
+	}
+}

@@ -1,0 +1,142 @@
+package broker
+
+import "strings"
+
+// DirectReplyTo is the pseudo-queue of RabbitMQ's direct reply-to: a caller
+// consumes from it (no-ack) and publishes requests with reply_to set to it;
+// the broker rewrites reply_to to a per-caller address that routes straight
+// back through the default exchange.
+const DirectReplyTo = "amq.rabbitmq.reply-to"
+
+const directReplyPrefix = DirectReplyTo + "."
+
+// Publisher routes messages for one publishing client (an AMQP channel,
+// an MQTT session). It reuses its scratch space, so it is not safe for
+// concurrent use; each client owns one.
+type Publisher struct {
+	vhost  *VHost
+	queues []*Queue
+	dests  []destination
+	stack  []*Exchange
+	seen   []*Exchange
+	large  map[*Queue]struct{}
+}
+
+// Publisher returns a new publisher for this virtual host.
+func (v *VHost) Publisher() *Publisher { return &Publisher{vhost: v} }
+
+// Route reports the queues m would be delivered to, without enqueueing.
+// The slice is reused by the next call.
+func (p *Publisher) Route(m *Message) ([]*Queue, error) {
+	v := p.vhost
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	e, ok := v.exchanges[m.Exchange]
+	if !ok {
+		return nil, errorf(CodeNotFound, "no exchange '%s' in vhost '%s'", m.Exchange, v.name)
+	}
+	if e.internal {
+		return nil, errorf(CodeAccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", e.name, v.name)
+	}
+	p.queues = p.queues[:0]
+	clear(p.large)
+	if e.name == "" {
+		if q, ok := v.queues[m.RoutingKey]; ok {
+			if !q.internal || strings.HasPrefix(m.RoutingKey, directReplyPrefix) {
+				p.queues = append(p.queues, q)
+			}
+		}
+		return p.queues, nil
+	}
+	p.routeFrom(e, m)
+	if len(p.queues) == 0 && e.alternate != "" {
+		if ae, ok := v.exchanges[e.alternate]; ok {
+			p.routeFrom(ae, m)
+		}
+	}
+	return p.queues, nil
+}
+
+// routeFrom walks the exchange graph from e; exchange-to-exchange cycles
+// are cut by visiting each exchange once.
+func (p *Publisher) routeFrom(e *Exchange, m *Message) {
+	p.stack = append(p.stack[:0], e)
+	p.seen = p.seen[:0]
+	for len(p.stack) > 0 {
+		x := p.stack[len(p.stack)-1]
+		p.stack = p.stack[:len(p.stack)-1]
+		if containsExchange(p.seen, x) {
+			continue
+		}
+		p.seen = append(p.seen, x)
+		p.dests = x.match(m, p.dests[:0])
+		for _, d := range p.dests {
+			switch d := d.(type) {
+			case *Queue:
+				p.addQueue(d)
+			case *Exchange:
+				p.stack = append(p.stack, d)
+			}
+		}
+	}
+	clear(p.dests)
+}
+
+// addQueue adds q once; a linear scan is fastest for the usual handful of
+// queues, a set takes over for large fan-outs.
+func (p *Publisher) addQueue(q *Queue) {
+	if len(p.queues) < 32 {
+		for _, x := range p.queues {
+			if x == q {
+				return
+			}
+		}
+		p.queues = append(p.queues, q)
+		return
+	}
+	if p.large == nil {
+		p.large = make(map[*Queue]struct{})
+	}
+	if len(p.large) == 0 {
+		for _, x := range p.queues {
+			p.large[x] = struct{}{}
+		}
+	}
+	if _, ok := p.large[q]; ok {
+		return
+	}
+	p.large[q] = struct{}{}
+	p.queues = append(p.queues, q)
+}
+
+func containsExchange(es []*Exchange, e *Exchange) bool {
+	for _, x := range es {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// Publish routes m and enqueues it in every target queue. It returns the
+// number of queues that took it (0 = unroutable).
+func (p *Publisher) Publish(m *Message) (int, error) {
+	qs, err := p.Route(m)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, q := range qs {
+		if q.enqueue(m) {
+			n++
+		}
+	}
+	clear(p.queues)
+	return n, nil
+}
+
+// DeclareReplyQueue sets up direct reply-to for owner: it returns a hidden
+// queue whose name is the reply address to put in reply_to.
+func (v *VHost) DeclareReplyQueue(owner Owner) *Queue {
+	return v.declareInternalQueue(directReplyPrefix, owner)
+}

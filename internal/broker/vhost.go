@@ -1,0 +1,419 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// VHost is an isolated namespace of exchanges, queues and bindings.
+type VHost struct {
+	name   string
+	broker *Broker
+
+	mu        sync.RWMutex // guards the maps; lock order: vhost, exchange, queue
+	exchanges map[string]*Exchange
+	queues    map[string]*Queue
+}
+
+// Built-in exchanges present in every virtual host, as in RabbitMQ.
+var builtinExchanges = []struct{ name, kind string }{
+	{"", KindDirect},
+	{"amq.direct", KindDirect},
+	{"amq.fanout", KindFanout},
+	{"amq.topic", KindTopic},
+	{"amq.headers", KindHeaders},
+	{"amq.match", KindHeaders},
+}
+
+func newVHost(b *Broker, name string) *VHost {
+	v := &VHost{name: name, broker: b, exchanges: make(map[string]*Exchange), queues: make(map[string]*Queue)}
+	for _, x := range builtinExchanges {
+		v.exchanges[x.name] = newExchange(v, x.name, ExchangeOptions{Kind: x.kind, Durable: true})
+	}
+	return v
+}
+
+// Name is the virtual host's name.
+func (v *VHost) Name() string { return v.name }
+
+const reservedPrefix = "amq."
+
+// DeclareExchange creates an exchange or checks an existing one is equivalent.
+func (v *VHost) DeclareExchange(name string, o ExchangeOptions) (*Exchange, error) {
+	if o.Passive {
+		return v.Exchange(name)
+	}
+	if !validKind(o.Kind) {
+		return nil, errorf(CodeCommandInvalid, "invalid exchange type '%s' (use direct, fanout, topic or headers)", o.Kind)
+	}
+	if err := checkName("exchange", name); err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e, ok := v.exchanges[name]; ok {
+		return e, e.equivalent(o)
+	}
+	if name == "" || strings.HasPrefix(name, reservedPrefix) {
+		return nil, errorf(CodeAccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", name)
+	}
+	e := newExchange(v, name, o)
+	v.exchanges[name] = e
+	return e, nil
+}
+
+func (e *Exchange) equivalent(o ExchangeOptions) error {
+	mismatch := func(arg string, got, cur any) error {
+		return errorf(CodePreconditionFailed, "inequivalent arg '%s' for exchange '%s' in vhost '%s': received '%v' but current is '%v'", arg, e.name, e.vhost.name, got, cur)
+	}
+	switch {
+	case o.Kind != e.kind:
+		return mismatch("type", o.Kind, e.kind)
+	case o.Durable != e.durable:
+		return mismatch("durable", o.Durable, e.durable)
+	case o.AutoDelete != e.autoDelete:
+		return mismatch("auto_delete", o.AutoDelete, e.autoDelete)
+	case o.Internal != e.internal:
+		return mismatch("internal", o.Internal, e.internal)
+	}
+	return nil
+}
+
+// Exchange finds an exchange by name.
+func (v *VHost) Exchange(name string) (*Exchange, error) {
+	v.mu.RLock()
+	e, ok := v.exchanges[name]
+	v.mu.RUnlock()
+	if !ok {
+		return nil, errorf(CodeNotFound, "no exchange '%s' in vhost '%s'", name, v.name)
+	}
+	return e, nil
+}
+
+// Exchanges lists the exchanges sorted by name.
+func (v *VHost) Exchanges() []*Exchange {
+	v.mu.RLock()
+	out := make([]*Exchange, 0, len(v.exchanges))
+	for _, e := range v.exchanges {
+		out = append(out, e)
+	}
+	v.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// DeleteExchange removes an exchange and every binding from or to it.
+func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
+	if name == "" || strings.HasPrefix(name, reservedPrefix) {
+		return errorf(CodeAccessRefused, "operation not permitted on exchange '%s' in vhost '%s': the name is reserved", name, v.name)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, ok := v.exchanges[name]
+	if !ok {
+		return errorf(CodeNotFound, "no exchange '%s' in vhost '%s'", name, v.name)
+	}
+	if ifUnused && e.bindingCount() > 0 {
+		return errorf(CodePreconditionFailed, "exchange '%s' in vhost '%s' in use", name, v.name)
+	}
+	v.deleteExchangeLocked(e)
+	return nil
+}
+
+func (v *VHost) deleteExchangeLocked(e *Exchange) {
+	delete(v.exchanges, e.name)
+	v.unbindEverywhereLocked(e)
+}
+
+// unbindEverywhereLocked removes bindings to d from every exchange and
+// deletes auto-delete exchanges left without bindings.
+func (v *VHost) unbindEverywhereLocked(d destination) {
+	for _, src := range v.exchanges {
+		if removed, remaining := src.removeDestination(d); removed && remaining == 0 && src.autoDelete {
+			v.deleteExchangeLocked(src)
+		}
+	}
+}
+
+// DeclareQueue creates a queue or checks that an existing one is equivalent.
+// An empty name asks the broker to generate one ("amq.gen-...").
+func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
+	if o.Passive {
+		q, err := v.Queue(name)
+		if err != nil {
+			return nil, err
+		}
+		return q, q.usableBy(o.Owner)
+	}
+	if err := checkName("queue", name); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		name = generateName("amq.gen-")
+	} else if strings.HasPrefix(name, reservedPrefix) {
+		return nil, errorf(CodeAccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
+	}
+	if err := validateQueueArgs(o.Args); err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if q, ok := v.queues[name]; ok {
+		if err := q.usableBy(o.Owner); err != nil {
+			return nil, err
+		}
+		return q, q.equivalent(o)
+	}
+	q := newQueue(v, name, o)
+	v.queues[name] = q
+	return q, nil
+}
+
+// declareInternalQueue creates a hidden exclusive queue with a generated
+// name under prefix (direct reply-to).
+func (v *VHost) declareInternalQueue(prefix string, owner Owner) *Queue {
+	name := generateName(prefix)
+	q := newQueue(v, name, QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner})
+	q.internal = true
+	v.mu.Lock()
+	v.queues[name] = q
+	v.mu.Unlock()
+	return q
+}
+
+func (q *Queue) equivalent(o QueueOptions) error {
+	mismatch := func(arg string, got, cur any) error {
+		return errorf(CodePreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'", arg, q.name, q.vhost.name, got, cur)
+	}
+	switch {
+	case o.Durable != q.durable:
+		return mismatch("durable", o.Durable, q.durable)
+	case o.AutoDelete != q.autoDelete:
+		return mismatch("auto_delete", o.AutoDelete, q.autoDelete)
+	case o.Exclusive != q.exclusive:
+		return mismatch("exclusive", o.Exclusive, q.exclusive)
+	}
+	for _, k := range equivalenceArgs {
+		a, aok := o.Args[k]
+		b, bok := q.args[k]
+		if aok != bok || (aok && !valuesEqual(a, b)) {
+			return mismatch(k, fmtArg(a, aok), fmtArg(b, bok))
+		}
+	}
+	return nil
+}
+
+// equivalenceArgs are the queue arguments RabbitMQ compares on redeclare.
+var equivalenceArgs = []string{
+	"x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+	"x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow",
+	"x-queue-mode", "x-single-active-consumer", "x-delivery-limit",
+}
+
+func fmtArg(v any, ok bool) string {
+	if !ok {
+		return "none"
+	}
+	return fmt.Sprint(v)
+}
+
+// Queue finds a queue by name.
+func (v *VHost) Queue(name string) (*Queue, error) {
+	v.mu.RLock()
+	q, ok := v.queues[name]
+	v.mu.RUnlock()
+	if !ok {
+		return nil, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", name, v.name)
+	}
+	return q, nil
+}
+
+// UsableQueue finds a queue that owner may use (exclusive queues are locked
+// to their connection).
+func (v *VHost) UsableQueue(name string, owner Owner) (*Queue, error) {
+	q, err := v.Queue(name)
+	if err != nil {
+		return nil, err
+	}
+	return q, q.usableBy(owner)
+}
+
+// Queues lists the visible queues sorted by name.
+func (v *VHost) Queues() []*Queue {
+	v.mu.RLock()
+	out := make([]*Queue, 0, len(v.queues))
+	for _, q := range v.queues {
+		if !q.internal {
+			out = append(out, q)
+		}
+	}
+	v.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// DeleteQueue deletes a queue and returns the number of messages it held.
+func (v *VHost) DeleteQueue(name string, owner Owner, ifUnused, ifEmpty bool) (int, error) {
+	q, err := v.UsableQueue(name, owner)
+	if err != nil {
+		return 0, err
+	}
+	s := q.Stats()
+	if ifUnused && s.Consumers > 0 {
+		return 0, errorf(CodePreconditionFailed, "queue '%s' in vhost '%s' in use", name, v.name)
+	}
+	if ifEmpty && s.Ready > 0 {
+		return 0, errorf(CodePreconditionFailed, "queue '%s' in vhost '%s' is not empty", name, v.name)
+	}
+	return v.deleteQueue(q), nil
+}
+
+func (v *VHost) deleteQueue(q *Queue) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.queues[q.name] != q {
+		return 0
+	}
+	delete(v.queues, q.name)
+	v.unbindEverywhereLocked(q)
+	n, _ := q.markDeleted()
+	return n
+}
+
+// PurgeQueue drops a queue's ready messages and returns how many.
+func (v *VHost) PurgeQueue(name string, owner Owner) (int, error) {
+	q, err := v.UsableQueue(name, owner)
+	if err != nil {
+		return 0, err
+	}
+	return q.purge(), nil
+}
+
+// BindQueue binds queue to exchange with key and args.
+func (v *VHost) BindQueue(queue, exchange, key string, args Table, owner Owner) error {
+	return v.bind(exchange, key, args, func() (destination, error) {
+		q, ok := v.queues[queue]
+		if !ok {
+			return nil, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", queue, v.name)
+		}
+		return q, q.usableBy(owner)
+	})
+}
+
+// UnbindQueue removes a binding; removing one that does not exist is not an error.
+func (v *VHost) UnbindQueue(queue, exchange, key string, args Table, owner Owner) error {
+	return v.unbind(exchange, key, args, func() (destination, error) {
+		q, ok := v.queues[queue]
+		if !ok {
+			return nil, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", queue, v.name)
+		}
+		return q, q.usableBy(owner)
+	})
+}
+
+// BindExchange binds destination exchange to source exchange.
+func (v *VHost) BindExchange(dest, source, key string, args Table) error {
+	return v.bind(source, key, args, func() (destination, error) { return v.exchangeLocked(dest) })
+}
+
+// UnbindExchange removes an exchange-to-exchange binding.
+func (v *VHost) UnbindExchange(dest, source, key string, args Table) error {
+	return v.unbind(source, key, args, func() (destination, error) { return v.exchangeLocked(dest) })
+}
+
+func (v *VHost) exchangeLocked(name string) (*Exchange, error) {
+	e, ok := v.exchanges[name]
+	if !ok {
+		return nil, errorf(CodeNotFound, "no exchange '%s' in vhost '%s'", name, v.name)
+	}
+	if name == "" {
+		return nil, errorf(CodeAccessRefused, "operation not permitted on the default exchange")
+	}
+	return e, nil
+}
+
+func (v *VHost) bind(source, key string, args Table, dest func() (destination, error)) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	d, err := dest()
+	if err != nil {
+		return err
+	}
+	src, err := v.exchangeLocked(source)
+	if err != nil {
+		return err
+	}
+	if src.kind == KindHeaders {
+		if err := validateXMatch(args); err != nil {
+			return err
+		}
+	}
+	b := &Binding{Source: source, Destination: d.destName(), DestinationKind: "queue", RoutingKey: key, Args: args, dest: d}
+	if _, ok := d.(*Exchange); ok {
+		b.DestinationKind = "exchange"
+	}
+	src.addBinding(b)
+	return nil
+}
+
+func (v *VHost) unbind(source, key string, args Table, dest func() (destination, error)) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	d, err := dest()
+	if err != nil {
+		return err
+	}
+	src, err := v.exchangeLocked(source)
+	if err != nil {
+		return err
+	}
+	if src.removeBinding(d, key, args) && src.autoDelete && src.bindingCount() == 0 {
+		v.deleteExchangeLocked(src)
+	}
+	return nil
+}
+
+func validateXMatch(args Table) error {
+	m, ok := args["x-match"]
+	if !ok {
+		return nil
+	}
+	s, _ := m.(string)
+	switch s {
+	case "all", "any", "all-with-x", "any-with-x":
+		return nil
+	}
+	return errorf(CodePreconditionFailed, "invalid x-match field value %v; expected one of [all, any, all-with-x, any-with-x]", m)
+}
+
+// releaseOwner deletes the exclusive queues owned by o.
+func (v *VHost) releaseOwner(o Owner) {
+	v.mu.RLock()
+	var mine []*Queue
+	for _, q := range v.queues {
+		if q.exclusive && q.owner == o {
+			mine = append(mine, q)
+		}
+	}
+	v.mu.RUnlock()
+	for _, q := range mine {
+		v.deleteQueue(q)
+	}
+}
+
+func checkName(what, name string) error {
+	if len(name) > 255 {
+		return errorf(CodePreconditionFailed, "%s name is %d bytes long; the limit is 255", what, len(name))
+	}
+	return nil
+}
+
+func generateName(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}

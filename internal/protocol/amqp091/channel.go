@@ -1,0 +1,417 @@
+package amqp091
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"sync"
+
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
+)
+
+// Content assembly states of a channel.
+type contentState uint8
+
+const (
+	expectMethod contentState = iota
+	expectHeader
+	expectBody
+)
+
+// channel is one AMQP channel's state machine. Unless noted, fields belong
+// to the connection's read loop.
+type channel struct {
+	c       *conn
+	id      uint16
+	closing bool // we sent channel.close and wait for close-ok
+
+	pub        *broker.Publisher
+	expect     contentState
+	publishing *broker.Message
+	bodySize   uint64
+	mandatory  bool
+
+	confirm         bool
+	publishSeq      uint64
+	confirmed       uint64
+	confirmQueued   bool
+	tx              bool
+	txPublishes     []txPublish
+	txSettles       []txSettle
+	prefetch        int
+	limiter         *broker.Limiter
+	lastQueue       string
+	replyQueue      *broker.Queue
+	replyConsumer   string
+	settleScratch   []queueIDs
+	unackedScratchN int
+
+	// Guarded by c.out.mu: delivery tags are assigned in the order the
+	// deliveries are queued for the wire.
+	nextTag    uint64
+	unacked    []unackedRec // ascending tags; settled ones are trimmed from the front
+	flowPaused bool
+
+	mu        sync.Mutex // guards consumers; taken under queue locks by Cancelled
+	consumers map[string]*consumerSink
+}
+
+type unackedRec struct {
+	tag     uint64
+	queue   *broker.Queue
+	id      uint64
+	settled bool
+}
+
+type queueIDs struct {
+	q   *broker.Queue
+	ids []uint64
+}
+
+type txPublish struct {
+	msg       *broker.Message
+	mandatory bool
+}
+
+type settleOp uint8
+
+const (
+	opAck settleOp = iota
+	opRequeue
+	opDiscard
+)
+
+type txSettle struct {
+	tag      uint64
+	multiple bool
+	op       settleOp
+}
+
+func newChannel(c *conn, id uint16) *channel {
+	return &channel{c: c, id: id, pub: c.vhost.Publisher(), consumers: make(map[string]*consumerSink)}
+}
+
+func (ch *channel) send(m frame.Method) {
+	ch.c.out.push(outItem{kind: itemMethod, channel: ch.id, method: m})
+}
+
+// fail closes the channel after a channel-level exception.
+func (ch *channel) fail(e *amqpError) {
+	ch.c.log.Debug("amqp channel error", "channel", ch.id, "code", e.code, "reason", e.text)
+	ch.send(&frame.ChannelClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID})
+	ch.closing = true
+	ch.release()
+}
+
+// release cancels the channel's consumers and requeues its unacknowledged
+// deliveries, in order.
+func (ch *channel) release() {
+	ch.mu.Lock()
+	sinks := make([]*consumerSink, 0, len(ch.consumers))
+	for _, s := range ch.consumers {
+		sinks = append(sinks, s)
+	}
+	clear(ch.consumers)
+	ch.mu.Unlock()
+	for _, s := range sinks {
+		s.bc.Cancel()
+	}
+	ch.replyQueue = nil
+	o := ch.c.out
+	o.mu.Lock()
+	recs := ch.unacked
+	ch.unacked = nil
+	o.mu.Unlock()
+	groups := ch.settleScratch[:0]
+	for _, r := range recs {
+		if !r.settled {
+			groups = addToGroup(groups, r.queue, r.id)
+		}
+	}
+	for _, g := range groups {
+		g.q.Requeue(g.ids...)
+	}
+	ch.txPublishes, ch.txSettles = nil, nil
+	ch.publishing = nil
+	ch.expect = expectMethod
+}
+
+func addToGroup(groups []queueIDs, q *broker.Queue, id uint64) []queueIDs {
+	for i := range groups {
+		if groups[i].q == q {
+			groups[i].ids = append(groups[i].ids, id)
+			return groups
+		}
+	}
+	return append(groups, queueIDs{q: q, ids: []uint64{id}})
+}
+
+func generateTag(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (ch *channel) handleMethod(m frame.Method) error {
+	if ch.expect != expectMethod {
+		return connectionError(frame.UnexpectedFrame, m, "expected content header for class 60, got non content header frame instead (%s)", m.Name())
+	}
+	switch m := m.(type) {
+	case *frame.BasicPublish:
+		return ch.basicPublish(m)
+	case *frame.BasicAck:
+		return ch.settle(m, m.DeliveryTag, m.Multiple, opAck)
+	case *frame.BasicNack:
+		op := opDiscard
+		if m.Requeue {
+			op = opRequeue
+		}
+		return ch.settle(m, m.DeliveryTag, m.Multiple, op)
+	case *frame.BasicReject:
+		op := opDiscard
+		if m.Requeue {
+			op = opRequeue
+		}
+		return ch.settle(m, m.DeliveryTag, false, op)
+	case *frame.BasicQos:
+		return ch.basicQos(m)
+	case *frame.BasicConsume:
+		return ch.basicConsume(m)
+	case *frame.BasicCancel:
+		return ch.basicCancel(m)
+	case *frame.BasicGet:
+		return ch.basicGet(m)
+	case *frame.BasicRecover:
+		ch.recover()
+		ch.send(&frame.BasicRecoverOk{})
+		return nil
+	case *frame.BasicRecoverAsync:
+		ch.recover()
+		return nil
+	case *frame.ExchangeDeclare:
+		return ch.exchangeDeclare(m)
+	case *frame.ExchangeDelete:
+		return ch.exchangeDelete(m)
+	case *frame.ExchangeBind:
+		if err := ch.c.vhost.BindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
+			return fromBroker(err, m)
+		}
+		if !m.NoWait {
+			ch.send(&frame.ExchangeBindOk{})
+		}
+		return nil
+	case *frame.ExchangeUnbind:
+		if err := ch.c.vhost.UnbindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
+			return fromBroker(err, m)
+		}
+		if !m.NoWait {
+			ch.send(&frame.ExchangeUnbindOk{})
+		}
+		return nil
+	case *frame.QueueDeclare:
+		return ch.queueDeclare(m)
+	case *frame.QueueBind:
+		return ch.queueBind(m)
+	case *frame.QueueUnbind:
+		return ch.queueUnbind(m)
+	case *frame.QueuePurge:
+		return ch.queuePurge(m)
+	case *frame.QueueDelete:
+		return ch.queueDelete(m)
+	case *frame.ConfirmSelect:
+		if ch.tx {
+			return channelError(frame.PreconditionFailed, m, "cannot switch from tx to confirm mode")
+		}
+		ch.confirm = true
+		if !m.NoWait {
+			ch.send(&frame.ConfirmSelectOk{})
+		}
+		return nil
+	case *frame.TxSelect:
+		if ch.confirm {
+			return channelError(frame.PreconditionFailed, m, "cannot switch from confirm to tx mode")
+		}
+		ch.tx = true
+		ch.send(&frame.TxSelectOk{})
+		return nil
+	case *frame.TxCommit:
+		return ch.txCommit(m)
+	case *frame.TxRollback:
+		if !ch.tx {
+			return channelError(frame.PreconditionFailed, m, "channel is not transactional")
+		}
+		ch.txPublishes, ch.txSettles = ch.txPublishes[:0], ch.txSettles[:0]
+		ch.send(&frame.TxRollbackOk{})
+		return nil
+	case *frame.ChannelFlow:
+		ch.channelFlow(m.Active)
+		ch.send(&frame.ChannelFlowOk{Active: m.Active})
+		return nil
+	case *frame.ChannelFlowOk:
+		return nil
+	case *frame.ChannelClose:
+		ch.release()
+		delete(ch.c.channels, ch.id)
+		ch.send(&frame.ChannelCloseOk{})
+		return nil
+	case *frame.ChannelCloseOk:
+		return connectionError(frame.ChannelError, m, "unexpected channel.close-ok on channel %d", ch.id)
+	}
+	return connectionError(frame.NotImplemented, m, "%s is not a method a client may send", m.Name())
+}
+
+func (ch *channel) channelFlow(active bool) {
+	o := ch.c.out
+	o.mu.Lock()
+	ch.flowPaused = !active
+	o.mu.Unlock()
+	if active {
+		for _, s := range ch.sinks() {
+			s.bc.Resume()
+		}
+	}
+}
+
+func (ch *channel) sinks() []*consumerSink {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	out := make([]*consumerSink, 0, len(ch.consumers))
+	for _, s := range ch.consumers {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (ch *channel) queueName(name string, m frame.Method) (string, error) {
+	if name != "" {
+		return name, nil
+	}
+	if ch.lastQueue == "" {
+		return "", channelError(frame.NotFound, m, "no previously declared queue")
+	}
+	return ch.lastQueue, nil
+}
+
+func (ch *channel) exchangeDeclare(m *frame.ExchangeDeclare) error {
+	_, err := ch.c.vhost.DeclareExchange(m.Exchange, broker.ExchangeOptions{
+		Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete, Internal: m.Internal,
+		Args: m.Arguments, Passive: m.Passive,
+	})
+	if err != nil {
+		return fromBroker(err, m)
+	}
+	if !m.NoWait {
+		ch.send(&frame.ExchangeDeclareOk{})
+	}
+	return nil
+}
+
+func (ch *channel) exchangeDelete(m *frame.ExchangeDelete) error {
+	err := ch.c.vhost.DeleteExchange(m.Exchange, m.IfUnused)
+	if err != nil && !isNotFound(err) {
+		return fromBroker(err, m)
+	}
+	if !m.NoWait {
+		ch.send(&frame.ExchangeDeleteOk{})
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	be, ok := err.(*broker.Error)
+	return ok && be.Code == broker.CodeNotFound
+}
+
+func (ch *channel) queueDeclare(m *frame.QueueDeclare) error {
+	name := m.Queue
+	if m.Passive && name == "" {
+		var err error
+		if name, err = ch.queueName("", m); err != nil {
+			return err
+		}
+	}
+	q, err := ch.c.vhost.DeclareQueue(name, broker.QueueOptions{
+		Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete,
+		Args: m.Arguments, Owner: ch.c.owner, Passive: m.Passive,
+	})
+	if err != nil {
+		return fromBroker(err, m)
+	}
+	ch.lastQueue = q.Name()
+	if !m.NoWait {
+		s := q.Stats()
+		ch.send(&frame.QueueDeclareOk{Queue: q.Name(), MessageCount: uint32(s.Ready), ConsumerCount: uint32(s.Consumers)})
+	}
+	return nil
+}
+
+func (ch *channel) queueBind(m *frame.QueueBind) error {
+	name, err := ch.queueName(m.Queue, m)
+	if err != nil {
+		return err
+	}
+	if err := ch.c.vhost.BindQueue(name, m.Exchange, m.RoutingKey, m.Arguments, ch.c.owner); err != nil {
+		return fromBroker(err, m)
+	}
+	if !m.NoWait {
+		ch.send(&frame.QueueBindOk{})
+	}
+	return nil
+}
+
+func (ch *channel) queueUnbind(m *frame.QueueUnbind) error {
+	name, err := ch.queueName(m.Queue, m)
+	if err != nil {
+		return err
+	}
+	if err := ch.c.vhost.UnbindQueue(name, m.Exchange, m.RoutingKey, m.Arguments, ch.c.owner); err != nil {
+		return fromBroker(err, m)
+	}
+	ch.send(&frame.QueueUnbindOk{})
+	return nil
+}
+
+func (ch *channel) queuePurge(m *frame.QueuePurge) error {
+	name, err := ch.queueName(m.Queue, m)
+	if err != nil {
+		return err
+	}
+	n, err := ch.c.vhost.PurgeQueue(name, ch.c.owner)
+	if err != nil {
+		return fromBroker(err, m)
+	}
+	if !m.NoWait {
+		ch.send(&frame.QueuePurgeOk{MessageCount: uint32(n)})
+	}
+	return nil
+}
+
+func (ch *channel) queueDelete(m *frame.QueueDelete) error {
+	name, err := ch.queueName(m.Queue, m)
+	if err != nil {
+		return err
+	}
+	n, err := ch.c.vhost.DeleteQueue(name, ch.c.owner, m.IfUnused, m.IfEmpty)
+	if err != nil && !isNotFound(err) {
+		return fromBroker(err, m)
+	}
+	if !m.NoWait {
+		ch.send(&frame.QueueDeleteOk{MessageCount: uint32(n)})
+	}
+	return nil
+}
+
+func (ch *channel) basicQos(m *frame.BasicQos) error {
+	if m.PrefetchSize != 0 {
+		return connectionError(frame.NotImplemented, m, "prefetch_size!=0 (%d)", m.PrefetchSize)
+	}
+	if !m.Global {
+		ch.prefetch = int(m.PrefetchCount)
+	} else if ch.limiter == nil {
+		ch.limiter = broker.NewLimiter(int(m.PrefetchCount))
+	} else {
+		ch.limiter.SetLimit(int(m.PrefetchCount))
+	}
+	ch.send(&frame.BasicQosOk{})
+	return nil
+}

@@ -1,0 +1,497 @@
+package amqp091
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
+)
+
+// closeTimeout is how long we wait for connection.close-ok or channel
+// close-ok before giving up on a peer.
+const closeTimeout = 3 * time.Second
+
+// clientCaps are the capabilities a client announced in connection.start-ok.
+type clientCaps struct {
+	consumerCancelNotify bool
+	connectionBlocked    bool
+	authFailureClose     bool
+}
+
+type conn struct {
+	h     *Handler
+	nc    net.Conn
+	log   *slog.Logger
+	fr    *frame.Reader
+	fw    *frame.Writer
+	out   *outbox
+	owner broker.Owner
+	vhost *broker.VHost
+	user  string
+	caps  clientCaps
+
+	frameMax   uint32
+	channelMax uint16
+	heartbeat  time.Duration
+
+	// Read-loop state.
+	channels       map[uint16]*channel
+	pendingConfirm []*channel // channels with confirms to flush before blocking
+	closing        atomic.Bool
+	closeDeadline  time.Time
+	done           chan struct{}
+
+	// Writer scratch: reused so that writing a delivery allocates nothing.
+	deliver frame.BasicDeliver
+	getOk   frame.BasicGetOk
+	ret     frame.BasicReturn
+	ack     frame.BasicAck
+	nack    frame.BasicNack
+	props   frame.Properties
+}
+
+func newConn(h *Handler, nc net.Conn) *conn {
+	return &conn{
+		h:        h,
+		nc:       nc,
+		log:      h.log.With("remote", nc.RemoteAddr().String()),
+		fr:       frame.NewReader(nc, h.cfg.FrameMax),
+		fw:       frame.NewWriter(nc),
+		out:      newOutbox(),
+		owner:    h.broker.NewOwner(),
+		channels: make(map[uint16]*channel),
+		done:     make(chan struct{}),
+		frameMax: h.cfg.FrameMax,
+	}
+}
+
+// abort tears the socket down; the read loop then ends.
+func (c *conn) abort() { _ = c.nc.Close() }
+
+func (c *conn) serve(ctx context.Context) {
+	defer close(c.done)
+	defer c.nc.Close()
+	if err := c.handshake(); err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.log.Info("amqp handshake failed", "err", err)
+		}
+		return
+	}
+	c.log = c.log.With("user", c.user, "vhost", c.vhost.Name())
+	c.log.Debug("amqp connection open", "heartbeat", c.heartbeat, "frame_max", c.frameMax)
+
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writerLoop(stop)
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.forceClose()
+		case <-c.done:
+		}
+	}()
+
+	err := c.readLoop()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Info("amqp connection ended", "err", err)
+	}
+	c.teardown()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
+	close(stop)
+	<-writerDone
+}
+
+// teardown releases everything the connection holds in the broker:
+// consumers are cancelled, unacked deliveries requeued, exclusive queues deleted.
+func (c *conn) teardown() {
+	c.out.mu.Lock()
+	c.out.closed = true
+	c.out.mu.Unlock()
+	for _, ch := range c.channels {
+		ch.release()
+	}
+	c.channels = nil
+	c.h.broker.ReleaseOwner(c.owner)
+}
+
+// forceClose starts a server-initiated close because the server is
+// shutting down; it runs outside the read loop.
+func (c *conn) forceClose() {
+	if c.closing.Swap(true) {
+		return
+	}
+	c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionClose{ReplyCode: frame.ConnectionForced, ReplyText: replyText(frame.ConnectionForced, "broker forced connection closure with reason 'shutdown'")}})
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeTimeout))
+	t := time.AfterFunc(closeTimeout, c.abort)
+	go func() { <-c.done; t.Stop() }()
+}
+
+// beginClose sends connection.close for a connection-level error and
+// waits (in the read loop) for close-ok.
+func (c *conn) beginClose(e *amqpError) {
+	if c.closing.Swap(true) {
+		return
+	}
+	c.log.Info("closing amqp connection", "code", e.code, "reason", e.text)
+	c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID}})
+	c.closeDeadline = time.Now().Add(closeTimeout)
+}
+
+func (c *conn) readLoop() error {
+	for {
+		if c.fr.Buffered() == 0 {
+			c.flushConfirms()
+			var deadline time.Time
+			switch {
+			case c.closing.Load():
+				deadline = c.closeDeadline
+				if deadline.IsZero() {
+					deadline = time.Now().Add(closeTimeout)
+				}
+			case c.heartbeat > 0:
+				deadline = time.Now().Add(2 * c.heartbeat)
+			}
+			if err := c.nc.SetReadDeadline(deadline); err != nil {
+				return err
+			}
+		}
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !c.closing.Load() {
+				c.log.Info("amqp client missed heartbeats; closing", "heartbeat", c.heartbeat)
+				return fmt.Errorf("missed heartbeats: no frame for %v", 2*c.heartbeat)
+			}
+			if errors.Is(err, frame.ErrFrameTooLarge) || errors.Is(err, frame.ErrBadFrameEnd) || errors.Is(err, frame.ErrUnknownFrameType) {
+				c.beginClose(connectionError(frame.FrameError, nil, "%v", err))
+				c.flushNow()
+			}
+			return err
+		}
+		done, err := c.handleFrame(f)
+		if err != nil {
+			var ae *amqpError
+			if !errors.As(err, &ae) {
+				return err
+			}
+			if ae.conn {
+				c.beginClose(ae)
+			} else if ch := c.channels[f.Channel]; ch != nil {
+				ch.fail(ae)
+			}
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// flushNow pushes what is queued to the socket synchronously; used only
+// right before dropping a connection whose framing is broken.
+func (c *conn) flushNow() {
+	select {
+	case <-c.out.drained:
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func (c *conn) flushConfirms() {
+	for _, ch := range c.pendingConfirm {
+		ch.flushConfirms()
+	}
+	c.pendingConfirm = c.pendingConfirm[:0]
+}
+
+// handleFrame runs one frame through the state machines. done means the
+// connection has finished its close handshake.
+func (c *conn) handleFrame(f frame.Frame) (done bool, err error) {
+	switch f.Type {
+	case frame.TypeHeartbeat:
+		if f.Channel != 0 {
+			return false, connectionError(frame.FrameError, nil, "heartbeat frame on channel %d; heartbeats belong on channel 0", f.Channel)
+		}
+		return false, nil
+	case frame.TypeMethod:
+		m, err := frame.DecodeMethod(f.Payload)
+		if err != nil {
+			if c.closing.Load() {
+				return false, nil
+			}
+			if errors.Is(err, frame.ErrUnknownMethod) {
+				return false, connectionError(frame.NotImplemented, nil, "%v", err)
+			}
+			return false, connectionError(frame.SyntaxError, nil, "malformed method frame on channel %d: %v", f.Channel, err)
+		}
+		if f.Channel == 0 {
+			return c.handleConnectionMethod(m)
+		}
+		if c.closing.Load() {
+			return false, nil
+		}
+		return false, c.handleChannelMethod(f.Channel, m)
+	case frame.TypeHeader, frame.TypeBody:
+		if c.closing.Load() {
+			return false, nil
+		}
+		if f.Channel == 0 {
+			return false, connectionError(frame.UnexpectedFrame, nil, "content frame on channel 0")
+		}
+		ch := c.channels[f.Channel]
+		if ch == nil {
+			return false, connectionError(frame.ChannelError, nil, "content frame on channel %d, which is not open", f.Channel)
+		}
+		return false, ch.handleContent(f)
+	}
+	return false, connectionError(frame.FrameError, nil, "unknown frame type %d", f.Type)
+}
+
+func (c *conn) handleConnectionMethod(m frame.Method) (bool, error) {
+	switch m := m.(type) {
+	case *frame.ConnectionClose:
+		c.log.Debug("client closed amqp connection", "code", m.ReplyCode, "reason", m.ReplyText)
+		c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionCloseOk{}})
+		return true, nil
+	case *frame.ConnectionCloseOk:
+		if c.closing.Load() {
+			return true, nil
+		}
+		return false, connectionError(frame.CommandInvalid, m, "unexpected connection.close-ok")
+	}
+	if c.closing.Load() {
+		return false, nil
+	}
+	return false, connectionError(frame.CommandInvalid, m, "unexpected %s on channel 0 after the connection was opened", m.Name())
+}
+
+func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
+	ch := c.channels[n]
+	if open, ok := m.(*frame.ChannelOpen); ok {
+		_ = open
+		if ch != nil {
+			return connectionError(frame.ChannelError, m, "second 'channel.open' seen on channel %d", n)
+		}
+		if n > c.channelMax {
+			return connectionError(frame.NotAllowed, m, "channel number %d exceeds the negotiated channel_max %d", n, c.channelMax)
+		}
+		c.channels[n] = newChannel(c, n)
+		c.out.push(outItem{kind: itemMethod, channel: n, method: &frame.ChannelOpenOk{}})
+		return nil
+	}
+	if ch == nil {
+		return connectionError(frame.ChannelError, m, "expected 'channel.open' on channel %d before %s", n, m.Name())
+	}
+	if ch.closing {
+		switch m.(type) {
+		case *frame.ChannelCloseOk:
+			delete(c.channels, n)
+		case *frame.ChannelClose:
+			c.out.push(outItem{kind: itemMethod, channel: n, method: &frame.ChannelCloseOk{}})
+		}
+		return nil
+	}
+	return ch.handleMethod(m)
+}
+
+// handshake negotiates the protocol header, authentication, tuning and the
+// virtual host, writing synchronously (the writer goroutine starts after).
+func (c *conn) handshake() error {
+	cfg := c.h.cfg
+	_ = c.nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	defer c.nc.SetDeadline(time.Time{})
+
+	if err := frame.ReadProtocolHeader(c.nc); err != nil {
+		// The spec's answer to a header we do not speak: ours, then close.
+		_, _ = c.nc.Write(frame.ProtocolHeader[:])
+		return err
+	}
+	host, _ := os.Hostname()
+	start := &frame.ConnectionStart{
+		VersionMajor: 0,
+		VersionMinor: 9,
+		ServerProperties: frame.Table{
+			"product":      "Herald",
+			"version":      cfg.Version,
+			"platform":     "Go",
+			"copyright":    "Herald authors",
+			"information":  "Herald message broker; AMQP 0-9-1, MQTT, STOMP and WebSocket in one binary",
+			"cluster_name": "herald@" + host,
+			"capabilities": frame.Table{
+				"publisher_confirms":           true,
+				"exchange_exchange_bindings":   true,
+				"basic.nack":                   true,
+				"consumer_cancel_notify":       true,
+				"connection.blocked":           true,
+				"authentication_failure_close": true,
+				"per_consumer_qos":             true,
+				"direct_reply_to":              true,
+			},
+		},
+		Mechanisms: "PLAIN AMQPLAIN",
+		Locales:    "en_US",
+	}
+	if err := c.writeNow(start); err != nil {
+		return err
+	}
+
+	m, err := c.readHandshakeMethod()
+	if err != nil {
+		return err
+	}
+	startOk, ok := m.(*frame.ConnectionStartOk)
+	if !ok {
+		return c.refuse(frame.CommandInvalid, m, "expected connection.start-ok, got %s", m.Name())
+	}
+	if caps, ok := startOk.ClientProperties["capabilities"].(frame.Table); ok {
+		c.caps.consumerCancelNotify, _ = caps["consumer_cancel_notify"].(bool)
+		c.caps.connectionBlocked, _ = caps["connection.blocked"].(bool)
+		c.caps.authFailureClose, _ = caps["authentication_failure_close"].(bool)
+	}
+	user, pass, err := parseCredentials(startOk.Mechanism, startOk.Response)
+	if err != nil {
+		return c.refuse(frame.AccessRefused, m, "%v", err)
+	}
+	if _, err := c.h.users.Authenticate(user, pass, c.nc.RemoteAddr()); err != nil {
+		c.log.Info("amqp login refused", "user", user, "mechanism", startOk.Mechanism, "err", err)
+		text := fmt.Sprintf("Login was refused using authentication mechanism %s. For details see the broker logfile.", startOk.Mechanism)
+		if c.caps.authFailureClose {
+			return c.refuse(frame.AccessRefused, m, "%s", text)
+		}
+		return errors.New(text)
+	}
+	c.user = user
+
+	tune := &frame.ConnectionTune{ChannelMax: cfg.ChannelMax, FrameMax: cfg.FrameMax, Heartbeat: uint16(cfg.Heartbeat / time.Second)}
+	if err := c.writeNow(tune); err != nil {
+		return err
+	}
+	m, err = c.readHandshakeMethod()
+	if err != nil {
+		return err
+	}
+	tuneOk, ok := m.(*frame.ConnectionTuneOk)
+	if !ok {
+		return c.refuse(frame.CommandInvalid, m, "expected connection.tune-ok, got %s", m.Name())
+	}
+	switch {
+	case tuneOk.FrameMax != 0 && tuneOk.FrameMax < frame.MinSize:
+		return c.refuse(frame.NotAllowed, m, "frame_max=%d < %d min size", tuneOk.FrameMax, frame.MinSize)
+	case tuneOk.FrameMax > cfg.FrameMax:
+		return c.refuse(frame.NotAllowed, m, "frame_max=%d > %d max size", tuneOk.FrameMax, cfg.FrameMax)
+	case tuneOk.ChannelMax > cfg.ChannelMax:
+		return c.refuse(frame.NotAllowed, m, "channel_max=%d > %d max", tuneOk.ChannelMax, cfg.ChannelMax)
+	}
+	c.frameMax = cfg.FrameMax
+	if tuneOk.FrameMax != 0 {
+		c.frameMax = tuneOk.FrameMax
+	}
+	c.fr.SetMaxFrameSize(c.frameMax)
+	c.channelMax = cfg.ChannelMax
+	if tuneOk.ChannelMax != 0 {
+		c.channelMax = tuneOk.ChannelMax
+	}
+	c.heartbeat = time.Duration(tuneOk.Heartbeat) * time.Second
+
+	m, err = c.readHandshakeMethod()
+	if err != nil {
+		return err
+	}
+	open, ok := m.(*frame.ConnectionOpen)
+	if !ok {
+		return c.refuse(frame.CommandInvalid, m, "expected connection.open, got %s", m.Name())
+	}
+	vhost := c.h.broker.VHost(open.VirtualHost)
+	if vhost == nil {
+		return c.refuse(frame.NotAllowed, m, "vhost %s not found", open.VirtualHost)
+	}
+	c.vhost = vhost
+	return c.writeNow(&frame.ConnectionOpenOk{})
+}
+
+func (c *conn) writeNow(m frame.Method) error {
+	if err := c.fw.WriteMethod(0, m); err != nil {
+		return err
+	}
+	return c.fw.Flush()
+}
+
+// refuse closes a connection that is not open yet, with a reason.
+func (c *conn) refuse(code uint16, m frame.Method, format string, args ...any) error {
+	e := connectionError(code, m, format, args...)
+	_ = c.writeNow(&frame.ConnectionClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID})
+	// Give the client a moment to read the reason and answer close-ok.
+	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil || f.Type != frame.TypeMethod {
+			break
+		}
+		if mm, err := frame.DecodeMethod(f.Payload); err != nil {
+			break
+		} else if _, ok := mm.(*frame.ConnectionCloseOk); ok {
+			break
+		}
+	}
+	return e
+}
+
+func (c *conn) readHandshakeMethod() (frame.Method, error) {
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case f.Type == frame.TypeHeartbeat:
+			continue
+		case f.Type != frame.TypeMethod || f.Channel != 0:
+			return nil, c.refuse(frame.UnexpectedFrame, nil, "expected a method frame on channel 0 during the handshake")
+		}
+		m, err := frame.DecodeMethod(f.Payload)
+		if err != nil {
+			return nil, c.refuse(frame.SyntaxError, nil, "%v", err)
+		}
+		if cl, ok := m.(*frame.ConnectionClose); ok {
+			_ = c.writeNow(&frame.ConnectionCloseOk{})
+			return nil, fmt.Errorf("client closed the connection during the handshake: %s", cl.ReplyText)
+		}
+		return m, nil
+	}
+}
+
+// parseCredentials decodes a SASL response for PLAIN or AMQPLAIN.
+func parseCredentials(mechanism, response string) (user, pass string, err error) {
+	switch mechanism {
+	case "PLAIN":
+		// authzid NUL authcid NUL password
+		parts := strings.Split(response, "\x00")
+		if len(parts) != 3 {
+			return "", "", errors.New("malformed PLAIN response; expected \\0user\\0password")
+		}
+		return parts[1], parts[2], nil
+	case "AMQPLAIN":
+		t, err := frame.DecodeTableContents([]byte(response))
+		if err != nil {
+			return "", "", fmt.Errorf("malformed AMQPLAIN response: %v", err)
+		}
+		user, _ = t["LOGIN"].(string)
+		pass, _ = t["PASSWORD"].(string)
+		if user == "" {
+			return "", "", errors.New("AMQPLAIN response has no LOGIN")
+		}
+		return user, pass, nil
+	}
+	return "", "", fmt.Errorf("unsupported authentication mechanism '%s'; use PLAIN or AMQPLAIN", mechanism)
+}
+

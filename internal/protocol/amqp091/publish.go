@@ -1,0 +1,135 @@
+package amqp091
+
+import (
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
+)
+
+var publishMethod = &frame.BasicPublish{}
+
+func (ch *channel) basicPublish(m *frame.BasicPublish) error {
+	if m.Immediate {
+		return connectionError(frame.NotImplemented, m, "immediate=true")
+	}
+	ch.publishing = &broker.Message{Exchange: m.Exchange, RoutingKey: m.RoutingKey}
+	ch.mandatory = m.Mandatory
+	ch.expect = expectHeader
+	return nil
+}
+
+// handleContent assembles a published message from its header and body frames.
+func (ch *channel) handleContent(f frame.Frame) error {
+	if ch.closing {
+		return nil
+	}
+	switch f.Type {
+	case frame.TypeHeader:
+		if ch.expect != expectHeader {
+			return connectionError(frame.UnexpectedFrame, nil, "content header on channel %d without basic.publish", ch.id)
+		}
+		var h frame.ContentHeader
+		if err := frame.DecodeContentHeader(f.Payload, &h); err != nil {
+			return connectionError(frame.FrameError, publishMethod, "malformed content header: %v", err)
+		}
+		if h.ClassID != frame.ClassBasic {
+			return connectionError(frame.FrameError, publishMethod, "content header for class %d; only basic (60) carries content", h.ClassID)
+		}
+		max := ch.c.h.cfg.MaxMessageSize
+		if h.BodySize > max {
+			ch.expect = expectMethod
+			ch.publishing = nil
+			return channelError(frame.PreconditionFailed, publishMethod, "message size %d is larger than configured max size %d", h.BodySize, max)
+		}
+		ch.publishing.Properties = broker.Properties(h.Properties)
+		ch.bodySize = h.BodySize
+		ch.publishing.Body = make([]byte, 0, h.BodySize)
+		if h.BodySize == 0 {
+			return ch.completePublish()
+		}
+		ch.expect = expectBody
+		return nil
+	case frame.TypeBody:
+		if ch.expect != expectBody {
+			return connectionError(frame.UnexpectedFrame, nil, "content body on channel %d without a content header", ch.id)
+		}
+		if uint64(len(ch.publishing.Body))+uint64(len(f.Payload)) > ch.bodySize {
+			return connectionError(frame.FrameError, publishMethod, "content body longer than the %d bytes the header announced", ch.bodySize)
+		}
+		ch.publishing.Body = append(ch.publishing.Body, f.Payload...)
+		if uint64(len(ch.publishing.Body)) == ch.bodySize {
+			return ch.completePublish()
+		}
+	}
+	return nil
+}
+
+func (ch *channel) completePublish() error {
+	msg, mandatory := ch.publishing, ch.mandatory
+	ch.publishing, ch.expect = nil, expectMethod
+	if msg.Properties.ReplyTo == broker.DirectReplyTo {
+		if ch.replyQueue == nil {
+			return channelError(frame.PreconditionFailed, publishMethod, "fast reply consumer does not exist")
+		}
+		msg.Properties.ReplyTo = ch.replyQueue.Name()
+	}
+	if ch.tx {
+		if _, err := ch.pub.Route(msg); err != nil {
+			return fromBroker(err, publishMethod)
+		}
+		ch.txPublishes = append(ch.txPublishes, txPublish{msg: msg, mandatory: mandatory})
+		return nil
+	}
+	return ch.publishNow(msg, mandatory)
+}
+
+func (ch *channel) publishNow(msg *broker.Message, mandatory bool) error {
+	routed, err := ch.pub.Publish(msg)
+	if err != nil {
+		return fromBroker(err, publishMethod)
+	}
+	if routed == 0 && mandatory {
+		ch.c.out.push(outItem{kind: itemReturn, channel: ch.id, code: frame.NoRoute, text: "NO_ROUTE", msg: msg})
+	}
+	if ch.confirm {
+		ch.publishSeq++
+		if !ch.confirmQueued {
+			ch.confirmQueued = true
+			ch.c.pendingConfirm = append(ch.c.pendingConfirm, ch)
+		}
+	}
+	return nil
+}
+
+// flushConfirms acknowledges every publish since the last flush with one
+// basic.ack (multiple when more than one). The read loop calls it when it
+// has drained its input, so a burst of publishes costs one confirm frame.
+func (ch *channel) flushConfirms() {
+	ch.confirmQueued = false
+	if ch.closing || ch.publishSeq == ch.confirmed {
+		return
+	}
+	multiple := ch.publishSeq-ch.confirmed > 1
+	ch.c.out.push(outItem{kind: itemAck, channel: ch.id, tag: ch.publishSeq, flag: multiple})
+	ch.confirmed = ch.publishSeq
+}
+
+func (ch *channel) txCommit(m *frame.TxCommit) error {
+	if !ch.tx {
+		return channelError(frame.PreconditionFailed, m, "channel is not transactional")
+	}
+	pubs, settles := ch.txPublishes, ch.txSettles
+	ch.txPublishes, ch.txSettles = ch.txPublishes[:0], ch.txSettles[:0]
+	for _, p := range pubs {
+		if err := ch.publishNow(p.msg, p.mandatory); err != nil {
+			return err
+		}
+	}
+	for _, s := range settles {
+		if err := ch.applySettle(m, s.tag, s.multiple, s.op); err != nil {
+			return err
+		}
+	}
+	clear(pubs)
+	ch.send(&frame.TxCommitOk{})
+	return nil
+}

@@ -1,0 +1,166 @@
+// Package server owns Herald's listeners: it binds them, runs their accept
+// loops, hands connections to the protocol adapters and shuts everything
+// down cleanly. It is what cmd/herald and the end-to-end tests start.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/amqp091"
+)
+
+// Off disables a listener when given as its address.
+const Off = "off"
+
+// Config is everything a Server needs. Zero values take defaults.
+type Config struct {
+	// AMQPAddr is the AMQP 0-9-1 listen address (":5672"); "off" disables
+	// it; port 0 picks a free port (see Server.AMQPAddr).
+	AMQPAddr string
+	// DataDir is where durable state lives.
+	DataDir string
+	AMQP    amqp091.Config
+	Logger  *slog.Logger
+	// Users defaults to guest/guest, loopback only.
+	Users *auth.Users
+}
+
+// Server is a running Herald instance.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	broker *broker.Broker
+	amqp   *amqp091.Handler
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops and connection handlers
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[net.Conn]struct{}
+	amqpAddr  net.Addr
+}
+
+// New builds a server; Start binds its listeners.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Users == nil {
+		cfg.Users = auth.NewDefaultUsers()
+	}
+	if cfg.AMQPAddr == "" {
+		cfg.AMQPAddr = ":5672"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "./data"
+	}
+	b := broker.New(broker.Options{Logger: cfg.Logger})
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		broker: b,
+		amqp:   amqp091.NewHandler(cfg.AMQP, b, cfg.Users, cfg.Logger.With("protocol", "amqp")),
+		conns:  make(map[net.Conn]struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Broker is the server's core, for tests and embedding.
+func (s *Server) Broker() *broker.Broker { return s.broker }
+
+// AMQPAddr is the bound AMQP address, or nil when the listener is off.
+func (s *Server) AMQPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.amqpAddr
+}
+
+// Start prepares the data directory and binds every enabled listener.
+func (s *Server) Start() error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", s.cfg.DataDir, err)
+	}
+	if !strings.EqualFold(s.cfg.AMQPAddr, Off) {
+		ln, err := net.Listen("tcp", s.cfg.AMQPAddr)
+		if err != nil {
+			return fmt.Errorf("cannot listen for AMQP on %s: %w (is another broker running? pick another address with --amqp, or --amqp off)", s.cfg.AMQPAddr, err)
+		}
+		s.mu.Lock()
+		s.amqpAddr = ln.Addr()
+		s.mu.Unlock()
+		s.serve(ln, s.amqp.ServeConn)
+	}
+	return nil
+}
+
+func (s *Server) serve(ln net.Listener, handle func(context.Context, net.Conn)) {
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				s.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err)
+				continue
+			}
+			s.mu.Lock()
+			s.conns[nc] = struct{}{}
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer func() {
+					s.mu.Lock()
+					delete(s.conns, nc)
+					s.mu.Unlock()
+				}()
+				handle(s.ctx, nc)
+			}()
+		}
+	}()
+}
+
+// Shutdown stops accepting, asks every connection to close (AMQP clients
+// get connection.close 320 CONNECTION_FORCED) and waits for them until ctx
+// ends, after which the remaining sockets are closed hard.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.listeners = nil
+	s.mu.Unlock()
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for nc := range s.conns {
+			_ = nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,77 @@
+// Package test holds Herald's black-box end-to-end tests: each starts a
+// real server on random loopback ports and drives it with real client
+// libraries.
+package test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/heraldmq/herald/internal/protocol/amqp091"
+	"github.com/heraldmq/herald/internal/server"
+)
+
+// testServer is a running Herald on random ports.
+type testServer struct {
+	*server.Server
+	URL string
+}
+
+type serverOption func(*server.Config)
+
+func startServer(t testing.TB, opts ...serverOption) *testServer {
+	t.Helper()
+	level := slog.LevelWarn
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	cfg := server.Config{
+		AMQPAddr: "127.0.0.1:0",
+		DataDir:  t.TempDir(),
+		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		AMQP:     amqp091.Config{Version: "test"},
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return &testServer{Server: srv, URL: fmt.Sprintf("amqp://guest:guest@%s/", srv.AMQPAddr())}
+}
+
+func (s *testServer) dial(t testing.TB) *amqp.Connection {
+	t.Helper()
+	c, err := amqp.Dial(s.URL)
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.URL, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func mustChannel(t testing.TB, c *amqp.Connection) *amqp.Channel {
+	t.Helper()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatalf("channel: %v", err)
+	}
+	return ch
+}
