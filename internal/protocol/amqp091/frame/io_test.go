@@ -100,6 +100,14 @@ func TestReadFrames(t *testing.T) {
 			t.Errorf("%s: got %+v", name, got)
 		}
 	}
+	r := NewReader(bytes.NewReader(in), 0)
+	if r.Buffered() != 0 {
+		t.Error("Buffered before reading")
+	}
+	r.ReadFrame()
+	if r.Buffered() != len(in)-20 {
+		t.Errorf("Buffered after one frame = %d, want %d", r.Buffered(), len(in)-20)
+	}
 	m, err := DecodeMethod(want[0].Payload)
 	if err != nil || !reflect.DeepEqual(m, &ConnectionTune{ChannelMax: 2047, FrameMax: 131072, Heartbeat: 60}) {
 		t.Errorf("tune: %+v %v", m, err)
