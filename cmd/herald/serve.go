@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/heraldmq/herald/internal/protocol/amqp091"
+	"github.com/heraldmq/herald/internal/server"
+)
+
+// runServe implements `herald serve`. Every flag can also be set with an
+// environment variable HERALD_<FLAG> (dashes become underscores); flags win.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "./data", "directory for durable state")
+	amqpAddr := fs.String("amqp", ":5672", "AMQP 0-9-1 listen address HOST:PORT; port 0 picks a free port; \"off\" disables")
+	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
+	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: herald serve [flags]\n\nRuns the broker with embedded defaults; no config file needed.\nEvery flag may also be given as HERALD_<NAME> in the environment, e.g. HERALD_AMQP=:5673.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintf(stderr, "herald serve: %v\n", err)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald serve: %v\n", err)
+		return 2
+	}
+	srv, err := server.New(server.Config{
+		AMQPAddr: *amqpAddr,
+		DataDir:  *dataDir,
+		AMQP: amqp091.Config{
+			Heartbeat:      *heartbeat,
+			MaxMessageSize: *maxMessage,
+			Version:        version,
+		},
+		Logger: log,
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	attrs := []any{"version", version, "data_dir", *dataDir}
+	if a := srv.AMQPAddr(); a != nil {
+		attrs = append(attrs, "amqp", a.String())
+	} else {
+		attrs = append(attrs, "amqp", "off")
+	}
+	log.Info("herald ready", attrs...)
+	<-ctx.Done()
+	log.Info("shutting down: closing connections with 320 CONNECTION_FORCED")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown timed out; remaining connections were dropped", "err", err)
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// applyEnv sets flags from HERALD_* variables before the command line is parsed.
+func applyEnv(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "HERALD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid %s=%q: %v", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("invalid --log-format %q: use text or json", format)
+}

@@ -1,0 +1,287 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Scenario names.
+const (
+	ScenarioThroughput = "throughput"
+	ScenarioFanout     = "fanout"
+	ScenarioRPC        = "rpc"
+	ScenarioLatency    = "latency"
+)
+
+// Scenarios lists the scenarios with a one-line description each, in the
+// order help text should show them.
+var Scenarios = []struct{ Name, Summary string }{
+	{ScenarioThroughput, "P producers -> one queue -> C competing consumers (manual ack, prefetch); msgs/s received"},
+	{ScenarioFanout, "producer -> fanout exchange -> N queues -> one consumer each; deliveries/s and publishes/s"},
+	{ScenarioRPC, "callers send a request and wait for the reply (reply_to + correlation_id); round trips/s, RTT"},
+	{ScenarioLatency, "1 producer at a fixed --rate (default 1000/s) -> 1 consumer; end-to-end latency percentiles"},
+}
+
+// Defaults.
+const (
+	DefaultURL             = "amqp://guest:guest@localhost:5672/"
+	DefaultFanoutQueues    = 10
+	DefaultCallers         = 16
+	DefaultLatencyRate     = 1000
+	DefaultConfirmWindow   = 1000
+	DefaultPrefetch        = 1000
+	DefaultSize            = 128
+	DefaultDuration        = 10 * time.Second
+	DefaultWarmup          = time.Second
+	DefaultDrain           = 5 * time.Second
+	DefaultRPCTimeout      = 5 * time.Second
+	maxSize                = 128 << 20 // RabbitMQ's default max_message_size
+	maxPrefetch            = 65535     // basic.qos prefetch-count is a short
+	namePrefix             = "herald-bench-"
+	drainIdle              = time.Second // drain ends after this long without a delivery
+	progressEvery          = time.Second
+	setupConnectTimeout    = 5 * time.Second
+	connectionCloseWaitFor = 2 * time.Second
+)
+
+// Config describes one benchmark run. Zero values of numeric fields mean
+// "default" (see Normalize) except Warmup (0 = no warmup) and Prefetch (0 =
+// unlimited, as in AMQP); use DefaultConfig for the command-line defaults.
+// Durations are nanoseconds in JSON.
+type Config struct {
+	URL      string        `json:"url"`
+	Scenario string        `json:"scenario"`
+	Duration time.Duration `json:"duration_ns"` // measured window
+	Warmup   time.Duration `json:"warmup_ns"`   // before the window, reported separately
+	Drain    time.Duration `json:"drain_ns"`    // longest wait for in-flight messages after producers stop
+
+	Producers int `json:"producers"` // throughput, fanout, latency
+	Consumers int `json:"consumers"` // throughput, latency; rpc: number of servers; fanout: one per queue
+	Queues    int `json:"queues"`    // fanout: bound queues (default 10); throughput/latency: default 1
+
+	Size          int  `json:"size"`           // message body bytes, >= HeaderSize
+	Prefetch      int  `json:"prefetch"`       // basic.qos prefetch-count per consumer, 0 = unlimited
+	AckEvery      int  `json:"ack_every"`      // ack every N deliveries with multiple=true (1 = each, multiple=false)
+	Rate          int  `json:"rate"`           // total msgs/s (rpc: requests/s), 0 = as fast as possible
+	Confirm       bool `json:"confirm"`        // publisher confirms
+	ConfirmWindow int  `json:"confirm_window"` // outstanding unconfirmed publishes per producer
+	Persistent    bool `json:"persistent"`     // delivery-mode 2 and durable (still auto-delete) queues
+	AutoAck       bool `json:"auto_ack"`       // consume with no-ack
+
+	Callers       int           `json:"callers"`         // rpc
+	DirectReplyTo bool          `json:"direct_reply_to"` // rpc: use amq.rabbitmq.reply-to
+	RPCTimeout    time.Duration `json:"rpc_timeout_ns"`  // rpc: give up waiting for a reply
+
+	BrokerPID int `json:"broker_pid,omitempty"` // if > 0, report the broker's CPU use from /proc/<pid>/stat
+}
+
+// DefaultConfig returns the defaults of the `herald bench` flags.
+func DefaultConfig() Config {
+	return Config{
+		URL:           DefaultURL,
+		Scenario:      ScenarioThroughput,
+		Duration:      DefaultDuration,
+		Warmup:        DefaultWarmup,
+		Drain:         DefaultDrain,
+		Producers:     1,
+		Consumers:     1,
+		Size:          DefaultSize,
+		Prefetch:      DefaultPrefetch,
+		AckEvery:      1,
+		ConfirmWindow: DefaultConfirmWindow,
+		Callers:       DefaultCallers,
+		RPCTimeout:    DefaultRPCTimeout,
+	}
+}
+
+// Normalize fills in scenario-dependent defaults and checks the
+// configuration. Error messages name the command-line flag at fault.
+func (c Config) Normalize() (Config, error) {
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	if _, err := amqp.ParseURI(c.URL); err != nil {
+		return c, fmt.Errorf("invalid --url %q: %v (expected amqp://user:password@host:port/vhost)", c.URL, err)
+	}
+	c.Scenario = strings.ToLower(strings.TrimSpace(c.Scenario))
+	if c.Scenario == "" {
+		c.Scenario = ScenarioThroughput
+	}
+	known := false
+	var names []string
+	for _, s := range Scenarios {
+		names = append(names, s.Name)
+		known = known || s.Name == c.Scenario
+	}
+	if !known {
+		return c, fmt.Errorf("unknown --scenario %q (choose one of: %s)", c.Scenario, strings.Join(names, ", "))
+	}
+
+	type check struct {
+		bad  bool
+		flag string
+		msg  string
+	}
+	for _, ch := range []check{
+		{c.Duration < 0, "--duration", "must be positive"},
+		{c.Warmup < 0, "--warmup", "must not be negative (0 disables the warmup)"},
+		{c.Drain < 0, "--drain", "must not be negative"},
+		{c.Producers < 0, "--producers", "must be at least 1"},
+		{c.Consumers < 0, "--consumers", "must be at least 1"},
+		{c.Queues < 0, "--queues", "must be at least 1"},
+		{c.Size < 0, "--size", "must be positive"},
+		{c.Prefetch < 0 || c.Prefetch > maxPrefetch, "--prefetch", fmt.Sprintf("must be between 0 (unlimited) and %d", maxPrefetch)},
+		{c.AckEvery < 0, "--ack-every", "must be at least 1"},
+		{c.Rate < 0, "--rate", "must not be negative (0 = as fast as possible)"},
+		{c.ConfirmWindow < 0, "--confirm-window", "must be at least 1"},
+		{c.Callers < 0, "--callers", "must be at least 1"},
+		{c.RPCTimeout < 0, "--rpc-timeout", "must be positive"},
+		{c.BrokerPID < 0, "--broker-pid", "must be a process id"},
+	} {
+		if ch.bad {
+			return c, fmt.Errorf("%s %s", ch.flag, ch.msg)
+		}
+	}
+
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur(&c.Duration, DefaultDuration)
+	defDur(&c.Drain, DefaultDrain)
+	defDur(&c.RPCTimeout, DefaultRPCTimeout)
+	def(&c.Producers, 1)
+	def(&c.Consumers, 1)
+	def(&c.Size, DefaultSize)
+	def(&c.AckEvery, 1)
+	def(&c.ConfirmWindow, DefaultConfirmWindow)
+	def(&c.Callers, DefaultCallers)
+
+	if c.Size < HeaderSize {
+		return c, fmt.Errorf("--size %d is too small: every message carries a %d-byte header (producer, sequence, timestamps), so use --size %d or more", c.Size, HeaderSize, HeaderSize)
+	}
+	if c.Size > maxSize {
+		return c, fmt.Errorf("--size %d is larger than %d bytes (RabbitMQ's default max_message_size)", c.Size, maxSize)
+	}
+	if !c.AutoAck && c.Prefetch > 0 && c.AckEvery > c.Prefetch {
+		return c, fmt.Errorf("--ack-every %d is larger than --prefetch %d: consumers would stall waiting for deliveries the broker holds back until they ack; lower --ack-every or raise --prefetch", c.AckEvery, c.Prefetch)
+	}
+
+	switch c.Scenario {
+	case ScenarioFanout:
+		def(&c.Queues, DefaultFanoutQueues)
+		c.Consumers = c.Queues // one consumer per queue
+	case ScenarioRPC:
+		c.Queues = 1
+		c.Producers = c.Callers
+		if c.Rate > 0 && c.Rate < c.Callers {
+			return c, fmt.Errorf("--rate %d is lower than --callers %d: every caller needs at least 1 request/s", c.Rate, c.Callers)
+		}
+	default: // throughput, latency
+		def(&c.Queues, 1)
+		if c.Scenario == ScenarioLatency {
+			def(&c.Rate, DefaultLatencyRate)
+		}
+		if c.Queues > 1 && (c.Producers < c.Queues || c.Consumers < c.Queues) {
+			return c, fmt.Errorf("--queues %d spreads producers and consumers round-robin over the queues, so it needs --producers and --consumers of at least %d (got %d and %d)", c.Queues, c.Queues, c.Producers, c.Consumers)
+		}
+	}
+	if c.Scenario != ScenarioRPC && c.Rate > 0 && c.Rate < c.Producers {
+		return c, fmt.Errorf("--rate %d is lower than --producers %d: every producer needs at least 1 msg/s", c.Rate, c.Producers)
+	}
+	if c.DirectReplyTo && c.Scenario != ScenarioRPC {
+		return c, errors.New("--direct-reply-to only applies to --scenario rpc")
+	}
+	if c.BrokerPID > 0 {
+		if _, err := ProcessCPU(c.BrokerPID); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return c, fmt.Errorf("--broker-pid %d: no such process (find the broker's pid with e.g. `pgrep -f 'herald serve'` or `pgrep beam.smp`)", c.BrokerPID)
+			}
+			return c, fmt.Errorf("--broker-pid %d: cannot read its CPU time: %v (this needs Linux /proc)", c.BrokerPID, err)
+		}
+	}
+	return c, nil
+}
+
+// redactURL hides the password in an AMQP URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// Phase holds the figures of the warmup phase.
+type Phase struct {
+	Elapsed    time.Duration  `json:"elapsed_ns"`
+	Sent       uint64         `json:"sent"`
+	Received   uint64         `json:"received"`
+	MsgsPerSec float64        `json:"msgs_per_sec"`
+	Latency    LatencySummary `json:"latency"`
+}
+
+// Result is the outcome of a run.
+//
+// Sent ... Backlog cover the whole run (warmup, window and drain); the rates
+// cover the measured window only; the latency figures (the embedded
+// LatencySummary: P50, P99, P999, Max, ...) cover messages sent during the
+// window. In the rpc scenario Sent counts requests, Received answered
+// requests and MsgsPerSec round trips per second. In the fanout scenario
+// Received and MsgsPerSec count deliveries (one publish yields Queues
+// deliveries).
+type Result struct {
+	Scenario    string    `json:"scenario"`
+	Description string    `json:"description"`
+	Config      Config    `json:"config"` // normalized; password redacted
+	RunID       string    `json:"run_id"`
+	Start       time.Time `json:"start"`
+
+	Sent        uint64 `json:"sent"`
+	Confirmed   uint64 `json:"confirmed,omitempty"`   // publishes acked by the broker (--confirm)
+	Nacked      uint64 `json:"nacked,omitempty"`      // publishes nacked by the broker (--confirm)
+	Unconfirmed uint64 `json:"unconfirmed,omitempty"` // publishes still unconfirmed when the run ended (--confirm)
+	Expected    uint64 `json:"expected"`              // deliveries that should have arrived
+	Received    uint64 `json:"received"`              // deliveries that did arrive, duplicates included
+	Lost        uint64 `json:"lost"`
+	Duplicated  uint64 `json:"duplicated"`
+	Redelivered uint64 `json:"redelivered"`
+	OutOfOrder  uint64 `json:"out_of_order"`
+	Malformed   uint64 `json:"malformed"`          // deliveries that did not carry a valid header (rpc: also wrong correlation_id)
+	Backlog     uint64 `json:"backlog"`            // messages still ready in the queues when the drain ended (not counted as lost)
+	Timeouts    uint64 `json:"timeouts,omitempty"` // rpc: requests not answered within --rpc-timeout
+
+	Elapsed        time.Duration `json:"elapsed_ns"` // length of the measured window
+	WindowSent     uint64        `json:"window_sent"`
+	WindowReceived uint64        `json:"window_received"`
+	MsgsPerSec     float64       `json:"msgs_per_sec"` // received (fanout: deliveries; rpc: round trips) per second
+	SentPerSec     float64       `json:"sent_per_sec"` // publishes (rpc: requests) per second
+	MBPerSec       float64       `json:"mb_per_sec"`   // received body bytes per second / 10^6
+
+	LatencySummary                  // end-to-end (rpc: round-trip) latency from the actual send time
+	ScheduleLatency *LatencySummary `json:"schedule_latency,omitempty"` // from the intended send time (paced runs)
+	ConfirmLatency  *LatencySummary `json:"confirm_latency,omitempty"`  // publish to broker ack (--confirm)
+
+	Warmup        *Phase        `json:"warmup,omitempty"`
+	DrainTime     time.Duration `json:"drain_ns"`
+	DrainTimedOut bool          `json:"drain_timed_out"`
+
+	BrokerCPU           float64 `json:"broker_cpu_seconds,omitempty"`         // during the window (--broker-pid)
+	MsgsPerBrokerCPUSec float64 `json:"msgs_per_broker_cpu_second,omitempty"` // WindowReceived / BrokerCPU
+	BenchCPU            float64 `json:"bench_cpu_seconds"`                    // this process during the window
+
+	Interrupted bool     `json:"interrupted"` // the window was cut short by cancellation
+	Warnings    []string `json:"warnings,omitempty"`
+}

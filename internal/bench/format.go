@@ -1,0 +1,233 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FormatCount formats n with thousands separators: 1,040,000.
+func FormatCount(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	if len(s) <= 3 {
+		return s
+	}
+	var b strings.Builder
+	pre := len(s) % 3
+	if pre > 0 {
+		b.WriteString(s[:pre])
+	}
+	for i := pre; i < len(s); i += 3 {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s[i : i+3])
+	}
+	return b.String()
+}
+
+// formatRate formats a per-second figure, rounded, with separators.
+func formatRate(f float64) string {
+	if f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return "0"
+	}
+	return FormatCount(uint64(f + 0.5))
+}
+
+// FormatLatency formats a latency compactly in the unit that suits it:
+// 42µs, 0.41ms, 1.9ms, 120ms, 2.5s.
+func FormatLatency(d time.Duration) string {
+	us := float64(d) / 1e3
+	ms := float64(d) / 1e6
+	switch {
+	case d <= 0:
+		return "0"
+	case d < 10*time.Microsecond:
+		return fmt.Sprintf("%.1fµs", us)
+	case d < 100*time.Microsecond:
+		return fmt.Sprintf("%.0fµs", us)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.2fms", ms)
+	case d < 100*time.Millisecond:
+		return fmt.Sprintf("%.1fms", ms)
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.0fms", ms)
+	default:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// Describe summarises a normalized configuration in one line, e.g.
+// "1 producer -> 1 consumer, 128 B, prefetch 1000, manual ack".
+func Describe(c Config) string {
+	var parts []string
+	switch c.Scenario {
+	case ScenarioFanout:
+		parts = append(parts, fmt.Sprintf("%s -> fanout -> %s x 1 consumer", plural(c.Producers, "producer"), plural(c.Queues, "queue")))
+	case ScenarioRPC:
+		reply := "exclusive reply queues"
+		if c.DirectReplyTo {
+			reply = "direct reply-to"
+		}
+		parts = append(parts, fmt.Sprintf("%s -> %s, %s", plural(c.Callers, "caller"), plural(c.Consumers, "server"), reply))
+	default:
+		s := plural(c.Producers, "producer") + " -> "
+		if c.Queues > 1 {
+			s += plural(c.Queues, "queue") + " -> "
+		}
+		s += plural(c.Consumers, "consumer")
+		parts = append(parts, s)
+	}
+	if c.Rate > 0 {
+		unit := "msg/s"
+		if c.Scenario == ScenarioRPC {
+			unit = "req/s"
+		}
+		parts[0] += " at " + FormatCount(uint64(c.Rate)) + " " + unit
+	}
+	parts = append(parts, strconv.Itoa(c.Size)+" B")
+	if !c.AutoAck {
+		if c.Prefetch == 0 {
+			parts = append(parts, "prefetch unlimited")
+		} else {
+			parts = append(parts, "prefetch "+strconv.Itoa(c.Prefetch))
+		}
+	}
+	switch {
+	case c.AutoAck:
+		parts = append(parts, "auto-ack")
+	case c.AckEvery > 1 && c.Scenario != ScenarioRPC:
+		parts = append(parts, fmt.Sprintf("manual ack every %d", c.AckEvery))
+	default:
+		parts = append(parts, "manual ack")
+	}
+	if c.Confirm && c.Scenario != ScenarioRPC {
+		parts = append(parts, fmt.Sprintf("confirms (window %d)", c.ConfirmWindow))
+	}
+	if c.Persistent {
+		parts = append(parts, "persistent")
+	}
+	return strings.Join(parts, ", ")
+}
+
+func latencyLine(s LatencySummary) string {
+	if s.Count == 0 {
+		return "no samples"
+	}
+	return fmt.Sprintf("p50 %s  p99 %s  p99.9 %s  max %s",
+		FormatLatency(s.P50), FormatLatency(s.P99), FormatLatency(s.P999), FormatLatency(s.Max))
+}
+
+// WriteTable prints res as the human-readable summary table.
+func WriteTable(w io.Writer, res Result) error {
+	var b strings.Builder
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-10s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	c := res.Config
+	row("scenario", "%s  (%s)", res.Scenario, res.Description)
+
+	counts := func(pairs ...any) string {
+		var parts []string
+		for i := 0; i < len(pairs); i += 2 {
+			parts = append(parts, fmt.Sprintf("%s %s", pairs[i], FormatCount(pairs[i+1].(uint64))))
+		}
+		return strings.Join(parts, "   ")
+	}
+	if res.Scenario == ScenarioRPC {
+		line := FormatCount(res.Sent) + "   " + counts("answered", res.Received, "lost", res.Lost, "duplicated", res.Duplicated)
+		if res.Timeouts > 0 {
+			line += "   " + counts("timed out", res.Timeouts)
+		}
+		row("sent", "%s", line)
+	} else {
+		label := "received"
+		if res.Scenario == ScenarioFanout {
+			label = "delivered"
+		}
+		row("sent", "%s", FormatCount(res.Sent)+"   "+counts(label, res.Received, "lost", res.Lost, "duplicated", res.Duplicated, "out-of-order", res.OutOfOrder))
+	}
+	var extra []any
+	if res.Redelivered > 0 {
+		extra = append(extra, "redelivered", res.Redelivered)
+	}
+	if res.Malformed > 0 {
+		extra = append(extra, "malformed", res.Malformed)
+	}
+	if res.Backlog > 0 {
+		extra = append(extra, "left in queues", res.Backlog)
+	}
+	if len(extra) > 0 {
+		row("", "%s", counts(extra...))
+	}
+	if c.Confirm && res.Scenario != ScenarioRPC {
+		line := counts("acked", res.Confirmed, "nacked", res.Nacked)
+		if res.Unconfirmed > 0 {
+			line += "   " + counts("unconfirmed", res.Unconfirmed)
+		}
+		if res.ConfirmLatency != nil {
+			line += "   latency " + latencyLine(*res.ConfirmLatency)
+		}
+		row("confirms", "%s", line)
+	}
+
+	window := fmt.Sprintf("(over %.1fs", res.Elapsed.Seconds())
+	if res.Warmup != nil {
+		window += fmt.Sprintf(", after %.1fs warmup", res.Warmup.Elapsed.Seconds())
+	}
+	window += ")"
+	switch res.Scenario {
+	case ScenarioFanout:
+		row("rate", "%s deliveries/s   %s publishes/s   %.1f MB/s   %s",
+			formatRate(res.MsgsPerSec), formatRate(res.SentPerSec), res.MBPerSec, window)
+	case ScenarioRPC:
+		row("rate", "%s round trips/s   %s", formatRate(res.MsgsPerSec), window)
+	default:
+		row("rate", "%s msg/s   %.1f MB/s   %s", formatRate(res.MsgsPerSec), res.MBPerSec, window)
+	}
+	row("latency", "%s", latencyLine(res.LatencySummary))
+	if res.ScheduleLatency != nil {
+		row("schedule", "%s  (from intended send time)", latencyLine(*res.ScheduleLatency))
+	}
+	if res.Warmup != nil {
+		row("warmup", "%.1fs   %s msg/s   p99 %s   (excluded from the figures above)",
+			res.Warmup.Elapsed.Seconds(), formatRate(res.Warmup.MsgsPerSec), FormatLatency(res.Warmup.Latency.P99))
+	}
+	secs := res.Elapsed.Seconds()
+	if c.BrokerPID > 0 {
+		line := fmt.Sprintf("pid %d   cpu %.2fs", c.BrokerPID, res.BrokerCPU)
+		if secs > 0 {
+			line += fmt.Sprintf(" (%.0f%% of a core)", 100*res.BrokerCPU/secs)
+		}
+		if res.MsgsPerBrokerCPUSec > 0 {
+			line += fmt.Sprintf("   %s msgs per broker CPU-second", formatRate(res.MsgsPerBrokerCPUSec))
+		}
+		row("broker", "%s", line)
+	}
+	if secs > 0 {
+		row("bench", "cpu %.2fs (%.0f%% of a core)", res.BenchCPU, 100*res.BenchCPU/secs)
+	}
+	drain := fmt.Sprintf("%.2fs", res.DrainTime.Seconds())
+	if res.DrainTimedOut {
+		drain += fmt.Sprintf(" (gave up after --drain %v)", c.Drain)
+	}
+	row("drain", "%s", drain)
+	for _, wmsg := range res.Warnings {
+		row("warning", "%s", wmsg)
+	}
+	if res.Interrupted {
+		row("note", "interrupted: the window was cut short to %.1fs", secs)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
