@@ -43,6 +43,7 @@ type Consumer struct {
 	limiter   *Limiter
 	sink      Sink
 	args      Table
+	owner     Owner
 
 	unacked atomic.Int64
 	// waiting is set when the queue skipped this consumer for lack of credit;

@@ -1,6 +1,9 @@
 package broker
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // DirectReplyTo is the pseudo-queue of RabbitMQ's direct reply-to: a caller
 // consumes from it (no-ack) and publishes requests with reply_to set to it;
@@ -20,6 +23,8 @@ type Publisher struct {
 	stack  []*Exchange
 	seen   []*Exchange
 	large  map[*Queue]struct{}
+	// congested are target queues whose consumers fell behind.
+	congested []*Queue
 }
 
 // Publisher returns a new publisher for this virtual host.
@@ -127,12 +132,65 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 	}
 	n := 0
 	for _, q := range qs {
-		if q.enqueue(m) {
+		ok, congested := q.enqueue(m)
+		if ok {
 			n++
+		}
+		if congested && !containsQueue(p.congested, q) {
+			p.congested = append(p.congested, q)
 		}
 	}
 	clear(p.queues)
 	return n, nil
+}
+
+func containsQueue(qs []*Queue, q *Queue) bool {
+	for _, x := range qs {
+		if x == q {
+			return true
+		}
+	}
+	return false
+}
+
+// Congested reports whether a queue this publisher feeds has more backlog
+// than its consumers keep up with; the caller should WaitFlow before it
+// reads the next message from its client (TCP push-back on that client
+// only, never on unrelated publishers).
+func (p *Publisher) Congested() bool { return len(p.congested) > 0 }
+
+// maxFlowWait bounds one wait so that publishers that feed each other's
+// queues slow down instead of deadlocking.
+const maxFlowWait = time.Second
+
+// WaitFlow blocks until the congested queues have drained to their low
+// watermark, done is closed, or maxFlowWait passes. owner's own consumers
+// never hold it back.
+func (p *Publisher) WaitFlow(done <-chan struct{}, owner Owner) {
+	var timer *time.Timer
+	for _, q := range p.congested {
+		ch := q.flowChan(owner)
+		if ch == nil {
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(maxFlowWait)
+			defer timer.Stop()
+		}
+		select {
+		case <-ch:
+		case <-done:
+			clear(p.congested)
+			p.congested = p.congested[:0]
+			return
+		case <-timer.C:
+			clear(p.congested)
+			p.congested = p.congested[:0]
+			return
+		}
+	}
+	clear(p.congested)
+	p.congested = p.congested[:0]
 }
 
 // DeclareReplyQueue sets up direct reply-to for owner: it returns a hidden

@@ -55,7 +55,18 @@ type Queue struct {
 	deleted   bool
 	// hadConsumer arms auto-delete: the queue goes when its last consumer does.
 	hadConsumer bool
+	// flowWait is closed when a congested queue drains to flowLow; publishers
+	// that outran its consumers wait on it (see Publisher.WaitFlow).
+	flowWait chan struct{}
 }
+
+// Flow-control watermarks: a queue with consumers whose backlog exceeds
+// flowHigh slows its publishers until it is back at flowLow. A queue
+// without consumers is a buffer and never slows anyone.
+const (
+	flowHigh = 8192
+	flowLow  = 4096
+)
 
 func newQueue(v *VHost, name string, o QueueOptions) *Queue {
 	q := &Queue{
@@ -110,9 +121,13 @@ func (q *Queue) Stats() QueueStats {
 // to the connection that declared them).
 func (q *Queue) usableBy(owner Owner) error {
 	if q.exclusive && q.owner != owner {
-		return errorf(CodeResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", q.name, q.vhost.name)
+		return q.lockedError()
 	}
 	return nil
+}
+
+func (q *Queue) lockedError() error {
+	return errorf(CodeResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", q.name, q.vhost.name)
 }
 
 func (q *Queue) readyLenLocked() int { return q.ready.Len() + q.requeued.Len() }
@@ -131,21 +146,53 @@ func (q *Queue) popLocked() entry {
 	return q.ready.PopFront()
 }
 
-// enqueue appends a routed message and hands it out if a consumer can take it.
-func (q *Queue) enqueue(m *Message) bool {
+// enqueue appends a routed message and hands it out if a consumer can take
+// it. congested reports that the queue's consumers are falling behind.
+func (q *Queue) enqueue(m *Message) (ok, congested bool) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		return false
+		return false, false
 	}
 	q.nextSeq++
 	q.ready.PushBack(entry{seq: q.nextSeq, msg: m})
 	q.published.Add(1)
 	if len(q.consumers) > 0 {
 		q.dispatchLocked()
+		congested = q.readyLenLocked() > flowHigh
 	}
 	q.mu.Unlock()
-	return true
+	return true, congested
+}
+
+// flowChan returns a channel that is closed once the queue has drained
+// enough for publishers to go on, or nil if they may go on now. Queues that
+// owner itself consumes from never hold it back: its acks would be stuck
+// behind its own blocked reads.
+func (q *Queue) flowChan(owner Owner) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted || len(q.consumers) == 0 || q.readyLenLocked() <= flowLow {
+		return nil
+	}
+	for _, c := range q.consumers {
+		if owner != 0 && c.owner == owner {
+			return nil
+		}
+	}
+	if q.flowWait == nil {
+		q.flowWait = make(chan struct{})
+	}
+	return q.flowWait
+}
+
+// releaseFlowLocked wakes waiting publishers once the backlog is low enough
+// or nobody consumes any more.
+func (q *Queue) releaseFlowLocked() {
+	if q.flowWait != nil && (q.readyLenLocked() <= flowLow || len(q.consumers) == 0 || q.deleted) {
+		close(q.flowWait)
+		q.flowWait = nil
+	}
 }
 
 // dispatch hands ready messages to consumers with credit.
@@ -185,9 +232,10 @@ func (q *Queue) dispatchLocked() {
 			break
 		}
 		if !delivered {
-			return
+			break
 		}
 	}
+	q.releaseFlowLocked()
 }
 
 // Consume attaches a consumer.
@@ -201,6 +249,7 @@ func (q *Queue) Consume(o ConsumerOptions) (*Consumer, error) {
 		limiter:   o.Limiter,
 		sink:      o.Sink,
 		args:      o.Args,
+		owner:     o.Owner,
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -250,6 +299,7 @@ func (q *Queue) removeConsumer(c *Consumer) {
 		q.rr = 0
 	}
 	gone := q.autoDelete && q.hadConsumer && len(q.consumers) == 0 && !q.deleted
+	q.releaseFlowLocked()
 	q.mu.Unlock()
 	if gone {
 		q.vhost.deleteQueue(q)
@@ -356,6 +406,7 @@ func (q *Queue) purge() int {
 	n := q.readyLenLocked()
 	q.ready.Clear()
 	q.requeued = nil
+	q.releaseFlowLocked()
 	q.mu.Unlock()
 	return n
 }
@@ -372,9 +423,16 @@ func (q *Queue) markDeleted() (int, bool) {
 	n := q.readyLenLocked()
 	q.ready.Clear()
 	q.requeued = nil
-	q.unacked = make(map[uint64]entry)
+	// Keep q.unacked: the deliveries are still outstanding at their
+	// consumers, and settling them later must return their credit (a
+	// channel-wide basic.qos limiter is shared with other queues' consumers
+	// and would otherwise stay full forever). settle drops them instead of
+	// requeueing once the queue is deleted, and every adapter settles or
+	// requeues its outstanding deliveries when its channel closes, so the
+	// entries do not outlive the last holder.
 	consumers := q.consumers
 	q.consumers = nil
+	q.releaseFlowLocked()
 	for _, c := range consumers {
 		c.cancelled.Store(true)
 		c.sink.Cancelled(c)

@@ -46,6 +46,8 @@ type conn struct {
 	// Read-loop state.
 	channels       map[uint16]*channel
 	pendingConfirm []*channel // channels with confirms to flush before blocking
+	congested      []*channel // channels whose publishes outran a queue's consumers
+	stopping       <-chan struct{}
 	closing        atomic.Bool
 	closeDeadline  time.Time
 	done           chan struct{}
@@ -86,6 +88,7 @@ func (c *conn) serve(ctx context.Context) {
 		}
 		return
 	}
+	c.stopping = ctx.Done()
 	c.log = c.log.With("user", c.user, "vhost", c.vhost.Name())
 	c.log.Debug("amqp connection open", "heartbeat", c.heartbeat, "frame_max", c.frameMax)
 
@@ -195,7 +198,21 @@ func (c *conn) readLoop() error {
 		if done {
 			return nil
 		}
+		if len(c.congested) > 0 {
+			c.waitFlow()
+		}
 	}
+}
+
+// waitFlow stops reading from this client while a queue it feeds is
+// behind its consumers: TCP push-back for this connection only.
+func (c *conn) waitFlow() {
+	c.flushConfirms()
+	for _, ch := range c.congested {
+		ch.pub.WaitFlow(c.stopping, c.owner)
+	}
+	clear(c.congested)
+	c.congested = c.congested[:0]
 }
 
 // flushNow pushes what is queued to the socket synchronously; used only
@@ -494,4 +511,3 @@ func parseCredentials(mechanism, response string) (user, pass string, err error)
 	}
 	return "", "", fmt.Errorf("unsupported authentication mechanism '%s'; use PLAIN or AMQPLAIN", mechanism)
 }
-

@@ -87,6 +87,9 @@ func (ch *channel) publishNow(msg *broker.Message, mandatory bool) error {
 	if err != nil {
 		return fromBroker(err, publishMethod)
 	}
+	if ch.pub.Congested() {
+		ch.c.congested = append(ch.c.congested, ch)
+	}
 	if routed == 0 && mandatory {
 		ch.c.out.push(outItem{kind: itemReturn, channel: ch.id, code: frame.NoRoute, text: "NO_ROUTE", msg: msg})
 	}
