@@ -25,6 +25,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	pprofAddr := fs.String("pprof", "off", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herald serve [flags]\n\nRuns the broker with embedded defaults; no config file needed.\nEvery flag may also be given as HERALD_<NAME> in the environment, e.g. HERALD_AMQP=:5673.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -67,6 +68,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		attrs = append(attrs, "amqp", a.String())
 	} else {
 		attrs = append(attrs, "amqp", "off")
+	}
+	if *pprofAddr != "off" && *pprofAddr != "" {
+		stopProfiling, err := serveProfiles(*pprofAddr, log)
+		if err != nil {
+			log.Error("cannot start the profiling listener", "addr", *pprofAddr, "err", err)
+			return 1
+		}
+		defer stopProfiling()
 	}
 	log.Info("herald ready", attrs...)
 	<-ctx.Done()

@@ -50,6 +50,7 @@ type conn struct {
 	stopping       <-chan struct{}
 	closing        atomic.Bool
 	closeDeadline  time.Time
+	readDeadline   time.Time // as last set on the socket
 	done           chan struct{}
 
 	// Writer scratch: reused so that writing a delivery allocates nothing.
@@ -152,21 +153,35 @@ func (c *conn) beginClose(e *amqpError) {
 	c.closeDeadline = time.Now().Add(closeTimeout)
 }
 
+// refreshReadDeadline arms the heartbeat timeout before the read loop
+// blocks. Re-arming costs a timer update, so it is done only when the
+// deadline has aged by half an interval: a silent peer is dropped after
+// between two and two and a half heartbeat intervals.
+func (c *conn) refreshReadDeadline() error {
+	switch {
+	case c.closing.Load():
+		if c.closeDeadline.IsZero() {
+			c.closeDeadline = time.Now().Add(closeTimeout)
+		}
+		if c.readDeadline != c.closeDeadline {
+			c.readDeadline = c.closeDeadline
+			return c.nc.SetReadDeadline(c.closeDeadline)
+		}
+	case c.heartbeat > 0:
+		now := time.Now()
+		if c.readDeadline.Sub(now) < 2*c.heartbeat {
+			c.readDeadline = now.Add(2*c.heartbeat + c.heartbeat/2)
+			return c.nc.SetReadDeadline(c.readDeadline)
+		}
+	}
+	return nil
+}
+
 func (c *conn) readLoop() error {
 	for {
 		if c.fr.Buffered() == 0 {
 			c.flushConfirms()
-			var deadline time.Time
-			switch {
-			case c.closing.Load():
-				deadline = c.closeDeadline
-				if deadline.IsZero() {
-					deadline = time.Now().Add(closeTimeout)
-				}
-			case c.heartbeat > 0:
-				deadline = time.Now().Add(2 * c.heartbeat)
-			}
-			if err := c.nc.SetReadDeadline(deadline); err != nil {
+			if err := c.refreshReadDeadline(); err != nil {
 				return err
 			}
 		}

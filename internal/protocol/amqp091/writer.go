@@ -1,6 +1,7 @@
 package amqp091
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -103,6 +104,9 @@ func (c *conn) writerLoop(stop <-chan struct{}) {
 		var stopping bool
 		select {
 		case <-c.out.wake:
+			// Let the goroutines that are queueing deliveries right now
+			// finish, so one write carries many of them.
+			runtime.Gosched()
 		case <-ticker:
 			if time.Since(lastWrite) >= c.heartbeat/2 {
 				if c.fw.WriteHeartbeat() != nil || c.fw.Flush() != nil {
