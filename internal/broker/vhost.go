@@ -189,13 +189,17 @@ func (q *Queue) equivalent(o QueueOptions) error {
 	mismatch := func(arg string, got, cur any) error {
 		return errorf(CodePreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'", arg, q.name, q.vhost.name, got, cur)
 	}
+	// RabbitMQ checks exclusivity strictly on redeclare, before the other
+	// flags: a different exclusive flag is 405 RESOURCE_LOCKED (whose text
+	// says so), not a 406 argument mismatch.
+	if o.Exclusive != q.exclusive {
+		return q.lockedError()
+	}
 	switch {
 	case o.Durable != q.durable:
 		return mismatch("durable", o.Durable, q.durable)
 	case o.AutoDelete != q.autoDelete:
 		return mismatch("auto_delete", o.AutoDelete, q.autoDelete)
-	case o.Exclusive != q.exclusive:
-		return mismatch("exclusive", o.Exclusive, q.exclusive)
 	}
 	for _, k := range equivalenceArgs {
 		a, aok := o.Args[k]

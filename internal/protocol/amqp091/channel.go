@@ -3,6 +3,7 @@ package amqp091
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"strings"
 	"sync"
 
 	"github.com/heraldmq/herald/internal/broker"
@@ -98,6 +99,9 @@ func (ch *channel) send(m frame.Method) {
 // fail closes the channel after a channel-level exception.
 func (ch *channel) fail(e *amqpError) {
 	ch.c.log.Debug("amqp channel error", "channel", ch.id, "code", e.code, "reason", e.text)
+	// Publishes before the failing method did succeed: confirm them ahead
+	// of channel.close (once closing, flushConfirms sends nothing).
+	ch.flushConfirms()
 	ch.send(&frame.ChannelClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID})
 	ch.closing = true
 	ch.release()
@@ -250,6 +254,12 @@ func (ch *channel) handleMethod(m frame.Method) error {
 	case *frame.ChannelFlowOk:
 		return nil
 	case *frame.ChannelClose:
+		// Confirms are batched until the read loop drains its input; a
+		// channel.close read in the same batch as the publishes would
+		// otherwise get its basic.ack written after channel.close-ok, and
+		// clients (amqp091-go) treat a method on a closed channel as a
+		// connection error. Send them now, ahead of close-ok.
+		ch.flushConfirms()
 		ch.release()
 		delete(ch.c.channels, ch.id)
 		ch.send(&frame.ChannelCloseOk{})
@@ -324,6 +334,23 @@ func isNotFound(err error) bool {
 
 func (ch *channel) queueDeclare(m *frame.QueueDeclare) error {
 	name := m.Queue
+	// Direct reply-to, as RabbitMQ: declaring (passively or not) the
+	// pseudo-queue "amq.rabbitmq.reply-to" succeeds, and so does declaring
+	// a rewritten reply address while its caller is still there, whoever
+	// asks: clients use the former to set up replies and RPC servers the
+	// latter to check a caller has not gone away. Message count 0,
+	// consumer count 1.
+	if strings.HasPrefix(name, broker.DirectReplyTo) {
+		if name != broker.DirectReplyTo {
+			if _, err := ch.c.vhost.Queue(name); err != nil || !strings.HasPrefix(name, broker.DirectReplyTo+".") {
+				return channelError(frame.NotFound, m, "no queue '%s' in vhost '%s'", name, ch.c.vhost.Name())
+			}
+		}
+		if !m.NoWait {
+			ch.send(&frame.QueueDeclareOk{Queue: name, MessageCount: 0, ConsumerCount: 1})
+		}
+		return nil
+	}
 	if m.Passive && name == "" {
 		var err error
 		if name, err = ch.queueName("", m); err != nil {
