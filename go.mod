@@ -2,4 +2,16 @@ module github.com/heraldmq/herald
 
 go 1.26.8
 
-require github.com/rabbitmq/amqp091-go v1.16.0
+require (
+	github.com/coder/websocket v1.8.15
+	github.com/eclipse/paho.golang v0.23.0
+	github.com/eclipse/paho.mqtt.golang v1.5.1
+	github.com/go-stomp/stomp/v3 v3.1.3
+	github.com/rabbitmq/amqp091-go v1.16.0
+)
+
+require (
+	github.com/gorilla/websocket v1.5.3 // indirect
+	golang.org/x/net v0.44.0 // indirect
+	golang.org/x/sync v0.17.0 // indirect
+)
