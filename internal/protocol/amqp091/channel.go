@@ -120,7 +120,7 @@ func (ch *channel) release() {
 	for _, s := range sinks {
 		s.bc.Cancel()
 	}
-	ch.replyQueue = nil
+	ch.replyQueue, ch.replyConsumer = nil, ""
 	o := ch.c.out
 	o.mu.Lock()
 	recs := ch.unacked
@@ -186,6 +186,10 @@ func (ch *channel) handleMethod(m frame.Method) error {
 	case *frame.BasicGet:
 		return ch.basicGet(m)
 	case *frame.BasicRecover:
+		if !m.Requeue {
+			// RabbitMQ does not implement redelivery to the same consumer.
+			return connectionError(frame.NotImplemented, m, "requeue=false")
+		}
 		ch.recover()
 		ch.send(&frame.BasicRecoverOk{})
 		return nil
