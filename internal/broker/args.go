@@ -1,25 +1,163 @@
 package broker
 
-// validateQueueArgs checks the types of the queue arguments Herald knows;
-// unknown x- arguments are accepted and ignored, as RabbitMQ does.
-func validateQueueArgs(args Table) error {
-	for _, k := range []string{"x-expires", "x-message-ttl", "x-max-length", "x-max-length-bytes", "x-max-priority", "x-delivery-limit"} {
-		v, ok := args[k]
-		if !ok {
-			continue
-		}
-		n, isInt := asInt(v)
-		if !isInt {
-			return errorf(CodePreconditionFailed, "invalid arg '%s': %v is not an integer", k, v)
-		}
-		if n < 0 {
-			return errorf(CodePreconditionFailed, "invalid arg '%s': %d is negative", k, n)
+import (
+	"time"
+)
+
+// Overflow behaviours of a length-limited queue (x-overflow).
+const (
+	OverflowDropHead         = "drop-head"
+	OverflowRejectPublish    = "reject-publish"
+	OverflowRejectPublishDLX = "reject-publish-dlx"
+)
+
+// queueConfig is a queue's effective configuration: its x- arguments,
+// completed by the policy that applies to it (arguments win, as RabbitMQ).
+type queueConfig struct {
+	messageTTL      time.Duration // < 0: none
+	expires         time.Duration // 0: never
+	maxLength       int64         // < 0: none
+	maxBytes        int64         // < 0: none
+	overflow        string
+	dlx             string
+	hasDLX          bool
+	dlrk            string
+	hasDLRK         bool
+	maxPriority     uint8
+	singleActive    bool
+	deliveryLimit   int64         // < 0: none
+	consumerTimeout time.Duration // 0: none
+}
+
+// knownQueueArgs are the arguments Herald interprets; other x- arguments
+// are stored and ignored, as RabbitMQ does.
+var knownQueueArgs = map[string]bool{
+	"x-message-ttl": true, "x-expires": true, "x-max-length": true, "x-max-length-bytes": true,
+	"x-overflow": true, "x-dead-letter-exchange": true, "x-dead-letter-routing-key": true,
+	"x-max-priority": true, "x-single-active-consumer": true, "x-delivery-limit": true,
+	"x-consumer-timeout": true, "x-queue-type": true, "x-queue-mode": true,
+}
+
+// validateQueueArgs checks the arguments Herald knows and returns the
+// configuration they describe; an invalid value is a 406 naming it.
+func validateQueueArgs(args Table) (queueConfig, error) {
+	cfg := queueConfig{messageTTL: -1, maxLength: -1, maxBytes: -1, deliveryLimit: -1, overflow: OverflowDropHead}
+	for k, v := range args {
+		if err := applyQueueSetting(&cfg, k, v, "arg"); err != nil {
+			return cfg, err
 		}
 	}
-	if v, ok := args["x-queue-type"]; ok {
-		if s, _ := v.(string); s != "classic" {
+	return cfg, nil
+}
+
+// applyQueueSetting sets one argument (x-message-ttl) or policy key
+// (message-ttl) on cfg.
+func applyQueueSetting(cfg *queueConfig, key string, v any, kind string) error {
+	bad := func(why string) error {
+		return errorf(CodePreconditionFailed, "invalid %s '%s': %v %s", kind, key, v, why)
+	}
+	nonNegInt := func() (int64, error) {
+		n, ok := asInt(v)
+		if !ok {
+			return 0, bad("is not an integer")
+		}
+		if n < 0 {
+			return 0, bad("is negative")
+		}
+		return n, nil
+	}
+	str := func() (string, error) {
+		switch s := v.(type) {
+		case string:
+			return s, nil
+		case []byte:
+			return string(s), nil
+		}
+		return "", bad("is not a string")
+	}
+	var err error
+	var n int64
+	switch key {
+	case "x-message-ttl", "message-ttl":
+		if n, err = nonNegInt(); err == nil {
+			cfg.messageTTL = time.Duration(n) * time.Millisecond
+		}
+	case "x-expires", "expires":
+		if n, err = nonNegInt(); err == nil {
+			if n == 0 {
+				return bad("must be positive")
+			}
+			cfg.expires = time.Duration(n) * time.Millisecond
+		}
+	case "x-max-length", "max-length":
+		cfg.maxLength, err = nonNegInt()
+	case "x-max-length-bytes", "max-length-bytes":
+		cfg.maxBytes, err = nonNegInt()
+	case "x-delivery-limit", "delivery-limit":
+		cfg.deliveryLimit, err = nonNegInt()
+	case "x-consumer-timeout", "consumer-timeout":
+		if n, err = nonNegInt(); err == nil {
+			cfg.consumerTimeout = time.Duration(n) * time.Millisecond
+		}
+	case "x-max-priority":
+		if n, err = nonNegInt(); err == nil {
+			if n > 255 {
+				return bad("is above 255")
+			}
+			cfg.maxPriority = uint8(n)
+		}
+	case "x-overflow", "overflow":
+		var s string
+		if s, err = str(); err == nil {
+			switch s {
+			case OverflowDropHead, OverflowRejectPublish, OverflowRejectPublishDLX:
+				cfg.overflow = s
+			default:
+				return bad("is not one of drop-head, reject-publish, reject-publish-dlx")
+			}
+		}
+	case "x-dead-letter-exchange", "dead-letter-exchange":
+		cfg.dlx, err = str()
+		cfg.hasDLX = err == nil
+	case "x-dead-letter-routing-key", "dead-letter-routing-key":
+		cfg.dlrk, err = str()
+		cfg.hasDLRK = err == nil
+	case "x-single-active-consumer":
+		b, ok := v.(bool)
+		if !ok {
+			return bad("is not a boolean")
+		}
+		cfg.singleActive = b
+	case "x-queue-type":
+		if s, _ := str(); s != "classic" {
 			return errorf(CodePreconditionFailed, "invalid arg 'x-queue-type': '%v' is not supported yet (only 'classic')", v)
 		}
 	}
-	return nil
+	return err
+}
+
+// effectiveConfig merges a policy's definition under the queue's own
+// arguments: an argument always wins over a policy.
+func effectiveConfig(args Table, p *Policy) queueConfig {
+	cfg, _ := validateQueueArgs(nil)
+	if p != nil {
+		for k, v := range p.Definition {
+			_ = applyQueueSetting(&cfg, k, v, "policy key")
+		}
+	}
+	for k, v := range args {
+		_ = applyQueueSetting(&cfg, k, v, "arg")
+	}
+	return cfg
+}
+
+// unknownArgs lists x- arguments Herald stores but does not interpret.
+func unknownArgs(args Table) []string {
+	var out []string
+	for k := range args {
+		if len(k) > 2 && k[:2] == "x-" && !knownQueueArgs[k] {
+			out = append(out, k)
+		}
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultVHost is the virtual host every broker starts with.
@@ -22,11 +23,14 @@ const DefaultVHost = "/"
 // Options configure a Broker.
 type Options struct {
 	Logger *slog.Logger
+	// Now is the clock; tests may replace it. Defaults to time.Now.
+	Now func() time.Time
 }
 
 // Broker holds the virtual hosts.
 type Broker struct {
 	log    *slog.Logger
+	now    func() time.Time
 	owners atomic.Uint64
 
 	mu     sync.RWMutex // guards vhosts
@@ -38,7 +42,10 @@ func New(o Options) *Broker {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Broker{log: o.Logger, vhosts: make(map[string]*VHost)}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	b := &Broker{log: o.Logger, now: o.Now, vhosts: make(map[string]*VHost)}
 	b.vhosts[DefaultVHost] = newVHost(b, DefaultVHost)
 	return b
 }
@@ -76,6 +83,14 @@ func (b *Broker) VHosts() []*VHost {
 
 // NewOwner returns a fresh owner identity for a connection.
 func (b *Broker) NewOwner() Owner { return Owner(b.owners.Add(1)) }
+
+// Close stops every timer the broker owns (message expiry, delayed
+// messages, x-expires, consumer timeouts). The broker must not be used after.
+func (b *Broker) Close() {
+	for _, v := range b.VHosts() {
+		v.close()
+	}
+}
 
 // ReleaseOwner deletes everything exclusive to o (its exclusive queues);
 // adapters call it when the connection closes.

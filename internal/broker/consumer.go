@@ -3,6 +3,7 @@ package broker
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Sink receives deliveries for a consumer. It is implemented by a protocol
@@ -33,6 +34,14 @@ type ConsumerOptions struct {
 	Sink    Sink
 }
 
+// TimeoutSink is implemented by sinks that want to know when one of their
+// deliveries outlived the queue's consumer timeout (x-consumer-timeout):
+// the delivery is already back in the queue; AMQP closes the channel with
+// 406, as RabbitMQ does. Called without locks held.
+type TimeoutSink interface {
+	DeliveryTimedOut(c *Consumer, timeout time.Duration)
+}
+
 // Consumer is a subscription of a sink to a queue.
 type Consumer struct {
 	queue     *Queue
@@ -44,6 +53,7 @@ type Consumer struct {
 	sink      Sink
 	args      Table
 	owner     Owner
+	priority  int64 // x-priority: higher goes first
 
 	unacked atomic.Int64
 	// waiting is set when the queue skipped this consumer for lack of credit;

@@ -58,7 +58,9 @@ type Exchange struct {
 	internal   bool
 	args       Table
 	alternate  string // alternate-exchange argument
+	routeKind  string // how bindings match: kind, or x-delayed-type
 	vhost      *VHost
+	delays     delayQueue // x-delayed-message only
 
 	mu       sync.RWMutex // guards the routing tables below
 	bindings []*Binding
@@ -75,7 +77,11 @@ func newExchange(v *VHost, name string, o ExchangeOptions) *Exchange {
 	if ae, ok := o.Args["alternate-exchange"].(string); ok {
 		e.alternate = ae
 	}
-	switch o.Kind {
+	e.routeKind = o.Kind
+	if o.Kind == KindDelayed {
+		e.routeKind, _ = o.Args["x-delayed-type"].(string)
+	}
+	switch e.routeKind {
 	case KindDirect:
 		e.direct = make(map[string][]destination)
 	case KindTopic:
@@ -130,7 +136,7 @@ func (e *Exchange) addBinding(b *Binding) bool {
 		return false
 	}
 	e.bindings = append(e.bindings, b)
-	switch e.kind {
+	switch e.routeKind {
 	case KindDirect:
 		e.direct[b.RoutingKey] = append(e.direct[b.RoutingKey], b.dest)
 	case KindTopic:
@@ -156,7 +162,7 @@ func (e *Exchange) removeBinding(d destination, key string, args Table) bool {
 func (e *Exchange) removeAtLocked(i int) {
 	b := e.bindings[i]
 	e.bindings = append(e.bindings[:i], e.bindings[i+1:]...)
-	switch e.kind {
+	switch e.routeKind {
 	case KindDirect:
 		e.direct[b.RoutingKey] = removeDest(e.direct[b.RoutingKey], b.dest)
 		if len(e.direct[b.RoutingKey]) == 0 {
@@ -211,7 +217,7 @@ func removeDest(ds []destination, d destination) []destination {
 // match appends the destinations m routes to from this exchange.
 func (e *Exchange) match(m *Message, dst []destination) []destination {
 	e.mu.RLock()
-	switch e.kind {
+	switch e.routeKind {
 	case KindDirect:
 		dst = append(dst, e.direct[m.RoutingKey]...)
 	case KindFanout:

@@ -49,4 +49,7 @@ type Delivery struct {
 	// Remaining is the number of ready messages left in the queue after this
 	// one (basic.get-ok's message-count); only set for Get.
 	Remaining int
+	// DeliveryCount is how many times the message was delivered before
+	// (RabbitMQ's x-delivery-count header, added on redelivery).
+	DeliveryCount uint32
 }

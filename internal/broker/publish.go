@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,6 +26,23 @@ type Publisher struct {
 	large  map[*Queue]struct{}
 	// congested are target queues whose consumers fell behind.
 	congested []*Queue
+	rejected  bool
+	delayBy   *Exchange // set by Route when m must wait in a delayed exchange
+}
+
+// Rejected reports whether a target queue refused the last published
+// message (a length limit with x-overflow reject-publish): a publisher
+// confirm for it must be a nack.
+func (p *Publisher) Rejected() bool { return p.rejected }
+
+// parseExpiration reads the expiration property: a TTL in milliseconds,
+// written as a decimal string, as RabbitMQ defines it.
+func parseExpiration(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errorf(CodePreconditionFailed, "invalid expiration '%s': use a non-negative number of milliseconds", s)
+	}
+	return n, nil
 }
 
 // Publisher returns a new publisher for this virtual host.
@@ -44,6 +62,7 @@ func (p *Publisher) Route(m *Message) ([]*Queue, error) {
 		return nil, errorf(CodeAccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", e.name, v.name)
 	}
 	p.queues = p.queues[:0]
+	p.delayBy = nil
 	clear(p.large)
 	if e.name == "" {
 		if q, ok := v.queues[m.RoutingKey]; ok {
@@ -52,6 +71,12 @@ func (p *Publisher) Route(m *Message) ([]*Queue, error) {
 			}
 		}
 		return p.queues, nil
+	}
+	if e.kind == KindDelayed {
+		if _, ok := delayOf(m); ok {
+			p.delayBy = e
+			return p.queues, nil
+		}
 	}
 	p.routeFrom(e, m)
 	if len(p.queues) == 0 && e.alternate != "" {
@@ -130,11 +155,36 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if p.delayBy != nil {
+		e := p.delayBy
+		p.delayBy = nil
+		// Held by the exchange; like RabbitMQ's plugin, a delayed message
+		// counts as routed (mandatory cannot be honoured for it).
+		if d, ok := delayOf(m); ok {
+			if m.Properties.Expiration != "" {
+				if _, err := parseExpiration(m.Properties.Expiration); err != nil {
+					return 0, err
+				}
+			}
+			e.schedule(m, d)
+			return 1, nil
+		}
+	}
+	exp := int64(-1)
+	if m.Properties.Expiration != "" {
+		if exp, err = parseExpiration(m.Properties.Expiration); err != nil {
+			return 0, err
+		}
+	}
 	n := 0
+	p.rejected = false
 	for _, q := range qs {
-		ok, congested := q.enqueue(m)
+		ok, rejected, congested := q.enqueue(m, exp)
 		if ok {
 			n++
+		}
+		if rejected {
+			p.rejected = true
 		}
 		if congested && !containsQueue(p.congested, q) {
 			p.congested = append(p.congested, q)
@@ -191,6 +241,29 @@ func (p *Publisher) WaitFlow(done <-chan struct{}, owner Owner) {
 	}
 	clear(p.congested)
 	p.congested = p.congested[:0]
+}
+
+// publishFrom routes a due delayed message from e (ignoring its x-delay)
+// and enqueues it.
+func (p *Publisher) publishFrom(e *Exchange, m *Message) {
+	v := p.vhost
+	v.mu.RLock()
+	if v.exchanges[e.name] != e {
+		v.mu.RUnlock()
+		return // deleted meanwhile
+	}
+	p.queues = p.queues[:0]
+	clear(p.large)
+	p.routeFrom(e, m)
+	v.mu.RUnlock()
+	exp := int64(-1)
+	if m.Properties.Expiration != "" {
+		exp, _ = parseExpiration(m.Properties.Expiration)
+	}
+	for _, q := range p.queues {
+		q.enqueue(m, exp)
+	}
+	clear(p.queues)
 }
 
 // DeclareReplyQueue sets up direct reply-to for owner: it returns a hidden

@@ -3,6 +3,7 @@ package broker
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Owner identifies the connection that owns exclusive queues and consumers.
@@ -24,8 +25,13 @@ type QueueOptions struct {
 type entry struct {
 	seq         uint64
 	msg         *Message
-	redelivered bool
 	consumer    *Consumer // who holds it while unacked; nil for Get
+	expiresAt   int64     // unix nanoseconds; 0 = never
+	deliveredAt int64     // unix nanoseconds, while unacked (consumer timeout)
+	deliveries  uint32
+	prio        uint8
+	redelivered bool
+	ownExpiry   bool // the message's own expiration set expiresAt (not monotonic)
 }
 
 // Queue is a FIFO of messages with competing consumers.
@@ -43,21 +49,24 @@ type Queue struct {
 	delivered atomic.Uint64
 	acked     atomic.Uint64
 
-	mu sync.Mutex // guards everything below
-	// ready holds never-delivered messages in order; requeued holds
-	// messages that came back, delivered first and in their original order.
-	ready     ring[entry]
-	requeued  seqHeap
-	unacked   map[uint64]entry
-	nextSeq   uint64
-	consumers []*Consumer
-	rr        int // round-robin position in consumers
-	deleted   bool
-	// hadConsumer arms auto-delete: the queue goes when its last consumer does.
-	hadConsumer bool
+	mu          sync.Mutex // guards everything below
+	cfg         queueConfig
+	policy      *Policy
+	ready       readySet
+	unacked     map[uint64]entry
+	nextSeq     uint64
+	consumers   []*Consumer // by consumer priority, then arrival
+	rr          int         // round-robin position in consumers
+	deleted     bool
+	hadConsumer bool // arms auto-delete: the queue goes with its last consumer
 	// flowWait is closed when a congested queue drains to flowLow; publishers
 	// that outran its consumers wait on it (see Publisher.WaitFlow).
 	flowWait chan struct{}
+	timers   queueTimers
+	// Work found under the lock that must run after it is released
+	// (publishing dead letters takes other queues' locks).
+	deadLetters []deadLetter
+	timedOut    []*Consumer
 }
 
 // Flow-control watermarks: a queue with consumers whose backlog exceeds
@@ -68,7 +77,7 @@ const (
 	flowLow  = 4096
 )
 
-func newQueue(v *VHost, name string, o QueueOptions) *Queue {
+func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy) *Queue {
 	q := &Queue{
 		name:       name,
 		vhost:      v,
@@ -77,7 +86,10 @@ func newQueue(v *VHost, name string, o QueueOptions) *Queue {
 		autoDelete: o.AutoDelete,
 		args:       o.Args,
 		unacked:    make(map[uint64]entry),
+		cfg:        cfg,
+		policy:     p,
 	}
+	q.ready.init(cfg.maxPriority)
 	if o.Exclusive {
 		q.owner = o.Owner
 	}
@@ -102,16 +114,27 @@ func (q *Queue) AutoDelete() bool { return q.autoDelete }
 // Args are the queue's declaration arguments.
 func (q *Queue) Args() Table { return q.args }
 
+// Policy is the name of the policy applied to the queue, or "".
+func (q *Queue) Policy() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.policy == nil {
+		return ""
+	}
+	return q.policy.Name
+}
+
 // QueueStats is a snapshot of a queue's counters.
 type QueueStats struct {
 	Ready, Unacked, Consumers  int
+	ReadyBytes                 int64
 	Published, Delivered, Acks uint64
 }
 
 // Stats returns a consistent snapshot of the queue's depth and counters.
 func (q *Queue) Stats() QueueStats {
 	q.mu.Lock()
-	s := QueueStats{Ready: q.readyLenLocked(), Unacked: len(q.unacked), Consumers: len(q.consumers)}
+	s := QueueStats{Ready: q.ready.len(), ReadyBytes: q.ready.bytes, Unacked: len(q.unacked), Consumers: len(q.consumers)}
 	q.mu.Unlock()
 	s.Published, s.Delivered, s.Acks = q.published.Load(), q.delivered.Load(), q.acked.Load()
 	return s
@@ -130,68 +153,104 @@ func (q *Queue) lockedError() error {
 	return errorf(CodeResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", q.name, q.vhost.name)
 }
 
-func (q *Queue) readyLenLocked() int { return q.ready.Len() + q.requeued.Len() }
+func (q *Queue) readyLenLocked() int { return q.ready.len() }
 
-func (q *Queue) peekLocked() *entry {
-	if q.requeued.Len() > 0 {
-		return q.requeued.Min()
+// unlock releases the queue's lock, then does the work that must not run
+// under it: publishing dead letters, telling consumers they timed out.
+func (q *Queue) unlock() {
+	dls, timedOut, timeout := q.deadLetters, q.timedOut, q.cfg.consumerTimeout
+	q.deadLetters, q.timedOut = nil, nil
+	q.mu.Unlock()
+	if len(dls) > 0 {
+		q.vhost.publishDeadLetters(dls)
 	}
-	return q.ready.Front()
+	for _, c := range timedOut {
+		if s, ok := c.sink.(TimeoutSink); ok {
+			s.DeliveryTimedOut(c, timeout)
+		}
+	}
 }
 
-func (q *Queue) popLocked() entry {
-	if q.requeued.Len() > 0 {
-		return q.requeued.Pop()
-	}
-	return q.ready.PopFront()
-}
+func (q *Queue) now() int64 { return q.vhost.broker.now().UnixNano() }
 
 // enqueue appends a routed message and hands it out if a consumer can take
-// it. congested reports that the queue's consumers are falling behind.
-func (q *Queue) enqueue(m *Message) (ok, congested bool) {
+// it. rejected reports a length limit with a reject-publish overflow;
+// congested that the queue's consumers are falling behind.
+func (q *Queue) enqueue(m *Message, expiration int64) (ok, rejected, congested bool) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		return false, false
+		return false, false, false
+	}
+	if q.cfg.overflow != OverflowDropHead && q.fullFor(len(m.Body)) {
+		if q.cfg.overflow == OverflowRejectPublishDLX {
+			q.deadLetterLocked(m, reasonMaxLen)
+		}
+		q.unlock()
+		return false, true, false
 	}
 	q.nextSeq++
-	q.ready.PushBack(entry{seq: q.nextSeq, msg: m})
+	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m)}
+	if q.cfg.messageTTL >= 0 || expiration >= 0 {
+		now := q.now()
+		e.expiresAt = expiryTime(now, q.cfg.messageTTL, expiration)
+		e.ownExpiry = expiration >= 0 && (q.cfg.messageTTL < 0 || time.Duration(expiration)*time.Millisecond < q.cfg.messageTTL)
+	}
+	q.ready.push(e)
 	q.published.Add(1)
 	if len(q.consumers) > 0 {
 		q.dispatchLocked()
-		congested = q.readyLenLocked() > flowHigh
+		congested = q.ready.len() > flowHigh
 	}
-	q.mu.Unlock()
-	return true, congested
+	q.enforceLimitsLocked()
+	if e.expiresAt != 0 {
+		q.trackExpiryLocked(e)
+	}
+	q.unlock()
+	return true, false, congested
 }
 
-// flowChan returns a channel that is closed once the queue has drained
-// enough for publishers to go on, or nil if they may go on now. Queues that
-// owner itself consumes from never hold it back: its acks would be stuck
-// behind its own blocked reads.
-func (q *Queue) flowChan(owner Owner) <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.deleted || len(q.consumers) == 0 || q.readyLenLocked() <= flowLow {
-		return nil
+func expiryTime(now int64, ttl time.Duration, expirationMs int64) int64 {
+	at := int64(0)
+	if ttl >= 0 {
+		at = now + int64(ttl)
 	}
-	for _, c := range q.consumers {
-		if owner != 0 && c.owner == owner {
-			return nil
+	if expirationMs >= 0 {
+		own := now + expirationMs*int64(time.Millisecond)
+		if at == 0 || own < at {
+			at = own
 		}
 	}
-	if q.flowWait == nil {
-		q.flowWait = make(chan struct{})
+	if at == 0 {
+		at = 1 // TTL 0 at time 0 cannot happen; keep "0 = never"
 	}
-	return q.flowWait
+	return at
 }
 
-// releaseFlowLocked wakes waiting publishers once the backlog is low enough
-// or nobody consumes any more.
-func (q *Queue) releaseFlowLocked() {
-	if q.flowWait != nil && (q.readyLenLocked() <= flowLow || len(q.consumers) == 0 || q.deleted) {
-		close(q.flowWait)
-		q.flowWait = nil
+func (q *Queue) priorityOf(m *Message) uint8 {
+	p := m.Properties.Priority
+	if p > q.cfg.maxPriority {
+		return q.cfg.maxPriority
+	}
+	return p
+}
+
+// fullFor reports whether a message of size bytes would exceed a limit.
+func (q *Queue) fullFor(size int) bool {
+	return (q.cfg.maxLength >= 0 && int64(q.ready.len()) >= q.cfg.maxLength) ||
+		(q.cfg.maxBytes >= 0 && q.ready.bytes+int64(size) > q.cfg.maxBytes)
+}
+
+// enforceLimitsLocked drops (dead-letters) from the head while the queue is
+// over x-max-length or x-max-length-bytes (drop-head overflow).
+func (q *Queue) enforceLimitsLocked() {
+	for (q.cfg.maxLength >= 0 && int64(q.ready.len()) > q.cfg.maxLength) ||
+		(q.cfg.maxBytes >= 0 && q.ready.bytes > q.cfg.maxBytes) {
+		e, ok := q.ready.pop()
+		if !ok {
+			return
+		}
+		q.deadLetterLocked(e.msg, reasonMaxLen)
 	}
 }
 
@@ -199,43 +258,79 @@ func (q *Queue) releaseFlowLocked() {
 func (q *Queue) dispatch() {
 	q.mu.Lock()
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 }
 
 func (q *Queue) dispatchLocked() {
-	for q.readyLenLocked() > 0 {
-		n := len(q.consumers)
-		if n == 0 || q.deleted {
-			return
-		}
-		delivered := false
-		for i := 0; i < n; i++ {
-			idx := (q.rr + i) % n
-			c := q.consumers[idx]
-			if !c.acquire() {
-				continue
-			}
-			e := q.peekLocked()
-			d := Delivery{Message: e.msg, Queue: q, ID: e.seq, Redelivered: e.redelivered, Consumer: c}
-			if !c.sink.Deliver(d) {
-				c.unacquire()
-				continue
-			}
-			taken := q.popLocked()
-			if !c.noAck {
-				taken.consumer = c
-				q.unacked[taken.seq] = taken
-			}
-			q.delivered.Add(1)
-			q.rr = (idx + 1) % n
-			delivered = true
+	var now int64
+	for q.ready.len() > 0 && len(q.consumers) > 0 && !q.deleted {
+		e, src := q.ready.peek()
+		if e == nil {
 			break
 		}
-		if !delivered {
+		if e.expiresAt != 0 {
+			if now == 0 {
+				now = q.now()
+			}
+			if e.expiresAt <= now {
+				dead := q.ready.take(src)
+				q.deadLetterLocked(dead.msg, reasonExpired)
+				continue
+			}
+		}
+		if !q.deliverHeadLocked(e, src) {
 			break
 		}
 	}
 	q.releaseFlowLocked()
+}
+
+// deliverHeadLocked offers the head entry to the consumers: by priority,
+// round-robin among equals, only the active one under single-active-consumer.
+func (q *Queue) deliverHeadLocked(e *entry, src source) bool {
+	cs := q.consumers
+	if q.cfg.singleActive {
+		cs = cs[:1]
+	}
+	n := len(cs)
+	for gs := 0; gs < n; {
+		ge := gs + 1
+		for ge < n && cs[ge].priority == cs[gs].priority {
+			ge++
+		}
+		size := ge - gs
+		start := q.rr
+		if start < gs || start >= ge {
+			start = gs
+		}
+		for i := 0; i < size; i++ {
+			idx := gs + (start-gs+i)%size
+			c := cs[idx]
+			if !c.acquire() {
+				continue
+			}
+			d := Delivery{Message: e.msg, Queue: q, ID: e.seq, Redelivered: e.redelivered, Consumer: c, DeliveryCount: e.deliveries}
+			if !c.sink.Deliver(d) {
+				c.unacquire()
+				continue
+			}
+			taken := q.ready.take(src)
+			taken.deliveries++
+			if !c.noAck {
+				taken.consumer = c
+				if q.cfg.consumerTimeout > 0 {
+					taken.deliveredAt = q.now()
+					q.armConsumerTimeoutLocked()
+				}
+				q.unacked[taken.seq] = taken
+			}
+			q.delivered.Add(1)
+			q.rr = idx + 1
+			return true
+		}
+		gs = ge
+	}
+	return false
 }
 
 // Consume attaches a consumer.
@@ -251,27 +346,41 @@ func (q *Queue) Consume(o ConsumerOptions) (*Consumer, error) {
 		args:      o.Args,
 		owner:     o.Owner,
 	}
+	if p, ok := o.Args["x-priority"]; ok {
+		n, isInt := asInt(p)
+		if !isInt {
+			return nil, errorf(CodePreconditionFailed, "invalid arg 'x-priority': %v is not an integer", p)
+		}
+		c.priority = n
+	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	defer q.unlock()
 	if q.deleted {
 		return nil, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", q.name, q.vhost.name)
 	}
 	if err := q.usableBy(o.Owner); err != nil {
 		return nil, err
 	}
-	if o.Exclusive && len(q.consumers) > 0 {
-		return nil, errorf(CodeAccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.name, q.vhost.name)
-	}
 	for _, x := range q.consumers {
-		if x.exclusive {
+		if x.exclusive || (o.Exclusive && len(q.consumers) > 0) {
 			return nil, errorf(CodeAccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.name, q.vhost.name)
 		}
 	}
 	if c.limiter != nil {
 		c.limiter.add(c)
 	}
-	q.consumers = append(q.consumers, c)
+	// Keep consumers ordered by priority, arrival order among equals.
+	i := len(q.consumers)
+	if !q.cfg.singleActive {
+		for i > 0 && q.consumers[i-1].priority < c.priority {
+			i--
+		}
+	}
+	q.consumers = append(q.consumers, nil)
+	copy(q.consumers[i+1:], q.consumers[i:])
+	q.consumers[i] = c
 	q.hadConsumer = true
+	q.stopIdleTimerLocked()
 	q.dispatchLocked()
 	return c, nil
 }
@@ -293,14 +402,15 @@ func (q *Queue) removeConsumer(c *Consumer) {
 			break
 		}
 	}
-	if len(q.consumers) > 0 {
-		q.rr %= len(q.consumers)
-	} else {
+	if len(q.consumers) == 0 {
 		q.rr = 0
+		q.touchIdleLocked()
+	} else if q.cfg.singleActive {
+		q.dispatchLocked() // the next consumer takes over
 	}
 	gone := q.autoDelete && q.hadConsumer && len(q.consumers) == 0 && !q.deleted
 	q.releaseFlowLocked()
-	q.mu.Unlock()
+	q.unlock()
 	if gone {
 		q.vhost.deleteQueue(q)
 	}
@@ -310,33 +420,66 @@ func (q *Queue) removeConsumer(c *Consumer) {
 // message is settled at once; otherwise it waits for Ack/Requeue/Discard.
 func (q *Queue) Get(owner Owner, noAck bool) (Delivery, bool, error) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	defer q.unlock()
 	if q.deleted {
 		return Delivery{}, false, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", q.name, q.vhost.name)
 	}
 	if err := q.usableBy(owner); err != nil {
 		return Delivery{}, false, err
 	}
-	if q.readyLenLocked() == 0 {
-		return Delivery{}, false, nil
+	q.touchIdleLocked()
+	var now int64
+	for {
+		e, src := q.ready.peek()
+		if e == nil {
+			return Delivery{}, false, nil
+		}
+		if e.expiresAt != 0 {
+			if now == 0 {
+				now = q.now()
+			}
+			if e.expiresAt <= now {
+				dead := q.ready.take(src)
+				q.deadLetterLocked(dead.msg, reasonExpired)
+				continue
+			}
+		}
+		taken := q.ready.take(src)
+		taken.deliveries++
+		if !noAck {
+			q.unacked[taken.seq] = taken
+		}
+		q.delivered.Add(1)
+		q.releaseFlowLocked()
+		return Delivery{Message: taken.msg, Queue: q, ID: taken.seq, Redelivered: taken.redelivered,
+			Remaining: q.ready.len(), DeliveryCount: taken.deliveries - 1}, true, nil
 	}
-	e := q.popLocked()
-	if !noAck {
-		q.unacked[e.seq] = e
-	}
-	q.delivered.Add(1)
-	return Delivery{Message: e.msg, Queue: q, ID: e.seq, Redelivered: e.redelivered, Remaining: q.readyLenLocked()}, true, nil
 }
 
 // Ack settles deliveries as done.
 func (q *Queue) Ack(ids ...uint64) { q.settle(ids, settleAck) }
 
 // Requeue puts deliveries back near the head of the queue, in their
-// original order, flagged redelivered.
+// original order, flagged redelivered (or dead-letters them once they pass
+// x-delivery-limit).
 func (q *Queue) Requeue(ids ...uint64) { q.settle(ids, settleRequeue) }
 
-// Discard settles deliveries as rejected without requeue.
+// Discard settles deliveries as rejected without requeue; they are
+// dead-lettered if the queue has a dead-letter exchange.
 func (q *Queue) Discard(ids ...uint64) { q.settle(ids, settleDiscard) }
+
+// Touch renews the consumer-timeout lease on unacknowledged deliveries.
+func (q *Queue) Touch(ids ...uint64) {
+	q.mu.Lock()
+	now := q.now()
+	for _, id := range ids {
+		if e, ok := q.unacked[id]; ok {
+			e.deliveredAt = now
+			q.unacked[id] = e
+		}
+	}
+	q.mu.Unlock()
+}
 
 type settleKind int
 
@@ -374,10 +517,10 @@ func (q *Queue) settle(ids []uint64, kind settleKind) {
 		case settleAck:
 			q.acked.Add(1)
 		case settleRequeue:
+			q.requeueLocked(e)
+		case settleDiscard:
 			if !q.deleted {
-				e.redelivered = true
-				e.consumer = nil
-				q.requeued.Push(e)
+				q.deadLetterLocked(e.msg, reasonRejected)
 			}
 		}
 	}
@@ -385,10 +528,24 @@ func (q *Queue) settle(ids []uint64, kind settleKind) {
 	if len(q.consumers) > 0 {
 		q.dispatchLocked()
 	}
-	q.mu.Unlock()
+	q.unlock()
 	for _, l := range wakes {
 		l.wake()
 	}
+}
+
+func (q *Queue) requeueLocked(e entry) {
+	if q.deleted {
+		return
+	}
+	if q.cfg.deliveryLimit >= 0 && int64(e.deliveries) > q.cfg.deliveryLimit {
+		q.deadLetterLocked(e.msg, reasonDeliveryLimit)
+		return
+	}
+	e.redelivered = true
+	e.consumer = nil
+	e.deliveredAt = 0
+	q.ready.pushRequeued(e)
 }
 
 func containsLimiter(ls []*Limiter, l *Limiter) bool {
@@ -403,11 +560,10 @@ func containsLimiter(ls []*Limiter, l *Limiter) bool {
 // purge drops every ready message and returns how many.
 func (q *Queue) purge() int {
 	q.mu.Lock()
-	n := q.readyLenLocked()
-	q.ready.Clear()
-	q.requeued = nil
+	n := q.ready.clear()
+	q.timers.expiries = nil
 	q.releaseFlowLocked()
-	q.mu.Unlock()
+	q.unlock()
 	return n
 }
 
@@ -420,9 +576,8 @@ func (q *Queue) markDeleted() (int, bool) {
 		return 0, false
 	}
 	q.deleted = true
-	n := q.readyLenLocked()
-	q.ready.Clear()
-	q.requeued = nil
+	n := q.ready.clear()
+	q.stopTimersLocked()
 	// Keep q.unacked: the deliveries are still outstanding at their
 	// consumers, and settling them later must return their credit (a
 	// channel-wide basic.qos limiter is shared with other queues' consumers
@@ -437,7 +592,7 @@ func (q *Queue) markDeleted() (int, bool) {
 		c.cancelled.Store(true)
 		c.sink.Cancelled(c)
 	}
-	q.mu.Unlock()
+	q.unlock()
 	for _, c := range consumers {
 		if c.limiter != nil {
 			c.limiter.remove(c)
@@ -446,8 +601,28 @@ func (q *Queue) markDeleted() (int, bool) {
 	return n, true
 }
 
-func (q *Queue) consumerCount() int {
+// releaseFlowLocked wakes waiting publishers once the backlog is low enough
+// or nobody consumes any more.
+func (q *Queue) releaseFlowLocked() {
+	if q.flowWait != nil && (q.ready.len() <= flowLow || len(q.consumers) == 0 || q.deleted) {
+		close(q.flowWait)
+		q.flowWait = nil
+	}
+}
+
+func (q *Queue) flowChan(owner Owner) <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.consumers)
+	if q.deleted || len(q.consumers) == 0 || q.readyLenLocked() <= flowLow {
+		return nil
+	}
+	for _, c := range q.consumers {
+		if owner != 0 && c.owner == owner {
+			return nil
+		}
+	}
+	if q.flowWait == nil {
+		q.flowWait = make(chan struct{})
+	}
+	return q.flowWait
 }

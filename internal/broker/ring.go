@@ -38,6 +38,9 @@ func (r *ring[T]) PopFront() T {
 
 func (r *ring[T]) Clear() { *r = ring[T]{} }
 
+// At returns a pointer to the i-th element from the front.
+func (r *ring[T]) At(i int) *T { return &r.buf[(r.head+i)&(len(r.buf)-1)] }
+
 // Each calls fn for every element front to back.
 func (r *ring[T]) Each(fn func(*T)) {
 	for i := 0; i < r.n; i++ {
@@ -57,10 +60,16 @@ func (r *ring[T]) grow() {
 	r.buf, r.head = buf, 0
 }
 
-// seqHeap is a min-heap of entries ordered by sequence number: requeued
-// messages wait here so that they go back out in their original order,
-// ahead of everything that was never delivered.
+// seqHeap is a heap of requeued entries: higher priority first, then lower
+// sequence number, so that they go back out in their original order.
 type seqHeap []entry
+
+func before(a, b *entry) bool {
+	if a.prio != b.prio {
+		return a.prio > b.prio
+	}
+	return a.seq < b.seq
+}
 
 func (h *seqHeap) Len() int { return len(*h) }
 
@@ -70,7 +79,7 @@ func (h *seqHeap) Push(e entry) {
 	i := len(s) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if s[p].seq <= s[i].seq {
+		if !before(&s[i], &s[p]) {
 			break
 		}
 		s[p], s[i] = s[i], s[p]
@@ -90,10 +99,10 @@ func (h *seqHeap) Pop() entry {
 	i := 0
 	for {
 		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(s) && s[l].seq < s[m].seq {
+		if l < len(s) && before(&s[l], &s[m]) {
 			m = l
 		}
-		if r < len(s) && s[r].seq < s[m].seq {
+		if r < len(s) && before(&s[r], &s[m]) {
 			m = r
 		}
 		if m == i {

@@ -17,6 +17,7 @@ type VHost struct {
 	mu        sync.RWMutex // guards the maps; lock order: vhost, exchange, queue
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
+	policies  map[string]*Policy
 }
 
 // Built-in exchanges present in every virtual host, as in RabbitMQ.
@@ -30,7 +31,7 @@ var builtinExchanges = []struct{ name, kind string }{
 }
 
 func newVHost(b *Broker, name string) *VHost {
-	v := &VHost{name: name, broker: b, exchanges: make(map[string]*Exchange), queues: make(map[string]*Queue)}
+	v := &VHost{name: name, broker: b, exchanges: make(map[string]*Exchange), queues: make(map[string]*Queue), policies: make(map[string]*Policy)}
 	for _, x := range builtinExchanges {
 		v.exchanges[x.name] = newExchange(v, x.name, ExchangeOptions{Kind: x.kind, Durable: true})
 	}
@@ -47,8 +48,13 @@ func (v *VHost) DeclareExchange(name string, o ExchangeOptions) (*Exchange, erro
 	if o.Passive {
 		return v.Exchange(name)
 	}
-	if !validKind(o.Kind) {
-		return nil, errorf(CodeCommandInvalid, "invalid exchange type '%s' (use direct, fanout, topic or headers)", o.Kind)
+	if o.Kind == KindDelayed {
+		t, _ := o.Args["x-delayed-type"].(string)
+		if !validKind(t) {
+			return nil, errorf(CodePreconditionFailed, "invalid argument 'x-delayed-type' for exchange '%s': '%v' must be direct, fanout, topic or headers", name, o.Args["x-delayed-type"])
+		}
+	} else if !validKind(o.Kind) {
+		return nil, errorf(CodeCommandInvalid, "invalid exchange type '%s' (use direct, fanout, topic, headers or x-delayed-message)", o.Kind)
 	}
 	if err := checkName("exchange", name); err != nil {
 		return nil, err
@@ -126,6 +132,7 @@ func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
 
 func (v *VHost) deleteExchangeLocked(e *Exchange) {
 	delete(v.exchanges, e.name)
+	e.stopDelayed()
 	v.unbindEverywhereLocked(e)
 }
 
@@ -157,8 +164,11 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	} else if strings.HasPrefix(name, reservedPrefix) {
 		return nil, errorf(CodeAccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
-	if err := validateQueueArgs(o.Args); err != nil {
+	if _, err := validateQueueArgs(o.Args); err != nil {
 		return nil, err
+	}
+	if unknown := unknownArgs(o.Args); len(unknown) > 0 {
+		v.broker.log.Debug("queue arguments stored but not interpreted", "queue", name, "vhost", v.name, "args", unknown)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -166,10 +176,20 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 		if err := q.usableBy(o.Owner); err != nil {
 			return nil, err
 		}
-		return q, q.equivalent(o)
+		if err := q.equivalent(o); err != nil {
+			return nil, err
+		}
+		q.mu.Lock()
+		q.touchIdleLocked()
+		q.mu.Unlock()
+		return q, nil
 	}
-	q := newQueue(v, name, o)
+	p := v.policyForLocked(name, applyToQueues)
+	q := newQueue(v, name, o, effectiveConfig(o.Args, p), p)
 	v.queues[name] = q
+	q.mu.Lock()
+	q.touchIdleLocked()
+	q.mu.Unlock()
 	return q, nil
 }
 
@@ -177,7 +197,8 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 // name under prefix (direct reply-to).
 func (v *VHost) declareInternalQueue(prefix string, owner Owner) *Queue {
 	name := generateName(prefix)
-	q := newQueue(v, name, QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner})
+	cfg, _ := validateQueueArgs(nil)
+	q := newQueue(v, name, QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner}, cfg, nil)
 	q.internal = true
 	v.mu.Lock()
 	v.queues[name] = q

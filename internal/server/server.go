@@ -151,6 +151,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.broker.Close()
 	select {
 	case <-done:
 		return nil

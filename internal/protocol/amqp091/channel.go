@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
@@ -25,6 +26,9 @@ type channel struct {
 	c       *conn
 	id      uint16
 	closing bool // we sent channel.close and wait for close-ok
+	// timedOut is set (from a queue's timer) when a delivery outlived the
+	// consumer timeout and channel.close was sent for it.
+	timedOut atomic.Bool
 
 	pub        *broker.Publisher
 	expect     contentState

@@ -324,6 +324,11 @@ func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
 	if ch == nil {
 		return connectionError(frame.ChannelError, m, "expected 'channel.open' on channel %d before %s", n, m.Name())
 	}
+	if !ch.closing && ch.timedOut.Load() {
+		// The consumer timeout already sent channel.close.
+		ch.closing = true
+		ch.release()
+	}
 	if ch.closing {
 		switch m.(type) {
 		case *frame.ChannelCloseOk:

@@ -3,6 +3,7 @@ package amqp091
 import (
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
@@ -45,11 +46,25 @@ func (s *consumerSink) Deliver(d broker.Delivery) bool {
 	if !s.noAck {
 		ch.unacked = append(ch.unacked, unackedRec{tag: ch.nextTag, queue: d.Queue, id: d.ID})
 	}
-	o.items = append(o.items, outItem{kind: itemDeliver, channel: ch.id, flag: d.Redelivered, tag: ch.nextTag, consumer: s.tag, msg: d.Message})
+	o.items = append(o.items, outItem{kind: itemDeliver, channel: ch.id, flag: d.Redelivered, tag: ch.nextTag, consumer: s.tag, msg: d.Message, deliveries: d.DeliveryCount})
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
 	o.signal()
 	return true
+}
+
+// DeliveryTimedOut is the queue telling us a delivery was not acknowledged
+// within its consumer timeout; the delivery is already back in the queue.
+// Like RabbitMQ, close the channel with 406. The read loop finishes the
+// close (releasing the channel) when it next sees this channel.
+func (s *consumerSink) DeliveryTimedOut(_ *broker.Consumer, timeout time.Duration) {
+	ch := s.ch
+	if ch.timedOut.Swap(true) {
+		return
+	}
+	e := channelError(frame.PreconditionFailed, nil, "delivery acknowledgement on channel %d timed out. Timeout value used: %d ms. This timeout value can be configured, see consumers doc guide to learn more", ch.id, timeout.Milliseconds())
+	ch.c.log.Info("amqp consumer timed out", "channel", ch.id, "consumer", s.tag, "timeout", timeout)
+	ch.send(&frame.ChannelClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text)})
 }
 
 // Cancelled is the queue telling us it went away: tell the client, if it
@@ -160,7 +175,7 @@ func (ch *channel) basicGet(m *frame.BasicGet) error {
 	if !m.NoAck {
 		ch.unacked = append(ch.unacked, unackedRec{tag: ch.nextTag, queue: q, id: d.ID})
 	}
-	o.items = append(o.items, outItem{kind: itemGetOk, channel: ch.id, flag: d.Redelivered, tag: ch.nextTag, count: uint32(d.Remaining), msg: d.Message})
+	o.items = append(o.items, outItem{kind: itemGetOk, channel: ch.id, flag: d.Redelivered, tag: ch.nextTag, count: uint32(d.Remaining), msg: d.Message, deliveries: d.DeliveryCount})
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
 	o.signal()

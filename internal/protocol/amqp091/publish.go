@@ -95,6 +95,16 @@ func (ch *channel) publishNow(msg *broker.Message, mandatory bool) error {
 	}
 	if ch.confirm {
 		ch.publishSeq++
+		if ch.pub.Rejected() {
+			// A queue refused it (x-overflow reject-publish): acknowledge
+			// what came before, then nack this one.
+			ch.publishSeq--
+			ch.flushConfirms()
+			ch.publishSeq++
+			ch.c.out.push(outItem{kind: itemNack, channel: ch.id, tag: ch.publishSeq})
+			ch.confirmed = ch.publishSeq
+			return nil
+		}
 		if !ch.confirmQueued {
 			ch.confirmQueued = true
 			ch.c.pendingConfirm = append(ch.c.pendingConfirm, ch)

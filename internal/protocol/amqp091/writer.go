@@ -1,6 +1,7 @@
 package amqp091
 
 import (
+	"maps"
 	"runtime"
 	"sync"
 	"time"
@@ -23,16 +24,19 @@ const (
 // outItem is one thing to write. Deliveries carry their fields inline so
 // that queueing one allocates nothing.
 type outItem struct {
-	kind     itemKind
-	channel  uint16
-	flag     bool // redelivered, or multiple for confirms
-	code     uint16
-	count    uint32
-	tag      uint64
-	consumer string
-	text     string
-	method   frame.Method
-	msg      *broker.Message
+	kind    itemKind
+	channel uint16
+	flag    bool // redelivered, or multiple for confirms
+	code    uint16
+	count   uint32
+	// deliveries counts earlier deliveries of the message: it becomes the
+	// x-delivery-count header on a redelivery.
+	deliveries uint32
+	tag        uint64
+	consumer   string
+	text       string
+	method     frame.Method
+	msg        *broker.Message
 }
 
 // Outbox bounds: a connection whose peer reads slowly stops receiving
@@ -188,5 +192,11 @@ func (c *conn) writeItem(it *outItem) error {
 		return w.WriteMethod(it.channel, &c.nack)
 	}
 	c.props = frame.Properties(it.msg.Properties)
+	if it.deliveries > 0 {
+		h := make(frame.Table, len(c.props.Headers)+1)
+		maps.Copy(h, c.props.Headers)
+		h["x-delivery-count"] = int64(it.deliveries)
+		c.props.Headers = h
+	}
 	return w.WriteContent(it.channel, frame.ClassBasic, &c.props, it.msg.Body, c.frameMax)
 }

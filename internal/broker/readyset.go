@@ -1,0 +1,123 @@
+package broker
+
+// readySet holds a queue's messages that wait for a consumer. Without
+// x-max-priority there is a single level. Messages that come back
+// (requeue) wait in a heap so they go out again in their original order,
+// ahead of everything of the same priority that was never delivered.
+// Expired messages are tombstoned in place (msg = nil) and skipped, so
+// expiring a message in the middle costs a binary search, not a copy.
+type readySet struct {
+	levels   []ring[entry] // index = priority
+	requeued seqHeap
+	live     int   // entries that are not tombstones
+	bytes    int64 // body bytes of live entries
+}
+
+func (r *readySet) init(maxPriority uint8) {
+	r.levels = make([]ring[entry], int(maxPriority)+1)
+}
+
+func (r *readySet) len() int { return r.live }
+
+func (r *readySet) push(e entry) {
+	r.levels[e.prio].PushBack(e)
+	r.live++
+	r.bytes += int64(len(e.msg.Body))
+}
+
+func (r *readySet) pushRequeued(e entry) {
+	r.requeued.Push(e)
+	r.live++
+	r.bytes += int64(len(e.msg.Body))
+}
+
+// source of the entry peek found: -1 is the requeued heap, else a level.
+type source int
+
+const fromRequeued source = -1
+
+// peek returns the next entry to deliver and where it lives, or nil.
+func (r *readySet) peek() (*entry, source) {
+	var cand *entry
+	src := fromRequeued
+	for lvl := len(r.levels) - 1; lvl >= 0; lvl-- {
+		ring := &r.levels[lvl]
+		for ring.Len() > 0 && ring.Front().msg == nil {
+			ring.PopFront() // tombstone
+		}
+		if ring.Len() > 0 {
+			cand, src = ring.Front(), source(lvl)
+			break
+		}
+	}
+	for r.requeued.Len() > 0 && r.requeued.Min().msg == nil {
+		r.requeued.Pop()
+	}
+	if r.requeued.Len() > 0 && (cand == nil || r.requeued.Min().prio >= cand.prio) {
+		return r.requeued.Min(), fromRequeued
+	}
+	return cand, src
+}
+
+// take removes the entry peek returned from src.
+func (r *readySet) take(src source) entry {
+	var e entry
+	if src == fromRequeued {
+		e = r.requeued.Pop()
+	} else {
+		e = r.levels[src].PopFront()
+	}
+	r.live--
+	r.bytes -= int64(len(e.msg.Body))
+	return e
+}
+
+// pop removes and returns the next entry; ok is false when empty.
+func (r *readySet) pop() (entry, bool) {
+	e, src := r.peek()
+	if e == nil {
+		return entry{}, false
+	}
+	return r.take(src), true
+}
+
+// tombstone removes the never-delivered entry seq of priority prio if it
+// is still waiting, returning it.
+func (r *readySet) tombstone(seq uint64, prio uint8) (entry, bool) {
+	if int(prio) >= len(r.levels) {
+		return entry{}, false
+	}
+	ring := &r.levels[prio]
+	lo, hi := 0, ring.Len()
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if ring.At(mid).seq < seq {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == ring.Len() {
+		return entry{}, false
+	}
+	p := ring.At(lo)
+	if p.seq != seq || p.msg == nil {
+		return entry{}, false
+	}
+	e := *p
+	p.msg = nil
+	r.live--
+	r.bytes -= int64(len(e.msg.Body))
+	return e, true
+}
+
+// clear drops everything and returns the live entries dropped.
+func (r *readySet) clear() int {
+	n := r.live
+	for i := range r.levels {
+		r.levels[i].Clear()
+	}
+	r.requeued = nil
+	r.live, r.bytes = 0, 0
+	return n
+}
