@@ -561,7 +561,7 @@ func containsLimiter(ls []*Limiter, l *Limiter) bool {
 func (q *Queue) purge() int {
 	q.mu.Lock()
 	n := q.ready.clear()
-	q.timers.expiries = nil
+	q.timers.expiries = expiryWheel{}
 	q.releaseFlowLocked()
 	q.unlock()
 	return n

@@ -88,6 +88,18 @@ func (r *readySet) tombstone(seq uint64, prio uint8) (entry, bool) {
 		return entry{}, false
 	}
 	ring := &r.levels[prio]
+	if ring.Len() == 0 {
+		return entry{}, false
+	}
+	if len(r.levels) == 1 {
+		// One level: sequence numbers are consecutive from the front
+		// (tombstones keep their place), so the index is a subtraction.
+		i := seq - ring.Front().seq
+		if seq < ring.Front().seq || i >= uint64(ring.Len()) {
+			return entry{}, false
+		}
+		return r.bury(ring.At(int(i)), seq)
+	}
 	lo, hi := 0, ring.Len()
 	for lo < hi {
 		mid := (lo + hi) / 2
@@ -100,7 +112,10 @@ func (r *readySet) tombstone(seq uint64, prio uint8) (entry, bool) {
 	if lo == ring.Len() {
 		return entry{}, false
 	}
-	p := ring.At(lo)
+	return r.bury(ring.At(lo), seq)
+}
+
+func (r *readySet) bury(p *entry, seq uint64) (entry, bool) {
 	if p.seq != seq || p.msg == nil {
 		return entry{}, false
 	}
@@ -109,6 +124,24 @@ func (r *readySet) tombstone(seq uint64, prio uint8) (entry, bool) {
 	r.live--
 	r.bytes -= int64(len(e.msg.Body))
 	return e, true
+}
+
+// compact drops tombstones from the fronts, and all storage once nothing
+// is left, so expired messages give their memory back.
+func (r *readySet) compact() {
+	if r.live == 0 {
+		for i := range r.levels {
+			r.levels[i].Clear()
+		}
+		r.requeued = nil
+		return
+	}
+	for i := range r.levels {
+		ring := &r.levels[i]
+		for ring.Len() > 0 && ring.Front().msg == nil {
+			ring.PopFront()
+		}
+	}
 }
 
 // clear drops everything and returns the live entries dropped.

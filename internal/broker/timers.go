@@ -1,9 +1,6 @@
 package broker
 
-import (
-	"container/heap"
-	"time"
-)
+import "time"
 
 // queueTimers are the only timers a queue owns: one for message expiry,
 // one for x-expires (unused queue), one for the consumer timeout scan. An
@@ -13,7 +10,7 @@ type queueTimers struct {
 	// expiries holds messages whose own expiration makes them due before
 	// messages queued ahead of them; queue-TTL expiry is monotonic per
 	// priority level and is read off the heads.
-	expiries expiryHeap
+	expiries expiryWheel
 	expiry   *time.Timer
 	expiryAt int64 // when expiry fires; 0 = not armed
 
@@ -24,29 +21,93 @@ type queueTimers struct {
 	consumerTimeoutArmed bool
 }
 
+const expiryGranularity = 25 * time.Millisecond
+
 type expiryItem struct {
 	at  int64
 	seq uint64
 	pri uint8
 }
 
-type expiryHeap []expiryItem
+// expiryWheel files messages with their own expiration by due time in
+// buckets of expiryGranularity: filing and expiring a message is O(1) and
+// walks memory in order, which matters with a million of them. A bucket's
+// time is rounded up, so a message never expires early.
+type expiryWheel struct {
+	buckets map[int64][]expiryItem
+	keys    []int64 // min-heap of bucket keys
+	n       int
+}
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+func (w *expiryWheel) Len() int { return w.n }
+
+func (w *expiryWheel) push(it expiryItem) {
+	g := int64(expiryGranularity)
+	k := (it.at + g - 1) / g
+	if w.buckets == nil {
+		w.buckets = make(map[int64][]expiryItem)
+	}
+	b, ok := w.buckets[k]
+	if !ok {
+		w.keys = append(w.keys, k)
+		for i := len(w.keys) - 1; i > 0; {
+			p := (i - 1) / 2
+			if w.keys[p] <= w.keys[i] {
+				break
+			}
+			w.keys[p], w.keys[i] = w.keys[i], w.keys[p]
+			i = p
+		}
+	}
+	w.buckets[k] = append(b, it)
+	w.n++
+}
+
+// next is when the earliest bucket is due, or 0.
+func (w *expiryWheel) next() int64 {
+	if len(w.keys) == 0 {
+		return 0
+	}
+	return w.keys[0] * int64(expiryGranularity)
+}
+
+// popDue calls fn for every item in buckets due by now.
+func (w *expiryWheel) popDue(now int64, fn func(expiryItem)) {
+	for len(w.keys) > 0 && w.keys[0]*int64(expiryGranularity) <= now {
+		k := w.keys[0]
+		last := len(w.keys) - 1
+		w.keys[0] = w.keys[last]
+		w.keys = w.keys[:last]
+		for i := 0; ; {
+			l, r, m := 2*i+1, 2*i+2, i
+			if l < len(w.keys) && w.keys[l] < w.keys[m] {
+				m = l
+			}
+			if r < len(w.keys) && w.keys[r] < w.keys[m] {
+				m = r
+			}
+			if m == i {
+				break
+			}
+			w.keys[m], w.keys[i] = w.keys[i], w.keys[m]
+			i = m
+		}
+		items := w.buckets[k]
+		delete(w.buckets, k)
+		w.n -= len(items)
+		for _, it := range items {
+			fn(it)
+		}
+	}
+	if w.n == 0 {
+		w.buckets, w.keys = nil, nil // give the memory back
+	}
 }
 
 // trackExpiryLocked makes sure the expiry timer fires by e's due time.
 func (q *Queue) trackExpiryLocked(e entry) {
 	if e.ownExpiry {
-		heap.Push(&q.timers.expiries, expiryItem{at: e.expiresAt, seq: e.seq, pri: e.prio})
+		q.timers.expiries.push(expiryItem{at: e.expiresAt, seq: e.seq, pri: e.prio})
 	}
 	q.armExpiryLocked(e.expiresAt)
 }
@@ -56,9 +117,12 @@ func (q *Queue) armExpiryLocked(at int64) {
 	if q.deleted || (t.expiryAt != 0 && t.expiryAt <= at) {
 		return
 	}
+	// Expiry is batched: a due message waits at most expiryGranularity to
+	// be removed (dispatch never hands out an expired one meanwhile), so a
+	// million TTLs cost a few hundred timer wake-ups, not a million.
 	d := time.Duration(at - q.now())
-	if d < time.Millisecond {
-		d = time.Millisecond
+	if d < expiryGranularity {
+		d = expiryGranularity
 	}
 	t.expiryAt = at
 	if t.expiry == nil {
@@ -79,16 +143,12 @@ func (q *Queue) expireDue() {
 	t := &q.timers
 	t.expiryAt = 0
 	now := q.now()
-	for t.expiries.Len() > 0 && t.expiries[0].at <= now {
-		it := heap.Pop(&t.expiries).(expiryItem)
+	t.expiries.popDue(now, func(it expiryItem) {
 		if e, ok := q.ready.tombstone(it.seq, it.pri); ok {
 			q.deadLetterLocked(e.msg, reasonExpired)
 		}
-	}
-	next := int64(0)
-	if t.expiries.Len() > 0 {
-		next = t.expiries[0].at
-	}
+	})
+	next := t.expiries.next()
 	// Queue-TTL expiry: the heads of the levels are the oldest.
 	for lvl := range q.ready.levels {
 		ring := &q.ready.levels[lvl]
@@ -111,6 +171,7 @@ func (q *Queue) expireDue() {
 			q.deadLetterLocked(dead.msg, reasonExpired)
 		}
 	}
+	q.ready.compact()
 	if next != 0 {
 		q.armExpiryLocked(next)
 	}
@@ -218,6 +279,6 @@ func (q *Queue) stopTimersLocked() {
 			tm.Stop()
 		}
 	}
-	t.expiries = nil
+	t.expiries = expiryWheel{}
 	t.expiryAt = 0
 }
