@@ -151,6 +151,15 @@ func effectiveConfig(args Table, p *Policy) queueConfig {
 	return cfg
 }
 
+// queueConfig is the effective configuration with the broker's defaults.
+func (v *VHost) queueConfig(args Table, p *Policy) queueConfig {
+	cfg := effectiveConfig(args, p)
+	if cfg.consumerTimeout == 0 {
+		cfg.consumerTimeout = v.broker.consumerTimeout
+	}
+	return cfg
+}
+
 // unknownArgs lists x- arguments Herald stores but does not interpret.
 func unknownArgs(args Table) []string {
 	var out []string

@@ -25,12 +25,17 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; tests may replace it. Defaults to time.Now.
 	Now func() time.Time
+	// ConsumerTimeout is the default x-consumer-timeout of every queue:
+	// an unacknowledged delivery older than this goes back to the queue and
+	// its channel is closed. 0 = off (queues may still set their own).
+	ConsumerTimeout time.Duration
 }
 
 // Broker holds the virtual hosts.
 type Broker struct {
-	log    *slog.Logger
-	now    func() time.Time
+	log             *slog.Logger
+	now             func() time.Time
+	consumerTimeout time.Duration
 	owners atomic.Uint64
 
 	mu     sync.RWMutex // guards vhosts
@@ -45,7 +50,7 @@ func New(o Options) *Broker {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	b := &Broker{log: o.Logger, now: o.Now, vhosts: make(map[string]*VHost)}
+	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, vhosts: make(map[string]*VHost)}
 	b.vhosts[DefaultVHost] = newVHost(b, DefaultVHost)
 	return b
 }

@@ -143,7 +143,7 @@ func (q *Queue) applyPolicy(p *Policy) {
 	q.mu.Lock()
 	q.policy = p
 	prio := q.cfg.maxPriority
-	q.cfg = effectiveConfig(q.args, p)
+	q.cfg = q.vhost.queueConfig(q.args, p)
 	q.cfg.maxPriority = prio // fixed at declaration
 	q.enforceLimitsLocked()
 	q.touchIdleLocked()

@@ -185,7 +185,7 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 		return q, nil
 	}
 	p := v.policyForLocked(name, applyToQueues)
-	q := newQueue(v, name, o, effectiveConfig(o.Args, p), p)
+	q := newQueue(v, name, o, v.queueConfig(o.Args, p), p)
 	v.queues[name] = q
 	q.mu.Lock()
 	q.touchIdleLocked()

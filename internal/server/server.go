@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
@@ -32,6 +33,8 @@ type Config struct {
 	Logger  *slog.Logger
 	// Users defaults to guest/guest, loopback only.
 	Users *auth.Users
+	// ConsumerTimeout is the default x-consumer-timeout (0 = off).
+	ConsumerTimeout time.Duration
 }
 
 // Server is a running Herald instance.
@@ -65,7 +68,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
 	}
-	b := broker.New(broker.Options{Logger: cfg.Logger})
+	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout})
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Logger,
