@@ -25,6 +25,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; tests may replace it. Defaults to time.Now.
 	Now func() time.Time
+	// OnDefinitionsChange is called (without broker locks held) after a
+	// change to what survives a restart: durable exchanges, queues and the
+	// bindings between them, policies, vhosts. The caller persists
+	// ExportDefinitions(true) before it returns, so a declare-ok means the
+	// declaration is on disk.
+	OnDefinitionsChange func()
 	// ConsumerTimeout is the default x-consumer-timeout of every queue:
 	// an unacknowledged delivery older than this goes back to the queue and
 	// its channel is closed. 0 = off (queues may still set their own).
@@ -36,6 +42,7 @@ type Broker struct {
 	log             *slog.Logger
 	now             func() time.Time
 	consumerTimeout time.Duration
+	onChange        func()
 	owners atomic.Uint64
 
 	mu     sync.RWMutex // guards vhosts
@@ -50,7 +57,7 @@ func New(o Options) *Broker {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, vhosts: make(map[string]*VHost)}
+	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, vhosts: make(map[string]*VHost)}
 	b.vhosts[DefaultVHost] = newVHost(b, DefaultVHost)
 	return b
 }
@@ -65,13 +72,22 @@ func (b *Broker) VHost(name string) *VHost {
 // AddVHost creates a virtual host if it does not exist.
 func (b *Broker) AddVHost(name string) *VHost {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if v, ok := b.vhosts[name]; ok {
+		b.mu.Unlock()
 		return v
 	}
 	v := newVHost(b, name)
 	b.vhosts[name] = v
+	b.mu.Unlock()
+	b.changed(true)
 	return v
+}
+
+// changed reports a definitions change when durable says it matters.
+func (b *Broker) changed(durable bool) {
+	if durable && b.onChange != nil {
+		b.onChange()
+	}
 }
 
 // VHosts lists the virtual hosts sorted by name.

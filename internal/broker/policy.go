@@ -65,6 +65,7 @@ func (v *VHost) PutPolicy(p Policy) error {
 	changes := v.policyChangesLocked()
 	v.mu.Unlock()
 	applyPolicies(changes)
+	v.broker.changed(true)
 	return nil
 }
 
@@ -80,6 +81,7 @@ func (v *VHost) DeletePolicy(name string) error {
 	changes := v.policyChangesLocked()
 	v.mu.Unlock()
 	applyPolicies(changes)
+	v.broker.changed(true)
 	return nil
 }
 

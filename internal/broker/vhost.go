@@ -45,31 +45,40 @@ const reservedPrefix = "amq."
 
 // DeclareExchange creates an exchange or checks an existing one is equivalent.
 func (v *VHost) DeclareExchange(name string, o ExchangeOptions) (*Exchange, error) {
+	e, created, err := v.declareExchange(name, o)
+	if created {
+		v.broker.changed(e.durable)
+	}
+	return e, err
+}
+
+func (v *VHost) declareExchange(name string, o ExchangeOptions) (e *Exchange, created bool, err error) {
 	if o.Passive {
-		return v.Exchange(name)
+		e, err := v.Exchange(name)
+		return e, false, err
 	}
 	if o.Kind == KindDelayed {
 		t, _ := o.Args["x-delayed-type"].(string)
 		if !validKind(t) {
-			return nil, errorf(CodePreconditionFailed, "invalid argument 'x-delayed-type' for exchange '%s': '%v' must be direct, fanout, topic or headers", name, o.Args["x-delayed-type"])
+			return nil, false, errorf(CodePreconditionFailed, "invalid argument 'x-delayed-type' for exchange '%s': '%v' must be direct, fanout, topic or headers", name, o.Args["x-delayed-type"])
 		}
 	} else if !validKind(o.Kind) {
-		return nil, errorf(CodeCommandInvalid, "invalid exchange type '%s' (use direct, fanout, topic, headers or x-delayed-message)", o.Kind)
+		return nil, false, errorf(CodeCommandInvalid, "invalid exchange type '%s' (use direct, fanout, topic, headers or x-delayed-message)", o.Kind)
 	}
 	if err := checkName("exchange", name); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if e, ok := v.exchanges[name]; ok {
-		return e, e.equivalent(o)
+		return e, false, e.equivalent(o)
 	}
 	if name == "" || strings.HasPrefix(name, reservedPrefix) {
-		return nil, errorf(CodeAccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", name)
+		return nil, false, errorf(CodeAccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", name)
 	}
-	e := newExchange(v, name, o)
+	e = newExchange(v, name, o)
 	v.exchanges[name] = e
-	return e, nil
+	return e, true, nil
 }
 
 func (e *Exchange) equivalent(o ExchangeOptions) error {
@@ -127,6 +136,7 @@ func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
 		return errorf(CodePreconditionFailed, "exchange '%s' in vhost '%s' in use", name, v.name)
 	}
 	v.deleteExchangeLocked(e)
+	defer v.broker.changed(e.durable) // deferred calls run after the unlock
 	return nil
 }
 
@@ -190,6 +200,7 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	q.mu.Lock()
 	q.touchIdleLocked()
 	q.mu.Unlock()
+	defer v.broker.changed(q.durable && !q.exclusive) // runs after the unlock
 	return q, nil
 }
 
@@ -299,13 +310,15 @@ func (v *VHost) DeleteQueue(name string, owner Owner, ifUnused, ifEmpty bool) (i
 
 func (v *VHost) deleteQueue(q *Queue) int {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.queues[q.name] != q {
+		v.mu.Unlock()
 		return 0
 	}
 	delete(v.queues, q.name)
 	v.unbindEverywhereLocked(q)
 	n, _ := q.markDeleted()
+	v.mu.Unlock()
+	v.broker.changed(q.durable && !q.exclusive)
 	return n
 }
 
@@ -381,8 +394,21 @@ func (v *VHost) bind(source, key string, args Table, dest func() (destination, e
 	if _, ok := d.(*Exchange); ok {
 		b.DestinationKind = "exchange"
 	}
-	src.addBinding(b)
+	if src.addBinding(b) {
+		defer v.broker.changed(durableBinding(src, d)) // runs after the unlock
+	}
 	return nil
+}
+
+// durableBinding reports whether a binding survives a restart: both ends do.
+func durableBinding(src *Exchange, d destination) bool {
+	switch d := d.(type) {
+	case *Queue:
+		return src.durable && d.durable && !d.exclusive
+	case *Exchange:
+		return src.durable && d.durable
+	}
+	return false
 }
 
 func (v *VHost) unbind(source, key string, args Table, dest func() (destination, error)) error {
@@ -396,8 +422,11 @@ func (v *VHost) unbind(source, key string, args Table, dest func() (destination,
 	if err != nil {
 		return err
 	}
-	if src.removeBinding(d, key, args) && src.autoDelete && src.bindingCount() == 0 {
-		v.deleteExchangeLocked(src)
+	if src.removeBinding(d, key, args) {
+		defer v.broker.changed(durableBinding(src, d)) // runs after the unlock
+		if src.autoDelete && src.bindingCount() == 0 {
+			v.deleteExchangeLocked(src)
+		}
 	}
 	return nil
 }
