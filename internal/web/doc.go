@@ -1,0 +1,100 @@
+// Package web is Herald's HTTP front, one http.Handler for RabbitMQ's
+// management port: REST publish and pull, WebSocket and Server-Sent Events
+// push, a browser client (/herald.js) and the basics of RabbitMQ's
+// management API. It drives the broker core like any protocol adapter:
+// a message published here reaches AMQP, MQTT and STOMP consumers, and
+// the reverse.
+//
+// # Authentication
+//
+// Every endpoint except /herald.js (and the mounted /mqtt and /stomp
+// handlers, which authenticate in-band) needs HTTP basic credentials of a
+// Herald user; failures answer 401 with WWW-Authenticate. guest is
+// loopback-only, as in RabbitMQ. Bearer tokens (JWT) are not supported
+// yet. Browsers from the origins in Config.CORSOrigins may call the API
+// and open /ws (CORS preflights are answered without credentials).
+// Errors are JSON: {"error": "...", "reason": "..."}.
+//
+// # REST
+//
+//	POST /api/exchanges/{vhost}/{exchange}/publish   RabbitMQ's body -> {"routed": bool}
+//	POST /v1/publish/{exchange}/{routing-key}?vhost=/  raw body; properties from headers
+//	POST /api/queues/{vhost}/{queue}/get             RabbitMQ's body (count, ackmode, encoding, truncate)
+//	GET  /v1/fetch/{queue}?vhost=/&max=10&timeout=30s  long poll; acks what it returns
+//
+// {vhost} is URL-encoded ("%2F" is "/"); the exchange "amq.default" is the
+// default exchange. /v1/publish takes Content-Type and Content-Encoding as
+// those properties, X-Herald-Delivery-Mode (1, 2 or "persistent"),
+// X-Herald-Priority, X-Herald-Correlation-Id, X-Herald-Reply-To,
+// X-Herald-Expiration, X-Herald-Message-Id, X-Herald-Timestamp (epoch
+// seconds), X-Herald-Type, X-Herald-User-Id and X-Herald-App-Id as
+// properties, and X-Herald-Header-<Name>: value as the string header
+// <name>, lower-cased. /v1/fetch answers a JSON array of messages in the
+// shape of the /ws "message" frame (without op, sub and tag): [] when the
+// timeout passes first.
+//
+// # WebSocket: /ws?vhost=/
+//
+// JSON text frames. Client to server:
+//
+//	{"op":"subscribe","id":"s1","queue":"q"}                      compete with the queue's other consumers
+//	{"op":"subscribe","id":"s1","exchange":"amq.topic","key":"a.*"}  own queue, bound: broadcast
+//	   options: "ack":"auto" (default; settled once written) or "client", "prefetch":N
+//	   -> {"op":"subscribed","id":"s1","queue":"<queue name>"}
+//	{"op":"unsubscribe","id":"s1"}                                 -> {"op":"unsubscribed","id":"s1"}
+//	{"op":"ack","tag":N}
+//	{"op":"nack","tag":N,"requeue":true}                           requeue defaults to true
+//	{"op":"touch","tag":N}                                         -> {"op":"touched","tag":N}
+//	{"op":"publish","exchange":"","key":"q","body":"...","encoding":"base64"?,
+//	   "properties":{...},"headers":{...},"reply_to":"...","confirm":true,"id":...}
+//	   -> with confirm: {"op":"confirmed","id":...,"routed":bool}
+//	{"op":"reply_address","id":...}  -> {"op":"reply_address","id":...,"address":"...","sub":"$reply"}
+//	{"op":"ping","id":...}           -> {"op":"pong","id":...}
+//
+// Server to client:
+//
+//	{"op":"message","sub":"s1","tag":N,"exchange":"...","key":"...","body":"...",
+//	   "encoding":"base64" (binary bodies only),"headers":{...},"properties":{...},"redelivered":bool}
+//	{"op":"cancelled","sub":"s1"}    the queue was deleted
+//	{"op":"error","code":404,"message":"...","id":...}   HTTP-style codes; the socket stays open
+//
+// Properties use the names of RabbitMQ's management API (content_type,
+// delivery_mode, correlation_id, reply_to, message_id, expiration,
+// priority, timestamp, type, user_id, app_id). A subscription's
+// exchange+key queue is exclusive and auto-delete and lives as long as the
+// socket. A reply address is RabbitMQ's direct reply-to: replies published
+// to it through the default exchange (from any protocol) arrive as
+// messages of the subscription "$reply". Deliveries not acknowledged when
+// the socket closes are requeued.
+//
+// "touch" is accepted and answered, but it renews nothing yet: delivery
+// leases need the core's consumer timeout, which is not built.
+//
+// Each socket buffers at most Config.Outbox deliveries; beyond that the
+// queues keep the messages until the socket drains. A socket whose own
+// (exchange+key) queue grows beyond Config.SlowSubscriberDepth is closed
+// with 1008 (policy violation) "too slow". Close and server shutdown close
+// sockets with 1001 "server shutting down".
+//
+// # Server-Sent Events: /sse?queue=q or /sse?exchange=e&key=k (&vhost=)
+//
+// text/event-stream, one "event: message" per delivery with "id: N" and
+// the message JSON as "data:", a ": heartbeat" comment every
+// Config.SSEHeartbeat; deliveries are acknowledged once written.
+//
+// # /herald.js
+//
+// A dependency-free browser client of the /ws protocol (connect,
+// subscribe, publish, ack, request with correlation ids); see
+// docs/web.md for an example.
+//
+// # Management
+//
+// GET /api/overview, /api/vhosts, /api/exchanges[/{vhost}[/{name}]],
+// /api/queues[/{vhost}[/{name}]], /api/bindings[/{vhost}],
+// /api/aliveness-test/{vhost}, /api/health/checks/alarms; PUT and DELETE
+// /api/exchanges/{vhost}/{name} and /api/queues/{vhost}/{name}; DELETE
+// /api/queues/{vhost}/{name}/contents (purge); POST
+// /api/bindings/{vhost}/e/{exchange}/q/{queue}. All in RabbitMQ's JSON
+// shapes.
+package web

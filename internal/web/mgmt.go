@@ -1,0 +1,399 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/heraldmq/herald/internal/broker"
+)
+
+// The management basics, in the JSON shapes of RabbitMQ's management API
+// so that scripts written for it work.
+
+type exchangeJSON struct {
+	Name       string         `json:"name"`
+	VHost      string         `json:"vhost"`
+	Type       string         `json:"type"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Internal   bool           `json:"internal"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+func newExchangeJSON(v *broker.VHost, e *broker.Exchange) exchangeJSON {
+	return exchangeJSON{Name: e.Name(), VHost: v.Name(), Type: e.Kind(), Durable: e.Durable(),
+		AutoDelete: e.AutoDelete(), Internal: e.Internal(), Arguments: argsJSON(e.Args())}
+}
+
+type queueJSON struct {
+	Name                   string         `json:"name"`
+	VHost                  string         `json:"vhost"`
+	Durable                bool           `json:"durable"`
+	AutoDelete             bool           `json:"auto_delete"`
+	Exclusive              bool           `json:"exclusive"`
+	Arguments              map[string]any `json:"arguments"`
+	Messages               int            `json:"messages"`
+	MessagesReady          int            `json:"messages_ready"`
+	MessagesUnacknowledged int            `json:"messages_unacknowledged"`
+	Consumers              int            `json:"consumers"`
+	State                  string         `json:"state"`
+	Type                   string         `json:"type"`
+	MessageStats           messageStats   `json:"message_stats"`
+}
+
+type messageStats struct {
+	Publish    uint64 `json:"publish"`
+	DeliverGet uint64 `json:"deliver_get"`
+	Ack        uint64 `json:"ack"`
+}
+
+func newQueueJSON(v *broker.VHost, q *broker.Queue) queueJSON {
+	st := q.Stats()
+	return queueJSON{Name: q.Name(), VHost: v.Name(), Durable: q.Durable(), AutoDelete: q.AutoDelete(),
+		Exclusive: q.Exclusive(), Arguments: argsJSON(q.Args()),
+		Messages: st.Ready + st.Unacked, MessagesReady: st.Ready, MessagesUnacknowledged: st.Unacked,
+		Consumers: st.Consumers, State: "running", Type: "classic",
+		MessageStats: messageStats{Publish: st.Published, DeliverGet: st.Delivered, Ack: st.Acks}}
+}
+
+type bindingJSON struct {
+	Source          string         `json:"source"`
+	VHost           string         `json:"vhost"`
+	Destination     string         `json:"destination"`
+	DestinationType string         `json:"destination_type"`
+	RoutingKey      string         `json:"routing_key"`
+	Arguments       map[string]any `json:"arguments"`
+	PropertiesKey   string         `json:"properties_key"`
+}
+
+func argsJSON(t broker.Table) map[string]any {
+	if t == nil {
+		return map[string]any{}
+	}
+	return tableToJSON(t)
+}
+
+// vhosts returns the {vhost} of the path, or every vhost when the route
+// has none.
+func (s *Server) vhosts(w http.ResponseWriter, r *http.Request) ([]*broker.VHost, bool) {
+	if strings.Contains(r.Pattern, "{vhost}") {
+		v := s.vhostOf(w, r.PathValue("vhost"))
+		return []*broker.VHost{v}, v != nil
+	}
+	return s.broker.VHosts(), true
+}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
+	var queues, exchanges, consumers, ready, unacked int
+	var pub, del, ack uint64
+	for _, v := range s.broker.VHosts() {
+		exchanges += len(v.Exchanges())
+		for _, q := range v.Queues() {
+			st := q.Stats()
+			queues++
+			consumers += st.Consumers
+			ready += st.Ready
+			unacked += st.Unacked
+			pub += st.Published
+			del += st.Delivered
+			ack += st.Acks
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"product_name":       "Herald",
+		"product_version":    s.cfg.Version,
+		"management_version": s.cfg.Version,
+		"rabbitmq_version":   s.cfg.Version,
+		"cluster_name":       "herald",
+		"node":               "herald@localhost",
+		"object_totals":      map[string]int{"queues": queues, "exchanges": exchanges, "consumers": consumers},
+		"queue_totals":       map[string]int{"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
+		"message_stats":      messageStats{Publish: pub, DeliverGet: del, Ack: ack},
+	})
+}
+
+func (s *Server) listVHosts(w http.ResponseWriter, r *http.Request) {
+	out := []map[string]any{}
+	for _, v := range s.broker.VHosts() {
+		var ready, unacked int
+		for _, q := range v.Queues() {
+			st := q.Stats()
+			ready += st.Ready
+			unacked += st.Unacked
+		}
+		out = append(out, map[string]any{"name": v.Name(), "tracing": false,
+			"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) listExchanges(w http.ResponseWriter, r *http.Request) {
+	vs, ok := s.vhosts(w, r)
+	if !ok {
+		return
+	}
+	out := []exchangeJSON{}
+	for _, v := range vs {
+		for _, e := range v.Exchanges() {
+			out = append(out, newExchangeJSON(v, e))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) showExchange(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	e, err := v.Exchange(exchangeName(r.PathValue("name")))
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newExchangeJSON(v, e))
+}
+
+func (s *Server) putExchange(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	// RabbitMQ's defaults: durable unless said otherwise.
+	req := struct {
+		Type       string         `json:"type"`
+		Durable    *bool          `json:"durable"`
+		AutoDelete bool           `json:"auto_delete"`
+		Internal   bool           `json:"internal"`
+		Arguments  map[string]any `json:"arguments"`
+	}{}
+	if !s.decodeBody(w, r, &req) {
+		return
+	}
+	if req.Type == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "type is required")
+		return
+	}
+	args, err := tableFromJSON(req.Arguments)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if len(args) == 0 {
+		args = nil
+	}
+	name := r.PathValue("name")
+	_, existed := v.Exchange(name)
+	if _, err := v.DeclareExchange(name, broker.ExchangeOptions{Kind: req.Type, Durable: req.Durable == nil || *req.Durable,
+		AutoDelete: req.AutoDelete, Internal: req.Internal, Args: args}); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	created(w, existed == nil)
+}
+
+func created(w http.ResponseWriter, existed bool) {
+	if existed {
+		w.WriteHeader(http.StatusNoContent)
+	} else {
+		w.WriteHeader(http.StatusCreated)
+	}
+}
+
+func (s *Server) deleteExchange(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	if err := v.DeleteExchange(r.PathValue("name"), r.URL.Query().Get("if-unused") == "true"); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
+	vs, ok := s.vhosts(w, r)
+	if !ok {
+		return
+	}
+	out := []queueJSON{}
+	for _, v := range vs {
+		for _, q := range v.Queues() {
+			out = append(out, newQueueJSON(v, q))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) showQueue(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	q, err := v.Queue(r.PathValue("name"))
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newQueueJSON(v, q))
+}
+
+func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	req := struct {
+		Durable    *bool          `json:"durable"`
+		AutoDelete bool           `json:"auto_delete"`
+		Arguments  map[string]any `json:"arguments"`
+	}{}
+	if !s.decodeBody(w, r, &req) {
+		return
+	}
+	args, err := tableFromJSON(req.Arguments)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if len(args) == 0 {
+		args = nil
+	}
+	name := r.PathValue("name")
+	if name == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "queue name is required")
+		return
+	}
+	_, existed := v.Queue(name)
+	if _, err := v.DeclareQueue(name, broker.QueueOptions{Durable: req.Durable == nil || *req.Durable, AutoDelete: req.AutoDelete, Args: args}); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	created(w, existed == nil)
+}
+
+func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	qv := r.URL.Query()
+	if _, err := v.DeleteQueue(r.PathValue("name"), 0, qv.Get("if-unused") == "true", qv.Get("if-empty") == "true"); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	if _, err := v.PurgeQueue(r.PathValue("name"), 0); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) listBindings(w http.ResponseWriter, r *http.Request) {
+	vs, ok := s.vhosts(w, r)
+	if !ok {
+		return
+	}
+	out := []bindingJSON{}
+	for _, v := range vs {
+		// RabbitMQ lists the default exchange's implicit binding of
+		// every queue, keyed by the queue's name.
+		for _, q := range v.Queues() {
+			out = append(out, bindingJSON{VHost: v.Name(), Destination: q.Name(), DestinationType: "queue",
+				RoutingKey: q.Name(), Arguments: map[string]any{}, PropertiesKey: q.Name()})
+		}
+		for _, e := range v.Exchanges() {
+			for _, b := range e.Bindings() {
+				out = append(out, bindingJSON{Source: b.Source, VHost: v.Name(), Destination: b.Destination,
+					DestinationType: b.DestinationKind, RoutingKey: b.RoutingKey, Arguments: argsJSON(b.Args),
+					PropertiesKey: propertiesKey(b.RoutingKey, b.Args)})
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// propertiesKey is RabbitMQ's binding id within source and destination:
+// "~" for an empty key without arguments, the escaped key otherwise.
+func propertiesKey(key string, args broker.Table) string {
+	pk := url.PathEscape(key)
+	if key == "" {
+		pk = "~"
+	}
+	if len(args) > 0 {
+		pk += "~args"
+	}
+	return pk
+}
+
+func (s *Server) bindQueue(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	req := struct {
+		RoutingKey string         `json:"routing_key"`
+		Arguments  map[string]any `json:"arguments"`
+	}{}
+	if !s.decodeBody(w, r, &req) {
+		return
+	}
+	args, err := tableFromJSON(req.Arguments)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if len(args) == 0 {
+		args = nil
+	}
+	queue, ex := r.PathValue("queue"), exchangeName(r.PathValue("exchange"))
+	if err := v.BindQueue(queue, ex, req.RoutingKey, args, 0); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/bindings/%s/e/%s/q/%s/%s", url.PathEscape(v.Name()),
+		url.PathEscape(r.PathValue("exchange")), url.PathEscape(queue), propertiesKey(req.RoutingKey, args)))
+	w.WriteHeader(http.StatusCreated)
+}
+
+// aliveness is RabbitMQ's aliveness test: declare a queue, publish to it
+// and get the message back.
+func (s *Server) aliveness(w http.ResponseWriter, r *http.Request) {
+	v := s.vhostOf(w, r.PathValue("vhost"))
+	if v == nil {
+		return
+	}
+	const name = "aliveness-test"
+	q, err := v.DeclareQueue(name, broker.QueueOptions{})
+	if err == nil {
+		_, err = v.Publisher().Publish(&broker.Message{RoutingKey: name, Body: []byte("test_message")})
+	}
+	if err == nil {
+		var ok bool
+		_, ok, err = q.Get(0, true)
+		if err == nil && !ok {
+			err = fmt.Errorf("published message did not arrive")
+		}
+	}
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "failed", "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// alarms reports no alarms: the core has no memory or disk watermark yet.
+func (s *Server) alarms(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

@@ -1,0 +1,331 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/broker"
+)
+
+// Config tunes the HTTP listener. Zero values take the defaults.
+type Config struct {
+	// CORSOrigins lists the origins ("https://app.example.com") whose
+	// browsers may call the API and open /ws; "*" allows any origin.
+	// Same-origin requests are always allowed.
+	CORSOrigins []string
+	// MQTTWebSocket and STOMPWebSocket, when set, are mounted at /mqtt and
+	// /stomp. They authenticate in-band (CONNECT), so this package's basic
+	// auth is not applied to them.
+	MQTTWebSocket  http.Handler
+	STOMPWebSocket http.Handler
+	// MaxBodySize bounds a request body and a WebSocket frame.
+	MaxBodySize int64
+	// Outbox bounds the deliveries buffered per WebSocket or SSE stream
+	// before the queue is told "full" and keeps them.
+	Outbox int
+	// SlowSubscriberDepth closes a WebSocket whose private (exchange+key)
+	// subscription queue holds more ready messages than this.
+	SlowSubscriberDepth int
+	// SSEHeartbeat is the interval of the comment lines that keep SSE
+	// streams alive through proxies.
+	SSEHeartbeat time.Duration
+	// MaxFetchTimeout caps the timeout of GET /v1/fetch.
+	MaxFetchTimeout time.Duration
+	// WriteTimeout bounds one write to a WebSocket.
+	WriteTimeout time.Duration
+	// Version is reported by /api/overview.
+	Version string
+}
+
+// Defaults.
+const (
+	DefaultMaxBodySize         = 64 << 20
+	DefaultOutbox              = 256
+	DefaultSlowSubscriberDepth = 10000
+	DefaultSSEHeartbeat        = 15 * time.Second
+	DefaultMaxFetchTimeout     = 5 * time.Minute
+	DefaultWriteTimeout        = 30 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxBodySize <= 0 {
+		c.MaxBodySize = DefaultMaxBodySize
+	}
+	if c.Outbox <= 0 {
+		c.Outbox = DefaultOutbox
+	}
+	if c.SlowSubscriberDepth <= 0 {
+		c.SlowSubscriberDepth = DefaultSlowSubscriberDepth
+	}
+	if c.SSEHeartbeat <= 0 {
+		c.SSEHeartbeat = DefaultSSEHeartbeat
+	}
+	if c.MaxFetchTimeout <= 0 {
+		c.MaxFetchTimeout = DefaultMaxFetchTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+}
+
+// Server is Herald's HTTP front: REST publish and pull, WebSocket and SSE
+// push, and the basics of RabbitMQ's management API.
+type Server struct {
+	cfg    Config
+	broker *broker.Broker
+	users  *auth.Users
+	log    *slog.Logger
+	mux    *router
+
+	// ctx ends every long-lived handler (WebSocket, SSE, fetch) on Close.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex // guards closed and the Add side of streams
+	closed  bool
+	streams sync.WaitGroup
+}
+
+// New returns the web server; mount Handler on the HTTP listener.
+func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Server {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel}
+	s.routes()
+	return s
+}
+
+// Handler is the http.Handler that serves everything web.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Close ends every WebSocket (close code 1001 "server shutting down"), SSE
+// stream and pending fetch, and waits for their handlers to return.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.streams.Wait()
+}
+
+// track registers a long-lived handler so that Close can wait for it; it
+// reports false once the server is closing.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.streams.Add(1)
+	return true
+}
+
+type userKey struct{}
+
+// userOf returns the authenticated user of a request.
+func userOf(r *http.Request) *auth.User {
+	u, _ := r.Context().Value(userKey{}).(*auth.User)
+	return u
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.handle("GET /herald.js", http.HandlerFunc(s.heraldJS))
+	if s.cfg.MQTTWebSocket != nil {
+		m.handle("/mqtt", s.cfg.MQTTWebSocket)
+	}
+	if s.cfg.STOMPWebSocket != nil {
+		m.handle("/stomp", s.cfg.STOMPWebSocket)
+	}
+	a := func(pattern string, h http.HandlerFunc) { m.handle(pattern, s.authenticated(h)) }
+	a("GET /ws", s.serveWS)
+	a("GET /sse", s.serveSSE)
+
+	a("POST /api/exchanges/{vhost}/{exchange}/publish", s.publishJSON)
+	a("POST /v1/publish/{exchange}/{key...}", s.publishRaw)
+	a("POST /api/queues/{vhost}/{queue}/get", s.getMessages)
+	a("GET /v1/fetch/{queue}", s.fetch)
+
+	a("GET /api/overview", s.overview)
+	a("GET /api/vhosts", s.listVHosts)
+	a("GET /api/exchanges", s.listExchanges)
+	a("GET /api/exchanges/{vhost}", s.listExchanges)
+	a("GET /api/exchanges/{vhost}/{name}", s.showExchange)
+	a("PUT /api/exchanges/{vhost}/{name}", s.putExchange)
+	a("DELETE /api/exchanges/{vhost}/{name}", s.deleteExchange)
+	a("GET /api/queues", s.listQueues)
+	a("GET /api/queues/{vhost}", s.listQueues)
+	a("GET /api/queues/{vhost}/{name}", s.showQueue)
+	a("PUT /api/queues/{vhost}/{name}", s.putQueue)
+	a("DELETE /api/queues/{vhost}/{name}", s.deleteQueue)
+	a("DELETE /api/queues/{vhost}/{name}/contents", s.purgeQueue)
+	a("GET /api/bindings", s.listBindings)
+	a("GET /api/bindings/{vhost}", s.listBindings)
+	a("POST /api/bindings/{vhost}/e/{exchange}/q/{queue}", s.bindQueue)
+	a("GET /api/aliveness-test/{vhost}", s.aliveness)
+	a("GET /api/health/checks/alarms", s.alarms)
+}
+
+// serveHTTP applies CORS before routing, so that preflights (which carry
+// no credentials) are answered without authentication.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if origin := r.Header.Get("Origin"); origin != "" && s.originAllowed(origin) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+		h.Add("Vary", "Origin")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Herald-*")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	return slices.Contains(s.cfg.CORSOrigins, "*") || slices.ContainsFunc(s.cfg.CORSOrigins, func(o string) bool {
+		return strings.EqualFold(strings.TrimSuffix(o, "/"), origin)
+	})
+}
+
+// authenticated checks HTTP basic credentials against Herald's users.
+// Bearer tokens (JWT) are not supported yet.
+func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, pass, ok := r.BasicAuth()
+		if !ok {
+			unauthorized(w)
+			return
+		}
+		u, err := s.users.Authenticate(name, pass, remoteAddr(r.RemoteAddr))
+		if err != nil {
+			s.log.Info("http login refused", "remote", r.RemoteAddr, "err", err)
+			unauthorized(w)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
+	})
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="Herald"`)
+	writeError(w, http.StatusUnauthorized, "not_authorized", "Login failed")
+}
+
+// stringAddr is a net.Addr for a remote address net/http gives as text.
+type stringAddr string
+
+func (a stringAddr) Network() string { return "tcp" }
+func (a stringAddr) String() string  { return string(a) }
+
+func remoteAddr(s string) net.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return stringAddr(s)
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers in the shape of RabbitMQ's management API.
+func writeError(w http.ResponseWriter, status int, errText, reason string) {
+	writeJSON(w, status, map[string]string{"error": errText, "reason": reason})
+}
+
+// httpStatus maps a broker error code (AMQP-numbered) to an HTTP status.
+func httpStatus(err error) int {
+	var be *broker.Error
+	if !errors.As(err, &be) {
+		return http.StatusInternalServerError
+	}
+	switch be.Code {
+	case broker.CodeNotFound:
+		return http.StatusNotFound
+	case broker.CodeAccessRefused:
+		return http.StatusForbidden
+	case broker.CodeResourceLocked:
+		return http.StatusConflict
+	case broker.CodeNotImplemented:
+		return http.StatusNotImplemented
+	case broker.CodeInternal:
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadRequest
+}
+
+// writeBrokerError answers a failed broker call.
+func writeBrokerError(w http.ResponseWriter, err error) {
+	status := httpStatus(err)
+	errText := "bad_request"
+	switch status {
+	case http.StatusNotFound:
+		errText = "Object Not Found"
+	case http.StatusForbidden:
+		errText = "access_refused"
+	case http.StatusConflict:
+		errText = "resource_locked"
+	case http.StatusInternalServerError:
+		errText = "internal_error"
+	}
+	writeError(w, status, errText, err.Error())
+}
+
+// vhostOf resolves the {vhost} path segment (URL-decoded: "%2F" is "/").
+func (s *Server) vhostOf(w http.ResponseWriter, name string) *broker.VHost {
+	v := s.broker.VHost(name)
+	if v == nil {
+		writeError(w, http.StatusNotFound, "Object Not Found", "Not Found")
+	}
+	return v
+}
+
+// exchangeName maps the management API's name of the default exchange.
+func exchangeName(name string) string {
+	if name == "amq.default" {
+		return ""
+	}
+	return name
+}
+
+// decodeBody reads a bounded JSON request body; an empty body leaves v as is.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodySize)
+	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "bad_request", "request body too large")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}

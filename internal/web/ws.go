@@ -1,0 +1,364 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+
+	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/broker"
+)
+
+// replySubID is the subscription id under which replies to a socket's
+// reply address are pushed.
+const replySubID = "$reply"
+
+// wsSession is one /ws connection: the read loop (the handler goroutine)
+// runs the protocol, a writer goroutine drains the outbox, and a watchdog
+// closes the socket on server shutdown or when a private subscription
+// falls too far behind.
+type wsSession struct {
+	s     *Server
+	c     *websocket.Conn
+	user  *auth.User
+	vhost *broker.VHost
+	owner broker.Owner
+	ob    *outbox
+	log   *slog.Logger
+	pub   *broker.Publisher // read loop only
+	// closing stops the writer between frames so that a close frame can
+	// get onto the wire behind the frame in progress.
+	closing atomic.Bool
+	done    chan struct{} // closed when the read loop ends
+
+	mu    sync.Mutex // guards subs and reply
+	subs  map[string]*sub
+	reply *sub
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	vname := r.URL.Query().Get("vhost")
+	if vname == "" {
+		vname = broker.DefaultVHost
+	}
+	v := s.vhostOf(w, vname)
+	if v == nil {
+		return
+	}
+	if !s.track() {
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "server shutting down")
+		return
+	}
+	defer s.streams.Done()
+	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.CORSOrigins}
+	if slices.Contains(s.cfg.CORSOrigins, "*") {
+		opts.InsecureSkipVerify = true
+	}
+	c, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return // Accept has answered
+	}
+	c.SetReadLimit(s.cfg.MaxBodySize)
+	ws := &wsSession{
+		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
+		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
+		done: make(chan struct{}), subs: make(map[string]*sub),
+	}
+	ws.run()
+}
+
+func (ws *wsSession) run() {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ws.writer() }()
+	go func() { defer wg.Done(); ws.watchdog() }()
+	err := ws.readLoop()
+	ws.log.Debug("websocket closed", "err", err)
+	close(ws.done)
+	ws.closing.Store(true)
+	ws.mu.Lock()
+	subs := make([]*sub, 0, len(ws.subs)+1)
+	for _, x := range ws.subs {
+		subs = append(subs, x)
+	}
+	if ws.reply != nil {
+		subs = append(subs, ws.reply)
+	}
+	ws.mu.Unlock()
+	for _, x := range subs {
+		x.bc.Cancel()
+	}
+	ws.ob.close()
+	wg.Wait()
+	ws.s.broker.ReleaseOwner(ws.owner)
+	_ = ws.c.CloseNow()
+}
+
+// shutdown closes the socket with a close code; the read loop then ends.
+func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
+	ws.closing.Store(true)
+	_ = ws.c.Close(code, reason)
+}
+
+func (ws *wsSession) watchdog() {
+	for {
+		select {
+		case <-ws.done:
+			return
+		case <-ws.s.ctx.Done():
+			ws.shutdown(websocket.StatusGoingAway, "server shutting down")
+			return
+		case <-ws.ob.slow:
+			if q := ws.tooSlow(); q != "" {
+				ws.log.Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
+				ws.shutdown(websocket.StatusPolicyViolation, "too slow")
+				return
+			}
+		}
+	}
+}
+
+// tooSlow names a private subscription queue deeper than the limit.
+func (ws *wsSession) tooSlow() string {
+	ws.mu.Lock()
+	var qs []*broker.Queue
+	for _, x := range ws.subs {
+		if x.private {
+			qs = append(qs, x.queue)
+		}
+	}
+	ws.mu.Unlock()
+	for _, q := range qs {
+		if q.Stats().Ready > ws.s.cfg.SlowSubscriberDepth {
+			return q.Name()
+		}
+	}
+	return ""
+}
+
+func (ws *wsSession) writer() {
+	// However the writer ends, wake a read loop waiting for outbox room.
+	defer ws.ob.close()
+	var batch []outItem
+	for {
+		select {
+		case <-ws.ob.notify:
+		case <-ws.done:
+			return
+		}
+		batch = ws.ob.take(batch)
+		for i := range batch {
+			if ws.closing.Load() {
+				return
+			}
+			it := &batch[i]
+			b := it.ctrl
+			if it.sub != nil {
+				m := newMessageJSON(&it.d)
+				m.Op, m.Sub, m.Tag = "message", it.sub.id, it.tag
+				b = mustJSON(m)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), ws.s.cfg.WriteTimeout)
+			err := ws.c.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				ws.closing.Store(true)
+				_ = ws.c.CloseNow() // ends the read loop
+				return
+			}
+			if it.sub != nil {
+				ws.ob.written(it)
+			}
+		}
+		clear(batch) // drop message references while idle
+	}
+}
+
+func (ws *wsSession) readLoop() error {
+	for {
+		_, b, err := ws.c.Read(context.Background())
+		if err != nil {
+			return err
+		}
+		f, err := parseFrame(b)
+		if err != nil {
+			ws.sendError("", http.StatusBadRequest, err.Error())
+			continue
+		}
+		ws.dispatch(f)
+	}
+}
+
+func (ws *wsSession) send(v any) { ws.ob.control(mustJSON(v)) }
+
+func (ws *wsSession) sendError(id flexString, code int, msg string) {
+	m := map[string]any{"op": "error", "code": code, "message": msg}
+	if id != "" {
+		m["id"] = id
+	}
+	ws.send(m)
+}
+
+func (ws *wsSession) brokerError(id flexString, err error) {
+	ws.sendError(id, httpStatus(err), err.Error())
+}
+
+// dispatch runs one client frame.
+func (ws *wsSession) dispatch(f *wsFrame) {
+	switch f.Op {
+	case "subscribe":
+		ws.subscribe(f)
+	case "unsubscribe":
+		ws.mu.Lock()
+		x := ws.subs[string(f.ID)]
+		delete(ws.subs, string(f.ID))
+		ws.mu.Unlock()
+		if x == nil {
+			ws.sendError(f.ID, http.StatusNotFound, fmt.Sprintf("no subscription %q", f.ID))
+			return
+		}
+		// Deliveries not yet acknowledged stay pending: the client may
+		// still ack or nack them, and they are requeued when it leaves.
+		x.bc.Cancel()
+		ws.send(map[string]any{"op": "unsubscribed", "id": f.ID})
+	case "ack", "nack":
+		p, ok := ws.ob.settle(f.Tag)
+		if !ok {
+			ws.sendError(f.ID, http.StatusPreconditionFailed, fmt.Sprintf("unknown delivery tag %d", f.Tag))
+			return
+		}
+		switch {
+		case f.Op == "ack":
+			p.queue.Ack(p.id)
+		case f.Requeue == nil || *f.Requeue:
+			p.queue.Requeue(p.id)
+		default:
+			p.queue.Discard(p.id)
+		}
+	case "touch":
+		// Accepted so that clients can be written against it; renewing a
+		// lease needs the core's consumer timeout, which does not exist yet.
+		ws.send(map[string]any{"op": "touched", "tag": f.Tag})
+	case "publish":
+		ws.publish(f)
+	case "reply_address":
+		ws.replyAddress(f)
+	case "ping":
+		ws.send(map[string]any{"op": "pong", "id": f.ID})
+	}
+}
+
+func (ws *wsSession) publish(f *wsFrame) {
+	m, err := f.message()
+	if err == nil {
+		err = checkUserID(&m.Properties, ws.user.Name)
+	}
+	if err != nil {
+		ws.sendError(f.ID, http.StatusBadRequest, err.Error())
+		return
+	}
+	n, err := ws.pub.Publish(m)
+	if err != nil {
+		ws.brokerError(f.ID, err)
+		return
+	}
+	if f.Confirm {
+		ws.send(map[string]any{"op": "confirmed", "id": f.ID, "routed": n > 0})
+	}
+	if ws.pub.Congested() {
+		// Push-back: stop reading this socket until the queues drain.
+		ws.pub.WaitFlow(ws.done, ws.owner)
+	}
+}
+
+func (ws *wsSession) subscribe(f *wsFrame) {
+	id := string(f.ID)
+	ws.mu.Lock()
+	_, dup := ws.subs[id]
+	ws.mu.Unlock()
+	if dup || id == replySubID {
+		ws.sendError(f.ID, http.StatusBadRequest, fmt.Sprintf("subscription id %q already in use", id))
+		return
+	}
+	v := ws.vhost
+	var q *broker.Queue
+	var err error
+	private := f.Exchange != nil
+	if private {
+		// Broadcast: a queue of this socket's own, bound to the exchange.
+		ex := exchangeName(*f.Exchange)
+		if ex == "" {
+			ws.sendError(f.ID, http.StatusBadRequest, "cannot bind to the default exchange; subscribe to a queue instead")
+			return
+		}
+		q, err = v.DeclareQueue("", broker.QueueOptions{Exclusive: true, AutoDelete: true, Owner: ws.owner})
+		if err == nil {
+			if err = v.BindQueue(q.Name(), ex, f.Key, nil, ws.owner); err != nil {
+				_, _ = v.DeleteQueue(q.Name(), ws.owner, false, false)
+			}
+		}
+	} else {
+		q, err = v.UsableQueue(f.Queue, ws.owner)
+	}
+	if err != nil {
+		ws.brokerError(f.ID, err)
+		return
+	}
+	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private}
+	if err := ws.consume(x, f.Prefetch); err != nil {
+		if private {
+			_, _ = v.DeleteQueue(q.Name(), ws.owner, false, false)
+		}
+		ws.brokerError(f.ID, err)
+		return
+	}
+	ws.mu.Lock()
+	ws.subs[id] = x
+	ws.mu.Unlock()
+	ws.send(map[string]any{"op": "subscribed", "id": f.ID, "queue": q.Name()})
+	ws.start(x)
+}
+
+func (ws *wsSession) consume(x *sub, prefetch int) error {
+	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, Prefetch: prefetch, Owner: ws.owner, Sink: x})
+	if err != nil {
+		return err
+	}
+	x.bc = bc
+	return nil
+}
+
+// start opens a subscription's gate once its answer is queued, so that
+// the first message cannot overtake it.
+func (ws *wsSession) start(x *sub) {
+	x.started.Store(true)
+	x.bc.Resume()
+}
+
+// replyAddress gives the socket a private queue for replies (RabbitMQ's
+// direct reply-to: the address routes through the default exchange).
+func (ws *wsSession) replyAddress(f *wsFrame) {
+	ws.mu.Lock()
+	x := ws.reply
+	ws.mu.Unlock()
+	if x == nil {
+		q := ws.vhost.DeclareReplyQueue(ws.owner)
+		x = &sub{o: ws.ob, id: replySubID, queue: q, auto: true}
+		if err := ws.consume(x, 0); err != nil {
+			ws.brokerError(f.ID, err)
+			return
+		}
+		ws.mu.Lock()
+		ws.reply = x
+		ws.mu.Unlock()
+		defer ws.start(x)
+	}
+	ws.send(map[string]any{"op": "reply_address", "id": f.ID, "address": x.queue.Name(), "sub": replySubID})
+}
