@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
 	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // runServe implements `herald serve`. Every flag can also be set with an
@@ -21,6 +23,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "./data", "directory for durable state")
 	amqpAddr := fs.String("amqp", ":5672", "AMQP 0-9-1 listen address HOST:PORT; port 0 picks a free port; \"off\" disables")
+	httpAddr := fs.String("http", ":15672", "HTTP listen address (REST, WebSocket, SSE, management API); \"off\" disables")
+	corsOrigins := fs.String("cors-origins", "", "comma-separated origins whose browsers may call the HTTP API (\"*\" = any)")
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
@@ -48,6 +52,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	srv, err := server.New(server.Config{
 		AMQPAddr: *amqpAddr,
+		HTTPAddr: *httpAddr,
+		Web:      web.Config{CORSOrigins: splitList(*corsOrigins), Version: version},
 		DataDir:  *dataDir,
 		AMQP: amqp091.Config{
 			Heartbeat:      *heartbeat,
@@ -65,12 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	attrs := []any{"version", version, "data_dir", *dataDir}
-	if a := srv.AMQPAddr(); a != nil {
-		attrs = append(attrs, "amqp", a.String())
-	} else {
-		attrs = append(attrs, "amqp", "off")
-	}
+	attrs := []any{"version", version, "data_dir", *dataDir, "amqp", addrOrOff(srv.AMQPAddr()), "http", addrOrOff(srv.HTTPAddr())}
 	if *pprofAddr != "off" && *pprofAddr != "" {
 		stopProfiling, err := serveProfiles(*pprofAddr, log)
 		if err != nil {
@@ -89,6 +90,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log.Info("stopped")
 	return 0
+}
+
+func addrOrOff(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // applyEnv sets flags from HERALD_* variables before the command line is parsed.

@@ -43,7 +43,7 @@ type Broker struct {
 	now             func() time.Time
 	consumerTimeout time.Duration
 	onChange        func()
-	owners atomic.Uint64
+	owners          atomic.Uint64
 
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost

@@ -126,6 +126,8 @@ func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
 	if name == "" || strings.HasPrefix(name, reservedPrefix) {
 		return errorf(CodeAccessRefused, "operation not permitted on exchange '%s' in vhost '%s': the name is reserved", name, v.name)
 	}
+	notify := false
+	defer func() { v.broker.changed(notify) }() // registered first: runs after the unlock
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e, ok := v.exchanges[name]
@@ -136,7 +138,7 @@ func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
 		return errorf(CodePreconditionFailed, "exchange '%s' in vhost '%s' in use", name, v.name)
 	}
 	v.deleteExchangeLocked(e)
-	defer v.broker.changed(e.durable) // deferred calls run after the unlock
+	notify = e.durable
 	return nil
 }
 
@@ -180,6 +182,8 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	if unknown := unknownArgs(o.Args); len(unknown) > 0 {
 		v.broker.log.Debug("queue arguments stored but not interpreted", "queue", name, "vhost", v.name, "args", unknown)
 	}
+	notify := false
+	defer func() { v.broker.changed(notify) }() // registered first: runs after the unlock
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if q, ok := v.queues[name]; ok {
@@ -200,7 +204,7 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	q.mu.Lock()
 	q.touchIdleLocked()
 	q.mu.Unlock()
-	defer v.broker.changed(q.durable && !q.exclusive) // runs after the unlock
+	notify = q.durable && !q.exclusive
 	return q, nil
 }
 
@@ -375,6 +379,8 @@ func (v *VHost) exchangeLocked(name string) (*Exchange, error) {
 }
 
 func (v *VHost) bind(source, key string, args Table, dest func() (destination, error)) error {
+	notify := false
+	defer func() { v.broker.changed(notify) }() // registered first: runs after the unlock
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	d, err := dest()
@@ -395,7 +401,7 @@ func (v *VHost) bind(source, key string, args Table, dest func() (destination, e
 		b.DestinationKind = "exchange"
 	}
 	if src.addBinding(b) {
-		defer v.broker.changed(durableBinding(src, d)) // runs after the unlock
+		notify = durableBinding(src, d)
 	}
 	return nil
 }
@@ -412,6 +418,8 @@ func durableBinding(src *Exchange, d destination) bool {
 }
 
 func (v *VHost) unbind(source, key string, args Table, dest func() (destination, error)) error {
+	notify := false
+	defer func() { v.broker.changed(notify) }() // registered first: runs after the unlock
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	d, err := dest()
@@ -423,7 +431,7 @@ func (v *VHost) unbind(source, key string, args Table, dest func() (destination,
 		return err
 	}
 	if src.removeBinding(d, key, args) {
-		defer v.broker.changed(durableBinding(src, d)) // runs after the unlock
+		notify = durableBinding(src, d)
 		if src.autoDelete && src.bindingCount() == 0 {
 			v.deleteExchangeLocked(src)
 		}

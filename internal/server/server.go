@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // Off disables a listener when given as its address.
@@ -24,9 +27,13 @@ const Off = "off"
 
 // Config is everything a Server needs. Zero values take defaults.
 type Config struct {
-	// AMQPAddr is the AMQP 0-9-1 listen address (":5672"); "off" disables
-	// it; port 0 picks a free port (see Server.AMQPAddr).
+	// AMQPAddr is the AMQP 0-9-1 listen address (":5672"); "" or "off"
+	// disables it; port 0 picks a free port (see Server.AMQPAddr).
 	AMQPAddr string
+	// HTTPAddr is the HTTP listen address (":15672", RabbitMQ's management
+	// port): REST, WebSocket, SSE, management API. "" or "off" disables it.
+	HTTPAddr string
+	Web      web.Config
 	// DataDir is where durable state lives.
 	DataDir string
 	AMQP    amqp091.Config
@@ -43,6 +50,9 @@ type Server struct {
 	log    *slog.Logger
 	broker *broker.Broker
 	amqp   *amqp091.Handler
+	web    *web.Server
+	http   *http.Server
+	defs   *definitionsFile
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -52,6 +62,7 @@ type Server struct {
 	listeners []net.Listener
 	conns     map[net.Conn]struct{}
 	amqpAddr  net.Addr
+	httpAddr  net.Addr
 }
 
 // New builds a server; Start binds its listeners.
@@ -62,19 +73,25 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Users == nil {
 		cfg.Users = auth.NewDefaultUsers()
 	}
-	if cfg.AMQPAddr == "" {
-		cfg.AMQPAddr = ":5672"
-	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
 	}
-	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout})
+	defs := &definitionsFile{path: filepath.Join(cfg.DataDir, definitionsFileName), log: cfg.Logger}
+	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout, OnDefinitionsChange: defs.changed})
+	defs.broker = b
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		broker: b,
 		amqp:   amqp091.NewHandler(cfg.AMQP, b, cfg.Users, cfg.Logger.With("protocol", "amqp")),
 		conns:  make(map[net.Conn]struct{}),
+		defs:   defs,
+	}
+	if enabled(cfg.HTTPAddr) {
+		if cfg.Web.Version == "" {
+			cfg.Web.Version = cfg.AMQP.Version
+		}
+		s.web = web.New(cfg.Web, b, cfg.Users, cfg.Logger.With("protocol", "http"))
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -90,12 +107,42 @@ func (s *Server) AMQPAddr() net.Addr {
 	return s.amqpAddr
 }
 
-// Start prepares the data directory and binds every enabled listener.
+// HTTPAddr is the bound HTTP address, or nil when the listener is off.
+func (s *Server) HTTPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.httpAddr
+}
+
+func enabled(addr string) bool { return addr != "" && !strings.EqualFold(addr, Off) }
+
+// Start prepares the data directory, restores the durable definitions and
+// binds every enabled listener.
 func (s *Server) Start() error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", s.cfg.DataDir, err)
 	}
-	if !strings.EqualFold(s.cfg.AMQPAddr, Off) {
+	if err := s.defs.load(); err != nil {
+		return err
+	}
+	if s.web != nil {
+		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("cannot listen for HTTP on %s: %w (is RabbitMQ's management plugin or another Herald running? pick another address with --http, or --http off)", s.cfg.HTTPAddr, err)
+		}
+		s.mu.Lock()
+		s.httpAddr = ln.Addr()
+		s.mu.Unlock()
+		s.http = &http.Server{Handler: s.web.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("http listener failed", "addr", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	if enabled(s.cfg.AMQPAddr) {
 		ln, err := net.Listen("tcp", s.cfg.AMQPAddr)
 		if err != nil {
 			return fmt.Errorf("cannot listen for AMQP on %s: %w (is another broker running? pick another address with --amqp, or --amqp off)", s.cfg.AMQPAddr, err)
@@ -152,6 +199,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.listeners = nil
 	s.mu.Unlock()
 	s.cancel()
+	if s.web != nil {
+		s.web.Close() // ends WebSocket and SSE streams so Shutdown below can finish
+		_ = s.http.Shutdown(ctx)
+	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	defer s.broker.Close()

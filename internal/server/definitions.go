@@ -1,0 +1,115 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/heraldmq/herald/internal/broker"
+)
+
+// definitionsFileName holds the durable topology in RabbitMQ's definitions
+// format, rewritten atomically after every durable change.
+const definitionsFileName = "definitions.json"
+
+// definitionsDocument is RabbitMQ's export shape (the users and
+// permissions sections come with the users API).
+type definitionsDocument struct {
+	ProductName    string `json:"product_name"`
+	ProductVersion string `json:"product_version,omitempty"`
+	RabbitVersion  string `json:"rabbit_version"`
+	broker.Definitions
+}
+
+type definitionsFile struct {
+	path   string
+	log    *slog.Logger
+	broker *broker.Broker
+
+	mu      sync.Mutex // serialises saves
+	loading bool
+}
+
+// load restores the definitions saved by an earlier run.
+func (d *definitionsFile) load() error {
+	data, err := os.ReadFile(d.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", d.path, err)
+	}
+	var doc definitionsDocument
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s is not a valid definitions file: %w (move it away to start empty)", d.path, err)
+	}
+	start := time.Now()
+	d.mu.Lock()
+	d.loading = true
+	d.mu.Unlock()
+	err = d.broker.ImportDefinitions(doc.Definitions)
+	d.mu.Lock()
+	d.loading = false
+	d.mu.Unlock()
+	if err != nil {
+		d.log.Warn("some saved definitions could not be restored", "file", d.path, "err", err)
+	}
+	d.log.Info("definitions restored", "file", d.path, "vhosts", len(doc.VHosts), "exchanges", len(doc.Exchanges),
+		"queues", len(doc.Queues), "bindings", len(doc.Bindings), "policies", len(doc.Policies), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// changed is the broker's OnDefinitionsChange hook: it writes the durable
+// definitions before the declaring client gets its answer.
+func (d *definitionsFile) changed() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.loading {
+		return // restoring what is already on disk
+	}
+	doc := definitionsDocument{ProductName: "Herald", RabbitVersion: "3.13.0", Definitions: d.broker.ExportDefinitions(true)}
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(d.path, data)
+	}
+	if err != nil {
+		d.log.Error("cannot save durable definitions; they will not survive a restart", "file", d.path, "err", err)
+	}
+}
+
+// writeFileAtomic writes data to a temporary file, fsyncs it, renames it
+// over path and fsyncs the directory, so a crash leaves the old or the new
+// file, never a torn one.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
