@@ -67,8 +67,10 @@
 // messages of the subscription "$reply". Deliveries not acknowledged when
 // the socket closes are requeued.
 //
-// "touch" is accepted and answered, but it renews nothing yet: delivery
-// leases need the core's consumer timeout, which is not built.
+// "touch" renews the lease of an unacknowledged delivery under a consumer
+// timeout (the queue's x-consumer-timeout or herald serve --consumer-timeout):
+// a delivery that is neither acked nor touched within the timeout goes back
+// to the queue.
 //
 // Each socket buffers at most Config.Outbox deliveries; beyond that the
 // queues keep the messages until the socket drains. A socket whose own

@@ -142,6 +142,14 @@ func (o *outbox) settle(tag uint64) (pendingDelivery, bool) {
 	return p, ok
 }
 
+// lookup finds an unsettled delivery without settling it (for touch).
+func (o *outbox) lookup(tag uint64) (pendingDelivery, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.pending[tag]
+	return p, ok && !p.sub.auto
+}
+
 // close refuses further deliveries and requeues every unsettled one (at
 // least once: what the client did not acknowledge goes back). Cancel the
 // consumers first, so that no Deliver races with the requeue.

@@ -243,8 +243,14 @@ func (ws *wsSession) dispatch(f *wsFrame) {
 			p.queue.Discard(p.id)
 		}
 	case "touch":
-		// Accepted so that clients can be written against it; renewing a
-		// lease needs the core's consumer timeout, which does not exist yet.
+		// Renews the consumer-timeout lease of a delivery still being
+		// worked on (NSQ's TOUCH, NATS's in-progress ack).
+		p, ok := ws.ob.lookup(f.Tag)
+		if !ok {
+			ws.sendError(f.ID, http.StatusPreconditionFailed, fmt.Sprintf("unknown delivery tag %d", f.Tag))
+			return
+		}
+		p.queue.Touch(p.id)
 		ws.send(map[string]any{"op": "touched", "tag": f.Tag})
 	case "publish":
 		ws.publish(f)
