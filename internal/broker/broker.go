@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // DefaultVHost is the virtual host every broker starts with.
@@ -31,6 +33,9 @@ type Options struct {
 	// ExportDefinitions(true) before it returns, so a declare-ok means the
 	// declaration is on disk.
 	OnDefinitionsChange func()
+	// Store, if set, makes persistent messages in durable queues survive a
+	// restart; call RecoverMessages after restoring the definitions.
+	Store *store.Log
 	// ConsumerTimeout is the default x-consumer-timeout of every queue:
 	// an unacknowledged delivery older than this goes back to the queue and
 	// its channel is closed. 0 = off (queues may still set their own).
@@ -43,6 +48,8 @@ type Broker struct {
 	now             func() time.Time
 	consumerTimeout time.Duration
 	onChange        func()
+	store           *store.Log
+	nextMsgID       atomic.Uint64
 	owners          atomic.Uint64
 
 	mu     sync.RWMutex // guards vhosts
@@ -57,7 +64,10 @@ func New(o Options) *Broker {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, vhosts: make(map[string]*VHost)}
+	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, vhosts: make(map[string]*VHost)}
+	if o.Store != nil {
+		b.nextMsgID.Store(o.Store.MaxMessageID())
+	}
 	b.vhosts[DefaultVHost] = newVHost(b, DefaultVHost)
 	return b
 }

@@ -49,17 +49,21 @@ func (v *VHost) publishDeadLetters(dls []deadLetter) {
 			continue
 		}
 		deaths, _ := m.Properties.Headers["x-death"].([]any)
-		targets := slices.Clone(qs)
-		for _, q := range targets {
+		targets := slices.DeleteFunc(slices.Clone(qs), func(q *Queue) bool {
 			if isDeadLetterCycle(deaths, q.name) {
 				v.broker.log.Debug("dead-letter cycle detected; message dropped", "queue", q.name, "vhost", v.name)
-				continue
+				return true
 			}
-			exp := int64(-1)
-			if m.Properties.Expiration != "" {
-				exp, _ = parseExpiration(m.Properties.Expiration)
-			}
-			q.enqueue(m, exp)
+			return false
+		})
+		stored := v.broker.prepareStore(m, targets)
+		anyStored := false
+		for _, q := range targets {
+			_, _, _, s := q.enqueue(m, -1) // expiration was moved into x-death
+			anyStored = anyStored || s
+		}
+		if stored && !anyStored {
+			v.broker.abandonStored(m)
 		}
 	}
 }

@@ -33,6 +33,8 @@ type Message struct {
 	RoutingKey string
 	Properties Properties
 	Body       []byte
+
+	storeID uint64 // the message's id in the log; 0 = not stored
 }
 
 // Persistent reports whether the publisher asked for the message to survive

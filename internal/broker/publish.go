@@ -27,6 +27,7 @@ type Publisher struct {
 	// congested are target queues whose consumers fell behind.
 	congested []*Queue
 	rejected  bool
+	stored    bool      // the last message was written to the log
 	delayBy   *Exchange // set by Route when m must wait in a delayed exchange
 }
 
@@ -178,20 +179,44 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 	}
 	n := 0
 	p.rejected = false
+	p.stored = p.vhost.broker.prepareStore(m, qs)
+	anyStored := false
 	for _, q := range qs {
-		ok, rejected, congested := q.enqueue(m, exp)
+		ok, rejected, congested, stored := q.enqueue(m, exp)
 		if ok {
 			n++
 		}
 		if rejected {
 			p.rejected = true
 		}
+		anyStored = anyStored || stored
 		if congested && !containsQueue(p.congested, q) {
 			p.congested = append(p.congested, q)
 		}
 	}
 	clear(p.queues)
+	if p.stored && !anyStored {
+		p.vhost.broker.abandonStored(m)
+		p.stored = false
+	}
 	return n, nil
+}
+
+// Stored reports whether the last published message was written to the
+// log, so that its confirm must wait for WaitDurable.
+func (p *Publisher) Stored() bool { return p.stored }
+
+// WaitDurable arranges for done to be called once the last published
+// message is on disk, and reports whether it will be; if not (transient,
+// or no durable queue took it) the message needs no wait. done runs on
+// the log's commit goroutine: it must not block.
+func (p *Publisher) WaitDurable(done func(error)) bool {
+	if !p.stored {
+		return false
+	}
+	p.stored = false
+	p.vhost.broker.store.AppendFunc(nil, done) // a barrier behind the message's records
+	return true
 }
 
 func containsQueue(qs []*Queue, q *Queue) bool {
@@ -260,8 +285,14 @@ func (p *Publisher) publishFrom(e *Exchange, m *Message) {
 	if m.Properties.Expiration != "" {
 		exp, _ = parseExpiration(m.Properties.Expiration)
 	}
+	stored := v.broker.prepareStore(m, p.queues)
+	anyStored := false
 	for _, q := range p.queues {
-		q.enqueue(m, exp)
+		_, _, _, s := q.enqueue(m, exp)
+		anyStored = anyStored || s
+	}
+	if stored && !anyStored {
+		v.broker.abandonStored(m)
 	}
 	clear(p.queues)
 }

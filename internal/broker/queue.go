@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // Owner identifies the connection that owns exclusive queues and consumers.
@@ -44,6 +46,8 @@ type Queue struct {
 	args       Table
 	owner      Owner
 	internal   bool // hidden from listings (direct reply-to)
+	persistent bool // durable, not exclusive, and the broker has a log
+	qid        uint64
 
 	published atomic.Uint64
 	delivered atomic.Uint64
@@ -67,6 +71,9 @@ type Queue struct {
 	// (publishing dead letters takes other queues' locks).
 	deadLetters []deadLetter
 	timedOut    []*Consumer
+	// storeSeq orders this queue's Enqueue records in the log; it continues
+	// from the highest recovered one.
+	storeSeq uint64
 }
 
 // Flow-control watermarks: a queue with consumers whose backlog exceeds
@@ -90,6 +97,8 @@ func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy)
 		policy:     p,
 	}
 	q.ready.init(cfg.maxPriority)
+	q.persistent = o.Durable && !o.Exclusive && v.broker.store != nil
+	q.qid = queueID(v.name, name)
 	if o.Exclusive {
 		q.owner = o.Owner
 	}
@@ -176,18 +185,18 @@ func (q *Queue) now() int64 { return q.vhost.broker.now().UnixNano() }
 // enqueue appends a routed message and hands it out if a consumer can take
 // it. rejected reports a length limit with a reject-publish overflow;
 // congested that the queue's consumers are falling behind.
-func (q *Queue) enqueue(m *Message, expiration int64) (ok, rejected, congested bool) {
+func (q *Queue) enqueue(m *Message, expiration int64) (ok, rejected, congested, stored bool) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		return false, false, false
+		return false, false, false, false
 	}
 	if q.cfg.overflow != OverflowDropHead && q.fullFor(len(m.Body)) {
 		if q.cfg.overflow == OverflowRejectPublishDLX {
 			q.deadLetterLocked(m, reasonMaxLen)
 		}
 		q.unlock()
-		return false, true, false
+		return false, true, false, false
 	}
 	q.nextSeq++
 	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m)}
@@ -198,6 +207,11 @@ func (q *Queue) enqueue(m *Message, expiration int64) (ok, rejected, congested b
 	}
 	q.ready.push(e)
 	q.published.Add(1)
+	if q.persistent && m.storeID != 0 {
+		q.storeSeq++
+		q.storeLocked(store.Record{Kind: store.KindEnqueue, QueueID: q.qid, MessageID: m.storeID, Seq: q.storeSeq})
+		stored = true
+	}
 	if len(q.consumers) > 0 {
 		q.dispatchLocked()
 		congested = q.ready.len() > flowHigh
@@ -207,7 +221,7 @@ func (q *Queue) enqueue(m *Message, expiration int64) (ok, rejected, congested b
 		q.trackExpiryLocked(e)
 	}
 	q.unlock()
-	return true, false, congested
+	return true, false, congested, stored
 }
 
 func expiryTime(now int64, ttl time.Duration, expirationMs int64) int64 {
@@ -250,7 +264,7 @@ func (q *Queue) enforceLimitsLocked() {
 		if !ok {
 			return
 		}
-		q.deadLetterLocked(e.msg, reasonMaxLen)
+		q.dropLocked(&e, reasonMaxLen)
 	}
 }
 
@@ -274,7 +288,7 @@ func (q *Queue) dispatchLocked() {
 			}
 			if e.expiresAt <= now {
 				dead := q.ready.take(src)
-				q.deadLetterLocked(dead.msg, reasonExpired)
+				q.dropLocked(&dead, reasonExpired)
 				continue
 			}
 		}
@@ -316,7 +330,10 @@ func (q *Queue) deliverHeadLocked(e *entry, src source) bool {
 			}
 			taken := q.ready.take(src)
 			taken.deliveries++
-			if !c.noAck {
+			if c.noAck {
+				q.forgetLocked(&taken)
+			} else {
+				q.markDeliveredLocked(&taken)
 				taken.consumer = c
 				if q.cfg.consumerTimeout > 0 {
 					taken.deliveredAt = q.now()
@@ -440,13 +457,16 @@ func (q *Queue) Get(owner Owner, noAck bool) (Delivery, bool, error) {
 			}
 			if e.expiresAt <= now {
 				dead := q.ready.take(src)
-				q.deadLetterLocked(dead.msg, reasonExpired)
+				q.dropLocked(&dead, reasonExpired)
 				continue
 			}
 		}
 		taken := q.ready.take(src)
 		taken.deliveries++
-		if !noAck {
+		if noAck {
+			q.forgetLocked(&taken)
+		} else {
+			q.markDeliveredLocked(&taken)
 			q.unacked[taken.seq] = taken
 		}
 		q.delivered.Add(1)
@@ -516,11 +536,14 @@ func (q *Queue) settle(ids []uint64, kind settleKind) {
 		switch kind {
 		case settleAck:
 			q.acked.Add(1)
+			if !q.deleted {
+				q.forgetLocked(&e)
+			}
 		case settleRequeue:
 			q.requeueLocked(e)
 		case settleDiscard:
 			if !q.deleted {
-				q.deadLetterLocked(e.msg, reasonRejected)
+				q.dropLocked(&e, reasonRejected)
 			}
 		}
 	}
@@ -539,7 +562,7 @@ func (q *Queue) requeueLocked(e entry) {
 		return
 	}
 	if q.cfg.deliveryLimit >= 0 && int64(e.deliveries) > q.cfg.deliveryLimit {
-		q.deadLetterLocked(e.msg, reasonDeliveryLimit)
+		q.dropLocked(&e, reasonDeliveryLimit)
 		return
 	}
 	e.redelivered = true
@@ -560,6 +583,7 @@ func containsLimiter(ls []*Limiter, l *Limiter) bool {
 // purge drops every ready message and returns how many.
 func (q *Queue) purge() int {
 	q.mu.Lock()
+	q.forgetAllReadyLocked()
 	n := q.ready.clear()
 	q.timers.expiries = expiryWheel{}
 	q.releaseFlowLocked()
@@ -578,6 +602,9 @@ func (q *Queue) markDeleted() (int, bool) {
 	q.deleted = true
 	n := q.ready.clear()
 	q.stopTimersLocked()
+	if q.persistent {
+		q.storeLocked(store.Record{Kind: store.KindQueueDelete, QueueID: q.qid})
+	}
 	// Keep q.unacked: the deliveries are still outstanding at their
 	// consumers, and settling them later must return their credit (a
 	// channel-wide basic.qos limiter is shared with other queues' consumers

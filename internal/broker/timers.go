@@ -145,7 +145,7 @@ func (q *Queue) expireDue() {
 	now := q.now()
 	t.expiries.popDue(now, func(it expiryItem) {
 		if e, ok := q.ready.tombstone(it.seq, it.pri); ok {
-			q.deadLetterLocked(e.msg, reasonExpired)
+			q.dropLocked(&e, reasonExpired)
 		}
 	})
 	next := t.expiries.next()
@@ -168,7 +168,7 @@ func (q *Queue) expireDue() {
 				break
 			}
 			dead := q.ready.take(source(lvl))
-			q.deadLetterLocked(dead.msg, reasonExpired)
+			q.dropLocked(&dead, reasonExpired)
 		}
 	}
 	q.ready.compact()

@@ -19,6 +19,7 @@ import (
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
+	"github.com/heraldmq/herald/internal/store"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -53,6 +54,7 @@ type Server struct {
 	web    *web.Server
 	http   *http.Server
 	defs   *definitionsFile
+	store  *store.Log
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -76,8 +78,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", cfg.DataDir, err)
+	}
+	log, report, err := store.Open(filepath.Join(cfg.DataDir, "log"), store.Options{Logger: cfg.Logger.With("component", "store"), CompactInterval: time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the message log in %q: %w", cfg.DataDir, err)
+	}
+	if report.CorruptRecords > 0 || report.TruncatedBytes > 0 {
+		cfg.Logger.Warn("message log recovered with damage", "corrupt_records", report.CorruptRecords, "truncated_bytes", report.TruncatedBytes)
+	}
 	defs := &definitionsFile{path: filepath.Join(cfg.DataDir, definitionsFileName), log: cfg.Logger}
-	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout, OnDefinitionsChange: defs.changed})
+	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout, OnDefinitionsChange: defs.changed, Store: log})
 	defs.broker = b
 	s := &Server{
 		cfg:    cfg,
@@ -86,6 +98,7 @@ func New(cfg Config) (*Server, error) {
 		amqp:   amqp091.NewHandler(cfg.AMQP, b, cfg.Users, cfg.Logger.With("protocol", "amqp")),
 		conns:  make(map[net.Conn]struct{}),
 		defs:   defs,
+		store:  log,
 	}
 	if enabled(cfg.HTTPAddr) {
 		if cfg.Web.Version == "" {
@@ -123,6 +136,9 @@ func (s *Server) Start() error {
 		return fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", s.cfg.DataDir, err)
 	}
 	if err := s.defs.load(); err != nil {
+		return err
+	}
+	if _, _, err := s.broker.RecoverMessages(); err != nil {
 		return err
 	}
 	if s.web != nil {
@@ -205,7 +221,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
-	defer s.broker.Close()
+	defer func() {
+		s.broker.Close()
+		if err := s.store.Close(); err != nil {
+			s.log.Warn("closing the message log", "err", err)
+		}
+	}()
 	select {
 	case <-done:
 		return nil

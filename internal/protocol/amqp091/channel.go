@@ -37,8 +37,7 @@ type channel struct {
 	mandatory  bool
 
 	confirm         bool
-	publishSeq      uint64
-	confirmed       uint64
+	confirms        confirms
 	confirmQueued   bool
 	tx              bool
 	txPublishes     []txPublish
@@ -93,7 +92,9 @@ type txSettle struct {
 }
 
 func newChannel(c *conn, id uint16) *channel {
-	return &channel{c: c, id: id, pub: c.vhost.Publisher(), consumers: make(map[string]*consumerSink)}
+	ch := &channel{c: c, id: id, pub: c.vhost.Publisher(), consumers: make(map[string]*consumerSink)}
+	ch.confirms.ch = ch
+	return ch
 }
 
 func (ch *channel) send(m frame.Method) {
@@ -106,6 +107,7 @@ func (ch *channel) fail(e *amqpError) {
 	// Publishes before the failing method did succeed: confirm them ahead
 	// of channel.close (once closing, flushConfirms sends nothing).
 	ch.flushConfirms()
+	ch.confirms.close()
 	ch.send(&frame.ChannelClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID})
 	ch.closing = true
 	ch.release()
@@ -114,6 +116,7 @@ func (ch *channel) fail(e *amqpError) {
 // release cancels the channel's consumers and requeues its unacknowledged
 // deliveries, in order.
 func (ch *channel) release() {
+	ch.confirms.close()
 	ch.mu.Lock()
 	sinks := make([]*consumerSink, 0, len(ch.consumers))
 	for _, s := range ch.consumers {
@@ -268,6 +271,7 @@ func (ch *channel) handleMethod(m frame.Method) error {
 		// clients (amqp091-go) treat a method on a closed channel as a
 		// connection error. Send them now, ahead of close-ok.
 		ch.flushConfirms()
+		ch.confirms.close()
 		ch.release()
 		delete(ch.c.channels, ch.id)
 		ch.send(&frame.ChannelCloseOk{})

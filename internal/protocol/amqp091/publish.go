@@ -94,16 +94,11 @@ func (ch *channel) publishNow(msg *broker.Message, mandatory bool) error {
 		ch.c.out.push(outItem{kind: itemReturn, channel: ch.id, code: frame.NoRoute, text: "NO_ROUTE", msg: msg})
 	}
 	if ch.confirm {
-		ch.publishSeq++
-		if ch.pub.Rejected() {
-			// A queue refused it (x-overflow reject-publish): acknowledge
-			// what came before, then nack this one.
-			ch.publishSeq--
-			ch.flushConfirms()
-			ch.publishSeq++
-			ch.c.out.push(outItem{kind: itemNack, channel: ch.id, tag: ch.publishSeq})
-			ch.confirmed = ch.publishSeq
-			return nil
+		cf := &ch.confirms
+		stored := ch.pub.Stored()
+		seq := cf.add(ch.pub.Rejected(), stored)
+		if stored {
+			ch.pub.WaitDurable(func(err error) { cf.complete(seq, err) })
 		}
 		if !ch.confirmQueued {
 			ch.confirmQueued = true
@@ -118,12 +113,10 @@ func (ch *channel) publishNow(msg *broker.Message, mandatory bool) error {
 // has drained its input, so a burst of publishes costs one confirm frame.
 func (ch *channel) flushConfirms() {
 	ch.confirmQueued = false
-	if ch.closing || ch.publishSeq == ch.confirmed {
+	if ch.closing || !ch.confirm {
 		return
 	}
-	multiple := ch.publishSeq-ch.confirmed > 1
-	ch.c.out.push(outItem{kind: itemAck, channel: ch.id, tag: ch.publishSeq, flag: multiple})
-	ch.confirmed = ch.publishSeq
+	ch.confirms.flush()
 }
 
 func (ch *channel) txCommit(m *frame.TxCommit) error {

@@ -1,0 +1,178 @@
+package broker
+
+import (
+	"hash/fnv"
+	"time"
+
+	"github.com/heraldmq/herald/internal/store"
+)
+
+// Persistence: a persistent message (delivery mode 2) routed to a durable
+// queue is written to the log once (a Message record) and referenced by
+// each durable queue it lands in (an Enqueue record, appended under that
+// queue's lock so that it precedes any Ack of the same entry). A publisher
+// confirm waits for a barrier append, i.e. until everything before it is
+// fsynced; many publishers share one fsync (the log's group commit).
+
+func noop(error) {}
+
+// queueID is a durable queue's identity in the log: stable across restarts
+// because it derives from the vhost and the name.
+func queueID(vhost, name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(vhost))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	return h.Sum64() | 1 // never 0
+}
+
+// storeLocked appends records for q under its lock.
+func (q *Queue) storeLocked(recs ...store.Record) {
+	q.vhost.broker.store.AppendFunc(recs, noop)
+}
+
+// forgetLocked records that a stored entry left the queue for good (acked,
+// expired, dropped, dead-lettered: a dead letter is a new message).
+func (q *Queue) forgetLocked(e *entry) {
+	if q.persistent && e.msg.storeID != 0 {
+		q.storeLocked(store.Record{Kind: store.KindAck, QueueID: q.qid, MessageID: e.msg.storeID})
+	}
+}
+
+// dropLocked removes a dead entry for good: forgotten by the log and
+// dead-lettered if the queue says so.
+func (q *Queue) dropLocked(e *entry, reason string) {
+	q.forgetLocked(e)
+	q.deadLetterLocked(e.msg, reason)
+}
+
+// forgetAllReadyLocked logs the removal of every ready stored entry (purge).
+func (q *Queue) forgetAllReadyLocked() {
+	if !q.persistent {
+		return
+	}
+	var recs []store.Record
+	add := func(e *entry) {
+		if e.msg != nil && e.msg.storeID != 0 {
+			recs = append(recs, store.Record{Kind: store.KindAck, QueueID: q.qid, MessageID: e.msg.storeID})
+		}
+	}
+	for i := range q.ready.levels {
+		q.ready.levels[i].Each(add)
+	}
+	for i := range q.ready.requeued {
+		add(&q.ready.requeued[i])
+	}
+	if len(recs) > 0 {
+		q.storeLocked(recs...)
+	}
+}
+
+// abandonStored settles a stored message that no queue took (a length
+// limit refused it), so that the log does not keep it forever.
+func (b *Broker) abandonStored(m *Message) {
+	b.store.AppendFunc([]store.Record{
+		{Kind: store.KindEnqueue, QueueID: 0, MessageID: m.storeID},
+		{Kind: store.KindAck, QueueID: 0, MessageID: m.storeID},
+	}, noop)
+}
+
+// markDeliveredLocked records a stored entry's first delivery, so that
+// after a crash it comes back flagged redelivered.
+func (q *Queue) markDeliveredLocked(e *entry) {
+	if q.persistent && e.msg.storeID != 0 && !e.redelivered && e.deliveries == 1 {
+		q.storeLocked(store.Record{Kind: store.KindRedelivered, QueueID: q.qid, MessageID: e.msg.storeID})
+	}
+}
+
+// prepareStore gives m a log identity and writes its Message record if it
+// is persistent and one of qs is durable. It reports whether it did.
+func (b *Broker) prepareStore(m *Message, qs []*Queue) bool {
+	if b.store == nil || !m.Persistent() {
+		return false
+	}
+	for _, q := range qs {
+		if q.persistent {
+			m.storeID = b.nextMsgID.Add(1)
+			b.store.AppendFunc([]store.Record{{Kind: store.KindMessage, MessageID: m.storeID, Meta: encodeMeta(m), Body: m.Body}}, noop)
+			return true
+		}
+	}
+	return false
+}
+
+// RecoverMessages rebuilds the durable queues' contents from the log, in
+// their original order; call it once after the definitions are restored
+// and before clients connect.
+func (b *Broker) RecoverMessages() (queues, messages int, err error) {
+	if b.store == nil {
+		return 0, 0, nil
+	}
+	start := time.Now()
+	byID := map[uint64]*Queue{}
+	for _, v := range b.VHosts() {
+		for _, q := range v.Queues() {
+			if q.persistent {
+				byID[q.qid] = q
+			}
+		}
+	}
+	cache := map[uint64]*Message{} // a message fanned out to several queues is loaded once
+	var orphans []store.Record
+	for qid, entries := range b.store.Recovered() {
+		q := byID[qid]
+		if q == nil {
+			// The queue is gone (deleted, or its definition lost): drop its entries.
+			orphans = append(orphans, store.Record{Kind: store.KindQueueDelete, QueueID: qid})
+			continue
+		}
+		queues++
+		for _, e := range entries {
+			m := cache[e.MessageID]
+			if m == nil {
+				meta, body, rerr := b.store.ReadMessage(e.MessageID)
+				if rerr != nil {
+					b.log.Warn("stored message unreadable; skipped", "queue", q.name, "message_id", e.MessageID, "err", rerr)
+					continue
+				}
+				m = &Message{Body: body, storeID: e.MessageID}
+				if derr := decodeMeta(meta, m); derr != nil {
+					b.log.Warn("stored message metadata unreadable; skipped", "queue", q.name, "message_id", e.MessageID, "err", derr)
+					continue
+				}
+				cache[e.MessageID] = m
+			}
+			q.restore(m, e.Redelivered, e.Seq)
+			messages++
+		}
+	}
+	if len(orphans) > 0 {
+		b.store.AppendFunc(orphans, noop)
+	}
+	b.log.Info("messages recovered", "queues", queues, "messages", messages, "took", time.Since(start).Round(time.Millisecond))
+	return queues, messages, nil
+}
+
+// restore appends a recovered message to the queue without logging it again.
+func (q *Queue) restore(m *Message, redelivered bool, storeSeq uint64) {
+	exp := int64(-1)
+	if m.Properties.Expiration != "" {
+		exp, _ = parseExpiration(m.Properties.Expiration)
+	}
+	q.mu.Lock()
+	q.nextSeq++
+	q.storeSeq = max(q.storeSeq, storeSeq)
+	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m), redelivered: redelivered}
+	if redelivered {
+		e.deliveries = 1
+	}
+	if q.cfg.messageTTL >= 0 || exp >= 0 {
+		e.expiresAt = expiryTime(q.now(), q.cfg.messageTTL, exp)
+		e.ownExpiry = exp >= 0
+	}
+	q.ready.push(e)
+	if e.expiresAt != 0 {
+		q.trackExpiryLocked(e)
+	}
+	q.mu.Unlock()
+}
