@@ -29,6 +29,14 @@ type Config struct {
 	// auth is not applied to them.
 	MQTTWebSocket  http.Handler
 	STOMPWebSocket http.Handler
+	// Console, when set, serves the web console (console.Handler()) at /
+	// and /console/...: static files, without authentication (the
+	// console's own requests to /api carry the user's credentials).
+	Console http.Handler
+	// Metrics, when set, serves Prometheus metrics (metrics.Handler()) at
+	// GET /metrics without authentication, as RabbitMQ's Prometheus
+	// endpoint does.
+	Metrics http.Handler
 	// MaxBodySize bounds a request body and a WebSocket frame.
 	MaxBodySize int64
 	// Outbox bounds the deliveries buffered per WebSocket or SSE stream
@@ -153,6 +161,13 @@ func (s *Server) routes() {
 	}
 	if s.cfg.STOMPWebSocket != nil {
 		m.handle("/stomp", s.cfg.STOMPWebSocket)
+	}
+	if s.cfg.Console != nil {
+		m.handle("GET /", s.cfg.Console)
+		m.handle("GET /console/{path...}", s.cfg.Console)
+	}
+	if s.cfg.Metrics != nil {
+		m.handle("GET /metrics", s.cfg.Metrics)
 	}
 	a := func(pattern string, h http.HandlerFunc) { m.handle(pattern, s.authenticated(h)) }
 	a("GET /ws", s.serveWS)

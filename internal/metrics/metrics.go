@@ -1,0 +1,141 @@
+// Package metrics exposes Herald's Prometheus metrics.
+//
+// Nothing here is global: New builds a fresh registry (never the default
+// one) holding the Go runtime and process collectors, a collector that
+// reads the broker core at scrape time, and the Counters that protocol
+// adapters bump. cmd/herald builds one Metrics and mounts Handler at
+// /metrics.
+//
+// # Metrics read from the broker at scrape time
+//
+// Per queue, labels vhost and queue:
+//
+//	herald_queue_messages_ready              gauge: messages waiting for a consumer
+//	herald_queue_messages_ready_bytes        gauge: body bytes of those messages
+//	herald_queue_messages_unacked            gauge: delivered, not yet acknowledged
+//	herald_queue_consumers                   gauge
+//	herald_queue_messages_published_total    counter: messages enqueued (a fanned-out message counts once per queue)
+//	herald_queue_messages_delivered_total    counter: deliveries and gets, redeliveries included
+//	herald_queue_messages_acked_total        counter
+//
+// Per vhost, label vhost: herald_vhost_queues and herald_vhost_exchanges
+// (gauges, the default and amq.* exchanges included).
+//
+// The per-queue counters live in the queue, so they start at zero when a
+// queue is (re)declared and vanish with it; Prometheus' rate() treats that
+// as a counter reset.
+//
+// # Counters bumped by the adapters
+//
+// See Counters: adapters call its nil-safe helpers. A counter shows in a
+// scrape from the first time its protocol label is used.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldmq/herald/internal/broker"
+)
+
+// Metrics owns a Prometheus registry describing one broker.
+type Metrics struct {
+	reg     *prometheus.Registry
+	handler http.Handler
+	// Counters are the counters protocol adapters bump; hand this pointer
+	// to their configs.
+	Counters *Counters
+}
+
+// New returns the metrics of b in a fresh registry.
+func New(b *broker.Broker) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg, Counters: newCounters()}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newBrokerCollector(b),
+	)
+	m.Counters.register(reg)
+	// Built once: InstrumentMetricHandler registers its own counters in
+	// reg, which would panic on a second registration.
+	m.handler = promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		Registry:          reg,
+		ErrorHandling:     promhttp.ContinueOnError,
+		EnableOpenMetrics: true,
+	}))
+	return m
+}
+
+// Registry is the registry every Herald metric lives in; other packages
+// may register their own collectors in it.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus text (or OpenMetrics)
+// exposition format. It needs no authentication, as RabbitMQ's
+// Prometheus endpoint; mount it where that is acceptable.
+func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// brokerCollector reads the broker's queues at scrape time, so that the
+// hot path pays nothing for metrics: the queues count their messages
+// anyway (atomics read by Queue.Stats).
+type brokerCollector struct {
+	b *broker.Broker
+
+	ready, readyBytes, unacked, consumers *prometheus.Desc
+	published, delivered, acked           *prometheus.Desc
+	queues, exchanges                     *prometheus.Desc
+}
+
+func newBrokerCollector(b *broker.Broker) *brokerCollector {
+	q := []string{"vhost", "queue"}
+	v := []string{"vhost"}
+	return &brokerCollector{
+		b:          b,
+		ready:      prometheus.NewDesc("herald_queue_messages_ready", "Messages ready for delivery in the queue.", q, nil),
+		readyBytes: prometheus.NewDesc("herald_queue_messages_ready_bytes", "Body bytes of the messages ready in the queue.", q, nil),
+		unacked:    prometheus.NewDesc("herald_queue_messages_unacked", "Messages delivered from the queue and not yet acknowledged.", q, nil),
+		consumers:  prometheus.NewDesc("herald_queue_consumers", "Consumers of the queue.", q, nil),
+		published:  prometheus.NewDesc("herald_queue_messages_published_total", "Messages enqueued in the queue since it was declared.", q, nil),
+		delivered:  prometheus.NewDesc("herald_queue_messages_delivered_total", "Messages delivered or got from the queue since it was declared, redeliveries included.", q, nil),
+		acked:      prometheus.NewDesc("herald_queue_messages_acked_total", "Deliveries from the queue acknowledged since it was declared.", q, nil),
+		queues:     prometheus.NewDesc("herald_vhost_queues", "Queues in the virtual host.", v, nil),
+		exchanges:  prometheus.NewDesc("herald_vhost_exchanges", "Exchanges in the virtual host, the default and amq.* ones included.", v, nil),
+	}
+}
+
+func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.ready, c.readyBytes, c.unacked, c.consumers,
+		c.published, c.delivered, c.acked, c.queues, c.exchanges} {
+		ch <- d
+	}
+}
+
+func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, v := range c.b.VHosts() {
+		vname := v.Name()
+		queues := v.Queues()
+		gauge(c.queues, float64(len(queues)), vname)
+		gauge(c.exchanges, float64(len(v.Exchanges())), vname)
+		for _, q := range queues {
+			st := q.Stats()
+			qname := q.Name()
+			gauge(c.ready, float64(st.Ready), vname, qname)
+			gauge(c.readyBytes, float64(st.ReadyBytes), vname, qname)
+			gauge(c.unacked, float64(st.Unacked), vname, qname)
+			gauge(c.consumers, float64(st.Consumers), vname, qname)
+			counter(c.published, st.Published, vname, qname)
+			counter(c.delivered, st.Delivered, vname, qname)
+			counter(c.acked, st.Acks, vname, qname)
+		}
+	}
+}

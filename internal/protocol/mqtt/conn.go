@@ -1,0 +1,384 @@
+package mqtt
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
+)
+
+// conn is one client connection. The read loop (serve) owns the fields
+// without a comment; the writer goroutine owns the outbox's write side.
+type conn struct {
+	h   *Handler
+	nc  net.Conn
+	r   *bufio.Reader
+	log *slog.Logger
+
+	version  byte
+	clientID string
+	key      string // session key: vhost + "\x00" + client id
+	vhost    *broker.VHost
+	owner    broker.Owner
+	pub      *broker.Publisher
+	sess     *session
+	queue    *broker.Queue
+	// deleteQueue: the session ends with the connection (v5 Session Expiry 0
+	// resuming an old persistent session).
+	deleteQueue bool
+	expiry      time.Duration // v5 session expiry; <0 = never
+	persistent  bool
+	keepAlive   time.Duration
+	will        *packet.Will
+	inAliases   map[uint16]string
+	limiter     *broker.Limiter
+	replies     map[string]*broker.Queue // response topic -> direct reply queue
+
+	out *outbox
+
+	mu        sync.Mutex // guards consumers
+	consumers map[string]*broker.Consumer
+
+	done      chan struct{}
+	kickOnce  sync.Once
+	kickCode  chan packet.ReasonCode
+	cleanExit bool // a DISCONNECT without will was received
+}
+
+func newConn(h *Handler, nc net.Conn) *conn {
+	c := &conn{
+		h: h, nc: nc, r: bufio.NewReaderSize(nc, 4096),
+		log:       h.log.With("remote", nc.RemoteAddr().String()),
+		consumers: make(map[string]*broker.Consumer),
+		done:      make(chan struct{}),
+		kickCode:  make(chan packet.ReasonCode, 1),
+	}
+	c.out = newOutbox(c)
+	return c
+}
+
+// kick asks the connection to close with a v5 DISCONNECT reason (session
+// taken over, server shutting down).
+func (c *conn) kick(code packet.ReasonCode) {
+	c.kickOnce.Do(func() { c.kickCode <- code })
+}
+
+func (c *conn) serve(ctx context.Context) {
+	defer close(c.done)
+	defer c.nc.Close()
+	// Shutdown during the handshake: unblock the CONNECT read at once
+	// instead of waiting for ConnectTimeout.
+	hsDone := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.nc.SetReadDeadline(time.Unix(1, 0))
+		case <-hsDone:
+		}
+	}()
+	ok := c.handshake()
+	close(hsDone)
+	if !ok {
+		return
+	}
+	c.log.Debug("mqtt client connected", "client_id", c.clientID, "version", c.version)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.out.run()
+	}()
+	// The watcher turns shutdown and takeover into a DISCONNECT and a close,
+	// which ends the read loop below.
+	watchDone := make(chan struct{})
+	readDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		var code packet.ReasonCode
+		select {
+		case <-ctx.Done():
+			code = packet.ServerShuttingDown
+		case code = <-c.kickCode:
+		case <-readDone:
+			return
+		}
+		c.closeWith(code)
+	}()
+	err := c.readLoop(ctx)
+	close(readDone)
+	<-watchDone
+	abnormal := !c.cleanExit
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
+		var pe *packet.Error
+		if errors.As(err, &pe) {
+			c.closeWith(pe.Code)
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			c.closeWith(packet.KeepAliveTimeout)
+		}
+	}
+	c.out.close()
+	<-writerDone
+	c.nc.Close()
+	c.teardown(abnormal && ctx.Err() == nil)
+}
+
+// closeWith sends a v5 DISCONNECT with code (if the connection speaks v5)
+// and makes the writer close the socket once it is flushed.
+func (c *conn) closeWith(code packet.ReasonCode) {
+	if c.version == packet.V5 {
+		c.out.pushClose(&packet.Disconnect{ReasonCode: code})
+	} else {
+		c.out.pushClose(nil)
+	}
+}
+
+// handshake reads CONNECT and answers CONNACK; it reports whether the
+// session is established.
+func (c *conn) handshake() bool {
+	c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.ConnectTimeout))
+	p, err := packet.Read(c.r, packet.V5, c.h.cfg.MaxPacketSize)
+	cp, isConnect := p.(*packet.Connect)
+	if err != nil {
+		var pe *packet.Error
+		if isConnect && errors.As(err, &pe) && pe.Code == packet.UnsupportedProtocolVersion {
+			// [MQTT-3.1.2-2]: v3 answers 0x01 to an unknown level of "MQTT";
+			// a wrong protocol name is closed without CONNACK (v3) or with
+			// 0x84 (v5, where the level says the client speaks v5).
+			switch {
+			case cp.ProtocolLevel == packet.V5:
+				c.writeDirect(&packet.Connack{ReasonCode: packet.UnsupportedProtocolVersion}, packet.V5)
+			case cp.ProtocolName == "MQTT":
+				c.writeDirect(&packet.Connack{ReasonCode: packet.ReasonCode(packet.V3UnacceptableProtocolVersion)}, packet.V311)
+			}
+		} else if isConnect && cp.ProtocolLevel == packet.V5 && errors.As(err, &pe) {
+			c.writeDirect(&packet.Connack{ReasonCode: pe.Code, Properties: packet.Properties{ReasonString: pe.Text}}, packet.V5)
+		}
+		c.log.Debug("mqtt connect failed", "err", err)
+		return false
+	}
+	if !isConnect {
+		c.log.Debug("mqtt first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
+		return false
+	}
+	c.version = cp.ProtocolLevel
+	fail := func(code packet.ReasonCode, why string) bool {
+		ack := &packet.Connack{ReasonCode: code}
+		if c.version == packet.V5 {
+			ack.Properties.ReasonString = why
+		} else {
+			ack.ReasonCode = packet.ReasonCode(packet.V3ConnackCode(code))
+		}
+		c.writeDirect(ack, c.version)
+		c.log.Info("mqtt connection refused", "reason", why, "code", byte(code))
+		return false
+	}
+	if cp.Properties.AuthMethod != "" {
+		return fail(packet.BadAuthenticationMethod, "enhanced authentication is not supported")
+	}
+	// Vhost and user as RabbitMQ's plugin: "vhost:user", default vhost "/".
+	vhostName, user := broker.DefaultVHost, cp.Username
+	if i := strings.LastIndexByte(user, ':'); i >= 0 {
+		vhostName, user = user[:i], user[i+1:]
+	}
+	if !cp.UsernameFlag {
+		return fail(packet.BadUserNameOrPassword, "user name required")
+	}
+	if _, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
+		if c.version == packet.V5 {
+			return fail(packet.BadUserNameOrPassword, "bad user name or password")
+		}
+		// 3.1.1 clients get 0x05 (not authorized), as RabbitMQ answers.
+		return fail(packet.NotAuthorized, "bad user name or password")
+	}
+	c.vhost = c.h.broker.VHost(vhostName)
+	if c.vhost == nil {
+		return fail(packet.NotAuthorized, "no vhost "+vhostName)
+	}
+	ack := &packet.Connack{}
+	c.clientID = cp.ClientID
+	if c.clientID == "" {
+		// [MQTT-3.1.3-7] an empty id needs a clean session in 3.1.1.
+		if c.version != packet.V5 && !cp.CleanStart {
+			return fail(packet.ClientIdentifierNotValid, "empty client id needs clean session")
+		}
+		var b [12]byte
+		rand.Read(b[:])
+		c.clientID = "herald-" + hex.EncodeToString(b[:])
+		ack.Properties.AssignedClientID = c.clientID
+	}
+	c.log = c.log.With("client_id", c.clientID)
+	c.key = vhostName + "\x00" + c.clientID
+	c.owner = c.h.broker.NewOwner()
+	c.pub = c.vhost.Publisher()
+	c.will = cp.Will
+
+	// Keep-alive: the server closes after 1.5x without a packet
+	// [MQTT-3.1.2-24]; a v5 client can be told a smaller value.
+	ka := time.Duration(cp.KeepAlive) * time.Second
+	if max := c.h.cfg.MaxKeepAlive; max > 0 && (ka == 0 || ka > max) && c.version == packet.V5 {
+		ka = max
+		ack.Properties.ServerKeepAlive = packet.Ptr(uint16(max / time.Second))
+	}
+	c.keepAlive = ka
+
+	inflight := c.h.cfg.V3InFlight
+	if c.version == packet.V5 {
+		inflight = 65535
+		if rm := cp.Properties.ReceiveMaximum; rm > 0 {
+			inflight = int(rm)
+		}
+		c.out.maxPacket = int(cp.Properties.MaximumPacketSize)
+		c.out.aliasMax = cp.Properties.TopicAliasMaximum
+		ack.Properties.TopicAliasMaximum = c.h.cfg.TopicAliasMaximum
+		ack.Properties.MaximumPacketSize = uint32(c.h.cfg.MaxPacketSize)
+		ack.Properties.RetainAvailable = packet.Ptr[byte](1)
+		ack.Properties.SharedSubAvailable = packet.Ptr[byte](1)
+		ack.Properties.WildcardSubAvailable = packet.Ptr[byte](1)
+		ack.Properties.SubIDAvailable = packet.Ptr[byte](1)
+	}
+	c.limiter = broker.NewLimiter(inflight)
+	c.out.version = c.version
+
+	// Session lifetime: 3.1.1 clean session=0 keeps it forever; v5 keeps it
+	// for the Session Expiry Interval (0 = ends with the connection).
+	if c.version == packet.V5 {
+		if cp.Properties.SessionExpiry != nil {
+			e := *cp.Properties.SessionExpiry
+			switch {
+			case e == 0xFFFFFFFF:
+				c.expiry = -1
+			default:
+				c.expiry = time.Duration(e) * time.Second
+				if m := c.h.cfg.MaxSessionExpiry; m > 0 && c.expiry > m {
+					c.expiry = m
+					ack.Properties.SessionExpiry = packet.Ptr(uint32(m / time.Second))
+				}
+			}
+		}
+		c.persistent = c.expiry != 0
+	} else {
+		c.persistent = !cp.CleanStart
+		c.expiry = -1
+	}
+
+	c.h.register(c)
+	present, err := c.openSession(cp.CleanStart)
+	if err != nil {
+		c.h.unregister(c)
+		c.h.broker.ReleaseOwner(c.owner)
+		return fail(packet.ServerUnavailable, err.Error())
+	}
+	ack.SessionPresent = present
+	c.nc.SetReadDeadline(time.Time{})
+	c.writeDirect(ack, c.version)
+	return true
+}
+
+// writeDirect writes a packet before the writer goroutine runs (CONNACK).
+func (c *conn) writeDirect(p packet.Packet, version byte) {
+	c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
+	c.nc.Write(p.Encode(nil, version))
+	c.nc.SetWriteDeadline(time.Time{})
+}
+
+// readLoop decodes and dispatches packets until the connection ends.
+func (c *conn) readLoop(ctx context.Context) error {
+	for {
+		if c.keepAlive > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		}
+		p, err := packet.Read(c.r, c.version, c.h.cfg.MaxPacketSize)
+		if err != nil {
+			return err
+		}
+		switch p := p.(type) {
+		case *packet.Publish:
+			err = c.handlePublish(ctx, p)
+		case *packet.Ack:
+			err = c.handleAck(p)
+		case *packet.Subscribe:
+			err = c.handleSubscribe(p)
+		case *packet.Unsubscribe:
+			c.handleUnsubscribe(p)
+		case *packet.Pingreq:
+			c.out.push(&packet.Pingresp{})
+		case *packet.Disconnect:
+			// A normal DISCONNECT discards the will [MQTT-3.14.4-3]; v5
+			// reason 0x04 asks for it to be published anyway.
+			c.cleanExit = p.ReasonCode != packet.DisconnectWithWill
+			if c.version == packet.V5 && p.Properties.SessionExpiry != nil && c.persistent {
+				c.expiry = time.Duration(*p.Properties.SessionExpiry) * time.Second
+			}
+			return nil
+		default:
+			// CONNECT twice [MQTT-3.1.0-2], AUTH, or a server-to-client packet.
+			return &packet.Error{Code: packet.ProtocolError, Text: "unexpected packet type"}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// teardown releases everything the connection held. Unacknowledged
+// deliveries go back to their queues flagged redelivered, so a persistent
+// session gets them again (with DUP) on reconnect.
+func (c *conn) teardown(abnormal bool) {
+	c.mu.Lock()
+	consumers := c.consumers
+	c.consumers = nil
+	c.mu.Unlock()
+	for _, cons := range consumers {
+		cons.Cancel()
+	}
+	c.out.requeueAll()
+	c.h.broker.ReleaseOwner(c.owner)
+	if c.deleteQueue || (c.persistent == false && c.queue != nil && c.queue.Durable()) {
+		c.vhost.DeleteQueue(c.queue.Name(), 0, false, false)
+		c.h.dropSession(c.key)
+	} else if !c.persistent {
+		c.h.dropSession(c.key)
+	} else if c.expiry > 0 && c.queue != nil {
+		c.h.expireLater(c.key, c.vhost, c.queue.Name(), c.expiry)
+	}
+	c.h.unregister(c)
+	if abnormal && c.will != nil {
+		c.publishWill()
+	}
+	c.log.Debug("mqtt client disconnected")
+}
+
+// publishWill publishes the last will, after its v5 Will Delay Interval
+// (capped by the session's lifetime) unless the client reconnects first.
+func (c *conn) publishWill() {
+	w, vhost, clientID, version := c.will, c.vhost, c.clientID, c.version
+	publish := func() {
+		p := &packet.Publish{QoS: w.QoS, Retain: w.Retain, Topic: w.Topic, Payload: w.Payload, Properties: w.Properties}
+		m := toMessage(p, w.Topic, clientID, version, time.Now())
+		if w.Retain {
+			c.h.retain(vhost.Name(), w.Topic, m)
+		}
+		if _, err := vhost.Publisher().Publish(m); err != nil {
+			c.h.log.Warn("mqtt will publish failed", "client_id", clientID, "err", err)
+		}
+	}
+	delay := time.Duration(w.Properties.WillDelay) * time.Second
+	if c.expiry >= 0 && delay > c.expiry {
+		delay = c.expiry
+	}
+	if delay <= 0 {
+		publish()
+		return
+	}
+	c.h.willLater(c.key, delay, publish)
+}

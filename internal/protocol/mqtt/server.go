@@ -1,0 +1,297 @@
+// Package mqtt is Herald's MQTT 3.1.1 and 5.0 adapter. It maps MQTT onto
+// the core as RabbitMQ's MQTT plugin does: a session is a queue
+// (mqtt-subscription-<client id>qos0 for a clean session, a durable
+// mqtt-subscription-<client id>qos1 for a persistent one), a subscription is
+// a binding of that queue to amq.topic (topic a/b/c = routing key a.b.c,
+// '+' = '*', '#' stays, '.' and '/' swapped), and retained messages and
+// wills are kept per vhost by the Handler.
+//
+// Each connection has a read loop (the ServeConn goroutine) and a writer
+// goroutine draining a bounded outbox, which also turns queue deliveries
+// into PUBLISH packets (so the queue's lock is never held across I/O).
+package mqtt
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
+)
+
+// Config tunes the MQTT listener. Zero values take the defaults.
+type Config struct {
+	// MaxPacketSize bounds an inbound packet (v5 CONNACK Maximum Packet Size).
+	MaxPacketSize int
+	// MaxKeepAlive caps the client's keep-alive; a v5 client asking for
+	// more (or 0) is told the cap with Server Keep Alive. 0 = no cap.
+	MaxKeepAlive time.Duration
+	// ConnectTimeout bounds the time from accept to CONNECT.
+	ConnectTimeout time.Duration
+	// TopicAliasMaximum is the number of inbound topic aliases a v5 client
+	// may use.
+	TopicAliasMaximum uint16
+	// V3InFlight is the delivery window (consumer prefetch) for 3.1.1
+	// clients, which have no Receive Maximum.
+	V3InFlight int
+	// MaxSessionExpiry caps a v5 Session Expiry Interval. 0 = no cap.
+	MaxSessionExpiry time.Duration
+	// WriteTimeout bounds one write to a client that stopped reading.
+	WriteTimeout time.Duration
+}
+
+// Defaults.
+const (
+	DefaultMaxPacketSize     = 16 << 20
+	DefaultConnectTimeout    = 10 * time.Second
+	DefaultTopicAliasMaximum = 64
+	DefaultV3InFlight        = 100
+	DefaultWriteTimeout      = 30 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxPacketSize <= 0 {
+		c.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.TopicAliasMaximum == 0 {
+		c.TopicAliasMaximum = DefaultTopicAliasMaximum
+	}
+	if c.V3InFlight <= 0 {
+		c.V3InFlight = DefaultV3InFlight
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+}
+
+// Handler serves MQTT connections against a broker. It owns the state that
+// outlives a connection: sessions (subscriptions of persistent sessions),
+// retained messages per vhost, delayed wills and session-expiry timers.
+type Handler struct {
+	cfg    Config
+	broker *broker.Broker
+	users  *auth.Users
+	log    *slog.Logger
+
+	mu       sync.Mutex                            // guards everything below
+	conns    map[string]*conn                      // by session key (vhost + client id)
+	sessions map[string]*session                   // by session key
+	expiry   map[string]*time.Timer                // session expiry timers
+	wills    map[string]*time.Timer                // delayed wills
+	retained map[string]map[string]*broker.Message // vhost -> topic -> message
+	closed   bool
+}
+
+// NewHandler returns a handler for accepted MQTT connections.
+func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Handler {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		cfg: cfg, broker: b, users: users, log: log,
+		conns:    make(map[string]*conn),
+		sessions: make(map[string]*session),
+		expiry:   make(map[string]*time.Timer),
+		wills:    make(map[string]*time.Timer),
+		retained: make(map[string]map[string]*broker.Message),
+	}
+}
+
+// ServeConn runs one MQTT connection until it ends. When ctx is cancelled,
+// v5 clients get DISCONNECT 0x8B (server shutting down) and v3 clients are
+// closed.
+func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
+	c := newConn(h, nc)
+	c.serve(ctx)
+}
+
+// ServeWebSocket serves MQTT over WebSocket (subprotocol "mqtt", binary
+// messages). The request's context scopes the connection.
+func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mqtt"}})
+	if err != nil {
+		h.log.Debug("mqtt websocket accept failed", "err", err)
+		return
+	}
+	if ws.Subprotocol() != "mqtt" {
+		ws.Close(websocket.StatusPolicyViolation, "subprotocol mqtt required")
+		return
+	}
+	// Our own packet size bound applies; the library's 32 KiB default
+	// would cut legitimate large publishes.
+	ws.SetReadLimit(int64(h.cfg.MaxPacketSize) + 8)
+	ctx := r.Context()
+	nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
+	h.ServeConn(ctx, nc)
+}
+
+// Close stops the Handler's timers (session expiry, delayed wills). Call it
+// after the listeners have stopped and their connections have ended.
+func (h *Handler) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for k, t := range h.expiry {
+		t.Stop()
+		delete(h.expiry, k)
+	}
+	for k, t := range h.wills {
+		t.Stop()
+		delete(h.wills, k)
+	}
+}
+
+// ConnectionCount is the number of connected MQTT clients.
+func (h *Handler) ConnectionCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+// register makes c the connection of its session key. A connection already
+// using the key is taken over: it is told (v5 DISCONNECT 0x8E) and closed,
+// and register waits for it to finish its clean-up so the queues it owns
+// are gone before the new connection declares its own. Pending timers for
+// the key (delayed will, session expiry) are stopped: the client is back.
+func (h *Handler) register(c *conn) {
+	for {
+		h.mu.Lock()
+		old := h.conns[c.key]
+		if old == nil {
+			h.conns[c.key] = c
+			if t := h.wills[c.key]; t != nil {
+				t.Stop()
+				delete(h.wills, c.key)
+			}
+			if t := h.expiry[c.key]; t != nil {
+				t.Stop()
+				delete(h.expiry, c.key)
+			}
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		old.kick(packet.SessionTakenOver)
+		<-old.done
+	}
+}
+
+func (h *Handler) unregister(c *conn) {
+	h.mu.Lock()
+	if h.conns[c.key] == c {
+		delete(h.conns, c.key)
+	}
+	h.mu.Unlock()
+}
+
+// session returns the session state for key, creating it when asked.
+func (h *Handler) session(key string, create bool) *session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[key]
+	if s == nil && create {
+		s = newSession()
+		h.sessions[key] = s
+	}
+	return s
+}
+
+func (h *Handler) dropSession(key string) {
+	h.mu.Lock()
+	delete(h.sessions, key)
+	h.mu.Unlock()
+}
+
+// expireLater deletes a persistent session after d, unless its client comes
+// back first (register stops the timer).
+func (h *Handler) expireLater(key string, v *broker.VHost, queue string, d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	if t := h.expiry[key]; t != nil {
+		t.Stop()
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		h.mu.Lock()
+		if h.expiry[key] != t || h.conns[key] != nil {
+			h.mu.Unlock()
+			return
+		}
+		delete(h.expiry, key)
+		delete(h.sessions, key)
+		h.mu.Unlock()
+		v.DeleteQueue(queue, 0, false, false)
+		h.log.Debug("mqtt session expired", "session", key)
+	})
+	h.expiry[key] = t
+}
+
+// willLater publishes a will after its delay unless the client reconnects.
+func (h *Handler) willLater(key string, d time.Duration, publish func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		h.mu.Lock()
+		if h.wills[key] != t {
+			h.mu.Unlock()
+			return
+		}
+		delete(h.wills, key)
+		h.mu.Unlock()
+		publish()
+	})
+	h.wills[key] = t
+}
+
+// retain stores (or, with an empty payload, clears [MQTT-3.3.1-10]) the
+// retained message of a topic.
+func (h *Handler) retain(vhost, topic string, m *broker.Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.retained[vhost]
+	if len(m.Body) == 0 {
+		delete(r, topic)
+		return
+	}
+	if r == nil {
+		r = make(map[string]*broker.Message)
+		h.retained[vhost] = r
+	}
+	h.retained[vhost][topic] = m
+}
+
+// retainedFor lists the retained messages whose topic matches filter.
+func (h *Handler) retainedFor(vhost, filter string) []retainedMsg {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []retainedMsg
+	for t, m := range h.retained[vhost] {
+		if matchFilter(filter, t) {
+			out = append(out, retainedMsg{topic: t, msg: m})
+		}
+	}
+	return out
+}
+
+type retainedMsg struct {
+	topic string
+	msg   *broker.Message
+}

@@ -1,0 +1,374 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
+)
+
+// session is the state of a client session that outlives a connection of a
+// persistent session: its subscriptions (the bindings live in the core, the
+// options MQTT needs at delivery live here) and the QoS 2 packet ids it
+// published and has not released yet.
+type session struct {
+	mu   sync.Mutex // guards both maps; taken by the read loop and the writer
+	subs map[string]*subscription
+	qos2 map[uint16]struct{}
+}
+
+func newSession() *session {
+	return &session{subs: make(map[string]*subscription), qos2: make(map[uint16]struct{})}
+}
+
+// subscription is one topic filter of a session.
+type subscription struct {
+	full   string // as subscribed, with any $share/group/ prefix
+	filter string
+	key    string // binding pattern on amq.topic
+	group  string // shared subscription group, "" if not shared
+	queue  string // the shared queue, for shared subscriptions
+	opts   packet.Subscription
+	id     uint32 // v5 subscription identifier, 0 = none
+}
+
+func sessionQueueName(clientID string, persistent bool) string {
+	if persistent {
+		return "mqtt-subscription-" + clientID + "qos1"
+	}
+	return "mqtt-subscription-" + clientID + "qos0"
+}
+
+// openSession finds or creates the session queue and starts consuming it.
+// It reports whether a previous session was resumed (CONNACK session present).
+func (c *conn) openSession(cleanStart bool) (bool, error) {
+	durableName := sessionQueueName(c.clientID, true)
+	old, _ := c.vhost.Queue(durableName)
+	if old != nil && cleanStart {
+		// [MQTT-3.1.2-6] / v5 Clean Start: discard the previous session.
+		c.vhost.DeleteQueue(durableName, 0, false, false)
+		c.h.dropSession(c.key)
+		old = nil
+	}
+	present := false
+	var err error
+	switch {
+	case old != nil:
+		c.queue, present = old, true
+		c.deleteQueue = !c.persistent
+	case c.persistent:
+		c.h.dropSession(c.key)
+		c.queue, err = c.vhost.DeclareQueue(durableName, broker.QueueOptions{Durable: true})
+	default:
+		c.h.dropSession(c.key)
+		c.queue, err = c.vhost.DeclareQueue(sessionQueueName(c.clientID, false),
+			broker.QueueOptions{Exclusive: true, Owner: c.owner})
+	}
+	if err != nil {
+		return false, err
+	}
+	c.sess = c.h.session(c.key, true)
+	if err := c.consume(c.queue, "", &sink{c: c}); err != nil {
+		return false, err
+	}
+	// Shared subscriptions of a resumed session: their queues may have gone
+	// with their last consumer, so declare, bind and consume them again.
+	c.sess.mu.Lock()
+	var shared []*subscription
+	for _, s := range c.sess.subs {
+		if s.group != "" {
+			shared = append(shared, s)
+		}
+	}
+	c.sess.mu.Unlock()
+	for _, s := range shared {
+		if err := c.startShared(s); err != nil {
+			return false, err
+		}
+	}
+	return present, nil
+}
+
+func (c *conn) consume(q *broker.Queue, tag string, s *sink) error {
+	cons, err := q.Consume(broker.ConsumerOptions{Tag: tag, Owner: c.owner, Limiter: c.limiter, Sink: s})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.consumers[tag] = cons
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *conn) startShared(s *subscription) error {
+	q, err := c.vhost.DeclareQueue(s.queue, broker.QueueOptions{AutoDelete: true})
+	if err != nil {
+		return err
+	}
+	if err := c.vhost.BindQueue(s.queue, topicExchange, s.key, nil, c.owner); err != nil {
+		return err
+	}
+	return c.consume(q, s.full, &sink{c: c, sub: s})
+}
+
+func (c *conn) handleSubscribe(p *packet.Subscribe) error {
+	ack := &packet.Suback{Kind: packet.SUBACK, PacketID: p.PacketID}
+	var subID uint32
+	if ids := p.Properties.SubscriptionIDs; len(ids) > 0 {
+		subID = ids[0]
+	}
+	var retained []outItem
+	for _, o := range p.Subscriptions {
+		code, items := c.subscribe(o, subID)
+		ack.Reasons = append(ack.Reasons, code)
+		retained = append(retained, items...)
+	}
+	if c.version != packet.V5 {
+		for i, r := range ack.Reasons {
+			if r.Failed() {
+				ack.Reasons[i] = packet.UnspecifiedError // 3.1.1 knows only 0x80
+			}
+		}
+	}
+	// SUBACK first, then the retained messages [MQTT-3.3.1-6].
+	c.out.push(ack)
+	for _, it := range retained {
+		c.out.pushItem(it)
+	}
+	return nil
+}
+
+// subscribe adds one filter; it returns the SUBACK reason code and the
+// retained messages to send.
+func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode, []outItem) {
+	s := &subscription{full: o.Filter, filter: o.Filter, opts: o, id: subID}
+	group, filter, shared := parseShare(o.Filter)
+	if shared {
+		s.group, s.filter = group, filter
+	} else if len(o.Filter) >= len(sharePrefix) && o.Filter[:len(sharePrefix)] == sharePrefix {
+		return packet.TopicFilterInvalid, nil
+	}
+	if !packet.ValidTopicFilter(s.filter) {
+		return packet.TopicFilterInvalid, nil
+	}
+	if shared && o.NoLocal {
+		return packet.ProtocolError, nil // [MQTT-3.8.3-4]
+	}
+	s.key = topicToKey(s.filter)
+	c.sess.mu.Lock()
+	prev := c.sess.subs[s.full]
+	c.sess.mu.Unlock()
+	if shared {
+		s.queue = "mqtt-shared-" + c.vhost.Name() + "-" + s.group + "-" + s.key
+		if prev == nil {
+			if err := c.startShared(s); err != nil {
+				c.log.Warn("mqtt shared subscribe failed", "filter", o.Filter, "err", err)
+				return packet.UnspecifiedError, nil
+			}
+		}
+	} else if err := c.vhost.BindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner); err != nil {
+		c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
+		if errors.Is(err, broker.ErrAccessRefused) {
+			return packet.NotAuthorized, nil
+		}
+		return packet.UnspecifiedError, nil
+	}
+	c.sess.mu.Lock()
+	c.sess.subs[s.full] = s
+	c.sess.mu.Unlock()
+
+	// Retained messages: not for shared subscriptions; v5 Retain Handling
+	// 1 sends them only for a new subscription, 2 never [MQTT-3.3.1-9..11].
+	var items []outItem
+	if !shared && (o.RetainHandling == 0 || (o.RetainHandling == 1 && prev == nil)) {
+		for _, r := range c.h.retainedFor(c.vhost.Name(), s.filter) {
+			items = append(items, outItem{retained: r.msg, topic: r.topic, sub: s})
+		}
+	}
+	return packet.ReasonCode(o.QoS), items
+}
+
+func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
+	ack := &packet.Suback{Kind: packet.UNSUBACK, PacketID: p.PacketID}
+	for _, f := range p.Filters {
+		c.sess.mu.Lock()
+		s := c.sess.subs[f]
+		delete(c.sess.subs, f)
+		inUse := false
+		if s != nil && s.group == "" {
+			for _, o := range c.sess.subs {
+				inUse = inUse || (o.group == "" && o.key == s.key)
+			}
+		}
+		c.sess.mu.Unlock()
+		switch {
+		case s == nil:
+			ack.Reasons = append(ack.Reasons, packet.NoSubscriptionExisted)
+			continue
+		case s.group != "":
+			c.mu.Lock()
+			cons := c.consumers[s.full]
+			delete(c.consumers, s.full)
+			c.mu.Unlock()
+			if cons != nil {
+				cons.Cancel()
+				c.out.requeueQueue(cons.Queue())
+			}
+		case !inUse:
+			c.vhost.UnbindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner)
+		}
+		ack.Reasons = append(ack.Reasons, packet.Success)
+	}
+	c.out.push(ack)
+}
+
+// handlePublish routes an inbound PUBLISH into the core and acknowledges it
+// per its QoS.
+func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
+	topic := p.Topic
+	if c.version == packet.V5 {
+		if a := p.Properties.TopicAlias; a != 0 {
+			if a > c.h.cfg.TopicAliasMaximum {
+				return &packet.Error{Code: packet.TopicAliasInvalid, Text: "topic alias above maximum [MQTT-3.3.2-9]"}
+			}
+			if c.inAliases == nil {
+				c.inAliases = make(map[uint16]string)
+			}
+			if topic != "" {
+				c.inAliases[a] = topic
+			} else if topic = c.inAliases[a]; topic == "" {
+				return &packet.Error{Code: packet.ProtocolError, Text: "topic alias not set on this connection [MQTT-3.3.2-12]"}
+			}
+		}
+		if pf := p.Properties.PayloadFormat; pf != nil && *pf == 1 && !validUTF8(p.Payload) {
+			return c.nack(p, packet.PayloadFormatInvalid, "payload is not UTF-8 as its format indicator says")
+		}
+	}
+	if p.QoS == 2 {
+		c.sess.mu.Lock()
+		_, dup := c.sess.qos2[p.PacketID]
+		if !dup {
+			c.sess.qos2[p.PacketID] = struct{}{}
+		}
+		c.sess.mu.Unlock()
+		if dup {
+			// Already routed; the PUBREC got lost [MQTT-4.3.3-10].
+			c.out.push(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+			return nil
+		}
+	}
+	m := toMessage(p, topic, c.clientID, c.version, time.Now())
+	if c.version == packet.V5 && p.Properties.ResponseTopic != "" {
+		if r := c.replyQueue(p.Properties.ResponseTopic); r != nil {
+			m.Properties.ReplyTo = r.Name()
+		}
+	}
+	if p.Retain {
+		c.h.retain(c.vhost.Name(), topic, m)
+	}
+	n, err := c.pub.Publish(m)
+	code := packet.Success
+	switch {
+	case err != nil:
+		c.log.Warn("mqtt publish failed", "topic", topic, "err", err)
+		code = packet.UnspecifiedError
+		if errors.Is(err, broker.ErrAccessRefused) {
+			code = packet.NotAuthorized
+		}
+	case n == 0 && c.version == packet.V5:
+		code = packet.NoMatchingSubscribers
+	}
+	switch p.QoS {
+	case 1:
+		c.out.push(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)})
+	case 2:
+		if code.Failed() {
+			c.sess.mu.Lock()
+			delete(c.sess.qos2, p.PacketID)
+			c.sess.mu.Unlock()
+		}
+		c.out.push(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)})
+	}
+	if c.pub.Congested() {
+		// TCP push-back: stop reading this client until the queues drain.
+		c.pub.WaitFlow(ctx.Done(), c.owner)
+	}
+	return nil
+}
+
+func v5Code(version byte, code packet.ReasonCode) packet.ReasonCode {
+	if version != packet.V5 {
+		return 0
+	}
+	return code
+}
+
+// nack refuses a publish: v5 with a negative PUBACK/PUBREC, v3 (which has
+// no negative ack) by closing the connection.
+func (c *conn) nack(p *packet.Publish, code packet.ReasonCode, why string) error {
+	if c.version != packet.V5 || p.QoS == 0 {
+		return &packet.Error{Code: code, Text: why}
+	}
+	kind := packet.PUBACK
+	if p.QoS == 2 {
+		kind = packet.PUBREC
+	}
+	c.out.push(&packet.Ack{Kind: kind, PacketID: p.PacketID, ReasonCode: code, Properties: packet.Properties{ReasonString: why}})
+	return nil
+}
+
+func (c *conn) handleAck(p *packet.Ack) error {
+	switch p.Kind {
+	case packet.PUBACK, packet.PUBCOMP:
+		c.out.settle(p.PacketID)
+	case packet.PUBREC:
+		// The message has arrived: settle it in the queue now so a
+		// reconnect does not deliver it again, then release [MQTT-4.3.3-4].
+		c.out.settle(p.PacketID)
+		if p.ReasonCode.Failed() {
+			return nil
+		}
+		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: p.PacketID})
+	case packet.PUBREL:
+		c.sess.mu.Lock()
+		_, ok := c.sess.qos2[p.PacketID]
+		delete(c.sess.qos2, p.PacketID)
+		c.sess.mu.Unlock()
+		code := packet.Success
+		if !ok {
+			code = v5Code(c.version, packet.PacketIdentifierNotFound)
+		}
+		c.out.push(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID, ReasonCode: code})
+	}
+	return nil
+}
+
+// replyQueue returns the direct reply-to queue standing for a v5 Response
+// Topic, so that an AMQP server replying the RPC way (default exchange,
+// routing key = reply_to) reaches this requester: the reply arrives on the
+// queue and is delivered as a PUBLISH on the response topic. At most
+// maxReplyTopics per connection; beyond that reply_to keeps the routing-key
+// form of the topic (fine for MQTT or amq.topic responders).
+func (c *conn) replyQueue(topic string) *broker.Queue {
+	if q, ok := c.replies[topic]; ok {
+		return q
+	}
+	if len(c.replies) >= maxReplyTopics || !packet.ValidTopicName(topic) {
+		return nil
+	}
+	q := c.vhost.DeclareReplyQueue(c.owner)
+	if _, err := q.Consume(broker.ConsumerOptions{NoAck: true, Owner: c.owner, Sink: &sink{c: c, replyTopic: topic}}); err != nil {
+		c.log.Warn("mqtt reply queue failed", "err", err)
+		return nil
+	}
+	if c.replies == nil {
+		c.replies = make(map[string]*broker.Queue)
+	}
+	c.replies[topic] = q
+	return q
+}
+
+const maxReplyTopics = 16
