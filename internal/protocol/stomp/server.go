@@ -1,0 +1,133 @@
+// Package stomp is Herald's STOMP 1.0/1.1/1.2 adapter. It maps STOMP onto
+// the broker core the way RabbitMQ's STOMP plugin does: /queue/, /topic/,
+// /exchange/, /amq/queue/, /temp-queue/ and /reply-queue/ destinations,
+// ack modes auto, client and client-individual, transactions, receipts and
+// heart-beats, over TCP and over WebSocket (subprotocols v1x.stomp).
+//
+// Each connection has a read loop (the ServeConn goroutine), which decodes
+// frames and drives the core, and a writer goroutine that drains a bounded
+// outbox and writes once per batch (once per frame on WebSocket, where each
+// message must carry one frame).
+package stomp
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
+)
+
+// Config tunes the STOMP listener. Zero values take the defaults.
+type Config struct {
+	// Heartbeat is what the server offers in CONNECTED's heart-beat header
+	// for both directions; the larger of it and the client's wish is used,
+	// and a client that asks for none gets none. Negative: the server
+	// neither sends nor expects heart-beats.
+	Heartbeat time.Duration
+	// Limits bound incoming frames (see frame.Limits).
+	Limits frame.Limits
+	// HandshakeTimeout bounds the time from accept to CONNECT.
+	HandshakeTimeout time.Duration
+	// DefaultVHost is used when CONNECT has no host header (RabbitMQ: "/").
+	DefaultVHost string
+	// Version is reported in CONNECTED's server header.
+	Version string
+}
+
+// DefaultHeartbeat is the interval the server offers.
+const DefaultHeartbeat = 10 * time.Second
+
+func (c *Config) setDefaults() {
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	c.Limits = c.Limits.WithDefaults()
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.DefaultVHost == "" {
+		c.DefaultVHost = "/"
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+}
+
+// Handler serves STOMP connections against a broker.
+type Handler struct {
+	cfg    Config
+	broker *broker.Broker
+	users  *auth.Users
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+}
+
+// NewHandler returns a handler for accepted STOMP connections.
+func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Handler {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, broker: b, users: users, log: log, conns: make(map[*conn]struct{})}
+}
+
+// ServeConn runs one TCP connection until it ends. When ctx is cancelled
+// the client is sent an ERROR frame "server shutting down" and closed.
+func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
+	h.serve(ctx, nc, false)
+}
+
+// Subprotocols are the WebSocket subprotocols STOMP clients offer.
+var subprotocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
+
+// ServeWebSocket upgrades r to a WebSocket carrying STOMP, one frame per
+// text message (subprotocols v12.stomp, v11.stomp, v10.stomp). The connection ends when r's context is cancelled (set the
+// http.Server's BaseContext to the server's context so that shutdown
+// reaches it), with the same "server shutting down" ERROR as over TCP.
+func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: subprotocols})
+	if err != nil {
+		h.log.Debug("stomp websocket upgrade failed", "err", err)
+		return
+	}
+	// A client that names no subprotocol is served all the same, as
+	// RabbitMQ's Web STOMP does; CONNECT's accept-version decides.
+	// A little above the frame bound, so that our reader reports an
+	// over-long frame with a STOMP ERROR before the WebSocket layer does.
+	ws.SetReadLimit(int64(h.cfg.Limits.MaxFrameSize) + 4096)
+	// The NetConn must outlive r's cancellation long enough to carry the
+	// shutdown ERROR, so it gets a context that is never cancelled; the
+	// connection closes it itself.
+	nc := websocket.NetConn(context.WithoutCancel(r.Context()), ws, websocket.MessageText)
+	h.serve(r.Context(), nc, true)
+}
+
+func (h *Handler) serve(ctx context.Context, nc net.Conn, ws bool) {
+	c := newConn(h, nc, ws)
+	h.mu.Lock()
+	h.conns[c] = struct{}{}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.conns, c)
+		h.mu.Unlock()
+	}()
+	c.serve(ctx)
+}
+
+// ConnectionCount is the number of open STOMP connections.
+func (h *Handler) ConnectionCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
