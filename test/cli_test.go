@@ -32,7 +32,7 @@ func TestServeBinarySignals(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "serve", "--amqp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--log-format", "json")
+			cmd := exec.CommandContext(ctx, bin, "serve", "--amqp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--stomp", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--log-format", "json")
 			cmd.Env = append(os.Environ(), "HERALD_LOG_LEVEL=info")
 			stderr, err := cmd.StderrPipe()
 			if err != nil {

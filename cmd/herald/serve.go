@@ -23,6 +23,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "./data", "directory for durable state")
 	amqpAddr := fs.String("amqp", ":5672", "AMQP 0-9-1 listen address HOST:PORT; port 0 picks a free port; \"off\" disables")
+	mqttAddr := fs.String("mqtt", ":1883", "MQTT 3.1.1/5 listen address; \"off\" disables (MQTT over WebSocket is at /mqtt on --http)")
+	stompAddr := fs.String("stomp", ":61613", "STOMP 1.0-1.2 listen address; \"off\" disables (STOMP over WebSocket is at /stomp on --http)")
 	httpAddr := fs.String("http", ":15672", "HTTP listen address (REST, WebSocket, SSE, management API); \"off\" disables")
 	corsOrigins := fs.String("cors-origins", "", "comma-separated origins whose browsers may call the HTTP API (\"*\" = any)")
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
@@ -51,10 +53,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	srv, err := server.New(server.Config{
-		AMQPAddr: *amqpAddr,
-		HTTPAddr: *httpAddr,
-		Web:      web.Config{CORSOrigins: splitList(*corsOrigins), Version: version},
-		DataDir:  *dataDir,
+		AMQPAddr:  *amqpAddr,
+		HTTPAddr:  *httpAddr,
+		MQTTAddr:  *mqttAddr,
+		STOMPAddr: *stompAddr,
+		Web:       web.Config{CORSOrigins: splitList(*corsOrigins), Version: version},
+		DataDir:   *dataDir,
 		AMQP: amqp091.Config{
 			Heartbeat:      *heartbeat,
 			MaxMessageSize: *maxMessage,
@@ -71,7 +75,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	attrs := []any{"version", version, "data_dir", *dataDir, "amqp", addrOrOff(srv.AMQPAddr()), "http", addrOrOff(srv.HTTPAddr())}
+	attrs := []any{"version", version, "data_dir", *dataDir, "amqp", addrOrOff(srv.AMQPAddr()), "mqtt", addrOrOff(srv.MQTTAddr()), "stomp", addrOrOff(srv.STOMPAddr()), "http", addrOrOff(srv.HTTPAddr())}
 	if *pprofAddr != "off" && *pprofAddr != "" {
 		stopProfiling, err := serveProfiles(*pprofAddr, log)
 		if err != nil {

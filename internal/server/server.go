@@ -18,9 +18,13 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
+	"github.com/heraldmq/herald/internal/protocol/mqtt"
+	"github.com/heraldmq/herald/internal/protocol/stomp"
 	"github.com/heraldmq/herald/internal/store"
 	"github.com/heraldmq/herald/internal/web"
+	"github.com/heraldmq/herald/internal/web/console"
 )
 
 // Off disables a listener when given as its address.
@@ -35,6 +39,14 @@ type Config struct {
 	// port): REST, WebSocket, SSE, management API. "" or "off" disables it.
 	HTTPAddr string
 	Web      web.Config
+	// MQTTAddr is the MQTT 3.1.1/5 listen address (":1883"); "" or "off"
+	// disables it. MQTT over WebSocket is served at /mqtt on HTTPAddr.
+	MQTTAddr string
+	MQTT     mqtt.Config
+	// STOMPAddr is the STOMP listen address (":61613"); "" or "off"
+	// disables it. STOMP over WebSocket is served at /stomp on HTTPAddr.
+	STOMPAddr string
+	STOMP     stomp.Config
 	// DataDir is where durable state lives.
 	DataDir string
 	AMQP    amqp091.Config
@@ -51,6 +63,9 @@ type Server struct {
 	log    *slog.Logger
 	broker *broker.Broker
 	amqp   *amqp091.Handler
+	mqtt   *mqtt.Handler
+	stomp  *stomp.Handler
+	mtr    *metrics.Metrics
 	web    *web.Server
 	http   *http.Server
 	defs   *definitionsFile
@@ -65,6 +80,8 @@ type Server struct {
 	conns     map[net.Conn]struct{}
 	amqpAddr  net.Addr
 	httpAddr  net.Addr
+	mqttAddr  net.Addr
+	stompAddr net.Addr
 }
 
 // New builds a server; Start binds its listeners.
@@ -100,10 +117,17 @@ func New(cfg Config) (*Server, error) {
 		defs:   defs,
 		store:  log,
 	}
+	s.mqtt = mqtt.NewHandler(cfg.MQTT, b, cfg.Users, cfg.Logger.With("protocol", "mqtt"))
+	s.stomp = stomp.NewHandler(cfg.STOMP, b, cfg.Users, cfg.Logger.With("protocol", "stomp"))
+	s.mtr = metrics.New(b)
 	if enabled(cfg.HTTPAddr) {
 		if cfg.Web.Version == "" {
 			cfg.Web.Version = cfg.AMQP.Version
 		}
+		cfg.Web.MQTTWebSocket = http.HandlerFunc(s.mqtt.ServeWebSocket)
+		cfg.Web.STOMPWebSocket = http.HandlerFunc(s.stomp.ServeWebSocket)
+		cfg.Web.Console = console.Handler()
+		cfg.Web.Metrics = s.mtr.Handler()
 		s.web = web.New(cfg.Web, b, cfg.Users, cfg.Logger.With("protocol", "http"))
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -118,6 +142,20 @@ func (s *Server) AMQPAddr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.amqpAddr
+}
+
+// MQTTAddr is the bound MQTT address, or nil when the listener is off.
+func (s *Server) MQTTAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mqttAddr
+}
+
+// STOMPAddr is the bound STOMP address, or nil when the listener is off.
+func (s *Server) STOMPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stompAddr
 }
 
 // HTTPAddr is the bound HTTP address, or nil when the listener is off.
@@ -149,7 +187,9 @@ func (s *Server) Start() error {
 		s.mu.Lock()
 		s.httpAddr = ln.Addr()
 		s.mu.Unlock()
-		s.http = &http.Server{Handler: s.web.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		s.http = &http.Server{Handler: s.web.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+			// WebSocket sessions (MQTT, STOMP) see server shutdown through this.
+			BaseContext: func(net.Listener) context.Context { return s.ctx }}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -157,6 +197,26 @@ func (s *Server) Start() error {
 				s.log.Error("http listener failed", "addr", ln.Addr().String(), "err", err)
 			}
 		}()
+	}
+	if enabled(s.cfg.MQTTAddr) {
+		ln, err := net.Listen("tcp", s.cfg.MQTTAddr)
+		if err != nil {
+			return fmt.Errorf("cannot listen for MQTT on %s: %w (is mosquitto or another broker running? pick another address with --mqtt, or --mqtt off)", s.cfg.MQTTAddr, err)
+		}
+		s.mu.Lock()
+		s.mqttAddr = ln.Addr()
+		s.mu.Unlock()
+		s.serve(ln, s.mqtt.ServeConn)
+	}
+	if enabled(s.cfg.STOMPAddr) {
+		ln, err := net.Listen("tcp", s.cfg.STOMPAddr)
+		if err != nil {
+			return fmt.Errorf("cannot listen for STOMP on %s: %w (pick another address with --stomp, or --stomp off)", s.cfg.STOMPAddr, err)
+		}
+		s.mu.Lock()
+		s.stompAddr = ln.Addr()
+		s.mu.Unlock()
+		s.serve(ln, s.stomp.ServeConn)
 	}
 	if enabled(s.cfg.AMQPAddr) {
 		ln, err := net.Listen("tcp", s.cfg.AMQPAddr)
@@ -222,6 +282,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	defer func() {
+		s.mqtt.Close()
 		s.broker.Close()
 		if err := s.store.Close(); err != nil {
 			s.log.Warn("closing the message log", "err", err)
