@@ -1,8 +1,9 @@
 // Command herald is the Herald message broker: AMQP 0-9-1 (RabbitMQ
-// compatible) today, MQTT, STOMP and WebSocket on the same core next.
+// compatible), MQTT, STOMP and HTTP/WebSocket/SSE on one core.
 //
 //	herald serve [flags]     run the broker
 //	herald bench [flags]     measure a broker (Herald or RabbitMQ) over AMQP
+//	herald store dump DIR    list the records of a message log
 //	herald version           print the version
 package main
 
@@ -35,6 +36,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "store":
+		return runStore(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "herald %s\n", version)
 		return 0
@@ -48,11 +51,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `Herald: one binary message broker (AMQP 0-9-1, RabbitMQ compatible).
+	fmt.Fprint(w, `Herald: one binary message broker (AMQP 0-9-1, MQTT, STOMP, HTTP/WebSocket).
 
 Usage:
   herald serve [flags]   run the broker (herald serve -h for flags)
   herald bench [flags]   load-test an AMQP broker (herald bench -h)
+  herald store dump DIR  list the records of a message log
   herald version         print the version
 `)
 }
