@@ -30,6 +30,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
+	memWatermark := fs.Float64("vm-memory-high-watermark", server.DefaultMemoryHighWatermark, "share of total RAM above which publishers are blocked (RabbitMQ's name; 0 disables)")
+	diskFree := fs.Int64("disk-free-limit", server.DefaultDiskFreeLimit, "free bytes in --data-dir below which publishers are blocked (0 disables)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pprofAddr := fs.String("pprof", "off", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
@@ -64,8 +66,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			MaxMessageSize: *maxMessage,
 			Version:        version,
 		},
-		Logger:          log,
-		ConsumerTimeout: *consumerTimeout,
+		Logger:              log,
+		ConsumerTimeout:     *consumerTimeout,
+		MemoryHighWatermark: offIfZero(*memWatermark),
+		DiskFreeLimit:       int64(offIfZero(float64(*diskFree))),
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -94,6 +98,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// offIfZero maps a flag's 0 ("disable") to the server's negative "off"
+// (its 0 means "default").
+func offIfZero(v float64) float64 {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 func addrOrOff(a net.Addr) string {

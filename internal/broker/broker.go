@@ -50,6 +50,8 @@ type Broker struct {
 	onChange        func()
 	store           *store.Log
 	nextMsgID       atomic.Uint64
+	alarms          alarms
+	alarmOn         atomic.Bool
 	owners          atomic.Uint64
 
 	mu     sync.RWMutex // guards vhosts

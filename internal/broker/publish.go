@@ -232,7 +232,8 @@ func containsQueue(qs []*Queue, q *Queue) bool {
 // than its consumers keep up with; the caller should WaitFlow before it
 // reads the next message from its client (TCP push-back on that client
 // only, never on unrelated publishers).
-func (p *Publisher) Congested() bool { return len(p.congested) > 0 }
+// A raised resource alarm congests every publisher.
+func (p *Publisher) Congested() bool { return len(p.congested) > 0 || p.vhost.broker.Alarmed() }
 
 // maxFlowWait bounds one wait so that publishers that feed each other's
 // queues slow down instead of deadlocking.
@@ -242,6 +243,16 @@ const maxFlowWait = time.Second
 // watermark, done is closed, or maxFlowWait passes. owner's own consumers
 // never hold it back.
 func (p *Publisher) WaitFlow(done <-chan struct{}, owner Owner) {
+	if cleared := p.vhost.broker.alarmCleared(); cleared != nil {
+		// A resource alarm holds every publisher until it clears.
+		select {
+		case <-cleared:
+		case <-done:
+			clear(p.congested)
+			p.congested = p.congested[:0]
+			return
+		}
+	}
 	var timer *time.Timer
 	for _, q := range p.congested {
 		ch := q.flowChan(owner)

@@ -55,21 +55,36 @@ type Config struct {
 	Users *auth.Users
 	// ConsumerTimeout is the default x-consumer-timeout (0 = off).
 	ConsumerTimeout time.Duration
+	// StoreSegmentSize bounds a message log segment file (0 = the store's
+	// default, 64 MiB); tests make it small to span many segments.
+	StoreSegmentSize int64
+	// StoreCompactInterval is how often the message log rewrites sparse
+	// segments (0 = every minute).
+	StoreCompactInterval time.Duration
+	// MemoryHighWatermark is the share of total RAM above which publishers
+	// are blocked (0 = the default 0.4; negative = off).
+	MemoryHighWatermark float64
+	// DiskFreeLimit is the free space in DataDir below which publishers are
+	// blocked (0 = the default 50 MB; negative = off).
+	DiskFreeLimit int64
+	// AlarmCheckInterval is how often memory and disk are checked (default 1s).
+	AlarmCheckInterval time.Duration
 }
 
 // Server is a running Herald instance.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	broker *broker.Broker
-	amqp   *amqp091.Handler
-	mqtt   *mqtt.Handler
-	stomp  *stomp.Handler
-	mtr    *metrics.Metrics
-	web    *web.Server
-	http   *http.Server
-	defs   *definitionsFile
-	store  *store.Log
+	cfg     Config
+	log     *slog.Logger
+	broker  *broker.Broker
+	amqp    *amqp091.Handler
+	mqtt    *mqtt.Handler
+	stomp   *stomp.Handler
+	mtr     *metrics.Metrics
+	web     *web.Server
+	http    *http.Server
+	defs    *definitionsFile
+	monitor *resourceMonitor
+	store   *store.Log
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,7 +113,11 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", cfg.DataDir, err)
 	}
-	log, report, err := store.Open(filepath.Join(cfg.DataDir, "log"), store.Options{Logger: cfg.Logger.With("component", "store"), CompactInterval: time.Minute})
+	if cfg.StoreCompactInterval <= 0 {
+		cfg.StoreCompactInterval = time.Minute
+	}
+	log, report, err := store.Open(filepath.Join(cfg.DataDir, "log"), store.Options{Logger: cfg.Logger.With("component", "store"),
+		SegmentSize: cfg.StoreSegmentSize, CompactInterval: cfg.StoreCompactInterval})
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the message log in %q: %w", cfg.DataDir, err)
 	}
@@ -131,6 +150,7 @@ func New(cfg Config) (*Server, error) {
 		s.web = web.New(cfg.Web, b, cfg.Users, cfg.Logger.With("protocol", "http"))
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.monitor = newResourceMonitor(s, cfg)
 	return s, nil
 }
 
@@ -179,6 +199,8 @@ func (s *Server) Start() error {
 	if _, _, err := s.broker.RecoverMessages(); err != nil {
 		return err
 	}
+	s.wg.Add(1)
+	go s.monitor.run()
 	if s.web != nil {
 		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 		if err != nil {

@@ -393,7 +393,12 @@ func (s *Server) aliveness(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// alarms reports no alarms: the core has no memory or disk watermark yet.
+// alarms answers as RabbitMQ's health check does: 200 "ok", or 503 with
+// the raised resource alarms (memory, disk).
 func (s *Server) alarms(w http.ResponseWriter, r *http.Request) {
+	if raised := s.broker.Alarms(); len(raised) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "failed", "reason": "resource alarm(s) in effect: " + strings.Join(raised, ", "), "alarms": raised})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }

@@ -223,8 +223,21 @@ func (c *conn) readLoop() error {
 // behind its consumers: TCP push-back for this connection only.
 func (c *conn) waitFlow() {
 	c.flushConfirms()
+	blocked := false
+	if alarms := c.h.broker.Alarms(); len(alarms) > 0 {
+		// A resource alarm: tell clients that understand it why we stopped
+		// reading (RabbitMQ's connection.blocked), then wait for it to clear.
+		c.log.Info("publishing connection blocked by a resource alarm", "alarms", alarms)
+		if c.caps.connectionBlocked {
+			c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionBlocked{Reason: "low on " + strings.Join(alarms, " and ")}})
+			blocked = true
+		}
+	}
 	for _, ch := range c.congested {
 		ch.pub.WaitFlow(c.stopping, c.owner)
+	}
+	if blocked {
+		c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionUnblocked{}})
 	}
 	clear(c.congested)
 	c.congested = c.congested[:0]

@@ -1,0 +1,65 @@
+package test
+
+import (
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/heraldmq/herald/internal/server"
+)
+
+// TestDiskAlarmBlocksPublishers: with the free-disk limit above the free
+// space, publishing connections get connection.blocked and stop being
+// read, consumers keep draining; lowering the limit unblocks them.
+func TestDiskAlarmBlocksPublishers(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, func(c *server.Config) { c.AlarmCheckInterval = 20 * time.Millisecond })
+	consumerConn := s.dial(t)
+	cch := mustChannel(t, consumerConn)
+	q := tempQueue(t, cch)
+	mustPublish(t, cch, "", q, amqp.Publishing{Body: []byte("before")})
+	deliveries := mustConsume(t, cch, q, "", true)
+	if d := recv(t, deliveries); string(d.Body) != "before" {
+		t.Fatalf("got %q", d.Body)
+	}
+
+	pubConn := s.dial(t)
+	blocked := pubConn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	pch := mustChannel(t, pubConn)
+	if err := pch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := pch.NotifyPublish(make(chan amqp.Confirmation, 4))
+
+	s.SetDiskFreeLimit(1 << 62) // more free space than any disk has
+	eventually(t, "the disk alarm", func() bool { return len(s.Alarms()) == 1 && s.Alarms()[0] == "disk" })
+	mustPublish(t, pch, "", q, amqp.Publishing{Body: []byte("held")})
+	select {
+	case b := <-blocked:
+		if !b.Active || b.Reason == "" {
+			t.Fatalf("blocking notice %+v", b)
+		}
+	case <-timeAfterWait():
+		t.Fatal("no connection.blocked")
+	}
+	// The first publish went through (RabbitMQ also blocks after it);
+	// the next one is not read while the alarm lasts.
+	recv(t, deliveries)
+	<-confirms
+	mustPublish(t, pch, "", q, amqp.Publishing{Body: []byte("waits")})
+	expectNoDelivery(t, deliveries)
+
+	s.SetDiskFreeLimit(0)
+	select {
+	case b := <-blocked:
+		if b.Active {
+			t.Fatalf("expected unblocked, got %+v", b)
+		}
+	case <-timeAfterWait():
+		t.Fatal("no connection.unblocked")
+	}
+	if d := recv(t, deliveries); string(d.Body) != "waits" {
+		t.Fatalf("after the alarm got %q", d.Body)
+	}
+}
