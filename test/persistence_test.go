@@ -127,3 +127,51 @@ func TestPersistentMessagesSurviveRestart(t *testing.T) {
 		t.Error("the transient queue survived")
 	}
 }
+
+// TestDelayedMessagesSurviveRestart: a persistent message held by a
+// durable delayed exchange is delivered on time after a restart, never
+// before it is due.
+func TestDelayedMessagesSurviveRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, url := startOn(t, dir)
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := conn.Channel()
+	if err := ch.ExchangeDeclare("later", "x-delayed-message", true, false, false, false, amqp.Table{"x-delayed-type": "direct"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("due", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("due", "k", "later", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	sent := time.Now()
+	mustPublish(t, ch, "later", "k", amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("tick"), Headers: amqp.Table{"x-delay": int32(1500)}})
+	if c := <-confirms; !c.Ack {
+		t.Fatal("nack")
+	}
+	_ = conn.Close()
+	stopServer(t, srv)
+
+	srv, url = startOn(t, dir)
+	defer stopServer(t, srv)
+	conn2, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	ch2, _ := conn2.Channel()
+	ds := mustConsume(t, ch2, "due", "", true)
+	d := recv(t, ds)
+	if el := time.Since(sent); string(d.Body) != "tick" || el < 1500*time.Millisecond {
+		t.Fatalf("got %q after %v (due after 1.5s)", d.Body, el)
+	}
+}

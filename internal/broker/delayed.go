@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"sync"
 	"time"
+
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // KindDelayed is the exchange type of RabbitMQ's popular delayed-message
@@ -23,9 +25,10 @@ type delayQueue struct {
 }
 
 type delayedMessage struct {
-	at  int64
-	seq uint64 // FIFO among messages due at the same instant
-	msg *Message
+	at      int64
+	seq     uint64 // FIFO among messages due at the same instant
+	msg     *Message
+	storeID uint64 // its entry in the log (persistent, durable exchange); 0 = none
 }
 
 type delayHeap []delayedMessage
@@ -56,19 +59,42 @@ func delayOf(m *Message) (time.Duration, bool) {
 	return time.Duration(n) * time.Millisecond, true
 }
 
-// schedule holds m until delay has passed.
-func (e *Exchange) schedule(m *Message, delay time.Duration) {
-	d := &e.delays
-	now := e.vhost.broker.now().UnixNano()
+// schedule holds m until delay has passed. A persistent message held by a
+// durable exchange is written to the log (as an entry of the exchange's
+// own pseudo-queue whose sequence is the due time), so it survives a
+// restart and is delivered on time after it; stored reports that.
+func (e *Exchange) schedule(m *Message, delay time.Duration) (stored bool) {
+	b := e.vhost.broker
+	now := b.now().UnixNano()
 	at := now + int64(delay)
+	var id uint64
+	if b.store != nil && m.Persistent() && e.durable {
+		id = b.nextMsgID.Add(1)
+		b.store.AppendFunc([]store.Record{
+			{Kind: store.KindMessage, MessageID: id, Meta: encodeMeta(m), Body: m.Body},
+			{Kind: store.KindEnqueue, QueueID: e.delayQueueID(), MessageID: id, Seq: uint64(at)},
+		}, noop)
+	}
+	e.hold(m, at, id, now)
+	return id != 0
+}
+
+// hold puts m in the due-time heap.
+func (e *Exchange) hold(m *Message, at int64, storeID uint64, now int64) {
+	d := &e.delays
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
 		return
 	}
 	d.seq++
-	heap.Push(&d.items, delayedMessage{at: at, seq: d.seq, msg: m})
+	heap.Push(&d.items, delayedMessage{at: at, seq: d.seq, msg: m, storeID: storeID})
 	e.armDelayLocked(at, now)
+}
+
+// delayQueueID names the exchange's delayed messages in the log.
+func (e *Exchange) delayQueueID() uint64 {
+	return queueID(e.vhost.name, "\x00x-delayed-message:"+e.name)
 }
 
 func (e *Exchange) armDelayLocked(at, now int64) {
@@ -98,9 +124,9 @@ func (e *Exchange) releaseDue() {
 	}
 	d.at = 0
 	now := e.vhost.broker.now().UnixNano()
-	var due []*Message
+	var due []delayedMessage
 	for d.items.Len() > 0 && d.items[0].at <= now {
-		due = append(due, heap.Pop(&d.items).(delayedMessage).msg)
+		due = append(due, heap.Pop(&d.items).(delayedMessage))
 	}
 	if d.items.Len() > 0 {
 		e.armDelayLocked(d.items[0].at, now)
@@ -110,8 +136,14 @@ func (e *Exchange) releaseDue() {
 		return
 	}
 	p := e.vhost.Publisher()
-	for _, m := range due {
-		p.publishFrom(e, m)
+	b := e.vhost.broker
+	for _, dm := range due {
+		p.publishFrom(e, dm.msg)
+		if dm.storeID != 0 {
+			// Routed (and, into durable queues, logged as a new message):
+			// the held copy can go.
+			b.store.AppendFunc([]store.Record{{Kind: store.KindAck, QueueID: e.delayQueueID(), MessageID: dm.storeID}}, noop)
+		}
 	}
 }
 

@@ -117,9 +117,34 @@ func (b *Broker) RecoverMessages() (queues, messages int, err error) {
 			}
 		}
 	}
+	delayed := map[uint64]*Exchange{}
+	for _, v := range b.VHosts() {
+		for _, e := range v.Exchanges() {
+			if e.kind == KindDelayed && e.durable {
+				delayed[e.delayQueueID()] = e
+			}
+		}
+	}
 	cache := map[uint64]*Message{} // a message fanned out to several queues is loaded once
 	var orphans []store.Record
 	for qid, entries := range b.store.Recovered() {
+		if e := delayed[qid]; e != nil {
+			now := b.now().UnixNano()
+			for _, en := range entries {
+				meta, body, rerr := b.store.ReadMessage(en.MessageID)
+				m := &Message{Body: body}
+				if rerr == nil {
+					rerr = decodeMeta(meta, m)
+				}
+				if rerr != nil {
+					b.log.Warn("stored delayed message unreadable; skipped", "exchange", e.name, "message_id", en.MessageID, "err", rerr)
+					continue
+				}
+				e.hold(m, int64(en.Seq), en.MessageID, now) // overdue ones go out at once
+				messages++
+			}
+			continue
+		}
 		q := byID[qid]
 		if q == nil {
 			// The queue is gone (deleted, or its definition lost): drop its entries.

@@ -167,7 +167,7 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 					return 0, err
 				}
 			}
-			e.schedule(m, d)
+			p.stored = e.schedule(m, d)
 			return 1, nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"github.com/heraldmq/herald/internal/store"
 	"sort"
 	"strings"
 	"sync"
@@ -145,6 +146,9 @@ func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
 func (v *VHost) deleteExchangeLocked(e *Exchange) {
 	delete(v.exchanges, e.name)
 	e.stopDelayed()
+	if e.kind == KindDelayed && e.durable && v.broker.store != nil {
+		v.broker.store.AppendFunc([]store.Record{{Kind: store.KindQueueDelete, QueueID: e.delayQueueID()}}, noop)
+	}
 	v.unbindEverywhereLocked(e)
 }
 
