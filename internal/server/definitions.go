@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 )
 
@@ -18,12 +19,17 @@ import (
 // format, rewritten atomically after every durable change.
 const definitionsFileName = "definitions.json"
 
-// definitionsDocument is RabbitMQ's export shape (the users and
-// permissions sections come with the users API).
+// definitionsDocument is RabbitMQ's export shape: the broker's topology
+// and the users and permissions (password hashes, never passwords).
 type definitionsDocument struct {
 	ProductName    string `json:"product_name"`
 	ProductVersion string `json:"product_version,omitempty"`
 	RabbitVersion  string `json:"rabbit_version"`
+	// Users and Permissions are pointers so that a file written before
+	// users were saved (no such sections) leaves the configured users
+	// alone instead of deleting them all.
+	Users       *[]auth.UserDef         `json:"users,omitempty"`
+	Permissions *[]auth.PermissionEntry `json:"permissions,omitempty"`
 	broker.Definitions
 }
 
@@ -31,6 +37,7 @@ type definitionsFile struct {
 	path   string
 	log    *slog.Logger
 	broker *broker.Broker
+	users  *auth.Users // nil: users are not saved
 
 	mu      sync.Mutex // serialises saves
 	loading bool
@@ -54,6 +61,15 @@ func (d *definitionsFile) load() error {
 	d.loading = true
 	d.mu.Unlock()
 	err = d.broker.ImportDefinitions(doc.Definitions)
+	if d.users != nil && doc.Users != nil {
+		// The saved users replace the defaults: a deleted guest stays
+		// deleted, as RabbitMQ creates its default user on first boot only.
+		ud := auth.Definitions{Users: *doc.Users}
+		if doc.Permissions != nil {
+			ud.Permissions = *doc.Permissions
+		}
+		err = errors.Join(err, d.users.ImportDefinitions(ud, true))
+	}
 	d.mu.Lock()
 	d.loading = false
 	d.mu.Unlock()
@@ -61,7 +77,7 @@ func (d *definitionsFile) load() error {
 		d.log.Warn("some saved definitions could not be restored", "file", d.path, "err", err)
 	}
 	d.log.Info("definitions restored", "file", d.path, "vhosts", len(doc.VHosts), "exchanges", len(doc.Exchanges),
-		"queues", len(doc.Queues), "bindings", len(doc.Bindings), "policies", len(doc.Policies), "took", time.Since(start).Round(time.Millisecond))
+		"queues", len(doc.Queues), "bindings", len(doc.Bindings), "policies", len(doc.Policies), "users", usersCount(doc.Users), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -74,6 +90,10 @@ func (d *definitionsFile) changed() {
 		return // restoring what is already on disk
 	}
 	doc := definitionsDocument{ProductName: "Herald", RabbitVersion: "3.13.0", Definitions: d.broker.ExportDefinitions(true)}
+	if d.users != nil {
+		ud := d.users.ExportDefinitions()
+		doc.Users, doc.Permissions = &ud.Users, &ud.Permissions
+	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err == nil {
 		err = writeFileAtomic(d.path, data)
@@ -112,4 +132,11 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	defer dir.Close()
 	return dir.Sync()
+}
+
+func usersCount(u *[]auth.UserDef) int {
+	if u == nil {
+		return 0
+	}
+	return len(*u)
 }

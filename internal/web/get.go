@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 )
 
@@ -54,7 +55,7 @@ type getMessage struct {
 const maxGetCount = 10000
 
 func (s *Server) getMessages(w http.ResponseWriter, r *http.Request) {
-	v := s.vhostOf(w, r.PathValue("vhost"))
+	v := s.usableVHost(w, r, r.PathValue("vhost"))
 	if v == nil {
 		return
 	}
@@ -92,6 +93,10 @@ func (s *Server) getMessages(w http.ResponseWriter, r *http.Request) {
 		count = 1
 	}
 	count = min(count, maxGetCount)
+	if err := s.check(userOf(r), v, auth.Read, auth.Queue, r.PathValue("queue")); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
 	q, err := v.Queue(r.PathValue("queue"))
 	if err != nil {
 		writeBrokerError(w, err)
@@ -199,7 +204,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	if vname == "" {
 		vname = broker.DefaultVHost
 	}
-	v := s.vhostOf(w, vname)
+	v := s.usableVHost(w, r, vname)
 	if v == nil {
 		return
 	}
@@ -227,6 +232,10 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 			d = 0
 		}
 		timeout = min(d, s.cfg.MaxFetchTimeout)
+	}
+	if err := s.check(userOf(r), v, auth.Read, auth.Queue, r.PathValue("queue")); err != nil {
+		writeBrokerError(w, err)
+		return
 	}
 	q, err := v.Queue(r.PathValue("queue"))
 	if err != nil {

@@ -53,7 +53,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	b := broker.New(broker.Options{})
 	users := auth.NewDefaultUsers()
-	users.Put("alice", "secret", false)
+	users.Put("alice", "secret", false, auth.TagManagement) // may read the management API
 	logs := &logSink{ch: make(chan string, 64)}
 	srv := New(cfg, b, users, slog.New(logs))
 	hs := httptest.NewServer(srv.Handler())

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 )
 
@@ -158,7 +159,7 @@ func (s *Server) showExchange(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) putExchange(w http.ResponseWriter, r *http.Request) {
 	v := s.vhostOf(w, r.PathValue("vhost"))
-	if v == nil {
+	if v == nil || !(s.allowMgmt(w, r, v, auth.Exchange, exchangeName(r.PathValue("name")), auth.Configure)) {
 		return
 	}
 	// RabbitMQ's defaults: durable unless said otherwise.
@@ -204,7 +205,7 @@ func created(w http.ResponseWriter, existed bool) {
 
 func (s *Server) deleteExchange(w http.ResponseWriter, r *http.Request) {
 	v := s.vhostOf(w, r.PathValue("vhost"))
-	if v == nil {
+	if v == nil || !(s.allowMgmt(w, r, v, auth.Exchange, exchangeName(r.PathValue("name")), auth.Configure)) {
 		return
 	}
 	if err := v.DeleteExchange(r.PathValue("name"), r.URL.Query().Get("if-unused") == "true"); err != nil {
@@ -243,7 +244,7 @@ func (s *Server) showQueue(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {
 	v := s.vhostOf(w, r.PathValue("vhost"))
-	if v == nil {
+	if v == nil || !(s.allowMgmt(w, r, v, auth.Queue, r.PathValue("name"), auth.Configure)) {
 		return
 	}
 	req := struct {
@@ -277,7 +278,7 @@ func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
 	v := s.vhostOf(w, r.PathValue("vhost"))
-	if v == nil {
+	if v == nil || !(s.allowMgmt(w, r, v, auth.Queue, r.PathValue("name"), auth.Configure)) {
 		return
 	}
 	qv := r.URL.Query()
@@ -290,7 +291,7 @@ func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
 	v := s.vhostOf(w, r.PathValue("vhost"))
-	if v == nil {
+	if v == nil || !(s.allowMgmt(w, r, v, auth.Queue, r.PathValue("name"), auth.Read)) {
 		return
 	}
 	if _, err := v.PurgeQueue(r.PathValue("name"), 0); err != nil {
@@ -339,7 +340,7 @@ func propertiesKey(key string, args broker.Table) string {
 
 func (s *Server) bindQueue(w http.ResponseWriter, r *http.Request) {
 	v := s.vhostOf(w, r.PathValue("vhost"))
-	if v == nil {
+	if v == nil || !(s.allowMgmt(w, r, v, auth.Queue, r.PathValue("queue"), auth.Write) && s.allowMgmt(w, r, v, auth.Exchange, exchangeName(r.PathValue("exchange")), auth.Read)) {
 		return
 	}
 	req := struct {

@@ -3,6 +3,8 @@ package web
 import (
 	"net/http"
 	"testing"
+
+	"github.com/heraldmq/herald/internal/auth"
 )
 
 func TestManagement(t *testing.T) {
@@ -91,6 +93,10 @@ func TestManagement(t *testing.T) {
 
 	// A second vhost is addressed by its name.
 	f.b.AddVHost("prod")
+	// A new vhost grants nobody anything, administrators included.
+	if err := f.srv.users.SetPermissions("guest", "prod", auth.AllPermissions); err != nil {
+		t.Fatal(err)
+	}
 	f.call("PUT", "/api/queues/prod/a%2Fb", map[string]any{}, http.StatusCreated, nil)
 	f.call("GET", "/api/queues/prod/a%2Fb", nil, http.StatusOK, &q)
 	if q.Name != "a/b" || q.VHost != "prod" {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 )
 
@@ -23,7 +24,7 @@ type publishRequest struct {
 }
 
 func (s *Server) publishJSON(w http.ResponseWriter, r *http.Request) {
-	v := s.vhostOf(w, r.PathValue("vhost"))
+	v := s.usableVHost(w, r, r.PathValue("vhost"))
 	if v == nil {
 		return
 	}
@@ -52,7 +53,7 @@ func (s *Server) publishRaw(w http.ResponseWriter, r *http.Request) {
 	if vname == "" {
 		vname = broker.DefaultVHost
 	}
-	v := s.vhostOf(w, vname)
+	v := s.usableVHost(w, r, vname)
 	if v == nil {
 		return
 	}
@@ -78,6 +79,10 @@ func (s *Server) publishRaw(w http.ResponseWriter, r *http.Request) {
 func (s *Server) finishPublish(w http.ResponseWriter, r *http.Request, v *broker.VHost, m *broker.Message) {
 	if err := checkUserID(&m.Properties, userOf(r).Name); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if err := s.check(userOf(r), v, auth.Write, auth.Exchange, m.Exchange); err != nil {
+		writeBrokerError(w, err)
 		return
 	}
 	n, err := publish(r.Context(), v, m, 0)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 )
 
@@ -19,7 +20,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if vname == "" {
 		vname = broker.DefaultVHost
 	}
-	v := s.vhostOf(w, vname)
+	v := s.usableVHost(w, r, vname)
 	if v == nil {
 		return
 	}
@@ -44,11 +45,8 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "bad_request", "cannot bind to the default exchange; use queue=")
 			return
 		}
-		q, err = v.DeclareQueue("", broker.QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner})
-		if err == nil {
-			err = v.BindQueue(q.Name(), ex, qv.Get("key"), nil, owner)
-		}
-	} else {
+		q, err = s.privateQueue(userOf(r), v, ex, qv.Get("key"), owner)
+	} else if err = s.check(userOf(r), v, auth.Read, auth.Queue, qv.Get("queue")); err == nil {
 		q, err = v.UsableQueue(qv.Get("queue"), owner)
 	}
 	if err != nil {

@@ -32,6 +32,11 @@ type wsSession struct {
 	ob    *outbox
 	log   *slog.Logger
 	pub   *broker.Publisher // read loop only
+	// pubAllowed caches the last exchange publish was allowed to write
+	// to, at users generation pubAllowedGen; read loop only.
+	pubAllowed    string
+	pubAllowedGen uint64
+	pubAllowedOK  bool
 	// closing stops the writer between frames so that a close frame can
 	// get onto the wire behind the frame in progress.
 	closing atomic.Bool
@@ -47,7 +52,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if vname == "" {
 		vname = broker.DefaultVHost
 	}
-	v := s.vhostOf(w, vname)
+	v := s.usableVHost(w, r, vname)
 	if v == nil {
 		return
 	}
@@ -270,6 +275,10 @@ func (ws *wsSession) publish(f *wsFrame) {
 		ws.sendError(f.ID, http.StatusBadRequest, err.Error())
 		return
 	}
+	if err := ws.allowPublish(m.Exchange); err != nil {
+		ws.brokerError(f.ID, err)
+		return
+	}
 	n, err := ws.pub.Publish(m)
 	if err != nil {
 		ws.brokerError(f.ID, err)
@@ -304,13 +313,8 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 			ws.sendError(f.ID, http.StatusBadRequest, "cannot bind to the default exchange; subscribe to a queue instead")
 			return
 		}
-		q, err = v.DeclareQueue("", broker.QueueOptions{Exclusive: true, AutoDelete: true, Owner: ws.owner})
-		if err == nil {
-			if err = v.BindQueue(q.Name(), ex, f.Key, nil, ws.owner); err != nil {
-				_, _ = v.DeleteQueue(q.Name(), ws.owner, false, false)
-			}
-		}
-	} else {
+		q, err = ws.s.privateQueue(ws.user, v, ex, f.Key, ws.owner)
+	} else if err = ws.s.check(ws.user, v, auth.Read, auth.Queue, f.Queue); err == nil {
 		q, err = v.UsableQueue(f.Queue, ws.owner)
 	}
 	if err != nil {
@@ -367,4 +371,18 @@ func (ws *wsSession) replyAddress(f *wsFrame) {
 		defer ws.start(x)
 	}
 	ws.send(map[string]any{"op": "reply_address", "id": f.ID, "address": x.queue.Name(), "sub": replySubID})
+}
+
+// allowPublish checks write on exchange with a one-entry cache valid until
+// users or permissions change: it runs for every published frame.
+func (ws *wsSession) allowPublish(exchange string) error {
+	gen := ws.s.users.Generation()
+	if ws.pubAllowedOK && ws.pubAllowedGen == gen && ws.pubAllowed == exchange {
+		return nil
+	}
+	if err := ws.s.check(ws.user, ws.vhost, auth.Write, auth.Exchange, exchange); err != nil {
+		return err
+	}
+	ws.pubAllowed, ws.pubAllowedGen, ws.pubAllowedOK = exchange, gen, true
+	return nil
 }

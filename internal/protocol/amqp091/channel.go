@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
 )
@@ -35,6 +36,12 @@ type channel struct {
 	publishing *broker.Message
 	bodySize   uint64
 	mandatory  bool
+	// pubAllowed is the last exchange this channel was allowed to publish
+	// to, valid while the users' generation is pubAllowedGen: publishing
+	// to the same exchange again then costs one atomic load.
+	pubAllowed    string
+	pubAllowedGen uint64
+	pubAllowedOK  bool
 
 	confirm         bool
 	confirms        confirms
@@ -208,6 +215,9 @@ func (ch *channel) handleMethod(m frame.Method) error {
 	case *frame.ExchangeDelete:
 		return ch.exchangeDelete(m)
 	case *frame.ExchangeBind:
+		if err := ch.checkExchangeBind(m, m.Destination, m.Source); err != nil {
+			return err
+		}
 		if err := ch.c.vhost.BindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
 			return fromBroker(err, m)
 		}
@@ -216,6 +226,9 @@ func (ch *channel) handleMethod(m frame.Method) error {
 		}
 		return nil
 	case *frame.ExchangeUnbind:
+		if err := ch.checkExchangeBind(m, m.Destination, m.Source); err != nil {
+			return err
+		}
 		if err := ch.c.vhost.UnbindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
 			return fromBroker(err, m)
 		}
@@ -314,7 +327,63 @@ func (ch *channel) queueName(name string, m frame.Method) (string, error) {
 	return ch.lastQueue, nil
 }
 
+// allow refuses, with 403 ACCESS_REFUSED on the channel, an operation
+// the user lacks the permission kind for on the named resource.
+func (ch *channel) allow(m frame.Method, kind auth.Kind, res auth.Resource, name string) error {
+	if res == auth.Exchange {
+		name = auth.ExchangeResource(name)
+	}
+	if err := ch.c.h.users.Check(ch.c.user, ch.c.vhost.Name(), kind, res, name); err != nil {
+		return channelError(frame.AccessRefused, m, "%s", err.Error())
+	}
+	return nil
+}
+
+// allowPublish is allow(write, exchange) with a one-entry cache, because
+// it runs for every published message.
+func (ch *channel) allowPublish(m frame.Method, exchange string) error {
+	gen := ch.c.h.users.Generation()
+	if ch.pubAllowedOK && ch.pubAllowedGen == gen && ch.pubAllowed == exchange {
+		return nil
+	}
+	if err := ch.allow(m, auth.Write, auth.Exchange, exchange); err != nil {
+		return err
+	}
+	ch.pubAllowed, ch.pubAllowedGen, ch.pubAllowedOK = exchange, gen, true
+	return nil
+}
+
+// checkExchangeBind: exchange.bind/unbind need write on the destination
+// and read on the source.
+func (ch *channel) checkExchangeBind(m frame.Method, dest, source string) error {
+	if err := ch.allow(m, auth.Write, auth.Exchange, dest); err != nil {
+		return err
+	}
+	return ch.allow(m, auth.Read, auth.Exchange, source)
+}
+
+// checkArgsExchange: declaring with an alternate or dead-letter exchange
+// also needs write on that exchange and read on the declared resource.
+func (ch *channel) checkArgsExchange(m frame.Method, args broker.Table, key string, res auth.Resource, name string) error {
+	x, ok := args[key].(string)
+	if !ok {
+		return nil
+	}
+	if err := ch.allow(m, auth.Write, auth.Exchange, x); err != nil {
+		return err
+	}
+	return ch.allow(m, auth.Read, res, name)
+}
+
 func (ch *channel) exchangeDeclare(m *frame.ExchangeDeclare) error {
+	if !m.Passive {
+		if err := ch.allow(m, auth.Configure, auth.Exchange, m.Exchange); err != nil {
+			return err
+		}
+		if err := ch.checkArgsExchange(m, m.Arguments, "alternate-exchange", auth.Exchange, m.Exchange); err != nil {
+			return err
+		}
+	}
 	_, err := ch.c.vhost.DeclareExchange(m.Exchange, broker.ExchangeOptions{
 		Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete, Internal: m.Internal,
 		Args: m.Arguments, Passive: m.Passive,
@@ -329,6 +398,9 @@ func (ch *channel) exchangeDeclare(m *frame.ExchangeDeclare) error {
 }
 
 func (ch *channel) exchangeDelete(m *frame.ExchangeDelete) error {
+	if err := ch.allow(m, auth.Configure, auth.Exchange, m.Exchange); err != nil {
+		return err
+	}
 	err := ch.c.vhost.DeleteExchange(m.Exchange, m.IfUnused)
 	if err != nil && !isNotFound(err) {
 		return fromBroker(err, m)
@@ -369,12 +441,25 @@ func (ch *channel) queueDeclare(m *frame.QueueDeclare) error {
 			return err
 		}
 	}
+	if !m.Passive && name != "" {
+		if err := ch.checkQueueDeclare(m, name); err != nil {
+			return err
+		}
+	}
 	q, err := ch.c.vhost.DeclareQueue(name, broker.QueueOptions{
 		Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete,
 		Args: m.Arguments, Owner: ch.c.owner, Passive: m.Passive,
 	})
 	if err != nil {
 		return fromBroker(err, m)
+	}
+	if !m.Passive && name == "" {
+		// The core names server-named queues itself, so the amq.gen- name
+		// can only be checked after the fact: undo a refused declare.
+		if err := ch.checkQueueDeclare(m, q.Name()); err != nil {
+			_, _ = ch.c.vhost.DeleteQueue(q.Name(), ch.c.owner, false, false)
+			return err
+		}
 	}
 	ch.lastQueue = q.Name()
 	if !m.NoWait {
@@ -384,9 +469,30 @@ func (ch *channel) queueDeclare(m *frame.QueueDeclare) error {
 	return nil
 }
 
+// checkQueueDeclare: configure on the queue, and with a dead-letter
+// exchange write on it and read on the queue.
+func (ch *channel) checkQueueDeclare(m frame.Method, name string) error {
+	if err := ch.allow(m, auth.Configure, auth.Queue, name); err != nil {
+		return err
+	}
+	return ch.checkArgsExchange(m, m.(*frame.QueueDeclare).Arguments, "x-dead-letter-exchange", auth.Queue, name)
+}
+
+// checkQueueBind: queue.bind/unbind need write on the queue and read on
+// the exchange.
+func (ch *channel) checkQueueBind(m frame.Method, queue, exchange string) error {
+	if err := ch.allow(m, auth.Write, auth.Queue, queue); err != nil {
+		return err
+	}
+	return ch.allow(m, auth.Read, auth.Exchange, exchange)
+}
+
 func (ch *channel) queueBind(m *frame.QueueBind) error {
 	name, err := ch.queueName(m.Queue, m)
 	if err != nil {
+		return err
+	}
+	if err := ch.checkQueueBind(m, name, m.Exchange); err != nil {
 		return err
 	}
 	if err := ch.c.vhost.BindQueue(name, m.Exchange, m.RoutingKey, m.Arguments, ch.c.owner); err != nil {
@@ -403,6 +509,9 @@ func (ch *channel) queueUnbind(m *frame.QueueUnbind) error {
 	if err != nil {
 		return err
 	}
+	if err := ch.checkQueueBind(m, name, m.Exchange); err != nil {
+		return err
+	}
 	if err := ch.c.vhost.UnbindQueue(name, m.Exchange, m.RoutingKey, m.Arguments, ch.c.owner); err != nil {
 		return fromBroker(err, m)
 	}
@@ -413,6 +522,9 @@ func (ch *channel) queueUnbind(m *frame.QueueUnbind) error {
 func (ch *channel) queuePurge(m *frame.QueuePurge) error {
 	name, err := ch.queueName(m.Queue, m)
 	if err != nil {
+		return err
+	}
+	if err := ch.allow(m, auth.Read, auth.Queue, name); err != nil {
 		return err
 	}
 	n, err := ch.c.vhost.PurgeQueue(name, ch.c.owner)
@@ -428,6 +540,9 @@ func (ch *channel) queuePurge(m *frame.QueuePurge) error {
 func (ch *channel) queueDelete(m *frame.QueueDelete) error {
 	name, err := ch.queueName(m.Queue, m)
 	if err != nil {
+		return err
+	}
+	if err := ch.allow(m, auth.Configure, auth.Queue, name); err != nil {
 		return err
 	}
 	n, err := ch.c.vhost.DeleteQueue(name, ch.c.owner, m.IfUnused, m.IfEmpty)

@@ -465,6 +465,12 @@ func (c *conn) handshake() error {
 	if vhost == nil {
 		return c.refuse(frame.NotAllowed, m, "vhost %s not found", open.VirtualHost)
 	}
+	// RabbitMQ answers a login without permissions in the vhost with
+	// 530 NOT_ALLOWED at connection.open.
+	if err := c.h.users.CheckVHost(c.user, vhost.Name()); err != nil {
+		c.log.Info("amqp vhost access refused", "user", c.user, "vhost", vhost.Name())
+		return c.refuse(frame.NotAllowed, m, "%s", err.Error())
+	}
 	c.vhost = vhost
 	return c.writeNow(&frame.ConnectionOpenOk{})
 }

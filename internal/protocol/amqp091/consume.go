@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
 )
@@ -107,6 +108,9 @@ func (ch *channel) basicConsume(m *frame.BasicConsume) error {
 		if err != nil {
 			return err
 		}
+		if err := ch.allow(m, auth.Read, auth.Queue, name); err != nil {
+			return err
+		}
 		if q, err = ch.c.vhost.UsableQueue(name, ch.c.owner); err != nil {
 			return fromBroker(err, m)
 		}
@@ -155,6 +159,9 @@ func (ch *channel) basicCancel(m *frame.BasicCancel) error {
 func (ch *channel) basicGet(m *frame.BasicGet) error {
 	name, err := ch.queueName(m.Queue, m)
 	if err != nil {
+		return err
+	}
+	if err := ch.allow(m, auth.Read, auth.Queue, name); err != nil {
 		return err
 	}
 	q, err := ch.c.vhost.UsableQueue(name, ch.c.owner)

@@ -11,6 +11,9 @@ func (ch *channel) basicPublish(m *frame.BasicPublish) error {
 	if m.Immediate {
 		return connectionError(frame.NotImplemented, m, "immediate=true")
 	}
+	if err := ch.allowPublish(m, m.Exchange); err != nil {
+		return err
+	}
 	ch.publishing = &broker.Message{Exchange: m.Exchange, RoutingKey: m.RoutingKey}
 	ch.mandatory = m.Mandatory
 	ch.expect = expectHeader

@@ -29,10 +29,15 @@ type conn struct {
 	clientID string
 	key      string // session key: vhost + "\x00" + client id
 	vhost    *broker.VHost
+	user     string
 	owner    broker.Owner
-	pub      *broker.Publisher
-	sess     *session
-	queue    *broker.Queue
+	// pubAllowed caches write on amq.topic at users generation
+	// pubAllowedGen (see allowPublish).
+	pubAllowed    bool
+	pubAllowedGen uint64
+	pub           *broker.Publisher
+	sess          *session
+	queue         *broker.Queue
 	// deleteQueue: the session ends with the connection (v5 Session Expiry 0
 	// resuming an old persistent session).
 	deleteQueue bool
@@ -204,6 +209,10 @@ func (c *conn) handshake() bool {
 	if c.vhost == nil {
 		return fail(packet.NotAuthorized, "no vhost "+vhostName)
 	}
+	c.user = user
+	if err := c.h.users.CheckVHost(user, vhostName); err != nil {
+		return fail(packet.NotAuthorized, err.Error()) // v5 0x87, 3.1.1 0x05
+	}
 	ack := &packet.Connack{}
 	c.clientID = cp.ClientID
 	if c.clientID == "" {
@@ -271,6 +280,9 @@ func (c *conn) handshake() bool {
 		c.expiry = -1
 	}
 
+	if err := c.allowQueue(c.sessionQueueFor(cp.CleanStart)); err != nil {
+		return fail(packet.NotAuthorized, err.Error())
+	}
 	c.h.register(c)
 	present, err := c.openSession(cp.CleanStart)
 	if err != nil {

@@ -161,8 +161,21 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 	c.sess.mu.Lock()
 	prev := c.sess.subs[s.full]
 	c.sess.mu.Unlock()
+	bindQueue := c.queue.Name()
 	if shared {
 		s.queue = "mqtt-shared-" + c.vhost.Name() + "-" + s.group + "-" + s.key
+		bindQueue = s.queue
+	}
+	err := c.allowSubscribe(bindQueue)
+	if err == nil && shared {
+		err = c.allowQueue(bindQueue)
+	}
+	if err != nil {
+		// v5 SUBACK 0x87; handleSubscribe turns it into 0x80 for 3.1.1.
+		c.log.Info("mqtt subscribe refused", "filter", o.Filter, "err", err)
+		return packet.NotAuthorized, nil
+	}
+	if shared {
 		if prev == nil {
 			if err := c.startShared(s); err != nil {
 				c.log.Warn("mqtt shared subscribe failed", "filter", o.Filter, "err", err)
@@ -259,6 +272,18 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.out.push(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
 			return nil
 		}
+	}
+	if err := c.allowPublish(); err != nil {
+		// As RabbitMQ: v5 QoS 1/2 get a negative PUBACK/PUBREC 0x87; a v5
+		// QoS 0 and every 3.1.1 publish (no negative ack there) close the
+		// connection.
+		if p.QoS == 2 {
+			c.sess.mu.Lock()
+			delete(c.sess.qos2, p.PacketID)
+			c.sess.mu.Unlock()
+		}
+		c.log.Info("mqtt publish refused", "topic", topic, "err", err)
+		return c.nack(p, packet.NotAuthorized, err.Error())
 	}
 	m := toMessage(p, topic, c.clientID, c.version, time.Now())
 	if c.version == packet.V5 && p.Properties.ResponseTopic != "" {

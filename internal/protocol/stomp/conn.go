@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
 )
@@ -77,9 +78,15 @@ type conn struct {
 	version frame.Version
 	owner   broker.Owner
 	vhost   *broker.VHost
-	session string
-	sendHB  time.Duration // server -> client heart-beat interval
-	recvHB  time.Duration // client -> server heart-beat interval
+	user    string
+	// pubAllowed caches the last exchange SEND was allowed to write to, at
+	// users generation pubAllowedGen (see allowPublish).
+	pubAllowed    string
+	pubAllowedGen uint64
+	pubAllowedOK  bool
+	session       string
+	sendHB        time.Duration // server -> client heart-beat interval
+	recvHB        time.Duration // client -> server heart-beat interval
 
 	// Read-loop state.
 	pub     *broker.Publisher
@@ -247,6 +254,11 @@ func (c *conn) handshake(ctx context.Context) error {
 		if c.vhost == nil {
 			return c.refuse(errorf("Bad CONNECT", "Virtual host '%s' access denied", host), receipt, nil)
 		}
+	}
+	c.user = login
+	if err := c.h.users.CheckVHost(login, c.vhost.Name()); err != nil {
+		c.log.Info("stomp vhost access refused", "user", login, "vhost", c.vhost.Name())
+		return c.refuse(errorf("access_refused", "ACCESS_REFUSED - %s", err.Error()), receipt, err)
 	}
 	if c.version >= frame.V11 {
 		if hb, ok := f.Get("heart-beat"); ok {
@@ -510,6 +522,13 @@ func (c *conn) send(f *frame.Frame) error {
 		props.ReplyTo = q.Name()
 	}
 	m := &broker.Message{Exchange: d.name, RoutingKey: d.key, Properties: props, Body: f.Body}
+	exchange := d.name
+	if d.kind != destTopic && d.kind != destExchange {
+		exchange = ""
+	}
+	if err := c.allowPublish(exchange); err != nil {
+		return err
+	}
 	switch d.kind {
 	case destQueue:
 		if _, err := c.ensureQueue(d.name, f); err != nil {
@@ -548,6 +567,9 @@ func (c *conn) ensureQueue(name string, f *frame.Frame) (*broker.Queue, error) {
 	}
 	args, err := queueArgs(f)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.allow(auth.Configure, auth.Queue, name); err != nil {
 		return nil, err
 	}
 	return c.vhost.DeclareQueue(name, broker.QueueOptions{

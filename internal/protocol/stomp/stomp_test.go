@@ -9,6 +9,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 )
 
@@ -227,6 +228,10 @@ func TestDestinationErrors(t *testing.T) {
 func TestVHostAndQueueNaming(t *testing.T) {
 	e := newEnv(t, Config{})
 	e.b.AddVHost("v2")
+	// A new vhost grants nobody anything (RabbitMQ): give guest access.
+	if err := e.users.SetPermissions("guest", "v2", auth.AllPermissions); err != nil {
+		t.Fatal(err)
+	}
 	c := e.dial(stomp.ConnOpt.Host("v2"))
 	if err := c.Send("/queue/in-v2", "", []byte("x"), stomp.SendOpt.Receipt); err != nil {
 		t.Fatal(err)

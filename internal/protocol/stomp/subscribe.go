@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
 )
@@ -134,6 +135,9 @@ func (c *conn) subscribe(f *frame.Frame) error {
 	if err != nil {
 		return err
 	}
+	if err := c.allow(auth.Read, auth.Queue, q.Name()); err != nil {
+		return err
+	}
 	s.queue = q
 	return c.start(s, prefetch)
 }
@@ -191,8 +195,24 @@ func (c *conn) subscriptionQueue(d destination, f *frame.Frame, hasID bool, s *s
 	if opts.Args, err = queueArgs(f); err != nil {
 		return nil, err
 	}
+	if name != "" {
+		if err := c.allow(auth.Configure, auth.Queue, name); err != nil {
+			return nil, err
+		}
+	}
 	q, err = c.vhost.DeclareQueue(name, opts)
 	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		if err := c.allowDeclared(q.Name()); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.allow(auth.Write, auth.Queue, q.Name()); err != nil {
+		return nil, err
+	}
+	if err := c.allow(auth.Read, auth.Exchange, d.name); err != nil {
 		return nil, err
 	}
 	if err := c.vhost.BindQueue(q.Name(), d.name, d.key, nil, c.owner); err != nil {
@@ -211,6 +231,9 @@ func (c *conn) tempQueue(name string, implicit bool) (*broker.Queue, error) {
 		var err error
 		q, err = c.vhost.DeclareQueue("", broker.QueueOptions{Exclusive: true, Owner: c.owner})
 		if err != nil {
+			return nil, err
+		}
+		if err := c.allowDeclared(q.Name()); err != nil {
 			return nil, err
 		}
 		c.temp[name] = q

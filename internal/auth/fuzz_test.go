@@ -1,0 +1,31 @@
+package auth
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// FuzzImportDefinitions feeds arbitrary definitions files (users and
+// permissions sections) to the importer: it must never panic, and a user
+// it accepted must round-trip through export.
+func FuzzImportDefinitions(f *testing.F) {
+	f.Add([]byte(`{"users":[{"name":"r","password_hash":"kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR","hashing_algorithm":"rabbit_password_hashing_sha256","tags":["administrator"]}],"permissions":[{"user":"r","vhost":"/","configure":".*","write":"^amq\\.","read":""}]}`))
+	f.Add([]byte(`{"users":[{"name":"a","password_hash":"","tags":"management, monitoring"}],"permissions":[{"user":"a","vhost":"v","configure":"(","write":"","read":""}]}`))
+	f.Add([]byte(`{"users":[{"name":"","tags":7}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var d Definitions
+		if json.Unmarshal(data, &d) != nil {
+			return
+		}
+		u := NewUsers()
+		_ = u.ImportDefinitions(d, true)
+		for _, p := range u.ListPermissions() {
+			_ = u.Check(p.User, p.VHost, Read, Queue, "q")
+		}
+		exp := u.ExportDefinitions()
+		v := NewUsers()
+		if err := v.ImportDefinitions(exp, true); err != nil {
+			t.Fatalf("re-import of an export failed: %v", err)
+		}
+	})
+}

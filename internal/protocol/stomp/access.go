@@ -1,0 +1,50 @@
+package stomp
+
+import (
+	"github.com/heraldmq/herald/internal/auth"
+)
+
+// Permission checks, as RabbitMQ's STOMP plugin makes them through the
+// AMQP operations each frame amounts to: a SEND is a basic.publish (write
+// on the exchange; the default exchange for queue destinations), plus a
+// queue.declare (configure) when it creates /queue/x; a SUBSCRIBE is a
+// basic.consume (read on the queue), plus declare and queue.bind (write
+// on the queue, read on the exchange) for /topic/ and /exchange/. A
+// refusal ends the connection with an ERROR frame carrying RabbitMQ's
+// text, as RabbitMQ does.
+
+// allow returns the ERROR a refusal of kind on the named resource gets.
+func (c *conn) allow(kind auth.Kind, res auth.Resource, name string) error {
+	if res == auth.Exchange {
+		name = auth.ExchangeResource(name)
+	}
+	if err := c.h.users.Check(c.user, c.vhost.Name(), kind, res, name); err != nil {
+		c.log.Info("stomp access refused", "err", err)
+		return &protoError{message: "access_refused", detail: "ACCESS_REFUSED - " + err.Error()}
+	}
+	return nil
+}
+
+// allowPublish is allow(write, exchange) with a one-entry cache valid
+// until users or permissions change: it runs for every SEND.
+func (c *conn) allowPublish(exchange string) error {
+	gen := c.h.users.Generation()
+	if c.pubAllowedOK && c.pubAllowedGen == gen && c.pubAllowed == exchange {
+		return nil
+	}
+	if err := c.allow(auth.Write, auth.Exchange, exchange); err != nil {
+		return err
+	}
+	c.pubAllowed, c.pubAllowedGen, c.pubAllowedOK = exchange, gen, true
+	return nil
+}
+
+// allowDeclared checks configure on a queue the core named itself (its
+// name is only known after the declare); a refused one is deleted again.
+func (c *conn) allowDeclared(name string) error {
+	if err := c.allow(auth.Configure, auth.Queue, name); err != nil {
+		_, _ = c.vhost.DeleteQueue(name, c.owner, false, false)
+		return err
+	}
+	return nil
+}
