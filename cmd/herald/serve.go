@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -25,6 +24,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	amqpAddr := fs.String("amqp", ":5672", "AMQP 0-9-1 listen address HOST:PORT; port 0 picks a free port; \"off\" disables")
 	mqttAddr := fs.String("mqtt", ":1883", "MQTT 3.1.1/5 listen address; \"off\" disables (MQTT over WebSocket is at /mqtt on --http)")
 	stompAddr := fs.String("stomp", ":61613", "STOMP 1.0-1.2 listen address; \"off\" disables (STOMP over WebSocket is at /stomp on --http)")
+	amqpsAddr := fs.String("amqps", "off", "AMQP over TLS listen address (usually :5671); needs --tls-cert and --tls-key")
+	mqttsAddr := fs.String("mqtts", "off", "MQTT over TLS listen address (usually :8883)")
+	stompsAddr := fs.String("stomps", "off", "STOMP over TLS listen address (usually :61614)")
+	httpsAddr := fs.String("https", "off", "HTTPS listen address (usually :15671)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) for the TLS listeners")
+	tlsKey := fs.String("tls-key", "", "PEM private key for the TLS listeners")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA bundle: when set, TLS clients must present a certificate it signed")
 	httpAddr := fs.String("http", ":15672", "HTTP listen address (REST, WebSocket, SSE, management API); \"off\" disables")
 	corsOrigins := fs.String("cors-origins", "", "comma-separated origins whose browsers may call the HTTP API (\"*\" = any)")
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
@@ -38,6 +44,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herald serve [flags]\n\nRuns the broker with embedded defaults; no config file needed.\nEvery flag may also be given as HERALD_<NAME> in the environment, e.g. HERALD_AMQP=:5673.\n\nFlags:\n")
 		fs.PrintDefaults()
+	}
+	fs.String("config", "", "YAML file of settings: keys are these flag names (precedence: file < HERALD_* env < flags)")
+	if path := configPath(args); path != "" {
+		if err := applyConfigFile(fs, path); err != nil {
+			fmt.Fprintf(stderr, "herald serve: %v\n", err)
+			return 2
+		}
 	}
 	if err := applyEnv(fs); err != nil {
 		fmt.Fprintf(stderr, "herald serve: %v\n", err)
@@ -59,8 +72,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		HTTPAddr:  *httpAddr,
 		MQTTAddr:  *mqttAddr,
 		STOMPAddr: *stompAddr,
-		Web:       web.Config{CORSOrigins: splitList(*corsOrigins), Version: version},
-		DataDir:   *dataDir,
+		AMQPSAddr: *amqpsAddr, MQTTSAddr: *mqttsAddr, STOMPSAddr: *stompsAddr, HTTPSAddr: *httpsAddr,
+		TLS:     server.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
+		Web:     web.Config{CORSOrigins: splitList(*corsOrigins), Version: version},
+		DataDir: *dataDir,
 		AMQP: amqp091.Config{
 			Heartbeat:      *heartbeat,
 			MaxMessageSize: *maxMessage,
@@ -79,7 +94,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	attrs := []any{"version", version, "data_dir", *dataDir, "amqp", addrOrOff(srv.AMQPAddr()), "mqtt", addrOrOff(srv.MQTTAddr()), "stomp", addrOrOff(srv.STOMPAddr()), "http", addrOrOff(srv.HTTPAddr())}
+	attrs := []any{"version", version, "data_dir", *dataDir}
+	for _, name := range []string{"amqp", "amqps", "mqtt", "mqtts", "stomp", "stomps", "http", "https"} {
+		if a := srv.Addr(name); a != nil {
+			attrs = append(attrs, name, a.String())
+		}
+	}
 	if *pprofAddr != "off" && *pprofAddr != "" {
 		stopProfiling, err := serveProfiles(*pprofAddr, log)
 		if err != nil {
@@ -107,13 +127,6 @@ func offIfZero(v float64) float64 {
 		return -1
 	}
 	return v
-}
-
-func addrOrOff(a net.Addr) string {
-	if a == nil {
-		return "off"
-	}
-	return a.String()
 }
 
 func splitList(s string) []string {

@@ -103,8 +103,11 @@ func (b *Broker) prepareStore(m *Message, qs []*Queue) bool {
 
 // RecoverMessages rebuilds the durable queues' contents from the log, in
 // their original order; call it once after the definitions are restored
-// and before clients connect.
-func (b *Broker) RecoverMessages() (queues, messages int, err error) {
+// and before clients connect. After a crash (uncleanShutdown), every
+// message comes back flagged redelivered: its first delivery, or its ack,
+// may not have reached the disk, so a consumer must be able to tell it
+// might be a duplicate (RabbitMQ does the same).
+func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, err error) {
 	if b.store == nil {
 		return 0, 0, nil
 	}
@@ -167,7 +170,7 @@ func (b *Broker) RecoverMessages() (queues, messages int, err error) {
 				}
 				cache[e.MessageID] = m
 			}
-			q.restore(m, e.Redelivered, e.Seq)
+			q.restore(m, e.Redelivered || uncleanShutdown, e.Seq)
 			messages++
 		}
 	}

@@ -47,6 +47,10 @@ type Config struct {
 	// disables it. STOMP over WebSocket is served at /stomp on HTTPAddr.
 	STOMPAddr string
 	STOMP     stomp.Config
+	// AMQPSAddr, MQTTSAddr, STOMPSAddr and HTTPSAddr are the TLS listeners
+	// (usually :5671, :8883, :61614, :15671); they need TLS.
+	AMQPSAddr, MQTTSAddr, STOMPSAddr, HTTPSAddr string
+	TLS                                         TLSConfig
 	// DataDir is where durable state lives.
 	DataDir string
 	AMQP    amqp091.Config
@@ -93,10 +97,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[net.Conn]struct{}
-	amqpAddr  net.Addr
-	httpAddr  net.Addr
-	mqttAddr  net.Addr
-	stompAddr net.Addr
+	addrs     map[string]net.Addr // bound listeners by name ("amqp", "https", ...)
+	https     *http.Server
 }
 
 // New builds a server; Start binds its listeners.
@@ -124,7 +126,8 @@ func New(cfg Config) (*Server, error) {
 	if report.CorruptRecords > 0 || report.TruncatedBytes > 0 {
 		cfg.Logger.Warn("message log recovered with damage", "corrupt_records", report.CorruptRecords, "truncated_bytes", report.TruncatedBytes)
 	}
-	defs := &definitionsFile{path: filepath.Join(cfg.DataDir, definitionsFileName), log: cfg.Logger}
+	defs := &definitionsFile{path: filepath.Join(cfg.DataDir, definitionsFileName), log: cfg.Logger, users: cfg.Users}
+	cfg.Users.OnChange(defs.changed) // user and permission changes save the file too
 	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout, OnDefinitionsChange: defs.changed, Store: log})
 	defs.broker = b
 	s := &Server{
@@ -133,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 		broker: b,
 		amqp:   amqp091.NewHandler(cfg.AMQP, b, cfg.Users, cfg.Logger.With("protocol", "amqp")),
 		conns:  make(map[net.Conn]struct{}),
+		addrs:  make(map[string]net.Addr),
 		defs:   defs,
 		store:  log,
 	}
@@ -157,38 +161,10 @@ func New(cfg Config) (*Server, error) {
 // Broker is the server's core, for tests and embedding.
 func (s *Server) Broker() *broker.Broker { return s.broker }
 
-// AMQPAddr is the bound AMQP address, or nil when the listener is off.
-func (s *Server) AMQPAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.amqpAddr
-}
-
-// MQTTAddr is the bound MQTT address, or nil when the listener is off.
-func (s *Server) MQTTAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mqttAddr
-}
-
-// STOMPAddr is the bound STOMP address, or nil when the listener is off.
-func (s *Server) STOMPAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stompAddr
-}
-
-// HTTPAddr is the bound HTTP address, or nil when the listener is off.
-func (s *Server) HTTPAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.httpAddr
-}
-
 func enabled(addr string) bool { return addr != "" && !strings.EqualFold(addr, Off) }
 
 // Start prepares the data directory, restores the durable definitions and
-// binds every enabled listener.
+// messages, and binds every enabled listener.
 func (s *Server) Start() error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", s.cfg.DataDir, err)
@@ -196,61 +172,16 @@ func (s *Server) Start() error {
 	if err := s.defs.load(); err != nil {
 		return err
 	}
-	if _, _, err := s.broker.RecoverMessages(); err != nil {
+	clean, err := s.takeCleanShutdownMarker()
+	if err != nil {
+		return err
+	}
+	if _, _, err := s.broker.RecoverMessages(!clean); err != nil {
 		return err
 	}
 	s.wg.Add(1)
 	go s.monitor.run()
-	if s.web != nil {
-		ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("cannot listen for HTTP on %s: %w (is RabbitMQ's management plugin or another Herald running? pick another address with --http, or --http off)", s.cfg.HTTPAddr, err)
-		}
-		s.mu.Lock()
-		s.httpAddr = ln.Addr()
-		s.mu.Unlock()
-		s.http = &http.Server{Handler: s.web.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-			// WebSocket sessions (MQTT, STOMP) see server shutdown through this.
-			BaseContext: func(net.Listener) context.Context { return s.ctx }}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("http listener failed", "addr", ln.Addr().String(), "err", err)
-			}
-		}()
-	}
-	if enabled(s.cfg.MQTTAddr) {
-		ln, err := net.Listen("tcp", s.cfg.MQTTAddr)
-		if err != nil {
-			return fmt.Errorf("cannot listen for MQTT on %s: %w (is mosquitto or another broker running? pick another address with --mqtt, or --mqtt off)", s.cfg.MQTTAddr, err)
-		}
-		s.mu.Lock()
-		s.mqttAddr = ln.Addr()
-		s.mu.Unlock()
-		s.serve(ln, s.mqtt.ServeConn)
-	}
-	if enabled(s.cfg.STOMPAddr) {
-		ln, err := net.Listen("tcp", s.cfg.STOMPAddr)
-		if err != nil {
-			return fmt.Errorf("cannot listen for STOMP on %s: %w (pick another address with --stomp, or --stomp off)", s.cfg.STOMPAddr, err)
-		}
-		s.mu.Lock()
-		s.stompAddr = ln.Addr()
-		s.mu.Unlock()
-		s.serve(ln, s.stomp.ServeConn)
-	}
-	if enabled(s.cfg.AMQPAddr) {
-		ln, err := net.Listen("tcp", s.cfg.AMQPAddr)
-		if err != nil {
-			return fmt.Errorf("cannot listen for AMQP on %s: %w (is another broker running? pick another address with --amqp, or --amqp off)", s.cfg.AMQPAddr, err)
-		}
-		s.mu.Lock()
-		s.amqpAddr = ln.Addr()
-		s.mu.Unlock()
-		s.serve(ln, s.amqp.ServeConn)
-	}
-	return nil
+	return s.listen()
 }
 
 func (s *Server) serve(ln net.Listener, handle func(context.Context, net.Conn)) {
@@ -299,7 +230,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	if s.web != nil {
 		s.web.Close() // ends WebSocket and SSE streams so Shutdown below can finish
-		_ = s.http.Shutdown(ctx)
+		for _, h := range []*http.Server{s.http, s.https} {
+			if h != nil {
+				_ = h.Shutdown(ctx)
+			}
+		}
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -308,7 +243,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.broker.Close()
 		if err := s.store.Close(); err != nil {
 			s.log.Warn("closing the message log", "err", err)
+			return
 		}
+		s.leaveCleanShutdownMarker()
 	}()
 	select {
 	case <-done:
