@@ -17,7 +17,15 @@ const (
 	ScenarioFanout     = "fanout"
 	ScenarioRPC        = "rpc"
 	ScenarioLatency    = "latency"
+	ScenarioMQTTFanout = "mqtt-fanout"
+	ScenarioMQTTIdle   = "mqtt-idle"
 )
+
+// IsMQTT reports whether scenario is one of the MQTT scenarios, which use
+// an mqtt:// URL and the Subscribers, QoS and Connections fields.
+func IsMQTT(scenario string) bool {
+	return scenario == ScenarioMQTTFanout || scenario == ScenarioMQTTIdle
+}
 
 // Scenarios lists the scenarios with a one-line description each, in the
 // order help text should show them.
@@ -26,11 +34,18 @@ var Scenarios = []struct{ Name, Summary string }{
 	{ScenarioFanout, "producer -> fanout exchange -> N queues -> one consumer each; deliveries/s and publishes/s"},
 	{ScenarioRPC, "callers send a request and wait for the reply (reply_to + correlation_id); round trips/s, RTT"},
 	{ScenarioLatency, "1 producer at a fixed --rate (default 1000/s) -> 1 consumer; end-to-end latency percentiles"},
+	{ScenarioMQTTFanout, "MQTT: 1 publisher -> one topic -> N --subscribers (default 100), --qos 0|1; deliveries/s, latency, loss per subscriber"},
+	{ScenarioMQTTIdle, "MQTT: hold N idle --connections (default 10,000, keep-alive 60s); connect rate, broker RSS per connection"},
+	{ScenarioWSFanout, wsFanoutSummary},
 }
 
 // Defaults.
 const (
 	DefaultURL             = "amqp://guest:guest@localhost:5672/"
+	DefaultMQTTURL         = "mqtt://localhost:1883"
+	DefaultSubscribers     = 100
+	DefaultConnections     = 10000
+	MQTTIdleKeepAlive      = 60 * time.Second
 	DefaultFanoutQueues    = 10
 	DefaultCallers         = 16
 	DefaultLatencyRate     = 1000
@@ -79,6 +94,10 @@ type Config struct {
 	RPCTimeout    time.Duration `json:"rpc_timeout_ns"`  // rpc: give up waiting for a reply
 
 	BrokerPID int `json:"broker_pid,omitempty"` // if > 0, report the broker's CPU use from /proc/<pid>/stat
+
+	Subscribers int `json:"subscribers,omitempty"` // mqtt-fanout: subscriber connections (default 100)
+	QoS         int `json:"qos"`                   // mqtt-fanout: 0 or 1, for the publish and the subscriptions
+	Connections int `json:"connections,omitempty"` // mqtt-idle: idle connections to hold (default 10,000)
 }
 
 // DefaultConfig returns the defaults of the `herald bench` flags.
@@ -103,12 +122,6 @@ func DefaultConfig() Config {
 // Normalize fills in scenario-dependent defaults and checks the
 // configuration. Error messages name the command-line flag at fault.
 func (c Config) Normalize() (Config, error) {
-	if c.URL == "" {
-		c.URL = DefaultURL
-	}
-	if _, err := amqp.ParseURI(c.URL); err != nil {
-		return c, fmt.Errorf("invalid --url %q: %v (expected amqp://user:password@host:port/vhost)", c.URL, err)
-	}
 	c.Scenario = strings.ToLower(strings.TrimSpace(c.Scenario))
 	if c.Scenario == "" {
 		c.Scenario = ScenarioThroughput
@@ -121,6 +134,29 @@ func (c Config) Normalize() (Config, error) {
 	}
 	if !known {
 		return c, fmt.Errorf("unknown --scenario %q (choose one of: %s)", c.Scenario, strings.Join(names, ", "))
+	}
+	if IsMQTT(c.Scenario) {
+		return c.normalizeMQTT()
+	}
+	if c.Scenario == ScenarioWSFanout {
+		return c.normalizeWS()
+	}
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	if _, err := amqp.ParseURI(c.URL); err != nil {
+		if isMQTTURL(c.URL) {
+			return c, fmt.Errorf("--url %q is an MQTT URL but --scenario %s speaks AMQP (the MQTT scenarios are %s and %s)", redactURL(c.URL), c.Scenario, ScenarioMQTTFanout, ScenarioMQTTIdle)
+		}
+		return c, fmt.Errorf("invalid --url %q: %v (expected amqp://user:password@host:port/vhost)", c.URL, err)
+	}
+	for _, ch := range []struct {
+		set  bool
+		flag string
+	}{{c.Subscribers != 0, "--subscribers"}, {c.QoS != 0, "--qos"}, {c.Connections != 0, "--connections"}} {
+		if ch.set {
+			return c, fmt.Errorf("%s only applies to the MQTT scenarios (%s, %s)", ch.flag, ScenarioMQTTFanout, ScenarioMQTTIdle)
+		}
 	}
 
 	type check struct {
@@ -205,17 +241,26 @@ func (c Config) Normalize() (Config, error) {
 		return c, errors.New("--direct-reply-to only applies to --scenario rpc")
 	}
 	if c.BrokerPID > 0 {
-		if _, err := ProcessCPU(c.BrokerPID); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return c, fmt.Errorf("--broker-pid %d: no such process (find the broker's pid with e.g. `pgrep -f 'herald serve'` or `pgrep beam.smp`)", c.BrokerPID)
-			}
-			return c, fmt.Errorf("--broker-pid %d: cannot read its CPU time: %v (this needs Linux /proc)", c.BrokerPID, err)
+		if err := checkBrokerPID(c.BrokerPID); err != nil {
+			return c, err
 		}
 	}
 	return c, nil
 }
 
-// redactURL hides the password in an AMQP URL.
+// checkBrokerPID checks that the --broker-pid process exists and its CPU time
+// can be read.
+func checkBrokerPID(pid int) error {
+	if _, err := ProcessCPU(pid); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("--broker-pid %d: no such process (find the broker's pid with e.g. `pgrep -f 'herald serve'` or `pgrep beam.smp`)", pid)
+		}
+		return fmt.Errorf("--broker-pid %d: cannot read its CPU time: %v (this needs Linux /proc)", pid, err)
+	}
+	return nil
+}
+
+// redactURL hides the password in a broker URL.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -281,6 +326,10 @@ type Result struct {
 	BrokerCPU           float64 `json:"broker_cpu_seconds,omitempty"`         // during the window (--broker-pid)
 	MsgsPerBrokerCPUSec float64 `json:"msgs_per_broker_cpu_second,omitempty"` // WindowReceived / BrokerCPU
 	BenchCPU            float64 `json:"bench_cpu_seconds"`                    // this process during the window
+
+	PerSubscriber []SubscriberTally `json:"per_subscriber,omitempty"` // mqtt-fanout: accounting of each subscriber
+	Idle          *IdleResult       `json:"idle,omitempty"`           // mqtt-idle
+	WS            *WSResult         `json:"ws,omitempty"`             // ws-fanout
 
 	Interrupted bool     `json:"interrupted"` // the window was cut short by cancellation
 	Warnings    []string `json:"warnings,omitempty"`

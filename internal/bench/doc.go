@@ -2,7 +2,7 @@
 //
 // It speaks plain AMQP 0-9-1 through github.com/rabbitmq/amqp091-go, so the
 // same run can be pointed at Herald or at RabbitMQ and the figures compared
-// side by side. Run executes one scenario described by a Config and returns a
+// side by side (the mqtt-* scenarios speak MQTT; see below). Run executes one scenario described by a Config and returns a
 // Result; the command-line front end only parses flags and prints.
 //
 // # Scenarios
@@ -20,6 +20,22 @@
 //     DirectReplyTo. Reports round trips per second and round-trip latency.
 //   - latency: one producer publishes at a fixed rate (default 1000 msg/s) to
 //     one consumer. Reports end-to-end latency percentiles.
+//
+// The mqtt-* scenarios speak MQTT 3.1.1 through
+// github.com/eclipse/paho.mqtt.golang instead (--url mqtt://user:pass@host:port),
+// so Herald can be compared with mosquitto:
+//
+//   - mqtt-fanout: one publisher publishes to one topic to which N
+//     subscribers (default 100) are subscribed, at QoS 0 or 1 (with QoS 1 up
+//     to ConfirmWindow publishes await their PUBACK). Reports deliveries per
+//     second (all subscribers), publishes per second, latency, and loss and
+//     duplicates per subscriber: each subscriber must see every publish once.
+//     Loss at QoS 0 is reported but is not a failure (MQTT allows it).
+//   - mqtt-idle: opens N connections (default 10,000; keep-alive 60s) from a
+//     few concurrent dialers, holds them idle for Duration, and reports the
+//     connect rate, how many stayed connected, and with BrokerPID the broker's
+//     RSS (VmRSS) before and after and its growth per connection. It raises
+//     RLIMIT_NOFILE to the hard limit first.
 //
 // # Messages and accounting
 //

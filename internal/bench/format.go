@@ -70,6 +70,18 @@ func plural(n int, word string) string {
 // Describe summarises a normalized configuration in one line, e.g.
 // "1 producer -> 1 consumer, 128 B, prefetch 1000, manual ack".
 func Describe(c Config) string {
+	switch c.Scenario {
+	case ScenarioMQTTFanout:
+		s := fmt.Sprintf("%s -> 1 topic -> %s, QoS %d", plural(c.Producers, "publisher"), plural(c.Subscribers, "subscriber"), c.QoS)
+		if c.Rate > 0 {
+			s += " at " + FormatCount(uint64(c.Rate)) + " msg/s"
+		}
+		return s + ", " + strconv.Itoa(c.Size) + " B"
+	case ScenarioWSFanout:
+		return describeWS(c)
+	case ScenarioMQTTIdle:
+		return fmt.Sprintf("%s idle MQTT connections, keep-alive %v, held %v", FormatCount(uint64(c.Connections)), MQTTIdleKeepAlive, c.Duration)
+	}
 	var parts []string
 	switch c.Scenario {
 	case ScenarioFanout:
@@ -136,6 +148,11 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	c := res.Config
 	row("scenario", "%s  (%s)", res.Scenario, res.Description)
+	if res.Idle != nil {
+		writeIdleRows(row, res)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 
 	counts := func(pairs ...any) string {
 		var parts []string
@@ -152,7 +169,7 @@ func WriteTable(w io.Writer, res Result) error {
 		row("sent", "%s", line)
 	} else {
 		label := "received"
-		if res.Scenario == ScenarioFanout {
+		if res.Scenario == ScenarioFanout || res.Scenario == ScenarioMQTTFanout || res.Scenario == ScenarioWSFanout {
 			label = "delivered"
 		}
 		row("sent", "%s", FormatCount(res.Sent)+"   "+counts(label, res.Received, "lost", res.Lost, "duplicated", res.Duplicated, "out-of-order", res.OutOfOrder))
@@ -169,6 +186,19 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	if len(extra) > 0 {
 		row("", "%s", counts(extra...))
+	}
+	if len(res.PerSubscriber) > 0 {
+		row("per sub", "%s", subscriberLine(res.PerSubscriber))
+	}
+	if res.WS != nil {
+		writeWSRows(row, res)
+	}
+	if c.QoS > 0 && res.Scenario == ScenarioMQTTFanout {
+		line := counts("acked", res.Confirmed, "failed", res.Nacked)
+		if res.ConfirmLatency != nil {
+			line += "   latency " + latencyLine(*res.ConfirmLatency)
+		}
+		row("pubacks", "%s", line)
 	}
 	if c.Confirm && res.Scenario != ScenarioRPC {
 		line := counts("acked", res.Confirmed, "nacked", res.Nacked)
@@ -187,7 +217,7 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	window += ")"
 	switch res.Scenario {
-	case ScenarioFanout:
+	case ScenarioFanout, ScenarioMQTTFanout:
 		row("rate", "%s deliveries/s   %s publishes/s   %.1f MB/s   %s",
 			formatRate(res.MsgsPerSec), formatRate(res.SentPerSec), res.MBPerSec, window)
 	case ScenarioRPC:
@@ -230,4 +260,74 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// subscriberLine summarises the per-subscriber accounting of mqtt-fanout:
+// the spread of deliveries and how many subscribers lost or got duplicates.
+func subscriberLine(per []SubscriberTally) string {
+	minR, maxR := per[0].Received, per[0].Received
+	var lossy, duped int
+	var maxLost, maxDup uint64
+	for _, s := range per {
+		minR, maxR = min(minR, s.Received), max(maxR, s.Received)
+		if s.Lost > 0 {
+			lossy++
+			maxLost = max(maxLost, s.Lost)
+		}
+		if s.Duplicated > 0 {
+			duped++
+			maxDup = max(maxDup, s.Duplicated)
+		}
+	}
+	return fmt.Sprintf("%s: received %s..%s each   %d lost some (max %s)   %d got duplicates (max %s)",
+		plural(len(per), "subscriber"), FormatCount(minR), FormatCount(maxR), lossy, FormatCount(maxLost), duped, FormatCount(maxDup))
+}
+
+// formatBytes formats a byte count in binary units: 512 B, 3.4 KiB, 12.0 MiB.
+func formatBytes(f float64) string {
+	neg := ""
+	if f < 0 {
+		neg, f = "-", -f
+	}
+	switch {
+	case f < 1024:
+		return fmt.Sprintf("%s%.0f B", neg, f)
+	case f < 1<<20:
+		return fmt.Sprintf("%s%.1f KiB", neg, f/1024)
+	case f < 1<<30:
+		return fmt.Sprintf("%s%.1f MiB", neg, f/(1<<20))
+	default:
+		return fmt.Sprintf("%s%.2f GiB", neg, f/(1<<30))
+	}
+}
+
+// writeIdleRows prints the mqtt-idle figures.
+func writeIdleRows(row func(label, format string, args ...any), res Result) {
+	id := res.Idle
+	row("conns", "%s requested   %s connected   %s failed   %s still connected after %.1fs",
+		FormatCount(uint64(id.Requested)), FormatCount(uint64(id.Connected)), FormatCount(uint64(id.Failed)),
+		FormatCount(uint64(id.StillConnected)), id.Hold.Seconds())
+	row("connect", "%s connects/s   (%s in %.2fs, %d at a time)", formatRate(id.ConnectsPerSec),
+		FormatCount(uint64(id.Connected)), id.ConnectTime.Seconds(), idleConnectWorkers)
+	if res.Config.BrokerPID > 0 {
+		line := fmt.Sprintf("pid %d   cpu %.2fs while idle", res.Config.BrokerPID, res.BrokerCPU)
+		if s := id.Hold.Seconds(); s > 0 {
+			line += fmt.Sprintf(" (%.1f%% of a core)", 100*res.BrokerCPU/s)
+		}
+		row("broker", "%s", line)
+		if id.RSSAfter > 0 {
+			row("rss", "%s before -> %s with %s connections = %s per connection",
+				formatBytes(float64(id.RSSBefore)), formatBytes(float64(id.RSSAfter)),
+				FormatCount(uint64(id.Connected)), formatBytes(id.RSSPerConn))
+		}
+	}
+	if s := id.Hold.Seconds(); s > 0 {
+		row("bench", "cpu %.2fs while idle   open-file limit %d", res.BenchCPU, id.NoFileLimit)
+	}
+	for _, wmsg := range res.Warnings {
+		row("warning", "%s", wmsg)
+	}
+	if res.Interrupted {
+		row("note", "interrupted: the hold was cut short to %.1fs", id.Hold.Seconds())
+	}
 }

@@ -29,8 +29,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		progress = io.Discard
 	}
 	r := newRun(ctx, cfg, progress)
-	if cfg.Scenario == ScenarioRPC {
+	switch cfg.Scenario {
+	case ScenarioRPC:
 		return runRPC(r)
+	case ScenarioMQTTFanout:
+		return runMQTTFanout(r)
+	case ScenarioMQTTIdle:
+		return runMQTTIdle(r)
+	case ScenarioWSFanout:
+		return runWSFanout(r)
 	}
 	return runFlow(r)
 }

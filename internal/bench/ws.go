@@ -1,0 +1,516 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// ScenarioWSFanout broadcasts over Herald's /ws protocol: one publisher
+// connection publishes to amq.topic with key "ticks" and --subscribers
+// connections each subscribe to that exchange and key (a private queue
+// each), as browsers of a live dashboard would.
+const ScenarioWSFanout = "ws-fanout"
+
+// wsFanoutSummary is ws-fanout's line in the scenario help.
+const wsFanoutSummary = "WebSocket (/ws): 1 publisher -> amq.topic 'ticks' -> N --subscribers (default 100); deliveries/s, latency, loss, broker RSS"
+
+const (
+	wsExchange = "amq.topic"
+	wsKey      = "ticks"
+	// wsDialWorkers bounds the connections being opened at once: a
+	// listener's accept backlog is finite, and 10,000 simultaneous SYNs
+	// would overflow it and turn into retries.
+	wsDialWorkers = 64
+	// wsShards spreads the latency histograms: one per subscriber would
+	// cost ~60 KiB each (600 MiB at 10,000), one shared would be contended.
+	wsShards = 16
+)
+
+// WSResult holds what ws-fanout measures beyond the common figures.
+type WSResult struct {
+	Subscribers    int    `json:"subscribers"`
+	ClosedByBroker int    `json:"closed_by_broker"` // subscriber sockets the broker closed during the run (e.g. 1008 too slow)
+	FirstClose     string `json:"first_close,omitempty"`
+	NoFileLimit    uint64 `json:"nofile_limit"`
+	// Broker resident set size (VmRSS, bytes) before the subscribers
+	// connect, with them subscribed, and at the end of the window
+	// (--broker-pid).
+	RSSBefore     uint64        `json:"rss_before_bytes,omitempty"`
+	RSSSubscribed uint64        `json:"rss_subscribed_bytes,omitempty"`
+	RSSEnd        uint64        `json:"rss_end_bytes,omitempty"`
+	ConnectTime   time.Duration `json:"connect_ns"` // opening and subscribing every subscriber
+}
+
+// normalizeWS is Normalize for ws-fanout.
+func (c Config) normalizeWS() (Config, error) {
+	if c.URL == "" || c.URL == DefaultURL {
+		c.URL = "ws://guest:guest@127.0.0.1:15672/ws"
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return c, fmt.Errorf("invalid --url %q: --scenario %s wants ws://user:password@host:port/ws", redactURL(c.URL), c.Scenario)
+	}
+	for _, ch := range []struct {
+		bad  bool
+		flag string
+	}{
+		{c.Duration < 0, "--duration"}, {c.Warmup < 0, "--warmup"}, {c.Drain < 0, "--drain"},
+		{c.Rate < 0, "--rate"}, {c.Subscribers < 0, "--subscribers"}, {c.BrokerPID < 0, "--broker-pid"},
+		{c.Producers > 1, "--producers (ws-fanout has one publisher)"}, {c.QoS != 0, "--qos"},
+		{c.Connections != 0, "--connections"}, {c.Confirm, "--confirm"}, {c.Persistent, "--persistent"},
+		{c.Queues != 0, "--queues"}, {c.DirectReplyTo, "--direct-reply-to"},
+	} {
+		if ch.bad {
+			return c, fmt.Errorf("%s: not valid with --scenario %s", ch.flag, c.Scenario)
+		}
+	}
+	if c.Duration == 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.Drain == 0 {
+		c.Drain = DefaultDrain
+	}
+	if c.Size == 0 {
+		c.Size = DefaultSize
+	}
+	if c.Size < HeaderSize {
+		return c, fmt.Errorf("--size %d is too small: every message carries a %d-byte header", c.Size, HeaderSize)
+	}
+	if c.Subscribers == 0 {
+		c.Subscribers = DefaultSubscribers
+	}
+	c.Producers, c.Consumers = 1, c.Subscribers
+	if c.BrokerPID > 0 {
+		if err := checkBrokerPID(c.BrokerPID); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func describeWS(c Config) string {
+	s := fmt.Sprintf("1 WebSocket publisher -> %s '%s' -> %s", wsExchange, wsKey, plural(c.Subscribers, "WebSocket subscriber"))
+	if c.Rate > 0 {
+		s += " at " + FormatCount(uint64(c.Rate)) + " msg/s"
+	}
+	return s + ", " + fmt.Sprint(c.Size) + " B (base64 on the wire)"
+}
+
+// wsDialer opens /ws connections with the URL's credentials as basic auth.
+type wsDialer struct {
+	url    string
+	header http.Header
+	client *http.Client
+}
+
+func newWSDialer(raw string) (*wsDialer, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	h := http.Header{}
+	if u.User != nil {
+		pass, _ := u.User.Password()
+		req := &http.Request{Header: http.Header{}}
+		req.SetBasicAuth(u.User.Username(), pass)
+		h.Set("Authorization", req.Header.Get("Authorization"))
+		u.User = nil
+	}
+	// Upgraded connections leave the transport, so no pool limit applies;
+	// the dial timeout keeps a stuck accept from hanging the setup.
+	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: setupConnectTimeout}).DialContext}
+	return &wsDialer{url: u.String(), header: h, client: &http.Client{Transport: tr}}, nil
+}
+
+func (d *wsDialer) dial(ctx context.Context) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, setupConnectTimeout+time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, d.url, &websocket.DialOptions{HTTPHeader: d.header, HTTPClient: d.client})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, err
+	}
+	c.SetReadLimit(64 << 20)
+	return c, nil
+}
+
+// wsSubscriber is one subscriber socket and its accounting.
+type wsSubscriber struct {
+	r        *run
+	c        *websocket.Conn
+	hist     *[2]*Histogram // shared shard: warmup, window
+	tracker  *Tracker       // owned by read until done is closed
+	received atomic.Uint64
+	closed   string // why the broker closed the socket; set before done
+	started  bool   // read runs (set before it starts)
+	done     chan struct{}
+}
+
+// bodyField finds the body string of a /ws message frame without decoding
+// the whole frame (the broker writes "body" as a plain JSON string here:
+// the publisher sends base64 text, which needs no escaping).
+var bodyField = []byte(`"body":"`)
+
+func (s *wsSubscriber) read(ctx context.Context) {
+	defer close(s.done)
+	var buf bytes.Buffer
+	var raw []byte
+	for {
+		_, rd, err := s.c.Reader(ctx)
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(rd)
+		}
+		if err != nil {
+			if ctx.Err() == nil && !s.r.recvStopped.Load() {
+				s.closed = err.Error()
+			}
+			return
+		}
+		now := time.Now().UnixNano()
+		frame := buf.Bytes()
+		i := bytes.Index(frame, bodyField)
+		if i < 0 {
+			continue // not a message (subscribed, error, ...)
+		}
+		b64 := frame[i+len(bodyField):]
+		j := bytes.IndexByte(b64, '"')
+		if j < 0 {
+			s.tracker.Malformed++
+			continue
+		}
+		raw = raw[:0]
+		if raw, err = base64.StdEncoding.AppendDecode(raw, b64[:j]); err != nil {
+			s.tracker.Malformed++
+			continue
+		}
+		h, ok := DecodeHeader(raw)
+		if !ok {
+			s.tracker.Malformed++
+			continue
+		}
+		phase := 1
+		if h.SentAt < s.r.measureStart.Load() {
+			phase = 0
+		}
+		s.hist[phase].Record(time.Duration(now - h.SentAt))
+		s.tracker.Observe(h.Producer, h.Seq, false)
+		s.received.Add(1)
+	}
+}
+
+// subscribe sends the subscribe frame and waits for "subscribed", so that
+// the binding exists before anything is published.
+func wsSubscribe(ctx context.Context, c *websocket.Conn) error {
+	f, _ := json.Marshal(map[string]any{"op": "subscribe", "id": "s", "exchange": wsExchange, "key": wsKey})
+	if err := c.Write(ctx, websocket.MessageText, f); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, setupConnectTimeout)
+	defer cancel()
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		var m struct{ Op, Message string }
+		if json.Unmarshal(b, &m) == nil {
+			switch m.Op {
+			case "subscribed":
+				return nil
+			case "error":
+				return errors.New("subscribe refused: " + m.Message)
+			}
+		}
+	}
+}
+
+// wsMeter is the controller's view of a ws-fanout run.
+type wsMeter struct {
+	sent   atomic.Uint64
+	subs   []*wsSubscriber
+	shards [wsShards][2]*Histogram
+}
+
+func (m *wsMeter) counts() (sent, recv uint64) {
+	for _, s := range m.subs {
+		recv += s.received.Load()
+	}
+	return m.sent.Load(), recv
+}
+
+func (m *wsMeter) latency(dst *Snapshot) {
+	for i := range m.shards {
+		dst.Add(m.shards[i][0])
+		dst.Add(m.shards[i][1])
+	}
+}
+
+func (m *wsMeter) expected() uint64 { return m.sent.Load() * uint64(len(m.subs)) }
+
+// publish sends paced publish frames on c until told to stop.
+func (m *wsMeter) publish(r *run, c *websocket.Conn, start <-chan struct{}) error {
+	select {
+	case <-start:
+	case <-r.stopSend:
+		return nil
+	}
+	var pc *pacer
+	if r.cfg.Rate > 0 {
+		pc = newPacer(float64(r.cfg.Rate), time.Now())
+	}
+	body := NewBody(r.cfg.Size)
+	prefix := []byte(`{"op":"publish","exchange":"` + wsExchange + `","key":"` + wsKey + `","body":"`)
+	frame := make([]byte, 0, len(prefix)+base64.StdEncoding.EncodedLen(len(body))+2)
+	var seq uint64
+	for !r.sendStopped.Load() {
+		var intended int64
+		if pc != nil {
+			t, ok := pc.next(r.stopSend)
+			if !ok {
+				break
+			}
+			intended = t
+		}
+		now := time.Now().UnixNano()
+		if intended == 0 {
+			intended = now
+		}
+		EncodeHeader(body, Header{Seq: seq, SentAt: now, Intended: intended})
+		frame = base64.StdEncoding.AppendEncode(append(frame[:0], prefix...), body)
+		frame = append(frame, `"}`...)
+		if err := c.Write(r.ctx, websocket.MessageText, frame); err != nil {
+			if r.sendStopped.Load() || r.ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("publisher: %w", err)
+		}
+		seq++
+		m.sent.Store(seq)
+	}
+	return nil
+}
+
+// runWSFanout runs the ws-fanout scenario.
+func runWSFanout(r *run) (res Result, err error) {
+	cfg := r.cfg
+	res = r.newResult()
+	wr := &WSResult{Subscribers: cfg.Subscribers}
+	res.WS = wr
+	if wr.NoFileLimit, err = raiseNoFile(); err != nil {
+		r.warn("cannot raise the open-file limit (now %d): %v", wr.NoFileLimit, err)
+	}
+	if need := uint64(cfg.Subscribers) + 64; wr.NoFileLimit < need {
+		r.warn("open-file limit %d is below the %d sockets needed", wr.NoFileLimit, need)
+	}
+	rss := func(dst *uint64) {
+		if cfg.BrokerPID > 0 {
+			if v, err := ProcessRSS(cfg.BrokerPID); err == nil {
+				*dst = v
+			} else {
+				r.warn("cannot read the broker's RSS: %v", err)
+			}
+		}
+	}
+	rss(&wr.RSSBefore)
+	d, err := newWSDialer(cfg.URL)
+	if err != nil {
+		return res, err
+	}
+	defer d.client.CloseIdleConnections()
+
+	m := &wsMeter{}
+	for i := range m.shards {
+		m.shards[i] = [2]*Histogram{new(Histogram), new(Histogram)}
+	}
+	// readCtx ends every subscriber's read loop at teardown.
+	readCtx, cancelRead := context.WithCancel(context.Background())
+	var pub *websocket.Conn
+	var pubWG sync.WaitGroup
+	defer func() {
+		r.stopAll()
+		waitFor(&pubWG, cfg.Drain+2*time.Second)
+		if pub != nil {
+			_ = pub.CloseNow()
+		}
+		cancelRead()
+		closeWS(m.subs)
+	}()
+
+	// Open and subscribe in parallel, bounded.
+	t0 := time.Now()
+	m.subs = make([]*wsSubscriber, cfg.Subscribers)
+	var next atomic.Int64
+	var setupErr error
+	var setupMu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(wsDialWorkers, cfg.Subscribers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= cfg.Subscribers || r.ctx.Err() != nil {
+					return
+				}
+				c, err := d.dial(r.ctx)
+				if err == nil {
+					if err = wsSubscribe(r.ctx, c); err != nil {
+						_ = c.CloseNow()
+					}
+				}
+				if err != nil {
+					setupMu.Lock()
+					if setupErr == nil {
+						setupErr = fmt.Errorf("subscriber %d: %w", i, err)
+					}
+					setupMu.Unlock()
+					next.Store(int64(cfg.Subscribers)) // stop the other workers
+					return
+				}
+				m.subs[i] = &wsSubscriber{r: r, c: c, hist: &m.shards[i%wsShards], tracker: NewTracker(1), done: make(chan struct{})}
+			}
+		}()
+	}
+	wg.Wait()
+	if setupErr == nil {
+		setupErr = r.ctx.Err()
+	}
+	if setupErr != nil {
+		m.subs = compactSubs(m.subs)
+		return res, setupErr
+	}
+	wr.ConnectTime = time.Since(t0)
+	fmt.Fprintf(r.out, "  %s subscribers connected and subscribed in %.1fs\n", FormatCount(uint64(len(m.subs))), wr.ConnectTime.Seconds())
+	for _, s := range m.subs {
+		s.started = true
+		go s.read(readCtx)
+	}
+	rss(&wr.RSSSubscribed)
+
+	if pub, err = d.dial(r.ctx); err != nil {
+		return res, fmt.Errorf("publisher: %w", err)
+	}
+	start := make(chan struct{})
+	r.goWorker(&pubWG, func() error { return m.publish(r, pub, start) })
+	prog := newProgress(r, m)
+	w, err := r.measure(m, prog, func() { close(start) })
+	if err != nil {
+		return res, err
+	}
+	rss(&wr.RSSEnd)
+	r.stopSending()
+	drainStart := time.Now()
+	if !waitFor(&pubWG, 2*cfg.Drain+2*time.Second) {
+		return res, errors.New("the publisher did not stop")
+	}
+	_, timedOut, err := r.drain(m, prog, m.expected)
+	res.DrainTime = time.Since(drainStart)
+	res.DrainTimedOut = timedOut
+	if err != nil {
+		return res, err
+	}
+	r.stopReceiving()
+	cancelRead()
+	closeWS(m.subs) // the read loops have returned: the trackers are final
+
+	sent := m.sent.Load()
+	res.Sent = sent
+	trackers := make([]*Tracker, len(m.subs))
+	for i, s := range m.subs {
+		trackers[i] = s.tracker
+		if s.closed != "" {
+			wr.ClosedByBroker++
+			if wr.FirstClose == "" {
+				wr.FirstClose = s.closed
+			}
+		}
+	}
+	total, per := tallySubscribers(trackers, []Expect{{Producer: 0, Count: sent}})
+	res.PerSubscriber = per
+	res.Expected, res.Received = total.Expected, total.Received+total.Malformed
+	res.Duplicated, res.OutOfOrder, res.Malformed, res.Lost = total.Duplicated, total.OutOfOrder, total.Malformed, total.Lost
+	r.fill(&res, w)
+	win, warm := NewSnapshot(), NewSnapshot()
+	for i := range m.shards {
+		warm.Add(m.shards[i][0])
+		win.Add(m.shards[i][1])
+	}
+	res.LatencySummary = win.Summary()
+	if res.Warmup != nil {
+		res.Warmup.Latency = warm.Summary()
+	}
+	if wr.ClosedByBroker > 0 {
+		r.warn("the broker closed %s subscriber sockets during the run (first: %s)", FormatCount(uint64(wr.ClosedByBroker)), wr.FirstClose)
+	}
+	res.Warnings = r.takeWarnings()
+	return res, nil
+}
+
+func compactSubs(subs []*wsSubscriber) []*wsSubscriber {
+	out := subs[:0]
+	for _, s := range subs {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// closeWS closes every subscriber socket and waits for its read loop (if
+// started) to end.
+func closeWS(subs []*wsSubscriber) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range min(wsDialWorkers, len(subs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(subs) {
+					return
+				}
+				if s := subs[i]; s != nil {
+					_ = s.c.CloseNow()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range subs {
+		if s != nil && s.started {
+			<-s.done
+		}
+	}
+}
+
+// writeWSRows prints the ws-fanout figures after the common ones.
+func writeWSRows(row func(label, format string, args ...any), res Result) {
+	ws := res.WS
+	line := fmt.Sprintf("%s subscribers connected in %.1fs   closed by the broker %s   open-file limit %d",
+		FormatCount(uint64(ws.Subscribers)), ws.ConnectTime.Seconds(), FormatCount(uint64(ws.ClosedByBroker)), ws.NoFileLimit)
+	row("sockets", "%s", line)
+	if ws.RSSEnd > 0 {
+		per := 0.0
+		if ws.Subscribers > 0 {
+			per = (float64(ws.RSSSubscribed) - float64(ws.RSSBefore)) / float64(ws.Subscribers)
+		}
+		row("rss", "%s before -> %s subscribed (%s per subscriber) -> %s at window end",
+			formatBytes(float64(ws.RSSBefore)), formatBytes(float64(ws.RSSSubscribed)), formatBytes(per), formatBytes(float64(ws.RSSEnd)))
+	}
+}
