@@ -2,6 +2,7 @@
 // compatible), MQTT, STOMP and HTTP/WebSocket/SSE on one core.
 //
 //	herald serve [flags]     run the broker
+//	herald ctl COMMAND ...   manage a running broker over its HTTP API
 //	herald bench [flags]     measure a broker (Herald or RabbitMQ) over AMQP
 //	herald store dump DIR    list the records of a message log
 //	herald version           print the version
@@ -34,6 +35,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], stdout, stderr)
+	case "ctl":
+		return runCtl(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "store":
@@ -55,6 +58,7 @@ func usage(w io.Writer) {
 
 Usage:
   herald serve [flags]   run the broker (herald serve -h for flags)
+  herald ctl COMMAND     manage a running broker (herald ctl -h for commands)
   herald bench [flags]   load-test an AMQP broker (herald bench -h)
   herald store dump DIR  list the records of a message log
   herald version         print the version

@@ -21,6 +21,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "./data", "directory for durable state")
+	loadDefs := fs.String("load-definitions", "", "RabbitMQ definitions JSON file imported at start, after the saved definitions (RabbitMQ's load_definitions)")
 	amqpAddr := fs.String("amqp", ":5672", "AMQP 0-9-1 listen address HOST:PORT; port 0 picks a free port; \"off\" disables")
 	mqttAddr := fs.String("mqtt", ":1883", "MQTT 3.1.1/5 listen address; \"off\" disables (MQTT over WebSocket is at /mqtt on --http)")
 	stompAddr := fs.String("stomp", ":61613", "STOMP 1.0-1.2 listen address; \"off\" disables (STOMP over WebSocket is at /stomp on --http)")
@@ -33,6 +34,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA bundle: when set, TLS clients must present a certificate it signed")
 	httpAddr := fs.String("http", ":15672", "HTTP listen address (REST, WebSocket, SSE, management API); \"off\" disables")
 	corsOrigins := fs.String("cors-origins", "", "comma-separated origins whose browsers may call the HTTP API (\"*\" = any)")
+	jwtSecretFile := fs.String("jwt-hs256-secret-file", "", "file holding the HS256 secret that verifies HTTP bearer tokens (JWT)")
+	jwtPublicKey := fs.String("jwt-rs256-public-key", "", "PEM public key that verifies RS256 HTTP bearer tokens (JWT)")
+	jwtAudience := fs.String("jwt-audience", "", "bearer tokens must name this audience (aud) when set")
+	jwtIssuer := fs.String("jwt-issuer", "", "bearer tokens must come from this issuer (iss) when set")
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
@@ -73,9 +78,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		MQTTAddr:  *mqttAddr,
 		STOMPAddr: *stompAddr,
 		AMQPSAddr: *amqpsAddr, MQTTSAddr: *mqttsAddr, STOMPSAddr: *stompsAddr, HTTPSAddr: *httpsAddr,
-		TLS:     server.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
-		Web:     web.Config{CORSOrigins: splitList(*corsOrigins), Version: version},
-		DataDir: *dataDir,
+		TLS:             server.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
+		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), Version: version, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
+		DataDir:         *dataDir,
+		LoadDefinitions: *loadDefs,
 		AMQP: amqp091.Config{
 			Heartbeat:      *heartbeat,
 			MaxMessageSize: *maxMessage,

@@ -53,6 +53,7 @@ type Broker struct {
 	alarms          alarms
 	alarmOn         atomic.Bool
 	owners          atomic.Uint64
+	conns           connRegistry // open client connections (connections.go)
 
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost

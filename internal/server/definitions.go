@@ -13,25 +13,12 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/definitions"
 )
 
 // definitionsFileName holds the durable topology in RabbitMQ's definitions
 // format, rewritten atomically after every durable change.
 const definitionsFileName = "definitions.json"
-
-// definitionsDocument is RabbitMQ's export shape: the broker's topology
-// and the users and permissions (password hashes, never passwords).
-type definitionsDocument struct {
-	ProductName    string `json:"product_name"`
-	ProductVersion string `json:"product_version,omitempty"`
-	RabbitVersion  string `json:"rabbit_version"`
-	// Users and Permissions are pointers so that a file written before
-	// users were saved (no such sections) leaves the configured users
-	// alone instead of deleting them all.
-	Users       *[]auth.UserDef         `json:"users,omitempty"`
-	Permissions *[]auth.PermissionEntry `json:"permissions,omitempty"`
-	broker.Definitions
-}
 
 type definitionsFile struct {
 	path   string
@@ -52,24 +39,17 @@ func (d *definitionsFile) load() error {
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", d.path, err)
 	}
-	var doc definitionsDocument
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s is not a valid definitions file: %w (move it away to start empty)", d.path, err)
+	doc, err := definitions.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w (move it away to start empty)", d.path, err)
 	}
 	start := time.Now()
 	d.mu.Lock()
 	d.loading = true
 	d.mu.Unlock()
-	err = d.broker.ImportDefinitions(doc.Definitions)
-	if d.users != nil && doc.Users != nil {
-		// The saved users replace the defaults: a deleted guest stays
-		// deleted, as RabbitMQ creates its default user on first boot only.
-		ud := auth.Definitions{Users: *doc.Users}
-		if doc.Permissions != nil {
-			ud.Permissions = *doc.Permissions
-		}
-		err = errors.Join(err, d.users.ImportDefinitions(ud, true))
-	}
+	// The saved users replace the defaults: a deleted guest stays deleted,
+	// as RabbitMQ creates its default user on first boot only.
+	err = definitions.Import(d.broker, d.users, doc, true)
 	d.mu.Lock()
 	d.loading = false
 	d.mu.Unlock()
@@ -89,18 +69,34 @@ func (d *definitionsFile) changed() {
 	if d.loading {
 		return // restoring what is already on disk
 	}
-	doc := definitionsDocument{ProductName: "Herald", RabbitVersion: "3.13.0", Definitions: d.broker.ExportDefinitions(true)}
-	if d.users != nil {
-		ud := d.users.ExportDefinitions()
-		doc.Users, doc.Permissions = &ud.Users, &ud.Permissions
-	}
-	data, err := json.MarshalIndent(doc, "", "  ")
+	data, err := json.MarshalIndent(definitions.Export(d.broker, d.users, true), "", "  ")
 	if err == nil {
 		err = writeFileAtomic(d.path, data)
 	}
 	if err != nil {
 		d.log.Error("cannot save durable definitions; they will not survive a restart", "file", d.path, "err", err)
 	}
+}
+
+// loadExtra imports a RabbitMQ definitions file given with
+// --load-definitions (RabbitMQ's load_definitions), merged into what was
+// restored; the result is saved like any change.
+func (d *definitionsFile) loadExtra(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read definitions file: %w", err)
+	}
+	doc, err := definitions.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := definitions.Import(d.broker, d.users, doc, false); err != nil {
+		return fmt.Errorf("importing %s: %w", path, err)
+	}
+	d.log.Info("definitions loaded", "file", path, "vhosts", len(doc.VHosts), "exchanges", len(doc.Exchanges),
+		"queues", len(doc.Queues), "bindings", len(doc.Bindings), "policies", len(doc.Policies), "users", usersCount(doc.Users))
+	d.changed()
+	return nil
 }
 
 // writeFileAtomic writes data to a temporary file, fsyncs it, renames it

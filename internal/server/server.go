@@ -51,6 +51,9 @@ type Config struct {
 	// (usually :5671, :8883, :61614, :15671); they need TLS.
 	AMQPSAddr, MQTTSAddr, STOMPSAddr, HTTPSAddr string
 	TLS                                         TLSConfig
+	// LoadDefinitions, when set, is a RabbitMQ definitions file imported
+	// at start after the saved definitions (RabbitMQ's load_definitions).
+	LoadDefinitions string
 	// DataDir is where durable state lives.
 	DataDir string
 	AMQP    amqp091.Config
@@ -171,6 +174,11 @@ func (s *Server) Start() error {
 	}
 	if err := s.defs.load(); err != nil {
 		return err
+	}
+	if s.cfg.LoadDefinitions != "" {
+		if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
+			return err
+		}
 	}
 	clean, err := s.takeCleanShutdownMarker()
 	if err != nil {

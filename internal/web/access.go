@@ -24,7 +24,7 @@ func (s *Server) check(u *auth.User, v *broker.VHost, kind auth.Kind, res auth.R
 	if res == auth.Exchange {
 		name = auth.ExchangeResource(name)
 	}
-	if err := s.users.Check(u.Name, v.Name(), kind, res, name); err != nil {
+	if err := s.checkerFor(u).Check(u.Name, v.Name(), kind, res, name); err != nil {
 		return accessRefused(err)
 	}
 	return nil
@@ -37,7 +37,7 @@ func (s *Server) usableVHost(w http.ResponseWriter, r *http.Request, name string
 	if v == nil {
 		return nil
 	}
-	if err := s.users.CheckVHost(userOf(r).Name, v.Name()); err != nil {
+	if err := s.checkerFor(userOf(r)).CheckVHost(userOf(r).Name, v.Name()); err != nil {
 		writeError(w, http.StatusForbidden, "access_refused", err.Error())
 		return nil
 	}

@@ -9,11 +9,39 @@
 //
 // Every endpoint except /herald.js (and the mounted /mqtt and /stomp
 // handlers, which authenticate in-band) needs HTTP basic credentials of a
-// Herald user; failures answer 401 with WWW-Authenticate. guest is
-// loopback-only, as in RabbitMQ. Bearer tokens (JWT) are not supported
-// yet. Browsers from the origins in Config.CORSOrigins may call the API
+// Herald user, or a bearer token (below); failures answer 401 with
+// WWW-Authenticate. guest is loopback-only, as in RabbitMQ. Browsers from the origins in Config.CORSOrigins may call the API
 // and open /ws (CORS preflights are answered without credentials).
 // Errors are JSON: {"error": "...", "reason": "..."}.
+//
+// # Bearer tokens (JWT)
+//
+// With Config.JWT set (herald serve --jwt-hs256-secret-file,
+// --jwt-rs256-public-key, --jwt-audience, --jwt-issuer), "Authorization:
+// Bearer <jwt>" logs in as the token's user without a password; /ws, /sse
+// and /v1/fetch also take the token as ?access_token=<jwt>, since browsers
+// cannot set headers on WebSocket or EventSource. Only the configured
+// algorithms (HS256, RS256) are accepted ("none" never); exp is required,
+// nbf and iat are honoured, aud and iss are checked when configured. The
+// user is the claim Config.JWT.UserClaim (default "sub") and need not
+// exist in Herald. The scope claim (a space-separated string or an array
+// of strings) gives the permissions, RabbitMQ-OAuth2 style, and replaces
+// the user database's for that request:
+//
+//	herald.configure:<vhost>/<pattern>
+//	herald.write:<vhost>/<pattern>
+//	herald.read:<vhost>/<pattern>
+//	herald.tag:<tag>               administrator, management, monitoring, policymaker
+//
+// <vhost> is URL-encoded ("%2F" is "/") or "*" for every vhost; <pattern>
+// is an unanchored regular expression as in RabbitMQ's permissions (it may
+// contain '/'; empty matches nothing); several scopes of one kind add up.
+// A token reaches a vhost only if a permission scope names it (or "*").
+// Scopes without the "herald." prefix are ignored. Refused tokens get 401
+// {"error":"not_authorized","reason":"token expired"} (or "token not valid
+// yet", "token signature invalid", "token algorithm \"none\" not
+// accepted", "token audience not accepted", ...). A WebSocket or SSE
+// stream opened with a token is not closed when the token expires later.
 //
 // # REST
 //

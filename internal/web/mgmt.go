@@ -89,6 +89,11 @@ func (s *Server) vhosts(w http.ResponseWriter, r *http.Request) ([]*broker.VHost
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	var queues, exchanges, consumers, ready, unacked int
 	var pub, del, ack uint64
+	conns := s.broker.Connections()
+	channels := 0
+	for _, c := range conns {
+		channels += c.Channels
+	}
 	for _, v := range s.broker.VHosts() {
 		exchanges += len(v.Exchanges())
 		for _, q := range v.Queues() {
@@ -109,9 +114,10 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		"rabbitmq_version":   s.cfg.Version,
 		"cluster_name":       "herald",
 		"node":               "herald@localhost",
-		"object_totals":      map[string]int{"queues": queues, "exchanges": exchanges, "consumers": consumers},
-		"queue_totals":       map[string]int{"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
-		"message_stats":      messageStats{Publish: pub, DeliverGet: del, Ack: ack},
+		"object_totals": map[string]int{"queues": queues, "exchanges": exchanges, "consumers": consumers,
+			"connections": len(conns), "channels": channels},
+		"queue_totals":  map[string]int{"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
+		"message_stats": messageStats{Publish: pub, DeliverGet: del, Ack: ack},
 	})
 }
 

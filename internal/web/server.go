@@ -54,6 +54,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Version is reported by /api/overview.
 	Version string
+	// JWT enables Authorization: Bearer tokens (see jwt.go and doc.go).
+	JWT JWTConfig
 }
 
 // Defaults.
@@ -98,6 +100,7 @@ type Server struct {
 	users  *auth.Users
 	log    *slog.Logger
 	mux    *router
+	jwt    *jwtVerifier // nil: bearer tokens are refused
 
 	// ctx ends every long-lived handler (WebSocket, SSE, fetch) on Close.
 	ctx    context.Context
@@ -116,6 +119,12 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel}
+	if cfg.JWT.Enabled() {
+		var err error
+		if s.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
+			log.Error("bearer tokens will be refused", "err", err)
+		}
+	}
 	s.routes()
 	return s
 }
@@ -211,7 +220,29 @@ func (s *Server) routes() {
 	mg("GET /api/bindings", s.listBindings)
 	mg("GET /api/bindings/{vhost}", s.listBindings)
 	mg("POST /api/bindings/{vhost}/e/{exchange}/q/{queue}", s.bindQueue)
+	mg("GET /api/queues/{vhost}/{name}/messages", s.peekMessages)
+	mg("DELETE /api/queues/{vhost}/{name}/messages/{id}", s.deleteMessage)
+	mg("POST /api/queues/{vhost}/{name}/move", s.moveMessages)
 	mg("GET /api/aliveness-test/{vhost}", s.aliveness)
+	// Policies need policymaker or administrator, as RabbitMQ.
+	pm := func(pattern string, h http.HandlerFunc) {
+		a(pattern, requireTag(h, auth.TagPolicymaker, auth.TagAdministrator))
+	}
+	pm("GET /api/policies", s.listPolicies)
+	pm("GET /api/policies/{vhost}", s.listPolicies)
+	pm("GET /api/policies/{vhost}/{name}", s.showPolicy)
+	pm("PUT /api/policies/{vhost}/{name}", s.putPolicy)
+	pm("DELETE /api/policies/{vhost}/{name}", s.deletePolicy)
+	admin("GET /api/definitions", s.exportDefinitions)
+	admin("GET /api/definitions/{vhost}", s.exportDefinitions)
+	admin("POST /api/definitions", s.importDefinitions)
+	admin("POST /api/definitions/{vhost}", s.importDefinitions)
+	mg("GET /api/connections", s.listConnections)
+	mg("GET /api/vhosts/{vhost}/connections", s.listConnections)
+	mg("GET /api/connections/{name}", s.showConnection)
+	mg("DELETE /api/connections/{name}", s.closeConnection)
+	mg("GET /api/consumers", s.listConsumers)
+	mg("GET /api/consumers/{vhost}", s.listConsumers)
 	mg("GET /api/health/checks/alarms", s.alarms)
 }
 
@@ -240,10 +271,14 @@ func (s *Server) originAllowed(origin string) bool {
 	})
 }
 
-// authenticated checks HTTP basic credentials against Herald's users.
-// Bearer tokens (JWT) are not supported yet.
+// authenticated checks a bearer token (JWT, see jwt.go) or else HTTP basic
+// credentials against Herald's users.
 func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token, ok := bearerToken(r); ok {
+			s.bearerLogin(w, r, token, h)
+			return
+		}
 		name, pass, ok := r.BasicAuth()
 		if !ok {
 			unauthorized(w)
@@ -255,7 +290,7 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 			unauthorized(w)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
+		h(w, withUser(r, u))
 	})
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -76,7 +78,26 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
 		done: make(chan struct{}), subs: make(map[string]*sub),
 	}
+	local := ""
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		local = a.String()
+	}
+	_, unregister := s.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "Web", User: ws.user.Name, VHost: v.Name(),
+		Peer: r.RemoteAddr, Local: local, Owner: ws.owner, Close: func(reason string) {
+			// Close waits for the peer's close frame: not in the caller.
+			go ws.shutdown(websocket.StatusPolicyViolation, truncateReason(reason))
+		}})
+	defer unregister()
 	ws.run()
+}
+
+// truncateReason fits a close reason into a WebSocket close frame (123 bytes).
+func truncateReason(s string) string {
+	for len(s) > 123 {
+		_, n := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-n]
+	}
+	return s
 }
 
 func (ws *wsSession) run() {

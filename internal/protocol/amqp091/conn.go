@@ -38,6 +38,7 @@ type conn struct {
 	vhost *broker.VHost
 	user  string
 	caps  clientCaps
+	reg   *broker.Connection // in the broker's connection registry
 
 	frameMax   uint32
 	channelMax uint16
@@ -92,6 +93,10 @@ func (c *conn) serve(ctx context.Context) {
 	c.stopping = ctx.Done()
 	c.log = c.log.With("user", c.user, "vhost", c.vhost.Name())
 	c.log.Debug("amqp connection open", "heartbeat", c.heartbeat, "frame_max", c.frameMax)
+	var unregister func()
+	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "AMQP 0-9-1", User: c.user, VHost: c.vhost.Name(),
+		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: c.forceClose})
+	defer unregister()
 
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})
@@ -102,7 +107,7 @@ func (c *conn) serve(ctx context.Context) {
 	go func() {
 		select {
 		case <-ctx.Done():
-			c.forceClose()
+			c.forceClose("broker forced connection closure with reason 'shutdown'")
 		case <-c.done:
 		}
 	}()
@@ -130,13 +135,14 @@ func (c *conn) teardown() {
 	c.h.broker.ReleaseOwner(c.owner)
 }
 
-// forceClose starts a server-initiated close because the server is
-// shutting down; it runs outside the read loop.
-func (c *conn) forceClose() {
+// forceClose starts a server-initiated close (320 CONNECTION_FORCED)
+// because the server is shutting down or an operator closed the
+// connection; it runs outside the read loop.
+func (c *conn) forceClose(reason string) {
 	if c.closing.Swap(true) {
 		return
 	}
-	c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionClose{ReplyCode: frame.ConnectionForced, ReplyText: replyText(frame.ConnectionForced, "broker forced connection closure with reason 'shutdown'")}})
+	c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionClose{ReplyCode: frame.ConnectionForced, ReplyText: replyText(frame.ConnectionForced, reason)}})
 	_ = c.nc.SetReadDeadline(time.Now().Add(closeTimeout))
 	t := time.AfterFunc(closeTimeout, c.abort)
 	go func() { <-c.done; t.Stop() }()
@@ -331,6 +337,7 @@ func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
 			return connectionError(frame.NotAllowed, m, "channel number %d exceeds the negotiated channel_max %d", n, c.channelMax)
 		}
 		c.channels[n] = newChannel(c, n)
+		c.reg.SetChannels(len(c.channels))
 		c.out.push(outItem{kind: itemMethod, channel: n, method: &frame.ChannelOpenOk{}})
 		return nil
 	}
@@ -346,12 +353,17 @@ func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
 		switch m.(type) {
 		case *frame.ChannelCloseOk:
 			delete(c.channels, n)
+			c.reg.SetChannels(len(c.channels))
 		case *frame.ChannelClose:
 			c.out.push(outItem{kind: itemMethod, channel: n, method: &frame.ChannelCloseOk{}})
 		}
 		return nil
 	}
-	return ch.handleMethod(m)
+	err := ch.handleMethod(m)
+	if _, ok := m.(*frame.ChannelClose); ok {
+		c.reg.SetChannels(len(c.channels))
+	}
+	return err
 }
 
 // handshake negotiates the protocol header, authentication, tuning and the

@@ -97,6 +97,18 @@ func (c *conn) serve(ctx context.Context) {
 		return
 	}
 	c.log.Debug("mqtt client connected", "client_id", c.clientID, "version", c.version)
+	proto := "MQTT 3.1.1"
+	switch c.version {
+	case packet.V5:
+		proto = "MQTT 5.0"
+	case packet.V31:
+		proto = "MQTT 3.1"
+	}
+	// An operator's close (management API) is a v5 DISCONNECT 0x98.
+	_, unregister := c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
+		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner,
+		Close: func(string) { c.kick(packet.AdministrativeAction) }})
+	defer unregister()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)

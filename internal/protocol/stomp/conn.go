@@ -140,6 +140,18 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.log = c.log.With("vhost", c.vhost.Name(), "session", c.session)
 	c.log.Debug("stomp connection open", "version", c.version, "send_hb", c.sendHB, "recv_hb", c.recvHB)
+	proto := "STOMP " + c.version.String()
+	if c.ws {
+		proto = "Web STOMP " + c.version.String()
+	}
+	_, unregister := c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
+		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: func(reason string) {
+			// An operator closed it (management API): ERROR, then close.
+			c.shuttingDown.Store(true)
+			c.out.push(outItem{f: errorFrame("connection closed", reason, ""), close: true})
+			_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
+		}})
+	defer unregister()
 
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})

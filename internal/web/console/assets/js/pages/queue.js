@@ -1,4 +1,5 @@
 // One queue: its figures and depth over time, bindings, get messages,
+// peek at messages (and delete one), move messages to another queue,
 // publish to it, bind it, purge and delete it.
 
 import { api, apiPath } from "../api.js";
@@ -52,6 +53,45 @@ export default {
       return null;
     }));
 
+    // Peek (non-destructive), delete one, move to another queue: Herald's
+    // own endpoints, not in RabbitMQ's API.
+    const peeked = h("div", {});
+    const peekForm = h("form", { class: "grid" },
+      h("label", {}, "Messages"), h("input", { type: "number", name: "count", value: "10", min: "1", max: "1000" }),
+      h("span", {}), h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Peek")));
+    const peek = async () => {
+      const msgs = await api("GET", `${base}/messages?count=${Number(val(peekForm, "count")) || 10}`);
+      replace(peeked, msgs.length ? msgs.map((m, i) => messageView(m, i + 1, deleteButton(m))) : h("p", { class: "muted" }, "No ready messages."));
+    };
+    const deleteButton = (m) => {
+      const b = h("button", { class: "danger", type: "button" }, "Delete this message");
+      b.addEventListener("click", async () => {
+        if (!confirm(`Delete message ${m.id} from ${name}? It is not dead-lettered.`)) return;
+        try {
+          await api("DELETE", `${base}/messages/${m.id}`);
+          ctx.flash(`Message ${m.id} deleted.`);
+          await peek();
+        } catch (e) {
+          ctx.flash(e.message, true);
+        }
+      });
+      return b;
+    };
+    peekForm.addEventListener("submit", submitting(ctx, peekForm, async () => {
+      await peek();
+      return null;
+    }));
+    const moveForm = h("form", { class: "grid" },
+      h("label", {}, "To queue"), h("input", { name: "to", required: true, list: "queue-names" }),
+      h("label", {}, "Messages"), h("input", { type: "number", name: "count", value: "100", min: "1" }),
+      h("span", {}), h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Move messages")));
+    const queueNames = h("datalist", { id: "queue-names" });
+    moveForm.addEventListener("submit", submitting(ctx, moveForm, async () => {
+      const to = val(moveForm, "to");
+      const r = await api("POST", base + "/move", { to, count: Number(val(moveForm, "count")) || 1 });
+      return `Moved ${fmtInt(r.moved)} message(s) to ${to}.` + (r.reason ? ` Stopped: ${r.reason}` : "");
+    }));
+
     const purge = h("button", { class: "danger", type: "button" }, "Purge messages");
     purge.addEventListener("click", async () => {
       if (!confirm(`Remove every ready message from ${name}?`)) return;
@@ -95,6 +135,9 @@ export default {
       h("details", { class: "panel", open: true }, h("summary", {}, "Get messages"),
         h("p", { class: "muted" }, "Getting messages is destructive with automatic ack or reject-no-requeue; nack requeues them (redelivered)."),
         getForm, results),
+      h("details", { class: "panel" }, h("summary", {}, "Peek, delete and move messages"),
+        h("p", { class: "muted" }, "Peek shows the next ready messages without taking them. Move republishes ready messages to another queue (for example from a dead-letter queue back to its origin), keeping their properties and headers."),
+        peekForm, peeked, h("h3", {}, "Move to another queue"), queueNames, moveForm),
       h("details", { class: "panel" }, h("summary", {}, "Publish message"),
         h("p", { class: "muted" }, "Published through the default exchange with the queue's name as routing key."),
         publishForm(ctx, vhost, "", name)),
@@ -128,6 +171,8 @@ export default {
         bindings.setRows(bs.filter((b) => b.destination_type === "queue" && b.destination === name && b.source !== ""));
         const names = exs.map((e) => e.name).filter((n) => n !== "");
         if (exchangeNames.childElementCount !== names.length) replace(exchangeNames, names.map((n) => h("option", { value: n })));
+        const qnames = state.queues.filter((x) => x.vhost === vhost && x.name !== name).map((x) => x.name);
+        if (queueNames.childElementCount !== qnames.length) replace(queueNames, qnames.map((n) => h("option", { value: n })));
       },
       dispose() {
         disposed = true;
@@ -137,8 +182,8 @@ export default {
   },
 };
 
-// messageView shows one message of a get.
-function messageView(m, n) {
+// messageView shows one message of a get or a peek (with its actions).
+function messageView(m, n, action) {
   const p = { ...(m.properties || {}) };
   const headers = p.headers;
   delete p.headers;
@@ -151,5 +196,6 @@ function messageView(m, n) {
   ];
   for (const [k, v] of Object.entries(p)) pairs.push([k, typeof v === "object" ? JSON.stringify(v) : String(v)]);
   if (headers && Object.keys(headers).length) pairs.push(["headers", JSON.stringify(headers, null, 1)]);
-  return h("div", { class: "message" }, h("h3", {}, `Message ${n}`), detailsList(pairs), h("pre", {}, m.payload));
+  return h("div", { class: "message" }, h("h3", {}, `Message ${n}`), detailsList(pairs), h("pre", {}, m.payload),
+    action ? h("div", { class: "actions" }, action) : null);
 }

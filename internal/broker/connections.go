@@ -1,0 +1,119 @@
+package broker
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The connection registry: every protocol adapter registers its client
+// connections so that operators can list and close them (the management
+// API's /api/connections). The core never uses it for routing.
+
+// ConnectionInfo describes a client connection.
+type ConnectionInfo struct {
+	// ID is assigned by RegisterConnection.
+	ID uint64
+	// Name is unique among open connections; RegisterConnection derives
+	// it as RabbitMQ does ("127.0.0.1:5555 -> 127.0.0.1:5672") when empty.
+	Name        string
+	Protocol    string // "AMQP 0-9-1", "MQTT 3.1.1", "STOMP 1.2", "Web"
+	User        string
+	VHost       string
+	Peer        string // the client's address
+	Local       string // the server's address
+	ConnectedAt time.Time
+	// Owner is the connection's broker owner, which links its consumers
+	// and exclusive queues to it.
+	Owner Owner
+	// Channels is the number of open channels (AMQP; sessions elsewhere),
+	// as the adapter last reported it.
+	Channels int
+	// Close asks the connection to close with the protocol's proper
+	// signal (AMQP: connection.close 320 CONNECTION_FORCED with reason);
+	// it must not block.
+	Close func(reason string) `json:"-"`
+}
+
+// Connection is a registered connection; the adapter updates its counters.
+type Connection struct {
+	info     ConnectionInfo
+	channels atomic.Int64
+}
+
+// ID is the connection's registry id.
+func (c *Connection) ID() uint64 { return c.info.ID }
+
+// AddChannels adjusts the open channel count by delta.
+func (c *Connection) AddChannels(delta int) { c.channels.Add(int64(delta)) }
+
+// SetChannels sets the open channel count; a nil Connection ignores it,
+// so adapters need not check whether they registered.
+func (c *Connection) SetChannels(n int) {
+	if c != nil {
+		c.channels.Store(int64(n))
+	}
+}
+
+// connRegistry holds the open connections; the zero value is ready.
+type connRegistry struct {
+	next  atomic.Uint64
+	mu    sync.Mutex // guards conns
+	conns map[uint64]*Connection
+}
+
+// RegisterConnection adds a connection to the registry; the adapter calls
+// unregister (idempotent) when the connection ends.
+func (b *Broker) RegisterConnection(info ConnectionInfo) (c *Connection, unregister func()) {
+	r := &b.conns
+	info.ID = r.next.Add(1)
+	if info.Name == "" {
+		info.Name = info.Peer + " -> " + info.Local
+	}
+	if info.ConnectedAt.IsZero() {
+		info.ConnectedAt = b.now()
+	}
+	c = &Connection{info: info}
+	r.mu.Lock()
+	if r.conns == nil {
+		r.conns = make(map[uint64]*Connection)
+	}
+	r.conns[info.ID] = c
+	r.mu.Unlock()
+	var once sync.Once
+	return c, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			delete(r.conns, info.ID)
+			r.mu.Unlock()
+		})
+	}
+}
+
+// Connections lists the open connections, oldest first.
+func (b *Broker) Connections() []ConnectionInfo {
+	r := &b.conns
+	r.mu.Lock()
+	out := make([]ConnectionInfo, 0, len(r.conns))
+	for _, c := range r.conns {
+		info := c.info
+		info.Channels = int(c.channels.Load())
+		out = append(out, info)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// CloseConnection asks the named connection to close and reports whether
+// it was found.
+func (b *Broker) CloseConnection(name, reason string) bool {
+	for _, c := range b.Connections() {
+		if c.Name == name && c.Close != nil {
+			c.Close(reason)
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,216 @@
+package broker
+
+import (
+	"sort"
+)
+
+// Inspection and repair of queues for operators (the management API and
+// herald ctl): list consumers, look at ready messages without consuming
+// them, drop one, and shovel messages from one queue to another (above
+// all from a dead-letter queue back to where they came from).
+
+// ConsumerInfo describes one consumer for listings.
+type ConsumerInfo struct {
+	Tag       string
+	Queue     string
+	VHost     string
+	NoAck     bool // "ack_required" is its negation
+	Exclusive bool
+	Prefetch  int
+	Priority  int64
+	Unacked   int
+	Owner     Owner // the connection's owner id; 0 for internal consumers
+	Args      Table
+}
+
+// Consumers lists the queue's consumers in dispatch order (priority, then
+// arrival).
+func (q *Queue) Consumers() []ConsumerInfo {
+	q.mu.Lock()
+	cs := append([]*Consumer(nil), q.consumers...)
+	q.mu.Unlock()
+	out := make([]ConsumerInfo, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, ConsumerInfo{Tag: c.tag, Queue: q.name, VHost: q.vhost.name, NoAck: c.noAck, Exclusive: c.exclusive,
+			Prefetch: int(c.prefetch), Priority: c.priority, Unacked: c.Unacked(), Owner: c.owner, Args: c.args})
+	}
+	return out
+}
+
+// Peek returns up to n ready messages in the order they would be
+// delivered, without taking them. Delivery.ID is the queue-local id that
+// DeleteMessage accepts; Remaining is the ready count at the snapshot.
+func (q *Queue) Peek(n int) []Delivery {
+	if n <= 0 {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	total := q.ready.len()
+	// Requeued entries go out first among equal priorities (see
+	// readySet.peek); the heap is usually small, so sorting a copy is cheap.
+	var req []entry
+	for _, e := range q.ready.requeued {
+		if e.msg != nil {
+			req = append(req, e)
+		}
+	}
+	sort.Slice(req, func(i, j int) bool { return before(&req[i], &req[j]) })
+	out := make([]Delivery, 0, min(n, total))
+	add := func(e *entry) bool {
+		out = append(out, Delivery{Message: e.msg, Queue: q, ID: e.seq, Redelivered: e.redelivered, Remaining: total, DeliveryCount: e.deliveries})
+		return len(out) < n
+	}
+	ri := 0
+	for lvl := len(q.ready.levels) - 1; lvl >= 0; lvl-- {
+		for ; ri < len(req) && int(req[ri].prio) >= lvl; ri++ {
+			if !add(&req[ri]) {
+				return out
+			}
+		}
+		ring := &q.ready.levels[lvl]
+		for i := 0; i < ring.Len(); i++ {
+			if e := ring.At(i); e.msg != nil && !add(e) {
+				return out
+			}
+		}
+	}
+	for ; ri < len(req); ri++ {
+		if !add(&req[ri]) {
+			break
+		}
+	}
+	return out
+}
+
+// DeleteMessage drops the ready message id (as Peek reported it) for good,
+// without dead-lettering it. It reports false if the message is no longer
+// ready (delivered, expired, already gone).
+func (q *Queue) DeleteMessage(id uint64) bool {
+	q.mu.Lock()
+	e, ok := q.removeReadyLocked(id)
+	if ok {
+		q.forgetLocked(&e)
+		q.ready.compact()
+		q.releaseFlowLocked()
+	}
+	q.unlock()
+	return ok
+}
+
+// removeReadyLocked takes the ready entry seq out of the queue, wherever
+// it waits: tombstoned in place in its level (as expiry does), or marked
+// dead in the requeued heap (peek pops dead heap entries).
+func (q *Queue) removeReadyLocked(seq uint64) (entry, bool) {
+	for i := range q.ready.requeued {
+		if p := &q.ready.requeued[i]; p.seq == seq && p.msg != nil {
+			return q.ready.bury(p, seq)
+		}
+	}
+	for lvl := range q.ready.levels {
+		if e, ok := q.ready.tombstone(seq, uint8(lvl)); ok {
+			return e, true
+		}
+	}
+	return entry{}, false
+}
+
+// leaseReadyLocked moves up to n ready messages into the unacked set
+// without a consumer, so that no consumer takes them while they are being
+// moved. Expired ones are dropped on the way, as delivery would.
+func (q *Queue) leaseReadyLocked(n int) []entry {
+	var out []entry
+	now := q.now()
+	for len(out) < n {
+		e, src := q.ready.peek()
+		if e == nil {
+			break
+		}
+		if e.expiresAt != 0 && e.expiresAt <= now {
+			dead := q.ready.take(src)
+			q.dropLocked(&dead, reasonExpired)
+			continue
+		}
+		taken := q.ready.take(src)
+		q.unacked[taken.seq] = taken
+		out = append(out, taken)
+	}
+	return out
+}
+
+// MoveMessages takes up to n ready messages from the queue from and
+// publishes them to the queue to through the default exchange, keeping
+// their properties and headers (x-death included); persistent messages
+// stay persistent and are logged in the target like any publish. A
+// message leaves the source only once the target has enqueued it, so a
+// crash in between duplicates rather than loses. It stops at the first
+// message the target refuses (deleted, or full with reject-publish) and
+// puts that one and the rest back where they were.
+func (v *VHost) MoveMessages(from, to string, n int) (int, error) {
+	if from == to {
+		return 0, errorf(CodePreconditionFailed, "cannot move messages from queue '%s' to itself", from)
+	}
+	src, err := v.Queue(from)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := v.Queue(to); err != nil {
+		return 0, err
+	}
+	if n <= 0 {
+		return 0, nil
+	}
+	src.mu.Lock()
+	if src.deleted {
+		src.mu.Unlock()
+		return 0, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", from, v.name)
+	}
+	leased := src.leaseReadyLocked(n)
+	src.unlock()
+
+	p := v.Publisher()
+	moved := 0
+	var perr error
+	for _, e := range leased {
+		m := e.msg
+		props := m.Properties
+		if props.Headers != nil {
+			h := make(Table, len(props.Headers))
+			for k, val := range props.Headers {
+				h[k] = val
+			}
+			props.Headers = h
+		}
+		routed, err := p.Publish(&Message{Exchange: "", RoutingKey: to, Properties: props, Body: m.Body})
+		if err != nil || routed == 0 || p.Rejected() {
+			if err == nil {
+				err = errorf(CodePreconditionFailed, "queue '%s' in vhost '%s' refused the message (gone, or full with overflow reject-publish)", to, v.name)
+			}
+			perr = err
+			break
+		}
+		moved++
+	}
+	src.mu.Lock()
+	for i, e := range leased {
+		delete(src.unacked, e.seq)
+		if i < moved {
+			if !src.deleted {
+				src.forgetLocked(&e)
+			}
+			continue
+		}
+		if !src.deleted {
+			src.ready.pushRequeued(e) // back in its original place, flags unchanged
+		}
+	}
+	src.releaseFlowLocked()
+	if len(src.consumers) > 0 {
+		src.dispatchLocked()
+	}
+	src.unlock()
+	if moved > 0 {
+		v.broker.log.Info("messages moved", "vhost", v.name, "from", from, "to", to, "moved", moved)
+	}
+	return moved, perr
+}
