@@ -115,6 +115,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
 	}
+	if cfg.Web.JWT.Enabled() {
+		if err := cfg.Web.JWT.Validate(); err != nil {
+			return nil, fmt.Errorf("bearer token (JWT) settings: %w", err)
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", cfg.DataDir, err)
 	}
@@ -146,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 	s.mqtt = mqtt.NewHandler(cfg.MQTT, b, cfg.Users, cfg.Logger.With("protocol", "mqtt"))
 	s.stomp = stomp.NewHandler(cfg.STOMP, b, cfg.Users, cfg.Logger.With("protocol", "stomp"))
 	s.mtr = metrics.New(b)
-	if enabled(cfg.HTTPAddr) {
+	if enabled(cfg.HTTPAddr) || enabled(cfg.HTTPSAddr) {
 		if cfg.Web.Version == "" {
 			cfg.Web.Version = cfg.AMQP.Version
 		}

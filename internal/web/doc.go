@@ -120,11 +120,15 @@
 //
 // # Management
 //
-// GET /api/overview, /api/vhosts, /api/exchanges[/{vhost}[/{name}]],
-// /api/queues[/{vhost}[/{name}]], /api/bindings[/{vhost}],
-// /api/aliveness-test/{vhost}, /api/health/checks/alarms; PUT and DELETE
-// /api/exchanges/{vhost}/{name} and /api/queues/{vhost}/{name}; DELETE
-// /api/queues/{vhost}/{name}/contents (purge); POST
-// /api/bindings/{vhost}/e/{exchange}/q/{queue}. All in RabbitMQ's JSON
-// shapes.
+// In RabbitMQ's paths and JSON shapes (docs/web.md lists them all):
+// /api/overview, /api/whoami, /api/vhosts, /api/users, /api/permissions,
+// /api/policies, /api/definitions (GET exports, POST imports a RabbitMQ
+// definitions file), /api/exchanges, /api/queues (with .../contents to
+// purge, .../get, and Herald's repair tools .../messages to peek,
+// .../messages/{id} to delete one, .../move to shovel N messages to another
+// queue), /api/bindings, /api/connections (DELETE closes one),
+// /api/consumers, /api/aliveness-test/{vhost}, /api/health/checks/alarms
+// (503 while a resource alarm is raised). Reading needs a management tag;
+// users, permissions, vhosts and definitions need administrator; policies
+// need policymaker or administrator.
 package web

@@ -32,7 +32,7 @@ func (s *Server) policyVHost(w http.ResponseWriter, r *http.Request) *broker.VHo
 		return nil
 	}
 	if u := userOf(r); !u.HasTag(auth.TagAdministrator) {
-		if err := s.users.CheckVHost(u.Name, v.Name()); err != nil {
+		if err := s.checkerFor(u).CheckVHost(u.Name, v.Name()); err != nil {
 			writeError(w, http.StatusForbidden, "access_refused", err.Error())
 			return nil
 		}
@@ -52,7 +52,7 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
 	u := userOf(r)
 	out := []policyJSON{}
 	for _, v := range vs {
-		if !u.HasTag(auth.TagAdministrator) && s.users.CheckVHost(u.Name, v.Name()) != nil {
+		if !u.HasTag(auth.TagAdministrator) && s.checkerFor(u).CheckVHost(u.Name, v.Name()) != nil {
 			continue
 		}
 		for _, p := range v.Policies() {
