@@ -128,6 +128,9 @@ func newWSDialer(raw string) (*wsDialer, error) {
 		h.Set("Authorization", req.Header.Get("Authorization"))
 		u.User = nil
 	}
+	q := u.Query()
+	q.Set("batch", "1") // several frames per WebSocket message (see internal/web)
+	u.RawQuery = q.Encode()
 	// Upgraded connections leave the transport, so no pool limit applies;
 	// the dial timeout keeps a stuck accept from hanging the setup.
 	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: setupConnectTimeout}).DialContext}
@@ -182,35 +185,52 @@ func (s *wsSubscriber) read(ctx context.Context) {
 			return
 		}
 		now := time.Now().UnixNano()
-		frame := buf.Bytes()
-		i := bytes.Index(frame, bodyField)
-		if i < 0 {
-			continue // not a message (subscribed, error, ...)
+		msg := buf.Bytes()
+		for len(msg) > 0 { // a batched message holds one frame per line
+			frame := msg
+			if k := bytes.IndexByte(msg, '\n'); k >= 0 {
+				frame, msg = msg[:k], msg[k+1:]
+			} else {
+				msg = nil
+			}
+			s.observeFrame(frame, now, &raw)
 		}
-		b64 := frame[i+len(bodyField):]
-		j := bytes.IndexByte(b64, '"')
-		if j < 0 {
-			s.tracker.Malformed++
-			continue
-		}
-		raw = raw[:0]
-		if raw, err = base64.StdEncoding.AppendDecode(raw, b64[:j]); err != nil {
-			s.tracker.Malformed++
-			continue
-		}
-		h, ok := DecodeHeader(raw)
-		if !ok {
-			s.tracker.Malformed++
-			continue
-		}
-		phase := 1
-		if h.SentAt < s.r.measureStart.Load() {
-			phase = 0
-		}
-		s.hist[phase].Record(time.Duration(now - h.SentAt))
-		s.tracker.Observe(h.Producer, h.Seq, false)
-		s.received.Add(1)
 	}
+}
+
+// observeFrame accounts one /ws frame: a message's body carries the
+// bench header with the send time.
+func (s *wsSubscriber) observeFrame(frame []byte, now int64, scratch *[]byte) {
+	raw := *scratch
+	defer func() { *scratch = raw }()
+	i := bytes.Index(frame, bodyField)
+	if i < 0 {
+		return // not a message (subscribed, error, ...)
+	}
+	b64 := frame[i+len(bodyField):]
+	j := bytes.IndexByte(b64, '"')
+	if j < 0 {
+		s.tracker.Malformed++
+		return
+	}
+	var err error
+	raw = raw[:0]
+	if raw, err = base64.StdEncoding.AppendDecode(raw, b64[:j]); err != nil {
+		s.tracker.Malformed++
+		return
+	}
+	h, ok := DecodeHeader(raw)
+	if !ok {
+		s.tracker.Malformed++
+		return
+	}
+	phase := 1
+	if h.SentAt < s.r.measureStart.Load() {
+		phase = 0
+	}
+	s.hist[phase].Record(time.Duration(now - h.SentAt))
+	s.tracker.Observe(h.Producer, h.Seq, false)
+	s.received.Add(1)
 }
 
 // subscribe sends the subscribe frame and waits for "subscribed", so that

@@ -118,6 +118,12 @@
 // subscribe, publish, ack, request with correlation ids); see
 // docs/web.md for an example.
 //
+// # Batching
+//
+// A client that connects to /ws?batch=1 may receive several frames in one
+// WebSocket message, one JSON object per line: with thousands of sockets a
+// broadcast costs one write per socket per batch, not per message.
+//
 // # Management
 //
 // In RabbitMQ's paths and JSON shapes (docs/web.md lists them all):

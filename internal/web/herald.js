@@ -25,6 +25,9 @@ class Herald {
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
       url = proto + "//" + location.host + "/ws";
     }
+    // Ask for batched delivery: several frames per WebSocket message,
+    // one JSON object per line.
+    url += (url.includes("?") ? "&" : "?") + "batch=1";
     this.ws = new WebSocket(url);
     this.nextId = 1;
     this.subs = new Map();     // subscription id -> callback
@@ -33,7 +36,11 @@ class Herald {
     this.replyAddress = null;
     this.onerror = options.onerror || ((e) => console.error("herald:", e));
     this.onclose = options.onclose || (() => {});
-    this.ws.addEventListener("message", (ev) => this._frame(JSON.parse(ev.data)));
+    this.ws.addEventListener("message", (ev) => {
+      for (const line of String(ev.data).split("\n")) {
+        if (line) this._frame(JSON.parse(line));
+      }
+    });
     this.ws.addEventListener("close", (ev) => {
       for (const w of this.waiting.values()) w.reject(new Error("closed: " + ev.reason));
       for (const c of this.calls.values()) { clearTimeout(c.timer); c.reject(new Error("closed: " + ev.reason)); }

@@ -47,6 +47,10 @@ type wsSession struct {
 	mu    sync.Mutex // guards subs and reply
 	subs  map[string]*sub
 	reply *sub
+	// batch: the client asked (/ws?batch=1) for several frames per
+	// WebSocket message, newline-separated; wbuf is the writer's scratch.
+	batch bool
+	wbuf  []byte
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +81,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
 		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
 		done: make(chan struct{}), subs: make(map[string]*sub),
+		batch: r.URL.Query().Get("batch") == "1",
 	}
 	local := ""
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
@@ -180,6 +185,13 @@ func (ws *wsSession) writer() {
 			return
 		}
 		batch = ws.ob.take(batch)
+		if ws.batch {
+			if !ws.writeBatched(batch) {
+				return
+			}
+			clear(batch)
+			continue
+		}
 		for i := range batch {
 			if ws.closing.Load() {
 				return
@@ -205,6 +217,64 @@ func (ws *wsSession) writer() {
 		}
 		clear(batch) // drop message references while idle
 	}
+}
+
+// maxBatchFrame bounds one batched WebSocket message.
+const maxBatchFrame = 256 << 10
+
+// writeBatched sends the batch as few WebSocket messages as it can, each
+// holding several JSON frames separated by newlines (clients opt in with
+// /ws?batch=1). With thousands of subscribers the cost of a broadcast is
+// the write syscalls, one per WebSocket message: batching divides it.
+func (ws *wsSession) writeBatched(batch []outItem) bool {
+	buf := ws.wbuf[:0]
+	start := 0
+	flush := func(end int) bool {
+		if len(buf) == 0 {
+			return true
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ws.s.cfg.WriteTimeout)
+		err := ws.c.Write(ctx, websocket.MessageText, buf)
+		cancel()
+		if err != nil {
+			ws.closing.Store(true)
+			_ = ws.c.CloseNow()
+			return false
+		}
+		for i := start; i < end; i++ {
+			if batch[i].sub != nil {
+				ws.ob.written(&batch[i])
+			}
+		}
+		buf, start = buf[:0], end
+		return true
+	}
+	for i := range batch {
+		if ws.closing.Load() {
+			return false
+		}
+		it := &batch[i]
+		b := it.ctrl
+		if it.sub != nil {
+			m := newMessageJSON(&it.d)
+			m.Op, m.Sub, m.Tag = "message", it.sub.id, it.tag
+			b = mustJSON(m)
+		}
+		if len(buf) > 0 && len(buf)+1+len(b) > maxBatchFrame {
+			if !flush(i) {
+				return false
+			}
+		}
+		if len(buf) > 0 {
+			buf = append(buf, '\n')
+		}
+		buf = append(buf, b...)
+	}
+	ok := flush(len(batch))
+	if cap(buf) <= maxBatchFrame {
+		ws.wbuf = buf[:0]
+	}
+	return ok
 }
 
 func (ws *wsSession) readLoop() error {
