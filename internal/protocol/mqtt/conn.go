@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,7 +21,7 @@ import (
 type conn struct {
 	h   *Handler
 	nc  net.Conn
-	r   *bufio.Reader
+	r   *reader
 	log *slog.Logger
 
 	version  byte
@@ -50,49 +49,52 @@ type conn struct {
 	replies     map[string]*broker.Queue // response topic -> direct reply queue
 
 	out *outbox
+	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
+	// when the read buffer drains, see readLoop).
+	acks ackBatch
 
 	mu        sync.Mutex // guards consumers
 	consumers map[string]*broker.Consumer
 
 	done      chan struct{}
-	kickOnce  sync.Once
-	kickCode  chan packet.ReasonCode
+	closeOnce sync.Once
 	cleanExit bool // a DISCONNECT without will was received
 }
 
 func newConn(h *Handler, nc net.Conn) *conn {
 	c := &conn{
-		h: h, nc: nc, r: bufio.NewReaderSize(nc, 4096),
+		h: h, nc: nc, r: newReader(nc, &h.readBufs),
 		log:       h.log.With("remote", nc.RemoteAddr().String()),
 		consumers: make(map[string]*broker.Consumer),
 		done:      make(chan struct{}),
-		kickCode:  make(chan packet.ReasonCode, 1),
 	}
 	c.out = newOutbox(c)
 	return c
 }
 
 // kick asks the connection to close with a v5 DISCONNECT reason (session
-// taken over, server shutting down).
+// taken over, server shutting down, an operator's close, a protocol error):
+// the writer sends it and closes the socket, which ends the read loop. Only
+// the first reason is sent.
 func (c *conn) kick(code packet.ReasonCode) {
-	c.kickOnce.Do(func() { c.kickCode <- code })
+	c.closeOnce.Do(func() {
+		if c.version == packet.V5 {
+			c.out.pushClose(&packet.Disconnect{ReasonCode: code})
+		} else {
+			c.out.pushClose(nil)
+		}
+	})
 }
 
 func (c *conn) serve(ctx context.Context) {
 	defer close(c.done)
 	defer c.nc.Close()
+	defer c.r.release()
 	// Shutdown during the handshake: unblock the CONNECT read at once
 	// instead of waiting for ConnectTimeout.
-	hsDone := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			c.nc.SetReadDeadline(time.Unix(1, 0))
-		case <-hsDone:
-		}
-	}()
+	stopHS := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
 	ok := c.handshake()
-	close(hsDone)
+	stopHS()
 	if !ok {
 		return
 	}
@@ -109,61 +111,38 @@ func (c *conn) serve(ctx context.Context) {
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner,
 		Close: func(string) { c.kick(packet.AdministrativeAction) }})
 	defer unregister()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.out.run()
-	}()
-	// The watcher turns shutdown and takeover into a DISCONNECT and a close,
-	// which ends the read loop below.
-	watchDone := make(chan struct{})
-	readDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		var code packet.ReasonCode
-		select {
-		case <-ctx.Done():
-			code = packet.ServerShuttingDown
-		case code = <-c.kickCode:
-		case <-readDone:
-			return
-		}
-		c.closeWith(code)
-	}()
+	// CONNACK is out: writers may run (deliveries queued meanwhile follow it).
+	c.out.start()
+	// Shutdown becomes a DISCONNECT and a close, which ends the read loop
+	// (no watcher goroutine per connection: AfterFunc runs only if needed).
+	if ctx.Err() != nil {
+		// Cancelled during the handshake, whose read deadline may be in
+		// the past already: say why before the read loop times out.
+		c.kick(packet.ServerShuttingDown)
+	}
+	stopShutdown := context.AfterFunc(ctx, func() { c.kick(packet.ServerShuttingDown) })
 	err := c.readLoop(ctx)
-	close(readDone)
-	<-watchDone
+	stopShutdown()
 	abnormal := !c.cleanExit
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.log.Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
 		var pe *packet.Error
 		if errors.As(err, &pe) {
-			c.closeWith(pe.Code)
+			c.kick(pe.Code)
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			c.closeWith(packet.KeepAliveTimeout)
+			c.kick(packet.KeepAliveTimeout)
 		}
 	}
 	c.out.close()
-	<-writerDone
 	c.nc.Close()
 	c.teardown(abnormal && ctx.Err() == nil)
-}
-
-// closeWith sends a v5 DISCONNECT with code (if the connection speaks v5)
-// and makes the writer close the socket once it is flushed.
-func (c *conn) closeWith(code packet.ReasonCode) {
-	if c.version == packet.V5 {
-		c.out.pushClose(&packet.Disconnect{ReasonCode: code})
-	} else {
-		c.out.pushClose(nil)
-	}
 }
 
 // handshake reads CONNECT and answers CONNACK; it reports whether the
 // session is established.
 func (c *conn) handshake() bool {
 	c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.ConnectTimeout))
-	p, err := packet.Read(c.r, packet.V5, c.h.cfg.MaxPacketSize)
+	p, err := c.r.Read(packet.V5, c.h.cfg.MaxPacketSize)
 	cp, isConnect := p.(*packet.Connect)
 	if err != nil {
 		var pe *packet.Error
@@ -316,14 +295,28 @@ func (c *conn) writeDirect(p packet.Packet, version byte) {
 }
 
 // readLoop decodes and dispatches packets until the connection ends.
+// PUBACKs are settled in batches: their deliveries are acknowledged in the
+// queues when the read buffer is drained (before a read that may block),
+// at ackBatchMax, before any other packet and when the loop ends, so a
+// subscriber acknowledging a burst frees its in-flight window in one step
+// and the queues refill it in one dispatch.
 func (c *conn) readLoop(ctx context.Context) error {
+	defer c.acks.flush()
 	for {
+		if c.r.Buffered() == 0 || c.acks.full() {
+			c.acks.flush()
+		}
 		if c.keepAlive > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
 		}
-		p, err := packet.Read(c.r, c.version, c.h.cfg.MaxPacketSize)
+		p, err := c.r.Read(c.version, c.h.cfg.MaxPacketSize)
 		if err != nil {
 			return err
+		}
+		if _, ack := p.(*packet.Ack); !ack {
+			// Unsubscribe and teardown requeue what is in flight, and a
+			// publish may wait for queues to drain: settle first.
+			c.acks.flush()
 		}
 		switch p := p.(type) {
 		case *packet.Publish:

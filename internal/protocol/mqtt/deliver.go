@@ -1,11 +1,10 @@
 package mqtt
 
 import (
-	"bufio"
+	"runtime"
+	"sync"
 	"time"
 	"unicode/utf8"
-
-	"sync"
 
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
@@ -48,37 +47,71 @@ type inflight struct {
 // sink refuses and the queue keeps the message until Resume.
 const outboxMaxItems = 1024
 
+// Write buffers: a batch is encoded into a pooled buffer that is written
+// out every writeChunk bytes and at the end of the batch, then returned to
+// the pool, so an idle connection holds none. Buffers that grew past
+// writeBufKeep (a huge message) are left to the GC.
+const (
+	writeBufSize = 16 << 10
+	writeChunk   = 64 << 10
+	writeBufKeep = 256 << 10
+)
+
 // outbox is the connection's bounded write queue plus the outbound
 // delivery state (packet ids in flight, topic aliases).
+//
+// The writer goroutine is not permanent: a push starts one when none is
+// running, and it exits once it finds the outbox empty. Both decisions are
+// taken under mu (running), so a push either lands in a batch the running
+// writer will still take or starts a new writer: no wake-up is lost, and an
+// idle connection costs no goroutine besides its reader.
 type outbox struct {
-	c    *conn
-	wake chan struct{}
+	c *conn
 
 	mu       sync.Mutex // guards below
 	items    []outItem
+	ready    bool // CONNACK is written: writers may start
+	running  bool // a writer goroutine is on its way or running
 	closed   bool
 	blocked  []*broker.Consumer
 	inflight map[uint16]inflight
 	nextID   uint16
+	batch    []outItem     // the writers' spare slice, reused across batches
+	stopped  chan struct{} // closed by the writer that closes the socket
 
-	// Set before the writer starts; read-only afterwards.
+	// Set before the first writer starts; read-only afterwards.
 	version   byte
 	maxPacket int    // client's Maximum Packet Size, 0 = none
 	aliasMax  uint16 // client's Topic Alias Maximum
 
-	// Writer-owned.
+	// Owned by the running writer (writers never overlap).
 	aliases map[string]uint16
+	buf     []byte // the pooled write buffer, only during a batch
+	// acks collects the batch's deliveries settled without a PUBACK (QoS 0,
+	// expired, not matched) for one Ack per queue after the batch.
+	acks ackBatch
 }
 
 func newOutbox(c *conn) *outbox {
-	return &outbox{c: c, wake: make(chan struct{}, 1), inflight: make(map[uint16]inflight)}
+	return &outbox{c: c, inflight: make(map[uint16]inflight), stopped: make(chan struct{})}
 }
 
-func (o *outbox) signal() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
+// startLocked starts a writer if there is work, the handshake is done and
+// none is running. o.mu must be held.
+func (o *outbox) startLocked() {
+	if o.ready && !o.running && !o.closed && len(o.items) > 0 {
+		o.running = true
+		go o.run()
 	}
+}
+
+// start lets writers run once CONNACK is written: deliveries queued by the
+// consumers started during the handshake must not precede it.
+func (o *outbox) start() {
+	o.mu.Lock()
+	o.ready = true
+	o.startLocked()
+	o.mu.Unlock()
 }
 
 // push queues a control packet; these are never refused (they answer the
@@ -89,9 +122,9 @@ func (o *outbox) pushItem(it outItem) {
 	o.mu.Lock()
 	if !o.closed {
 		o.items = append(o.items, it)
+		o.startLocked()
 	}
 	o.mu.Unlock()
-	o.signal()
 }
 
 // pushClose queues a final packet (nil = none) after which the writer
@@ -100,62 +133,55 @@ func (o *outbox) pushClose(p packet.Packet) { o.pushItem(outItem{pkt: p, close: 
 
 func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.closed {
-		o.mu.Unlock()
 		return false
 	}
 	if len(o.items) >= outboxMaxItems {
 		o.blocked = append(o.blocked, d.Consumer)
-		o.mu.Unlock()
 		return false
 	}
 	o.items = append(o.items, outItem{d: d, sink: s})
-	o.mu.Unlock()
-	o.signal()
+	o.startLocked()
 	return true
 }
 
-// close stops the writer once the queued items are written.
+// close stops the writer once the queued items are written and waits for
+// the socket to be closed. Only after a successful handshake (ready).
 func (o *outbox) close() {
 	o.pushItem(outItem{close: true})
+	<-o.stopped
 }
 
-// run is the writer goroutine: it drains the outbox in batches and flushes
-// once per batch.
+// run is a writer goroutine: it drains the outbox in batches, writing each
+// batch with as few syscalls as its size allows, and exits when the outbox
+// is empty.
 func (o *outbox) run() {
-	w := bufio.NewWriterSize(o.c.nc, 16<<10)
-	var batch []outItem
 	for {
-		<-o.wake
+		// Let the goroutines queueing deliveries right now (queue dispatch
+		// after a batch of PUBACKs) finish, so one write carries them all.
+		runtime.Gosched()
 		o.mu.Lock()
-		batch, o.items = o.items, batch[:0]
+		if len(o.items) == 0 {
+			o.running = false
+			o.mu.Unlock()
+			return
+		}
+		batch := o.items
+		o.items, o.batch = o.batch[:0], nil
 		blocked := o.blocked
 		o.blocked = nil
 		o.mu.Unlock()
-		stop := false
-		o.c.nc.SetWriteDeadline(time.Now().Add(o.c.h.cfg.WriteTimeout))
-		for i, it := range batch {
-			if stop {
-				o.drop(it)
-				continue
-			}
-			if err := o.write(w, it); err != nil {
-				stop = true
-			}
-			if it.close {
-				stop = true
-			}
-			batch[i] = outItem{}
-		}
-		if w.Flush() != nil {
-			stop = true
-		}
+		stop := o.writeBatch(batch)
 		for _, cons := range blocked {
 			cons.Resume()
 		}
+		clear(batch)
+		o.mu.Lock()
+		o.batch = batch[:0]
 		if stop {
-			o.mu.Lock()
 			o.closed = true
+			o.running = false
 			rest := o.items
 			o.items = nil
 			o.mu.Unlock()
@@ -163,9 +189,52 @@ func (o *outbox) run() {
 				o.drop(it)
 			}
 			o.c.nc.Close()
+			close(o.stopped)
 			return
 		}
+		o.mu.Unlock()
 	}
+}
+
+// writeBatch writes items and reports whether the connection must close
+// (a close item or a write error); items after that are dropped.
+func (o *outbox) writeBatch(batch []outItem) (stop bool) {
+	bp := o.c.h.writeBufs.Get().(*[]byte)
+	o.buf = (*bp)[:0]
+	o.c.nc.SetWriteDeadline(time.Now().Add(o.c.h.cfg.WriteTimeout))
+	for _, it := range batch {
+		if stop {
+			o.drop(it)
+			continue
+		}
+		o.write(it)
+		if len(o.buf) >= writeChunk && o.flush() != nil {
+			stop = true
+		}
+		if it.close {
+			stop = true
+		}
+	}
+	if o.flush() != nil {
+		stop = true
+	}
+	o.acks.flush()
+	if cap(o.buf) <= writeBufKeep {
+		*bp = o.buf[:0]
+		o.c.h.writeBufs.Put(bp)
+	}
+	o.buf = nil
+	return stop
+}
+
+// flush writes the encoded packets out.
+func (o *outbox) flush() error {
+	if len(o.buf) == 0 {
+		return nil
+	}
+	_, err := o.c.nc.Write(o.buf)
+	o.buf = o.buf[:0]
+	return err
 }
 
 // drop gives an unwritten delivery back to its queue.
@@ -175,34 +244,33 @@ func (o *outbox) drop(it outItem) {
 	}
 }
 
-func (o *outbox) write(w *bufio.Writer, it outItem) error {
+// write encodes one item into the write buffer.
+func (o *outbox) write(it outItem) {
 	switch {
 	case it.pkt != nil:
-		_, err := w.Write(it.pkt.Encode(nil, o.version))
-		return err
+		o.buf = it.pkt.Encode(o.buf, o.version)
 	case it.d.Message != nil:
-		return o.writeDelivery(w, it.d, it.sink)
+		o.writeDelivery(it.d, it.sink)
 	case it.retained != nil:
-		return o.writeRetained(w, it)
+		o.writeRetained(it)
 	}
-	return nil
 }
 
 // writeDelivery turns a queue delivery into a PUBLISH: it finds the
 // session's subscriptions the topic matches (for QoS, No Local, Retain As
 // Published, subscription ids and the '$' rule), settles what is not to be
 // sent, and tracks QoS 1/2 in flight.
-func (o *outbox) writeDelivery(w *bufio.Writer, d broker.Delivery, s *sink) error {
+func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 	m := d.Message
 	now := time.Now()
-	settle := func() {
-		if !d.Consumer.NoAck() {
-			d.Queue.Ack(d.ID)
-		}
+	fl := inflight{queue: d.Queue, id: d.ID}
+	if d.Consumer.NoAck() {
+		fl = inflight{} // nothing to settle
 	}
+	settle := func() { o.acks.add(fl) }
 	if _, expired, _ := remainingExpiry(m, now); expired {
 		settle() // the core has no per-message TTL yet: drop expired here
-		return nil
+		return
 	}
 	p := &packet.Publish{Payload: m.Body}
 	var qos byte
@@ -243,21 +311,21 @@ func (o *outbox) writeDelivery(w *bufio.Writer, d broker.Delivery, s *sink) erro
 		sess.mu.Unlock()
 		if !matched {
 			settle()
-			return nil
+			return
 		}
 		qos = min(publishQoS(m), best)
 	}
 	if o.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
-	return o.send(w, p, qos, d.Redelivered, inflight{queue: d.Queue, id: d.ID}, settle)
+	o.send(p, qos, d.Redelivered, fl)
 }
 
-func (o *outbox) writeRetained(w *bufio.Writer, it outItem) error {
+func (o *outbox) writeRetained(it outItem) {
 	m := it.retained
 	now := time.Now()
 	if _, expired, _ := remainingExpiry(m, now); expired {
-		return nil
+		return
 	}
 	p := &packet.Publish{Topic: it.topic, Payload: m.Body, Retain: true}
 	if it.sub.id != 0 {
@@ -266,12 +334,13 @@ func (o *outbox) writeRetained(w *bufio.Writer, it outItem) error {
 	if o.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
-	return o.send(w, p, min(publishQoS(m), it.sub.opts.QoS), false, inflight{}, func() {})
+	o.send(p, min(publishQoS(m), it.sub.opts.QoS), false, inflight{})
 }
 
 // send assigns a packet id (QoS > 0), applies the client's topic aliases
-// and Maximum Packet Size, and writes p.
-func (o *outbox) send(w *bufio.Writer, p *packet.Publish, qos byte, dup bool, fl inflight, settle func()) error {
+// and Maximum Packet Size, and encodes p; fl is what settles the message
+// (acknowledged at once at QoS 0, on PUBACK/PUBREC otherwise).
+func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 	p.QoS = qos
 	if qos > 0 {
 		p.Dup = dup
@@ -292,8 +361,8 @@ func (o *outbox) send(w *bufio.Writer, p *packet.Publish, qos byte, dup bool, fl
 		}
 		o.mu.Unlock()
 		if full {
-			settle() // cannot happen within the receive window; drop
-			return nil
+			o.acks.add(fl) // cannot happen within the receive window; drop
+			return
 		}
 		p.PacketID = id
 	}
@@ -309,34 +378,77 @@ func (o *outbox) send(w *bufio.Writer, p *packet.Publish, qos byte, dup bool, fl
 			p.Properties.TopicAlias = a
 		}
 	}
-	buf := p.Encode(nil, o.version)
-	if o.maxPacket > 0 && len(buf) > o.maxPacket {
+	start := len(o.buf)
+	o.buf = p.Encode(o.buf, o.version)
+	if o.maxPacket > 0 && len(o.buf)-start > o.maxPacket {
 		// [MQTT-3.1.2-25]: never send more than the client accepts; the
 		// message is discarded as if delivered.
+		o.buf = o.buf[:start]
 		if qos > 0 {
 			o.mu.Lock()
 			delete(o.inflight, p.PacketID)
 			o.mu.Unlock()
 		}
-		settle()
-		return nil
+		o.acks.add(fl)
+		return
 	}
-	_, err := w.Write(buf)
 	if qos == 0 {
-		settle()
+		o.acks.add(fl)
 	}
-	return err
 }
 
-// settle handles PUBACK/PUBREC/PUBCOMP for an outbound packet id.
-func (o *outbox) settle(id uint16) {
+// settle handles PUBACK/PUBREC/PUBCOMP for an outbound packet id: the
+// delivery is added to acks (the read loop's batch, acknowledged in the
+// queue when the read buffer drains).
+func (o *outbox) settle(id uint16, acks *ackBatch) {
 	o.mu.Lock()
 	fl, ok := o.inflight[id]
 	delete(o.inflight, id)
 	o.mu.Unlock()
-	if ok && fl.queue != nil {
-		fl.queue.Ack(fl.id)
+	if ok {
+		acks.add(fl)
 	}
+}
+
+// ackBatch gathers deliveries to acknowledge, so that a burst of them costs
+// one Queue.Ack (one lock, one dispatch) per queue instead of one each.
+type ackBatch struct {
+	pending []inflight
+	ids     []uint64
+}
+
+// ackBatchMax bounds a batch: the queue gets its credit back in chunks
+// even while the client keeps the read buffer full.
+const ackBatchMax = 256
+
+func (b *ackBatch) add(fl inflight) {
+	if fl.queue != nil {
+		b.pending = append(b.pending, fl)
+	}
+}
+
+func (b *ackBatch) full() bool { return len(b.pending) >= ackBatchMax }
+
+// flush acknowledges everything gathered, one Ack per queue.
+func (b *ackBatch) flush() {
+	rest := b.pending
+	for len(rest) > 0 {
+		q := rest[0].queue
+		ids := b.ids[:0]
+		others := rest[:0]
+		for _, fl := range rest {
+			if fl.queue == q {
+				ids = append(ids, fl.id)
+			} else {
+				others = append(others, fl)
+			}
+		}
+		q.Ack(ids...)
+		b.ids = ids[:0]
+		clear(rest[len(others):])
+		rest = others
+	}
+	b.pending = b.pending[:0]
 }
 
 // requeueAll returns every unsettled delivery to its queue (the connection

@@ -6,9 +6,12 @@
 // '+' = '*', '#' stays, '.' and '/' swapped), and retained messages and
 // wills are kept per vhost by the Handler.
 //
-// Each connection has a read loop (the ServeConn goroutine) and a writer
-// goroutine draining a bounded outbox, which also turns queue deliveries
-// into PUBLISH packets (so the queue's lock is never held across I/O).
+// Each connection has a read loop (the ServeConn goroutine) and, while
+// there is something to write, a writer goroutine draining a bounded
+// outbox, which also turns queue deliveries into PUBLISH packets (so the
+// queue's lock is never held across I/O). Read and write buffers are pooled
+// and held only during bursts: an idle connection costs one goroutine and a
+// few hundred bytes of buffer.
 package mqtt
 
 import (
@@ -83,6 +86,11 @@ type Handler struct {
 	users  *auth.Users
 	log    *slog.Logger
 
+	// Buffers lent to connections only while they read or write a burst,
+	// so that idle connections hold none.
+	readBufs  readBufPool
+	writeBufs sync.Pool // *[]byte
+
 	mu       sync.Mutex                            // guards everything below
 	conns    map[string]*conn                      // by session key (vhost + client id)
 	sessions map[string]*session                   // by session key
@@ -98,7 +106,7 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{
+	h := &Handler{
 		cfg: cfg, broker: b, users: users, log: log,
 		conns:    make(map[string]*conn),
 		sessions: make(map[string]*session),
@@ -106,6 +114,11 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 		wills:    make(map[string]*time.Timer),
 		retained: make(map[string]map[string]*broker.Message),
 	}
+	h.writeBufs.New = func() any {
+		b := make([]byte, 0, writeBufSize)
+		return &b
+	}
+	return h
 }
 
 // ServeConn runs one MQTT connection until it ends. When ctx is cancelled,

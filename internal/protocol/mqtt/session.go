@@ -348,11 +348,11 @@ func (c *conn) nack(p *packet.Publish, code packet.ReasonCode, why string) error
 func (c *conn) handleAck(p *packet.Ack) error {
 	switch p.Kind {
 	case packet.PUBACK, packet.PUBCOMP:
-		c.out.settle(p.PacketID)
+		c.out.settle(p.PacketID, &c.acks)
 	case packet.PUBREC:
 		// The message has arrived: settle it in the queue now so a
 		// reconnect does not deliver it again, then release [MQTT-4.3.3-4].
-		c.out.settle(p.PacketID)
+		c.out.settle(p.PacketID, &c.acks)
 		if p.ReasonCode.Failed() {
 			return nil
 		}
