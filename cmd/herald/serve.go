@@ -46,6 +46,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pprofAddr := fs.String("pprof", "off", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
+	defaultUser := fs.String("default-user", "guest", "user created on first start (administrator, all permissions on \"/\"); RabbitMQ's default_user")
+	defaultPass := fs.String("default-pass", "guest", "password of --default-user; prefer HERALD_DEFAULT_PASS, the command line is visible to other local users")
+	loopbackUsers := fs.String("loopback-users", "guest", "comma-separated users who may log in only from localhost; \"none\" lets guest in from anywhere (RabbitMQ's loopback_users)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herald serve [flags]\n\nRuns the broker with embedded defaults; no config file needed.\nEvery flag may also be given as HERALD_<NAME> in the environment, e.g. HERALD_AMQP=:5673.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -89,6 +92,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		},
 		Logger:              log,
 		ConsumerTimeout:     *consumerTimeout,
+		DefaultUser:         *defaultUser,
+		DefaultPass:         *defaultPass,
+		LoopbackUsers:       append([]string{}, splitList(*loopbackUsers)...), // non-nil: an emptied list restricts nobody
 		MemoryHighWatermark: offIfZero(*memWatermark),
 		DiskFreeLimit:       int64(offIfZero(float64(*diskFree))),
 	})

@@ -63,7 +63,7 @@ func ParseTags(s string) []string {
 
 // Def returns u in definitions shape.
 func (u *User) Def() UserDef {
-	return UserDef{Name: u.Name, PasswordHash: u.PasswordHash(), HashingAlgorithm: HashingAlgorithm,
+	return UserDef{Name: u.Name, PasswordHash: u.PasswordHash(), HashingAlgorithm: u.HashingAlgorithm(),
 		Tags: append(Tags{}, u.Tags...), Limits: map[string]any{}}
 }
 
@@ -102,6 +102,7 @@ func (u *Users) ImportDefinitions(d Definitions, replace bool) error {
 		u.users = keep
 		u.perms = make(map[string]map[string]*grant)
 		u.mu.Unlock()
+		u.verified.clear()
 	}
 	var errs []error
 	for _, ud := range d.Users {

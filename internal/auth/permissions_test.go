@@ -168,7 +168,7 @@ func TestDefinitionsRoundTrip(t *testing.T) {
 	if err := w.PutUserHash("x", "bad", "", nil); err == nil {
 		t.Fatal("bad hash accepted")
 	}
-	if err := w.PutUserHash("x", "", "rabbit_password_hashing_sha512", nil); err == nil {
+	if err := w.PutUserHash("x", "", "rabbit_password_hashing_sha1", nil); err == nil {
 		t.Fatal("unsupported algorithm accepted")
 	}
 }

@@ -1,11 +1,12 @@
 // Package auth holds Herald's users, their tags and their per-vhost
 // permissions, and checks credentials and access.
 //
-// Passwords are stored as salted SHA-256 hashes, the scheme RabbitMQ uses
-// by default (rabbit_password_hashing_sha256: base64(salt(4) ||
-// sha256(salt || password))), so that a login costs microseconds, not the
-// tens of milliseconds of bcrypt, and hashes move unchanged between
-// RabbitMQ's and Herald's definitions files.
+// Passwords are never stored in clear: new ones are hashed with bcrypt
+// (cost 10 by default, Users.SetBcryptCost), and a successful bcrypt login
+// is remembered for a few minutes (cache.go) so that a connection storm
+// does not cost 50 ms of CPU per connection. Hashes imported from RabbitMQ
+// definitions (its salted SHA-256, SHA-512 and MD5 schemes) keep working;
+// see hashing.go.
 //
 // Permissions follow RabbitMQ's access control: per user and vhost, three
 // regular expressions (configure, write, read) matched against resource
@@ -13,17 +14,16 @@
 package auth
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Errors returned by Authenticate. Both mean "refuse the login"; the
@@ -44,9 +44,6 @@ const (
 	TagPolicymaker   = "policymaker"
 )
 
-// HashingAlgorithm is the only password hashing scheme Herald knows.
-const HashingAlgorithm = "rabbit_password_hashing_sha256"
-
 // User is a broker user. A *User returned by Authenticate is a snapshot:
 // later changes replace it rather than mutate it.
 type User struct {
@@ -56,20 +53,20 @@ type User struct {
 	// loopback_users, which holds guest by default).
 	LoopbackOnly bool
 
-	salt [4]byte
-	hash [32]byte
+	cred credential
 }
 
 // HasTag reports whether the user carries tag.
 func (u *User) HasTag(tag string) bool { return u != nil && slices.Contains(u.Tags, tag) }
 
-// PasswordHash is the user's hash in RabbitMQ's encoding.
-func (u *User) PasswordHash() string {
-	b := make([]byte, 0, 36)
-	b = append(b, u.salt[:]...)
-	b = append(b, u.hash[:]...)
-	return base64.StdEncoding.EncodeToString(b)
-}
+// PasswordHash is the user's password_hash in the definitions format: the
+// bcrypt string, or RabbitMQ's base64 for an imported rabbit_* hash; ""
+// for a user without a password. PutUserHash(name, PasswordHash(), "", ...)
+// keeps the password as it is.
+func (u *User) PasswordHash() string { return u.cred.encode() }
+
+// HashingAlgorithm is the scheme of the user's PasswordHash.
+func (u *User) HashingAlgorithm() string { return u.cred.algorithm() }
 
 // Users is the user and permission database. Every method is safe for
 // concurrent use.
@@ -82,21 +79,105 @@ type Users struct {
 	// and notice a revocation with one atomic load.
 	gen atomic.Uint64
 
+	// loopback names the users restricted to loopback logins (RabbitMQ's
+	// loopback_users); guarded by mu.
+	loopback map[string]bool
+	// cost is the bcrypt cost of new passwords.
+	cost     atomic.Int32
+	verified *verifiedCache
+
 	hookMu   sync.Mutex
 	onChange func()
 }
 
-// NewUsers returns an empty user database.
+// NewUsers returns an empty user database. Its loopback users are
+// RabbitMQ's default, guest.
 func NewUsers() *Users {
-	return &Users{users: make(map[string]*User), perms: make(map[string]map[string]*grant)}
+	u := &Users{users: make(map[string]*User), perms: make(map[string]map[string]*grant),
+		loopback: map[string]bool{"guest": true}, verified: newVerifiedCache()}
+	u.cost.Store(DefaultBcryptCost)
+	return u
 }
 
 // NewDefaultUsers returns a database with RabbitMQ's default user
 // guest/guest: administrator, loopback only, all permissions on "/".
 func NewDefaultUsers() *Users {
 	u := NewUsers()
-	u.Put("guest", "guest", true, TagAdministrator)
+	u.PutDefaultUser("", "")
 	return u
+}
+
+// guestHash is bcrypt("guest") at cost 10. The default user's password is
+// public, so a salt of its own protects nothing, while hashing it afresh
+// would cost every start (and every test that builds a database) 50 ms.
+const guestHash = "$2a$10$FcEWiw2EbG/1fARkHE2YSeor9og0WNuttje5tFNMk.PJKCJXQMlQq"
+
+// PutDefaultUser creates RabbitMQ's default user (default_user and
+// default_pass, guest/guest when empty): administrator, all permissions on
+// "/", loopback only if it is one of the loopback users.
+func (u *Users) PutDefaultUser(name, password string) {
+	if name == "" {
+		name = "guest"
+	}
+	if password == "" {
+		password = "guest"
+	}
+	var cred credential
+	if password == "guest" {
+		cred, _ = parseBcrypt(guestHash)
+	} else {
+		cred = newBcrypt(password, u.BcryptCost())
+	}
+	u.mu.RLock()
+	loopback := u.loopback[name]
+	u.mu.RUnlock()
+	u.putFull(name, cred, password, loopback, []string{TagAdministrator})
+}
+
+// SetBcryptCost sets the bcrypt cost of passwords set from now on (existing
+// hashes keep theirs). It is clamped to bcrypt's range, 4 to 31; tests use
+// 4 (under a millisecond) where the default 10 takes about 50 ms.
+func (u *Users) SetBcryptCost(cost int) {
+	u.cost.Store(int32(min(max(cost, bcrypt.MinCost), bcrypt.MaxCost)))
+}
+
+// BcryptCost is the bcrypt cost of new passwords.
+func (u *Users) BcryptCost() int { return int(u.cost.Load()) }
+
+// SetLoopbackUsers sets the users that may log in only from a loopback
+// address (RabbitMQ's loopback_users; the default is guest). "none" (or an
+// empty list) restricts nobody, as RabbitMQ's loopback_users.guest = false.
+// It applies to existing users at once and to users created later.
+func (u *Users) SetLoopbackUsers(names []string) {
+	set := make(map[string]bool)
+	for _, n := range names {
+		if n = strings.TrimSpace(n); n != "" && n != "none" {
+			set[n] = true
+		}
+	}
+	u.mu.Lock()
+	u.loopback = set
+	for name, usr := range u.users {
+		if usr.LoopbackOnly != set[name] {
+			cp := *usr // snapshots are never mutated
+			cp.LoopbackOnly = set[name]
+			u.users[name] = &cp
+		}
+	}
+	u.mu.Unlock()
+	u.changed()
+}
+
+// LoopbackUsers returns the names SetLoopbackUsers set, sorted.
+func (u *Users) LoopbackUsers() []string {
+	u.mu.RLock()
+	out := make([]string, 0, len(u.loopback))
+	for n := range u.loopback {
+		out = append(out, n)
+	}
+	u.mu.RUnlock()
+	sort.Strings(out)
+	return out
 }
 
 // Put creates or replaces a user and gives it full permissions (.* .* .*)
@@ -104,61 +185,66 @@ func NewDefaultUsers() *Users {
 // where a user that can log in is meant to work; PutUser is RabbitMQ's
 // add_user, which grants nothing.
 func (u *Users) Put(name, password string, loopbackOnly bool, tags ...string) {
+	u.putFull(name, newBcrypt(password, u.BcryptCost()), password, loopbackOnly, tags)
+}
+
+func (u *Users) putFull(name string, cred credential, password string, loopbackOnly bool, tags []string) {
 	usr := newUser(name, loopbackOnly, tags)
-	_, _ = rand.Read(usr.salt[:])
-	usr.hash = hashPassword(usr.salt, password)
+	usr.cred = cred
 	u.mu.Lock()
 	u.users[name] = usr
 	g, _ := compile(AllPermissions)
 	u.setGrantLocked(name, "/", g)
 	u.mu.Unlock()
+	u.remember(name, cred, password)
 	u.changed()
 }
 
-// PutUser creates or replaces a user with a password. A new user has no
-// permissions; a replaced one keeps its permissions and loopback flag.
-func (u *Users) PutUser(name, password string, tags []string) {
-	var salt [4]byte
-	_, _ = rand.Read(salt[:])
-	u.putHashed(name, salt, hashPassword(salt, password), tags)
+// remember seeds the verified-credentials cache with a password just set:
+// it is known to match, and the first login should not pay bcrypt again.
+func (u *Users) remember(name string, cred credential, password string) {
+	u.verified.forget(name)
+	if cred.algo == HashingBcrypt {
+		u.verified.put(name, string(cred.sum), u.verified.key(password))
+	}
 }
 
-// PutUserHash creates or replaces a user from a password hash in RabbitMQ's
-// encoding (base64 of a 4-byte salt and the SHA-256 digest); algorithm ""
-// means rabbit_password_hashing_sha256, the only one supported. An empty
+// PutUser creates or replaces a user with a password, hashed with bcrypt.
+// A new user has no permissions; a replaced one keeps its permissions and
+// loopback flag.
+func (u *Users) PutUser(name, password string, tags []string) {
+	cred := newBcrypt(password, u.BcryptCost())
+	u.putHashed(name, cred, tags)
+	u.remember(name, cred, password)
+}
+
+// PutUserHash creates or replaces a user from a password_hash in the
+// definitions format under algorithm, one of the Hashing* names; ""
+// recognises the scheme from the hash itself (see parseHash). An empty
 // hash creates a user that cannot log in with a password, as RabbitMQ.
 func (u *Users) PutUserHash(name, hash, algorithm string, tags []string) error {
-	if algorithm != "" && algorithm != HashingAlgorithm {
-		return fmt.Errorf("user '%s': hashing algorithm %q is not supported (only %s)", name, algorithm, HashingAlgorithm)
+	cred, err := parseHash(hash, algorithm)
+	if err != nil {
+		return fmt.Errorf("user '%s': %w", name, err)
 	}
-	var salt [4]byte
-	var sum [32]byte
-	if hash == "" {
-		// No password: a random salt and digest nothing hashes to.
-		_, _ = rand.Read(salt[:])
-		_, _ = rand.Read(sum[:])
-	} else {
-		raw, err := base64.StdEncoding.DecodeString(hash)
-		if err != nil || len(raw) != 36 {
-			return fmt.Errorf("user '%s': password_hash must be base64 of 36 bytes (4 salt + 32 SHA-256)", name)
-		}
-		copy(salt[:], raw[:4])
-		copy(sum[:], raw[4:])
-	}
-	u.putHashed(name, salt, sum, tags)
+	u.putHashed(name, cred, tags)
 	return nil
 }
 
-func (u *Users) putHashed(name string, salt [4]byte, sum [32]byte, tags []string) {
+func (u *Users) putHashed(name string, cred credential, tags []string) {
 	u.mu.Lock()
-	loopback := name == "guest" // RabbitMQ's default loopback_users
-	if old, ok := u.users[name]; ok {
+	loopback := u.loopback[name]
+	old, ok := u.users[name]
+	if ok {
 		loopback = old.LoopbackOnly
 	}
 	usr := newUser(name, loopback, tags)
-	usr.salt, usr.hash = salt, sum
+	usr.cred = cred
 	u.users[name] = usr
 	u.mu.Unlock()
+	if !ok || old.cred.encode() != cred.encode() {
+		u.verified.forget(name) // a tags-only change keeps the entry
+	}
 	u.changed()
 }
 
@@ -179,6 +265,7 @@ func (u *Users) Delete(name string) bool {
 	delete(u.users, name)
 	delete(u.perms, name)
 	u.mu.Unlock()
+	u.verified.forget(name)
 	if ok {
 		u.changed()
 	}
@@ -235,23 +322,22 @@ func (u *Users) Authenticate(name, password string, remote net.Addr) (*User, err
 	if !ok {
 		return nil, fmt.Errorf("user '%s': %w", name, ErrInvalidCredentials)
 	}
-	h := hashPassword(usr.salt, password)
-	if subtle.ConstantTimeCompare(h[:], usr.hash[:]) != 1 {
+	ok = false
+	switch usr.cred.algo {
+	case "":
+		// No password: nothing logs in with one.
+	case HashingBcrypt:
+		ok = u.verified.verify(name, usr.cred, password)
+	default:
+		ok = usr.cred.verifyRabbit(password)
+	}
+	if !ok {
 		return nil, fmt.Errorf("user '%s': %w", name, ErrInvalidCredentials)
 	}
 	if usr.LoopbackOnly && !isLoopback(remote) {
 		return nil, fmt.Errorf("user '%s' from %v: %w", name, remote, ErrLoopbackOnly)
 	}
 	return usr, nil
-}
-
-func hashPassword(salt [4]byte, password string) [32]byte {
-	h := sha256.New()
-	h.Write(salt[:])
-	h.Write([]byte(password))
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
 }
 
 func isLoopback(a net.Addr) bool {

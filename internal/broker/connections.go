@@ -30,10 +30,26 @@ type ConnectionInfo struct {
 	// Channels is the number of open channels (AMQP; sessions elsewhere),
 	// as the adapter last reported it.
 	Channels int
+	// ChannelList, when set, snapshots the connection's channels (AMQP)
+	// for the management API. It is called from any goroutine, must not
+	// block on the connection's I/O, and may return nil once the
+	// connection has ended. (Named so because Channels is the count.)
+	ChannelList func() []ChannelInfo `json:"-"`
 	// Close asks the connection to close with the protocol's proper
 	// signal (AMQP: connection.close 320 CONNECTION_FORCED with reason);
 	// it must not block.
 	Close func(reason string) `json:"-"`
+}
+
+// ChannelInfo describes one channel of a connection, for operators.
+type ChannelInfo struct {
+	Number              int
+	ConsumerCount       int
+	PrefetchCount       int // per consumer (basic.qos global=false)
+	GlobalPrefetchCount int // shared by the channel (basic.qos global=true)
+	UnackedCount        int
+	Confirm             bool
+	Transactional       bool
 }
 
 // Connection is a registered connection; the adapter updates its counters.

@@ -21,6 +21,18 @@
 // Per vhost, label vhost: herald_vhost_queues and herald_vhost_exchanges
 // (gauges, the default and amq.* exchanges included).
 //
+// Broker-wide:
+//
+//	herald_connections{protocol}             gauge: open client connections, by the registry's protocol name ("AMQP 0-9-1", "MQTT 3.1.1", ...)
+//	herald_consumers                         gauge: consumers of every queue
+//	herald_alarm{resource="memory"|"disk"}   gauge: 1 while the resource alarm is raised (publishers blocked)
+//
+// # The message log
+//
+//	herald_log_fsync_seconds                 histogram: latency of the fsync that makes a group-commit batch durable
+//
+// The store reports it through store.Options.OnSync = m.ObserveFsync.
+//
 // The per-queue counters live in the queue, so they start at zero when a
 // queue is (re)declared and vanish with it; Prometheus' rate() treats that
 // as a counter reset.
@@ -33,6 +45,9 @@ package metrics
 
 import (
 	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -48,16 +63,27 @@ type Metrics struct {
 	// Counters are the counters protocol adapters bump; hand this pointer
 	// to their configs.
 	Counters *Counters
+	fsync    prometheus.Histogram
+	broker   *brokerCollector
 }
 
-// New returns the metrics of b in a fresh registry.
+// New returns the metrics of b in a fresh registry. b may be nil when
+// the metrics must exist before the broker (the store reports fsyncs and
+// the broker is built on the store): call SetBroker once it exists.
 func New(b *broker.Broker) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, Counters: newCounters()}
+	m := &Metrics{reg: reg, Counters: newCounters(), broker: newBrokerCollector(b),
+		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_log_fsync_seconds",
+			Help: "Latency of the message log's fsync of a group-commit batch.",
+			// 50µs (a fast NVMe) to ~3s (a saturated disk).
+			Buckets: prometheus.ExponentialBuckets(50e-6, 3, 11),
+		})}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newBrokerCollector(b),
+		m.broker,
+		m.fsync,
 	)
 	m.Counters.register(reg)
 	// Built once: InstrumentMetricHandler registers its own counters in
@@ -69,6 +95,13 @@ func New(b *broker.Broker) *Metrics {
 	}))
 	return m
 }
+
+// SetBroker sets the broker read at scrape time (see New).
+func (m *Metrics) SetBroker(b *broker.Broker) { m.broker.b.Store(b) }
+
+// ObserveFsync records one fsync of the message log; it is the store's
+// Options.OnSync. Safe for concurrent use.
+func (m *Metrics) ObserveFsync(d time.Duration) { m.fsync.Observe(d.Seconds()) }
 
 // Registry is the registry every Herald metric lives in; other packages
 // may register their own collectors in it.
@@ -83,7 +116,9 @@ func (m *Metrics) Handler() http.Handler { return m.handler }
 // hot path pays nothing for metrics: the queues count their messages
 // anyway (atomics read by Queue.Stats).
 type brokerCollector struct {
-	b *broker.Broker
+	b atomic.Pointer[broker.Broker] // nil until set: nothing is reported
+
+	connections, consumersTotal, alarm *prometheus.Desc
 
 	ready, readyBytes, unacked, consumers *prometheus.Desc
 	published, delivered, acked           *prometheus.Desc
@@ -93,23 +128,29 @@ type brokerCollector struct {
 func newBrokerCollector(b *broker.Broker) *brokerCollector {
 	q := []string{"vhost", "queue"}
 	v := []string{"vhost"}
-	return &brokerCollector{
-		b:          b,
-		ready:      prometheus.NewDesc("herald_queue_messages_ready", "Messages ready for delivery in the queue.", q, nil),
-		readyBytes: prometheus.NewDesc("herald_queue_messages_ready_bytes", "Body bytes of the messages ready in the queue.", q, nil),
-		unacked:    prometheus.NewDesc("herald_queue_messages_unacked", "Messages delivered from the queue and not yet acknowledged.", q, nil),
-		consumers:  prometheus.NewDesc("herald_queue_consumers", "Consumers of the queue.", q, nil),
-		published:  prometheus.NewDesc("herald_queue_messages_published_total", "Messages enqueued in the queue since it was declared.", q, nil),
-		delivered:  prometheus.NewDesc("herald_queue_messages_delivered_total", "Messages delivered or got from the queue since it was declared, redeliveries included.", q, nil),
-		acked:      prometheus.NewDesc("herald_queue_messages_acked_total", "Deliveries from the queue acknowledged since it was declared.", q, nil),
-		queues:     prometheus.NewDesc("herald_vhost_queues", "Queues in the virtual host.", v, nil),
-		exchanges:  prometheus.NewDesc("herald_vhost_exchanges", "Exchanges in the virtual host, the default and amq.* ones included.", v, nil),
+	c := &brokerCollector{
+		connections:    prometheus.NewDesc("herald_connections", "Open client connections.", []string{"protocol"}, nil),
+		consumersTotal: prometheus.NewDesc("herald_consumers", "Consumers of every queue.", nil, nil),
+		alarm:          prometheus.NewDesc("herald_alarm", "1 while the resource alarm is raised and publishers are blocked.", []string{"resource"}, nil),
+		ready:          prometheus.NewDesc("herald_queue_messages_ready", "Messages ready for delivery in the queue.", q, nil),
+		readyBytes:     prometheus.NewDesc("herald_queue_messages_ready_bytes", "Body bytes of the messages ready in the queue.", q, nil),
+		unacked:        prometheus.NewDesc("herald_queue_messages_unacked", "Messages delivered from the queue and not yet acknowledged.", q, nil),
+		consumers:      prometheus.NewDesc("herald_queue_consumers", "Consumers of the queue.", q, nil),
+		published:      prometheus.NewDesc("herald_queue_messages_published_total", "Messages enqueued in the queue since it was declared.", q, nil),
+		delivered:      prometheus.NewDesc("herald_queue_messages_delivered_total", "Messages delivered or got from the queue since it was declared, redeliveries included.", q, nil),
+		acked:          prometheus.NewDesc("herald_queue_messages_acked_total", "Deliveries from the queue acknowledged since it was declared.", q, nil),
+		queues:         prometheus.NewDesc("herald_vhost_queues", "Queues in the virtual host.", v, nil),
+		exchanges:      prometheus.NewDesc("herald_vhost_exchanges", "Exchanges in the virtual host, the default and amq.* ones included.", v, nil),
 	}
+	if b != nil {
+		c.b.Store(b)
+	}
+	return c
 }
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.ready, c.readyBytes, c.unacked, c.consumers,
-		c.published, c.delivered, c.acked, c.queues, c.exchanges} {
+		c.published, c.delivered, c.acked, c.queues, c.exchanges, c.connections, c.consumersTotal, c.alarm} {
 		ch <- d
 	}
 }
@@ -121,7 +162,12 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	for _, v := range c.b.VHosts() {
+	b := c.b.Load()
+	if b == nil {
+		return
+	}
+	consumers := 0
+	for _, v := range b.VHosts() {
 		vname := v.Name()
 		queues := v.Queues()
 		gauge(c.queues, float64(len(queues)), vname)
@@ -133,9 +179,26 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.readyBytes, float64(st.ReadyBytes), vname, qname)
 			gauge(c.unacked, float64(st.Unacked), vname, qname)
 			gauge(c.consumers, float64(st.Consumers), vname, qname)
+			consumers += st.Consumers
 			counter(c.published, st.Published, vname, qname)
 			counter(c.delivered, st.Delivered, vname, qname)
 			counter(c.acked, st.Acks, vname, qname)
 		}
+	}
+	gauge(c.consumersTotal, float64(consumers))
+	byProtocol := map[string]int{}
+	for _, ci := range b.Connections() {
+		byProtocol[ci.Protocol]++
+	}
+	for p, n := range byProtocol {
+		gauge(c.connections, float64(n), p)
+	}
+	alarms := b.Alarms()
+	for _, r := range []string{"memory", "disk"} {
+		on := 0.0
+		if slices.Contains(alarms, r) {
+			on = 1
+		}
+		gauge(c.alarm, on, r)
 	}
 }

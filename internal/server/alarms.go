@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/internal/store"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // Defaults of the resource alarms, as RabbitMQ's.
@@ -104,6 +105,17 @@ func (s *Server) SetDiskFreeLimit(bytes uint64) { s.monitor.diskLimit.Store(byte
 // SetMemoryLimit changes the memory use above which publishers are blocked
 // (0 turns the alarm off).
 func (s *Server) SetMemoryLimit(bytes uint64) { s.monitor.memoryLimit.Store(bytes) }
+
+// nodeInfo is the web server's Config.Node: the monitor's figures for
+// GET /api/nodes, read when asked.
+func (s *Server) nodeInfo() web.NodeInfo {
+	info := web.NodeInfo{MemUsed: memoryUsed(), MemLimit: s.monitor.memoryLimit.Load(),
+		DiskFreeLimit: s.monitor.diskLimit.Load()} // Started: zero, the web server started with the node
+	if free, err := store.FreeSpace(s.cfg.DataDir); err == nil {
+		info.DiskFree = free
+	}
+	return info
+}
 
 // Alarms lists the raised resource alarms.
 func (s *Server) Alarms() []string { return s.broker.Alarms() }

@@ -58,8 +58,21 @@ type Config struct {
 	DataDir string
 	AMQP    amqp091.Config
 	Logger  *slog.Logger
-	// Users defaults to guest/guest, loopback only.
+	// Users defaults to a database holding only the default user
+	// (DefaultUser/DefaultPass), with LoopbackUsers and BcryptCost applied.
 	Users *auth.Users
+	// DefaultUser and DefaultPass are the user created when Users is nil
+	// (RabbitMQ's default_user/default_pass): administrator with all
+	// permissions on "/"; "" means guest/guest. Saved definitions replace
+	// it from the second start on.
+	DefaultUser, DefaultPass string
+	// LoopbackUsers may log in only from loopback addresses when Users is
+	// nil (RabbitMQ's loopback_users); nil means guest, "none" or an empty
+	// non-nil list nobody.
+	LoopbackUsers []string
+	// BcryptCost is the bcrypt cost of passwords set from now on (0 = the
+	// default 10); tests lower it. It applies to a given Users too.
+	BcryptCost int
 	// ConsumerTimeout is the default x-consumer-timeout (0 = off).
 	ConsumerTimeout time.Duration
 	// StoreSegmentSize bounds a message log segment file (0 = the store's
@@ -110,7 +123,16 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Users == nil {
-		cfg.Users = auth.NewDefaultUsers()
+		cfg.Users = auth.NewUsers()
+		if cfg.BcryptCost > 0 {
+			cfg.Users.SetBcryptCost(cfg.BcryptCost)
+		}
+		if cfg.LoopbackUsers != nil {
+			cfg.Users.SetLoopbackUsers(cfg.LoopbackUsers)
+		}
+		cfg.Users.PutDefaultUser(cfg.DefaultUser, cfg.DefaultPass)
+	} else if cfg.BcryptCost > 0 {
+		cfg.Users.SetBcryptCost(cfg.BcryptCost)
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
@@ -126,8 +148,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.StoreCompactInterval <= 0 {
 		cfg.StoreCompactInterval = time.Minute
 	}
+	// Metrics before the store, which reports its fsyncs to them; the
+	// broker, built on the store, is attached below.
+	mtr := metrics.New(nil)
 	log, report, err := store.Open(filepath.Join(cfg.DataDir, "log"), store.Options{Logger: cfg.Logger.With("component", "store"),
-		SegmentSize: cfg.StoreSegmentSize, CompactInterval: cfg.StoreCompactInterval})
+		SegmentSize: cfg.StoreSegmentSize, CompactInterval: cfg.StoreCompactInterval, OnSync: mtr.ObserveFsync})
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the message log in %q: %w", cfg.DataDir, err)
 	}
@@ -150,7 +175,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.mqtt = mqtt.NewHandler(cfg.MQTT, b, cfg.Users, cfg.Logger.With("protocol", "mqtt"))
 	s.stomp = stomp.NewHandler(cfg.STOMP, b, cfg.Users, cfg.Logger.With("protocol", "stomp"))
-	s.mtr = metrics.New(b)
+	mtr.SetBroker(b)
+	s.mtr = mtr
 	if enabled(cfg.HTTPAddr) || enabled(cfg.HTTPSAddr) {
 		if cfg.Web.Version == "" {
 			cfg.Web.Version = cfg.AMQP.Version
@@ -159,10 +185,13 @@ func New(cfg Config) (*Server, error) {
 		cfg.Web.STOMPWebSocket = http.HandlerFunc(s.stomp.ServeWebSocket)
 		cfg.Web.Console = console.Handler()
 		cfg.Web.Metrics = s.mtr.Handler()
+		if cfg.Web.Node == nil {
+			cfg.Web.Node = s.nodeInfo
+		}
 		s.web = web.New(cfg.Web, b, cfg.Users, cfg.Logger.With("protocol", "http"))
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.monitor = newResourceMonitor(s, cfg)
+	s.monitor = newResourceMonitor(s, cfg) // before any request can reach s.nodeInfo
 	return s, nil
 }
 

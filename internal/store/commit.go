@@ -140,7 +140,11 @@ func (l *Log) commit(reqs []*request, size int) {
 		}
 		l.mu.Unlock()
 		if err == nil {
+			start := time.Now() // the real clock: opts.Now may be a test's fake
 			err = active.file.Sync()
+			if err == nil && l.opts.OnSync != nil {
+				l.opts.OnSync(time.Since(start))
+			}
 		}
 		if err != nil {
 			l.fail(fmt.Errorf("store: commit to %s: %w", active.name, err), reqs)

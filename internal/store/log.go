@@ -43,6 +43,11 @@ type Options struct {
 	CompactRatio float64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// OnSync, when set, is told how long each batch's fsync took (the
+	// metrics' fsync latency histogram). It runs on the commit goroutine
+	// after the fsync and before the appenders are answered, so it must
+	// be quick and must not call back into the Log.
+	OnSync func(time.Duration)
 }
 
 func (o *Options) setDefaults() {

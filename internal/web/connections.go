@@ -38,11 +38,11 @@ func splitHostPort(addr string) (string, int) {
 	return h, n
 }
 
-func newConnectionJSON(c broker.ConnectionInfo) connectionJSON {
+func (s *Server) newConnectionJSON(c broker.ConnectionInfo) connectionJSON {
 	ph, pp := splitHostPort(c.Peer)
 	lh, lp := splitHostPort(c.Local)
 	return connectionJSON{Name: c.Name, User: c.User, VHost: c.VHost, Protocol: c.Protocol, ConnectedAt: c.ConnectedAt.UnixMilli(),
-		Channels: c.Channels, PeerHost: ph, PeerPort: pp, Host: lh, Port: lp, State: "running", Type: "network", Node: "herald@localhost"}
+		Channels: c.Channels, PeerHost: ph, PeerPort: pp, Host: lh, Port: lp, State: "running", Type: "network", Node: s.node}
 }
 
 // seesAll reports whether u may see every user's connections.
@@ -73,9 +73,9 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []connectionJSON{}
 	for _, c := range s.visibleConnections(userOf(r), vhost) {
-		out = append(out, newConnectionJSON(c))
+		out = append(out, s.newConnectionJSON(c))
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, r, out, "name")
 }
 
 func (s *Server) findConnection(w http.ResponseWriter, r *http.Request) (broker.ConnectionInfo, bool) {
@@ -90,7 +90,7 @@ func (s *Server) findConnection(w http.ResponseWriter, r *http.Request) (broker.
 
 func (s *Server) showConnection(w http.ResponseWriter, r *http.Request) {
 	if c, ok := s.findConnection(w, r); ok {
-		writeJSON(w, http.StatusOK, newConnectionJSON(c))
+		writeJSON(w, http.StatusOK, s.newConnectionJSON(c))
 	}
 }
 
@@ -165,11 +165,11 @@ func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
 				cj.Queue.Name, cj.Queue.VHost = ci.Queue, ci.VHost
 				if hasConn {
 					ph, pp := splitHostPort(conn.Peer)
-					cj.ChannelDetails = map[string]any{"connection_name": conn.Name, "user": conn.User, "peer_host": ph, "peer_port": pp, "node": "herald@localhost"}
+					cj.ChannelDetails = map[string]any{"connection_name": conn.Name, "user": conn.User, "peer_host": ph, "peer_port": pp, "node": s.node}
 				}
 				out = append(out, cj)
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, r, out, "consumer_tag")
 }

@@ -133,8 +133,11 @@
 // purge, .../get, and Herald's repair tools .../messages to peek,
 // .../messages/{id} to delete one, .../move to shovel N messages to another
 // queue), /api/bindings, /api/connections (DELETE closes one),
-// /api/consumers, /api/aliveness-test/{vhost}, /api/health/checks/alarms
-// (503 while a resource alarm is raised). Reading needs a management tag;
+// /api/consumers, /api/channels (AMQP), /api/nodes,
+// /api/aliveness-test/{vhost}, /api/health/checks/alarms (503 while a
+// resource alarm is raised). Every list pages, sorts and filters as
+// RabbitMQ's (?page=&page_size=&name=&use_regex=&sort=&sort_reverse=;
+// list.go). Reading needs a management tag;
 // users, permissions, vhosts and definitions need administrator; policies
 // need policymaker or administrator.
 package web

@@ -53,6 +53,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	b := broker.New(broker.Options{})
 	users := auth.NewDefaultUsers()
+	users.SetBcryptCost(4)                                  // bcrypt at cost 10 takes ~0.6 s under -race
 	users.Put("alice", "secret", false, auth.TagManagement) // may read the management API
 	logs := &logSink{ch: make(chan string, 64)}
 	srv := New(cfg, b, users, slog.New(logs))

@@ -113,7 +113,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		"management_version": s.cfg.Version,
 		"rabbitmq_version":   s.cfg.Version,
 		"cluster_name":       "herald",
-		"node":               "herald@localhost",
+		"node":               s.node,
 		"object_totals": map[string]int{"queues": queues, "exchanges": exchanges, "consumers": consumers,
 			"connections": len(conns), "channels": channels},
 		"queue_totals":  map[string]int{"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
@@ -133,7 +133,7 @@ func (s *Server) listVHosts(w http.ResponseWriter, r *http.Request) {
 		out = append(out, map[string]any{"name": v.Name(), "tracing": false,
 			"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked})
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, r, out, "name")
 }
 
 func (s *Server) listExchanges(w http.ResponseWriter, r *http.Request) {
@@ -147,7 +147,7 @@ func (s *Server) listExchanges(w http.ResponseWriter, r *http.Request) {
 			out = append(out, newExchangeJSON(v, e))
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, r, out, "name")
 }
 
 func (s *Server) showExchange(w http.ResponseWriter, r *http.Request) {
@@ -232,7 +232,7 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
 			out = append(out, newQueueJSON(v, q))
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, r, out, "name")
 }
 
 func (s *Server) showQueue(w http.ResponseWriter, r *http.Request) {
@@ -328,7 +328,7 @@ func (s *Server) listBindings(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, r, out, "destination")
 }
 
 // propertiesKey is RabbitMQ's binding id within source and destination:

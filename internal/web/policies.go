@@ -59,7 +59,7 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
 			out = append(out, newPolicyJSON(v, p))
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, r, out, "name")
 }
 
 func (s *Server) showPolicy(w http.ResponseWriter, r *http.Request) {

@@ -56,6 +56,10 @@ type Config struct {
 	Version string
 	// JWT enables Authorization: Bearer tokens (see jwt.go and doc.go).
 	JWT JWTConfig
+	// Node, when set, reports the resource figures of GET /api/nodes
+	// (the server's resource monitor knows the limits); nil reports what
+	// this package can see alone (memory in use, goroutines, alarms).
+	Node func() NodeInfo
 }
 
 // Defaults.
@@ -101,6 +105,10 @@ type Server struct {
 	log    *slog.Logger
 	mux    *router
 	jwt    *jwtVerifier // nil: bearer tokens are refused
+	// started is when New ran: the node's uptime, unless Config.Node
+	// says otherwise.
+	started time.Time
+	node    string // "herald@<hostname>", RabbitMQ's node name shape
 
 	// ctx ends every long-lived handler (WebSocket, SSE, fetch) on Close.
 	ctx    context.Context
@@ -118,7 +126,7 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel}
+	s := &Server{cfg: cfg, started: time.Now(), node: nodeName(), broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel}
 	if cfg.JWT.Enabled() {
 		var err error
 		if s.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
@@ -244,6 +252,12 @@ func (s *Server) routes() {
 	mg("GET /api/consumers", s.listConsumers)
 	mg("GET /api/consumers/{vhost}", s.listConsumers)
 	mg("GET /api/health/checks/alarms", s.alarms)
+	mg("GET /api/nodes", s.listNodes)
+	mg("GET /api/nodes/{node}", s.showNode)
+	mg("GET /api/channels", s.listChannels)
+	mg("GET /api/vhosts/{vhost}/channels", s.listChannels)
+	mg("GET /api/connections/{name}/channels", s.connectionChannels)
+	mg("GET /api/channels/{channel}", s.showChannel)
 }
 
 // serveHTTP applies CORS before routing, so that preflights (which carry

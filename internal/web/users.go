@@ -34,7 +34,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	for _, u := range s.users.List() {
 		out = append(out, newUserJSON(u))
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, r, out, "name")
 }
 
 func (s *Server) showUser(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +117,7 @@ func permissionsJSON(filter func(auth.PermissionEntry) bool, all []auth.Permissi
 }
 
 func (s *Server) listPermissions(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, permissionsJSON(func(auth.PermissionEntry) bool { return true }, s.users.ListPermissions()))
+	writeList(w, r, permissionsJSON(func(auth.PermissionEntry) bool { return true }, s.users.ListPermissions()), "user")
 }
 
 func (s *Server) userPermissions(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +126,7 @@ func (s *Server) userPermissions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "Object Not Found", "Not Found")
 		return
 	}
-	writeJSON(w, http.StatusOK, permissionsJSON(func(p auth.PermissionEntry) bool { return p.User == name }, s.users.ListPermissions()))
+	writeList(w, r, permissionsJSON(func(p auth.PermissionEntry) bool { return p.User == name }, s.users.ListPermissions()), "user")
 }
 
 func (s *Server) vhostPermissions(w http.ResponseWriter, r *http.Request) {
@@ -134,7 +134,7 @@ func (s *Server) vhostPermissions(w http.ResponseWriter, r *http.Request) {
 	if v == nil {
 		return
 	}
-	writeJSON(w, http.StatusOK, permissionsJSON(func(p auth.PermissionEntry) bool { return p.VHost == v.Name() }, s.users.ListPermissions()))
+	writeList(w, r, permissionsJSON(func(p auth.PermissionEntry) bool { return p.VHost == v.Name() }, s.users.ListPermissions()), "user")
 }
 
 func (s *Server) showPermissions(w http.ResponseWriter, r *http.Request) {

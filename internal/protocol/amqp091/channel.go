@@ -65,6 +65,13 @@ type channel struct {
 
 	mu        sync.Mutex // guards consumers; taken under queue locks by Cancelled
 	consumers map[string]*consumerSink
+
+	// stats mirror read-loop settings for the management API (see
+	// conn.channelList); written only by the (rare) methods that change them.
+	stats struct {
+		prefetch, globalPrefetch atomic.Int32
+		confirm, tx              atomic.Bool
+	}
 }
 
 type unackedRec struct {
@@ -251,6 +258,7 @@ func (ch *channel) handleMethod(m frame.Method) error {
 			return channelError(frame.PreconditionFailed, m, "cannot switch from tx to confirm mode")
 		}
 		ch.confirm = true
+		ch.stats.confirm.Store(true)
 		if !m.NoWait {
 			ch.send(&frame.ConfirmSelectOk{})
 		}
@@ -260,6 +268,7 @@ func (ch *channel) handleMethod(m frame.Method) error {
 			return channelError(frame.PreconditionFailed, m, "cannot switch from confirm to tx mode")
 		}
 		ch.tx = true
+		ch.stats.tx.Store(true)
 		ch.send(&frame.TxSelectOk{})
 		return nil
 	case *frame.TxCommit:
@@ -558,6 +567,11 @@ func (ch *channel) queueDelete(m *frame.QueueDelete) error {
 func (ch *channel) basicQos(m *frame.BasicQos) error {
 	if m.PrefetchSize != 0 {
 		return connectionError(frame.NotImplemented, m, "prefetch_size!=0 (%d)", m.PrefetchSize)
+	}
+	if m.Global {
+		ch.stats.globalPrefetch.Store(int32(m.PrefetchCount))
+	} else {
+		ch.stats.prefetch.Store(int32(m.PrefetchCount))
 	}
 	if !m.Global {
 		ch.prefetch = int(m.PrefetchCount)

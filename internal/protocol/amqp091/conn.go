@@ -1,6 +1,7 @@
 package amqp091
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +57,12 @@ type conn struct {
 	readDeadline   time.Time // as last set on the socket
 	done           chan struct{}
 
+	// A copy of the channels map for the management API (channelList),
+	// which runs outside the read loop; the read loop refreshes it when a
+	// channel opens or closes, so the hot path never takes chMu.
+	chMu   sync.Mutex
+	chSnap []*channel
+
 	// Writer scratch: reused so that writing a delivery allocates nothing.
 	deliver frame.BasicDeliver
 	getOk   frame.BasicGetOk
@@ -95,7 +104,8 @@ func (c *conn) serve(ctx context.Context) {
 	c.log.Debug("amqp connection open", "heartbeat", c.heartbeat, "frame_max", c.frameMax)
 	var unregister func()
 	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "AMQP 0-9-1", User: c.user, VHost: c.vhost.Name(),
-		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: c.forceClose})
+		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: c.forceClose,
+		ChannelList: c.channelList})
 	defer unregister()
 
 	stop := make(chan struct{})
@@ -132,6 +142,7 @@ func (c *conn) teardown() {
 		ch.release()
 	}
 	c.channels = nil
+	c.channelsChanged()
 	c.h.broker.ReleaseOwner(c.owner)
 }
 
@@ -337,7 +348,7 @@ func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
 			return connectionError(frame.NotAllowed, m, "channel number %d exceeds the negotiated channel_max %d", n, c.channelMax)
 		}
 		c.channels[n] = newChannel(c, n)
-		c.reg.SetChannels(len(c.channels))
+		c.channelsChanged()
 		c.out.push(outItem{kind: itemMethod, channel: n, method: &frame.ChannelOpenOk{}})
 		return nil
 	}
@@ -353,7 +364,7 @@ func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
 		switch m.(type) {
 		case *frame.ChannelCloseOk:
 			delete(c.channels, n)
-			c.reg.SetChannels(len(c.channels))
+			c.channelsChanged()
 		case *frame.ChannelClose:
 			c.out.push(outItem{kind: itemMethod, channel: n, method: &frame.ChannelCloseOk{}})
 		}
@@ -361,7 +372,7 @@ func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
 	}
 	err := ch.handleMethod(m)
 	if _, ok := m.(*frame.ChannelClose); ok {
-		c.reg.SetChannels(len(c.channels))
+		c.channelsChanged()
 	}
 	return err
 }
@@ -561,4 +572,46 @@ func parseCredentials(mechanism, response string) (user, pass string, err error)
 		return user, pass, nil
 	}
 	return "", "", fmt.Errorf("unsupported authentication mechanism '%s'; use PLAIN or AMQPLAIN", mechanism)
+}
+
+// channelsChanged publishes the channel count and the channel list after
+// the read loop opened or closed a channel.
+func (c *conn) channelsChanged() {
+	c.reg.SetChannels(len(c.channels))
+	snap := make([]*channel, 0, len(c.channels))
+	for _, ch := range c.channels {
+		snap = append(snap, ch)
+	}
+	slices.SortFunc(snap, func(a, b *channel) int { return cmp.Compare(a.id, b.id) })
+	c.chMu.Lock()
+	c.chSnap = snap
+	c.chMu.Unlock()
+}
+
+// channelList is the registry's ChannelList: it runs on a management
+// goroutine, so it reads only what is safe there (the snapshot, the
+// channels' atomics, and the fields guarded by ch.mu and c.out.mu, taken
+// one at a time, never nested).
+func (c *conn) channelList() []broker.ChannelInfo {
+	c.chMu.Lock()
+	snap := c.chSnap
+	c.chMu.Unlock()
+	out := make([]broker.ChannelInfo, 0, len(snap))
+	for _, ch := range snap {
+		ch.mu.Lock()
+		consumers := len(ch.consumers)
+		ch.mu.Unlock()
+		unacked := 0
+		c.out.mu.Lock()
+		for i := range ch.unacked {
+			if !ch.unacked[i].settled {
+				unacked++
+			}
+		}
+		c.out.mu.Unlock()
+		out = append(out, broker.ChannelInfo{Number: int(ch.id), ConsumerCount: consumers,
+			PrefetchCount: int(ch.stats.prefetch.Load()), GlobalPrefetchCount: int(ch.stats.globalPrefetch.Load()),
+			UnackedCount: unacked, Confirm: ch.stats.confirm.Load(), Transactional: ch.stats.tx.Load()})
+	}
+	return out
 }

@@ -50,6 +50,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	e := &env{t: t, b: broker.New(broker.Options{Logger: log}), users: auth.NewDefaultUsers()}
+	e.users.SetBcryptCost(4) // bcrypt at cost 10 takes ~0.6 s under -race
 	e.users.Put("alice", "secret", false)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.h = NewHandler(cfg, e.b, e.users, log)

@@ -31,8 +31,32 @@ func serve(t *testing.T) (*httptest.Server, *broker.Broker) {
 	t.Helper()
 	b := broker.New(broker.Options{})
 	srv := web.New(web.Config{Console: console.Handler(), Metrics: metrics.New(b).Handler()}, b, auth.NewDefaultUsers(), slog.New(slog.DiscardHandler))
-	hs := httptest.NewServer(srv.Handler())
+	// A registered connection with one channel, for the Connections and
+	// Channels pages; /test/closed tells the script the reason it was
+	// closed with.
+	closed := make(chan string, 1)
+	var unregister func()
+	_, unregister = b.RegisterConnection(broker.ConnectionInfo{Name: "console-test-conn", Protocol: "AMQP 0-9-1", User: "guest", VHost: "/",
+		Peer: "127.0.0.1:5555", Local: "127.0.0.1:5672", Channels: 1,
+		ChannelList: func() []broker.ChannelInfo {
+			return []broker.ChannelInfo{{Number: 1, ConsumerCount: 2, PrefetchCount: 10, UnackedCount: 3, Confirm: true}}
+		},
+		Close: func(reason string) {
+			unregister()
+			closed <- reason
+		}})
+	mux := http.NewServeMux()
+	mux.Handle("/", srv.Handler())
+	mux.HandleFunc("GET /test/closed", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case reason := <-closed:
+			_, _ = io.WriteString(w, reason)
+		case <-r.Context().Done():
+		}
+	})
+	hs := httptest.NewServer(mux)
 	t.Cleanup(func() {
+		unregister()
 		hs.Close()
 		srv.Close()
 	})

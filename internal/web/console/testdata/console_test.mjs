@@ -13,7 +13,8 @@ const { RateTracker, applyRates, Series } = await mod("js/rates.js");
 const { api, apiPath, basicAuth, exchangeSeg, ApiError } = await mod("js/api.js");
 // app.js links every page module: importing it checks that each import
 // names an export that exists. It starts nothing without a document.
-const { route } = await mod("js/app.js");
+const { route, navFor } = await mod("js/app.js");
+const { uptimeText } = await mod("js/pages/node.js");
 
 let passed = 0, failed = 0;
 async function test(name, fn) {
@@ -87,6 +88,19 @@ await test("route", () => {
   const e = route("#/exchanges/%2F/amq.default");
   assert.deepEqual(e.params, { vhost: "/", name: "" });
   assert.equal(route("#/queues/%E0%A4%A/x").page.nav, "overview"); // malformed escape
+  for (const p of ["connections", "channels", "node", "users", "vhosts", "permissions", "policies", "definitions"]) {
+    assert.equal(route("#/" + p).page.nav, p);
+  }
+});
+
+await test("nav by tags", () => {
+  const keys = (tags) => navFor(tags).map((n) => n[0]);
+  assert.deepEqual(keys(["management"]), ["overview", "connections", "channels", "exchanges", "queues", "node"]);
+  assert.ok(keys(["policymaker"]).includes("policies"));
+  assert.ok(!keys(["policymaker"]).includes("users"));
+  assert.deepEqual(keys(["administrator"]).slice(-5), ["users", "vhosts", "permissions", "policies", "definitions"]);
+  assert.equal(uptimeText(0), "0m");
+  assert.equal(uptimeText((26 * 60 + 5) * 60000), "1d 2h 5m");
 });
 
 await test("paths", () => {
@@ -261,6 +275,109 @@ if (base) {
     assert.ok(flashes.some(([m]) => m === "Message published."), JSON.stringify(flashes));
     text = await show("#/queues/%2F/no-such-queue");
     assert.match(text, /does not exist/);
+  });
+
+  await test("app operator pages", async () => {
+    await until(() => app.state.tags.includes("administrator"), "whoami tags");
+    app.renderNav(app.state.tags);
+    assert.match(root.textContent, /Definitions/);
+    assert.match(root.textContent, /Virtual hosts/);
+
+    let text = await show("#/channels");
+    assert.match(text, /console-test-conn \(1\)/);
+    assert.match(text, /confirm/);
+
+    // Connections: the fake one the Go test registered; closing sends the reason.
+    text = await show("#/connections");
+    assert.match(text, /console-test-conn/);
+    assert.match(text, /of 1 connections/);
+    const reason = root.querySelectorAll("input").find((i) => i.getAttribute("name") === "reason");
+    reason.value = "maintenance window";
+    await root.querySelectorAll("button").find((b) => b.textContent === "Close").dispatch("click");
+    const closed = await (await fetch("/test/closed")).text();
+    assert.equal(closed, "maintenance window");
+    assert.ok(flashes.some(([m]) => m === "Connection console-test-conn closed."), JSON.stringify(flashes));
+
+    text = await show("#/node");
+    assert.match(text, /Memory/);
+    assert.match(text, /Goroutines/);
+    assert.match(text, /herald@/);
+
+    // Users: add with password and tags, log in as them, delete.
+    await show("#/users");
+    let f = formWith("tags");
+    byName(f, "user").value = "console-user";
+    byName(f, "password").value = "pw1";
+    byName(f, "tags").value = "management, policymaker";
+    await f.dispatch("submit");
+    const u = await call("GET", apiPath("users", "console-user"));
+    assert.deepEqual([...u.tags].sort(), ["management", "policymaker"]);
+    const me = await api("GET", "/api/whoami", undefined, basicAuth("console-user", "pw1")).catch((e) => e);
+    // guest-only loopback rules do not apply to other users.
+    assert.equal(me.name, "console-user");
+    await app.updatePage();
+    assert.match(root.textContent, /console-user/);
+
+    // Virtual hosts: add one.
+    await show("#/vhosts");
+    f = formWith("name");
+    byName(f, "name").value = "console-vh";
+    await f.dispatch("submit");
+    for (let i = 0; i < 300 && !app.state.vhosts.includes("console-vh"); i++) await app.tick().then(() => new Promise((r) => setTimeout(r, 10)));
+    assert.ok(app.state.vhosts.includes("console-vh"));
+
+    // Permissions: set and clear.
+    await show("#/permissions");
+    f = formWith("configure");
+    byName(f, "user").value = "console-user";
+    byName(f, "vhost").value = "console-vh";
+    byName(f, "configure").value = "^c";
+    await f.dispatch("submit");
+    const perm = await call("GET", apiPath("permissions", "console-vh", "console-user"));
+    assert.equal(perm.configure, "^c");
+    await app.updatePage();
+    assert.match(root.textContent, /console-vh/);
+    await root.querySelectorAll("button").find((b) => b.textContent === "Clear").dispatch("click");
+    await assert.rejects(call("GET", apiPath("permissions", "console-vh", "console-user")), (e) => e.status === 404);
+
+    // Policies: add, edit, delete.
+    await show("#/policies");
+    f = formWith("pattern");
+    byName(f, "name").value = "cap";
+    byName(f, "pattern").value = "^orders";
+    byName(f, "apply-to").value = "queues";
+    byName(f, "definition").value = "max-length = 10";
+    await f.dispatch("submit");
+    let pol = await call("GET", apiPath("policies", "/", "cap"));
+    assert.equal(pol.definition["max-length"], 10);
+    await app.updatePage();
+    await root.querySelectorAll("button").find((b) => b.textContent === "Edit").dispatch("click");
+    assert.equal(byName(f, "definition").value, "max-length = 10");
+    byName(f, "definition").value = "max-length = 20";
+    await f.dispatch("submit");
+    pol = await call("GET", apiPath("policies", "/", "cap"));
+    assert.equal(pol.definition["max-length"], 20);
+    await app.updatePage();
+    await root.querySelectorAll("button").find((b) => b.textContent === "Delete").dispatch("click");
+    await assert.rejects(call("GET", apiPath("policies", "/", "cap")), (e) => e.status === 404);
+
+    // Definitions: export, then import a file that adds a queue.
+    await show("#/definitions");
+    f = formWith("file");
+    await assert.doesNotReject(root.querySelectorAll("form")[0].dispatch("submit"));
+    assert.ok(flashes.some(([m]) => m === "Definitions exported."), JSON.stringify(flashes));
+    const doc = { queues: [{ name: "imported-q", vhost: "/", durable: true, auto_delete: false, arguments: {} }] };
+    f.elements.file.files = [new Blob([JSON.stringify(doc)])];
+    await f.dispatch("submit");
+    assert.equal((await call("GET", apiPath("queues", "/", "imported-q"))).name, "imported-q");
+    f.elements.file.files = [Object.assign(new Blob(["{nope"]), { name: "bad.json" })];
+    await f.dispatch("submit");
+    assert.ok(flashes.some(([m, bad]) => bad && /bad\.json is not JSON/.test(m)), JSON.stringify(flashes));
+    flashes.splice(0, flashes.length, ...flashes.filter(([m]) => !/bad\.json/.test(m)));
+
+    await call("DELETE", apiPath("users", "console-user"));
+    await call("DELETE", apiPath("queues", "/", "imported-q"));
+    noErrors();
   });
 
   await test("app logout", async () => {

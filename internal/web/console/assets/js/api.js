@@ -41,8 +41,9 @@ export function clearSession() {
 
 // api calls the management API and returns the decoded JSON (null for an
 // empty answer such as 204). It throws ApiError with the server's reason.
-export async function api(method, path, body, header) {
-  const headers = { Accept: "application/json" };
+// extra adds request headers (X-Reason when closing a connection).
+export async function api(method, path, body, header, extra) {
+  const headers = { Accept: "application/json", ...extra };
   const auth = header || session()?.header;
   if (auth) headers.Authorization = auth;
   const init = { method, headers, cache: "no-store", credentials: "omit" };

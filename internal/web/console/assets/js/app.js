@@ -9,9 +9,34 @@ import queues from "./pages/queues.js";
 import queue from "./pages/queue.js";
 import exchanges from "./pages/exchanges.js";
 import exchange from "./pages/exchange.js";
+import { channels, connections } from "./pages/connections.js";
+import node from "./pages/node.js";
+import { definitions, permissions, policies, users, vhosts } from "./pages/admin.js";
 
 const POLL_MS = 2000;
 const HISTORY = 150; // samples: five minutes at one per POLL_MS
+
+// NAV lists the nav entries; tags, when set, are the user tags (any
+// one) that may see the entry: the API refuses the others anyway.
+const ADMIN = ["administrator"];
+export const NAV = [
+  ["overview", "#/", "Overview"],
+  ["connections", "#/connections", "Connections"],
+  ["channels", "#/channels", "Channels"],
+  ["exchanges", "#/exchanges", "Exchanges"],
+  ["queues", "#/queues", "Queues"],
+  ["node", "#/node", "Node"],
+  ["users", "#/users", "Users", ADMIN],
+  ["vhosts", "#/vhosts", "Virtual hosts", ADMIN],
+  ["permissions", "#/permissions", "Permissions", ADMIN],
+  ["policies", "#/policies", "Policies", ["administrator", "policymaker"]],
+  ["definitions", "#/definitions", "Definitions", ADMIN],
+];
+
+// navFor returns the nav entries a user with tags sees.
+export function navFor(tags) {
+  return NAV.filter(([, , , need]) => !need || need.some((t) => tags.includes(t)));
+}
 
 // route maps a location hash to a page and its parameters.
 export function route(hash) {
@@ -28,6 +53,22 @@ export function route(hash) {
       return segs.length === 3
         ? { page: exchange, params: { vhost: segs[1], name: segs[2] === "amq.default" ? "" : segs[2] } }
         : { page: exchanges, params: {} };
+    case "connections":
+      return { page: connections, params: {} };
+    case "channels":
+      return { page: channels, params: {} };
+    case "node":
+      return { page: node, params: {} };
+    case "users":
+      return { page: users, params: {} };
+    case "vhosts":
+      return { page: vhosts, params: {} };
+    case "permissions":
+      return { page: permissions, params: {} };
+    case "policies":
+      return { page: policies, params: {} };
+    case "definitions":
+      return { page: definitions, params: {} };
     default:
       return { page: overview, params: {} };
   }
@@ -44,6 +85,7 @@ export class App {
       totalRates: null,
       rateHistory: new Series(HISTORY),
       depthHistory: new Series(HISTORY),
+      tags: [], // the user's tags, from /api/whoami
       alarm: null, // text of an active alarm
       error: null, // text of the last polling error
       updated: 0,
@@ -114,8 +156,14 @@ export class App {
 
   shell() {
     this.nav = {};
-    const navLinks = [["overview", "#/", "Overview"], ["queues", "#/queues", "Queues"], ["exchanges", "#/exchanges", "Exchanges"]]
-      .map(([k, href, label]) => (this.nav[k] = h("a", { href }, label)));
+    this.navEl = h("nav", { class: "nav" });
+    this.renderNav([]);
+    // The admin entries appear once the tags are known.
+    api("GET", "/api/whoami").then((me) => {
+      const tags = Array.isArray(me?.tags) ? me.tags : String(me?.tags || "").split(",").filter(Boolean);
+      this.state.tags = tags;
+      if (this.navEl) this.renderNav(tags);
+    }, () => {});
     this.status = h("span", {}, h("span", { class: "dot" }), "connecting…");
     this.banner = h("div", {});
     this.main = h("main", {});
@@ -124,7 +172,7 @@ export class App {
       this.root,
       h("header", { class: "topbar" },
         h("div", { class: "brand" }, h("img", { src: "/console/favicon.svg", alt: "" }), "Herald"),
-        h("nav", { class: "nav" }, navLinks),
+        this.navEl,
         h("div", { class: "session" }, this.status, h("span", { text: session()?.user || "" }),
           h("button", { type: "button", onclick: () => this.logout() }, "Log out"))),
       this.banner, this.main, this.flashes,
@@ -132,6 +180,13 @@ export class App {
     this.mountPage();
     this.tick();
     this.timer = setInterval(() => this.tick(), POLL_MS);
+  }
+
+  renderNav(tags) {
+    this.nav = {};
+    replace(this.navEl, navFor(tags).map(([k, href, label]) => (this.nav[k] = h("a", { href }, label))));
+    const { page } = route(location.hash);
+    for (const [k, a] of Object.entries(this.nav)) a.classList.toggle("active", k === page.nav);
   }
 
   stop() {
