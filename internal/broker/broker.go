@@ -36,6 +36,10 @@ type Options struct {
 	// Store, if set, makes persistent messages in durable queues survive a
 	// restart; call RecoverMessages after restoring the definitions.
 	Store *store.Log
+	// MemoryMessages bounds how many stored messages a durable queue keeps
+	// in RAM (0 = DefaultMemoryMessages); the rest are read back from the
+	// log as they near the head.
+	MemoryMessages int
 	// ConsumerTimeout is the default x-consumer-timeout of every queue:
 	// an unacknowledged delivery older than this goes back to the queue and
 	// its channel is closed. 0 = off (queues may still set their own).
@@ -49,6 +53,7 @@ type Broker struct {
 	consumerTimeout time.Duration
 	onChange        func()
 	store           *store.Log
+	memoryMessages  int
 	nextMsgID       atomic.Uint64
 	alarms          alarms
 	alarmOn         atomic.Bool
@@ -67,7 +72,7 @@ func New(o Options) *Broker {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, vhosts: make(map[string]*VHost)}
+	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, memoryMessages: o.MemoryMessages, vhosts: make(map[string]*VHost)}
 	if o.Store != nil {
 		b.nextMsgID.Store(o.Store.MaxMessageID())
 	}

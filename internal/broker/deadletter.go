@@ -4,6 +4,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // Reasons a message is dead-lettered, as RabbitMQ writes them in x-death.
@@ -17,12 +19,14 @@ const (
 // deadLetter is a message leaving a queue for its dead-letter exchange,
 // collected under the queue's lock and published after it is released.
 type deadLetter struct {
-	msg     *Message
-	reason  string
-	queue   string
-	dlx     string
-	dlrk    string
-	hasDLRK bool
+	msg      *Message
+	storeID  uint64 // a paged message: read it back from the log first,
+	ackQueue uint64 // then log its ack in this queue
+	reason   string
+	queue    string
+	dlx      string
+	dlrk     string
+	hasDLRK  bool
 }
 
 // deadLetterLocked queues m for the dead-letter exchange, if the queue has
@@ -42,6 +46,15 @@ func (v *VHost) publishDeadLetters(dls []deadLetter) {
 	p := v.Publisher()
 	now := v.broker.now()
 	for _, dl := range dls {
+		if dl.msg == nil {
+			m, err := v.broker.loadPaged(dl.storeID)
+			v.broker.store.AppendFunc([]store.Record{{Kind: store.KindAck, QueueID: dl.ackQueue, MessageID: dl.storeID}}, noop)
+			if err != nil {
+				v.broker.log.Error("cannot read a paged message back to dead-letter it; dropped", "queue", dl.queue, "message_id", dl.storeID, "err", err)
+				continue
+			}
+			dl.msg = m
+		}
 		m := deadLetterMessage(dl, now)
 		qs, err := p.Route(m)
 		if err != nil {

@@ -45,33 +45,56 @@ func (q *Queue) Peek(n int) []Delivery {
 		return nil
 	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	out, paged := q.peekLocked(n)
+	q.mu.Unlock()
+	// Paged messages are read back from the log outside the lock.
+	for i, id := range paged {
+		if id != 0 && out[i].Message == nil {
+			m, err := q.vhost.broker.loadPaged(id)
+			if err != nil {
+				m = &Message{Properties: Properties{Headers: Table{"x-herald-error": "cannot read the message from the log: " + err.Error()}}}
+			}
+			out[i].Message = m
+		}
+	}
+	return out
+}
+
+// peekLocked snapshots up to n ready entries; paged[i] is the log id of
+// out[i] when its body is on disk.
+func (q *Queue) peekLocked(n int) (out []Delivery, paged []uint64) {
 	total := q.ready.len()
 	// Requeued entries go out first among equal priorities (see
 	// readySet.peek); the heap is usually small, so sorting a copy is cheap.
 	var req []entry
 	for _, e := range q.ready.requeued {
-		if e.msg != nil {
+		if !e.dead {
 			req = append(req, e)
 		}
 	}
 	sort.Slice(req, func(i, j int) bool { return before(&req[i], &req[j]) })
-	out := make([]Delivery, 0, min(n, total))
+	out = make([]Delivery, 0, min(n, total))
+	paged = make([]uint64, 0, min(n, total))
 	add := func(e *entry) bool {
 		out = append(out, Delivery{Message: e.msg, Queue: q, ID: e.seq, Redelivered: e.redelivered, Remaining: total, DeliveryCount: e.deliveries})
+		id := uint64(0)
+		if e.msg == nil {
+			id = e.storeID
+		}
+		paged = append(paged, id)
 		return len(out) < n
 	}
 	ri := 0
 	for lvl := len(q.ready.levels) - 1; lvl >= 0; lvl-- {
 		for ; ri < len(req) && int(req[ri].prio) >= lvl; ri++ {
 			if !add(&req[ri]) {
-				return out
+				return out, paged
 			}
 		}
 		ring := &q.ready.levels[lvl]
 		for i := 0; i < ring.Len(); i++ {
-			if e := ring.At(i); e.msg != nil && !add(e) {
-				return out
+			if e := ring.At(i); !e.dead && !add(e) {
+				return out, paged
 			}
 		}
 	}
@@ -80,7 +103,7 @@ func (q *Queue) Peek(n int) []Delivery {
 			break
 		}
 	}
-	return out
+	return out, paged
 }
 
 // DeleteMessage drops the ready message id (as Peek reported it) for good,
@@ -103,7 +126,7 @@ func (q *Queue) DeleteMessage(id uint64) bool {
 // dead in the requeued heap (peek pops dead heap entries).
 func (q *Queue) removeReadyLocked(seq uint64) (entry, bool) {
 	for i := range q.ready.requeued {
-		if p := &q.ready.requeued[i]; p.seq == seq && p.msg != nil {
+		if p := &q.ready.requeued[i]; p.seq == seq && !p.dead {
 			return q.ready.bury(p, seq)
 		}
 	}
@@ -173,6 +196,11 @@ func (v *VHost) MoveMessages(from, to string, n int) (int, error) {
 	var perr error
 	for _, e := range leased {
 		m := e.msg
+		if m == nil { // paged: read it back from the log
+			if m, perr = v.broker.loadPaged(e.storeID); perr != nil {
+				break
+			}
+		}
 		props := m.Properties
 		if props.Headers != nil {
 			h := make(Table, len(props.Headers))

@@ -34,16 +34,24 @@ func (q *Queue) storeLocked(recs ...store.Record) {
 // forgetLocked records that a stored entry left the queue for good (acked,
 // expired, dropped, dead-lettered: a dead letter is a new message).
 func (q *Queue) forgetLocked(e *entry) {
-	if q.persistent && e.msg.storeID != 0 {
-		q.storeLocked(store.Record{Kind: store.KindAck, QueueID: q.qid, MessageID: e.msg.storeID})
+	if q.persistent && e.storeID != 0 {
+		q.storeLocked(store.Record{Kind: store.KindAck, QueueID: q.qid, MessageID: e.storeID})
 	}
 }
 
 // dropLocked removes a dead entry for good: forgotten by the log and
 // dead-lettered if the queue says so.
 func (q *Queue) dropLocked(e *entry, reason string) {
+	if e.msg == nil && q.cfg.hasDLX {
+		// Paged: the dead letter reads it back from the log, so the log
+		// must keep it until then; publishDeadLetters logs the ack after.
+		q.deadLetters = append(q.deadLetters, deadLetter{storeID: e.storeID, ackQueue: q.qid, reason: reason, queue: q.name, dlx: q.cfg.dlx, dlrk: q.cfg.dlrk, hasDLRK: q.cfg.hasDLRK})
+		return
+	}
 	q.forgetLocked(e)
-	q.deadLetterLocked(e.msg, reason)
+	if e.msg != nil {
+		q.deadLetterLocked(e.msg, reason)
+	}
 }
 
 // forgetAllReadyLocked logs the removal of every ready stored entry (purge).
@@ -53,8 +61,8 @@ func (q *Queue) forgetAllReadyLocked() {
 	}
 	var recs []store.Record
 	add := func(e *entry) {
-		if e.msg != nil && e.msg.storeID != 0 {
-			recs = append(recs, store.Record{Kind: store.KindAck, QueueID: q.qid, MessageID: e.msg.storeID})
+		if !e.dead && e.storeID != 0 {
+			recs = append(recs, store.Record{Kind: store.KindAck, QueueID: q.qid, MessageID: e.storeID})
 		}
 	}
 	for i := range q.ready.levels {
@@ -80,8 +88,8 @@ func (b *Broker) abandonStored(m *Message) {
 // markDeliveredLocked records a stored entry's first delivery, so that
 // after a crash it comes back flagged redelivered.
 func (q *Queue) markDeliveredLocked(e *entry) {
-	if q.persistent && e.msg.storeID != 0 && !e.redelivered && e.deliveries == 1 {
-		q.storeLocked(store.Record{Kind: store.KindRedelivered, QueueID: q.qid, MessageID: e.msg.storeID})
+	if q.persistent && e.storeID != 0 && !e.redelivered && e.deliveries == 1 {
+		q.storeLocked(store.Record{Kind: store.KindRedelivered, QueueID: q.qid, MessageID: e.storeID})
 	}
 }
 
@@ -190,13 +198,16 @@ func (q *Queue) restore(m *Message, redelivered bool, storeSeq uint64) {
 	q.mu.Lock()
 	q.nextSeq++
 	q.storeSeq = max(q.storeSeq, storeSeq)
-	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m), redelivered: redelivered}
+	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m), redelivered: redelivered, size: int32(len(m.Body)), storeID: m.storeID}
 	if redelivered {
 		e.deliveries = 1
 	}
 	if q.cfg.messageTTL >= 0 || exp >= 0 {
 		e.expiresAt = expiryTime(q.now(), q.cfg.messageTTL, exp)
 		e.ownExpiry = exp >= 0
+	}
+	if q.shouldPageLocked(&e) {
+		e.msg = nil // read back when it nears the head
 	}
 	q.ready.push(e)
 	if e.expiresAt != 0 {

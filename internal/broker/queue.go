@@ -33,7 +33,10 @@ type entry struct {
 	deliveries  uint32
 	prio        uint8
 	redelivered bool
-	ownExpiry   bool // the message's own expiration set expiresAt (not monotonic)
+	ownExpiry   bool   // the message's own expiration set expiresAt (not monotonic)
+	dead        bool   // a tombstone (expired in place)
+	size        int32  // body bytes
+	storeID     uint64 // the message in the log (persistent queues); 0 = none
 }
 
 // Queue is a FIFO of messages with competing consumers.
@@ -71,6 +74,7 @@ type Queue struct {
 	// (publishing dead letters takes other queues' locks).
 	deadLetters []deadLetter
 	timedOut    []*Consumer
+	pagingIn    bool // the page-in worker is running (paging.go)
 	// storeSeq orders this queue's Enqueue records in the log; it continues
 	// from the highest recovered one.
 	storeSeq uint64
@@ -199,11 +203,17 @@ func (q *Queue) enqueue(m *Message, expiration int64) (ok, rejected, congested, 
 		return false, true, false, false
 	}
 	q.nextSeq++
-	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m)}
+	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m), size: int32(len(m.Body))}
+	if q.persistent {
+		e.storeID = m.storeID
+	}
 	if q.cfg.messageTTL >= 0 || expiration >= 0 {
 		now := q.now()
 		e.expiresAt = expiryTime(now, q.cfg.messageTTL, expiration)
 		e.ownExpiry = expiration >= 0 && (q.cfg.messageTTL < 0 || time.Duration(expiration)*time.Millisecond < q.cfg.messageTTL)
+	}
+	if q.shouldPageLocked(&e) {
+		e.msg = nil // the body stays in the log until it nears the head
 	}
 	q.ready.push(e)
 	q.published.Add(1)
@@ -292,10 +302,15 @@ func (q *Queue) dispatchLocked() {
 				continue
 			}
 		}
+		if e.msg == nil { // paged: wait for the page-in worker
+			q.maybePageInLocked(true)
+			break
+		}
 		if !q.deliverHeadLocked(e, src) {
 			break
 		}
 	}
+	q.maybePageInLocked(false)
 	q.releaseFlowLocked()
 }
 
@@ -461,6 +476,27 @@ func (q *Queue) Get(owner Owner, noAck bool) (Delivery, bool, error) {
 				continue
 			}
 		}
+		if e.msg == nil {
+			// Paged: read it back without holding the lock, then look again.
+			seq, prio, id := e.seq, e.prio, e.storeID
+			q.mu.Unlock()
+			m, err := q.vhost.broker.loadPaged(id)
+			q.mu.Lock()
+			if p := q.ready.find(seq, prio); p != nil && p.msg == nil && p.storeID == id {
+				if err != nil {
+					q.vhost.broker.log.Error("cannot read a paged message back from the log; it is dropped", "queue", q.name, "message_id", id, "err", err)
+					if dead, ok := q.ready.tombstone(seq, prio); ok {
+						q.forgetLocked(&dead)
+					}
+				} else {
+					q.ready.attach(p, m)
+				}
+			}
+			if q.deleted {
+				return Delivery{}, false, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", q.name, q.vhost.name)
+			}
+			continue
+		}
 		taken := q.ready.take(src)
 		taken.deliveries++
 		if noAck {
@@ -470,6 +506,7 @@ func (q *Queue) Get(owner Owner, noAck bool) (Delivery, bool, error) {
 			q.unacked[taken.seq] = taken
 		}
 		q.delivered.Add(1)
+		q.maybePageInLocked(false)
 		q.releaseFlowLocked()
 		return Delivery{Message: taken.msg, Queue: q, ID: taken.seq, Redelivered: taken.redelivered,
 			Remaining: q.ready.len(), DeliveryCount: taken.deliveries - 1}, true, nil

@@ -4,13 +4,16 @@ package broker
 // x-max-priority there is a single level. Messages that come back
 // (requeue) wait in a heap so they go out again in their original order,
 // ahead of everything of the same priority that was never delivered.
-// Expired messages are tombstoned in place (msg = nil) and skipped, so
+// Expired messages are tombstoned in place (dead) and skipped, so
 // expiring a message in the middle costs a binary search, not a copy.
+// A paged entry (msg == nil, not dead) is a stored message whose body was
+// left on disk; the queue reads it back before it reaches the head.
 type readySet struct {
 	levels   []ring[entry] // index = priority
 	requeued seqHeap
 	live     int   // entries that are not tombstones
 	bytes    int64 // body bytes of live entries
+	inMemory int   // live entries whose message is in RAM
 }
 
 func (r *readySet) init(maxPriority uint8) {
@@ -21,14 +24,21 @@ func (r *readySet) len() int { return r.live }
 
 func (r *readySet) push(e entry) {
 	r.levels[e.prio].PushBack(e)
-	r.live++
-	r.bytes += int64(len(e.msg.Body))
+	r.count(&e, 1)
 }
 
 func (r *readySet) pushRequeued(e entry) {
 	r.requeued.Push(e)
-	r.live++
-	r.bytes += int64(len(e.msg.Body))
+	r.count(&e, 1)
+}
+
+// count adds (sign 1) or removes (-1) e from the tallies.
+func (r *readySet) count(e *entry, sign int) {
+	r.live += sign
+	r.bytes += int64(sign) * int64(e.size)
+	if e.msg != nil {
+		r.inMemory += sign
+	}
 }
 
 // source of the entry peek found: -1 is the requeued heap, else a level.
@@ -42,7 +52,7 @@ func (r *readySet) peek() (*entry, source) {
 	src := fromRequeued
 	for lvl := len(r.levels) - 1; lvl >= 0; lvl-- {
 		ring := &r.levels[lvl]
-		for ring.Len() > 0 && ring.Front().msg == nil {
+		for ring.Len() > 0 && ring.Front().dead {
 			ring.PopFront() // tombstone
 		}
 		if ring.Len() > 0 {
@@ -50,7 +60,7 @@ func (r *readySet) peek() (*entry, source) {
 			break
 		}
 	}
-	for r.requeued.Len() > 0 && r.requeued.Min().msg == nil {
+	for r.requeued.Len() > 0 && r.requeued.Min().dead {
 		r.requeued.Pop()
 	}
 	if r.requeued.Len() > 0 && (cand == nil || r.requeued.Min().prio >= cand.prio) {
@@ -67,8 +77,7 @@ func (r *readySet) take(src source) entry {
 	} else {
 		e = r.levels[src].PopFront()
 	}
-	r.live--
-	r.bytes -= int64(len(e.msg.Body))
+	r.count(&e, -1)
 	return e
 }
 
@@ -116,13 +125,12 @@ func (r *readySet) tombstone(seq uint64, prio uint8) (entry, bool) {
 }
 
 func (r *readySet) bury(p *entry, seq uint64) (entry, bool) {
-	if p.seq != seq || p.msg == nil {
+	if p.seq != seq || p.dead {
 		return entry{}, false
 	}
 	e := *p
-	p.msg = nil
-	r.live--
-	r.bytes -= int64(len(e.msg.Body))
+	p.msg, p.dead = nil, true
+	r.count(&e, -1)
 	return e, true
 }
 
@@ -134,11 +142,12 @@ func (r *readySet) compact() {
 			r.levels[i].Clear()
 		}
 		r.requeued = nil
+		r.inMemory = 0
 		return
 	}
 	for i := range r.levels {
 		ring := &r.levels[i]
-		for ring.Len() > 0 && ring.Front().msg == nil {
+		for ring.Len() > 0 && ring.Front().dead {
 			ring.PopFront()
 		}
 	}
@@ -151,6 +160,39 @@ func (r *readySet) clear() int {
 		r.levels[i].Clear()
 	}
 	r.requeued = nil
-	r.live, r.bytes = 0, 0
+	r.live, r.bytes, r.inMemory = 0, 0, 0
 	return n
+}
+
+// find returns the live, never-delivered entry seq of priority prio.
+func (r *readySet) find(seq uint64, prio uint8) *entry {
+	if int(prio) >= len(r.levels) {
+		return nil
+	}
+	ring := &r.levels[prio]
+	if ring.Len() == 0 {
+		return nil
+	}
+	lo, hi := 0, ring.Len()
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if ring.At(mid).seq < seq {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == ring.Len() {
+		return nil
+	}
+	if p := ring.At(lo); p.seq == seq && !p.dead {
+		return p
+	}
+	return nil
+}
+
+// attach gives a paged entry its message back.
+func (r *readySet) attach(p *entry, m *Message) {
+	p.msg = m
+	r.inMemory++
 }

@@ -154,7 +154,7 @@ func (q *Queue) expireDue() {
 		ring := &q.ready.levels[lvl]
 		for ring.Len() > 0 {
 			e := ring.Front()
-			if e.msg == nil {
+			if e.dead {
 				ring.PopFront()
 				continue
 			}
