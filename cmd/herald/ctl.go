@@ -87,6 +87,7 @@ const ctlUsage = `Usage: herald ctl [flags] COMMAND ...
 Talks to the management API of a running herald (herald serve --http).
 
   list queues|exchanges|bindings|connections|consumers|users|vhosts|policies
+  list alarms                             resource alarms in effect (memory, disk), by node; exit 1 if any
   declare queue NAME [--durable=false] [--auto-delete] [--arguments JSON]
   declare exchange NAME --type topic [--durable=false]
   delete queue NAME | delete exchange NAME
@@ -146,6 +147,8 @@ func (c *ctlClient) run(w []string) error {
 	switch w[0] + " " + w[1] {
 	case "list queues", "list exchanges", "list bindings", "list connections", "list consumers", "list users", "list vhosts", "list policies":
 		return c.list(w[1])
+	case "list alarms", "show alarms":
+		return c.alarms()
 	case "declare queue":
 		if err := need(3, "declare queue NAME"); err != nil {
 			return err
@@ -446,6 +449,45 @@ func (c *ctlClient) doRequest(method, path string, body, out any, hdr http.Heade
 	}
 	if what != "" {
 		fmt.Fprintln(c.out, what)
+	}
+	return nil
+}
+
+// alarms prints the resource alarms in effect: the nodes (/api/nodes) say
+// which alarm each has raised, and the health check
+// (/api/health/checks/alarms, 503 while one is raised) gives the
+// broker's verdict. It fails (exit 1) while an alarm is in effect, as
+// the health check does, so scripts can use it.
+func (c *ctlClient) alarms() error {
+	var nodes []map[string]any
+	if err := c.call("GET", "/api/nodes", nil, &nodes); err != nil {
+		return err
+	}
+	var rows []map[string]any
+	for _, n := range nodes {
+		for _, a := range []struct{ field, resource string }{{"mem_alarm", "memory"}, {"disk_free_alarm", "disk"}} {
+			if on, _ := n[a.field].(bool); on {
+				rows = append(rows, map[string]any{"node": n["name"], "resource": a.resource})
+			}
+		}
+	}
+	healthErr := c.call("GET", "/api/health/checks/alarms", nil, &map[string]any{})
+	if c.o.json {
+		if rows == nil {
+			rows = []map[string]any{}
+		}
+		if err := c.printJSON(rows); err != nil {
+			return err
+		}
+	} else if len(rows) > 0 {
+		if err := c.table(rows, []string{"node", "resource"}); err != nil {
+			return err
+		}
+	} else if healthErr == nil {
+		fmt.Fprintln(c.out, "no alarms in effect")
+	}
+	if healthErr != nil {
+		return fmt.Errorf("alarm health check failed: %w", healthErr)
 	}
 	return nil
 }

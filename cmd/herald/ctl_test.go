@@ -151,3 +151,15 @@ func TestCtlUnreachable(t *testing.T) {
 		t.Fatalf("unreachable: %d %s", code, e)
 	}
 }
+
+func TestCtlAlarms(t *testing.T) {
+	srv, url := startHerald(t, "")
+	if out := mustCtl(t, url, "list", "alarms"); !strings.Contains(out, "no alarms in effect") {
+		t.Fatalf("no alarm: %q", out)
+	}
+	srv.Broker().SetAlarm("disk", true)
+	code, out, errOut := ctl(t, url, "show", "alarms")
+	if code != 1 || !strings.Contains(out, "disk") || !strings.Contains(errOut, "alarm") {
+		t.Fatalf("disk alarm: exit %d, %q %q", code, out, errOut)
+	}
+}

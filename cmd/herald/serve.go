@@ -39,7 +39,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	jwtAudience := fs.String("jwt-audience", "", "bearer tokens must name this audience (aud) when set")
 	jwtIssuer := fs.String("jwt-issuer", "", "bearer tokens must come from this issuer (iss) when set")
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
+	channelMax := fs.Uint("channel-max", amqp091.DefaultChannelMax, "highest AMQP channel number a connection may open (the connection.tune channel_max)")
+	maxConns := fs.Int("max-connections", 0, "client connections of all protocols together, checked at login (0 = unlimited); per vhost and per user limits are set with the management API")
+	maxPubRate := fs.Int("max-publish-rate", 0, "messages a second each AMQP, MQTT or STOMP connection may publish; beyond it Herald stops reading from the client (0 = unlimited)")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
+	queueMemory := fs.Int("queue-memory-messages", 20000, "persistent messages a durable queue keeps in RAM; the rest wait in the log and are read back as they near the head")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
 	memWatermark := fs.Float64("vm-memory-high-watermark", server.DefaultMemoryHighWatermark, "share of total RAM above which publishers are blocked (RabbitMQ's name; 0 disables)")
 	diskFree := fs.Int64("disk-free-limit", server.DefaultDiskFreeLimit, "free bytes in --data-dir below which publishers are blocked (0 disables)")
@@ -87,11 +91,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		LoadDefinitions: *loadDefs,
 		AMQP: amqp091.Config{
 			Heartbeat:      *heartbeat,
+			ChannelMax:     uint16(min(*channelMax, 65535)),
 			MaxMessageSize: *maxMessage,
 			Version:        version,
 		},
 		Logger:              log,
 		ConsumerTimeout:     *consumerTimeout,
+		QueueMemoryMessages: *queueMemory,
+		MaxConnections:      *maxConns,
+		MaxPublishRate:      *maxPubRate,
 		DefaultUser:         *defaultUser,
 		DefaultPass:         *defaultPass,
 		LoopbackUsers:       append([]string{}, splitList(*loopbackUsers)...), // non-nil: an emptied list restricts nobody

@@ -56,6 +56,47 @@ type ChannelInfo struct {
 type Connection struct {
 	info     ConnectionInfo
 	channels atomic.Int64
+	// Message counters, bumped by the adapter (one atomic add each) and
+	// summed per protocol at scrape time by ProtocolCounters.
+	published, delivered, acked atomic.Uint64
+}
+
+// MessageCounts are the messages a protocol's clients published, were
+// delivered and acknowledged.
+type MessageCounts struct {
+	Published, Delivered, Acked uint64
+}
+
+func (m *MessageCounts) add(o MessageCounts) {
+	m.Published += o.Published
+	m.Delivered += o.Delivered
+	m.Acked += o.Acked
+}
+
+func (c *Connection) counts() MessageCounts {
+	return MessageCounts{Published: c.published.Load(), Delivered: c.delivered.Load(), Acked: c.acked.Load()}
+}
+
+// CountPublish counts one message the client published. Like the other
+// counters it is safe on a nil Connection and from any goroutine.
+func (c *Connection) CountPublish() {
+	if c != nil {
+		c.published.Add(1)
+	}
+}
+
+// CountDeliver counts n messages delivered to the client.
+func (c *Connection) CountDeliver(n int) {
+	if c != nil {
+		c.delivered.Add(uint64(n))
+	}
+}
+
+// CountAck counts n deliveries the client acknowledged.
+func (c *Connection) CountAck(n int) {
+	if c != nil {
+		c.acked.Add(uint64(n))
+	}
 }
 
 // ID is the connection's registry id.
@@ -77,6 +118,11 @@ type connRegistry struct {
 	next  atomic.Uint64
 	mu    sync.Mutex // guards conns
 	conns map[uint64]*Connection
+	// closed keeps the message counts of connections that ended, by
+	// ConnectionInfo.Protocol, so that the per-protocol totals never go
+	// back (guarded by mu).
+	closed map[string]MessageCounts
+	lim    limitState
 }
 
 // RegisterConnection adds a connection to the registry; the adapter calls
@@ -102,6 +148,12 @@ func (b *Broker) RegisterConnection(info ConnectionInfo) (c *Connection, unregis
 		once.Do(func() {
 			r.mu.Lock()
 			delete(r.conns, info.ID)
+			if r.closed == nil {
+				r.closed = make(map[string]MessageCounts)
+			}
+			t := r.closed[info.Protocol]
+			t.add(c.counts())
+			r.closed[info.Protocol] = t
 			r.mu.Unlock()
 		})
 	}
@@ -132,4 +184,25 @@ func (b *Broker) CloseConnection(name, reason string) bool {
 		}
 	}
 	return false
+}
+
+// ProtocolCounters sums the message counts of every connection, open or
+// closed, by ConnectionInfo.Protocol, and the open channels likewise.
+// Counts an adapter adds after unregistering are not seen; adapters
+// unregister last.
+func (b *Broker) ProtocolCounters() (counts map[string]MessageCounts, channels map[string]int) {
+	r := &b.conns
+	counts, channels = make(map[string]MessageCounts), make(map[string]int)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, t := range r.closed {
+		counts[p] = t
+	}
+	for _, c := range r.conns {
+		t := counts[c.info.Protocol]
+		t.add(c.counts())
+		counts[c.info.Protocol] = t
+		channels[c.info.Protocol] += int(c.channels.Load())
+	}
+	return counts, channels
 }

@@ -202,6 +202,9 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 		q.mu.Unlock()
 		return q, nil
 	}
+	if err := v.checkQueueLimitLocked(name); err != nil {
+		return nil, err
+	}
 	p := v.policyForLocked(name, applyToQueues)
 	q := newQueue(v, name, o, v.queueConfig(o.Args, p), p)
 	v.queues[name] = q

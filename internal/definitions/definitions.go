@@ -30,6 +30,12 @@ type Document struct {
 	// alone instead of deleting them all.
 	Users       *[]auth.UserDef         `json:"users,omitempty"`
 	Permissions *[]auth.PermissionEntry `json:"permissions,omitempty"`
+	// Parameters are RabbitMQ's runtime parameters; Herald interprets
+	// component "vhost-limits" (see limits.go).
+	Parameters []Parameter `json:"parameters,omitempty"`
+	// UserLimits are the users' limits (users[].limits in the JSON), by
+	// user name.
+	UserLimits map[string]map[string]int `json:"-"`
 	broker.Definitions
 }
 
@@ -41,6 +47,7 @@ func Export(b *broker.Broker, users *auth.Users, durableOnly bool) Document {
 		ud := users.ExportDefinitions()
 		doc.Users, doc.Permissions = &ud.Users, &ud.Permissions
 	}
+	exportLimits(b, &doc)
 	return doc
 }
 
@@ -54,6 +61,11 @@ func Filter(doc Document, vhost string) Document {
 	d.Queues = []broker.QueueDef{}
 	d.Exchanges = []broker.ExchangeDef{}
 	d.Bindings = []broker.BindingDef{}
+	for _, p := range doc.Parameters {
+		if p.VHost == vhost {
+			out.Parameters = append(out.Parameters, p)
+		}
+	}
 	for _, p := range doc.Policies {
 		if p.VHost == vhost {
 			d.Policies = append(d.Policies, p)
@@ -83,6 +95,7 @@ func Parse(data []byte) (Document, error) {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return Document{}, fmt.Errorf("not a valid definitions document: %w", err)
 	}
+	parseUserLimits(data, &doc)
 	return doc, nil
 }
 
@@ -108,5 +121,6 @@ func Import(b *broker.Broker, users *auth.Users, doc Document, replaceUsers bool
 		errs = append(errs, users.ImportDefinitions(auth.Definitions{Permissions: *doc.Permissions}, false))
 	}
 	errs = append(errs, b.ImportDefinitions(doc.Definitions))
+	errs = append(errs, importLimits(b, doc))
 	return errors.Join(errs...)
 }

@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Protocol label values, so that every adapter spells them alike.
 const (
@@ -74,4 +78,22 @@ func (c *Counters) ProtocolError(protocol string) {
 	if c != nil {
 		c.ProtocolErrors.WithLabelValues(protocol).Inc()
 	}
+}
+
+// ProtocolLabel maps a connection registry's protocol name ("AMQP 0-9-1",
+// "MQTT 5.0", "Web STOMP 1.2", "Web", ...) to the protocol label value.
+func ProtocolLabel(registryName string) string {
+	switch {
+	case strings.HasPrefix(registryName, "AMQP"):
+		return ProtocolAMQP
+	case strings.HasPrefix(registryName, "MQTT"):
+		return ProtocolMQTT
+	case strings.HasPrefix(registryName, "STOMP"), strings.HasPrefix(registryName, "Web STOMP"):
+		return ProtocolSTOMP
+	case strings.HasPrefix(registryName, "Web MQTT"):
+		return ProtocolMQTTWS
+	case registryName == "Web":
+		return ProtocolWS
+	}
+	return strings.ToLower(registryName)
 }

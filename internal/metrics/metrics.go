@@ -26,6 +26,15 @@
 //	herald_connections{protocol}             gauge: open client connections, by the registry's protocol name ("AMQP 0-9-1", "MQTT 3.1.1", ...)
 //	herald_consumers                         gauge: consumers of every queue
 //	herald_alarm{resource="memory"|"disk"}   gauge: 1 while the resource alarm is raised (publishers blocked)
+//	herald_published_total{protocol}         counter: messages clients of the protocol published
+//	herald_delivered_total{protocol}         counter: messages delivered to clients of the protocol (basic.get included)
+//	herald_acked_total{protocol}             counter: deliveries clients of the protocol acknowledged
+//	herald_channels                          gauge: open channels (AMQP; sessions elsewhere) of every connection
+//
+// The three message counters use the Protocol label constants
+// ("amqp091", "mqtt", "stomp", "websocket"); the connections keep them
+// (one atomic add per message, see broker.Connection) and the registry
+// keeps the totals of closed connections, so they never go back.
 //
 // # The message log
 //
@@ -119,6 +128,8 @@ type brokerCollector struct {
 	b atomic.Pointer[broker.Broker] // nil until set: nothing is reported
 
 	connections, consumersTotal, alarm *prometheus.Desc
+	protoPublished, protoDelivered     *prometheus.Desc
+	protoAcked, channels               *prometheus.Desc
 
 	ready, readyBytes, unacked, consumers *prometheus.Desc
 	published, delivered, acked           *prometheus.Desc
@@ -132,6 +143,10 @@ func newBrokerCollector(b *broker.Broker) *brokerCollector {
 		connections:    prometheus.NewDesc("herald_connections", "Open client connections.", []string{"protocol"}, nil),
 		consumersTotal: prometheus.NewDesc("herald_consumers", "Consumers of every queue.", nil, nil),
 		alarm:          prometheus.NewDesc("herald_alarm", "1 while the resource alarm is raised and publishers are blocked.", []string{"resource"}, nil),
+		protoPublished: prometheus.NewDesc("herald_published_total", "Messages published by clients, by protocol.", []string{"protocol"}, nil),
+		protoDelivered: prometheus.NewDesc("herald_delivered_total", "Messages delivered to clients, by protocol.", []string{"protocol"}, nil),
+		protoAcked:     prometheus.NewDesc("herald_acked_total", "Deliveries acknowledged by clients, by protocol.", []string{"protocol"}, nil),
+		channels:       prometheus.NewDesc("herald_channels", "Open channels of every client connection.", nil, nil),
 		ready:          prometheus.NewDesc("herald_queue_messages_ready", "Messages ready for delivery in the queue.", q, nil),
 		readyBytes:     prometheus.NewDesc("herald_queue_messages_ready_bytes", "Body bytes of the messages ready in the queue.", q, nil),
 		unacked:        prometheus.NewDesc("herald_queue_messages_unacked", "Messages delivered from the queue and not yet acknowledged.", q, nil),
@@ -150,7 +165,8 @@ func newBrokerCollector(b *broker.Broker) *brokerCollector {
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.ready, c.readyBytes, c.unacked, c.consumers,
-		c.published, c.delivered, c.acked, c.queues, c.exchanges, c.connections, c.consumersTotal, c.alarm} {
+		c.published, c.delivered, c.acked, c.queues, c.exchanges, c.connections, c.consumersTotal, c.alarm,
+		c.protoPublished, c.protoDelivered, c.protoAcked, c.channels} {
 		ch <- d
 	}
 }
@@ -193,6 +209,26 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	for p, n := range byProtocol {
 		gauge(c.connections, float64(n), p)
 	}
+	counts, channels := b.ProtocolCounters()
+	byLabel := map[string]broker.MessageCounts{}
+	for p, n := range counts {
+		l := ProtocolLabel(p)
+		t := byLabel[l]
+		t.Published += n.Published
+		t.Delivered += n.Delivered
+		t.Acked += n.Acked
+		byLabel[l] = t
+	}
+	for l, n := range byLabel {
+		counter(c.protoPublished, n.Published, l)
+		counter(c.protoDelivered, n.Delivered, l)
+		counter(c.protoAcked, n.Acked, l)
+	}
+	open := 0
+	for _, n := range channels {
+		open += n
+	}
+	gauge(c.channels, float64(open))
 	alarms := b.Alarms()
 	for _, r := range []string{"memory", "disk"} {
 		on := 0.0

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,9 @@ type Config struct {
 	BcryptCost int
 	// ConsumerTimeout is the default x-consumer-timeout (0 = off).
 	ConsumerTimeout time.Duration
+	// QueueMemoryMessages bounds the persistent messages a durable queue
+	// keeps in RAM; the rest wait in the log (0 = 20,000).
+	QueueMemoryMessages int
 	// StoreSegmentSize bounds a message log segment file (0 = the store's
 	// default, 64 MiB); tests make it small to span many segments.
 	StoreSegmentSize int64
@@ -89,6 +93,14 @@ type Config struct {
 	DiskFreeLimit int64
 	// AlarmCheckInterval is how often memory and disk are checked (default 1s).
 	AlarmCheckInterval time.Duration
+	// MaxConnections bounds the client connections of every protocol
+	// together, checked at login (0 = no limit). Vhost and user limits are
+	// set through the management API (/api/vhost-limits, /api/user-limits).
+	MaxConnections int
+	// MaxPublishRate limits each AMQP, MQTT and STOMP connection to this
+	// many published messages a second (0 = no limit); it fills in the
+	// protocol configs' MaxPublishRate where those are 0.
+	MaxPublishRate int
 }
 
 // Server is a running Herald instance.
@@ -137,6 +149,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
 	}
+	for _, r := range []*int{&cfg.AMQP.MaxPublishRate, &cfg.MQTT.MaxPublishRate, &cfg.STOMP.MaxPublishRate} {
+		if *r == 0 {
+			*r = cfg.MaxPublishRate
+		}
+	}
 	if cfg.Web.JWT.Enabled() {
 		if err := cfg.Web.JWT.Validate(); err != nil {
 			return nil, fmt.Errorf("bearer token (JWT) settings: %w", err)
@@ -161,8 +178,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	defs := &definitionsFile{path: filepath.Join(cfg.DataDir, definitionsFileName), log: cfg.Logger, users: cfg.Users}
 	cfg.Users.OnChange(defs.changed) // user and permission changes save the file too
-	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout, OnDefinitionsChange: defs.changed, Store: log})
+	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout, OnDefinitionsChange: defs.changed, Store: log, MemoryMessages: cfg.QueueMemoryMessages})
 	defs.broker = b
+	b.SetMaxConnections(cfg.MaxConnections)
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -218,8 +236,10 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := s.broker.RecoverMessages(!clean); err != nil {
+	if _, n, err := s.broker.RecoverMessages(!clean); err != nil {
 		return err
+	} else if n > 0 {
+		debug.FreeOSMemory() // recovery read every body once; give that memory back now
 	}
 	s.wg.Add(1)
 	go s.monitor.run()

@@ -258,6 +258,7 @@ func (s *Server) routes() {
 	mg("GET /api/vhosts/{vhost}/channels", s.listChannels)
 	mg("GET /api/connections/{name}/channels", s.connectionChannels)
 	mg("GET /api/channels/{channel}", s.showChannel)
+	s.limitRoutes(admin)
 }
 
 // serveHTTP applies CORS before routing, so that preflights (which carry

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,7 +34,8 @@ type wsSession struct {
 	owner broker.Owner
 	ob    *outbox
 	log   *slog.Logger
-	pub   *broker.Publisher // read loop only
+	pub   *broker.Publisher  // read loop only
+	reg   *broker.Connection // registry entry: message counters
 	// pubAllowed caches the last exchange publish was allowed to write
 	// to, at users generation pubAllowedGen; read loop only.
 	pubAllowed    string
@@ -77,6 +79,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered
 	}
 	c.SetReadLimit(s.cfg.MaxBodySize)
+	// Connection limits are checked once the socket is up, so that the
+	// client (a browser cannot read an HTTP status of a refused upgrade)
+	// learns why: close 1013 "try again later" with the reason.
+	release, err := s.broker.AdmitConnection(userOf(r).Name, v.Name())
+	if err != nil {
+		s.log.Info("websocket refused by a connection limit", "remote", r.RemoteAddr, "err", err)
+		_ = c.Close(websocket.StatusTryAgainLater, truncateReason(limitReason(err)))
+		return
+	}
+	defer release()
 	ws := &wsSession{
 		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
 		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
@@ -87,7 +99,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		local = a.String()
 	}
-	_, unregister := s.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "Web", User: ws.user.Name, VHost: v.Name(),
+	var unregister func()
+	ws.reg, unregister = s.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "Web", User: ws.user.Name, VHost: v.Name(),
 		Peer: r.RemoteAddr, Local: local, Owner: ws.owner, Close: func(reason string) {
 			// Close waits for the peer's close frame: not in the caller.
 			go ws.shutdown(websocket.StatusPolicyViolation, truncateReason(reason))
@@ -185,6 +198,7 @@ func (ws *wsSession) writer() {
 			return
 		}
 		batch = ws.ob.take(batch)
+		ws.countDeliveries(batch)
 		if ws.batch {
 			if !ws.writeBatched(batch) {
 				return
@@ -333,6 +347,7 @@ func (ws *wsSession) dispatch(f *wsFrame) {
 		switch {
 		case f.Op == "ack":
 			p.queue.Ack(p.id)
+			ws.reg.CountAck(1)
 		case f.Requeue == nil || *f.Requeue:
 			p.queue.Requeue(p.id)
 		default:
@@ -375,6 +390,7 @@ func (ws *wsSession) publish(f *wsFrame) {
 		ws.brokerError(f.ID, err)
 		return
 	}
+	ws.reg.CountPublish()
 	if f.Confirm {
 		ws.send(map[string]any{"op": "confirmed", "id": f.ID, "routed": n > 0})
 	}
@@ -476,4 +492,27 @@ func (ws *wsSession) allowPublish(exchange string) error {
 	}
 	ws.pubAllowed, ws.pubAllowedGen, ws.pubAllowedOK = exchange, gen, true
 	return nil
+}
+
+// countDeliveries counts the messages of a batch the writer took (one
+// atomic add per batch).
+func (ws *wsSession) countDeliveries(batch []outItem) {
+	n := 0
+	for i := range batch {
+		if batch[i].sub != nil {
+			n++
+		}
+	}
+	if n > 0 {
+		ws.reg.CountDeliver(n)
+	}
+}
+
+// limitReason is the text of a connection-limit refusal.
+func limitReason(err error) string {
+	var be *broker.Error
+	if errors.As(err, &be) {
+		return be.Text
+	}
+	return err.Error()
 }

@@ -3,6 +3,7 @@ package amqp091
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,10 @@ type conn struct {
 	user  string
 	caps  clientCaps
 	reg   *broker.Connection // in the broker's connection registry
+	// admitted releases the connection's slot in the broker's connection
+	// limits; set once connection.open passed them.
+	admitted func()
+	rate     *broker.PublishLimiter // nil: no --max-publish-rate
 
 	frameMax   uint32
 	channelMax uint16
@@ -84,6 +89,7 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		channels: make(map[uint16]*channel),
 		done:     make(chan struct{}),
 		frameMax: h.cfg.FrameMax,
+		rate:     broker.NewPublishLimiter(h.cfg.MaxPublishRate),
 	}
 }
 
@@ -93,6 +99,11 @@ func (c *conn) abort() { _ = c.nc.Close() }
 func (c *conn) serve(ctx context.Context) {
 	defer close(c.done)
 	defer c.nc.Close()
+	defer func() {
+		if c.admitted != nil {
+			c.admitted()
+		}
+	}()
 	if err := c.handshake(); err != nil {
 		if !errors.Is(err, io.EOF) {
 			c.log.Info("amqp handshake failed", "err", err)
@@ -390,6 +401,14 @@ func (c *conn) handshake() error {
 		return err
 	}
 	host, _ := os.Hostname()
+	// EXTERNAL (the TLS client certificate's CN is the user) is offered
+	// only where it can succeed: a TLS connection whose client presented a
+	// certificate that verified against --tls-client-ca.
+	certUser := verifiedCertCN(c.nc)
+	mechanisms := "PLAIN AMQPLAIN"
+	if certUser != "" {
+		mechanisms = "EXTERNAL PLAIN AMQPLAIN"
+	}
 	start := &frame.ConnectionStart{
 		VersionMajor: 0,
 		VersionMinor: 9,
@@ -411,7 +430,7 @@ func (c *conn) handshake() error {
 				"direct_reply_to":              true,
 			},
 		},
-		Mechanisms: "PLAIN AMQPLAIN",
+		Mechanisms: mechanisms,
 		Locales:    "en_US",
 	}
 	if err := c.writeNow(start); err != nil {
@@ -431,11 +450,17 @@ func (c *conn) handshake() error {
 		c.caps.connectionBlocked, _ = caps["connection.blocked"].(bool)
 		c.caps.authFailureClose, _ = caps["authentication_failure_close"].(bool)
 	}
-	user, pass, err := parseCredentials(startOk.Mechanism, startOk.Response)
-	if err != nil {
-		return c.refuse(frame.AccessRefused, m, "%v", err)
+	var user string
+	if startOk.Mechanism == "EXTERNAL" && certUser != "" {
+		user, err = c.externalLogin(certUser)
+	} else {
+		var pass string
+		if user, pass, err = parseCredentials(startOk.Mechanism, startOk.Response); err != nil {
+			return c.refuse(frame.AccessRefused, m, "%v", err)
+		}
+		_, err = c.h.users.Authenticate(user, pass, c.nc.RemoteAddr())
 	}
-	if _, err := c.h.users.Authenticate(user, pass, c.nc.RemoteAddr()); err != nil {
+	if err != nil {
 		c.log.Info("amqp login refused", "user", user, "mechanism", startOk.Mechanism, "err", err)
 		text := fmt.Sprintf("Login was refused using authentication mechanism %s. For details see the broker logfile.", startOk.Mechanism)
 		if c.caps.authFailureClose {
@@ -494,6 +519,12 @@ func (c *conn) handshake() error {
 		c.log.Info("amqp vhost access refused", "user", c.user, "vhost", vhost.Name())
 		return c.refuse(frame.NotAllowed, m, "%s", err.Error())
 	}
+	release, err := c.h.broker.AdmitConnection(c.user, vhost.Name())
+	if err != nil {
+		c.log.Info("amqp connection refused by a connection limit", "user", c.user, "vhost", vhost.Name(), "err", err)
+		return c.refuse(frame.NotAllowed, m, "%s", fromBroker(err, m).text)
+	}
+	c.admitted = release
 	c.vhost = vhost
 	return c.writeNow(&frame.ConnectionOpenOk{})
 }
@@ -547,6 +578,40 @@ func (c *conn) readHandshakeMethod() (frame.Method, error) {
 		}
 		return m, nil
 	}
+}
+
+// verifiedCertCN is the Subject CN of the client certificate of a TLS
+// connection, if the client presented one that verified against the
+// server's client CA (RabbitMQ's ssl_cert_login_from = common_name);
+// "" otherwise. The TLS handshake is done: the protocol header was read.
+func verifiedCertCN(nc net.Conn) string {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	return st.PeerCertificates[0].Subject.CommonName
+}
+
+// externalLogin authenticates SASL EXTERNAL: the certificate vouches for
+// the user, who must exist (and, if loopback-only, connect locally).
+func (c *conn) externalLogin(cn string) (string, error) {
+	u, ok := c.h.users.User(cn)
+	switch {
+	case !ok:
+		return "", fmt.Errorf("user '%s' (client certificate CN) does not exist", cn)
+	case u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr()):
+		return "", fmt.Errorf("user '%s' can only connect via localhost", cn)
+	}
+	return cn, nil
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // parseCredentials decodes a SASL response for PLAIN or AMQPLAIN.

@@ -51,6 +51,7 @@ func (s *consumerSink) Deliver(d broker.Delivery) bool {
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
 	o.signal()
+	ch.c.reg.CountDeliver(1)
 	return true
 }
 
@@ -186,6 +187,7 @@ func (ch *channel) basicGet(m *frame.BasicGet) error {
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
 	o.signal()
+	ch.c.reg.CountDeliver(1)
 	return nil
 }
 
@@ -242,6 +244,7 @@ func (ch *channel) applySettle(m frame.Method, tag uint64, multiple bool, op set
 		switch op {
 		case opAck:
 			g.q.Ack(g.ids...)
+			ch.c.reg.CountAck(len(g.ids))
 		case opRequeue:
 			g.q.Requeue(g.ids...)
 		case opDiscard:

@@ -69,6 +69,16 @@ func (ch *channel) handleContent(f frame.Frame) error {
 func (ch *channel) completePublish() error {
 	msg, mandatory := ch.publishing, ch.mandatory
 	ch.publishing, ch.expect = nil, expectMethod
+	if c := ch.c; c.rate != nil {
+		if c.rate.Throttled() {
+			// About to stop reading: confirm what is done first, so that
+			// a confirming publisher is not left waiting on us.
+			c.flushConfirms()
+		}
+		if !c.rate.Wait(c.stopping) {
+			return nil // shutting down: the connection is being closed
+		}
+	}
 	if msg.Properties.ReplyTo == broker.DirectReplyTo {
 		if ch.replyQueue == nil {
 			return channelError(frame.PreconditionFailed, publishMethod, "fast reply consumer does not exist")
@@ -90,6 +100,7 @@ func (ch *channel) publishNow(msg *broker.Message, mandatory bool) error {
 	if err != nil {
 		return fromBroker(err, publishMethod)
 	}
+	ch.c.reg.CountPublish()
 	if ch.pub.Congested() {
 		ch.c.congested = append(ch.c.congested, ch)
 	}

@@ -34,6 +34,11 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// Version is reported in the server properties.
 	Version string
+	// MaxPublishRate limits each connection to this many published
+	// messages a second (all its channels together); beyond it the
+	// connection stops reading from the client until tokens accrue
+	// (TCP push-back, nothing is dropped). 0 means no limit.
+	MaxPublishRate int
 }
 
 // Defaults, as RabbitMQ's.

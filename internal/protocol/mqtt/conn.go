@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
@@ -47,6 +49,12 @@ type conn struct {
 	inAliases   map[uint16]string
 	limiter     *broker.Limiter
 	replies     map[string]*broker.Queue // response topic -> direct reply queue
+	// reg is the registry entry whose message counters we bump; atomic
+	// because a resumed session's consumers may deliver before serve
+	// registers the connection.
+	reg      atomic.Pointer[broker.Connection]
+	admitted func()                 // releases the connection-limit slot
+	rate     *broker.PublishLimiter // nil: no MaxPublishRate
 
 	out *outbox
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
@@ -90,6 +98,11 @@ func (c *conn) serve(ctx context.Context) {
 	defer close(c.done)
 	defer c.nc.Close()
 	defer c.r.release()
+	defer func() {
+		if c.admitted != nil {
+			c.admitted()
+		}
+	}()
 	// Shutdown during the handshake: unblock the CONNECT read at once
 	// instead of waiting for ConnectTimeout.
 	stopHS := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
@@ -107,10 +120,13 @@ func (c *conn) serve(ctx context.Context) {
 		proto = "MQTT 3.1"
 	}
 	// An operator's close (management API) is a v5 DISCONNECT 0x98.
-	_, unregister := c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
+	reg, unregister := c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner,
 		Close: func(string) { c.kick(packet.AdministrativeAction) }})
 	defer unregister()
+	c.reg.Store(reg)
+	c.acks.reg = reg
+	c.rate = broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	// CONNACK is out: writers may run (deliveries queued meanwhile follow it).
 	c.out.start()
 	// Shutdown becomes a DISCONNECT and a close, which ends the read loop
@@ -186,10 +202,21 @@ func (c *conn) handshake() bool {
 	if i := strings.LastIndexByte(user, ':'); i >= 0 {
 		vhostName, user = user[:i], user[i+1:]
 	}
+	// Over TLS with a verified client certificate, a CONNECT without a
+	// user name logs in as the certificate's CN (RabbitMQ's
+	// ssl_cert_login), which must be an existing user.
+	certUser := ""
 	if !cp.UsernameFlag {
-		return fail(packet.BadUserNameOrPassword, "user name required")
+		if certUser = verifiedCertCN(c.nc); certUser == "" {
+			return fail(packet.BadUserNameOrPassword, "user name required")
+		}
+		user = certUser
 	}
-	if _, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
+	if certUser != "" {
+		if u, ok := c.h.users.User(user); !ok || (u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr())) {
+			return fail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
+		}
+	} else if _, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
 		if c.version == packet.V5 {
 			return fail(packet.BadUserNameOrPassword, "bad user name or password")
 		}
@@ -204,6 +231,17 @@ func (c *conn) handshake() bool {
 	if err := c.h.users.CheckVHost(user, vhostName); err != nil {
 		return fail(packet.NotAuthorized, err.Error()) // v5 0x87, 3.1.1 0x05
 	}
+	// Connection limits: v5 0x97 quota exceeded, 3.1.1 0x03 server unavailable.
+	release, err := c.h.broker.AdmitConnection(user, vhostName)
+	if err != nil {
+		var be *broker.Error
+		why := err.Error()
+		if errors.As(err, &be) {
+			why = be.Text
+		}
+		return fail(packet.QuotaExceeded, why)
+	}
+	c.admitted = release
 	ack := &packet.Connack{}
 	c.clientID = cp.ClientID
 	if c.clientID == "" {
@@ -398,4 +436,24 @@ func (c *conn) publishWill() {
 		return
 	}
 	c.h.willLater(c.key, delay, publish)
+}
+
+// verifiedCertCN is the Subject CN of a TLS client's certificate when it
+// verified against the server's client CA; "" otherwise (or not TLS). The
+// TLS handshake is done: CONNECT was read.
+func verifiedCertCN(nc net.Conn) string {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	return st.PeerCertificates[0].Subject.CommonName
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

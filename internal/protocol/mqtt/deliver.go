@@ -19,7 +19,13 @@ type sink struct {
 }
 
 // Deliver runs under the queue's lock: it only queues d for the writer.
-func (s *sink) Deliver(d broker.Delivery) bool { return s.c.out.pushDelivery(d, s) }
+func (s *sink) Deliver(d broker.Delivery) bool {
+	if !s.c.out.pushDelivery(d, s) {
+		return false
+	}
+	s.c.reg.Load().CountDeliver(1)
+	return true
+}
 
 // Cancelled: the queue was deleted under us (management action, session
 // clean-up); the connection's other subscriptions go on.
@@ -415,6 +421,7 @@ func (o *outbox) settle(id uint16, acks *ackBatch) {
 type ackBatch struct {
 	pending []inflight
 	ids     []uint64
+	reg     *broker.Connection // counts client acks (the read loop's batch only)
 }
 
 // ackBatchMax bounds a batch: the queue gets its credit back in chunks
@@ -432,6 +439,9 @@ func (b *ackBatch) full() bool { return len(b.pending) >= ackBatchMax }
 // flush acknowledges everything gathered, one Ack per queue.
 func (b *ackBatch) flush() {
 	rest := b.pending
+	if len(rest) > 0 {
+		b.reg.CountAck(len(rest))
+	}
 	for len(rest) > 0 {
 		q := rest[0].queue
 		ids := b.ids[:0]

@@ -48,6 +48,9 @@ type Config struct {
 	MaxSessionExpiry time.Duration
 	// WriteTimeout bounds one write to a client that stopped reading.
 	WriteTimeout time.Duration
+	// MaxPublishRate limits each connection to this many PUBLISH packets a
+	// second; beyond it the read loop waits (TCP push-back). 0 = no limit.
+	MaxPublishRate int
 }
 
 // Defaults.

@@ -294,7 +294,13 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	if p.Retain {
 		c.h.retain(c.vhost.Name(), topic, m)
 	}
+	if !c.rate.Wait(ctx.Done()) {
+		return ctx.Err()
+	}
 	n, err := c.pub.Publish(m)
+	if err == nil {
+		c.reg.Load().CountPublish()
+	}
 	code := packet.Success
 	switch {
 	case err != nil:

@@ -3,6 +3,7 @@ package stomp
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -85,8 +86,11 @@ type conn struct {
 	pubAllowedGen uint64
 	pubAllowedOK  bool
 	session       string
-	sendHB        time.Duration // server -> client heart-beat interval
-	recvHB        time.Duration // client -> server heart-beat interval
+	reg           *broker.Connection     // registry entry: message counters
+	admitted      func()                 // releases the connection-limit slot
+	rate          *broker.PublishLimiter // nil: no MaxPublishRate
+	sendHB        time.Duration          // server -> client heart-beat interval
+	recvHB        time.Duration          // client -> server heart-beat interval
 
 	// Read-loop state.
 	pub     *broker.Publisher
@@ -132,6 +136,11 @@ func (c *conn) abort() {
 func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
 	defer c.h.broker.ReleaseOwner(c.owner)
+	defer func() {
+		if c.admitted != nil {
+			c.admitted()
+		}
+	}()
 	if err := c.handshake(ctx); err != nil {
 		if !errors.Is(err, io.EOF) {
 			c.log.Info("stomp handshake failed", "err", err)
@@ -144,7 +153,9 @@ func (c *conn) serve(ctx context.Context) {
 	if c.ws {
 		proto = "Web STOMP " + c.version.String()
 	}
-	_, unregister := c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
+	c.rate = broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
+	var unregister func()
+	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: func(reason string) {
 			// An operator closed it (management API): ERROR, then close.
 			c.shuttingDown.Store(true)
@@ -248,12 +259,24 @@ func (c *conn) handshake(ctx context.Context) error {
 
 	login, hasLogin := f.Get("login")
 	passcode := f.Value("passcode")
+	certUser := ""
 	if !hasLogin {
-		// RabbitMQ's default_user: a CONNECT without credentials logs in
-		// as guest, which still only works from localhost.
-		login, passcode = "guest", "guest"
+		// Over TLS with a verified client certificate, its CN is the user
+		// (RabbitMQ's ssl_cert_login); otherwise RabbitMQ's default_user:
+		// a CONNECT without credentials logs in as guest, which still
+		// only works from localhost.
+		if certUser = verifiedCertCN(c.nc); certUser != "" {
+			login = certUser
+		} else {
+			login, passcode = "guest", "guest"
+		}
 	}
-	if _, err := c.h.users.Authenticate(login, passcode, c.nc.RemoteAddr()); err != nil {
+	if certUser != "" {
+		if u, ok := c.h.users.User(login); !ok || (u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr())) {
+			c.log.Info("stomp certificate login refused", "user", login)
+			return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, nil)
+		}
+	} else if _, err := c.h.users.Authenticate(login, passcode, c.nc.RemoteAddr()); err != nil {
 		c.log.Info("stomp login refused", "user", login, "err", err)
 		return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, err)
 	}
@@ -272,6 +295,12 @@ func (c *conn) handshake(ctx context.Context) error {
 		c.log.Info("stomp vhost access refused", "user", login, "vhost", c.vhost.Name())
 		return c.refuse(errorf("access_refused", "ACCESS_REFUSED - %s", err.Error()), receipt, err)
 	}
+	release, err := c.h.broker.AdmitConnection(login, c.vhost.Name())
+	if err != nil {
+		c.log.Info("stomp connection refused by a connection limit", "user", login, "vhost", c.vhost.Name(), "err", err)
+		return c.refuse(coreError(err), receipt, err)
+	}
+	c.admitted = release
 	if c.version >= frame.V11 {
 		if hb, ok := f.Get("heart-beat"); ok {
 			cx, cy, ok := parseHeartBeat(hb)
@@ -559,9 +588,13 @@ func (c *conn) send(f *frame.Frame) error {
 		}
 		m.Exchange, m.RoutingKey = "", q.Name()
 	}
+	if !c.rate.Wait(c.closing) {
+		return nil // closing: the connection is going away
+	}
 	if _, err := c.pub.Publish(m); err != nil {
 		return err
 	}
+	c.reg.CountPublish()
 	if c.pub.Congested() {
 		c.pub.WaitFlow(c.closing, c.owner)
 	}
@@ -639,4 +672,24 @@ func headerBool(f *frame.Frame, key string, def bool) bool {
 		return false
 	}
 	return def
+}
+
+// verifiedCertCN is the Subject CN of a TLS client's certificate when it
+// verified against the server's client CA; "" otherwise (or not TLS). The
+// TLS handshake is done: CONNECT was read.
+func verifiedCertCN(nc net.Conn) string {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	return st.PeerCertificates[0].Subject.CommonName
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

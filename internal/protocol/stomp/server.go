@@ -40,6 +40,9 @@ type Config struct {
 	DefaultVHost string
 	// Version is reported in CONNECTED's server header.
 	Version string
+	// MaxPublishRate limits each connection to this many SENDs a second;
+	// beyond it the read loop waits (TCP push-back). 0 = no limit.
+	MaxPublishRate int
 }
 
 // DefaultHeartbeat is the interval the server offers.

@@ -63,6 +63,7 @@ func (s *subscription) Deliver(d broker.Delivery) bool {
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
 	o.signal()
+	s.c.reg.CountDeliver(1)
 	return true
 }
 
@@ -338,6 +339,7 @@ func (c *conn) settle(f *frame.Frame, ack bool) error {
 		switch {
 		case ack:
 			q.Ack(ids...)
+			c.reg.CountAck(len(ids))
 		case requeue:
 			q.Requeue(ids...)
 		default:
