@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -109,6 +110,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
+	}
+	if lim := srv.MemoryLimit(); lim > 0 {
+		// Collect harder as memory nears the alarm watermark, so that the
+		// alarm reflects live data rather than uncollected garbage.
+		debug.SetMemoryLimit(int64(lim))
 	}
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start", "err", err)

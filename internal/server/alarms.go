@@ -117,6 +117,11 @@ func (s *Server) nodeInfo() web.NodeInfo {
 	return info
 }
 
+// MemoryLimit is the memory use above which the memory alarm blocks
+// publishers (0 = off). cmd/herald gives it to the Go runtime as its soft
+// memory limit, so that the collector works harder before the alarm trips.
+func (s *Server) MemoryLimit() uint64 { return s.monitor.memoryLimit.Load() }
+
 // Alarms lists the raised resource alarms.
 func (s *Server) Alarms() []string { return s.broker.Alarms() }
 
