@@ -205,9 +205,18 @@ func (c *conn) refreshReadDeadline() error {
 	return nil
 }
 
+// busyFrames bounds how many frames the read loop handles while input is
+// still buffered before it flushes confirms and re-arms the heartbeat
+// deadline anyway: a publisher that never lets the buffer drain must not
+// look silent (the deadline still guards the socket reads) nor wait for
+// its confirms.
+const busyFrames = 1024
+
 func (c *conn) readLoop() error {
+	frames := 0
 	for {
-		if c.fr.Buffered() == 0 {
+		if frames++; c.fr.Buffered() == 0 || frames >= busyFrames {
+			frames = 0
 			c.flushConfirms()
 			if err := c.refreshReadDeadline(); err != nil {
 				return err
