@@ -28,6 +28,7 @@ type Publisher struct {
 	congested []*Queue
 	rejected  bool
 	stored    bool      // the last message was written to the log
+	wroteLog  bool      // a message since the last WaitFlow was written to the log
 	delayBy   *Exchange // set by Route when m must wait in a delayed exchange
 }
 
@@ -180,6 +181,7 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 	n := 0
 	p.rejected = false
 	p.stored = p.vhost.broker.prepareStore(m, qs)
+	p.wroteLog = p.wroteLog || p.stored
 	anyStored := false
 	for _, q := range qs {
 		ok, rejected, congested, stored := q.enqueue(m, exp)
@@ -232,8 +234,20 @@ func containsQueue(qs []*Queue, q *Queue) bool {
 // than its consumers keep up with; the caller should WaitFlow before it
 // reads the next message from its client (TCP push-back on that client
 // only, never on unrelated publishers).
-// A raised resource alarm congests every publisher.
-func (p *Publisher) Congested() bool { return len(p.congested) > 0 || p.vhost.broker.Alarmed() }
+// A raised resource alarm congests every publisher, and so does a message
+// log whose writes fall behind (more than maxPendingLog bytes waiting).
+func (p *Publisher) Congested() bool {
+	return len(p.congested) > 0 || p.vhost.broker.Alarmed() || p.logBehind()
+}
+
+// maxPendingLog bounds the bytes appended to the log but not yet written
+// before publishers of persistent messages are held back.
+const maxPendingLog = 64 << 20
+
+func (p *Publisher) logBehind() bool {
+	st := p.vhost.broker.store
+	return p.wroteLog && st != nil && st.PendingBytes() > maxPendingLog
+}
 
 // maxFlowWait bounds one wait so that publishers that feed each other's
 // queues slow down instead of deadlocking.
@@ -243,6 +257,16 @@ const maxFlowWait = time.Second
 // watermark, done is closed, or maxFlowWait passes. owner's own consumers
 // never hold it back.
 func (p *Publisher) WaitFlow(done <-chan struct{}, owner Owner) {
+	if p.logBehind() {
+		// The disk is slower than the publishers: wait until what this
+		// publisher appended is written (a barrier), then go on.
+		select {
+		case <-p.vhost.broker.store.Append():
+		case <-done:
+			return
+		}
+	}
+	p.wroteLog = false
 	if cleared := p.vhost.broker.alarmCleared(); cleared != nil {
 		// A resource alarm holds every publisher until it clears.
 		select {

@@ -119,7 +119,7 @@ func (l *Log) commit(reqs []*request, size int) {
 			buf = appendFrame(buf, r)
 			st.apply(r, active, base+int64(off), int64(len(buf)-off))
 			if r.Kind == KindMessage {
-				st.msgs[r.MessageID].inflight = r
+				st.inflight[r.MessageID] = r
 			}
 			count++
 		}
@@ -133,8 +133,8 @@ func (l *Log) commit(reqs []*request, size int) {
 		for _, req := range reqs {
 			for i := range req.recs {
 				r := &req.recs[i]
-				if m := st.msgs[r.MessageID]; r.Kind == KindMessage && m != nil && m.inflight == r {
-					m.inflight = nil
+				if r.Kind == KindMessage && st.inflight[r.MessageID] == r {
+					delete(st.inflight, r.MessageID)
 				}
 			}
 		}
@@ -220,27 +220,35 @@ func (l *Log) compact() error {
 // the committer mutates the state, so what it reads here stays true until
 // the copies are committed.
 func (l *Log) compactSegment(s *segState) error {
-	type msgLoc struct {
+	type msgCopy struct {
 		id        uint64
 		off, size int64
 	}
-	var msgs []msgLoc
+	var msgs []msgCopy
 	var recs []Record
 	l.mu.Lock()
 	st := l.mu.st
-	for id, m := range st.msgs {
-		if m.seg == s {
-			msgs = append(msgs, msgLoc{id, m.off, m.size})
+	for id, m := range st.msgs.All() {
+		if m.seg == s.ref {
+			off, size := st.loc(id, m)
+			msgs = append(msgs, msgCopy{id, off, size})
+		}
+	}
+	for q, es := range st.queues {
+		for id, e := range es.All() {
+			if e.seg == s.ref {
+				recs = append(recs, Record{Kind: KindEnqueue, QueueID: q, MessageID: id, Seq: e.seq, Redelivered: e.redelivered})
+			}
 		}
 	}
 	var flags []Record
-	for q, es := range st.queues {
-		for id, e := range es {
-			if e.seg == s {
-				recs = append(recs, Record{Kind: KindEnqueue, QueueID: q, MessageID: id, Seq: e.seq, Redelivered: e.redelivered})
-			} else if e.flagSeg == s {
-				flags = append(flags, Record{Kind: KindRedelivered, QueueID: q, MessageID: id})
-			}
+	for k, x := range st.extra {
+		if x.flagSeg != s {
+			continue
+		}
+		// An entry copied from s carries its flag; others need it re-recorded.
+		if e, _ := st.entry(k.queue, k.msg); e.seg != s.ref {
+			flags = append(flags, Record{Kind: KindRedelivered, QueueID: k.queue, MessageID: k.msg})
 		}
 	}
 	l.mu.Unlock()
@@ -278,6 +286,7 @@ func (l *Log) compactSegment(s *segState) error {
 	l.mu.Lock()
 	l.mu.stats.Compacts++
 	live := s.live
+	l.mu.st.pruneStale()
 	l.mu.Unlock()
 	l.log.Info("store: segment compacted", "segment", s.name, "messages", len(msgs), "entries", len(recs))
 	if live != 0 {

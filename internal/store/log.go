@@ -247,7 +247,7 @@ func (l *Log) Stats() Stats {
 	defer l.mu.Unlock()
 	s := l.mu.stats
 	s.Segments = len(l.mu.st.segs)
-	s.Messages = len(l.mu.st.msgs)
+	s.Messages = l.mu.st.msgs.Len()
 	return s
 }
 
@@ -293,24 +293,27 @@ func (l *Log) Recovered() iter.Seq2[uint64, []Entry] {
 func (l *Log) ReadMessage(id uint64) (meta, body []byte, err error) {
 	for attempt := 0; ; attempt++ {
 		l.mu.Lock()
-		m := l.mu.st.msgs[id]
-		if m == nil {
+		st := l.mu.st
+		m, ok := st.msgs.Get(id)
+		if !ok || m.seg == 0 {
 			l.mu.Unlock()
 			return nil, nil, ErrNotFound
 		}
-		if r := m.inflight; r != nil {
+		if r := st.inflight[id]; r != nil {
 			meta, body = append([]byte(nil), r.Meta...), append([]byte(nil), r.Body...)
 			l.mu.Unlock()
 			return meta, body, nil
 		}
-		seg, off, size := m.seg, m.off, m.size
+		seg := st.segs[m.seg]
+		off, size := st.loc(id, m)
 		l.mu.Unlock()
 		buf := make([]byte, size)
 		_, err = seg.file.ReadAt(buf, off)
 		if err != nil {
 			// Compaction may have moved the message and closed the file.
 			l.mu.Lock()
-			moved := l.mu.st.msgs[id] != nil && l.mu.st.msgs[id].seg != seg
+			now, ok := l.mu.st.msgs.Get(id)
+			moved := ok && now.seg != seg.ref
 			l.mu.Unlock()
 			if moved && attempt < 3 {
 				continue
@@ -349,7 +352,7 @@ func (l *Log) rotate() error {
 	l.nextSeq++
 	s := &segState{seq: seq, name: name, file: f, size: segmentHeaderSize}
 	l.mu.Lock()
-	l.mu.st.segs[seq] = s
+	l.mu.st.addSeg(s)
 	l.mu.active = s
 	l.mu.stats.Syncs++
 	l.mu.Unlock()
@@ -365,7 +368,7 @@ func (l *Log) collect() error {
 		l.mu.Lock()
 		dead := l.mu.st.deletable(l.mu.active)
 		for _, s := range dead {
-			delete(l.mu.st.segs, s.seq) // ReadMessage never needs a dead segment
+			delete(l.mu.st.segs, s.ref) // ReadMessage never needs a dead segment
 		}
 		l.mu.Unlock()
 		if len(dead) == 0 {
@@ -388,4 +391,13 @@ func (l *Log) collect() error {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// PendingBytes is how much has been appended but not yet written: the
+// broker holds publishers back while it is large, so that a disk slower
+// than the publishers cannot grow the heap without bound.
+func (l *Log) PendingBytes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.pendingBytes
 }

@@ -203,7 +203,7 @@ func (l *Log) recover() error {
 			continue
 		}
 		seg := &segState{seq: seq, name: name, file: f, size: int64(len(data))}
-		st.segs[seq] = seg
+		st.addSeg(seg)
 		res := scanSegment(data, isLast)
 		for _, b := range res.batches {
 			for _, off := range b.damage {
@@ -235,15 +235,15 @@ func (l *Log) recover() error {
 		if now := l.now(); now.Sub(lastLog) >= time.Second {
 			lastLog = now
 			l.log.Info("store: recovering", "segment", i+1, "of", len(seqs), "bytes", rep.Bytes,
-				"messages", len(st.msgs), "elapsed", now.Sub(start))
+				"messages", st.msgs.Len(), "elapsed", now.Sub(start))
 		}
 	}
 	st.finishRecovery()
 	rep.Orphans = st.orphans
-	rep.Messages = len(st.msgs)
+	rep.Messages = st.msgs.Len()
 	rep.Queues = len(st.queues)
 	for _, q := range st.queues {
-		rep.Entries += len(q)
+		rep.Entries += q.Len()
 	}
 	rep.Duration = l.now().Sub(start)
 	rep.CorruptRecords = len(rep.Corruptions)
