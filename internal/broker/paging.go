@@ -33,6 +33,35 @@ func (q *Queue) shouldPageLocked(e *entry) bool {
 	return e.storeID != 0 && q.ready.inMemory >= q.memoryBudget()
 }
 
+// overBudgetLocked reports whether the queue already holds its budget of
+// messages in RAM.
+func (q *Queue) overBudgetLocked() bool {
+	return q.vhost.broker.store != nil && q.ready.inMemory >= q.memoryBudget()
+}
+
+// pageTransientLocked writes a transient message that overflows the budget
+// to the log (under the queue's transient id, which recovery discards:
+// transient messages do not survive a restart) and leaves only its place
+// in memory, so a deep transient queue is bounded by disk, not RAM too.
+func (q *Queue) pageTransientLocked(e *entry, m *Message) {
+	b := q.vhost.broker
+	id := b.nextMsgID.Add(1)
+	q.storeLocked(
+		store.Record{Kind: store.KindMessage, MessageID: id, Meta: encodeMeta(m), Body: m.Body},
+		store.Record{Kind: store.KindEnqueue, QueueID: q.tqid, MessageID: id, Seq: e.seq},
+	)
+	e.storeID, e.transient, e.msg = id, true, nil
+	q.tpaged = true
+}
+
+// logQueueID is the log's queue id for e's record.
+func (q *Queue) logQueueID(e *entry) uint64 {
+	if e.transient {
+		return q.tqid
+	}
+	return q.qid
+}
+
 // pagedLocked is the number of ready entries whose body is on disk.
 func (q *Queue) pagedLocked() int { return q.ready.live - q.ready.inMemory }
 
@@ -139,6 +168,6 @@ func (b *Broker) loadPaged(storeID uint64) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Message{Body: body, storeID: storeID}
+	m := &Message{Body: body} // its place in the log belongs to the entry, not the message
 	return m, decodeMeta(meta, m)
 }

@@ -151,3 +151,47 @@ func TestPagedMessagesRecoverAndDeadLetter(t *testing.T) {
 		t.Fatalf("dead letters %v", got)
 	}
 }
+
+// TestTransientOverflowPagesAndIsDropped: transient messages beyond the
+// budget are written to the log instead of RAM, come back in order, and
+// are not recovered after a restart.
+func TestTransientOverflowPagesAndIsDropped(t *testing.T) {
+	fs := store.NewMemFS()
+	b, log := openPagingBroker(t, fs, 10)
+	v := b.VHost(DefaultVHost)
+	q, err := v.DeclareQueue("flood", QueueOptions{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := v.Publisher()
+	for i := range 300 {
+		if _, err := p.Publish(&Message{RoutingKey: "flood", Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.mu.Lock()
+	inMem, live := q.ready.inMemory, q.ready.live
+	q.mu.Unlock()
+	if live != 300 || inMem > 10 {
+		t.Fatalf("transient overflow: %d ready, %d in RAM (budget 10)", live, inMem)
+	}
+	for i := range 150 {
+		d, ok, err := q.Get(0, true)
+		if err != nil || !ok || string(d.Message.Body) != fmt.Sprint(i) {
+			t.Fatalf("get %d: %v %v", i, ok, err)
+		}
+	}
+	b.Close()
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b2, log2 := openPagingBroker(t, fs, 10)
+	defer log2.Close()
+	defer b2.Close()
+	if _, err := b2.VHost(DefaultVHost).DeclareQueue("flood", QueueOptions{Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, msgs, err := b2.RecoverMessages(false); err != nil || msgs != 0 {
+		t.Fatalf("recovered %d transient messages (%v); they must not survive", msgs, err)
+	}
+}

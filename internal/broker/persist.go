@@ -34,8 +34,8 @@ func (q *Queue) storeLocked(recs ...store.Record) {
 // forgetLocked records that a stored entry left the queue for good (acked,
 // expired, dropped, dead-lettered: a dead letter is a new message).
 func (q *Queue) forgetLocked(e *entry) {
-	if q.persistent && e.storeID != 0 {
-		q.storeLocked(store.Record{Kind: store.KindAck, QueueID: q.qid, MessageID: e.storeID})
+	if e.storeID != 0 && (q.persistent || e.transient) {
+		q.storeLocked(store.Record{Kind: store.KindAck, QueueID: q.logQueueID(e), MessageID: e.storeID})
 	}
 }
 
@@ -45,7 +45,7 @@ func (q *Queue) dropLocked(e *entry, reason string) {
 	if e.msg == nil && q.cfg.hasDLX {
 		// Paged: the dead letter reads it back from the log, so the log
 		// must keep it until then; publishDeadLetters logs the ack after.
-		q.deadLetters = append(q.deadLetters, deadLetter{storeID: e.storeID, ackQueue: q.qid, reason: reason, queue: q.name, dlx: q.cfg.dlx, dlrk: q.cfg.dlrk, hasDLRK: q.cfg.hasDLRK})
+		q.deadLetters = append(q.deadLetters, deadLetter{storeID: e.storeID, ackQueue: q.logQueueID(e), reason: reason, queue: q.name, dlx: q.cfg.dlx, dlrk: q.cfg.dlrk, hasDLRK: q.cfg.hasDLRK})
 		return
 	}
 	q.forgetLocked(e)
@@ -56,13 +56,13 @@ func (q *Queue) dropLocked(e *entry, reason string) {
 
 // forgetAllReadyLocked logs the removal of every ready stored entry (purge).
 func (q *Queue) forgetAllReadyLocked() {
-	if !q.persistent {
+	if !q.persistent && !q.tpaged {
 		return
 	}
 	var recs []store.Record
 	add := func(e *entry) {
-		if !e.dead && e.storeID != 0 {
-			recs = append(recs, store.Record{Kind: store.KindAck, QueueID: q.qid, MessageID: e.storeID})
+		if !e.dead && e.storeID != 0 && (q.persistent || e.transient) {
+			recs = append(recs, store.Record{Kind: store.KindAck, QueueID: q.logQueueID(e), MessageID: e.storeID})
 		}
 	}
 	for i := range q.ready.levels {
@@ -88,7 +88,7 @@ func (b *Broker) abandonStored(m *Message) {
 // markDeliveredLocked records a stored entry's first delivery, so that
 // after a crash it comes back flagged redelivered.
 func (q *Queue) markDeliveredLocked(e *entry) {
-	if q.persistent && e.storeID != 0 && !e.redelivered && e.deliveries == 1 {
+	if q.persistent && e.storeID != 0 && !e.transient && !e.redelivered && e.deliveries == 1 {
 		q.storeLocked(store.Record{Kind: store.KindRedelivered, QueueID: q.qid, MessageID: e.storeID})
 	}
 }

@@ -37,6 +37,7 @@ type entry struct {
 	dead        bool   // a tombstone (expired in place)
 	size        int32  // body bytes
 	storeID     uint64 // the message in the log (persistent queues); 0 = none
+	transient   bool   // storeID is a transient message paged out (see paging.go)
 }
 
 // Queue is a FIFO of messages with competing consumers.
@@ -51,6 +52,8 @@ type Queue struct {
 	internal   bool // hidden from listings (direct reply-to)
 	persistent bool // durable, not exclusive, and the broker has a log
 	qid        uint64
+	tqid       uint64 // where transient messages paged out of RAM are logged
+	tpaged     bool   // some were (the queue's deletion must drop them)
 
 	published atomic.Uint64
 	delivered atomic.Uint64
@@ -103,6 +106,7 @@ func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy)
 	q.ready.init(cfg.maxPriority)
 	q.persistent = o.Durable && !o.Exclusive && v.broker.store != nil
 	q.qid = queueID(v.name, name)
+	q.tqid = queueID(v.name, "\x00transient:"+name)
 	if o.Exclusive {
 		q.owner = o.Owner
 	}
@@ -214,6 +218,8 @@ func (q *Queue) enqueue(m *Message, expiration int64) (ok, rejected, congested, 
 	}
 	if q.shouldPageLocked(&e) {
 		e.msg = nil // the body stays in the log until it nears the head
+	} else if e.storeID == 0 && q.overBudgetLocked() {
+		q.pageTransientLocked(&e, m)
 	}
 	q.ready.push(e)
 	q.published.Add(1)
@@ -641,6 +647,9 @@ func (q *Queue) markDeleted() (int, bool) {
 	q.stopTimersLocked()
 	if q.persistent {
 		q.storeLocked(store.Record{Kind: store.KindQueueDelete, QueueID: q.qid})
+	}
+	if q.tpaged {
+		q.storeLocked(store.Record{Kind: store.KindQueueDelete, QueueID: q.tqid})
 	}
 	// Keep q.unacked: the deliveries are still outstanding at their
 	// consumers, and settling them later must return their credit (a
