@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,7 +98,7 @@ func (p *Publisher) routeFrom(e *Exchange, m *Message) {
 	for len(p.stack) > 0 {
 		x := p.stack[len(p.stack)-1]
 		p.stack = p.stack[:len(p.stack)-1]
-		if containsExchange(p.seen, x) {
+		if slices.Contains(p.seen, x) {
 			continue
 		}
 		p.seen = append(p.seen, x)
@@ -139,15 +140,6 @@ func (p *Publisher) addQueue(q *Queue) {
 	}
 	p.large[q] = struct{}{}
 	p.queues = append(p.queues, q)
-}
-
-func containsExchange(es []*Exchange, e *Exchange) bool {
-	for _, x := range es {
-		if x == e {
-			return true
-		}
-	}
-	return false
 }
 
 // Publish routes m and enqueues it in every target queue. It returns the
@@ -192,7 +184,7 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 			p.rejected = true
 		}
 		anyStored = anyStored || stored
-		if congested && !containsQueue(p.congested, q) {
+		if congested && !slices.Contains(p.congested, q) {
 			p.congested = append(p.congested, q)
 		}
 	}
@@ -219,15 +211,6 @@ func (p *Publisher) WaitDurable(done func(error)) bool {
 	p.stored = false
 	p.vhost.broker.store.AppendFunc(nil, done) // a barrier behind the message's records
 	return true
-}
-
-func containsQueue(qs []*Queue, q *Queue) bool {
-	for _, x := range qs {
-		if x == q {
-			return true
-		}
-	}
-	return false
 }
 
 // Congested reports whether a queue this publisher feeds has more backlog

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -560,7 +561,7 @@ func (q *Queue) settle(ids []uint64, kind settleKind) {
 	var run int64
 	flush := func() {
 		if last != nil && run > 0 {
-			if l := last.release(run); l != nil && !containsLimiter(wakes, l) {
+			if l := last.release(run); l != nil && !slices.Contains(wakes, l) {
 				wakes = append(wakes, l)
 			}
 		}
@@ -612,15 +613,6 @@ func (q *Queue) requeueLocked(e entry) {
 	e.consumer = nil
 	e.deliveredAt = 0
 	q.ready.pushRequeued(e)
-}
-
-func containsLimiter(ls []*Limiter, l *Limiter) bool {
-	for _, x := range ls {
-		if x == l {
-			return true
-		}
-	}
-	return false
 }
 
 // purge drops every ready message and returns how many.

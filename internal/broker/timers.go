@@ -1,6 +1,9 @@
 package broker
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // queueTimers are the only timers a queue owns: one for message expiry,
 // one for x-expires (unused queue), one for the consumer timeout scan. An
@@ -246,7 +249,7 @@ func (q *Queue) scanConsumerTimeout() {
 		}
 		if e.deliveredAt <= deadline {
 			overdue = append(overdue, id)
-			if !containsConsumer(q.timedOut, e.consumer) {
+			if !slices.Contains(q.timedOut, e.consumer) {
 				q.timedOut = append(q.timedOut, e.consumer)
 			}
 		} else {
@@ -261,15 +264,6 @@ func (q *Queue) scanConsumerTimeout() {
 		q.vhost.broker.log.Info("consumer timed out; returning its deliveries to the queue", "queue", q.name, "vhost", q.vhost.name, "deliveries", len(overdue), "timeout", q.cfg.consumerTimeout)
 		q.settle(overdue, settleRequeue) // unlock in settle sends the notices
 	}
-}
-
-func containsConsumer(cs []*Consumer, c *Consumer) bool {
-	for _, x := range cs {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }
 
 func (q *Queue) stopTimersLocked() {

@@ -20,9 +20,9 @@ func (s *Server) takeCleanShutdownMarker() (bool, error) {
 	err := os.Remove(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		// First start, or a crash: a crash matters only if there is a log.
-		entries, _ := os.ReadDir(filepath.Join(s.cfg.DataDir, "log"))
-		if len(entries) > 0 {
+		// First start, or a crash: it matters (and is worth a warning) only
+		// when the log held messages to recover.
+		if s.recoveredEntries > 0 {
 			s.log.Warn("the previous run did not shut down cleanly; recovered messages will be flagged redelivered")
 		}
 		return false, nil

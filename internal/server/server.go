@@ -105,18 +105,20 @@ type Config struct {
 
 // Server is a running Herald instance.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	broker  *broker.Broker
-	amqp    *amqp091.Handler
-	mqtt    *mqtt.Handler
-	stomp   *stomp.Handler
-	mtr     *metrics.Metrics
-	web     *web.Server
-	http    *http.Server
-	defs    *definitionsFile
-	monitor *resourceMonitor
-	store   *store.Log
+	cfg    Config
+	log    *slog.Logger
+	broker *broker.Broker
+	amqp   *amqp091.Handler
+	mqtt   *mqtt.Handler
+	stomp  *stomp.Handler
+	mtr    *metrics.Metrics
+	web    *web.Server
+	http   *http.Server
+	defs   *definitionsFile
+	// recoveredEntries is what the message log found at open.
+	recoveredEntries int
+	monitor          *resourceMonitor
+	store            *store.Log
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -182,14 +184,15 @@ func New(cfg Config) (*Server, error) {
 	defs.broker = b
 	b.SetMaxConnections(cfg.MaxConnections)
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		broker: b,
-		amqp:   amqp091.NewHandler(cfg.AMQP, b, cfg.Users, cfg.Logger.With("protocol", "amqp")),
-		conns:  make(map[net.Conn]struct{}),
-		addrs:  make(map[string]net.Addr),
-		defs:   defs,
-		store:  log,
+		cfg:              cfg,
+		log:              cfg.Logger,
+		broker:           b,
+		amqp:             amqp091.NewHandler(cfg.AMQP, b, cfg.Users, cfg.Logger.With("protocol", "amqp")),
+		conns:            make(map[net.Conn]struct{}),
+		addrs:            make(map[string]net.Addr),
+		defs:             defs,
+		store:            log,
+		recoveredEntries: report.Entries,
 	}
 	s.mqtt = mqtt.NewHandler(cfg.MQTT, b, cfg.Users, cfg.Logger.With("protocol", "mqtt"))
 	s.stomp = stomp.NewHandler(cfg.STOMP, b, cfg.Users, cfg.Logger.With("protocol", "stomp"))

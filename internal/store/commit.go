@@ -50,6 +50,7 @@ func (l *Log) drain() {
 		copy(reqs, l.mu.pending)
 		l.mu.pending = append(l.mu.pending[:0], l.mu.pending[n:]...)
 		l.mu.pendingBytes -= size
+		l.pendingAtomic.Store(int64(l.mu.pendingBytes))
 		l.mu.Unlock()
 		if n == 0 {
 			return
@@ -70,6 +71,7 @@ func (l *Log) fail(err error, reqs []*request) {
 	pending := l.mu.pending
 	l.mu.pending = nil
 	l.mu.pendingBytes = 0
+	l.pendingAtomic.Store(0)
 	l.mu.Unlock()
 	for _, r := range reqs {
 		r.done(err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -96,6 +97,10 @@ type request struct {
 
 // Log is the durable message log. Its methods are safe for concurrent use.
 type Log struct {
+	// pendingAtomic mirrors mu.pendingBytes so that the broker can check
+	// it on every persistent publish without taking mu.
+	pendingAtomic atomic.Int64
+
 	dir    string
 	fs     FS
 	log    *slog.Logger
@@ -115,7 +120,7 @@ type Log struct {
 	mu struct {
 		sync.Mutex
 		pending      []*request
-		pendingBytes int
+		pendingBytes int // mirrored in pendingAtomic for lock-free reads
 		closed       bool
 		failed       error // sticky: after a failed write or fsync
 		st           *state
@@ -191,6 +196,7 @@ func (l *Log) AppendFunc(recs []Record, done func(error)) {
 	if err == nil {
 		l.mu.pending = append(l.mu.pending, &request{recs: recs, done: done, size: size})
 		l.mu.pendingBytes += size
+		l.pendingAtomic.Store(int64(l.mu.pendingBytes))
 	}
 	l.mu.Unlock()
 	if err != nil {
@@ -396,8 +402,4 @@ func (l *Log) collect() error {
 // PendingBytes is how much has been appended but not yet written: the
 // broker holds publishers back while it is large, so that a disk slower
 // than the publishers cannot grow the heap without bound.
-func (l *Log) PendingBytes() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.mu.pendingBytes
-}
+func (l *Log) PendingBytes() int { return int(l.pendingAtomic.Load()) }
