@@ -37,7 +37,7 @@ const (
 )
 
 // buildHerald compiles cmd/herald once into a temporary directory.
-func buildHerald(t *testing.T) string {
+func buildHerald(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "herald")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/heraldmq/herald/cmd/herald").CombinedOutput()
@@ -90,7 +90,7 @@ type heraldProc struct {
 }
 
 // startHerald runs the binary on dataDir and waits for its ready line.
-func startHerald(t *testing.T, bin, dataDir string, gen int, logs *procLog) *heraldProc {
+func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog) *heraldProc {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--amqp", "127.0.0.1:0", "--http", "off", "--mqtt", "off", "--stomp", "off",
 		"--data-dir", dataDir, "--log-format", "json", "--log-level", "info")

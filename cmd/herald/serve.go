@@ -116,6 +116,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		// alarm reflects live data rather than uncollected garbage.
 		debug.SetMemoryLimit(int64(lim))
 	}
+	defer tuneGC(ctx, log)()
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start", "err", err)
 		return 1

@@ -155,7 +155,7 @@ func (q *Queue) leaseReadyLocked(n int) []entry {
 			continue
 		}
 		taken := q.ready.take(src)
-		q.unacked[taken.seq] = taken
+		q.unacked[taken.seq] = held{entry: taken}
 		out = append(out, taken)
 	}
 	return out

@@ -25,20 +25,27 @@ type QueueOptions struct {
 }
 
 // entry is one message's place in one queue.
+// It is kept to 48 bytes: a deep queue holds millions of them (what only
+// an unacknowledged delivery needs lives in held).
 type entry struct {
 	seq         uint64
 	msg         *Message
-	consumer    *Consumer // who holds it while unacked; nil for Get
-	expiresAt   int64     // unix nanoseconds; 0 = never
-	deliveredAt int64     // unix nanoseconds, while unacked (consumer timeout)
+	expiresAt   int64  // unix nanoseconds; 0 = never
+	storeID     uint64 // the message in the log (persistent queues); 0 = none
+	size        int32  // body bytes
 	deliveries  uint32
 	prio        uint8
 	redelivered bool
-	ownExpiry   bool   // the message's own expiration set expiresAt (not monotonic)
-	dead        bool   // a tombstone (expired in place)
-	size        int32  // body bytes
-	storeID     uint64 // the message in the log (persistent queues); 0 = none
-	transient   bool   // storeID is a transient message paged out (see paging.go)
+	ownExpiry   bool // the message's own expiration set expiresAt (not monotonic)
+	dead        bool // a tombstone (expired in place)
+	transient   bool // storeID is a transient message paged out (see paging.go)
+}
+
+// held is a delivery awaiting its ack.
+type held struct {
+	entry
+	consumer    *Consumer // nil for Get and for messages being moved
+	deliveredAt int64     // unix nanoseconds (consumer timeout); 0 = not timed
 }
 
 // Queue is a FIFO of messages with competing consumers.
@@ -64,7 +71,7 @@ type Queue struct {
 	cfg         queueConfig
 	policy      *Policy
 	ready       readySet
-	unacked     map[uint64]entry
+	unacked     map[uint64]held
 	nextSeq     uint64
 	consumers   []*Consumer // by consumer priority, then arrival
 	rr          int         // round-robin position in consumers
@@ -100,7 +107,7 @@ func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy)
 		exclusive:  o.Exclusive,
 		autoDelete: o.AutoDelete,
 		args:       o.Args,
-		unacked:    make(map[uint64]entry),
+		unacked:    make(map[uint64]held),
 		cfg:        cfg,
 		policy:     p,
 	}
@@ -356,12 +363,12 @@ func (q *Queue) deliverHeadLocked(e *entry, src source) bool {
 				q.forgetLocked(&taken)
 			} else {
 				q.markDeliveredLocked(&taken)
-				taken.consumer = c
+				h := held{entry: taken, consumer: c}
 				if q.cfg.consumerTimeout > 0 {
-					taken.deliveredAt = q.now()
+					h.deliveredAt = q.now()
 					q.armConsumerTimeoutLocked()
 				}
-				q.unacked[taken.seq] = taken
+				q.unacked[taken.seq] = h
 			}
 			q.delivered.Add(1)
 			q.rr = idx + 1
@@ -510,7 +517,7 @@ func (q *Queue) Get(owner Owner, noAck bool) (Delivery, bool, error) {
 			q.forgetLocked(&taken)
 		} else {
 			q.markDeliveredLocked(&taken)
-			q.unacked[taken.seq] = taken
+			q.unacked[taken.seq] = held{entry: taken}
 		}
 		q.delivered.Add(1)
 		q.maybePageInLocked(false)
@@ -581,13 +588,13 @@ func (q *Queue) settle(ids []uint64, kind settleKind) {
 		case settleAck:
 			q.acked.Add(1)
 			if !q.deleted {
-				q.forgetLocked(&e)
+				q.forgetLocked(&e.entry)
 			}
 		case settleRequeue:
-			q.requeueLocked(e)
+			q.requeueLocked(e.entry)
 		case settleDiscard:
 			if !q.deleted {
-				q.dropLocked(&e, reasonRejected)
+				q.dropLocked(&e.entry, reasonRejected)
 			}
 		}
 	}
@@ -610,8 +617,6 @@ func (q *Queue) requeueLocked(e entry) {
 		return
 	}
 	e.redelivered = true
-	e.consumer = nil
-	e.deliveredAt = 0
 	q.ready.pushRequeued(e)
 }
 

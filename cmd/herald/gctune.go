@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// gcHeadroom is how far the heap may grow past its live data before the
+// garbage collector runs, once the live data is large. Go's default
+// (GOGC=100) lets the heap reach twice the live data: with millions of
+// parked messages that headroom alone is hundreds of MiB of RSS.
+const gcHeadroom = 128 << 20
+
+// minGCPercent bounds the collector's CPU cost on a very large heap.
+const minGCPercent = 25
+
+// gcPercentFor is the GOGC that keeps the heap goal near live+headroom:
+// 100 while the live heap is small, lower as it grows.
+func gcPercentFor(live uint64) int {
+	if live <= gcHeadroom {
+		return 100
+	}
+	return max(minGCPercent, int(gcHeadroom*100/live))
+}
+
+// tuneGC adjusts GOGC to the live heap until ctx ends, then restores it.
+// It leaves the collector alone when the operator set GOGC.
+func tuneGC(ctx context.Context, log *slog.Logger) (stop func()) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		current := 100
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				debug.SetGCPercent(100)
+				return
+			case <-tick.C:
+			}
+			metrics.Read(sample)
+			if sample[0].Value.Kind() != metrics.KindUint64 {
+				return
+			}
+			live := sample[0].Value.Uint64()
+			if want := gcPercentFor(live); want != current && (want == 100 || abs(want-current) >= 5) {
+				debug.SetGCPercent(want)
+				log.Debug("garbage collector retuned", "gogc", want, "live_heap_mib", live>>20)
+				current = want
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
