@@ -128,6 +128,9 @@ func TestPagedMessagesRecoverAndDeadLetter(t *testing.T) {
 	if inMem > 5 {
 		t.Fatalf("recovery kept %d messages in RAM, budget 5", inMem)
 	}
+	if got := q.Stats().ReadyBytes; got != 90 { // bodies "0".."49"
+		t.Fatalf("recovered ready bytes %d, want 90 (paged messages count their bodies too)", got)
+	}
 	// Every message expires 1 ms after recovery: paged ones are read back
 	// to be dead-lettered.
 	time.Sleep(5 * time.Millisecond) // let the 1 ms TTLs pass

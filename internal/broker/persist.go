@@ -137,6 +137,7 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 		}
 	}
 	cache := map[uint64]*Message{} // a message fanned out to several queues is loaded once
+	reader := b.store.NewReader()
 	var orphans []store.Record
 	for qid, entries := range b.store.Recovered() {
 		if e := delayed[qid]; e != nil {
@@ -164,9 +165,20 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 		}
 		queues++
 		for _, e := range entries {
-			m := cache[e.MessageID]
-			if m == nil {
-				meta, body, rerr := b.store.ReadMessage(e.MessageID)
+			// A message the queue will page out is placed from its
+			// metadata alone: its body stays on disk until it nears the head.
+			m, size := cache[e.MessageID], 0
+			if m != nil {
+				size = len(m.Body)
+			} else {
+				var meta, body []byte
+				var rerr error
+				if q.restorePages() {
+					meta, size, rerr = reader.ReadMeta(e.MessageID)
+				} else {
+					meta, body, rerr = reader.ReadMessage(e.MessageID)
+					size = len(body)
+				}
 				if rerr != nil {
 					b.log.Warn("stored message unreadable; skipped", "queue", q.name, "message_id", e.MessageID, "err", rerr)
 					continue
@@ -176,9 +188,11 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 					b.log.Warn("stored message metadata unreadable; skipped", "queue", q.name, "message_id", e.MessageID, "err", derr)
 					continue
 				}
-				cache[e.MessageID] = m
+				if body != nil {
+					cache[e.MessageID] = m // a fan-out's other queues share it
+				}
 			}
-			q.restore(m, e.Redelivered || uncleanShutdown, e.Seq)
+			q.restore(m, size, e.Redelivered || uncleanShutdown, e.Seq)
 			messages++
 		}
 	}
@@ -189,8 +203,16 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 	return queues, messages, nil
 }
 
+// restorePages reports whether the next restored message will be paged out.
+func (q *Queue) restorePages() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.overBudgetLocked()
+}
+
 // restore appends a recovered message to the queue without logging it again.
-func (q *Queue) restore(m *Message, redelivered bool, storeSeq uint64) {
+// A message without its body (see restorePages) is paged out at once.
+func (q *Queue) restore(m *Message, size int, redelivered bool, storeSeq uint64) {
 	exp := int64(-1)
 	if m.Properties.Expiration != "" {
 		exp, _ = parseExpiration(m.Properties.Expiration)
@@ -198,7 +220,7 @@ func (q *Queue) restore(m *Message, redelivered bool, storeSeq uint64) {
 	q.mu.Lock()
 	q.nextSeq++
 	q.storeSeq = max(q.storeSeq, storeSeq)
-	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m), redelivered: redelivered, size: int32(len(m.Body)), storeID: m.storeID}
+	e := entry{seq: q.nextSeq, msg: m, prio: q.priorityOf(m), redelivered: redelivered, size: int32(size), storeID: m.storeID}
 	if redelivered {
 		e.deliveries = 1
 	}
@@ -206,7 +228,7 @@ func (q *Queue) restore(m *Message, redelivered bool, storeSeq uint64) {
 		e.expiresAt = expiryTime(q.now(), q.cfg.messageTTL, exp)
 		e.ownExpiry = exp >= 0
 	}
-	if q.shouldPageLocked(&e) {
+	if q.shouldPageLocked(&e) || (m.Body == nil && size > 0) {
 		e.msg = nil // read back when it nears the head
 	}
 	q.ready.push(e)
