@@ -59,6 +59,7 @@ type Broker struct {
 	alarmOn         atomic.Bool
 	owners          atomic.Uint64
 	conns           connRegistry // open client connections (connections.go)
+	keyed           keyedStores  // retained messages and session state per vhost (keyed.go)
 
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost

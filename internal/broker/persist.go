@@ -136,6 +136,7 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 			}
 		}
 	}
+	keyed := b.recoverableKeyedStores()
 	cache := map[uint64]*Message{} // a message fanned out to several queues is loaded once
 	reader := b.store.NewReader()
 	var orphans []store.Record
@@ -155,6 +156,10 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 				e.hold(m, int64(en.Seq), en.MessageID, now) // overdue ones go out at once
 				messages++
 			}
+			continue
+		}
+		if s := keyed[qid]; s != nil {
+			messages += s.restore(entries)
 			continue
 		}
 		q := byID[qid]

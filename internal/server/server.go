@@ -242,8 +242,9 @@ func (s *Server) Start() error {
 	if _, n, err := s.broker.RecoverMessages(!clean); err != nil {
 		return err
 	} else if n > 0 {
-		debug.FreeOSMemory() // recovery read every body once; give that memory back now
+		debug.FreeOSMemory() // give back what recovery used (its scan buffers, the index it built)
 	}
+	s.mqtt.RestoreSessions() // MQTT session expiry that ran on while the broker was down
 	s.wg.Add(1)
 	go s.monitor.run()
 	return s.listen()

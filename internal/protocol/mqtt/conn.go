@@ -47,8 +47,11 @@ type conn struct {
 	keepAlive   time.Duration
 	will        *packet.Will
 	inAliases   map[uint16]string
-	limiter     *broker.Limiter
-	replies     map[string]*broker.Queue // response topic -> direct reply queue
+	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
+	// (what counts against our Receive Maximum).
+	inQoS2  map[uint16]struct{}
+	limiter *broker.Limiter
+	replies map[string]*broker.Queue // response topic -> direct reply queue
 	// reg is the registry entry whose message counters we bump; atomic
 	// because a resumed session's consumers may deliver before serve
 	// registers the connection.
@@ -74,6 +77,7 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		h: h, nc: nc, r: newReader(nc, &h.readBufs),
 		log:       h.log.With("remote", nc.RemoteAddr().String()),
 		consumers: make(map[string]*broker.Consumer),
+		inQoS2:    make(map[uint16]struct{}),
 		done:      make(chan struct{}),
 	}
 	c.out = newOutbox(c)
@@ -277,6 +281,7 @@ func (c *conn) handshake() bool {
 		}
 		c.out.maxPacket = int(cp.Properties.MaximumPacketSize)
 		c.out.aliasMax = cp.Properties.TopicAliasMaximum
+		ack.Properties.ReceiveMaximum = c.h.cfg.ReceiveMaximum
 		ack.Properties.TopicAliasMaximum = c.h.cfg.TopicAliasMaximum
 		ack.Properties.MaximumPacketSize = uint32(c.h.cfg.MaxPacketSize)
 		ack.Properties.RetainAvailable = packet.Ptr[byte](1)
@@ -342,7 +347,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 	defer c.acks.flush()
 	for {
 		if c.r.Buffered() == 0 || c.acks.full() {
-			c.acks.flush()
+			c.flushAcks()
 		}
 		if c.keepAlive > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
@@ -354,7 +359,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if _, ack := p.(*packet.Ack); !ack {
 			// Unsubscribe and teardown requeue what is in flight, and a
 			// publish may wait for queues to drain: settle first.
-			c.acks.flush()
+			c.flushAcks()
 		}
 		switch p := p.(type) {
 		case *packet.Publish:
@@ -385,6 +390,18 @@ func (c *conn) readLoop(ctx context.Context) error {
 	}
 }
 
+// flushAcks acknowledges the PUBACKed deliveries in their queues; the
+// credit they free may let retained messages waiting for the window go.
+func (c *conn) flushAcks() {
+	if len(c.acks.pending) == 0 {
+		return
+	}
+	c.acks.flush()
+	if c.out.waitingCredit() {
+		c.out.kickCredit()
+	}
+}
+
 // teardown releases everything the connection held. Unacknowledged
 // deliveries go back to their queues flagged redelivered, so a persistent
 // session gets them again (with DUP) on reconnect.
@@ -398,13 +415,21 @@ func (c *conn) teardown(abnormal bool) {
 	}
 	c.out.requeueAll()
 	c.h.broker.ReleaseOwner(c.owner)
-	if c.deleteQueue || (c.persistent == false && c.queue != nil && c.queue.Durable()) {
+	// A v5 DISCONNECT may have set the session expiry to 0: the session
+	// ends now.
+	ended := c.deleteQueue || (c.persistent && c.expiry == 0)
+	if c.queue != nil && (ended || (!c.persistent && c.queue.Durable())) {
 		c.vhost.DeleteQueue(c.queue.Name(), 0, false, false)
-		c.h.dropSession(c.key)
+		c.h.dropSession(c.vhost, c.clientID)
 	} else if !c.persistent {
-		c.h.dropSession(c.key)
-	} else if c.expiry > 0 && c.queue != nil {
-		c.h.expireLater(c.key, c.vhost, c.queue.Name(), c.expiry)
+		c.h.dropSession(c.vhost, c.clientID)
+	} else if c.queue != nil {
+		// The record keeps when the client left: the expiry runs on
+		// across a restart.
+		c.saveSession(time.Now(), false, nil)
+		if c.expiry > 0 {
+			c.h.expireLater(c.key, c.vhost, c.clientID, c.expiry)
+		}
 	}
 	c.h.unregister(c)
 	if abnormal && c.will != nil {
@@ -420,11 +445,10 @@ func (c *conn) publishWill() {
 	publish := func() {
 		p := &packet.Publish{QoS: w.QoS, Retain: w.Retain, Topic: w.Topic, Payload: w.Payload, Properties: w.Properties}
 		m := toMessage(p, w.Topic, clientID, version, time.Now())
-		if w.Retain {
-			c.h.retain(vhost.Name(), w.Topic, m)
-		}
 		if _, err := vhost.Publisher().Publish(m); err != nil {
 			c.h.log.Warn("mqtt will publish failed", "client_id", clientID, "err", err)
+		} else if w.Retain {
+			c.h.retain(vhost, w.Topic, m)
 		}
 	}
 	delay := time.Duration(w.Properties.WillDelay) * time.Second

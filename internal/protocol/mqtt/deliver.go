@@ -47,6 +47,9 @@ type outItem struct {
 type inflight struct {
 	queue *broker.Queue // nil for retained messages (nothing to settle)
 	id    uint64
+	// credit: a retained message's unit of the connection's in-flight
+	// window (queue deliveries return theirs through their queue's Ack).
+	credit *broker.Limiter
 }
 
 // outboxMaxItems bounds deliveries waiting for the writer; beyond it a
@@ -74,16 +77,19 @@ const (
 type outbox struct {
 	c *conn
 
-	mu       sync.Mutex // guards below
-	items    []outItem
-	ready    bool // CONNACK is written: writers may start
-	running  bool // a writer goroutine is on its way or running
-	closed   bool
-	blocked  []*broker.Consumer
-	inflight map[uint16]inflight
-	nextID   uint16
-	batch    []outItem     // the writers' spare slice, reused across batches
-	stopped  chan struct{} // closed by the writer that closes the socket
+	mu      sync.Mutex // guards below
+	items   []outItem
+	ready   bool // CONNACK is written: writers may start
+	running bool // a writer goroutine is on its way or running
+	closed  bool
+	blocked []*broker.Consumer
+	// creditWait: retained QoS 1/2 messages waiting for room in the
+	// client's Receive Maximum window (see writeRetained).
+	creditWait []outItem
+	inflight   map[uint16]inflight
+	nextID     uint16
+	batch      []outItem     // the writers' spare slice, reused across batches
+	stopped    chan struct{} // closed by the writer that closes the socket
 
 	// Set before the first writer starts; read-only afterwards.
 	version   byte
@@ -224,7 +230,12 @@ func (o *outbox) writeBatch(batch []outItem) (stop bool) {
 	if o.flush() != nil {
 		stop = true
 	}
-	o.acks.flush()
+	if len(o.acks.pending) > 0 {
+		o.acks.flush()
+		if o.waitingCredit() {
+			o.kickCredit()
+		}
+	}
 	if cap(o.buf) <= writeBufKeep {
 		*bp = o.buf[:0]
 		o.c.h.writeBufs.Put(bp)
@@ -327,11 +338,30 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 	o.send(p, qos, d.Redelivered, fl)
 }
 
+// writeRetained sends a retained message to a new subscription. At QoS 1/2
+// it takes a unit of the connection's in-flight window (the limiter its
+// queue consumers share), so that the client's Receive Maximum also holds
+// for retained messages; without room it waits in creditWait, in order,
+// until a PUBACK or a queue ack frees some (kickCredit).
 func (o *outbox) writeRetained(it outItem) {
 	m := it.retained
 	now := time.Now()
 	if _, expired, _ := remainingExpiry(m, now); expired {
 		return
+	}
+	qos := min(publishQoS(m), it.sub.opts.QoS)
+	fl := inflight{}
+	if qos > 0 {
+		if lim := o.c.limiter; lim != nil {
+			o.mu.Lock()
+			if len(o.creditWait) > 0 || !lim.TryAcquire() {
+				o.creditWait = append(o.creditWait, it)
+				o.mu.Unlock()
+				return
+			}
+			o.mu.Unlock()
+			fl.credit = lim
+		}
 	}
 	p := &packet.Publish{Topic: it.topic, Payload: m.Body, Retain: true}
 	if it.sub.id != 0 {
@@ -340,7 +370,35 @@ func (o *outbox) writeRetained(it outItem) {
 	if o.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
-	o.send(p, min(publishQoS(m), it.sub.opts.QoS), false, inflight{})
+	o.send(p, qos, false, fl)
+}
+
+// kickCredit puts the retained messages waiting for window room back in
+// the outbox, after something freed some; the writer tries again.
+func (o *outbox) kickCredit() {
+	o.mu.Lock()
+	if len(o.creditWait) > 0 && !o.closed {
+		o.items = append(o.items, o.creditWait...)
+		o.creditWait = o.creditWait[:0]
+		o.startLocked()
+	}
+	o.mu.Unlock()
+}
+
+// waitingCredit reports whether retained messages wait for window room.
+func (o *outbox) waitingCredit() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.creditWait) > 0
+}
+
+// releaseCredit returns a retained message's window unit (acknowledged,
+// or never sent).
+func (o *outbox) releaseCredit(fl inflight) {
+	if fl.credit != nil {
+		fl.credit.Release(1)
+		o.kickCredit()
+	}
 }
 
 // send assigns a packet id (QoS > 0), applies the client's topic aliases
@@ -368,6 +426,7 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 		o.mu.Unlock()
 		if full {
 			o.acks.add(fl) // cannot happen within the receive window; drop
+			o.releaseCredit(fl)
 			return
 		}
 		p.PacketID = id
@@ -396,6 +455,7 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 			o.mu.Unlock()
 		}
 		o.acks.add(fl)
+		o.releaseCredit(fl)
 		return
 	}
 	if qos == 0 {
@@ -413,6 +473,7 @@ func (o *outbox) settle(id uint16, acks *ackBatch) {
 	o.mu.Unlock()
 	if ok {
 		acks.add(fl)
+		o.releaseCredit(fl)
 	}
 }
 

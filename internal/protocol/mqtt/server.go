@@ -4,7 +4,8 @@
 // mqtt-subscription-<client id>qos1 for a persistent one), a subscription is
 // a binding of that queue to amq.topic (topic a/b/c = routing key a.b.c,
 // '+' = '*', '#' stays, '.' and '/' swapped), and retained messages and
-// wills are kept per vhost by the Handler.
+// wills are kept per vhost (retained messages in the core's per-vhost
+// store, durable with a message log; see persist.go).
 //
 // Each connection has a read loop (the ServeConn goroutine) and, while
 // there is something to write, a writer goroutine draining a bounded
@@ -51,6 +52,11 @@ type Config struct {
 	// MaxPublishRate limits each connection to this many PUBLISH packets a
 	// second; beyond it the read loop waits (TCP push-back). 0 = no limit.
 	MaxPublishRate int
+	// ReceiveMaximum is the server's v5 Receive Maximum, sent in CONNACK:
+	// how many QoS 1 and 2 PUBLISH packets a client may have unacknowledged
+	// (no PUBACK, or no PUBCOMP yet); one more is answered with DISCONNECT
+	// 0x93 (Receive Maximum exceeded).
+	ReceiveMaximum uint16
 }
 
 // Defaults.
@@ -60,6 +66,12 @@ const (
 	DefaultTopicAliasMaximum = 64
 	DefaultV3InFlight        = 100
 	DefaultWriteTimeout      = 30 * time.Second
+	// DefaultReceiveMaximum bounds a client's unacknowledged QoS 1/2
+	// publishes. Herald answers a QoS 1 PUBLISH as soon as it is routed, so
+	// what piles up is QoS 2 awaiting PUBREL (packet ids the session keeps);
+	// 1024 leaves pipelining clients room while bounding that state (the
+	// protocol's default, no property, would be 65535).
+	DefaultReceiveMaximum = 1024
 )
 
 func (c *Config) setDefaults() {
@@ -78,11 +90,15 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.ReceiveMaximum == 0 {
+		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
 }
 
 // Handler serves MQTT connections against a broker. It owns the state that
-// outlives a connection: sessions (subscriptions of persistent sessions),
-// retained messages per vhost, delayed wills and session-expiry timers.
+// outlives a connection: sessions (subscriptions of persistent sessions,
+// also stored durably in the core), delayed wills and session-expiry
+// timers. Retained messages are kept by the core, per vhost.
 type Handler struct {
 	cfg    Config
 	broker *broker.Broker
@@ -94,12 +110,11 @@ type Handler struct {
 	readBufs  readBufPool
 	writeBufs sync.Pool // *[]byte
 
-	mu       sync.Mutex                            // guards everything below
-	conns    map[string]*conn                      // by session key (vhost + client id)
-	sessions map[string]*session                   // by session key
-	expiry   map[string]*time.Timer                // session expiry timers
-	wills    map[string]*time.Timer                // delayed wills
-	retained map[string]map[string]*broker.Message // vhost -> topic -> message
+	mu       sync.Mutex             // guards everything below
+	conns    map[string]*conn       // by session key (vhost + client id)
+	sessions map[string]*session    // by session key
+	expiry   map[string]*time.Timer // session expiry timers
+	wills    map[string]*time.Timer // delayed wills
 	closed   bool
 }
 
@@ -115,7 +130,6 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 		sessions: make(map[string]*session),
 		expiry:   make(map[string]*time.Timer),
 		wills:    make(map[string]*time.Timer),
-		retained: make(map[string]map[string]*broker.Message),
 	}
 	h.writeBufs.New = func() any {
 		b := make([]byte, 0, writeBufSize)
@@ -211,27 +225,41 @@ func (h *Handler) unregister(c *conn) {
 	h.mu.Unlock()
 }
 
-// session returns the session state for key, creating it when asked.
-func (h *Handler) session(key string, create bool) *session {
+// session returns the session state of c, creating it if there is none:
+// empty, or for a resumed persistent session the Handler has not seen
+// since it started, loaded from the session's durable record.
+func (h *Handler) session(c *conn, resumed bool) *session {
+	h.mu.Lock()
+	s := h.sessions[c.key]
+	h.mu.Unlock()
+	if s != nil {
+		return s
+	}
+	if resumed {
+		s = c.loadSession()
+	} else {
+		s = newSession()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s := h.sessions[key]
-	if s == nil && create {
-		s = newSession()
-		h.sessions[key] = s
+	if cur := h.sessions[c.key]; cur != nil {
+		return cur
 	}
+	h.sessions[c.key] = s
 	return s
 }
 
-func (h *Handler) dropSession(key string) {
+// dropSession forgets a session: its state here and its durable record.
+func (h *Handler) dropSession(v *broker.VHost, clientID string) {
 	h.mu.Lock()
-	delete(h.sessions, key)
+	delete(h.sessions, v.Name()+"\x00"+clientID)
 	h.mu.Unlock()
+	v.SessionState().Delete(sessionRecordKey(clientID))
 }
 
 // expireLater deletes a persistent session after d, unless its client comes
 // back first (register stops the timer).
-func (h *Handler) expireLater(key string, v *broker.VHost, queue string, d time.Duration) {
+func (h *Handler) expireLater(key string, v *broker.VHost, clientID string, d time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -250,8 +278,9 @@ func (h *Handler) expireLater(key string, v *broker.VHost, queue string, d time.
 		delete(h.expiry, key)
 		delete(h.sessions, key)
 		h.mu.Unlock()
-		v.DeleteQueue(queue, 0, false, false)
-		h.log.Debug("mqtt session expired", "session", key)
+		v.DeleteQueue(sessionQueueName(clientID, true), 0, false, false)
+		v.SessionState().Delete(sessionRecordKey(clientID))
+		h.log.Debug("mqtt session expired", "vhost", v.Name(), "client_id", clientID)
 	})
 	h.expiry[key] = t
 }
@@ -278,31 +307,28 @@ func (h *Handler) willLater(key string, d time.Duration, publish func()) {
 }
 
 // retain stores (or, with an empty payload, clears [MQTT-3.3.1-10]) the
-// retained message of a topic.
-func (h *Handler) retain(vhost, topic string, m *broker.Message) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r := h.retained[vhost]
+// retained message of a topic, in the vhost's durable store: the message
+// is the one just published (shared, not copied), whatever its QoS.
+func (h *Handler) retain(v *broker.VHost, topic string, m *broker.Message) {
 	if len(m.Body) == 0 {
-		delete(r, topic)
+		v.Retained().Delete(topic)
 		return
 	}
-	if r == nil {
-		r = make(map[string]*broker.Message)
-		h.retained[vhost] = r
-	}
-	h.retained[vhost][topic] = m
+	v.Retained().Set(topic, m)
 }
 
-// retainedFor lists the retained messages whose topic matches filter.
-func (h *Handler) retainedFor(vhost, filter string) []retainedMsg {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// retainedFor lists the retained messages whose topic matches filter;
+// expired ones are dropped from the store on the way.
+func (h *Handler) retainedFor(v *broker.VHost, filter string) []retainedMsg {
+	st := v.Retained()
+	now := time.Now()
 	var out []retainedMsg
-	for t, m := range h.retained[vhost] {
-		if matchFilter(filter, t) {
-			out = append(out, retainedMsg{topic: t, msg: m})
+	for _, r := range st.Select(func(topic string) bool { return matchFilter(filter, topic) }) {
+		if _, expired, _ := remainingExpiry(r.Message, now); expired {
+			st.CompareAndDelete(r.Key, r.Message)
+			continue
 		}
+		out = append(out, retainedMsg{topic: r.Key, msg: r.Message})
 	}
 	return out
 }

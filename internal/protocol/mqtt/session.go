@@ -3,6 +3,8 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,7 +14,8 @@ import (
 
 // session is the state of a client session that outlives a connection of a
 // persistent session: its subscriptions (the bindings live in the core, the
-// options MQTT needs at delivery live here) and the QoS 2 packet ids it
+// options MQTT needs at delivery live here and, for a persistent session,
+// in its durable record: see persist.go) and the QoS 2 packet ids it
 // published and has not released yet.
 type session struct {
 	mu   sync.Mutex // guards both maps; taken by the read loop and the writer
@@ -50,7 +53,7 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 	if old != nil && cleanStart {
 		// [MQTT-3.1.2-6] / v5 Clean Start: discard the previous session.
 		c.vhost.DeleteQueue(durableName, 0, false, false)
-		c.h.dropSession(c.key)
+		c.h.dropSession(c.vhost, c.clientID)
 		old = nil
 	}
 	present := false
@@ -60,17 +63,20 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 		c.queue, present = old, true
 		c.deleteQueue = !c.persistent
 	case c.persistent:
-		c.h.dropSession(c.key)
+		c.h.dropSession(c.vhost, c.clientID)
 		c.queue, err = c.vhost.DeclareQueue(durableName, broker.QueueOptions{Durable: true})
 	default:
-		c.h.dropSession(c.key)
+		c.h.dropSession(c.vhost, c.clientID)
 		c.queue, err = c.vhost.DeclareQueue(sessionQueueName(c.clientID, false),
 			broker.QueueOptions{Exclusive: true, Owner: c.owner})
 	}
 	if err != nil {
 		return false, err
 	}
-	c.sess = c.h.session(c.key, true)
+	// The subscriptions' options must be known before the first delivery.
+	c.sess = c.h.session(c, present)
+	// The record says the client is here, with this connection's expiry.
+	c.saveSession(time.Time{}, false, nil)
 	if err := c.consume(c.queue, "", &sink{c: c}); err != nil {
 		return false, err
 	}
@@ -133,6 +139,8 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			}
 		}
 	}
+	// A persistent session's subscriptions are on disk before the SUBACK.
+	c.saveSession(time.Time{}, true, c.done)
 	// SUBACK first, then the retained messages [MQTT-3.3.1-6].
 	c.out.push(ack)
 	for _, it := range retained {
@@ -141,29 +149,42 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	return nil
 }
 
-// subscribe adds one filter; it returns the SUBACK reason code and the
-// retained messages to send.
-func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode, []outItem) {
+// parseSubscription checks a filter and works out its binding: key,
+// $share group and the shared queue.
+func parseSubscription(o packet.Subscription, subID uint32, vhost string) (*subscription, packet.ReasonCode) {
 	s := &subscription{full: o.Filter, filter: o.Filter, opts: o, id: subID}
 	group, filter, shared := parseShare(o.Filter)
 	if shared {
 		s.group, s.filter = group, filter
-	} else if len(o.Filter) >= len(sharePrefix) && o.Filter[:len(sharePrefix)] == sharePrefix {
-		return packet.TopicFilterInvalid, nil
+	} else if strings.HasPrefix(o.Filter, sharePrefix) {
+		return nil, packet.TopicFilterInvalid
 	}
 	if !packet.ValidTopicFilter(s.filter) {
-		return packet.TopicFilterInvalid, nil
+		return nil, packet.TopicFilterInvalid
 	}
 	if shared && o.NoLocal {
-		return packet.ProtocolError, nil // [MQTT-3.8.3-4]
+		return nil, packet.ProtocolError // [MQTT-3.8.3-4]
 	}
 	s.key = topicToKey(s.filter)
+	if shared {
+		s.queue = "mqtt-shared-" + vhost + "-" + s.group + "-" + s.key
+	}
+	return s, packet.Success
+}
+
+// subscribe adds one filter; it returns the SUBACK reason code and the
+// retained messages to send.
+func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode, []outItem) {
+	s, code := parseSubscription(o, subID, c.vhost.Name())
+	if s == nil {
+		return code, nil
+	}
+	shared := s.group != ""
 	c.sess.mu.Lock()
 	prev := c.sess.subs[s.full]
 	c.sess.mu.Unlock()
 	bindQueue := c.queue.Name()
 	if shared {
-		s.queue = "mqtt-shared-" + c.vhost.Name() + "-" + s.group + "-" + s.key
 		bindQueue = s.queue
 	}
 	err := c.allowSubscribe(bindQueue)
@@ -197,7 +218,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 	// 1 sends them only for a new subscription, 2 never [MQTT-3.3.1-9..11].
 	var items []outItem
 	if !shared && (o.RetainHandling == 0 || (o.RetainHandling == 1 && prev == nil)) {
-		for _, r := range c.h.retainedFor(c.vhost.Name(), s.filter) {
+		for _, r := range c.h.retainedFor(c.vhost, s.filter) {
 			items = append(items, outItem{retained: r.msg, topic: r.topic, sub: s})
 		}
 	}
@@ -235,6 +256,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
 		}
 		ack.Reasons = append(ack.Reasons, packet.Success)
 	}
+	c.saveSession(time.Time{}, true, c.done)
 	c.out.push(ack)
 }
 
@@ -260,6 +282,20 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			return c.nack(p, packet.PayloadFormatInvalid, "payload is not UTF-8 as its format indicator says")
 		}
 	}
+	if c.version == packet.V5 && p.QoS > 0 {
+		// [MQTT-3.3.4-7..9]: the client may have at most our Receive
+		// Maximum QoS 1/2 publishes without PUBACK/PUBCOMP. A QoS 1 one is
+		// acknowledged before the next packet is read, so what piles up is
+		// QoS 2 awaiting PUBREL (a resent one does not count twice).
+		n := len(c.inQoS2) + 1
+		if _, again := c.inQoS2[p.PacketID]; again && p.QoS == 2 {
+			n--
+		}
+		if n > int(c.h.cfg.ReceiveMaximum) {
+			return &packet.Error{Code: packet.ReceiveMaximumExceeded,
+				Text: fmt.Sprintf("more than %d QoS 1/2 publishes unacknowledged", c.h.cfg.ReceiveMaximum)}
+		}
+	}
 	if p.QoS == 2 {
 		c.sess.mu.Lock()
 		_, dup := c.sess.qos2[p.PacketID]
@@ -267,6 +303,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.qos2[p.PacketID] = struct{}{}
 		}
 		c.sess.mu.Unlock()
+		c.inQoS2[p.PacketID] = struct{}{}
 		if dup {
 			// Already routed; the PUBREC got lost [MQTT-4.3.3-10].
 			c.out.push(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
@@ -281,6 +318,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Lock()
 			delete(c.sess.qos2, p.PacketID)
 			c.sess.mu.Unlock()
+			delete(c.inQoS2, p.PacketID)
 		}
 		c.log.Info("mqtt publish refused", "topic", topic, "err", err)
 		return c.nack(p, packet.NotAuthorized, err.Error())
@@ -291,15 +329,22 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			m.Properties.ReplyTo = r.Name()
 		}
 	}
-	if p.Retain {
-		c.h.retain(c.vhost.Name(), topic, m)
-	}
 	if !c.rate.Wait(ctx.Done()) {
 		return ctx.Err()
 	}
 	n, err := c.pub.Publish(m)
 	if err == nil {
 		c.reg.Load().CountPublish()
+		if p.Retain {
+			c.h.retain(c.vhost, topic, m)
+			// A PUBACK/PUBREC for a retained message says it is kept: wait
+			// for the log (this also covers the message's queue copies).
+			if p.QoS > 0 {
+				if serr := c.vhost.Retained().Sync(ctx.Done()); serr != nil {
+					c.log.Warn("mqtt retained message not on disk", "topic", topic, "err", serr)
+				}
+			}
+		}
 	}
 	code := packet.Success
 	switch {
@@ -320,6 +365,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Lock()
 			delete(c.sess.qos2, p.PacketID)
 			c.sess.mu.Unlock()
+			delete(c.inQoS2, p.PacketID)
 		}
 		c.out.push(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)})
 	}
@@ -368,8 +414,12 @@ func (c *conn) handleAck(p *packet.Ack) error {
 		_, ok := c.sess.qos2[p.PacketID]
 		delete(c.sess.qos2, p.PacketID)
 		c.sess.mu.Unlock()
+		delete(c.inQoS2, p.PacketID)
 		code := packet.Success
 		if !ok {
+			// Unknown id (released already, or the broker restarted since
+			// the PUBLISH, which was routed when it arrived): complete the
+			// flow so the client can free the id [MQTT-4.3.3-12].
 			code = v5Code(c.version, packet.PacketIdentifierNotFound)
 		}
 		c.out.push(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID, ReasonCode: code})
