@@ -91,6 +91,8 @@ Talks to the management API of a running herald (herald serve --http).
   declare queue NAME [--durable=false] [--auto-delete] [--arguments JSON]
   declare exchange NAME --type topic [--durable=false]
   delete queue NAME | delete exchange NAME
+  add vhost NAME
+  delete vhost NAME                       closes its connections, deletes its queues (and messages), exchanges, policies, permissions, limits
   purge queue NAME
   peek queue NAME [-n 10]                 show ready messages without taking them
   move messages FROM TO [-n N]            republish ready messages (e.g. a dead-letter queue back)
@@ -220,6 +222,16 @@ func (c *ctlClient) run(w []string) error {
 			fmt.Fprintf(c.out, "stopped early: %v\n", reason)
 		}
 		return nil
+	case "add vhost":
+		if err := need(3, "add vhost NAME"); err != nil {
+			return err
+		}
+		return c.done("PUT", "/api/vhosts/"+seg(w[2]), nil, "vhost "+w[2]+" added")
+	case "delete vhost":
+		if err := need(3, "delete vhost NAME"); err != nil {
+			return err
+		}
+		return c.done("DELETE", "/api/vhosts/"+seg(w[2]), nil, "vhost "+w[2]+" deleted")
 	case "add user":
 		if err := need(4, "add user NAME PASSWORD [--tags T]"); err != nil {
 			return err

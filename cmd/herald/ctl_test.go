@@ -139,6 +139,35 @@ func TestCtl(t *testing.T) {
 	}
 }
 
+// TestCtlVHosts: add vhost and delete vhost, which takes the vhost's
+// queues with it.
+func TestCtlVHosts(t *testing.T) {
+	srv, url := startHerald(t, "")
+	if out := mustCtl(t, url, "add", "vhost", "staging"); !strings.Contains(out, "vhost staging added") {
+		t.Fatalf("add vhost: %q", out)
+	}
+	mustCtl(t, url, "--vhost", "staging", "set", "permissions", "guest")
+	mustCtl(t, url, "--vhost", "staging", "declare", "queue", "jobs")
+	if out := mustCtl(t, url, "list", "vhosts"); !strings.Contains(out, "staging") {
+		t.Fatalf("list vhosts:\n%s", out)
+	}
+	if out := mustCtl(t, url, "delete", "vhost", "staging"); !strings.Contains(out, "vhost staging deleted") {
+		t.Fatalf("delete vhost: %q", out)
+	}
+	if srv.Broker().VHost("staging") != nil {
+		t.Fatal("vhost still there")
+	}
+	if out := mustCtl(t, url, "list", "queues"); strings.Contains(out, "jobs") {
+		t.Fatalf("the deleted vhost's queue is listed:\n%s", out)
+	}
+	if code, _, e := ctl(t, url, "delete", "vhost", "staging"); code != 1 || !strings.Contains(e, "404") {
+		t.Fatalf("delete a missing vhost: %d %s", code, e)
+	}
+	if code, _, e := ctl(t, url, "add", "vhost"); code != 2 || !strings.Contains(e, "usage: herald ctl add vhost NAME") {
+		t.Fatalf("add vhost without a name: %d %s", code, e)
+	}
+}
+
 func TestCtlUnreachable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

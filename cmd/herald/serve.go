@@ -42,7 +42,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
 	channelMax := fs.Uint("channel-max", amqp091.DefaultChannelMax, "highest AMQP channel number a connection may open (the connection.tune channel_max)")
 	maxConns := fs.Int("max-connections", 0, "client connections of all protocols together, checked at login (0 = unlimited); per vhost and per user limits are set with the management API")
-	maxPubRate := fs.Int("max-publish-rate", 0, "messages a second each AMQP, MQTT or STOMP connection may publish; beyond it Herald stops reading from the client (0 = unlimited)")
+	maxPubRate := fs.Int("max-publish-rate", 0, "messages a second each AMQP, MQTT, STOMP or WebSocket connection may publish (beyond it Herald stops reading from the client), and each user over the HTTP publish endpoints (beyond it 429 Too Many Requests); 0 = unlimited")
+	statsInterval := fs.Duration("stats-interval", web.DefaultStatsInterval, "how often the management API's message rates (message_stats.*_details.rate) are sampled; RabbitMQ's collect_statistics_interval")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
 	queueMemory := fs.Int("queue-memory-messages", 20000, "persistent messages a durable queue keeps in RAM; the rest wait in the log and are read back as they near the head")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
@@ -87,7 +88,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		STOMPAddr: *stompAddr,
 		AMQPSAddr: *amqpsAddr, MQTTSAddr: *mqttsAddr, STOMPSAddr: *stompsAddr, HTTPSAddr: *httpsAddr,
 		TLS:             server.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
-		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), Version: version, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
+		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), Version: version, StatsInterval: *statsInterval, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
 		DataDir:         *dataDir,
 		LoadDefinitions: *loadDefs,
 		AMQP: amqp091.Config{

@@ -122,7 +122,10 @@ type connRegistry struct {
 	// ConnectionInfo.Protocol, so that the per-protocol totals never go
 	// back (guarded by mu).
 	closed map[string]MessageCounts
-	lim    limitState
+	// detached holds the counters of requests that belong to no
+	// connection (plain HTTP), by protocol name (guarded by mu).
+	detached map[string]*Connection
+	lim      limitState
 }
 
 // RegisterConnection adds a connection to the registry; the adapter calls
@@ -143,6 +146,11 @@ func (b *Broker) RegisterConnection(info ConnectionInfo) (c *Connection, unregis
 	}
 	r.conns[info.ID] = c
 	r.mu.Unlock()
+	if info.Close != nil && b.vhostGone(info.VHost) {
+		// DeleteVHost ran between the login and now, after it closed the
+		// vhost's registered connections: close this one too.
+		info.Close(vhostDeletedReason(info.VHost))
+	}
 	var once sync.Once
 	return c, func() {
 		once.Do(func() {
@@ -204,5 +212,31 @@ func (b *Broker) ProtocolCounters() (counts map[string]MessageCounts, channels m
 		counts[c.info.Protocol] = t
 		channels[c.info.Protocol] += int(c.channels.Load())
 	}
+	for p, c := range r.detached {
+		t := counts[p]
+		t.add(c.counts())
+		counts[p] = t
+	}
 	return counts, channels
+}
+
+// ProtocolCounter returns the message counters of a protocol whose
+// clients have no connection to register (plain HTTP requests: publish,
+// get, long-polling fetch). Its CountPublish, CountDeliver and CountAck
+// add to ProtocolCounters under protocol, as a registered connection's
+// do; it is not listed by Connections. The same protocol gives the same
+// counter.
+func (b *Broker) ProtocolCounter(protocol string) *Connection {
+	r := &b.conns
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.detached[protocol]; ok {
+		return c
+	}
+	if r.detached == nil {
+		r.detached = make(map[string]*Connection)
+	}
+	c := &Connection{info: ConnectionInfo{Protocol: protocol}}
+	r.detached[protocol] = c
+	return c
 }

@@ -290,3 +290,31 @@ func (l *PublishLimiter) Throttled() bool {
 	}
 	return l.tokens+time.Since(l.last).Seconds()*l.rate < 1
 }
+
+// Take takes a token for one publish if one is available, without
+// waiting; otherwise it reports how long until one will be. Adapters that
+// must answer rather than push back (HTTP: 429 with Retry-After) use it.
+// Like Wait it is not safe for concurrent use; a nil limiter always
+// allows.
+func (l *PublishLimiter) Take() (ok bool, retryAfter time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	now := time.Now()
+	l.tokens = min(l.rate, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	l.last = now
+	if l.tokens >= 1 {
+		l.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - l.tokens) / l.rate * float64(time.Second))
+}
+
+// Idle reports whether the bucket has refilled completely, so that the
+// limiter is as good as a new one and a holder of many may drop it.
+func (l *PublishLimiter) Idle() bool {
+	if l == nil {
+		return true
+	}
+	return l.tokens+time.Since(l.last).Seconds()*l.rate >= l.rate
+}

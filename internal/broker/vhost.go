@@ -19,6 +19,9 @@ type VHost struct {
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
 	policies  map[string]*Policy
+	// deleted is set (under mu) when DeleteVHost emptied the vhost:
+	// declarations by connections not yet closed are refused.
+	deleted bool
 }
 
 // Built-in exchanges present in every virtual host, as in RabbitMQ.
@@ -71,6 +74,9 @@ func (v *VHost) declareExchange(name string, o ExchangeOptions) (e *Exchange, cr
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.deleted {
+		return nil, false, v.deletedError()
+	}
 	if e, ok := v.exchanges[name]; ok {
 		return e, false, e.equivalent(o)
 	}
@@ -190,6 +196,9 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	defer func() { v.broker.changed(notify) }() // registered first: runs after the unlock
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.deleted {
+		return nil, v.deletedError()
+	}
 	if q, ok := v.queues[name]; ok {
 		if err := q.usableBy(o.Owner); err != nil {
 			return nil, err

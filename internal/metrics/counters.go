@@ -81,7 +81,9 @@ func (c *Counters) ProtocolError(protocol string) {
 }
 
 // ProtocolLabel maps a connection registry's protocol name ("AMQP 0-9-1",
-// "MQTT 5.0", "Web STOMP 1.2", "Web", ...) to the protocol label value.
+// "MQTT 5.0", "Web STOMP 1.2", "Web", ...) or the name of a counter
+// without a connection ("HTTP", "SSE": see broker.ProtocolCounter) to the
+// protocol label value.
 func ProtocolLabel(registryName string) string {
 	switch {
 	case strings.HasPrefix(registryName, "AMQP"):
@@ -94,6 +96,10 @@ func ProtocolLabel(registryName string) string {
 		return ProtocolMQTTWS
 	case registryName == "Web":
 		return ProtocolWS
+	case registryName == "HTTP":
+		return ProtocolHTTP
+	case registryName == "SSE":
+		return ProtocolSSE
 	}
 	return strings.ToLower(registryName)
 }

@@ -32,9 +32,12 @@
 //	herald_channels                          gauge: open channels (AMQP; sessions elsewhere) of every connection
 //
 // The three message counters use the Protocol label constants
-// ("amqp091", "mqtt", "stomp", "websocket"); the connections keep them
-// (one atomic add per message, see broker.Connection) and the registry
-// keeps the totals of closed connections, so they never go back.
+// ("amqp091", "mqtt", "stomp", "websocket" for /ws, "mqtt-ws", "http" for
+// the plain HTTP publish, get and fetch requests, "sse" for Server-Sent
+// Events deliveries); the connections keep them (one atomic add per
+// message, see broker.Connection), the registry keeps the totals of
+// closed connections, so they never go back, and requests without a
+// connection count on broker.ProtocolCounter.
 //
 // # The message log
 //

@@ -50,6 +50,14 @@ func (d *definitionsFile) load() error {
 	// The saved users replace the defaults: a deleted guest stays deleted,
 	// as RabbitMQ creates its default user on first boot only.
 	err = definitions.Import(d.broker, d.users, doc, true)
+	if defaultVHostDeleted(doc) {
+		// The broker starts with "/"; a saved vhosts list without "/"
+		// means it was deleted, and it stays deleted, as
+		// RabbitMQ creates its default vhost on first boot only.
+		if _, derr := d.broker.DeleteVHost(broker.DefaultVHost); derr != nil {
+			err = errors.Join(err, derr)
+		}
+	}
 	d.mu.Lock()
 	d.loading = false
 	d.mu.Unlock()
@@ -59,6 +67,21 @@ func (d *definitionsFile) load() error {
 	d.log.Info("definitions restored", "file", d.path, "vhosts", len(doc.VHosts), "exchanges", len(doc.Exchanges),
 		"queues", len(doc.Queues), "bindings", len(doc.Bindings), "policies", len(doc.Policies), "users", usersCount(doc.Users), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// defaultVHostDeleted reports whether a saved document has a vhosts list
+// (Herald always writes one, "[]" once every vhost is deleted) without
+// the default vhost.
+func defaultVHostDeleted(doc definitions.Document) bool {
+	if doc.VHosts == nil {
+		return false
+	}
+	for _, v := range doc.VHosts {
+		if v.Name == broker.DefaultVHost {
+			return false
+		}
+	}
+	return true
 }
 
 // changed is the broker's OnDefinitionsChange hook: it writes the durable

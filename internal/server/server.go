@@ -97,9 +97,10 @@ type Config struct {
 	// together, checked at login (0 = no limit). Vhost and user limits are
 	// set through the management API (/api/vhost-limits, /api/user-limits).
 	MaxConnections int
-	// MaxPublishRate limits each AMQP, MQTT and STOMP connection to this
-	// many published messages a second (0 = no limit); it fills in the
-	// protocol configs' MaxPublishRate where those are 0.
+	// MaxPublishRate limits each AMQP, MQTT, STOMP and /ws connection to
+	// this many published messages a second, and each user's HTTP
+	// publishes likewise (0 = no limit); it fills in the protocol and web
+	// configs' MaxPublishRate where those are 0.
 	MaxPublishRate int
 }
 
@@ -151,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
 	}
-	for _, r := range []*int{&cfg.AMQP.MaxPublishRate, &cfg.MQTT.MaxPublishRate, &cfg.STOMP.MaxPublishRate} {
+	for _, r := range []*int{&cfg.AMQP.MaxPublishRate, &cfg.MQTT.MaxPublishRate, &cfg.STOMP.MaxPublishRate, &cfg.Web.MaxPublishRate} {
 		if *r == 0 {
 			*r = cfg.MaxPublishRate
 		}

@@ -61,6 +61,15 @@
 // shape of the /ws "message" frame (without op, sub and tag): [] when the
 // timeout passes first.
 //
+// With Config.MaxPublishRate (--max-publish-rate) each user has one token
+// bucket for both publish endpoints (rate a second, a burst of one
+// second's worth); past it they answer 429 Too Many Requests with
+// Retry-After and {"error":"too_many_requests","reason":...}. A /ws socket
+// has a bucket of its own and is slowed down instead (ratelimit.go).
+// These requests count in herald_published/delivered/acked_total under
+// protocol "http" (a get with ackmode ack_requeue_false and a fetch also
+// acknowledge), SSE deliveries under "sse", /ws under "websocket".
+//
 // # WebSocket: /ws?vhost=/
 //
 // JSON text frames. Client to server:
@@ -127,7 +136,8 @@
 // # Management
 //
 // In RabbitMQ's paths and JSON shapes (docs/web.md lists them all):
-// /api/overview, /api/whoami, /api/vhosts, /api/users, /api/permissions,
+// /api/overview, /api/whoami, /api/vhosts (DELETE /api/vhosts/{vhost}
+// closes its connections and deletes everything in it), /api/users, /api/permissions,
 // /api/policies, /api/definitions (GET exports, POST imports a RabbitMQ
 // definitions file), /api/exchanges, /api/queues (with .../contents to
 // purge, .../get, and Herald's repair tools .../messages to peek,
@@ -137,7 +147,10 @@
 // /api/aliveness-test/{vhost}, /api/health/checks/alarms (503 while a
 // resource alarm is raised). Every list pages, sorts and filters as
 // RabbitMQ's (?page=&page_size=&name=&use_regex=&sort=&sort_reverse=;
-// list.go). Reading needs a management tag;
+// list.go). The message_stats of /api/overview and /api/queues carry
+// RabbitMQ's publish_details, deliver_get_details and ack_details
+// {"rate": messages a second}, sampled every Config.StatsInterval
+// (stats.go). Reading needs a management tag;
 // users, permissions, vhosts and definitions need administrator; policies
 // need policymaker or administrator.
 package web

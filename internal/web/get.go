@@ -129,6 +129,10 @@ func (s *Server) getMessages(w http.ResponseWriter, r *http.Request) {
 	// Settle only after the loop: requeued messages go back to the head
 	// and would otherwise be fetched again by the same request.
 	settle(q, ids...)
+	s.httpCount.CountDeliver(len(ids))
+	if req.AckMode == "ack_requeue_false" {
+		s.httpCount.CountAck(len(ids))
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -278,5 +282,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.Ack(ids...)
+	s.httpCount.CountDeliver(len(ids))
+	s.httpCount.CountAck(len(ids))
 	writeJSON(w, http.StatusOK, out)
 }

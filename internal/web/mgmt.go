@@ -44,19 +44,37 @@ type queueJSON struct {
 	MessageStats           messageStats   `json:"message_stats"`
 }
 
+// messageStats is RabbitMQ's message_stats: counts since the queue was
+// declared (summed over the queues for the overview) and, in the
+// *_details objects, the rates over the last sampling interval (see
+// stats.go).
 type messageStats struct {
-	Publish    uint64 `json:"publish"`
-	DeliverGet uint64 `json:"deliver_get"`
-	Ack        uint64 `json:"ack"`
+	Publish           uint64     `json:"publish"`
+	PublishDetails    rateDetail `json:"publish_details"`
+	DeliverGet        uint64     `json:"deliver_get"`
+	DeliverGetDetails rateDetail `json:"deliver_get_details"`
+	Ack               uint64     `json:"ack"`
+	AckDetails        rateDetail `json:"ack_details"`
 }
 
-func newQueueJSON(v *broker.VHost, q *broker.Queue) queueJSON {
+// rateDetail is RabbitMQ's {"rate": messages per second}.
+type rateDetail struct {
+	Rate float64 `json:"rate"`
+}
+
+func newMessageStats(publish, deliverGet, ack uint64, r msgRates) messageStats {
+	return messageStats{Publish: publish, PublishDetails: rateDetail{r.Publish},
+		DeliverGet: deliverGet, DeliverGetDetails: rateDetail{r.DeliverGet},
+		Ack: ack, AckDetails: rateDetail{r.Ack}}
+}
+
+func (s *Server) newQueueJSON(v *broker.VHost, q *broker.Queue) queueJSON {
 	st := q.Stats()
 	return queueJSON{Name: q.Name(), VHost: v.Name(), Durable: q.Durable(), AutoDelete: q.AutoDelete(),
 		Exclusive: q.Exclusive(), Arguments: argsJSON(q.Args()),
 		Messages: st.Ready + st.Unacked, MessagesReady: st.Ready, MessagesUnacknowledged: st.Unacked,
 		Consumers: st.Consumers, State: "running", Type: "classic",
-		MessageStats: messageStats{Publish: st.Published, DeliverGet: st.Delivered, Ack: st.Acks}}
+		MessageStats: newMessageStats(st.Published, st.Delivered, st.Acks, s.stats.queue(q))}
 }
 
 type bindingJSON struct {
@@ -117,23 +135,33 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		"object_totals": map[string]int{"queues": queues, "exchanges": exchanges, "consumers": consumers,
 			"connections": len(conns), "channels": channels},
 		"queue_totals":  map[string]int{"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
-		"message_stats": messageStats{Publish: pub, DeliverGet: del, Ack: ack},
+		"message_stats": newMessageStats(pub, del, ack, s.stats.overall()),
 	})
+}
+
+func vhostJSON(v *broker.VHost) map[string]any {
+	var ready, unacked int
+	for _, q := range v.Queues() {
+		st := q.Stats()
+		ready += st.Ready
+		unacked += st.Unacked
+	}
+	return map[string]any{"name": v.Name(), "tracing": false,
+		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked}
 }
 
 func (s *Server) listVHosts(w http.ResponseWriter, r *http.Request) {
 	out := []map[string]any{}
 	for _, v := range s.broker.VHosts() {
-		var ready, unacked int
-		for _, q := range v.Queues() {
-			st := q.Stats()
-			ready += st.Ready
-			unacked += st.Unacked
-		}
-		out = append(out, map[string]any{"name": v.Name(), "tracing": false,
-			"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked})
+		out = append(out, vhostJSON(v))
 	}
 	writeList(w, r, out, "name")
+}
+
+func (s *Server) showVHost(w http.ResponseWriter, r *http.Request) {
+	if v := s.vhostOf(w, r.PathValue("vhost")); v != nil {
+		writeJSON(w, http.StatusOK, vhostJSON(v))
+	}
 }
 
 func (s *Server) listExchanges(w http.ResponseWriter, r *http.Request) {
@@ -229,7 +257,7 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
 	out := []queueJSON{}
 	for _, v := range vs {
 		for _, q := range v.Queues() {
-			out = append(out, newQueueJSON(v, q))
+			out = append(out, s.newQueueJSON(v, q))
 		}
 	}
 	writeList(w, r, out, "name")
@@ -245,7 +273,7 @@ func (s *Server) showQueue(w http.ResponseWriter, r *http.Request) {
 		writeBrokerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, newQueueJSON(v, q))
+	writeJSON(w, http.StatusOK, s.newQueueJSON(v, q))
 }
 
 func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {

@@ -85,11 +85,15 @@ func (s *Server) finishPublish(w http.ResponseWriter, r *http.Request, v *broker
 		writeBrokerError(w, err)
 		return
 	}
+	if !s.allowPublish(w, r) {
+		return
+	}
 	n, err := publish(r.Context(), v, m, 0)
 	if err != nil {
 		writeBrokerError(w, err)
 		return
 	}
+	s.httpCount.CountPublish()
 	writeJSON(w, http.StatusOK, map[string]bool{"routed": n > 0})
 }
 

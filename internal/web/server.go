@@ -60,6 +60,16 @@ type Config struct {
 	// (the server's resource monitor knows the limits); nil reports what
 	// this package can see alone (memory in use, goroutines, alarms).
 	Node func() NodeInfo
+	// MaxPublishRate (--max-publish-rate) limits publishes to this many
+	// messages a second, with a burst of one second's worth: per /ws
+	// socket (its reader waits, as AMQP's does), and per user for the
+	// HTTP publish endpoints, which answer 429 Too Many Requests with
+	// Retry-After beyond it. 0 = no limit.
+	MaxPublishRate int
+	// StatsInterval is how often the message rates of the management API
+	// (message_stats.*_details.rate) are sampled, RabbitMQ's
+	// collect_statistics_interval.
+	StatsInterval time.Duration
 }
 
 // Defaults.
@@ -70,6 +80,7 @@ const (
 	DefaultSSEHeartbeat        = 15 * time.Second
 	DefaultMaxFetchTimeout     = 5 * time.Minute
 	DefaultWriteTimeout        = 30 * time.Second
+	DefaultStatsInterval       = 5 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -94,6 +105,9 @@ func (c *Config) setDefaults() {
 	if c.Version == "" {
 		c.Version = "dev"
 	}
+	if c.StatsInterval <= 0 {
+		c.StatsInterval = DefaultStatsInterval
+	}
 }
 
 // Server is Herald's HTTP front: REST publish and pull, WebSocket and SSE
@@ -110,14 +124,34 @@ type Server struct {
 	started time.Time
 	node    string // "herald@<hostname>", RabbitMQ's node name shape
 
-	// ctx ends every long-lived handler (WebSocket, SSE, fetch) on Close.
+	// stats samples the queues' counters for the message rates
+	// (stats.go); its goroutine runs from New to Close.
+	stats *statsSampler
+	// pubLimits are the HTTP publish endpoints' per-user rate limits.
+	pubLimits *publishLimits
+	// httpCount and sseCount count the messages of plain HTTP requests
+	// and SSE streams, which have no registered connection, for the
+	// per-protocol metrics (protocol labels "http" and "sse").
+	httpCount, sseCount *broker.Connection
+
+	// ctx ends every long-lived handler (WebSocket, SSE, fetch) and the
+	// stats sampler on Close.
 	ctx    context.Context
 	cancel context.CancelFunc
+	bg     sync.WaitGroup // the stats sampler
 
 	mu      sync.Mutex // guards closed and the Add side of streams
 	closed  bool
 	streams sync.WaitGroup
 }
+
+// Protocol names under which this package counts messages that belong to
+// no connection (broker.ProtocolCounter; metrics label them "http" and
+// "sse"). /ws sockets are registered connections of protocol "Web".
+const (
+	protocolHTTP = "HTTP"
+	protocolSSE  = "SSE"
+)
 
 // New returns the web server; mount Handler on the HTTP listener.
 func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Server {
@@ -126,7 +160,9 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, started: time.Now(), node: nodeName(), broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel}
+	s := &Server{cfg: cfg, started: time.Now(), node: nodeName(), broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel,
+		stats: newStatsSampler(b), pubLimits: newPublishLimits(cfg.MaxPublishRate),
+		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE)}
 	if cfg.JWT.Enabled() {
 		var err error
 		if s.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
@@ -134,6 +170,11 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 		}
 	}
 	s.routes()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.stats.run(ctx, cfg.StatsInterval)
+	}()
 	return s
 }
 
@@ -141,13 +182,15 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 // Close ends every WebSocket (close code 1001 "server shutting down"), SSE
-// stream and pending fetch, and waits for their handlers to return.
+// stream and pending fetch, and the stats sampler, and waits for them to
+// return.
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
 	s.streams.Wait()
+	s.bg.Wait()
 }
 
 // track registers a long-lived handler so that Close can wait for it; it
@@ -202,6 +245,7 @@ func (s *Server) routes() {
 	mg("GET /api/overview", s.overview)
 	mg("GET /api/whoami", s.whoami)
 	mg("GET /api/vhosts", s.listVHosts)
+	mg("GET /api/vhosts/{vhost}", s.showVHost)
 	admin("PUT /api/vhosts/{vhost}", s.putVHost)
 	admin("DELETE /api/vhosts/{vhost}", s.deleteVHost)
 	admin("GET /api/users", s.listUsers)

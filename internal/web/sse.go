@@ -121,10 +121,15 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		if bw.Flush() != nil || rc.Flush() != nil {
 			return
 		}
+		n := 0
 		for i := range batch {
 			if batch[i].sub != nil {
 				ob.written(&batch[i])
+				n++
 			}
+		}
+		if n > 0 {
+			s.sseCount.CountDeliver(n)
 		}
 		clear(batch)
 		batch = batch[:0]

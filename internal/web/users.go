@@ -190,10 +190,22 @@ func (s *Server) putVHost(w http.ResponseWriter, r *http.Request) {
 	created(w, existed)
 }
 
-// deleteVHost is not built: the core cannot delete a vhost yet.
+// deleteVHost deletes a vhost as RabbitMQ does: the permissions in it
+// first (so that nobody logs in meanwhile), then the vhost in the core,
+// which closes its connections (AMQP: 320 CONNECTION_FORCED "vhost 'x' is
+// deleted") and deletes its queues, their messages, exchanges, bindings,
+// policies and limits. The default vhost "/" may be deleted too.
 func (s *Server) deleteVHost(w http.ResponseWriter, r *http.Request) {
-	if s.vhostOf(w, r.PathValue("vhost")) == nil {
+	name := r.PathValue("vhost")
+	if s.vhostOf(w, name) == nil {
 		return
 	}
-	writeError(w, http.StatusNotImplemented, "not_implemented", "deleting a vhost is not supported yet")
+	s.users.ClearVHostPermissions(name)
+	queues, err := s.broker.DeleteVHost(name)
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	s.log.Info("vhost deleted", "vhost", name, "queues", queues, "by", userOf(r).Name)
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -36,6 +36,12 @@ type wsSession struct {
 	log   *slog.Logger
 	pub   *broker.Publisher  // read loop only
 	reg   *broker.Connection // registry entry: message counters
+	// rate is the socket's --max-publish-rate bucket (nil: no limit);
+	// read loop only. Waiting for a token stops reading the socket.
+	rate *broker.PublishLimiter
+	// stop is closed by shutdown: it ends a wait for a publish token.
+	stop     chan struct{}
+	stopOnce sync.Once
 	// pubAllowed caches the last exchange publish was allowed to write
 	// to, at users generation pubAllowedGen; read loop only.
 	pubAllowed    string
@@ -93,6 +99,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
 		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
 		done: make(chan struct{}), subs: make(map[string]*sub),
+		rate: broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
 		batch: r.URL.Query().Get("batch") == "1",
 	}
 	local := ""
@@ -148,6 +155,7 @@ func (ws *wsSession) run() {
 // shutdown closes the socket with a close code; the read loop then ends.
 func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
 	ws.closing.Store(true)
+	ws.stopOnce.Do(func() { close(ws.stop) })
 	_ = ws.c.Close(code, reason)
 }
 
@@ -384,6 +392,11 @@ func (ws *wsSession) publish(f *wsFrame) {
 	if err := ws.allowPublish(m.Exchange); err != nil {
 		ws.brokerError(f.ID, err)
 		return
+	}
+	// --max-publish-rate: wait for a token in the read loop, which stops
+	// reading the socket meanwhile (push-back, as AMQP; nothing dropped).
+	if !ws.rate.Wait(ws.stop) {
+		return // the socket is being closed
 	}
 	n, err := ws.pub.Publish(m)
 	if err != nil {

@@ -15,6 +15,7 @@ const { api, apiPath, basicAuth, exchangeSeg, ApiError } = await mod("js/api.js"
 // names an export that exists. It starts nothing without a document.
 const { route, navFor } = await mod("js/app.js");
 const { uptimeText } = await mod("js/pages/node.js");
+const { limitRows } = await mod("js/pages/admin.js");
 
 let passed = 0, failed = 0;
 async function test(name, fn) {
@@ -88,7 +89,7 @@ await test("route", () => {
   const e = route("#/exchanges/%2F/amq.default");
   assert.deepEqual(e.params, { vhost: "/", name: "" });
   assert.equal(route("#/queues/%E0%A4%A/x").page.nav, "overview"); // malformed escape
-  for (const p of ["connections", "channels", "node", "users", "vhosts", "permissions", "policies", "definitions"]) {
+  for (const p of ["connections", "channels", "node", "users", "vhosts", "permissions", "limits", "policies", "definitions"]) {
     assert.equal(route("#/" + p).page.nav, p);
   }
 });
@@ -98,9 +99,19 @@ await test("nav by tags", () => {
   assert.deepEqual(keys(["management"]), ["overview", "connections", "channels", "exchanges", "queues", "node"]);
   assert.ok(keys(["policymaker"]).includes("policies"));
   assert.ok(!keys(["policymaker"]).includes("users"));
-  assert.deepEqual(keys(["administrator"]).slice(-5), ["users", "vhosts", "permissions", "policies", "definitions"]);
+  assert.deepEqual(keys(["administrator"]).slice(-6), ["users", "vhosts", "permissions", "limits", "policies", "definitions"]);
+  assert.ok(!keys(["policymaker"]).includes("limits"));
   assert.equal(uptimeText(0), "0m");
   assert.equal(uptimeText((26 * 60 + 5) * 60000), "1d 2h 5m");
+});
+
+await test("limitRows", () => {
+  assert.deepEqual(limitRows([{ vhost: "/", value: { "max-connections": 10, "max-queues": 0 } }], [{ user: "bob", value: { "max-connections": -1 } }]), [
+    { kind: "vhost", target: "/", name: "max-connections", value: 10 },
+    { kind: "vhost", target: "/", name: "max-queues", value: 0 },
+    { kind: "user", target: "bob", name: "max-connections", value: -1 },
+  ]);
+  assert.deepEqual(limitRows([], undefined), []);
 });
 
 await test("paths", () => {
@@ -339,6 +350,37 @@ if (base) {
     assert.match(root.textContent, /console-vh/);
     await root.querySelectorAll("button").find((b) => b.textContent === "Clear").dispatch("click");
     await assert.rejects(call("GET", apiPath("permissions", "console-vh", "console-user")), (e) => e.status === 404);
+
+    // Limits: a vhost limit and a user limit, set and cleared.
+    let text2 = await show("#/limits");
+    assert.match(text2, /No limits/);
+    f = formWith("kind");
+    byName(f, "kind").value = "vhost";
+    await byName(f, "kind").dispatch("change");
+    byName(f, "vhost").value = "console-vh";
+    byName(f, "name").value = "max-queues";
+    byName(f, "value").value = "7";
+    await f.dispatch("submit");
+    assert.deepEqual(await call("GET", "/api/vhost-limits/console-vh"), [{ vhost: "console-vh", value: { "max-queues": 7 } }]);
+    byName(f, "kind").value = "user";
+    await byName(f, "kind").dispatch("change");
+    assert.deepEqual(byName(f, "name").options.map((o) => o.value), ["max-connections"]);
+    byName(f, "user").value = "console-user";
+    byName(f, "value").value = "0";
+    await f.dispatch("submit");
+    assert.deepEqual(await call("GET", "/api/user-limits/console-user"), [{ user: "console-user", value: { "max-connections": 0 } }]);
+    await app.updatePage();
+    assert.match(root.textContent, /max-queues/);
+    assert.match(root.textContent, /0 \(forbidden\)/);
+    for (const b of root.querySelectorAll("button").filter((b) => b.textContent === "Clear")) await b.dispatch("click");
+    assert.deepEqual(await call("GET", "/api/vhost-limits"), []);
+    assert.deepEqual(await call("GET", "/api/user-limits"), []);
+
+    // Virtual hosts: delete the one added above.
+    await show("#/vhosts");
+    await root.querySelectorAll("button").filter((b) => b.textContent === "Delete").find((b) => b.parentNode.parentNode.textContent.startsWith("console-vh")).dispatch("click");
+    await assert.rejects(call("GET", apiPath("vhosts", "console-vh")), (e) => e.status === 404);
+    assert.ok(flashes.some(([m]) => m === "Virtual host console-vh deleted."), JSON.stringify(flashes));
 
     // Policies: add, edit, delete.
     await show("#/policies");

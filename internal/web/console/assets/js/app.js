@@ -11,7 +11,7 @@ import exchanges from "./pages/exchanges.js";
 import exchange from "./pages/exchange.js";
 import { channels, connections } from "./pages/connections.js";
 import node from "./pages/node.js";
-import { definitions, permissions, policies, users, vhosts } from "./pages/admin.js";
+import { definitions, limits, permissions, policies, users, vhosts } from "./pages/admin.js";
 
 const POLL_MS = 2000;
 const HISTORY = 150; // samples: five minutes at one per POLL_MS
@@ -29,6 +29,7 @@ export const NAV = [
   ["users", "#/users", "Users", ADMIN],
   ["vhosts", "#/vhosts", "Virtual hosts", ADMIN],
   ["permissions", "#/permissions", "Permissions", ADMIN],
+  ["limits", "#/limits", "Limits", ADMIN],
   ["policies", "#/policies", "Policies", ["administrator", "policymaker"]],
   ["definitions", "#/definitions", "Definitions", ADMIN],
 ];
@@ -65,6 +66,8 @@ export function route(hash) {
       return { page: vhosts, params: {} };
     case "permissions":
       return { page: permissions, params: {} };
+    case "limits":
+      return { page: limits, params: {} };
     case "policies":
       return { page: policies, params: {} };
     case "definitions":

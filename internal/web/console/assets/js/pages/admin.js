@@ -1,10 +1,10 @@
-// The administrator's pages: users, virtual hosts, permissions,
+// The administrator's pages: users, virtual hosts, permissions, limits,
 // policies and definitions export / import. The nav shows them to
 // administrators only (policies to policymakers too); the API enforces
 // the same rule.
 
 import { api, apiPath } from "../api.js";
-import { h, val } from "../dom.js";
+import { h, replace, val } from "../dom.js";
 import { fmtInt, parseArgs } from "../format.js";
 import { argsText, matcher, SortTable, submitting } from "./common.js";
 
@@ -100,6 +100,9 @@ export const vhosts = {
       { label: "Ready", num: true, value: (v) => v.messages_ready, cell: (v) => fmtInt(v.messages_ready) },
       { label: "Unacked", num: true, value: (v) => v.messages_unacknowledged, cell: (v) => fmtInt(v.messages_unacknowledged) },
       { label: "Total", num: true, value: (v) => v.messages, cell: (v) => fmtInt(v.messages) },
+      { label: "", cell: (v) => h("button", { type: "button", class: "danger",
+        onclick: action(ctx, `Delete virtual host ${v.name}? Its connections are closed and its queues, messages, exchanges, policies, permissions and limits are deleted.`,
+          async () => (await api("DELETE", apiPath("vhosts", v.name)), `Virtual host ${v.name} deleted.`)) }, "Delete") },
     ], () => api("GET", "/api/vhosts"), [h("details", { class: "panel" }, h("summary", {}, "Add a virtual host"), form)],
     { key: (v) => v.name, empty: "No virtual hosts." });
   },
@@ -133,6 +136,66 @@ export const permissions = {
           async () => (await api("DELETE", apiPath("permissions", p.vhost, p.user)), `Permissions of ${p.user} in ${p.vhost} cleared.`)) }, "Clear") },
     ], () => api("GET", "/api/permissions"), [h("details", { class: "panel" }, h("summary", {}, "Set permissions"), form)],
     { key: (p) => p.user, empty: "No permissions." });
+  },
+};
+
+// LIMITS are the limits each kind of object takes, as RabbitMQ names them.
+const LIMITS = { vhost: ["max-connections", "max-queues"], user: ["max-connections"] };
+
+// limitRows flattens /api/vhost-limits and /api/user-limits answers
+// ([{vhost|user, value: {name: n}}]) into one row per limit.
+export function limitRows(vhostLimits, userLimits) {
+  const rows = [];
+  for (const [kind, list] of [["vhost", vhostLimits], ["user", userLimits]]) {
+    for (const e of list || []) {
+      for (const [name, value] of Object.entries(e.value || {})) rows.push({ kind, target: e[kind], name, value });
+    }
+  }
+  return rows;
+}
+
+const limitText = (n) => (n < 0 ? "none" : n === 0 ? "0 (forbidden)" : fmtInt(n));
+
+export const limits = {
+  nav: "limits",
+  title: () => "Limits",
+  mount(root, ctx) {
+    const form = h("form", { class: "grid" },
+      h("label", {}, "Applies to"), h("select", { name: "kind" }, h("option", { value: "vhost" }, "virtual host"), h("option", { value: "user" }, "user")),
+      h("label", {}, "Virtual host"), h("select", { name: "vhost" }, vhostOptions(ctx)),
+      h("label", {}, "User"), h("input", { type: "text", name: "user", autocomplete: "off", placeholder: "for a user limit" }),
+      h("label", {}, "Limit"), h("select", { name: "name" }, LIMITS.vhost.map((n) => h("option", { value: n }, n))),
+      h("label", {}, "Value"), h("input", { type: "number", name: "value", value: "100", step: "1", required: true }),
+      h("span", { class: "hint" }, "Negative: no limit; 0 forbids (new connections, or queue declarations). Existing connections and queues stay."),
+      h("span", {}), primary("Set limit"));
+    // The limit names depend on the kind: users have max-connections only.
+    form.elements.kind.addEventListener("change", () => {
+      const kind = val(form, "kind");
+      replace(form.elements.name, LIMITS[kind].map((n) => h("option", { value: n }, n)));
+      form.elements.name.value = LIMITS[kind][0];
+    });
+    form.addEventListener("submit", submitting(ctx, form, async () => {
+      const kind = val(form, "kind"), name = val(form, "name");
+      const target = kind === "vhost" ? val(form, "vhost") : val(form, "user").trim();
+      if (!target) throw new Error("Name the user the limit is for.");
+      const value = Number(val(form, "value"));
+      if (!Number.isInteger(value)) throw new Error("The value must be a whole number.");
+      await api("PUT", apiPath(`${kind}-limits`, target, name), { value });
+      return `Limit ${name} of ${kind} ${target} set to ${value}.`;
+    }));
+    return listPage(root, "Limits", [
+      { label: "Applies to", value: (l) => l.kind, cell: (l) => l.kind },
+      { label: "Name", value: (l) => l.target, cell: (l) => l.target },
+      { label: "Limit", value: (l) => l.name, cell: (l) => h("code", {}, l.name) },
+      { label: "Value", num: true, value: (l) => l.value, cell: (l) => limitText(l.value) },
+      { label: "", cell: (l) => h("button", { type: "button", class: "danger",
+        onclick: action(ctx, `Clear the ${l.name} limit of ${l.kind} ${l.target}?`,
+          async () => (await api("DELETE", apiPath(`${l.kind}-limits`, l.target, l.name)), `Limit ${l.name} of ${l.kind} ${l.target} cleared.`)) }, "Clear") },
+    ], async () => {
+      const [v, u] = await Promise.all([api("GET", "/api/vhost-limits"), api("GET", "/api/user-limits")]);
+      return limitRows(v, u);
+    }, [h("details", { class: "panel" }, h("summary", {}, "Set a limit"), form)],
+    { key: (l) => l.target, sortBy: 1, empty: "No limits: only --max-connections and --max-publish-rate apply." });
   },
 };
 
