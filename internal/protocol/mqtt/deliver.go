@@ -99,6 +99,9 @@ type outbox struct {
 	// Owned by the running writer (writers never overlap).
 	aliases map[string]uint16
 	buf     []byte // the pooled write buffer, only during a batch
+	// The last routing key mapped to a topic: a subscriber mostly sees the
+	// same few topics, and converting each delivery's key allocated.
+	lastKey, lastTopic string
 	// acks collects the batch's deliveries settled without a PUBACK (QoS 0,
 	// expired, not matched) for one Ack per queue after the batch.
 	acks ackBatch
@@ -156,6 +159,14 @@ func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 	o.items = append(o.items, outItem{d: d, sink: s})
 	o.startLocked()
 	return true
+}
+
+// topicOf maps a delivery's routing key to its MQTT topic. Writer only.
+func (o *outbox) topicOf(key string) string {
+	if key != o.lastKey {
+		o.lastKey, o.lastTopic = key, keyToTopic(key)
+	}
+	return o.lastTopic
 }
 
 // close stops the writer once the queued items are written and waits for
@@ -296,13 +307,13 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 		p.Topic = s.replyTopic
 		qos = min(publishQoS(m), 1)
 	case s.sub != nil:
-		p.Topic = keyToTopic(m.RoutingKey)
+		p.Topic = o.topicOf(m.RoutingKey)
 		qos = min(publishQoS(m), s.sub.opts.QoS)
 		if s.sub.id != 0 {
 			p.Properties.SubscriptionIDs = []uint32{s.sub.id}
 		}
 	default:
-		p.Topic = keyToTopic(m.RoutingKey)
+		p.Topic = o.topicOf(m.RoutingKey)
 		publisher, _ := m.Properties.Headers[hdrPublisher].(string)
 		retain, _ := m.Properties.Headers[hdrRetain].(bool)
 		matched := false
