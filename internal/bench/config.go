@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,21 +151,100 @@ func (c Config) Normalize() (Config, error) {
 		}
 		return c, fmt.Errorf("invalid --url %q: %v (expected amqp://user:password@host:port/vhost)", c.URL, err)
 	}
-	for _, ch := range []struct {
-		set  bool
-		flag string
-	}{{c.Subscribers != 0, "--subscribers"}, {c.QoS != 0, "--qos"}, {c.Connections != 0, "--connections"}} {
-		if ch.set {
-			return c, fmt.Errorf("%s only applies to the MQTT scenarios (%s, %s)", ch.flag, ScenarioMQTTFanout, ScenarioMQTTIdle)
-		}
+	mqttOnly := fmt.Sprintf("only applies to the MQTT scenarios (%s, %s)", ScenarioMQTTFanout, ScenarioMQTTIdle)
+	if err := firstBadFlag([]flagCheck{
+		{c.Subscribers != 0, "--subscribers", mqttOnly}, {c.QoS != 0, "--qos", mqttOnly}, {c.Connections != 0, "--connections", mqttOnly},
+	}); err != nil {
+		return c, err
+	}
+	if err := c.checkRanges(amqpNumericFlags); err != nil {
+		return c, err
 	}
 
-	type check struct {
-		bad  bool
-		flag string
-		msg  string
+	setDefault(&c.Duration, DefaultDuration)
+	setDefault(&c.Drain, DefaultDrain)
+	setDefault(&c.RPCTimeout, DefaultRPCTimeout)
+	setDefault(&c.Producers, 1)
+	setDefault(&c.Consumers, 1)
+	setDefault(&c.Size, DefaultSize)
+	setDefault(&c.AckEvery, 1)
+	setDefault(&c.ConfirmWindow, DefaultConfirmWindow)
+	setDefault(&c.Callers, DefaultCallers)
+
+	if err := checkHeaderFits(c.Size); err != nil {
+		return c, err
 	}
-	for _, ch := range []check{
+	if c.Size > maxSize {
+		return c, fmt.Errorf("--size %d is larger than %d bytes (RabbitMQ's default max_message_size)", c.Size, maxSize)
+	}
+	if !c.AutoAck && c.Prefetch > 0 && c.AckEvery > c.Prefetch {
+		return c, fmt.Errorf("--ack-every %d is larger than --prefetch %d: consumers would stall waiting for deliveries the broker holds back until they ack; lower --ack-every or raise --prefetch", c.AckEvery, c.Prefetch)
+	}
+
+	switch c.Scenario {
+	case ScenarioFanout:
+		setDefault(&c.Queues, DefaultFanoutQueues)
+		c.Consumers = c.Queues // one consumer per queue
+	case ScenarioRPC:
+		c.Queues = 1
+		c.Producers = c.Callers
+		if c.Rate > 0 && c.Rate < c.Callers {
+			return c, fmt.Errorf("--rate %d is lower than --callers %d: every caller needs at least 1 request/s", c.Rate, c.Callers)
+		}
+	default: // throughput, latency
+		setDefault(&c.Queues, 1)
+		if c.Scenario == ScenarioLatency {
+			setDefault(&c.Rate, DefaultLatencyRate)
+		}
+		if c.Queues > 1 && (c.Producers < c.Queues || c.Consumers < c.Queues) {
+			return c, fmt.Errorf("--queues %d spreads producers and consumers round-robin over the queues, so it needs --producers and --consumers of at least %d (got %d and %d)", c.Queues, c.Queues, c.Producers, c.Consumers)
+		}
+	}
+	if c.Scenario != ScenarioRPC {
+		if err := c.checkRatePerProducer(); err != nil {
+			return c, err
+		}
+	}
+	if c.DirectReplyTo && c.Scenario != ScenarioRPC {
+		return c, errors.New("--direct-reply-to only applies to --scenario rpc")
+	}
+	return c, checkBrokerPID(c.BrokerPID)
+}
+
+// flagCheck is one rule of Normalize: bad means flag breaks it, and the
+// error says "flag msg".
+type flagCheck struct {
+	bad  bool
+	flag string
+	msg  string
+}
+
+// firstBadFlag returns the error of the first check that failed, if any.
+func firstBadFlag(checks []flagCheck) error {
+	for _, ch := range checks {
+		if ch.bad {
+			return fmt.Errorf("%s %s", ch.flag, ch.msg)
+		}
+	}
+	return nil
+}
+
+// The numeric flags whose ranges the AMQP and the MQTT scenarios check
+// (an MQTT run ignores the AMQP-only knobs that have command-line defaults,
+// whatever their value).
+var (
+	amqpNumericFlags = []string{"--duration", "--warmup", "--drain", "--producers", "--consumers", "--queues", "--size",
+		"--prefetch", "--ack-every", "--rate", "--confirm-window", "--callers", "--rpc-timeout", "--broker-pid"}
+	mqttNumericFlags = []string{"--duration", "--warmup", "--drain", "--producers", "--size", "--rate",
+		"--confirm-window", "--broker-pid", "--subscribers", "--qos", "--connections"}
+)
+
+// checkRanges checks the numeric flags in flags and reports the first one
+// out of range in the order below, whatever the order of flags, so that
+// every scenario names the same flag first when several are wrong.
+func (c Config) checkRanges(flags []string) error {
+	var checks []flagCheck
+	for _, ch := range []flagCheck{
 		{c.Duration < 0, "--duration", "must be positive"},
 		{c.Warmup < 0, "--warmup", "must not be negative (0 disables the warmup)"},
 		{c.Drain < 0, "--drain", "must not be negative"},
@@ -179,78 +259,47 @@ func (c Config) Normalize() (Config, error) {
 		{c.Callers < 0, "--callers", "must be at least 1"},
 		{c.RPCTimeout < 0, "--rpc-timeout", "must be positive"},
 		{c.BrokerPID < 0, "--broker-pid", "must be a process id"},
+		{c.Subscribers < 0, "--subscribers", "must be at least 1"},
+		{c.QoS < 0 || c.QoS > 1, "--qos", "must be 0 or 1"},
+		{c.Connections < 0, "--connections", "must be at least 1"},
 	} {
-		if ch.bad {
-			return c, fmt.Errorf("%s %s", ch.flag, ch.msg)
+		if slices.Contains(flags, ch.flag) {
+			checks = append(checks, ch)
 		}
 	}
-
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defDur := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defDur(&c.Duration, DefaultDuration)
-	defDur(&c.Drain, DefaultDrain)
-	defDur(&c.RPCTimeout, DefaultRPCTimeout)
-	def(&c.Producers, 1)
-	def(&c.Consumers, 1)
-	def(&c.Size, DefaultSize)
-	def(&c.AckEvery, 1)
-	def(&c.ConfirmWindow, DefaultConfirmWindow)
-	def(&c.Callers, DefaultCallers)
-
-	if c.Size < HeaderSize {
-		return c, fmt.Errorf("--size %d is too small: every message carries a %d-byte header (producer, sequence, timestamps), so use --size %d or more", c.Size, HeaderSize, HeaderSize)
-	}
-	if c.Size > maxSize {
-		return c, fmt.Errorf("--size %d is larger than %d bytes (RabbitMQ's default max_message_size)", c.Size, maxSize)
-	}
-	if !c.AutoAck && c.Prefetch > 0 && c.AckEvery > c.Prefetch {
-		return c, fmt.Errorf("--ack-every %d is larger than --prefetch %d: consumers would stall waiting for deliveries the broker holds back until they ack; lower --ack-every or raise --prefetch", c.AckEvery, c.Prefetch)
-	}
-
-	switch c.Scenario {
-	case ScenarioFanout:
-		def(&c.Queues, DefaultFanoutQueues)
-		c.Consumers = c.Queues // one consumer per queue
-	case ScenarioRPC:
-		c.Queues = 1
-		c.Producers = c.Callers
-		if c.Rate > 0 && c.Rate < c.Callers {
-			return c, fmt.Errorf("--rate %d is lower than --callers %d: every caller needs at least 1 request/s", c.Rate, c.Callers)
-		}
-	default: // throughput, latency
-		def(&c.Queues, 1)
-		if c.Scenario == ScenarioLatency {
-			def(&c.Rate, DefaultLatencyRate)
-		}
-		if c.Queues > 1 && (c.Producers < c.Queues || c.Consumers < c.Queues) {
-			return c, fmt.Errorf("--queues %d spreads producers and consumers round-robin over the queues, so it needs --producers and --consumers of at least %d (got %d and %d)", c.Queues, c.Queues, c.Producers, c.Consumers)
-		}
-	}
-	if c.Scenario != ScenarioRPC && c.Rate > 0 && c.Rate < c.Producers {
-		return c, fmt.Errorf("--rate %d is lower than --producers %d: every producer needs at least 1 msg/s", c.Rate, c.Producers)
-	}
-	if c.DirectReplyTo && c.Scenario != ScenarioRPC {
-		return c, errors.New("--direct-reply-to only applies to --scenario rpc")
-	}
-	if c.BrokerPID > 0 {
-		if err := checkBrokerPID(c.BrokerPID); err != nil {
-			return c, err
-		}
-	}
-	return c, nil
+	return firstBadFlag(checks)
 }
 
-// checkBrokerPID checks that the --broker-pid process exists and its CPU time
-// can be read.
+// setDefault gives a flag left unset (zero) its default d.
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+// checkHeaderFits checks that --size leaves room for the header.
+func checkHeaderFits(size int) error {
+	if size < HeaderSize {
+		return fmt.Errorf("--size %d is too small: every message carries a %d-byte header (producer, sequence, timestamps), so use --size %d or more", size, HeaderSize, HeaderSize)
+	}
+	return nil
+}
+
+// checkRatePerProducer checks that a paced run gives every producer at
+// least 1 msg/s.
+func (c Config) checkRatePerProducer() error {
+	if c.Rate > 0 && c.Rate < c.Producers {
+		return fmt.Errorf("--rate %d is lower than --producers %d: every producer needs at least 1 msg/s", c.Rate, c.Producers)
+	}
+	return nil
+}
+
+// checkBrokerPID checks that the --broker-pid process, if one is given,
+// exists and its CPU time can be read.
 func checkBrokerPID(pid int) error {
+	if pid <= 0 {
+		return nil
+	}
 	if _, err := ProcessCPU(pid); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("--broker-pid %d: no such process (find the broker's pid with e.g. `pgrep -f 'herald serve'` or `pgrep beam.smp`)", pid)

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -95,4 +97,62 @@ func TestRedactURL(t *testing.T) {
 	if got := redactURL("amqp://user:secret@host:5672/vh"); strings.Contains(got, "secret") {
 		t.Errorf("password not redacted: %s", got)
 	}
+}
+
+// TestNormalizeGolden pins what Normalize makes of each scenario's flags:
+// the normalized configuration (as --json reports it) or the exact error,
+// including which flag is named first when several are wrong. Regenerate
+// with -update after an intended change.
+func TestNormalizeGolden(t *testing.T) {
+	mq, ws := "mqtt://u:p@127.0.0.1:1883", "ws://u:p@127.0.0.1:15672/ws"
+	fan, idle, wsf := ScenarioMQTTFanout, ScenarioMQTTIdle, ScenarioWSFanout
+	cases := []Config{
+		{},
+		DefaultConfig(),
+		{Scenario: ScenarioFanout, Confirm: true, Persistent: true},
+		{Scenario: ScenarioRPC, Rate: 64},
+		{Scenario: ScenarioLatency, AutoAck: true},
+		{Scenario: ScenarioThroughput, Producers: 4, Consumers: 4, Queues: 2, Rate: 100},
+		{Duration: -1}, {Warmup: -1}, {Drain: -1}, {Producers: -1}, {Consumers: -1}, {Queues: -1},
+		{Size: -1}, {Prefetch: -1}, {Prefetch: maxPrefetch + 1}, {AckEvery: -1}, {Rate: -1},
+		{ConfirmWindow: -1}, {Callers: -1}, {RPCTimeout: -1}, {BrokerPID: -1},
+		{Consumers: -1, Size: -1}, {Duration: -1, Rate: -1}, {Queues: -1, Prefetch: -1},
+		{Size: 8}, {Size: maxSize + 1}, {Prefetch: 10, AckEvery: 11}, {Queues: 2},
+		{Rate: 1, Producers: 2}, {Scenario: ScenarioRPC, Rate: 3, Callers: 4}, {DirectReplyTo: true},
+		{Subscribers: 1}, {QoS: 1}, {Connections: 1}, {URL: mq}, {URL: "nope://"},
+
+		{Scenario: fan}, {Scenario: fan, URL: mq, QoS: 1, Rate: 10, Producers: 2, Size: 64, ConfirmWindow: 5},
+		{Scenario: idle, URL: mq},
+		{Scenario: fan, URL: mq, Duration: -1}, {Scenario: fan, URL: mq, Warmup: -1}, {Scenario: fan, URL: mq, Drain: -1},
+		{Scenario: fan, URL: mq, Producers: -1}, {Scenario: fan, URL: mq, Size: -1}, {Scenario: fan, URL: mq, Rate: -1},
+		{Scenario: fan, URL: mq, ConfirmWindow: -1}, {Scenario: fan, URL: mq, BrokerPID: -1},
+		{Scenario: fan, URL: mq, Subscribers: -1}, {Scenario: fan, URL: mq, QoS: 2}, {Scenario: idle, URL: mq, Connections: -1},
+		{Scenario: fan, URL: mq, Confirm: true}, {Scenario: fan, URL: mq, Persistent: true}, {Scenario: fan, URL: mq, AutoAck: true},
+		{Scenario: fan, URL: mq, DirectReplyTo: true}, {Scenario: fan, URL: mq, Queues: 1},
+		{Scenario: fan, URL: mq, Size: -1, QoS: 2, Queues: 1}, {Scenario: fan, URL: mq, Subscribers: -1, Duration: -1},
+		{Scenario: fan, URL: mq, Connections: 1}, {Scenario: fan, URL: mq, Size: 8}, {Scenario: fan, URL: mq, Size: maxMQTTPayload + 1},
+		{Scenario: fan, URL: mq, Rate: 1, Producers: 2}, {Scenario: idle, URL: mq, Rate: 1}, {Scenario: fan, URL: "amqp://h:5672/"},
+		{Scenario: fan, URL: "mqtt://h"},
+
+		{Scenario: wsf}, {Scenario: wsf, URL: ws, Rate: 100, Subscribers: 7, Size: 40, Producers: 1},
+		{Scenario: wsf, URL: "amqp://h:5672/"}, {Scenario: wsf, URL: ws, Duration: -1}, {Scenario: wsf, URL: ws, Warmup: -1},
+		{Scenario: wsf, URL: ws, Drain: -1}, {Scenario: wsf, URL: ws, Rate: -1}, {Scenario: wsf, URL: ws, Subscribers: -1},
+		{Scenario: wsf, URL: ws, BrokerPID: -1}, {Scenario: wsf, URL: ws, Producers: 2}, {Scenario: wsf, URL: ws, QoS: 1},
+		{Scenario: wsf, URL: ws, Connections: 1}, {Scenario: wsf, URL: ws, Confirm: true}, {Scenario: wsf, URL: ws, Persistent: true},
+		{Scenario: wsf, URL: ws, Queues: 1}, {Scenario: wsf, URL: ws, DirectReplyTo: true}, {Scenario: wsf, URL: ws, Size: 8},
+		{Scenario: wsf, URL: ws, Rate: -1, Queues: 1},
+	}
+	var b strings.Builder
+	for _, c := range cases {
+		in, _ := json.Marshal(c)
+		b.WriteString(string(in) + "\n  -> ")
+		n, err := c.Normalize()
+		if err != nil {
+			b.WriteString("error: " + err.Error() + "\n")
+			continue
+		}
+		out, _ := json.Marshal(n)
+		b.WriteString(string(out) + "\n")
+	}
+	checkGolden(t, filepath.Join("testdata", "normalize.golden"), b.String())
 }

@@ -24,17 +24,19 @@ type producer struct {
 	// Publisher confirms (nil confirms = off). Confirmations arrive in
 	// delivery-tag order (the client library resequences them), so the
 	// confirmed tags always form a prefix 1..confirmed.
-	confirms    chan amqp.Confirmation
-	confirmed   atomic.Uint64 // highest confirmed delivery tag
-	signal      chan struct{} // poked after each confirmation
-	sendTimes   []atomic.Int64
-	confirmHist [2]*Histogram
-	confirmDone chan struct{}
-	acked       uint64   // owned by confirmLoop until confirmDone
-	nacked      []uint64 // sequence numbers; owned by confirmLoop until confirmDone
+	confirms       chan amqp.Confirmation
+	confirmed      atomic.Uint64 // highest confirmed delivery tag
+	signal         chan struct{} // poked after each confirmation
+	sendTimes      []atomic.Int64
+	confirmLatency *phasedHistogram
+	confirmDone    chan struct{}
+	acked          uint64   // owned by confirmLoop until confirmDone
+	nacked         []uint64 // sequence numbers; owned by confirmLoop until confirmDone
 }
 
-func newProducer(r *run, id int, exchange, key string, groups []int, rate float64) (*producer, error) {
+// newProducer connects a producer; with publisher confirms it records their
+// latency in confirmLatency.
+func newProducer(r *run, id int, exchange, key string, groups []int, rate float64, confirmLatency *phasedHistogram) (*producer, error) {
 	cn, err := r.dial(fmt.Sprintf("producer %d", id))
 	if err != nil {
 		return nil, err
@@ -48,7 +50,7 @@ func newProducer(r *run, id int, exchange, key string, groups []int, rate float6
 		p.confirms = cn.ch.NotifyPublish(make(chan amqp.Confirmation, w+1))
 		p.signal = make(chan struct{}, 1)
 		p.sendTimes = make([]atomic.Int64, w)
-		p.confirmHist = [2]*Histogram{new(Histogram), new(Histogram)}
+		p.confirmLatency = confirmLatency
 		p.confirmDone = make(chan struct{})
 		go p.confirmLoop()
 	}
@@ -68,12 +70,7 @@ func (p *producer) confirmLoop() {
 	w := uint64(len(p.sendTimes))
 	for c := range p.confirms {
 		now := time.Now().UnixNano()
-		sentAt := p.sendTimes[c.DeliveryTag%w].Load()
-		phase := 1
-		if sentAt < p.r.measureStart.Load() {
-			phase = 0
-		}
-		p.confirmHist[phase].Record(time.Duration(now - sentAt))
+		p.confirmLatency.record(p.r, p.sendTimes[c.DeliveryTag%w].Load(), now)
 		if c.Ack {
 			p.acked++
 		} else {
@@ -95,10 +92,7 @@ func (p *producer) run(start <-chan struct{}) error {
 	case <-r.stopSend:
 		return nil
 	}
-	var pc *pacer
-	if p.rate > 0 {
-		pc = newPacer(p.rate, time.Now())
-	}
+	pc := newPacer(p.rate, time.Now())
 	msg := amqp.Publishing{Body: p.body, DeliveryMode: r.deliveryMode()}
 	window := uint64(r.cfg.ConfirmWindow)
 	id := uint32(p.id)
@@ -164,44 +158,31 @@ loop:
 	return nil
 }
 
+func (p *producer) sentCount() uint64            { return p.sent.Load() }
+func (p *producer) deliveriesPerMessage() uint64 { return uint64(len(p.groups)) }
+
 // consumer consumes one queue on its own connection and does the delivery
 // accounting.
 type consumer struct {
+	receiverAccount
 	r          *run
 	id         int
 	group      int // queue index
 	cn         *conn
 	tag        string
 	deliveries <-chan amqp.Delivery
-	tracker    *Tracker
-	hist       [2]*Histogram // latency from actual send time: warmup, window
-	sched      [2]*Histogram // latency from intended send time (paced runs only)
-	received   atomic.Uint64
 }
 
-func newConsumer(r *run, id, group int, queue string) (*consumer, error) {
-	cn, err := r.dial(fmt.Sprintf("consumer %d", id))
+func newConsumer(r *run, id, group int, queue string, latency *deliveryLatency) (*consumer, error) {
+	c := &consumer{
+		r: r, id: id, group: group,
+		tag:             fmt.Sprintf("%sc%d", namePrefix, id),
+		receiverAccount: receiverAccount{tracker: NewTracker(r.cfg.Producers), latency: latency},
+	}
+	var err error
+	c.cn, c.deliveries, err = r.consumeQueue(fmt.Sprintf("consumer %d", id), queue, c.tag)
 	if err != nil {
 		return nil, err
-	}
-	cfg := r.cfg
-	if !cfg.AutoAck && cfg.Prefetch > 0 {
-		if err := cn.ch.Qos(cfg.Prefetch, 0, false); err != nil {
-			return nil, brokerError(cn.name, "basic.qos", err)
-		}
-	}
-	c := &consumer{
-		r: r, id: id, group: group, cn: cn,
-		tag:     fmt.Sprintf("%sc%d", namePrefix, id),
-		tracker: NewTracker(cfg.Producers),
-		hist:    [2]*Histogram{new(Histogram), new(Histogram)},
-	}
-	if cfg.Rate > 0 {
-		c.sched = [2]*Histogram{new(Histogram), new(Histogram)}
-	}
-	c.deliveries, err = cn.ch.Consume(queue, c.tag, cfg.AutoAck, false, false, false, nil)
-	if err != nil {
-		return nil, brokerError(cn.name, "consuming from "+queue, err)
 	}
 	return c, nil
 }
@@ -231,21 +212,7 @@ func (c *consumer) run() error {
 				}
 				return fmt.Errorf("%s: deliveries stopped: %v (the broker cancelled the consumer or closed the channel)", c.cn.name, c.cn.reason(nil))
 			}
-			now := time.Now().UnixNano()
-			if h, valid := DecodeHeader(d.Body); valid {
-				phase := 1
-				if h.SentAt < r.measureStart.Load() {
-					phase = 0
-				}
-				c.hist[phase].Record(time.Duration(now - h.SentAt))
-				if c.sched[0] != nil {
-					c.sched[phase].Record(time.Duration(now - h.Intended))
-				}
-				c.tracker.Observe(h.Producer, h.Seq, d.Redelivered)
-			} else {
-				c.tracker.Malformed++
-			}
-			c.received.Add(1)
+			c.observe(r, d.Body, d.Redelivered, time.Now().UnixNano())
 			if !manual {
 				continue
 			}
@@ -277,38 +244,6 @@ func (c *consumer) run() error {
 			return nil
 		}
 	}
-}
-
-// flowMeter aggregates producer and consumer counters for the controller.
-type flowMeter struct {
-	producers []*producer
-	consumers []*consumer
-}
-
-func (m *flowMeter) counts() (sent, recv uint64) {
-	for _, p := range m.producers {
-		sent += p.sent.Load()
-	}
-	for _, c := range m.consumers {
-		recv += c.received.Load()
-	}
-	return sent, recv
-}
-
-func (m *flowMeter) latency(dst *Snapshot) {
-	for _, c := range m.consumers {
-		dst.Add(c.hist[0])
-		dst.Add(c.hist[1])
-	}
-}
-
-// expected returns how many deliveries should arrive given what has been sent.
-func (m *flowMeter) expected() uint64 {
-	var n uint64
-	for _, p := range m.producers {
-		n += p.sent.Load() * uint64(len(p.groups))
-	}
-	return n
 }
 
 // runFlow runs the throughput, fanout and latency scenarios: producers
@@ -353,54 +288,45 @@ func runFlow(r *run) (res Result, err error) {
 		}
 	}
 
-	m := &flowMeter{}
+	m := &trafficMeter[*producer, *consumer]{scheduleLatency: cfg.Rate > 0, confirmLatency: cfg.Confirm}
 	for j := 0; j < cfg.Consumers; j++ {
 		if err := r.ctx.Err(); err != nil {
 			return res, err
 		}
 		g := j % cfg.Queues
-		c, err := newConsumer(r, j, g, queues[g])
+		c, err := newConsumer(r, j, g, queues[g], m.newDeliveryLatency())
 		if err != nil {
 			return res, err
 		}
-		m.consumers = append(m.consumers, c)
+		m.receivers = append(m.receivers, c)
 	}
 	for i := 0; i < cfg.Producers; i++ {
 		if err := r.ctx.Err(); err != nil {
 			return res, err
 		}
-		var rate float64
-		if cfg.Rate > 0 {
-			rate = float64(share(cfg.Rate, cfg.Producers, i))
-		}
+		rate := float64(share(cfg.Rate, cfg.Producers, i))
 		var p *producer
 		if fanout {
 			groups := make([]int, cfg.Queues)
 			for g := range groups {
 				groups[g] = g
 			}
-			p, err = newProducer(r, i, exchange, "", groups, rate)
+			p, err = newProducer(r, i, exchange, "", groups, rate, m.newConfirmLatency())
 		} else {
 			g := i % cfg.Queues
-			p, err = newProducer(r, i, "", queues[g], []int{g}, rate)
+			p, err = newProducer(r, i, "", queues[g], []int{g}, rate, m.newConfirmLatency())
 		}
 		if err != nil {
 			return res, err
 		}
-		m.producers = append(m.producers, p)
+		m.senders = append(m.senders, p)
 	}
 
 	var consumersWG, producersWG sync.WaitGroup
-	for _, c := range m.consumers {
+	for _, c := range m.receivers {
 		r.goWorker(&consumersWG, c.run)
 	}
-	start := make(chan struct{})
-	for _, p := range m.producers {
-		r.goWorker(&producersWG, func() error { return p.run(start) })
-	}
-
-	prog := newProgress(r, m)
-	w, err := r.measure(m, prog, func() { close(start) })
+	w, err := m.runSenders(r, &producersWG)
 	if err != nil {
 		return res, err
 	}
@@ -410,19 +336,19 @@ func runFlow(r *run) (res Result, err error) {
 	drainStart := time.Now()
 	if !waitFor(&producersWG, cfg.Drain+2*time.Second) {
 		r.warn("producers did not stop within %v (broker flow control?); closing their connections", cfg.Drain+2*time.Second)
-		for _, p := range m.producers {
+		for _, p := range m.senders {
 			p.cn.kill()
 		}
 		producersWG.Wait()
 	}
 	// Close producer connections now: the close handshake also guarantees the
 	// broker has processed every publish before the drain is judged.
-	producerConns := make([]*conn, len(m.producers))
-	for i, p := range m.producers {
+	producerConns := make([]*conn, len(m.senders))
+	for i, p := range m.senders {
 		producerConns[i] = p.cn
 	}
 	closeConns(producerConns)
-	for _, p := range m.producers {
+	for _, p := range m.senders {
 		if p.confirms != nil {
 			select { // closed by the client library when the channel closes
 			case <-p.confirmDone:
@@ -433,10 +359,7 @@ func runFlow(r *run) (res Result, err error) {
 		}
 	}
 
-	_, timedOut, err := r.drain(m, prog, m.expected)
-	res.DrainTime = time.Since(drainStart)
-	res.DrainTimedOut = timedOut
-	if err != nil {
+	if err := m.awaitInFlight(r, &res, drainStart); err != nil {
 		return res, err
 	}
 	for _, q := range queues {
@@ -451,7 +374,7 @@ func runFlow(r *run) (res Result, err error) {
 
 	r.stopReceiving()
 	if !waitFor(&consumersWG, 3*time.Second) {
-		for _, c := range m.consumers {
+		for _, c := range m.receivers {
 			c.cn.kill()
 		}
 		consumersWG.Wait()
@@ -459,11 +382,11 @@ func runFlow(r *run) (res Result, err error) {
 
 	// Accounting.
 	groups := make([][]*Tracker, cfg.Queues)
-	for _, c := range m.consumers {
+	for _, c := range m.receivers {
 		groups[c.group] = append(groups[c.group], c.tracker)
 	}
 	expects := make([][]Expect, cfg.Queues)
-	for _, p := range m.producers {
+	for _, p := range m.senders {
 		sent := p.sent.Load()
 		e := Expect{Producer: uint32(p.id), Count: sent}
 		res.Sent += sent
@@ -482,13 +405,7 @@ func runFlow(r *run) (res Result, err error) {
 	for g := range groups {
 		total.Add(Tally(groups[g], expects[g]))
 	}
-	res.Expected = total.Expected
-	res.Received = total.Received + total.Malformed
-	res.Duplicated = total.Duplicated
-	res.Redelivered = total.Redelivered
-	res.OutOfOrder = total.OutOfOrder
-	res.Malformed = total.Malformed
-	res.Lost = total.Lost
+	res.setDeliveryCounts(total)
 	if res.Backlog > 0 {
 		res.Lost -= min(res.Lost, res.Backlog)
 		r.warn("%s messages were still queued when the drain ended (consumers slower than producers); "+
@@ -496,30 +413,7 @@ func runFlow(r *run) (res Result, err error) {
 	}
 
 	r.fill(&res, w)
-	win, sched, conf := NewSnapshot(), NewSnapshot(), NewSnapshot()
-	warm := NewSnapshot()
-	for _, c := range m.consumers {
-		warm.Add(c.hist[0])
-		win.Add(c.hist[1])
-		if c.sched[1] != nil {
-			sched.Add(c.sched[1])
-		}
-	}
-	res.LatencySummary = win.Summary()
-	if res.Warmup != nil {
-		res.Warmup.Latency = warm.Summary()
-	}
-	if cfg.Rate > 0 {
-		s := sched.Summary()
-		res.ScheduleLatency = &s
-	}
-	if cfg.Confirm {
-		for _, p := range m.producers {
-			conf.Add(p.confirmHist[1])
-		}
-		s := conf.Summary()
-		res.ConfirmLatency = &s
-	}
+	m.fillLatency(&res)
 	if res.Lost > 0 && res.DrainTimedOut {
 		r.warn("the drain timed out, so some of the %s lost messages may merely have been late (raise --drain)", FormatCount(res.Lost))
 	}

@@ -19,17 +19,26 @@ import (
 // HERALD_BENCH_PID, if set, is passed as Config.BrokerPID.
 func integrationConfig(t *testing.T, scenario string) Config {
 	t.Helper()
-	url := os.Getenv("HERALD_BENCH_URL")
+	cfg := brokerTestConfig(t, scenario, "HERALD_BENCH_URL", "HERALD_BENCH_PID", "amqp://...")
+	cfg.Drain = 3 * time.Second
+	return cfg
+}
+
+// brokerTestConfig returns a short run of scenario against the broker at
+// $urlEnv, skipping the test when that is unset; $pidEnv, if set, is the
+// broker's pid.
+func brokerTestConfig(t *testing.T, scenario, urlEnv, pidEnv, urlExample string) Config {
+	t.Helper()
+	url := os.Getenv(urlEnv)
 	if url == "" {
-		t.Skip("set HERALD_BENCH_URL=amqp://... to run against a broker")
+		t.Skipf("set %s=%s to run against a broker", urlEnv, urlExample)
 	}
 	cfg := DefaultConfig()
 	cfg.URL = url
 	cfg.Scenario = scenario
 	cfg.Duration = time.Second
 	cfg.Warmup = 200 * time.Millisecond
-	cfg.Drain = 3 * time.Second
-	if pid, err := strconv.Atoi(os.Getenv("HERALD_BENCH_PID")); err == nil {
+	if pid, err := strconv.Atoi(os.Getenv(pidEnv)); err == nil {
 		cfg.BrokerPID = pid
 	}
 	return cfg
@@ -42,15 +51,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func runIntegration(t *testing.T, cfg Config) Result {
+// runLogged runs cfg, logging the progress and the result table.
+func runLogged(t *testing.T, cfg Config) Result {
 	t.Helper()
-	res, err := Run(context.Background(), cfg, testWriter{t})
+	res, err := Run(t.Context(), cfg, testWriter{t})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	var b strings.Builder
 	_ = WriteTable(&b, res)
 	t.Log("\n" + b.String())
+	return res
+}
+
+func runIntegration(t *testing.T, cfg Config) Result {
+	t.Helper()
+	res := runLogged(t, cfg)
 	if res.Lost != 0 || res.Duplicated != 0 || res.Malformed != 0 {
 		t.Errorf("lost %d, duplicated %d, malformed %d", res.Lost, res.Duplicated, res.Malformed)
 	}

@@ -42,15 +42,12 @@ func mqttConnect(name string, c mqtt.Client) error {
 
 // mqttSubscriber is one mqtt-fanout subscriber connection and its accounting.
 type mqttSubscriber struct {
-	r        *run
-	id       int
-	name     string
-	client   mqtt.Client
-	mu       sync.Mutex // guards tracker: the client library may call the handler from different goroutines over time
-	tracker  *Tracker
-	hist     [2]*Histogram // latency from actual send time: warmup, window
-	sched    [2]*Histogram // latency from intended send time (paced runs only)
-	received atomic.Uint64
+	receiverAccount
+	r      *run
+	id     int
+	name   string
+	client mqtt.Client
+	mu     sync.Mutex // guards the tracker: the client library may call the handler from different goroutines over time
 }
 
 // handle is the subscription's message handler. The client library calls
@@ -59,31 +56,14 @@ type mqttSubscriber struct {
 func (s *mqttSubscriber) handle(_ mqtt.Client, m mqtt.Message) {
 	now := time.Now().UnixNano()
 	s.mu.Lock()
-	if h, ok := DecodeHeader(m.Payload()); ok {
-		phase := 1
-		if h.SentAt < s.r.measureStart.Load() {
-			phase = 0
-		}
-		s.hist[phase].Record(time.Duration(now - h.SentAt))
-		if s.sched[0] != nil {
-			s.sched[phase].Record(time.Duration(now - h.Intended))
-		}
-		s.tracker.Observe(h.Producer, h.Seq, m.Duplicate())
-	} else {
-		s.tracker.Malformed++
-	}
+	s.observe(s.r, m.Payload(), m.Duplicate(), now)
 	s.mu.Unlock()
-	s.received.Add(1)
 }
 
-func newMQTTSubscriber(r *run, id int, topic string) (*mqttSubscriber, error) {
+func newMQTTSubscriber(r *run, id int, topic string, latency *deliveryLatency) (*mqttSubscriber, error) {
 	s := &mqttSubscriber{
 		r: r, id: id, name: fmt.Sprintf("subscriber %d", id),
-		tracker: NewTracker(r.cfg.Producers),
-		hist:    [2]*Histogram{new(Histogram), new(Histogram)},
-	}
-	if r.cfg.Rate > 0 {
-		s.sched = [2]*Histogram{new(Histogram), new(Histogram)}
+		receiverAccount: receiverAccount{tracker: NewTracker(r.cfg.Producers), latency: latency},
 	}
 	opts := r.mqttOptions(fmt.Sprintf("%s%s-s%d", namePrefix, r.id, id), 30*time.Second).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -120,21 +100,22 @@ func newMQTTSubscriber(r *run, id int, topic string) (*mqttSubscriber, error) {
 // mqttPublisher publishes benchmark messages on its own connection. With
 // QoS 1 up to ConfirmWindow publishes await their PUBACK at a time.
 type mqttPublisher struct {
-	r      *run
-	id     int
-	name   string
-	topic  string
-	client mqtt.Client
-	rate   float64
-	tmpl   []byte // body padding, copied into every message
-	sent   atomic.Uint64
+	r           *run
+	id          int
+	name        string
+	topic       string
+	subscribers int // each should receive every publish
+	client      mqtt.Client
+	rate        float64
+	tmpl        []byte // body padding, copied into every message
+	sent        atomic.Uint64
 
 	// QoS 1 only (nil inflight = QoS 0).
-	inflight    chan pubInFlight
-	ackDone     chan struct{}
-	acked       atomic.Uint64
-	failed      []uint64 // sequence numbers whose publish failed; owned by ackLoop until ackDone
-	confirmHist [2]*Histogram
+	inflight       chan pubInFlight
+	ackDone        chan struct{}
+	acked          atomic.Uint64
+	failed         []uint64 // sequence numbers whose publish failed; owned by ackLoop until ackDone
+	confirmLatency *phasedHistogram
 }
 
 type pubInFlight struct {
@@ -143,8 +124,13 @@ type pubInFlight struct {
 	tok    mqtt.Token
 }
 
-func newMQTTPublisher(r *run, id int, topic string, rate float64) (*mqttPublisher, error) {
-	p := &mqttPublisher{r: r, id: id, name: fmt.Sprintf("publisher %d", id), topic: topic, rate: rate, tmpl: NewBody(r.cfg.Size)}
+// newMQTTPublisher connects a publisher; with QoS 1 it records the PUBACK
+// latency in confirmLatency.
+func newMQTTPublisher(r *run, id int, topic string, rate float64, confirmLatency *phasedHistogram) (*mqttPublisher, error) {
+	p := &mqttPublisher{
+		r: r, id: id, name: fmt.Sprintf("publisher %d", id), topic: topic, subscribers: r.cfg.Subscribers,
+		rate: rate, tmpl: NewBody(r.cfg.Size),
+	}
 	opts := r.mqttOptions(fmt.Sprintf("%s%s-p%d", namePrefix, r.id, id), 30*time.Second).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			if !r.sendStopped.Load() {
@@ -160,7 +146,7 @@ func newMQTTPublisher(r *run, id int, topic string, rate float64) (*mqttPublishe
 		// publisher back until the oldest publish is acknowledged.
 		p.inflight = make(chan pubInFlight, r.cfg.ConfirmWindow)
 		p.ackDone = make(chan struct{})
-		p.confirmHist = [2]*Histogram{new(Histogram), new(Histogram)}
+		p.confirmLatency = confirmLatency
 		go p.ackLoop()
 	}
 	return p, nil
@@ -181,11 +167,7 @@ func (p *mqttPublisher) ackLoop() {
 			p.failed = append(p.failed, f.seq)
 			continue
 		}
-		phase := 1
-		if f.sentAt < p.r.measureStart.Load() {
-			phase = 0
-		}
-		p.confirmHist[phase].Record(time.Duration(time.Now().UnixNano() - f.sentAt))
+		p.confirmLatency.record(p.r, f.sentAt, time.Now().UnixNano())
 		p.acked.Add(1)
 	}
 }
@@ -212,30 +194,19 @@ func (p *mqttPublisher) run(start <-chan struct{}) error {
 	case <-r.stopSend:
 		return nil
 	}
-	var pc *pacer
-	if p.rate > 0 {
-		pc = newPacer(p.rate, time.Now())
-	}
+	pc := newPacer(p.rate, time.Now())
 	qos := byte(r.cfg.QoS)
 	id := uint32(p.id)
 	var seq uint64
 	for !r.sendStopped.Load() {
-		var intended int64
-		if pc != nil {
-			t, ok := pc.next(r.stopSend)
-			if !ok {
-				break
-			}
-			intended = t
-		}
 		// The client library keeps a reference to the payload until the
 		// packet is written (QoS 0) or acknowledged (QoS 1), so every
 		// message needs its own buffer.
 		body := make([]byte, len(p.tmpl))
 		copy(body, p.tmpl)
-		now := time.Now().UnixNano()
-		if intended == 0 {
-			intended = now
+		intended, now, ok := pc.nextSend(r.stopSend)
+		if !ok {
+			break
 		}
 		EncodeHeader(body, Header{Producer: id, Seq: seq, SentAt: now, Intended: intended})
 		tok := p.client.Publish(p.topic, qos, false, body)
@@ -274,53 +245,8 @@ func (p *mqttPublisher) run(start <-chan struct{}) error {
 	return nil
 }
 
-// mqttMeter aggregates publisher and subscriber counters for the controller.
-type mqttMeter struct {
-	pubs []*mqttPublisher
-	subs []*mqttSubscriber
-}
-
-func (m *mqttMeter) counts() (sent, recv uint64) {
-	for _, p := range m.pubs {
-		sent += p.sent.Load()
-	}
-	for _, s := range m.subs {
-		recv += s.received.Load()
-	}
-	return sent, recv
-}
-
-func (m *mqttMeter) latency(dst *Snapshot) {
-	for _, s := range m.subs {
-		dst.Add(s.hist[0])
-		dst.Add(s.hist[1])
-	}
-}
-
-func (m *mqttMeter) expected() uint64 {
-	var n uint64
-	for _, p := range m.pubs {
-		n += p.sent.Load()
-	}
-	return n * uint64(len(m.subs))
-}
-
-// tallySubscribers does the mqtt-fanout accounting: every subscriber should
-// have received every expected message exactly once, so each one is tallied
-// on its own (a message that reached 99 of 100 subscribers is lost once).
-func tallySubscribers(trackers []*Tracker, expect []Expect) (GroupTally, []SubscriberTally) {
-	var total GroupTally
-	per := make([]SubscriberTally, len(trackers))
-	for i, t := range trackers {
-		g := Tally([]*Tracker{t}, expect)
-		total.Add(g)
-		per[i] = SubscriberTally{
-			Subscriber: i, Expected: g.Expected, Received: g.Received,
-			Lost: g.Lost, Duplicated: g.Duplicated, OutOfOrder: g.OutOfOrder, Malformed: g.Malformed,
-		}
-	}
-	return total, per
-}
+func (p *mqttPublisher) sentCount() uint64            { return p.sent.Load() }
+func (p *mqttPublisher) deliveriesPerMessage() uint64 { return uint64(p.subscribers) }
 
 // runMQTTFanout runs the mqtt-fanout scenario: publishers publish to one
 // topic that every subscriber subscribed to.
@@ -328,7 +254,7 @@ func runMQTTFanout(r *run) (res Result, err error) {
 	cfg := r.cfg
 	res = r.newResult()
 	topic := "herald-bench/" + r.id + "/fanout"
-	m := &mqttMeter{}
+	m := &trafficMeter[*mqttPublisher, *mqttSubscriber]{scheduleLatency: cfg.Rate > 0, confirmLatency: cfg.QoS > 0}
 	var pubWG sync.WaitGroup
 	defer func() {
 		r.stopAll()
@@ -336,10 +262,10 @@ func runMQTTFanout(r *run) (res Result, err error) {
 		// stop at the next message (or after --drain awaiting PUBACKs).
 		waitFor(&pubWG, cfg.Drain+2*time.Second)
 		var clients []mqtt.Client
-		for _, p := range m.pubs {
+		for _, p := range m.senders {
 			clients = append(clients, p.client)
 		}
-		for _, s := range m.subs {
+		for _, s := range m.receivers {
 			clients = append(clients, s.client)
 		}
 		disconnectAll(clients)
@@ -349,30 +275,22 @@ func runMQTTFanout(r *run) (res Result, err error) {
 		if err := r.ctx.Err(); err != nil {
 			return res, err
 		}
-		s, err := newMQTTSubscriber(r, i, topic)
+		s, err := newMQTTSubscriber(r, i, topic, m.newDeliveryLatency())
 		if err != nil {
 			return res, err
 		}
-		m.subs = append(m.subs, s)
+		m.receivers = append(m.receivers, s)
 	}
 	for i := 0; i < cfg.Producers; i++ {
-		var rate float64
-		if cfg.Rate > 0 {
-			rate = float64(share(cfg.Rate, cfg.Producers, i))
-		}
-		p, err := newMQTTPublisher(r, i, topic, rate)
+		rate := float64(share(cfg.Rate, cfg.Producers, i))
+		p, err := newMQTTPublisher(r, i, topic, rate, m.newConfirmLatency())
 		if err != nil {
 			return res, err
 		}
-		m.pubs = append(m.pubs, p)
+		m.senders = append(m.senders, p)
 	}
 
-	start := make(chan struct{})
-	for _, p := range m.pubs {
-		r.goWorker(&pubWG, func() error { return p.run(start) })
-	}
-	prog := newProgress(r, m)
-	w, err := r.measure(m, prog, func() { close(start) })
+	w, err := m.runSenders(r, &pubWG)
 	if err != nil {
 		return res, err
 	}
@@ -381,22 +299,19 @@ func runMQTTFanout(r *run) (res Result, err error) {
 	if !waitFor(&pubWG, 2*cfg.Drain+2*time.Second) {
 		return res, errors.New("publishers did not stop (blocked in the client library?)")
 	}
-	_, timedOut, err := r.drain(m, prog, m.expected)
-	res.DrainTime = time.Since(drainStart)
-	res.DrainTimedOut = timedOut
-	if err != nil {
+	if err := m.awaitInFlight(r, &res, drainStart); err != nil {
 		return res, err
 	}
 	r.stopReceiving()
 	var clients []mqtt.Client
-	for _, s := range m.subs {
+	for _, s := range m.receivers {
 		clients = append(clients, s.client)
 	}
 	// Disconnecting first stops the handlers, so the trackers are final.
 	disconnectAll(clients)
 
 	var expects []Expect
-	for _, p := range m.pubs {
+	for _, p := range m.senders {
 		sent := p.sent.Load()
 		res.Sent += sent
 		e := Expect{Producer: uint32(p.id), Count: sent}
@@ -407,46 +322,18 @@ func runMQTTFanout(r *run) (res Result, err error) {
 		}
 		expects = append(expects, e)
 	}
-	trackers := make([]*Tracker, len(m.subs))
-	for i, s := range m.subs {
+	trackers := make([]*Tracker, len(m.receivers))
+	for i, s := range m.receivers {
 		s.mu.Lock()
 		trackers[i] = s.tracker
 		s.mu.Unlock()
 	}
 	total, per := tallySubscribers(trackers, expects)
 	res.PerSubscriber = per
-	res.Expected = total.Expected
-	res.Received = total.Received + total.Malformed
-	res.Duplicated = total.Duplicated
-	res.Redelivered = total.Redelivered
-	res.OutOfOrder = total.OutOfOrder
-	res.Malformed = total.Malformed
-	res.Lost = total.Lost
+	res.setDeliveryCounts(total)
 
 	r.fill(&res, w)
-	win, warm, sched, conf := NewSnapshot(), NewSnapshot(), NewSnapshot(), NewSnapshot()
-	for _, s := range m.subs {
-		warm.Add(s.hist[0])
-		win.Add(s.hist[1])
-		if s.sched[1] != nil {
-			sched.Add(s.sched[1])
-		}
-	}
-	res.LatencySummary = win.Summary()
-	if res.Warmup != nil {
-		res.Warmup.Latency = warm.Summary()
-	}
-	if cfg.Rate > 0 {
-		s := sched.Summary()
-		res.ScheduleLatency = &s
-	}
-	if cfg.QoS > 0 {
-		for _, p := range m.pubs {
-			conf.Add(p.confirmHist[1])
-		}
-		s := conf.Summary()
-		res.ConfirmLatency = &s
-	}
+	m.fillLatency(&res)
 	if res.Lost > 0 {
 		if cfg.QoS == 0 {
 			r.warn("%s deliveries lost at QoS 0 (allowed by MQTT: the broker may drop QoS 0 messages for slow subscribers)", FormatCount(res.Lost))

@@ -1,9 +1,7 @@
 package bench
 
 import (
-	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -16,19 +14,8 @@ import (
 // mqtt-idle test also checks the RSS figures).
 func mqttIntegrationConfig(t *testing.T, scenario string) Config {
 	t.Helper()
-	url := os.Getenv("HERALD_BENCH_MQTT_URL")
-	if url == "" {
-		t.Skip("set HERALD_BENCH_MQTT_URL=mqtt://host:port to run against an MQTT broker")
-	}
-	cfg := DefaultConfig()
-	cfg.URL = url
-	cfg.Scenario = scenario
-	cfg.Duration = time.Second
-	cfg.Warmup = 200 * time.Millisecond
+	cfg := brokerTestConfig(t, scenario, "HERALD_BENCH_MQTT_URL", "HERALD_BENCH_MQTT_PID", "mqtt://host:port")
 	cfg.Drain = 5 * time.Second
-	if pid, err := strconv.Atoi(os.Getenv("HERALD_BENCH_MQTT_PID")); err == nil {
-		cfg.BrokerPID = pid
-	}
 	return cfg
 }
 
@@ -41,13 +28,7 @@ func TestIntegrationMQTTFanout(t *testing.T) {
 			// Paced, so that a broker that drops QoS 0 messages for slow
 			// subscribers has no reason to: any loss is then a bug.
 			cfg.Rate = 2000
-			res, err := Run(t.Context(), cfg, testWriter{t})
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-			var b strings.Builder
-			_ = WriteTable(&b, res)
-			t.Log("\n" + b.String())
+			res := runLogged(t, cfg)
 			if res.Lost != 0 || res.Duplicated != 0 || res.Malformed != 0 || res.OutOfOrder != 0 {
 				t.Errorf("lost %d, duplicated %d, malformed %d, out of order %d", res.Lost, res.Duplicated, res.Malformed, res.OutOfOrder)
 			}

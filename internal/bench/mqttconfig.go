@@ -60,83 +60,49 @@ func (c Config) normalizeMQTT() (Config, error) {
 		}
 		return c, fmt.Errorf("invalid --url %q: %v (%s)", redactURL(c.URL), err, hint)
 	}
-	type check struct {
-		bad  bool
-		flag string
-		msg  string
+	if err := c.checkRanges(mqttNumericFlags); err != nil {
+		return c, err
 	}
-	for _, ch := range []check{
-		{c.Duration < 0, "--duration", "must be positive"},
-		{c.Warmup < 0, "--warmup", "must not be negative (0 disables the warmup)"},
-		{c.Drain < 0, "--drain", "must not be negative"},
-		{c.Producers < 0, "--producers", "must be at least 1"},
-		{c.Size < 0, "--size", "must be positive"},
-		{c.Rate < 0, "--rate", "must not be negative (0 = as fast as possible)"},
-		{c.ConfirmWindow < 0, "--confirm-window", "must be at least 1"},
-		{c.BrokerPID < 0, "--broker-pid", "must be a process id"},
-		{c.Subscribers < 0, "--subscribers", "must be at least 1"},
-		{c.QoS < 0 || c.QoS > 1, "--qos", "must be 0 or 1"},
-		{c.Connections < 0, "--connections", "must be at least 1"},
+	if err := firstBadFlag([]flagCheck{
 		{c.Confirm, "--confirm", "does not apply to MQTT (use --qos 1: the publisher then waits for PUBACKs)"},
 		{c.Persistent, "--persistent", "does not apply to MQTT"},
 		{c.AutoAck, "--auto-ack", "does not apply to MQTT"},
 		{c.DirectReplyTo, "--direct-reply-to", "only applies to --scenario rpc"},
 		{c.Queues != 0, "--queues", "does not apply to MQTT (use --subscribers)"},
-	} {
-		if ch.bad {
-			return c, fmt.Errorf("%s %s", ch.flag, ch.msg)
-		}
+	}); err != nil {
+		return c, err
 	}
-	if c.Duration == 0 {
-		c.Duration = DefaultDuration
-	}
-	if c.Drain == 0 {
-		c.Drain = DefaultDrain
-	}
-	if c.Size == 0 {
-		c.Size = DefaultSize
-	}
-	if c.ConfirmWindow == 0 {
-		c.ConfirmWindow = DefaultConfirmWindow
-	}
+	setDefault(&c.Duration, DefaultDuration)
+	setDefault(&c.Drain, DefaultDrain)
+	setDefault(&c.Size, DefaultSize)
+	setDefault(&c.ConfirmWindow, DefaultConfirmWindow)
 	switch c.Scenario {
 	case ScenarioMQTTFanout:
 		if c.Connections != 0 {
 			return c, fmt.Errorf("--connections only applies to --scenario %s", ScenarioMQTTIdle)
 		}
-		if c.Producers == 0 {
-			c.Producers = 1
-		}
-		if c.Subscribers == 0 {
-			c.Subscribers = DefaultSubscribers
-		}
+		setDefault(&c.Producers, 1)
+		setDefault(&c.Subscribers, DefaultSubscribers)
 		c.Consumers = c.Subscribers
-		if c.Size < HeaderSize {
-			return c, fmt.Errorf("--size %d is too small: every message carries a %d-byte header (producer, sequence, timestamps), so use --size %d or more", c.Size, HeaderSize, HeaderSize)
+		if err := checkHeaderFits(c.Size); err != nil {
+			return c, err
 		}
 		if c.Size > maxMQTTPayload {
 			return c, fmt.Errorf("--size %d is larger than MQTT's largest packet (%d bytes)", c.Size, maxMQTTPayload)
 		}
-		if c.Rate > 0 && c.Rate < c.Producers {
-			return c, fmt.Errorf("--rate %d is lower than --producers %d: every producer needs at least 1 msg/s", c.Rate, c.Producers)
+		if err := c.checkRatePerProducer(); err != nil {
+			return c, err
 		}
 	case ScenarioMQTTIdle:
 		if c.Subscribers != 0 || c.QoS != 0 || c.Rate != 0 {
 			return c, fmt.Errorf("--subscribers, --qos and --rate only apply to --scenario %s", ScenarioMQTTFanout)
 		}
-		if c.Connections == 0 {
-			c.Connections = DefaultConnections
-		}
+		setDefault(&c.Connections, DefaultConnections)
 		// Nothing is published: the publishing knobs are zeroed so that the
 		// JSON result does not suggest otherwise.
 		c.Producers, c.Consumers, c.Warmup = 0, 0, 0
 	}
-	if c.BrokerPID > 0 {
-		if err := checkBrokerPID(c.BrokerPID); err != nil {
-			return c, err
-		}
-	}
-	return c, nil
+	return c, checkBrokerPID(c.BrokerPID)
 }
 
 // maxMQTTPayload is the largest payload that fits MQTT's 4-byte remaining

@@ -25,22 +25,11 @@ type rpcServer struct {
 }
 
 func newRPCServer(r *run, id int, queue string) (*rpcServer, error) {
-	cn, err := r.dial(fmt.Sprintf("rpc server %d", id))
+	cn, deliveries, err := r.consumeQueue(fmt.Sprintf("rpc server %d", id), queue, fmt.Sprintf("%ss%d", namePrefix, id))
 	if err != nil {
 		return nil, err
 	}
-	cfg := r.cfg
-	if !cfg.AutoAck && cfg.Prefetch > 0 {
-		if err := cn.ch.Qos(cfg.Prefetch, 0, false); err != nil {
-			return nil, brokerError(cn.name, "basic.qos", err)
-		}
-	}
-	s := &rpcServer{r: r, cn: cn}
-	s.deliveries, err = cn.ch.Consume(queue, fmt.Sprintf("%ss%d", namePrefix, id), cfg.AutoAck, false, false, false, nil)
-	if err != nil {
-		return nil, brokerError(cn.name, "consuming from "+queue, err)
-	}
-	return s, nil
+	return &rpcServer{r: r, cn: cn, deliveries: deliveries}, nil
 }
 
 func (s *rpcServer) run() error {
@@ -100,25 +89,20 @@ type rpcCaller struct {
 	body     []byte
 	sent     atomic.Uint64
 	answered atomic.Uint64
-	hist     [2]*Histogram // round-trip time from actual send: warmup, window
-	sched    [2]*Histogram // from intended send (paced runs only)
+	latency  *deliveryLatency // of the round trips
 
 	// Read after run returns.
 	lost, duplicated, timeouts, malformed uint64
 }
 
-func newRPCCaller(r *run, id int, reqQueue string, rate float64) (*rpcCaller, error) {
+func newRPCCaller(r *run, id int, reqQueue string, rate float64, latency *deliveryLatency) (*rpcCaller, error) {
 	cn, err := r.dial(fmt.Sprintf("rpc caller %d", id))
 	if err != nil {
 		return nil, err
 	}
 	c := &rpcCaller{
 		r: r, id: id, cn: cn, reqQueue: reqQueue, rate: rate,
-		body: NewBody(r.cfg.Size),
-		hist: [2]*Histogram{new(Histogram), new(Histogram)},
-	}
-	if rate > 0 {
-		c.sched = [2]*Histogram{new(Histogram), new(Histogram)}
+		body: NewBody(r.cfg.Size), latency: latency,
 	}
 	tag := fmt.Sprintf("%sr%d", namePrefix, id)
 	if r.cfg.DirectReplyTo {
@@ -151,10 +135,7 @@ func (c *rpcCaller) run(start <-chan struct{}) error {
 	case <-r.stopSend:
 		return nil
 	}
-	var pc *pacer
-	if c.rate > 0 {
-		pc = newPacer(c.rate, time.Now())
-	}
+	pc := newPacer(c.rate, time.Now())
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	pending := map[uint64]bool{} // timed-out requests whose reply may still come
@@ -167,17 +148,9 @@ func (c *rpcCaller) run(start <-chan struct{}) error {
 	}
 	var seq uint64
 	for !r.sendStopped.Load() {
-		var intended int64
-		if pc != nil {
-			t, ok := pc.next(r.stopSend)
-			if !ok {
-				break
-			}
-			intended = t
-		}
-		now := time.Now().UnixNano()
-		if intended == 0 {
-			intended = now
+		intended, now, ok := pc.nextSend(r.stopSend)
+		if !ok {
+			break
 		}
 		EncodeHeader(c.body, Header{Producer: uint32(c.id), Seq: seq, SentAt: now, Intended: intended})
 		corr := strconv.FormatUint(seq, 10)
@@ -243,14 +216,7 @@ func (c *rpcCaller) reply(d amqp.Delivery, seq uint64, corr string, pending map[
 		return false
 	}
 	record := func() {
-		phase := 1
-		if h.SentAt < c.r.measureStart.Load() {
-			phase = 0
-		}
-		c.hist[phase].Record(time.Duration(now - h.SentAt))
-		if c.sched[0] != nil {
-			c.sched[phase].Record(time.Duration(now - h.Intended))
-		}
+		c.latency.record(c.r, h, now)
 		c.answered.Add(1)
 	}
 	switch {
@@ -268,24 +234,10 @@ func (c *rpcCaller) reply(d amqp.Delivery, seq uint64, corr string, pending map[
 	return false
 }
 
-type rpcMeter struct {
-	callers []*rpcCaller
-}
-
-func (m *rpcMeter) counts() (sent, recv uint64) {
-	for _, c := range m.callers {
-		sent += c.sent.Load()
-		recv += c.answered.Load()
-	}
-	return sent, recv
-}
-
-func (m *rpcMeter) latency(dst *Snapshot) {
-	for _, c := range m.callers {
-		dst.Add(c.hist[0])
-		dst.Add(c.hist[1])
-	}
-}
+// A caller is the sender of its requests and the receiver of their replies.
+func (c *rpcCaller) sentCount() uint64            { return c.sent.Load() }
+func (c *rpcCaller) deliveriesPerMessage() uint64 { return 1 }
+func (c *rpcCaller) receivedCount() uint64        { return c.answered.Load() }
 
 func runRPC(r *run) (res Result, err error) {
 	cfg := r.cfg
@@ -314,33 +266,25 @@ func runRPC(r *run) (res Result, err error) {
 		}
 		servers = append(servers, s)
 	}
-	m := &rpcMeter{}
+	m := &trafficMeter[*rpcCaller, *rpcCaller]{scheduleLatency: cfg.Rate > 0}
 	for i := 0; i < cfg.Callers; i++ {
 		if err := r.ctx.Err(); err != nil {
 			return res, err
 		}
-		var rate float64
-		if cfg.Rate > 0 {
-			rate = float64(share(cfg.Rate, cfg.Callers, i))
-		}
-		c, err := newRPCCaller(r, i, reqQueue, rate)
+		rate := float64(share(cfg.Rate, cfg.Callers, i))
+		c, err := newRPCCaller(r, i, reqQueue, rate, m.newDeliveryLatency())
 		if err != nil {
 			return res, err
 		}
-		m.callers = append(m.callers, c)
+		m.senders = append(m.senders, c)
+		m.receivers = append(m.receivers, c)
 	}
 
 	var serversWG, callersWG sync.WaitGroup
 	for _, s := range servers {
 		r.goWorker(&serversWG, s.run)
 	}
-	start := make(chan struct{})
-	for _, c := range m.callers {
-		r.goWorker(&callersWG, func() error { return c.run(start) })
-	}
-
-	prog := newProgress(r, m)
-	w, err := r.measure(m, prog, func() { close(start) })
+	w, err := m.runSenders(r, &callersWG)
 	if err != nil {
 		return res, err
 	}
@@ -353,7 +297,7 @@ func runRPC(r *run) (res Result, err error) {
 	if !waitFor(&callersWG, limit) {
 		r.warn("callers did not finish within %v; closing their connections", limit)
 		r.stopAll()
-		for _, c := range m.callers {
+		for _, c := range m.senders {
 			c.cn.kill()
 		}
 		callersWG.Wait()
@@ -373,33 +317,20 @@ func runRPC(r *run) (res Result, err error) {
 		serversWG.Wait()
 	}
 
-	hist, warm, sched := NewSnapshot(), NewSnapshot(), NewSnapshot()
-	for _, c := range m.callers {
+	for _, c := range m.senders {
 		res.Sent += c.sent.Load()
 		res.Received += c.answered.Load()
 		res.Lost += c.lost
 		res.Duplicated += c.duplicated
 		res.Timeouts += c.timeouts
 		res.Malformed += c.malformed
-		warm.Add(c.hist[0])
-		hist.Add(c.hist[1])
-		if c.sched[1] != nil {
-			sched.Add(c.sched[1])
-		}
 	}
 	for _, s := range servers {
 		res.Malformed += s.malformed
 	}
 	res.Expected = res.Sent
 	r.fill(&res, w)
-	res.LatencySummary = hist.Summary()
-	if res.Warmup != nil {
-		res.Warmup.Latency = warm.Summary()
-	}
-	if cfg.Rate > 0 {
-		s := sched.Summary()
-		res.ScheduleLatency = &s
-	}
+	m.fillLatency(&res)
 	if res.Timeouts > 0 {
 		r.warn("%s requests got no reply within --rpc-timeout %v", FormatCount(res.Timeouts), cfg.RPCTimeout)
 	}

@@ -96,6 +96,27 @@ func (r *run) dial(name string) (*conn, error) {
 	return cn, nil
 }
 
+// consumeQueue opens a connection named name that consumes queue under
+// the consumer tag tag, with the configured acknowledgement mode and
+// prefetch.
+func (r *run) consumeQueue(name, queue, tag string) (*conn, <-chan amqp.Delivery, error) {
+	cn, err := r.dial(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := r.cfg
+	if !cfg.AutoAck && cfg.Prefetch > 0 {
+		if err := cn.ch.Qos(cfg.Prefetch, 0, false); err != nil {
+			return nil, nil, brokerError(cn.name, "basic.qos", err)
+		}
+	}
+	deliveries, err := cn.ch.Consume(queue, tag, cfg.AutoAck, false, false, false, nil)
+	if err != nil {
+		return nil, nil, brokerError(cn.name, "consuming from "+queue, err)
+	}
+	return cn, deliveries, nil
+}
+
 // fail records the first fatal worker error; the controller picks it up.
 func (r *run) fail(err error) {
 	if r.recvStopped.Load() {
@@ -220,14 +241,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// meter is what the controller needs from a scenario while it runs.
-type meter interface {
-	counts() (sent, recv uint64)
-	// latency adds the current contents of every latency histogram (both
-	// phases) to dst.
-	latency(dst *Snapshot)
-}
-
 // window records the phase boundaries of a run.
 type window struct {
 	t0          time.Time
@@ -321,7 +334,7 @@ func (r *run) measure(m meter, p *progress, startSend func()) (w window, err err
 
 // drain waits after the senders stopped until target deliveries arrived,
 // nothing arrived for drainIdle, or cfg.Drain passed.
-func (r *run) drain(m meter, p *progress, target func() uint64) (elapsed time.Duration, timedOut bool, err error) {
+func (r *run) drain(m meter, p *progress, target func() uint64) (timedOut bool, err error) {
 	start := time.Now()
 	_, last := m.counts()
 	lastChange := start
@@ -331,21 +344,21 @@ func (r *run) drain(m meter, p *progress, target func() uint64) (elapsed time.Du
 	for {
 		select {
 		case err := <-r.errs:
-			return time.Since(start), false, err
+			return false, err
 		case <-poll.C:
 		}
 		now := time.Now()
 		_, recv := m.counts()
 		switch {
 		case recv >= target():
-			return now.Sub(start), false, nil
+			return false, nil
 		case recv != last:
 			last, lastChange = recv, now
 		case now.Sub(lastChange) >= drainIdle:
-			return now.Sub(start), false, nil
+			return false, nil
 		}
 		if now.Sub(start) >= r.cfg.Drain {
-			return now.Sub(start), true, nil
+			return true, nil
 		}
 		if now.After(nextLine) {
 			p.line("drain")
@@ -462,7 +475,12 @@ type pacer struct {
 	timer    *time.Timer
 }
 
+// newPacer returns a pacer for rate msgs/s from base, or nil for rate 0:
+// an unpaced sender, whose every message is due at once (see nextSend).
 func newPacer(rate float64, base time.Time) *pacer {
+	if rate <= 0 {
+		return nil
+	}
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	return &pacer{base: base.UnixNano(), interval: 1e9 / rate, timer: t}
@@ -484,7 +502,24 @@ func (p *pacer) next(stop <-chan struct{}) (int64, bool) {
 	return due, true
 }
 
-// share splits total into n near-equal parts and returns part i.
+// nextSend waits until the next message is due and returns its intended
+// and actual send times (unix nanos; without a pacer both are now), or false
+// if stop was closed first.
+func (p *pacer) nextSend(stop <-chan struct{}) (intended, now int64, ok bool) {
+	if p != nil {
+		if intended, ok = p.next(stop); !ok {
+			return 0, 0, false
+		}
+	}
+	now = time.Now().UnixNano()
+	if intended == 0 {
+		intended = now
+	}
+	return intended, now, true
+}
+
+// share splits total into n near-equal parts and returns part i (0 when
+// total is 0).
 func share(total, n, i int) int {
 	s := total / n
 	if i < total%n {

@@ -167,6 +167,36 @@ func Tally(group []*Tracker, expect []Expect) GroupTally {
 	return g
 }
 
+// tallySubscribers does the accounting of mqtt-fanout and ws-fanout: every
+// subscriber should have received every expected message exactly once, so
+// each one is tallied on its own (a message that reached 99 of 100
+// subscribers is lost once).
+func tallySubscribers(trackers []*Tracker, expect []Expect) (GroupTally, []SubscriberTally) {
+	var total GroupTally
+	per := make([]SubscriberTally, len(trackers))
+	for i, t := range trackers {
+		g := Tally([]*Tracker{t}, expect)
+		total.Add(g)
+		per[i] = SubscriberTally{
+			Subscriber: i, Expected: g.Expected, Received: g.Received,
+			Lost: g.Lost, Duplicated: g.Duplicated, OutOfOrder: g.OutOfOrder, Malformed: g.Malformed,
+		}
+	}
+	return total, per
+}
+
+// setDeliveryCounts copies the accounting of total into res; a malformed
+// delivery counts as received.
+func (res *Result) setDeliveryCounts(total GroupTally) {
+	res.Expected = total.Expected
+	res.Received = total.Received + total.Malformed
+	res.Duplicated = total.Duplicated
+	res.Redelivered = total.Redelivered
+	res.OutOfOrder = total.OutOfOrder
+	res.Malformed = total.Malformed
+	res.Lost = total.Lost
+}
+
 // countBelow counts the bits set in u among positions [0, n).
 func countBelow(u []uint64, n uint64) uint64 {
 	var c uint64

@@ -76,28 +76,15 @@ func (c Config) normalizeWS() (Config, error) {
 			return c, fmt.Errorf("%s: not valid with --scenario %s", ch.flag, c.Scenario)
 		}
 	}
-	if c.Duration == 0 {
-		c.Duration = DefaultDuration
-	}
-	if c.Drain == 0 {
-		c.Drain = DefaultDrain
-	}
-	if c.Size == 0 {
-		c.Size = DefaultSize
-	}
+	setDefault(&c.Duration, DefaultDuration)
+	setDefault(&c.Drain, DefaultDrain)
+	setDefault(&c.Size, DefaultSize)
 	if c.Size < HeaderSize {
 		return c, fmt.Errorf("--size %d is too small: every message carries a %d-byte header", c.Size, HeaderSize)
 	}
-	if c.Subscribers == 0 {
-		c.Subscribers = DefaultSubscribers
-	}
+	setDefault(&c.Subscribers, DefaultSubscribers)
 	c.Producers, c.Consumers = 1, c.Subscribers
-	if c.BrokerPID > 0 {
-		if err := checkBrokerPID(c.BrokerPID); err != nil {
-			return c, err
-		}
-	}
-	return c, nil
+	return c, checkBrokerPID(c.BrokerPID)
 }
 
 func describeWS(c Config) string {
@@ -151,16 +138,16 @@ func (d *wsDialer) dial(ctx context.Context) (*websocket.Conn, error) {
 	return c, nil
 }
 
-// wsSubscriber is one subscriber socket and its accounting.
+// wsSubscriber is one subscriber socket and its accounting (its latency
+// recorder is a shard shared with other subscribers; its tracker is owned
+// by read until done is closed).
 type wsSubscriber struct {
-	r        *run
-	c        *websocket.Conn
-	hist     *[2]*Histogram // shared shard: warmup, window
-	tracker  *Tracker       // owned by read until done is closed
-	received atomic.Uint64
-	closed   string // why the broker closed the socket; set before done
-	started  bool   // read runs (set before it starts)
-	done     chan struct{}
+	receiverAccount
+	r       *run
+	c       *websocket.Conn
+	closed  string // why the broker closed the socket; set before done
+	started bool   // read runs (set before it starts)
+	done    chan struct{}
 }
 
 // bodyField finds the body string of a /ws message frame without decoding
@@ -224,11 +211,7 @@ func (s *wsSubscriber) observeFrame(frame []byte, now int64, scratch *[]byte) {
 		s.tracker.Malformed++
 		return
 	}
-	phase := 1
-	if h.SentAt < s.r.measureStart.Load() {
-		phase = 0
-	}
-	s.hist[phase].Record(time.Duration(now - h.SentAt))
+	s.latency.record(s.r, h, now)
 	s.tracker.Observe(h.Producer, h.Seq, false)
 	s.received.Add(1)
 }
@@ -259,68 +242,46 @@ func wsSubscribe(ctx context.Context, c *websocket.Conn) error {
 	}
 }
 
-// wsMeter is the controller's view of a ws-fanout run.
-type wsMeter struct {
-	sent   atomic.Uint64
-	subs   []*wsSubscriber
-	shards [wsShards][2]*Histogram
+// wsPublisher publishes the benchmark messages on one /ws connection.
+type wsPublisher struct {
+	r           *run
+	c           *websocket.Conn
+	subscribers int // each should receive every publish
+	sent        atomic.Uint64
 }
 
-func (m *wsMeter) counts() (sent, recv uint64) {
-	for _, s := range m.subs {
-		recv += s.received.Load()
-	}
-	return m.sent.Load(), recv
-}
+func (p *wsPublisher) sentCount() uint64            { return p.sent.Load() }
+func (p *wsPublisher) deliveriesPerMessage() uint64 { return uint64(p.subscribers) }
 
-func (m *wsMeter) latency(dst *Snapshot) {
-	for i := range m.shards {
-		dst.Add(m.shards[i][0])
-		dst.Add(m.shards[i][1])
-	}
-}
-
-func (m *wsMeter) expected() uint64 { return m.sent.Load() * uint64(len(m.subs)) }
-
-// publish sends paced publish frames on c until told to stop.
-func (m *wsMeter) publish(r *run, c *websocket.Conn, start <-chan struct{}) error {
+// run sends paced publish frames until told to stop.
+func (p *wsPublisher) run(start <-chan struct{}) error {
+	r := p.r
 	select {
 	case <-start:
 	case <-r.stopSend:
 		return nil
 	}
-	var pc *pacer
-	if r.cfg.Rate > 0 {
-		pc = newPacer(float64(r.cfg.Rate), time.Now())
-	}
+	pc := newPacer(float64(r.cfg.Rate), time.Now())
 	body := NewBody(r.cfg.Size)
 	prefix := []byte(`{"op":"publish","exchange":"` + wsExchange + `","key":"` + wsKey + `","body":"`)
 	frame := make([]byte, 0, len(prefix)+base64.StdEncoding.EncodedLen(len(body))+2)
 	var seq uint64
 	for !r.sendStopped.Load() {
-		var intended int64
-		if pc != nil {
-			t, ok := pc.next(r.stopSend)
-			if !ok {
-				break
-			}
-			intended = t
-		}
-		now := time.Now().UnixNano()
-		if intended == 0 {
-			intended = now
+		intended, now, ok := pc.nextSend(r.stopSend)
+		if !ok {
+			break
 		}
 		EncodeHeader(body, Header{Seq: seq, SentAt: now, Intended: intended})
 		frame = base64.StdEncoding.AppendEncode(append(frame[:0], prefix...), body)
 		frame = append(frame, `"}`...)
-		if err := c.Write(r.ctx, websocket.MessageText, frame); err != nil {
+		if err := p.c.Write(r.ctx, websocket.MessageText, frame); err != nil {
 			if r.sendStopped.Load() || r.ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("publisher: %w", err)
 		}
 		seq++
-		m.sent.Store(seq)
+		p.sent.Store(seq)
 	}
 	return nil
 }
@@ -353,27 +314,28 @@ func runWSFanout(r *run) (res Result, err error) {
 	}
 	defer d.client.CloseIdleConnections()
 
-	m := &wsMeter{}
-	for i := range m.shards {
-		m.shards[i] = [2]*Histogram{new(Histogram), new(Histogram)}
+	m := &trafficMeter[*wsPublisher, *wsSubscriber]{}
+	var shards [wsShards]*deliveryLatency
+	for i := range shards {
+		shards[i] = m.newDeliveryLatency()
 	}
 	// readCtx ends every subscriber's read loop at teardown.
 	readCtx, cancelRead := context.WithCancel(context.Background())
-	var pub *websocket.Conn
+	var pubConn *websocket.Conn
 	var pubWG sync.WaitGroup
 	defer func() {
 		r.stopAll()
 		waitFor(&pubWG, cfg.Drain+2*time.Second)
-		if pub != nil {
-			_ = pub.CloseNow()
+		if pubConn != nil {
+			_ = pubConn.CloseNow()
 		}
 		cancelRead()
-		closeWS(m.subs)
+		closeWS(m.receivers)
 	}()
 
 	// Open and subscribe in parallel, bounded.
 	t0 := time.Now()
-	m.subs = make([]*wsSubscriber, cfg.Subscribers)
+	m.receivers = make([]*wsSubscriber, cfg.Subscribers)
 	var next atomic.Int64
 	var setupErr error
 	var setupMu sync.Mutex
@@ -402,7 +364,10 @@ func runWSFanout(r *run) (res Result, err error) {
 					next.Store(int64(cfg.Subscribers)) // stop the other workers
 					return
 				}
-				m.subs[i] = &wsSubscriber{r: r, c: c, hist: &m.shards[i%wsShards], tracker: NewTracker(1), done: make(chan struct{})}
+				m.receivers[i] = &wsSubscriber{
+					r: r, c: c, done: make(chan struct{}),
+					receiverAccount: receiverAccount{tracker: NewTracker(1), latency: shards[i%wsShards]},
+				}
 			}
 		}()
 	}
@@ -411,24 +376,23 @@ func runWSFanout(r *run) (res Result, err error) {
 		setupErr = r.ctx.Err()
 	}
 	if setupErr != nil {
-		m.subs = compactSubs(m.subs)
+		m.receivers = compactSubs(m.receivers)
 		return res, setupErr
 	}
 	wr.ConnectTime = time.Since(t0)
-	fmt.Fprintf(r.out, "  %s subscribers connected and subscribed in %.1fs\n", FormatCount(uint64(len(m.subs))), wr.ConnectTime.Seconds())
-	for _, s := range m.subs {
+	fmt.Fprintf(r.out, "  %s subscribers connected and subscribed in %.1fs\n", FormatCount(uint64(len(m.receivers))), wr.ConnectTime.Seconds())
+	for _, s := range m.receivers {
 		s.started = true
 		go s.read(readCtx)
 	}
 	rss(&wr.RSSSubscribed)
 
-	if pub, err = d.dial(r.ctx); err != nil {
+	if pubConn, err = d.dial(r.ctx); err != nil {
 		return res, fmt.Errorf("publisher: %w", err)
 	}
-	start := make(chan struct{})
-	r.goWorker(&pubWG, func() error { return m.publish(r, pub, start) })
-	prog := newProgress(r, m)
-	w, err := r.measure(m, prog, func() { close(start) })
+	pub := &wsPublisher{r: r, c: pubConn, subscribers: len(m.receivers)}
+	m.senders = []*wsPublisher{pub}
+	w, err := m.runSenders(r, &pubWG)
 	if err != nil {
 		return res, err
 	}
@@ -438,20 +402,17 @@ func runWSFanout(r *run) (res Result, err error) {
 	if !waitFor(&pubWG, 2*cfg.Drain+2*time.Second) {
 		return res, errors.New("the publisher did not stop")
 	}
-	_, timedOut, err := r.drain(m, prog, m.expected)
-	res.DrainTime = time.Since(drainStart)
-	res.DrainTimedOut = timedOut
-	if err != nil {
+	if err := m.awaitInFlight(r, &res, drainStart); err != nil {
 		return res, err
 	}
 	r.stopReceiving()
 	cancelRead()
-	closeWS(m.subs) // the read loops have returned: the trackers are final
+	closeWS(m.receivers) // the read loops have returned: the trackers are final
 
-	sent := m.sent.Load()
+	sent := pub.sent.Load()
 	res.Sent = sent
-	trackers := make([]*Tracker, len(m.subs))
-	for i, s := range m.subs {
+	trackers := make([]*Tracker, len(m.receivers))
+	for i, s := range m.receivers {
 		trackers[i] = s.tracker
 		if s.closed != "" {
 			wr.ClosedByBroker++
@@ -462,18 +423,9 @@ func runWSFanout(r *run) (res Result, err error) {
 	}
 	total, per := tallySubscribers(trackers, []Expect{{Producer: 0, Count: sent}})
 	res.PerSubscriber = per
-	res.Expected, res.Received = total.Expected, total.Received+total.Malformed
-	res.Duplicated, res.OutOfOrder, res.Malformed, res.Lost = total.Duplicated, total.OutOfOrder, total.Malformed, total.Lost
+	res.setDeliveryCounts(total)
 	r.fill(&res, w)
-	win, warm := NewSnapshot(), NewSnapshot()
-	for i := range m.shards {
-		warm.Add(m.shards[i][0])
-		win.Add(m.shards[i][1])
-	}
-	res.LatencySummary = win.Summary()
-	if res.Warmup != nil {
-		res.Warmup.Latency = warm.Summary()
-	}
+	m.fillLatency(&res)
 	if wr.ClosedByBroker > 0 {
 		r.warn("the broker closed %s subscriber sockets during the run (first: %s)", FormatCount(uint64(wr.ClosedByBroker)), wr.FirstClose)
 	}

@@ -41,19 +41,15 @@ func TestWSFanout(t *testing.T) {
 	cfg.Rate = 200
 	cfg.Duration = time.Second
 	cfg.Warmup = 200 * time.Millisecond
-	res, err := Run(t.Context(), cfg, testWriter{t})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	var b strings.Builder
-	_ = WriteTable(&b, res)
-	t.Log("\n" + b.String())
+	res := runLogged(t, cfg)
 	if res.Lost != 0 || res.Duplicated != 0 || res.Malformed != 0 || res.OutOfOrder != 0 || res.WS.ClosedByBroker != 0 {
 		t.Errorf("lost %d, duplicated %d, malformed %d, out of order %d, closed %d", res.Lost, res.Duplicated, res.Malformed, res.OutOfOrder, res.WS.ClosedByBroker)
 	}
 	if res.Sent == 0 || res.Received != res.Sent*20 || res.Count == 0 || res.P50 <= 0 {
 		t.Errorf("traffic: sent %d received %d latency samples %d", res.Sent, res.Received, res.Count)
 	}
+	var b strings.Builder
+	_ = WriteTable(&b, res)
 	if !strings.Contains(b.String(), "sockets") {
 		t.Error("no sockets row in the table")
 	}
