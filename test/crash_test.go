@@ -84,16 +84,27 @@ func (l *procLog) report() string {
 // heraldProc is one run of the binary.
 type heraldProc struct {
 	cmd     *exec.Cmd
-	addr    string
+	addr    string // AMQP
+	mqtt    string // MQTT, if its listener was asked for
+	stomp   string // STOMP, if its listener was asked for
 	logDone chan struct{}
 	once    sync.Once
 }
 
-// startHerald runs the binary on dataDir and waits for its ready line.
-func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog) *heraldProc {
+// startHerald runs the binary on dataDir and waits for its ready line. It
+// listens for AMQP, plus MQTT and STOMP if listeners names them ("mqtt",
+// "stomp"), each on a free port of 127.0.0.1.
+func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog, listeners ...string) *heraldProc {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--amqp", "127.0.0.1:0", "--http", "off", "--mqtt", "off", "--stomp", "off",
-		"--data-dir", dataDir, "--log-format", "json", "--log-level", "info")
+	args := []string{"serve", "--amqp", "127.0.0.1:0", "--http", "off", "--mqtt", "off", "--stomp", "off",
+		"--data-dir", dataDir, "--log-format", "json", "--log-level", "info"}
+	for _, l := range listeners {
+		if l != "mqtt" && l != "stomp" {
+			t.Fatalf("startHerald: unknown listener %q", l)
+		}
+		args = append(args, "--"+l, "127.0.0.1:0") // the later flag wins
+	}
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +116,8 @@ func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog) *her
 	// Registered at once so that the process dies even if this test fails
 	// before the caller gets hold of it.
 	t.Cleanup(p.kill)
-	addr := make(chan string, 1)
+	type readyLine struct{ Msg, AMQP, MQTT, STOMP string }
+	ready := make(chan readyLine, 1)
 	go func() {
 		defer close(p.logDone)
 		sc := bufio.NewScanner(stderr)
@@ -113,10 +125,10 @@ func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog) *her
 		for sc.Scan() {
 			line := sc.Text()
 			logs.add(gen, line)
-			var rec struct{ Msg, AMQP string }
+			var rec readyLine
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "herald ready" {
 				select {
-				case addr <- rec.AMQP:
+				case ready <- rec:
 				default:
 				}
 			}
@@ -124,7 +136,8 @@ func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog) *her
 		_, _ = io.Copy(io.Discard, stderr)
 	}()
 	select {
-	case p.addr = <-addr:
+	case r := <-ready:
+		p.addr, p.mqtt, p.stomp = r.AMQP, r.MQTT, r.STOMP
 		return p
 	case <-p.logDone:
 		p.kill()
@@ -207,6 +220,9 @@ type crashPublisher struct {
 	id        int
 	next      int
 	confirmed map[int]bool // written by the session's waiter, read after wg.Wait
+	// tx: publish in AMQP transactions instead of confirm mode; a message
+	// counts as confirmed once its tx.commit-ok arrived.
+	tx bool
 }
 
 type pendingConfirm struct {
@@ -237,6 +253,10 @@ func (p *crashPublisher) session(url string, stop <-chan struct{}) {
 	defer conn.Close()
 	ch, err := conn.Channel()
 	if err != nil {
+		return
+	}
+	if p.tx {
+		p.txSession(ch, stop)
 		return
 	}
 	if err := ch.Confirm(false); err != nil {
@@ -290,6 +310,38 @@ func (p *crashPublisher) session(url string, stop <-chan struct{}) {
 	}
 }
 
+// txSession publishes transactions of 1 to crashTxBatch persistent
+// messages; tx.commit-ok confirms them all.
+func (p *crashPublisher) txSession(ch *amqp.Channel, stop <-chan struct{}) {
+	if err := ch.Tx(); err != nil {
+		return
+	}
+	for batch := 1; ; batch = batch%crashTxBatch + 1 {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		first := p.next
+		p.next += batch // spent whatever happens
+		for seq := first; seq < p.next; seq++ {
+			if err := ch.PublishWithContext(context.Background(), "", crashQueue, false, false,
+				amqp.Publishing{DeliveryMode: amqp.Persistent, Body: crashBody(p.id, seq)}); err != nil {
+				return
+			}
+		}
+		if err := ch.TxCommit(); err != nil {
+			return
+		}
+		for seq := first; seq < p.next; seq++ {
+			p.confirmed[seq] = true
+		}
+	}
+}
+
+// crashTxBatch bounds the messages of one transaction of a tx publisher.
+const crashTxBatch = 16
+
 // delivery is what a consumer saw.
 type crashDelivery struct {
 	pub, seq    int
@@ -300,8 +352,9 @@ type crashDelivery struct {
 // flight at a kill are lost and their messages come back (flagged
 // redelivered).
 type crashConsumer struct {
-	seen []crashDelivery // written by run's goroutine, read after wg.Wait
-	bad  []string
+	queue string
+	seen  []crashDelivery // written by run's goroutine, read after wg.Wait
+	bad   []string
 }
 
 func (c *crashConsumer) run(tg *target, stop <-chan struct{}) {
@@ -338,7 +391,7 @@ func (c *crashConsumer) session(url string, stop <-chan struct{}) {
 	if err := ch.Qos(100, 0, false); err != nil {
 		return
 	}
-	ds, err := ch.Consume(crashQueue, "crash-consumer", false, false, false, false, nil)
+	ds, err := ch.Consume(c.queue, "crash-consumer", false, false, false, false, nil)
 	if err != nil {
 		return
 	}
@@ -368,30 +421,17 @@ func (c *crashConsumer) session(url string, stop <-chan struct{}) {
 	}
 }
 
-// TestCrashRecovery publishes persistent messages in confirm mode from four
-// publishers while a consumer acks, kills the broker with SIGKILL at random
-// moments five times, and checks that no confirmed message is lost, that
-// each publisher's messages are first delivered in order, and that a
-// message delivered twice is flagged redelivered the second time.
+// TestCrashRecovery publishes persistent messages from four publishers
+// (three in confirm mode, one in transactions) while a consumer acks,
+// kills the broker with SIGKILL at random moments five times, and checks
+// that no confirmed (or committed) message is lost, that each publisher's
+// messages are first delivered in order, and that a message delivered
+// twice is flagged redelivered the second time.
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and crashes it repeatedly")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("HERALD_CRASH_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("HERALD_CRASH_SEED: %v", err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (rerun with HERALD_CRASH_SEED=%d)", seed, seed)
-	// ChaCha8 rather than PCG: PCG's first outputs for nearby seeds (two
-	// runs a few seconds apart) are nearly equal, so every run crashed at
-	// about the same moments.
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	rng := rand.New(rand.NewChaCha8(key))
+	rng := crashRNG(t)
 	testDeadline := time.Now().Add(60 * time.Second)
 
 	bin := buildHerald(t)
@@ -426,11 +466,13 @@ func TestCrashRecovery(t *testing.T) {
 	var wg sync.WaitGroup
 	pubs := make([]*crashPublisher, crashPublishers)
 	for i := range pubs {
-		pubs[i] = &crashPublisher{id: i, confirmed: map[int]bool{}}
+		// The last one publishes in transactions: tx.commit-ok is a
+		// promise too.
+		pubs[i] = &crashPublisher{id: i, confirmed: map[int]bool{}, tx: i == crashPublishers-1}
 		wg.Add(1)
 		go func() { defer wg.Done(); pubs[i].run(tg, stop) }()
 	}
-	cons := &crashConsumer{}
+	cons := &crashConsumer{queue: crashQueue}
 	wg.Add(1)
 	go func() { defer wg.Done(); cons.run(tg, stop) }()
 	stopped := false
@@ -452,9 +494,10 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		proc.kill()
 		t.Logf("kill %d after %v", kill, d)
-		if !queueSurvives(t, bin, dataDir, &gen, logs, &proc, tg) {
+		if !queueSurvives(t, bin, dataDir, &gen, logs, &proc, crashQueue) {
 			return
 		}
+		tg.set("amqp://guest:guest@" + proc.addr + "/")
 	}
 	// Let the publishers and the consumer reconnect to the last run and make
 	// progress on it, then stop them cleanly.
@@ -464,36 +507,56 @@ func TestCrashRecovery(t *testing.T) {
 		t.Errorf("consumer got %d malformed bodies, e.g. %s", len(cons.bad), cons.bad[0])
 	}
 
-	final := drainCrashQueue(t, "amqp://guest:guest@"+proc.addr+"/", testDeadline)
+	final := drainCrashQueue(t, "amqp://guest:guest@"+proc.addr+"/", crashQueue, testDeadline)
 	checkCrashDeliveries(t, pubs, append(cons.seen, final...), len(final))
 	logs.mu.Lock()
 	t.Logf("messages recovered at each restart: %v", logs.recovered)
 	logs.mu.Unlock()
 }
 
-// queueSurvives restarts herald on the same data directory, checks the
-// durable queue is still declared and points the clients at it.
-func queueSurvives(t *testing.T, bin, dataDir string, gen *int, logs *procLog, proc **heraldProc, tg *target) bool {
+// crashRNG is the random source of a crash test: seeded from the clock,
+// or from HERALD_CRASH_SEED to replay a run.
+func crashRNG(t *testing.T) *rand.Rand {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("HERALD_CRASH_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("HERALD_CRASH_SEED: %v", err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (rerun with HERALD_CRASH_SEED=%d)", seed, seed)
+	// ChaCha8 rather than PCG: PCG's first outputs for nearby seeds (two
+	// runs a few seconds apart) are nearly equal, so every run crashed at
+	// about the same moments.
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	return rand.New(rand.NewChaCha8(key))
+}
+
+// queueSurvives restarts herald on the same data directory (with the
+// given extra listeners) and checks the durable queue is still declared;
+// the caller then points the clients at *proc.
+func queueSurvives(t *testing.T, bin, dataDir string, gen *int, logs *procLog, proc **heraldProc, queue string, listeners ...string) bool {
 	t.Helper()
 	*gen++
-	p := startHerald(t, bin, dataDir, *gen, logs)
+	p := startHerald(t, bin, dataDir, *gen, logs, listeners...)
 	*proc = p
-	url := "amqp://guest:guest@" + p.addr + "/"
-	conn, err := amqp.Dial(url)
+	conn, err := amqp.Dial("amqp://guest:guest@" + p.addr + "/")
 	if err != nil {
 		t.Fatalf("dial run %d: %v", *gen, err)
 	}
 	defer conn.Close()
-	if !queueExists(t, conn, crashQueue) {
-		t.Errorf("run %d: the durable queue %q is gone", *gen, crashQueue)
+	if !queueExists(t, conn, queue) {
+		t.Errorf("run %d: the durable queue %q is gone", *gen, queue)
 		return false
 	}
-	tg.set(url)
 	return true
 }
 
 // drainCrashQueue consumes everything left, with manual acks.
-func drainCrashQueue(t *testing.T, url string, deadline time.Time) []crashDelivery {
+func drainCrashQueue(t *testing.T, url, queue string, deadline time.Time) []crashDelivery {
 	t.Helper()
 	conn, err := amqp.Dial(url)
 	if err != nil {
@@ -503,11 +566,11 @@ func drainCrashQueue(t *testing.T, url string, deadline time.Time) []crashDelive
 	ch := mustChannel(t, conn)
 	// Every client is gone and nothing is unacked, so the ready count is
 	// exactly what is left.
-	left := queueDepth(t, ch, crashQueue)
+	left := queueDepth(t, ch, queue)
 	if err := ch.Qos(500, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	ds := mustConsume(t, ch, crashQueue, "drain", false)
+	ds := mustConsume(t, ch, queue, "drain", false)
 	out := make([]crashDelivery, 0, left)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -534,7 +597,7 @@ func drainCrashQueue(t *testing.T, url string, deadline time.Time) []crashDelive
 	if err := ch.Cancel("drain", false); err != nil {
 		t.Fatal(err)
 	}
-	if n := queueDepth(t, ch, crashQueue); n != 0 {
+	if n := queueDepth(t, ch, queue); n != 0 {
 		t.Errorf("%d messages left after draining %d", n, left)
 	}
 	return out

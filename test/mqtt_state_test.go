@@ -3,13 +3,11 @@ package test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -514,16 +512,17 @@ func TestMQTTRetainedSurvivesKill9(t *testing.T) {
 	t.Parallel()
 	bin := buildHerald(t)
 	dir := t.TempDir()
-	p := startHeraldMQTT(t, bin, dir)
-	pub := dialMQTTV3(t, p.addr, "k9-pub", true)
+	logs := &procLog{}
+	p := startHeraldMQTT(t, bin, dir, 1, logs)
+	pub := dialMQTTV3(t, p.mqtt, "k9-pub", true)
 	waitMQTTToken(t, pub.Publish("k9/keep", 1, true, "kept"))
 	waitMQTTToken(t, pub.Publish("k9/gone", 1, true, "soon"))
 	waitMQTTToken(t, pub.Publish("k9/gone", 1, true, ""))
 	p.kill()
 	pub.Disconnect(0)
 
-	p = startHeraldMQTT(t, bin, dir)
-	sub, _ := dialMQTTV5(t, p.addr, &paho.Connect{ClientID: "k9-sub", CleanStart: true})
+	p = startHeraldMQTT(t, bin, dir, 2, logs)
+	sub, _ := dialMQTTV5(t, p.mqtt, &paho.Connect{ClientID: "k9-sub", CleanStart: true})
 	sub.subscribe(t, 0, paho.SubscribeOptions{Topic: "k9/#", QoS: 1})
 	if m := sub.next(t); m.Topic != "k9/keep" || string(m.Payload) != "kept" || !m.Retain {
 		t.Fatalf("after kill -9: %q %q retain %v", m.Topic, m.Payload, m.Retain)
@@ -531,52 +530,9 @@ func TestMQTTRetainedSurvivesKill9(t *testing.T) {
 	sub.nothingBut(t, "probe/k9")
 }
 
-// startHeraldMQTT runs the binary with its MQTT listener on a free port;
-// addr is that port. SIGKILLed at cleanup if still running.
-func startHeraldMQTT(t *testing.T, bin, dir string) *heraldProc {
+// startHeraldMQTT runs the binary with its MQTT listener on a free port
+// (p.mqtt). SIGKILLed at cleanup if still running.
+func startHeraldMQTT(t *testing.T, bin, dir string, gen int, logs *procLog) *heraldProc {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--amqp", "off", "--http", "off", "--mqtt", "127.0.0.1:0", "--stomp", "off",
-		"--data-dir", dir, "--log-format", "json", "--log-level", "info")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &heraldProc{cmd: cmd, logDone: make(chan struct{})}
-	t.Cleanup(p.kill)
-	addr := make(chan string, 1)
-	var mu sync.Mutex
-	var lines []string
-	go func() {
-		defer close(p.logDone)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			mu.Lock()
-			lines = append(lines, line)
-			mu.Unlock()
-			var rec struct{ Msg, MQTT string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "herald ready" {
-				select {
-				case addr <- rec.MQTT:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case p.addr = <-addr:
-		return p
-	case <-p.logDone:
-	case <-time.After(20 * time.Second):
-	}
-	p.kill()
-	mu.Lock()
-	defer mu.Unlock()
-	t.Fatalf("herald did not get ready:\n%v", lines)
-	panic("unreachable")
+	return startHerald(t, bin, dir, gen, logs, "mqtt")
 }

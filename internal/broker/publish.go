@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type Publisher struct {
 	congested []*Queue
 	rejected  bool
 	stored    bool      // the last message was written to the log
+	unsynced  bool      // a message since the last wait (WaitDurable, WaitPublished, WaitLog) was written to the log
 	wroteLog  bool      // a message since the last WaitFlow was written to the log
 	delayBy   *Exchange // set by Route when m must wait in a delayed exchange
 }
@@ -161,6 +163,7 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 				}
 			}
 			p.stored = e.schedule(m, d)
+			p.unsynced = p.unsynced || p.stored
 			return 1, nil
 		}
 	}
@@ -193,6 +196,7 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 		p.vhost.broker.abandonStored(m)
 		p.stored = false
 	}
+	p.unsynced = p.unsynced || p.stored
 	return n, nil
 }
 
@@ -208,9 +212,57 @@ func (p *Publisher) WaitDurable(done func(error)) bool {
 	if !p.stored {
 		return false
 	}
-	p.stored = false
+	p.stored, p.unsynced = false, false
 	p.vhost.broker.store.AppendFunc(nil, done) // a barrier behind the message's records
 	return true
+}
+
+// WaitPublished is WaitDurable for every message published since the last
+// wait (WaitDurable or WaitPublished), not just the last one: a STOMP
+// COMMIT of several SENDs, or any adapter that does not track which
+// message was stored. It reports false if none of them was written to the
+// log (transient, or no durable queue took it): they need no wait. done
+// runs on the log's commit goroutine (or at once, on the caller's, if the
+// log has failed): it must not block.
+func (p *Publisher) WaitPublished(done func(error)) bool {
+	if !p.unsynced {
+		return false
+	}
+	p.stored, p.unsynced = false, false
+	p.vhost.broker.store.AppendFunc(nil, done)
+	return true
+}
+
+// WaitLog arranges for done to be called once everything written to the
+// message log so far, by anyone (keyed stores included), is on disk; it
+// reports false if the broker keeps no log. For acknowledgements that do
+// not follow a publish of this publisher: a retained message's change, an
+// MQTT QoS 2 PUBLISH resent while its first copy may still be on its way
+// to the disk. Same rules for done as WaitPublished.
+func (p *Publisher) WaitLog(done func(error)) bool {
+	st := p.vhost.broker.store
+	if st == nil {
+		return false
+	}
+	p.stored, p.unsynced = false, false
+	st.AppendFunc(nil, done)
+	return true
+}
+
+// AwaitPublished blocks until every message published since the last wait
+// is on disk (see WaitPublished), or stop is closed. For callers that
+// answer one publish at a time (an HTTP request).
+func (p *Publisher) AwaitPublished(stop <-chan struct{}) error {
+	ch := make(chan error, 1)
+	if !p.WaitPublished(func(err error) { ch <- err }) {
+		return nil
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-stop:
+		return errors.New("cancelled while waiting for the message log")
+	}
 }
 
 // Congested reports whether a queue this publisher feeds has more backlog

@@ -25,6 +25,7 @@ type MemFS struct {
 		writeErr  error
 		syncCount int
 		syncHook  func()
+		held      chan struct{} // closed by HoldSyncs' release
 	}
 }
 
@@ -66,10 +67,34 @@ func (m *MemFS) SetSyncHook(fn func()) {
 
 func (m *MemFS) runSyncHook() {
 	m.mu.Lock()
-	fn := m.mu.syncHook
+	fn, held := m.mu.syncHook, m.mu.held
 	m.mu.Unlock()
+	if held != nil {
+		<-held
+	}
 	if fn != nil {
 		fn()
+	}
+}
+
+// HoldSyncs makes every File.Sync and SyncDir from now on wait until
+// release is called (once; later calls do nothing): a test can keep a
+// group commit in flight and watch what waits for it.
+func (m *MemFS) HoldSyncs() (release func()) {
+	held := make(chan struct{})
+	m.mu.Lock()
+	m.mu.held = held
+	m.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			if m.mu.held == held {
+				m.mu.held = nil
+			}
+			m.mu.Unlock()
+			close(held)
+		})
 	}
 }
 

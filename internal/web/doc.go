@@ -50,6 +50,10 @@
 //	POST /api/queues/{vhost}/{queue}/get             RabbitMQ's body (count, ackmode, encoding, truncate)
 //	GET  /v1/fetch/{queue}?vhost=/&max=10&timeout=30s  long poll; acks what it returns
 //
+// A publish is answered as a publisher confirm would be: a persistent
+// message (delivery_mode 2) that a durable queue took once the message
+// log has fsynced it (500 if the disk failed), anything else once routed.
+//
 // {vhost} is URL-encoded ("%2F" is "/"); the exchange "amq.default" is the
 // default exchange. /v1/publish takes Content-Type and Content-Encoding as
 // those properties, X-Herald-Delivery-Mode (1, 2 or "persistent"),
@@ -84,7 +88,9 @@
 //	{"op":"touch","tag":N}                                         -> {"op":"touched","tag":N}
 //	{"op":"publish","exchange":"","key":"q","body":"...","encoding":"base64"?,
 //	   "properties":{...},"headers":{...},"reply_to":"...","confirm":true,"id":...}
-//	   -> with confirm: {"op":"confirmed","id":...,"routed":bool}
+//	   -> with confirm: {"op":"confirmed","id":...,"routed":bool}, for a persistent
+//	      message in a durable queue once it is on disk; answers to publishes
+//	      ("confirmed", "error") keep the order of the publishes
 //	{"op":"reply_address","id":...}  -> {"op":"reply_address","id":...,"address":"...","sub":"$reply"}
 //	{"op":"ping","id":...}           -> {"op":"pong","id":...}
 //

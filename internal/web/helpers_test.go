@@ -18,6 +18,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // logSink records log messages so that tests can await one.
@@ -49,9 +50,12 @@ type fixture struct {
 	logs *logSink
 }
 
-func newFixture(t *testing.T, cfg Config) *fixture {
+func newFixture(t *testing.T, cfg Config) *fixture { return newFixtureOn(t, cfg, nil) }
+
+// newFixtureOn is newFixture with a message log (nil: none).
+func newFixtureOn(t *testing.T, cfg Config, st *store.Log) *fixture {
 	t.Helper()
-	b := broker.New(broker.Options{})
+	b := broker.New(broker.Options{Store: st})
 	users := auth.NewDefaultUsers()
 	users.SetBcryptCost(4)                                  // bcrypt at cost 10 takes ~0.6 s under -race
 	users.Put("alice", "secret", false, auth.TagManagement) // may read the management API

@@ -108,7 +108,9 @@ class Herald {
   }
 
   // publish sends body (a string) to exchange with routing key; with
-  // {confirm: true} it resolves once the broker has routed it.
+  // {confirm: true} it resolves once the broker has routed it (and, for a
+  // persistent message, properties {delivery_mode: 2}, that a durable
+  // queue took, once it is on disk).
   publish(exchange, key, body, opts = {}) {
     const frame = { op: "publish", exchange, key, body: String(body),
       properties: opts.properties || {}, headers: opts.headers, reply_to: opts.reply_to };

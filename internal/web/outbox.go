@@ -92,6 +92,30 @@ func (o *outbox) controlNoWait(b []byte) {
 	o.mu.Unlock()
 }
 
+// answer queues a publish's answer from the ConfirmQueue, maybe on the
+// log's commit goroutine, where waiting is not allowed. It counts against
+// maxControl: the read loop waits for room (waitControl) after it queues
+// an answer, so a client that does not read cannot grow the outbox.
+func (o *outbox) answer(b []byte) {
+	o.mu.Lock()
+	if !o.closed {
+		o.items = append(o.items, outItem{ctrl: b})
+		o.ctrls++
+		signal(o.notify)
+	}
+	o.mu.Unlock()
+}
+
+// waitControl waits while too many control frames are queued (or until
+// the outbox closes).
+func (o *outbox) waitControl() {
+	o.mu.Lock()
+	for o.ctrls >= maxControl && !o.closed {
+		o.cond.Wait()
+	}
+	o.mu.Unlock()
+}
+
 // take removes everything queued and resumes the subscriptions that were
 // refused meanwhile (outside the lock: Resume re-enters Deliver).
 func (o *outbox) take(spare []outItem) []outItem {

@@ -106,16 +106,25 @@ func checkUserID(p *broker.Properties, user string) error {
 	return nil
 }
 
-// publish routes m and, if a target queue's consumers fall behind, holds
-// the caller (its HTTP response, or its socket's next read) until they
-// catch up: push-back on that client only.
+// publish routes m and answers once it is as safe as a publisher confirm
+// says: a persistent message (delivery_mode 2) that a durable queue took
+// is on disk (the request waits for the log's group commit, which it
+// shares with every other publisher). If a target queue's consumers fall
+// behind, it also holds the caller until they catch up: push-back on that
+// client only.
 func publish(ctx context.Context, v *broker.VHost, m *broker.Message, owner broker.Owner) (int, error) {
 	p := v.Publisher()
 	n, err := p.Publish(m)
-	if err == nil && p.Congested() {
+	if err != nil {
+		return n, err
+	}
+	if err := p.AwaitPublished(ctx.Done()); err != nil {
+		return n, fmt.Errorf("the message could not be written to disk: %w", err)
+	}
+	if p.Congested() {
 		p.WaitFlow(ctx.Done(), owner)
 	}
-	return n, err
+	return n, nil
 }
 
 // headerPrefix introduces property headers of POST /v1/publish.

@@ -34,8 +34,12 @@ type wsSession struct {
 	owner broker.Owner
 	ob    *outbox
 	log   *slog.Logger
-	pub   *broker.Publisher  // read loop only
-	reg   *broker.Connection // registry entry: message counters
+	pub   *broker.Publisher // read loop only
+	// confirms releases the answers to publishes ("confirmed", errors) in
+	// order, each "confirmed" once its message is on disk when it must be
+	// (see publish).
+	confirms *broker.ConfirmQueue[wsAnswer]
+	reg      *broker.Connection // registry entry: message counters
 	// rate is the socket's --max-publish-rate bucket (nil: no limit);
 	// read loop only. Waiting for a token stops reading the socket.
 	rate *broker.PublishLimiter
@@ -102,6 +106,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		rate: broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
 		batch: r.URL.Query().Get("batch") == "1",
 	}
+	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
 	local := ""
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		local = a.String()
@@ -132,6 +137,7 @@ func (ws *wsSession) run() {
 	go func() { defer wg.Done(); ws.watchdog() }()
 	err := ws.readLoop()
 	ws.log.Debug("websocket closed", "err", err)
+	ws.confirms.Close()
 	close(ws.done)
 	ws.closing.Store(true)
 	ws.mu.Lock()
@@ -380,17 +386,58 @@ func (ws *wsSession) dispatch(f *wsFrame) {
 	}
 }
 
+// wsAnswer is the answer to a publish frame: "confirmed" (confirm set) or
+// an error.
+type wsAnswer struct {
+	id      flexString
+	b       []byte
+	confirm bool
+}
+
+// maxUnsentConfirms bounds the answers a socket may have waiting for the
+// disk; beyond it the read loop stops reading (push-back).
+const maxUnsentConfirms = 4096
+
+// sendAnswer hands a due answer to the writer; it runs under the
+// ConfirmQueue's lock, maybe on the log's commit goroutine. err is set if
+// the message could not be written to disk: the client gets an error (500)
+// instead of "confirmed".
+func (ws *wsSession) sendAnswer(a wsAnswer, err error) {
+	if err != nil && a.confirm {
+		ws.log.Error("websocket publish not written to disk; not confirmed", "err", err)
+		a.b = mustJSON(map[string]any{"op": "error", "id": a.id, "code": http.StatusInternalServerError,
+			"message": "the message could not be written to disk: " + err.Error()})
+	}
+	ws.ob.answer(a.b)
+}
+
+// publishError answers a refused publish, in order behind the answers
+// still waiting for the disk.
+func (ws *wsSession) publishError(id flexString, code int, msg string) {
+	m := map[string]any{"op": "error", "code": code, "message": msg}
+	if id != "" {
+		m["id"] = id
+	}
+	ws.confirms.Add(wsAnswer{id: id, b: mustJSON(m)})
+	ws.ob.waitControl()
+}
+
+// publish routes a publish frame. With confirm, "confirmed" means what a
+// publisher confirm means: for a persistent message (delivery_mode 2)
+// that a durable queue took, that it is on disk; the read loop does not
+// wait for that (the answers of many publishes share one fsync), the
+// ConfirmQueue sends it when it is due, in order.
 func (ws *wsSession) publish(f *wsFrame) {
 	m, err := f.message()
 	if err == nil {
 		err = checkUserID(&m.Properties, ws.user.Name)
 	}
 	if err != nil {
-		ws.sendError(f.ID, http.StatusBadRequest, err.Error())
+		ws.publishError(f.ID, http.StatusBadRequest, err.Error())
 		return
 	}
 	if err := ws.allowPublish(m.Exchange); err != nil {
-		ws.brokerError(f.ID, err)
+		ws.publishError(f.ID, httpStatus(err), err.Error())
 		return
 	}
 	// --max-publish-rate: wait for a token in the read loop, which stops
@@ -400,12 +447,15 @@ func (ws *wsSession) publish(f *wsFrame) {
 	}
 	n, err := ws.pub.Publish(m)
 	if err != nil {
-		ws.brokerError(f.ID, err)
+		ws.publishError(f.ID, httpStatus(err), err.Error())
 		return
 	}
 	ws.reg.CountPublish()
 	if f.Confirm {
-		ws.send(map[string]any{"op": "confirmed", "id": f.ID, "routed": n > 0})
+		ws.confirms.Confirm(ws.pub, wsAnswer{id: f.ID, confirm: true,
+			b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID, "routed": n > 0})})
+		ws.confirms.Wait(maxUnsentConfirms, ws.stop)
+		ws.ob.waitControl()
 	}
 	if ws.pub.Congested() {
 		// Push-back: stop reading this socket until the queues drain.

@@ -47,6 +47,7 @@ type channel struct {
 	confirms        confirms
 	confirmQueued   bool
 	tx              bool
+	txCommits       *broker.ConfirmQueue[struct{}] // tx.commit-oks, each once its publishes are on disk
 	txPublishes     []txPublish
 	txSettles       []txSettle
 	prefetch        int
@@ -108,6 +109,7 @@ type txSettle struct {
 func newChannel(c *conn, id uint16) *channel {
 	ch := &channel{c: c, id: id, pub: c.vhost.Publisher(), consumers: make(map[string]*consumerSink)}
 	ch.confirms.ch = ch
+	ch.txCommits = broker.NewConfirmQueue(ch.sendCommitOk)
 	return ch
 }
 
@@ -131,6 +133,7 @@ func (ch *channel) fail(e *amqpError) {
 // deliveries, in order.
 func (ch *channel) release() {
 	ch.confirms.close()
+	ch.txCommits.Close() // no commit-ok after channel.close(-ok)
 	ch.mu.Lock()
 	sinks := make([]*consumerSink, 0, len(ch.consumers))
 	for _, s := range ch.consumers {

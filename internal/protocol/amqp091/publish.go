@@ -150,6 +150,23 @@ func (ch *channel) txCommit(m *frame.TxCommit) error {
 		}
 	}
 	clear(pubs)
-	ch.send(&frame.TxCommitOk{})
+	// tx.commit-ok says the transaction's publishes are done: like a
+	// publisher confirm (and RabbitMQ's), it waits until the persistent
+	// ones that durable queues took are on disk. The read loop goes on;
+	// commit-oks keep their order.
+	ch.txCommits.Confirm(ch.pub, struct{}{})
 	return nil
+}
+
+// sendCommitOk sends a due tx.commit-ok; it runs under the ConfirmQueue's
+// lock, maybe on the log's commit goroutine. If the messages could not be
+// written to disk the commit did not happen as promised: the connection
+// is closed (the client's commit fails) rather than answered.
+func (ch *channel) sendCommitOk(_ struct{}, err error) {
+	if err != nil {
+		ch.c.log.Error("a transaction's persistent messages could not be written to disk; closing the connection", "channel", ch.id, "err", err)
+		ch.c.forceClose("the message log failed: " + err.Error())
+		return
+	}
+	ch.send(&frame.TxCommitOk{})
 }

@@ -63,6 +63,11 @@ type conn struct {
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
 	// when the read buffer drains, see readLoop).
 	acks ackBatch
+	// confirms: our PUBACKs/PUBRECs, released in order once their messages
+	// are on disk (confirm.go); unsentPubacks counts its PUBACKs, which a
+	// v5 client counts against our Receive Maximum until it gets them.
+	confirms      *broker.ConfirmQueue[*packet.Ack]
+	unsentPubacks atomic.Int32
 
 	mu        sync.Mutex // guards consumers
 	consumers map[string]*broker.Consumer
@@ -81,6 +86,7 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		done:      make(chan struct{}),
 	}
 	c.out = newOutbox(c)
+	c.confirms = newConfirms(c)
 	return c
 }
 
@@ -406,6 +412,9 @@ func (c *conn) flushAcks() {
 // deliveries go back to their queues flagged redelivered, so a persistent
 // session gets them again (with DUP) on reconnect.
 func (c *conn) teardown(abnormal bool) {
+	// Answers still waiting for the disk have nobody to go to; their
+	// messages are routed and become durable all the same.
+	c.confirms.Close()
 	c.mu.Lock()
 	consumers := c.consumers
 	c.consumers = nil

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // testEnv is a broker with an MQTT and an AMQP listener on 127.0.0.1:0.
@@ -52,10 +53,13 @@ func serve(t *testing.T, ctx context.Context, wg *sync.WaitGroup, lns *[]net.Lis
 	return ln.Addr().String()
 }
 
-func startEnv(t *testing.T, cfg Config) *testEnv {
+func startEnv(t *testing.T, cfg Config) *testEnv { return startEnvOn(t, cfg, nil) }
+
+// startEnvOn is startEnv with a message log (nil: none).
+func startEnvOn(t *testing.T, cfg Config, st *store.Log) *testEnv {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	b := broker.New(broker.Options{Logger: log})
+	b := broker.New(broker.Options{Logger: log, Store: st})
 	users := auth.NewDefaultUsers()
 	h := NewHandler(cfg, b, users, log)
 	ah := amqp091.NewHandler(amqp091.Config{}, b, users, log)

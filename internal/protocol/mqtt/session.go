@@ -284,10 +284,10 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	}
 	if c.version == packet.V5 && p.QoS > 0 {
 		// [MQTT-3.3.4-7..9]: the client may have at most our Receive
-		// Maximum QoS 1/2 publishes without PUBACK/PUBCOMP. A QoS 1 one is
-		// acknowledged before the next packet is read, so what piles up is
-		// QoS 2 awaiting PUBREL (a resent one does not count twice).
-		n := len(c.inQoS2) + 1
+		// Maximum QoS 1/2 publishes without PUBACK/PUBCOMP: QoS 1 ones
+		// whose PUBACK waits for the disk, QoS 2 ones awaiting PUBREL (a
+		// resent one does not count twice).
+		n := len(c.inQoS2) + int(c.unsentPubacks.Load()) + 1
 		if _, again := c.inQoS2[p.PacketID]; again && p.QoS == 2 {
 			n--
 		}
@@ -305,8 +305,10 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		c.sess.mu.Unlock()
 		c.inQoS2[p.PacketID] = struct{}{}
 		if dup {
-			// Already routed; the PUBREC got lost [MQTT-4.3.3-10].
-			c.out.push(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+			// Already routed; the PUBREC got lost [MQTT-4.3.3-10], or is
+			// still waiting for the first copy to reach the disk: this one
+			// waits for everything logged so far.
+			c.confirms.ConfirmAfter(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, c.pub.WaitLog)
 			return nil
 		}
 	}
@@ -333,17 +335,14 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		return ctx.Err()
 	}
 	n, err := c.pub.Publish(m)
+	retained := false
 	if err == nil {
 		c.reg.Load().CountPublish()
 		if p.Retain {
+			// A PUBACK/PUBREC for a retained message says it is kept:
+			// confirmPublish waits for the log.
 			c.h.retain(c.vhost, topic, m)
-			// A PUBACK/PUBREC for a retained message says it is kept: wait
-			// for the log (this also covers the message's queue copies).
-			if p.QoS > 0 {
-				if serr := c.vhost.Retained().Sync(ctx.Done()); serr != nil {
-					c.log.Warn("mqtt retained message not on disk", "topic", topic, "err", serr)
-				}
-			}
+			retained = true
 		}
 	}
 	code := packet.Success
@@ -359,7 +358,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	}
 	switch p.QoS {
 	case 1:
-		c.out.push(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)})
+		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, retained)
 	case 2:
 		if code.Failed() {
 			c.sess.mu.Lock()
@@ -367,7 +366,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Unlock()
 			delete(c.inQoS2, p.PacketID)
 		}
-		c.out.push(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)})
+		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, retained)
 	}
 	if c.pub.Congested() {
 		// TCP push-back: stop reading this client until the queues drain.
@@ -393,7 +392,11 @@ func (c *conn) nack(p *packet.Publish, code packet.ReasonCode, why string) error
 	if p.QoS == 2 {
 		kind = packet.PUBREC
 	}
-	c.out.push(&packet.Ack{Kind: kind, PacketID: p.PacketID, ReasonCode: code, Properties: packet.Properties{ReasonString: why}})
+	// In order behind the answers still waiting for the disk.
+	if kind == packet.PUBACK {
+		c.unsentPubacks.Add(1)
+	}
+	c.confirms.Add(&packet.Ack{Kind: kind, PacketID: p.PacketID, ReasonCode: code, Properties: packet.Properties{ReasonString: why}})
 	return nil
 }
 

@@ -74,6 +74,9 @@ type conn struct {
 	log *slog.Logger
 	fr  *frame.Reader
 	out *outbox
+	// confirms releases receipts (and a final ERROR) in order, each once
+	// what it answers is on disk (confirm.go).
+	confirms *broker.ConfirmQueue[outItem]
 
 	// Set by the handshake, read-only afterwards.
 	version frame.Version
@@ -110,7 +113,7 @@ type conn struct {
 }
 
 func newConn(h *Handler, nc net.Conn, ws bool) *conn {
-	return &conn{
+	c := &conn{
 		h:       h,
 		nc:      nc,
 		ws:      ws,
@@ -123,6 +126,8 @@ func newConn(h *Handler, nc net.Conn, ws bool) *conn {
 		temp:    make(map[string]*broker.Queue),
 		closing: make(chan struct{}),
 	}
+	c.confirms = newConfirms(c)
+	return c
 }
 
 func (c *conn) markClosing() { c.once.Do(func() { close(c.closing) }) }
@@ -185,6 +190,12 @@ func (c *conn) serve(ctx context.Context) {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.log.Info("stomp connection ended", "err", err)
 	}
+	// Receipts still waiting for the disk (a DISCONNECT's among them), and
+	// an ERROR queued behind them, go out before the writer stops.
+	wctx, cancel := context.WithTimeout(ctx, closeTimeout)
+	c.confirms.Wait(1, wctx.Done())
+	cancel()
+	c.confirms.Close()
 	c.markClosing()
 	c.teardown()
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
@@ -204,7 +215,8 @@ func errorFrame(message, detail, receipt string) *frame.Frame {
 // the spec requires.
 func (c *conn) fail(pe *protoError, receipt string) {
 	c.log.Debug("stomp error", "message", pe.message, "detail", pe.detail)
-	c.out.push(outItem{f: errorFrame(pe.message, pe.detail, receipt), close: true})
+	// Behind the receipts still waiting for the disk.
+	c.confirms.Add(outItem{f: errorFrame(pe.message, pe.detail, receipt), close: true})
 }
 
 // readErr maps a frame decoding error to the ERROR the client gets.
@@ -448,7 +460,8 @@ func (c *conn) handle(f *frame.Frame) error {
 		return err
 	}
 	if r, ok := f.Get("receipt"); ok {
-		c.out.push(outItem{f: &frame.Frame{Command: frame.RECEIPT, Headers: []frame.Header{{Key: "receipt-id", Value: r}}}})
+		c.receipt(r)
+		c.confirms.Wait(maxUnsentReceipts, c.closing)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // waitTimeout bounds every wait for something that should happen at once.
@@ -46,10 +47,13 @@ func (w tlog) Write(p []byte) (int, error) {
 
 // newEnv starts a broker with a STOMP and an AMQP listener on 127.0.0.1:0;
 // cleanup shuts both down and waits for every connection goroutine.
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t *testing.T, cfg Config) *env { return newEnvOn(t, cfg, nil) }
+
+// newEnvOn is newEnv with a message log (nil: none).
+func newEnvOn(t *testing.T, cfg Config, st *store.Log) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e := &env{t: t, b: broker.New(broker.Options{Logger: log}), users: auth.NewDefaultUsers()}
+	e := &env{t: t, b: broker.New(broker.Options{Logger: log, Store: st}), users: auth.NewDefaultUsers()}
 	e.users.SetBcryptCost(4) // bcrypt at cost 10 takes ~0.6 s under -race
 	e.users.Put("alice", "secret", false)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
