@@ -7,7 +7,10 @@ func TestGCPercentFor(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, 100},
+		{0, maxGCPercent},
+		{1 << 20, 6300},      // goal 64 MiB
+		{16 << 20, 300},      // goal 64 MiB
+		{gcMinGoal / 2, 100}, // goal 64 MiB
 		{gcHeadroom, 100},
 		{2 * gcHeadroom, 50},
 		{4 * gcHeadroom, minGCPercent},

@@ -45,8 +45,11 @@ type conn struct {
 	expiry      time.Duration // v5 session expiry; <0 = never
 	persistent  bool
 	keepAlive   time.Duration
-	will        *packet.Will
-	inAliases   map[uint16]string
+	// readDeadlineSet is when the read loop last renewed the keep-alive
+	// deadline (read loop only).
+	readDeadlineSet time.Time
+	will            *packet.Will
+	inAliases       map[uint16]string
 	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
 	// (what counts against our Receive Maximum).
 	inQoS2  map[uint16]struct{}
@@ -343,6 +346,22 @@ func (c *conn) writeDirect(p packet.Packet, version byte) {
 	c.nc.SetWriteDeadline(time.Time{})
 }
 
+// keepAliveSlack is how late after 1.5 times the keep-alive a silent
+// client may be disconnected: the read deadline is renewed at most this
+// often, since each renewal costs a runtime timer update.
+const keepAliveSlack = 100 * time.Millisecond
+
+// extendReadDeadline lets the client stay silent for 1.5 times its
+// keep-alive from now [MQTT-3.1.2-24] (up to keepAliveSlack more).
+func (c *conn) extendReadDeadline() {
+	now := time.Now()
+	if now.Sub(c.readDeadlineSet) < keepAliveSlack {
+		return
+	}
+	c.readDeadlineSet = now
+	c.nc.SetReadDeadline(now.Add(c.keepAlive*3/2 + keepAliveSlack))
+}
+
 // readLoop decodes and dispatches packets until the connection ends.
 // PUBACKs are settled in batches: their deliveries are acknowledged in the
 // queues when the read buffer is drained (before a read that may block),
@@ -356,7 +375,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 			c.flushAcks()
 		}
 		if c.keepAlive > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+			c.extendReadDeadline()
 		}
 		p, err := c.r.Read(c.version, c.h.cfg.MaxPacketSize)
 		if err != nil {

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"runtime"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -102,6 +101,8 @@ type outbox struct {
 	// The last routing key mapped to a topic: a subscriber mostly sees the
 	// same few topics, and converting each delivery's key allocated.
 	lastKey, lastTopic string
+	// writeDeadline is the socket's write deadline as last set.
+	writeDeadline time.Time
 	// acks collects the batch's deliveries settled without a PUBACK (QoS 0,
 	// expired, not matched) for one Ack per queue after the batch.
 	acks ackBatch
@@ -161,6 +162,18 @@ func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 	return true
 }
 
+// extendWriteDeadline gives the batch about to be written the configured
+// write timeout (between it and 1.5 times it): setting a deadline costs a
+// runtime timer update, so it is renewed once half its slack is used, not
+// for every batch.
+func (o *outbox) extendWriteDeadline() {
+	timeout := o.c.h.cfg.WriteTimeout
+	if now := time.Now(); o.writeDeadline.Sub(now) < timeout {
+		o.writeDeadline = now.Add(timeout + timeout/2)
+		o.c.nc.SetWriteDeadline(o.writeDeadline)
+	}
+}
+
 // topicOf maps a delivery's routing key to its MQTT topic. Writer only.
 func (o *outbox) topicOf(key string) string {
 	if key != o.lastKey {
@@ -181,9 +194,6 @@ func (o *outbox) close() {
 // is empty.
 func (o *outbox) run() {
 	for {
-		// Let the goroutines queueing deliveries right now (queue dispatch
-		// after a batch of PUBACKs) finish, so one write carries them all.
-		runtime.Gosched()
 		o.mu.Lock()
 		if len(o.items) == 0 {
 			o.running = false
@@ -224,7 +234,7 @@ func (o *outbox) run() {
 func (o *outbox) writeBatch(batch []outItem) (stop bool) {
 	bp := o.c.h.writeBufs.Get().(*[]byte)
 	o.buf = (*bp)[:0]
-	o.c.nc.SetWriteDeadline(time.Now().Add(o.c.h.cfg.WriteTimeout))
+	o.extendWriteDeadline()
 	for _, it := range batch {
 		if stop {
 			o.drop(it)
