@@ -353,8 +353,24 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		if errors.Is(err, broker.ErrAccessRefused) {
 			code = packet.NotAuthorized
 		}
+	case c.pub.Rejected():
+		// A queue full with x-overflow reject-publish refused it (AMQP
+		// nacks the confirm; RabbitMQ's MQTT plugin answers 0x97).
+		code = packet.QuotaExceeded
 	case n == 0 && c.version == packet.V5:
 		code = packet.NoMatchingSubscribers
+	}
+	if code.Failed() && c.version != packet.V5 && p.QoS > 0 {
+		// 3.1.1 has no negative PUBACK/PUBREC: a positive one would claim
+		// the message is safe, so the connection is closed instead (a
+		// persistent session resends it after reconnecting).
+		if p.QoS == 2 {
+			c.sess.mu.Lock()
+			delete(c.sess.qos2, p.PacketID)
+			c.sess.mu.Unlock()
+			delete(c.inQoS2, p.PacketID)
+		}
+		return &packet.Error{Code: code, Text: "publish to '" + topic + "' refused: " + code.Error()}
 	}
 	switch p.QoS {
 	case 1:
