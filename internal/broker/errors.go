@@ -13,6 +13,7 @@ const (
 	CodeNotFound           Code = 404
 	CodeResourceLocked     Code = 405
 	CodePreconditionFailed Code = 406
+	CodeResourceError      Code = 506
 	CodeCommandInvalid     Code = 503
 	CodeNotAllowed         Code = 530
 	CodeNotImplemented     Code = 540

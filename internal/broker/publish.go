@@ -40,6 +40,15 @@ type Publisher struct {
 // confirm for it must be a nack.
 func (p *Publisher) Rejected() bool { return p.rejected }
 
+// RefusedError is Rejected as an error (506, for HTTP 503), for protocols
+// that have no negative confirm: nil when no queue refused the message.
+func (p *Publisher) RefusedError() error {
+	if !p.rejected {
+		return nil
+	}
+	return errorf(CodeResourceError, "a queue refused the message: it is full and its overflow behaviour is reject-publish; consume from it or raise its x-max-length")
+}
+
 // parseExpiration reads the expiration property: a TTL in milliseconds,
 // written as a decimal string, as RabbitMQ defines it.
 func parseExpiration(s string) (int64, error) {

@@ -115,6 +115,9 @@ func checkUserID(p *broker.Properties, user string) error {
 func publish(ctx context.Context, v *broker.VHost, m *broker.Message, owner broker.Owner) (int, error) {
 	p := v.Publisher()
 	n, err := p.Publish(m)
+	if err == nil {
+		err = p.RefusedError()
+	}
 	if err != nil {
 		return n, err
 	}

@@ -397,6 +397,8 @@ func httpStatus(err error) int {
 		return http.StatusForbidden
 	case broker.CodeResourceLocked:
 		return http.StatusConflict
+	case broker.CodeResourceError:
+		return http.StatusServiceUnavailable
 	case broker.CodeNotImplemented:
 		return http.StatusNotImplemented
 	case broker.CodeInternal:

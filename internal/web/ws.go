@@ -446,6 +446,9 @@ func (ws *wsSession) publish(f *wsFrame) {
 		return // the socket is being closed
 	}
 	n, err := ws.pub.Publish(m)
+	if err == nil {
+		err = ws.pub.RefusedError()
+	}
 	if err != nil {
 		ws.publishError(f.ID, httpStatus(err), err.Error())
 		return

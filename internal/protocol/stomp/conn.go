@@ -56,6 +56,7 @@ func coreError(err error) *protoError {
 		broker.CodeNotFound:           "not_found",
 		broker.CodeResourceLocked:     "resource_locked",
 		broker.CodePreconditionFailed: "precondition_failed",
+		broker.CodeResourceError:      "resource_error",
 		broker.CodeCommandInvalid:     "command_invalid",
 		broker.CodeNotAllowed:         "not_allowed",
 		broker.CodeNotImplemented:     "not_implemented",
@@ -606,6 +607,9 @@ func (c *conn) send(f *frame.Frame) error {
 	}
 	if _, err := c.pub.Publish(m); err != nil {
 		return err
+	}
+	if err := c.pub.RefusedError(); err != nil {
+		return err // an ERROR frame, as RabbitMQ's STOMP plugin on a nack
 	}
 	c.reg.CountPublish()
 	if c.pub.Congested() {
