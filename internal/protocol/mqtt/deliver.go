@@ -1,7 +1,10 @@
 package mqtt
 
 import (
+	"net"
+	"slices"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -72,7 +75,10 @@ const (
 // running, and it exits once it finds the outbox empty. Both decisions are
 // taken under mu (running), so a push either lands in a batch the running
 // writer will still take or starts a new writer: no wake-up is lost, and an
-// idle connection costs no goroutine besides its reader.
+// idle connection costs no goroutine besides its reader. A delivery to a
+// connection with nothing queued, no writer and no write in the last
+// inlineGap is written by the dispatching goroutine itself, without
+// blocking (deliverInline); the writer takes over what that leaves.
 type outbox struct {
 	c *conn
 
@@ -106,10 +112,38 @@ type outbox struct {
 	// acks collects the batch's deliveries settled without a PUBACK (QoS 0,
 	// expired, not matched) for one Ack per queue after the batch.
 	acks ackBatch
+	// Inline writes (deliverInline). raw is the socket of a plain TCP
+	// connection (nil for TLS, WebSocket and others: no inline writes);
+	// rawWrite is o.writeNow bound once, so a write allocates no closure.
+	raw      syscall.RawConn
+	rawWrite func(fd uintptr) bool
+	rawN     int // bytes the last non-blocking write took
+	// pend is the write buffer an inline write left unfinished (the
+	// socket did not take it all) for the writer it starts: its bytes go
+	// out first. werr: the inline write failed; that writer closes.
+	pend *[]byte
+	werr error
+	// lastWrite is when the last batch or inline write started (set by the
+	// writer; read under mu while none runs).
+	lastWrite time.Time
 }
 
+// inlineGap: a delivery is written inline only if the connection's last
+// write is at least this old. Sparse deliveries (a paced fanout) go out at
+// once from the dispatching goroutine; dense ones (a flood) go to a writer
+// goroutine, which batches them: inline writes cost one syscall each, and
+// the publisher whose routing dispatches them would pay for all of them.
+const inlineGap = time.Millisecond
+
 func newOutbox(c *conn) *outbox {
-	return &outbox{c: c, inflight: make(map[uint16]inflight), stopped: make(chan struct{})}
+	o := &outbox{c: c, inflight: make(map[uint16]inflight), stopped: make(chan struct{})}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			o.raw = rc
+			o.rawWrite = o.writeNow
+		}
+	}
+	return o
 }
 
 // startLocked starts a writer if there is work, the handshake is done and
@@ -149,16 +183,91 @@ func (o *outbox) pushClose(p packet.Packet) { o.pushItem(outItem{pkt: p, close: 
 
 func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if o.closed {
+		o.mu.Unlock()
 		return false
 	}
 	if len(o.items) >= outboxMaxItems {
 		o.blocked = append(o.blocked, d.Consumer)
+		o.mu.Unlock()
 		return false
+	}
+	if o.raw != nil && o.ready && !o.running && len(o.items) == 0 {
+		// Nothing queued and no writer: this goroutine may be the writer,
+		// unless the connection was written to a moment ago (a flood:
+		// a writer goroutine batches it into fewer, bigger writes).
+		if now := time.Now(); now.Sub(o.lastWrite) >= inlineGap {
+			o.running = true
+			o.lastWrite = now
+			o.mu.Unlock()
+			o.deliverInline(d, s)
+			return true
+		}
 	}
 	o.items = append(o.items, outItem{d: d, sink: s})
 	o.startLocked()
+	o.mu.Unlock()
+	return true
+}
+
+// deliverInline writes a delivery from the goroutine dispatching it (a
+// publisher's read loop, an acknowledging subscriber's), as the writer:
+// it runs only when the outbox is empty and no writer runs (running is
+// set). It runs under the queue's lock, so it never blocks: it encodes the
+// PUBLISH and tries one non-blocking write. What it cannot finish there
+// (bytes the socket did not take, settlements, which call into queues,
+// items pushed meanwhile) it leaves to a writer goroutine it starts. A
+// connection that keeps up with its deliveries thus gets them written
+// without a goroutine started and scheduled for each.
+func (o *outbox) deliverInline(d broker.Delivery, s *sink) {
+	bp := o.c.h.writeBufs.Get().(*[]byte)
+	o.buf = (*bp)[:0]
+	o.writeDelivery(d, s)
+	if len(o.buf) > 0 {
+		o.rawN = 0
+		// An error without a write (an expired write deadline, a closing
+		// socket) leaves the bytes to the writer, which sees for itself.
+		if o.raw.Write(o.rawWrite) == nil {
+			n := copy(o.buf, o.buf[o.rawN:])
+			o.buf = o.buf[:n]
+		}
+	}
+	if len(o.acks.pending) > 0 {
+		// QoS 0 and dropped deliveries: settled by the Handler's acker,
+		// outside this queue lock, without a writer of their own.
+		o.c.h.acker.add(o, o.acks.pending)
+		clear(o.acks.pending)
+		o.acks.pending = o.acks.pending[:0]
+	}
+	handoff := len(o.buf) > 0 || o.werr != nil
+	if handoff {
+		*bp = o.buf
+		o.pend = bp
+	} else if cap(o.buf) <= writeBufKeep {
+		*bp = o.buf[:0]
+		o.c.h.writeBufs.Put(bp)
+	}
+	o.buf = nil
+	o.mu.Lock()
+	if handoff || len(o.items) > 0 {
+		go o.run()
+	} else {
+		o.running = false
+	}
+	o.mu.Unlock()
+}
+
+// writeNow is the non-blocking write of deliverInline (o.rawWrite).
+func (o *outbox) writeNow(fd uintptr) bool {
+	n, err := syscall.Write(int(fd), o.buf)
+	switch err {
+	case nil:
+		o.rawN = n
+	case syscall.EAGAIN, syscall.EINTR:
+		// The socket buffer is full: the writer waits for room.
+	default:
+		o.werr = err // the writer closes the connection
+	}
 	return true
 }
 
@@ -166,12 +275,15 @@ func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 // write timeout (between it and 1.5 times it): setting a deadline costs a
 // runtime timer update, so it is renewed once half its slack is used, not
 // for every batch.
-func (o *outbox) extendWriteDeadline() {
+// It returns the current time.
+func (o *outbox) extendWriteDeadline() time.Time {
 	timeout := o.c.h.cfg.WriteTimeout
-	if now := time.Now(); o.writeDeadline.Sub(now) < timeout {
+	now := time.Now()
+	if o.writeDeadline.Sub(now) < timeout {
 		o.writeDeadline = now.Add(timeout + timeout/2)
 		o.c.nc.SetWriteDeadline(o.writeDeadline)
 	}
+	return now
 }
 
 // topicOf maps a delivery's routing key to its MQTT topic. Writer only.
@@ -195,7 +307,7 @@ func (o *outbox) close() {
 func (o *outbox) run() {
 	for {
 		o.mu.Lock()
-		if len(o.items) == 0 {
+		if len(o.items) == 0 && o.pend == nil && o.werr == nil && len(o.acks.pending) == 0 {
 			o.running = false
 			o.mu.Unlock()
 			return
@@ -232,9 +344,20 @@ func (o *outbox) run() {
 // writeBatch writes items and reports whether the connection must close
 // (a close item or a write error); items after that are dropped.
 func (o *outbox) writeBatch(batch []outItem) (stop bool) {
-	bp := o.c.h.writeBufs.Get().(*[]byte)
-	o.buf = (*bp)[:0]
-	o.extendWriteDeadline()
+	bp := o.pend
+	if bp != nil {
+		// What an inline write left: it goes out first.
+		o.pend = nil
+		o.buf = *bp
+	} else {
+		bp = o.c.h.writeBufs.Get().(*[]byte)
+		o.buf = (*bp)[:0]
+	}
+	if o.werr != nil {
+		stop = true
+		o.buf = o.buf[:0]
+	}
+	o.lastWrite = o.extendWriteDeadline()
 	for _, it := range batch {
 		if stop {
 			o.drop(it)
@@ -495,6 +618,77 @@ func (o *outbox) settle(id uint16, acks *ackBatch) {
 	if ok {
 		acks.add(fl)
 		o.releaseCredit(fl)
+	}
+}
+
+// acker settles the deliveries that inline writes settle without a
+// PUBACK (QoS 0, expired, not matched): they cannot be acknowledged under
+// the dispatching queue's lock, and a writer goroutine per connection just
+// for that would cost what inline writes save. The acker is one goroutine
+// per Handler, started when there is work and gone when there is none, so
+// a fanout to many connections is settled in one go.
+type acker struct {
+	mu      sync.Mutex // guards below
+	pending []ackerItem
+	spare   []ackerItem
+	running bool
+	wg      sync.WaitGroup // the running goroutine, for Handler.Close
+
+	// Owned by the running goroutine.
+	acks  ackBatch
+	kicks []*outbox
+}
+
+type ackerItem struct {
+	o  *outbox
+	fl inflight
+}
+
+func (a *acker) add(o *outbox, fls []inflight) {
+	a.mu.Lock()
+	for _, fl := range fls {
+		a.pending = append(a.pending, ackerItem{o: o, fl: fl})
+	}
+	if !a.running {
+		a.running = true
+		a.wg.Add(1)
+		go a.run()
+	}
+	a.mu.Unlock()
+}
+
+func (a *acker) run() {
+	defer a.wg.Done()
+	for {
+		a.mu.Lock()
+		batch := a.pending
+		if len(batch) == 0 {
+			a.running = false
+			a.mu.Unlock()
+			return
+		}
+		a.pending, a.spare = a.spare[:0], nil
+		a.mu.Unlock()
+		for _, it := range batch {
+			a.acks.add(it.fl)
+			if !slices.Contains(a.kicks, it.o) {
+				a.kicks = append(a.kicks, it.o)
+			}
+		}
+		a.acks.flush()
+		// The credit freed may let retained messages waiting for the
+		// window go.
+		for _, o := range a.kicks {
+			if o.waitingCredit() {
+				o.kickCredit()
+			}
+		}
+		clear(a.kicks)
+		a.kicks = a.kicks[:0]
+		clear(batch)
+		a.mu.Lock()
+		a.spare = batch[:0]
+		a.mu.Unlock()
 	}
 }
 

@@ -520,3 +520,49 @@ func TestWebSocket(t *testing.T) {
 		t.Fatal("no message over websocket")
 	}
 }
+
+// TestInlineWriteHandoff: a delivery the socket does not take at once is
+// started by the dispatching goroutine (an inline write) and finished by a
+// writer goroutine; what follows it comes after it, intact and in order.
+func TestInlineWriteHandoff(t *testing.T) {
+	e := startEnv(t, Config{})
+	for _, qos := range []byte{0, 1} {
+		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
+			topic := fmt.Sprintf("big/%d", qos)
+			got := make(chan []byte, 64)
+			release := make(chan struct{})
+			var first sync.Once
+			// The subscriber stalls on the first message, so the socket
+			// fills up and an inline write is left unfinished.
+			sub := e.v3(fmt.Sprintf("big-sub-%d", qos), true)
+			wait(t, sub.Subscribe(topic, qos, func(_ pahov3.Client, m pahov3.Message) {
+				first.Do(func() { <-release })
+				got <- m.Payload()
+			}))
+			pub := e.v3(fmt.Sprintf("big-pub-%d", qos), true)
+			var want [][]byte
+			for i := range 24 {
+				n := 10
+				if i%2 == 1 {
+					n = 4 << 20
+				}
+				body := []byte(strings.Repeat(string(rune('a'+i)), n))
+				want = append(want, body)
+				wait(t, pub.Publish(topic, qos, false, body))
+				// Let the connection go idle, so the next one is written inline.
+				time.Sleep(2 * inlineGap)
+			}
+			close(release)
+			for i, w := range want {
+				select {
+				case b := <-got:
+					if string(b) != string(w) {
+						t.Fatalf("message %d: got %d bytes of %q, want %d of %q", i, len(b), b[:1], len(w), w[:1])
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("got %d of %d messages", i, len(want))
+				}
+			}
+		})
+	}
+}

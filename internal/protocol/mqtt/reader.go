@@ -47,6 +47,11 @@ type reader struct {
 	r, w  int     // buf[r:w] is buffered
 	// busy: the last read would not have fit the small buffer.
 	busy bool
+	// ack is what Read returns for a short PUBACK, PUBREC or PUBCOMP (the
+	// bulk of what a subscriber sends): valid until the next Read.
+	// Allocated on first use, so that connections that never acknowledge
+	// (publishers, idle ones) do not carry it.
+	ack *packet.Ack
 }
 
 func newReader(src io.Reader, pool *readBufPool) *reader {
@@ -107,7 +112,8 @@ func (rd *reader) readByte() (byte, error) {
 }
 
 // Read decodes the next packet, as packet.Read does: maxSize bounds the
-// whole packet and is checked before the body is allocated.
+// whole packet and is checked before the body is allocated. A returned
+// *packet.Ack may be the reader's own, overwritten by the next Read.
 func (rd *reader) Read(version byte, maxSize int) (packet.Packet, error) {
 	first, err := rd.readByte()
 	if err != nil {
@@ -131,6 +137,21 @@ func (rd *reader) Read(version byte, maxSize int) (packet.Packet, error) {
 	if maxSize > 0 && 1+size+n > maxSize {
 		return nil, &packet.Error{Code: packet.PacketTooLarge,
 			Text: fmt.Sprintf("packet of %d bytes exceeds the maximum of %d", 1+size+n, maxSize)}
+	}
+	if n == 2 && rd.w-rd.r >= 2 {
+		switch first {
+		case packet.PUBACK << 4, packet.PUBREC << 4, packet.PUBCOMP << 4:
+			// A bare acknowledgement (v5: reason 0, no properties), the
+			// same as Decode would return, without allocating.
+			if id := uint16(rd.buf[rd.r])<<8 | uint16(rd.buf[rd.r+1]); id != 0 {
+				rd.r += 2
+				if rd.ack == nil {
+					rd.ack = new(packet.Ack)
+				}
+				*rd.ack = packet.Ack{Kind: first >> 4, PacketID: id}
+				return rd.ack, nil
+			}
+		}
 	}
 	body := make([]byte, n)
 	got := copy(body, rd.buf[rd.r:rd.w])

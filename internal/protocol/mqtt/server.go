@@ -10,7 +10,9 @@
 // Each connection has a read loop (the ServeConn goroutine) and, while
 // there is something to write, a writer goroutine draining a bounded
 // outbox, which also turns queue deliveries into PUBLISH packets (so the
-// queue's lock is never held across I/O). Read and write buffers are pooled
+// queue's lock is never held across a blocking write; a sparse delivery to
+// an idle plain-TCP connection is written at once with one non-blocking
+// write, see deliverInline). Read and write buffers are pooled
 // and held only during bursts: an idle connection costs one goroutine and a
 // few hundred bytes of buffer.
 package mqtt
@@ -109,6 +111,8 @@ type Handler struct {
 	// so that idle connections hold none.
 	readBufs  readBufPool
 	writeBufs sync.Pool // *[]byte
+	// acker settles deliveries written inline (deliver.go).
+	acker acker
 
 	mu       sync.Mutex             // guards everything below
 	conns    map[string]*conn       // by session key (vhost + client id)
@@ -170,7 +174,6 @@ func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 // after the listeners have stopped and their connections have ended.
 func (h *Handler) Close() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.closed = true
 	for k, t := range h.expiry {
 		t.Stop()
@@ -180,6 +183,8 @@ func (h *Handler) Close() {
 		t.Stop()
 		delete(h.wills, k)
 	}
+	h.mu.Unlock()
+	h.acker.wg.Wait()
 }
 
 // ConnectionCount is the number of connected MQTT clients.
