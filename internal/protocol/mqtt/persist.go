@@ -179,7 +179,7 @@ func (h *Handler) RestoreSessions() {
 			key := v.Name() + "\x00" + r.ClientID
 			if left <= 0 {
 				v.DeleteQueue(queue, 0, false, false)
-				st.Delete(km.Key)
+				h.dropSession(v, r.ClientID)
 				h.log.Info("mqtt session expired while the broker was down", "vhost", v.Name(), "client_id", r.ClientID)
 				continue
 			}

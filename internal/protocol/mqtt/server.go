@@ -256,10 +256,12 @@ func (h *Handler) session(c *conn, resumed bool) *session {
 
 // dropSession forgets a session: its state here and its durable record.
 func (h *Handler) dropSession(v *broker.VHost, clientID string) {
+	shared := h.sessionSharedQueues(v, clientID)
 	h.mu.Lock()
 	delete(h.sessions, v.Name()+"\x00"+clientID)
 	h.mu.Unlock()
 	v.SessionState().Delete(sessionRecordKey(clientID))
+	h.releaseShared(v, shared)
 }
 
 // expireLater deletes a persistent session after d, unless its client comes
@@ -281,10 +283,9 @@ func (h *Handler) expireLater(key string, v *broker.VHost, clientID string, d ti
 			return
 		}
 		delete(h.expiry, key)
-		delete(h.sessions, key)
 		h.mu.Unlock()
 		v.DeleteQueue(sessionQueueName(clientID, true), 0, false, false)
-		v.SessionState().Delete(sessionRecordKey(clientID))
+		h.dropSession(v, clientID)
 		h.log.Debug("mqtt session expired", "vhost", v.Name(), "client_id", clientID)
 	})
 	h.expiry[key] = t

@@ -110,7 +110,7 @@ func (c *conn) consume(q *broker.Queue, tag string, s *sink) error {
 }
 
 func (c *conn) startShared(s *subscription) error {
-	q, err := c.vhost.DeclareQueue(s.queue, broker.QueueOptions{AutoDelete: true})
+	q, err := c.sharedQueue(s)
 	if err != nil {
 		return err
 	}
@@ -227,6 +227,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 
 func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
 	ack := &packet.Suback{Kind: packet.UNSUBACK, PacketID: p.PacketID}
+	var unshared []string
 	for _, f := range p.Filters {
 		c.sess.mu.Lock()
 		s := c.sess.subs[f]
@@ -251,12 +252,14 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
 				cons.Cancel()
 				c.out.requeueQueue(cons.Queue())
 			}
+			unshared = append(unshared, s.queue)
 		case !inUse:
 			c.vhost.UnbindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner)
 		}
 		ack.Reasons = append(ack.Reasons, packet.Success)
 	}
 	c.saveSession(time.Time{}, true, c.done)
+	c.h.releaseShared(c.vhost, unshared) // after the record no longer lists them
 	c.out.push(ack)
 }
 
