@@ -142,17 +142,12 @@ type consumerJSON struct {
 // the consumer's connection when it has one (management API consumers,
 // such as a long-polling fetch, have none).
 func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
-	vs, ok := s.vhosts(w, r)
-	if !ok {
-		return
-	}
 	u := userOf(r)
 	byOwner := map[broker.Owner]broker.ConnectionInfo{}
 	for _, c := range s.broker.Connections() {
 		byOwner[c.Owner] = c
 	}
-	out := []consumerJSON{}
-	for _, v := range vs {
+	listPerVHost(s, w, r, "consumer_tag", func(v *broker.VHost, out []consumerJSON) []consumerJSON {
 		for _, q := range v.Queues() {
 			for _, ci := range q.Consumers() {
 				conn, hasConn := byOwner[ci.Owner]
@@ -170,6 +165,6 @@ func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
 				out = append(out, cj)
 			}
 		}
-	}
-	writeList(w, r, out, "consumer_tag")
+		return out
+	})
 }

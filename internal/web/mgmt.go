@@ -104,6 +104,35 @@ func (s *Server) vhosts(w http.ResponseWriter, r *http.Request) ([]*broker.VHost
 	return s.broker.VHosts(), true
 }
 
+// listPerVHost answers a list endpoint (GET /api/x or /api/x/{vhost}):
+// add appends the items of one vhost; the result is paged and sorted as
+// the query asks (default sort key sortKey).
+func listPerVHost[T any](s *Server, w http.ResponseWriter, r *http.Request, sortKey string, add func(v *broker.VHost, out []T) []T) {
+	vs, ok := s.vhosts(w, r)
+	if !ok {
+		return
+	}
+	out := []T{}
+	for _, v := range vs {
+		out = add(v, out)
+	}
+	writeList(w, r, out, sortKey)
+}
+
+// argumentsFromJSON converts a request's "arguments" to a table (nil when
+// empty), or answers 400 and reports false.
+func argumentsFromJSON(w http.ResponseWriter, m map[string]any) (broker.Table, bool) {
+	args, err := tableFromJSON(m)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return nil, false
+	}
+	if len(args) == 0 {
+		return nil, true
+	}
+	return args, true
+}
+
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	var queues, exchanges, consumers, ready, unacked int
 	var pub, del, ack uint64
@@ -165,17 +194,12 @@ func (s *Server) showVHost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listExchanges(w http.ResponseWriter, r *http.Request) {
-	vs, ok := s.vhosts(w, r)
-	if !ok {
-		return
-	}
-	out := []exchangeJSON{}
-	for _, v := range vs {
+	listPerVHost(s, w, r, "name", func(v *broker.VHost, out []exchangeJSON) []exchangeJSON {
 		for _, e := range v.Exchanges() {
 			out = append(out, newExchangeJSON(v, e))
 		}
-	}
-	writeList(w, r, out, "name")
+		return out
+	})
 }
 
 func (s *Server) showExchange(w http.ResponseWriter, r *http.Request) {
@@ -211,13 +235,9 @@ func (s *Server) putExchange(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "type is required")
 		return
 	}
-	args, err := tableFromJSON(req.Arguments)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	args, ok := argumentsFromJSON(w, req.Arguments)
+	if !ok {
 		return
-	}
-	if len(args) == 0 {
-		args = nil
 	}
 	name := r.PathValue("name")
 	_, existed := v.Exchange(name)
@@ -250,17 +270,12 @@ func (s *Server) deleteExchange(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listQueues(w http.ResponseWriter, r *http.Request) {
-	vs, ok := s.vhosts(w, r)
-	if !ok {
-		return
-	}
-	out := []queueJSON{}
-	for _, v := range vs {
+	listPerVHost(s, w, r, "name", func(v *broker.VHost, out []queueJSON) []queueJSON {
 		for _, q := range v.Queues() {
 			out = append(out, s.newQueueJSON(v, q))
 		}
-	}
-	writeList(w, r, out, "name")
+		return out
+	})
 }
 
 func (s *Server) showQueue(w http.ResponseWriter, r *http.Request) {
@@ -289,13 +304,9 @@ func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeBody(w, r, &req) {
 		return
 	}
-	args, err := tableFromJSON(req.Arguments)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	args, ok := argumentsFromJSON(w, req.Arguments)
+	if !ok {
 		return
-	}
-	if len(args) == 0 {
-		args = nil
 	}
 	name := r.PathValue("name")
 	if name == "" {
@@ -336,12 +347,7 @@ func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listBindings(w http.ResponseWriter, r *http.Request) {
-	vs, ok := s.vhosts(w, r)
-	if !ok {
-		return
-	}
-	out := []bindingJSON{}
-	for _, v := range vs {
+	listPerVHost(s, w, r, "destination", func(v *broker.VHost, out []bindingJSON) []bindingJSON {
 		// RabbitMQ lists the default exchange's implicit binding of
 		// every queue, keyed by the queue's name.
 		for _, q := range v.Queues() {
@@ -355,8 +361,8 @@ func (s *Server) listBindings(w http.ResponseWriter, r *http.Request) {
 					PropertiesKey: propertiesKey(b.RoutingKey, b.Args)})
 			}
 		}
-	}
-	writeList(w, r, out, "destination")
+		return out
+	})
 }
 
 // propertiesKey is RabbitMQ's binding id within source and destination:
@@ -384,13 +390,9 @@ func (s *Server) bindQueue(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeBody(w, r, &req) {
 		return
 	}
-	args, err := tableFromJSON(req.Arguments)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	args, ok := argumentsFromJSON(w, req.Arguments)
+	if !ok {
 		return
-	}
-	if len(args) == 0 {
-		args = nil
 	}
 	queue, ex := r.PathValue("queue"), exchangeName(r.PathValue("exchange"))
 	if err := v.BindQueue(queue, ex, req.RoutingKey, args, 0); err != nil {
