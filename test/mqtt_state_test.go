@@ -14,6 +14,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 	"github.com/heraldmq/herald/internal/server"
@@ -475,30 +476,68 @@ func TestMQTTReceiveMaximumExceeded(t *testing.T) {
 	}
 }
 
-// TestMQTTPubrelAfterRestart: the packet id of a QoS 2 publish awaiting
-// PUBREL is not kept across a restart (the message was routed on
-// PUBLISH): the resumed session answers the PUBREL with PUBCOMP 0x92, so
-// the client can finish the flow.
-func TestMQTTPubrelAfterRestart(t *testing.T) {
+// TestMQTTQoS2StateSurvivesKill9: the packet id of a QoS 2 publish
+// awaiting PUBREL is part of the persistent session, on disk before the
+// PUBREC: after kill -9 a resent PUBLISH with it is answered PUBREC
+// without routing the message again (exactly once), its PUBREL gets
+// PUBCOMP; an id the session never had gets PUBCOMP 0x92 so the client
+// can finish the flow.
+func TestMQTTQoS2StateSurvivesKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
 	t.Parallel()
+	bin := buildHerald(t)
 	dir := t.TempDir()
-	srv := mqttServer(t, dir)
+	logs := &procLog{}
+	p := startHeraldMQTT(t, bin, dir, 1, logs)
+	amqpChannel := func(addr string) (*amqp.Connection, *amqp.Channel) {
+		conn, err := amqp.Dial("amqp://guest:guest@" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn, ch
+	}
+	conn, ch := amqpChannel(p.addr)
+	if _, err := ch.QueueDeclare("rel-q", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("rel-q", "rel.t", "amq.topic", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
 	expiry := packet.Ptr[uint32](600)
-	c, _ := dialRawMQTT(t, srv.MQTTAddr().String(), &packet.Connect{ClientID: "rel", CleanStart: true,
+	c, _ := dialRawMQTT(t, p.mqtt, &packet.Connect{ClientID: "rel", CleanStart: true,
 		Properties: packet.Properties{SessionExpiry: expiry}})
-	c.send(t, &packet.Publish{Topic: "rel/t", QoS: 2, PacketID: 42, Payload: []byte("x")})
+	c.send(t, &packet.Publish{Topic: "rel/t", QoS: 2, PacketID: 42, Payload: []byte("once")})
 	c.expectAck(t, packet.PUBREC, 42)
+	p.kill()
 	c.nc.Close()
-	srv.stop()
 
-	srv = mqttServer(t, dir)
-	c, ack := dialRawMQTT(t, srv.MQTTAddr().String(), &packet.Connect{ClientID: "rel", Properties: packet.Properties{SessionExpiry: expiry}})
+	p = startHeraldMQTT(t, bin, dir, 2, logs)
+	c, ack := dialRawMQTT(t, p.mqtt, &packet.Connect{ClientID: "rel", Properties: packet.Properties{SessionExpiry: expiry}})
 	if !ack.SessionPresent {
 		t.Fatal("session not resumed")
 	}
+	// As if our PUBREC had been lost: the client sends the PUBLISH again.
+	c.send(t, &packet.Publish{Topic: "rel/t", QoS: 2, PacketID: 42, Dup: true, Payload: []byte("once")})
+	c.expectAck(t, packet.PUBREC, 42)
 	c.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 42})
-	if a := c.expectAck(t, packet.PUBCOMP, 42); a.ReasonCode != packet.PacketIdentifierNotFound {
-		t.Fatalf("PUBCOMP reason 0x%02x, want 0x92", byte(a.ReasonCode))
+	if a := c.expectAck(t, packet.PUBCOMP, 42); a.ReasonCode != 0 {
+		t.Fatalf("PUBCOMP reason 0x%02x, want success", byte(a.ReasonCode))
+	}
+	c.send(t, &packet.Ack{Kind: packet.PUBREL, PacketID: 43})
+	if a := c.expectAck(t, packet.PUBCOMP, 43); a.ReasonCode != packet.PacketIdentifierNotFound {
+		t.Fatalf("PUBCOMP reason 0x%02x for an unknown id, want 0x92", byte(a.ReasonCode))
+	}
+	_, ch = amqpChannel(p.addr)
+	if q, err := ch.QueueDeclarePassive("rel-q", true, false, false, false, nil); err != nil || q.Messages != 1 {
+		t.Fatalf("rel-q holds %d messages (%v), want exactly 1", q.Messages, err)
 	}
 }
 

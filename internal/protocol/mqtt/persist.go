@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +45,10 @@ type sessionRecord struct {
 	// next start.
 	Disconnected int64       `json:"disconnected,omitempty"`
 	Subs         []subRecord `json:"subscriptions,omitempty"`
+	// AwaitingPubrel are the packet ids of inbound QoS 2 publishes that
+	// were routed and answered with PUBREC but not yet released: a resent
+	// PUBLISH with one of them after a restart is not routed twice.
+	AwaitingPubrel []uint16 `json:"awaiting_pubrel,omitempty"`
 }
 
 type subRecord struct {
@@ -79,7 +84,11 @@ func (c *conn) saveSession(disconnected time.Time, wait bool, done <-chan struct
 		r.Subs = append(r.Subs, subRecord{Filter: s.full, QoS: s.opts.QoS, NoLocal: s.opts.NoLocal,
 			RetainAsPublished: s.opts.RetainAsPublished, RetainHandling: s.opts.RetainHandling, ID: s.id})
 	}
+	for id := range c.sess.qos2 {
+		r.AwaitingPubrel = append(r.AwaitingPubrel, id)
+	}
 	c.sess.mu.Unlock()
+	slices.Sort(r.AwaitingPubrel)
 	body, err := json.Marshal(&r)
 	if err != nil {
 		c.log.Error("mqtt session record", "err", err)
@@ -127,6 +136,9 @@ func (c *conn) loadSession() *session {
 			}
 		}
 		return s
+	}
+	for _, id := range r.AwaitingPubrel {
+		s.qos2[id] = struct{}{}
 	}
 	for _, sr := range r.Subs {
 		o := packet.Subscription{Filter: sr.Filter, QoS: min(sr.QoS, 2), NoLocal: sr.NoLocal,

@@ -338,14 +338,20 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		return ctx.Err()
 	}
 	n, err := c.pub.Publish(m)
-	retained := false
+	logged := false // something beside the message went to the log
 	if err == nil {
 		c.reg.Load().CountPublish()
 		if p.Retain {
 			// A PUBACK/PUBREC for a retained message says it is kept:
 			// confirmPublish waits for the log.
 			c.h.retain(c.vhost, topic, m)
-			retained = true
+			logged = true
+		}
+		if p.QoS == 2 && c.persistent {
+			// The id awaiting PUBREL is part of the session: a PUBLISH
+			// resent after a restart must not be routed again.
+			c.saveSession(time.Time{}, false, nil)
+			logged = true
 		}
 	}
 	code := packet.Success
@@ -377,7 +383,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	}
 	switch p.QoS {
 	case 1:
-		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, retained)
+		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, logged)
 	case 2:
 		if code.Failed() {
 			c.sess.mu.Lock()
@@ -385,7 +391,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Unlock()
 			delete(c.inQoS2, p.PacketID)
 		}
-		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, retained)
+		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, logged)
 	}
 	if c.pub.Congested() {
 		// TCP push-back: stop reading this client until the queues drain.
@@ -437,6 +443,9 @@ func (c *conn) handleAck(p *packet.Ack) error {
 		delete(c.sess.qos2, p.PacketID)
 		c.sess.mu.Unlock()
 		delete(c.inQoS2, p.PacketID)
+		if ok && c.persistent {
+			c.saveSession(time.Time{}, false, nil) // released: a later reuse of the id is a new message
+		}
 		code := packet.Success
 		if !ok {
 			// Unknown id (released already, or the broker restarted since
