@@ -31,39 +31,10 @@ const crashProtocolKills = 3
 func crashProtocol(t *testing.T, queue, listener string, addr func(*heraldProc) string,
 	bind func(ch *amqp.Channel) error, session func(p *crashPublisher, addr string, stop <-chan struct{})) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the binary and crashes it repeatedly")
-	}
-	rng := crashRNG(t)
-	testDeadline := time.Now().Add(40 * time.Second)
-	bin := buildHerald(t)
-	dataDir := t.TempDir()
-	logs := &procLog{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("herald logs (warnings, errors, last lines):\n%s", logs.report())
-		}
-	})
-
+	rng, testDeadline := crashRNG(t), time.Now().Add(40*time.Second)
+	bin, dataDir, logs, proc := startCrashRun(t, queue, bind, listener)
 	gen := 1
-	proc := startHerald(t, bin, dataDir, gen, logs, listener)
 	amqpURL := func() string { return "amqp://guest:guest@" + proc.addr + "/" }
-	func() {
-		conn, err := amqp.Dial(amqpURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		ch := mustChannel(t, conn)
-		if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-			t.Fatal(err)
-		}
-		if bind != nil {
-			if err := bind(ch); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}()
 
 	consumers, publishers := newTarget(), newTarget()
 	stop := make(chan struct{})

@@ -421,6 +421,42 @@ func (c *crashConsumer) session(url string, stop <-chan struct{}) {
 	}
 }
 
+// startCrashRun begins a crash test (skipped with -short): it builds the
+// binary, starts its first run on a fresh data directory with the given
+// extra listeners, declares the durable queue and lets bind (may be nil)
+// route to it; the logs are reported if the test fails.
+func startCrashRun(t *testing.T, queue string, bind func(ch *amqp.Channel) error, listeners ...string) (bin, dataDir string, logs *procLog, proc *heraldProc) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary and crashes it repeatedly")
+	}
+	bin, dataDir, logs = buildHerald(t), t.TempDir(), &procLog{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("herald logs (warnings, errors, last lines):\n%s", logs.report())
+		}
+	})
+	proc = startHerald(t, bin, dataDir, 1, logs, listeners...)
+	conn, err := amqp.Dial("amqp://guest:guest@" + proc.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if bind != nil {
+		if err := bind(ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin, dataDir, logs, proc
+}
+
 // TestCrashRecovery publishes persistent messages from four publishers
 // (three in confirm mode, one in transactions) while a consumer acks,
 // kills the broker with SIGKILL at random moments five times, and checks
@@ -428,38 +464,10 @@ func (c *crashConsumer) session(url string, stop <-chan struct{}) {
 // messages are first delivered in order, and that a message delivered
 // twice is flagged redelivered the second time.
 func TestCrashRecovery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and crashes it repeatedly")
-	}
-	rng := crashRNG(t)
-	testDeadline := time.Now().Add(60 * time.Second)
-
-	bin := buildHerald(t)
-	dataDir := t.TempDir()
-	logs := &procLog{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("herald logs (warnings, errors, last lines):\n%s", logs.report())
-		}
-	})
-
+	rng, testDeadline := crashRNG(t), time.Now().Add(60*time.Second)
+	bin, dataDir, logs, proc := startCrashRun(t, crashQueue, nil)
 	gen := 1
-	proc := startHerald(t, bin, dataDir, gen, logs)
 	url := "amqp://guest:guest@" + proc.addr + "/"
-	func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ch.QueueDeclare(crashQueue, true, false, false, false, nil); err != nil {
-			t.Fatal(err)
-		}
-	}()
 
 	tg := newTarget()
 	stop := make(chan struct{})
