@@ -575,3 +575,101 @@ func startHeraldMQTT(t *testing.T, bin, dir string, gen int, logs *procLog) *her
 	t.Helper()
 	return startHerald(t, bin, dir, gen, logs, "mqtt")
 }
+
+// pubrelAcrossRestart drives an outbound QoS 2 flow to the point where the
+// subscriber has the PUBREL but has not answered PUBCOMP, restarts the
+// server with restart (which returns the new MQTT address), and checks that
+// the resumed persistent session gets the PUBREL again first, with the
+// original id [MQTT-4.4.0-1], that the message is not delivered again,
+// and that the id stays reserved until its PUBCOMP.
+func pubrelAcrossRestart(t *testing.T, addr string, restart func() string) {
+	t.Helper()
+	connect := func(addr string, clean bool) (*rawMQTTConn, *packet.Connack) {
+		return dialRawMQTT(t, addr, &packet.Connect{ClientID: "relout", CleanStart: clean,
+			Properties: packet.Properties{SessionExpiry: packet.Ptr[uint32](600)}})
+	}
+	readPublish := func(c *rawMQTTConn, payload string) *packet.Publish {
+		t.Helper()
+		p, ok := c.read(t).(*packet.Publish)
+		if !ok || p.QoS != 2 || string(p.Payload) != payload {
+			t.Fatalf("got %#v, want %q at QoS 2", p, payload)
+		}
+		return p
+	}
+	c, _ := connect(addr, true)
+	c.send(t, &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "relout/t", QoS: 2}}})
+	if p := c.read(t); p.Type() != packet.SUBACK {
+		t.Fatalf("got %#v, want SUBACK", p)
+	}
+	pub := dialMQTTV3(t, addr, "relout-pub", true)
+	waitMQTTToken(t, pub.Publish("relout/t", 2, false, "once"))
+	held := readPublish(c, "once").PacketID
+	c.send(t, &packet.Ack{Kind: packet.PUBREC, PacketID: held})
+	c.expectAck(t, packet.PUBREL, held)
+	pub.Disconnect(0)
+	addr = restart()
+	c.nc.Close()
+
+	c, ack := connect(addr, false)
+	if !ack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	c.expectAck(t, packet.PUBREL, held)
+	pub = dialMQTTV3(t, addr, "relout-pub", true)
+	for i := range 10 {
+		waitMQTTToken(t, pub.Publish("relout/t", 2, false, fmt.Sprint("next", i)))
+		p := readPublish(c, fmt.Sprint("next", i)) // "once" is not delivered again
+		if p.PacketID == held {
+			t.Fatalf("id %d handed out again before its PUBCOMP", held)
+		}
+		c.send(t, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+		c.expectAck(t, packet.PUBREL, p.PacketID)
+		c.send(t, &packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+	}
+	c.send(t, &packet.Ack{Kind: packet.PUBCOMP, PacketID: held})
+	// Completed: a PING round trip shows the PUBCOMP was handled, and the
+	// next resume has nothing to release.
+	c.send(t, &packet.Pingreq{})
+	if p := c.read(t); p.Type() != packet.PINGRESP {
+		t.Fatalf("got %#v, want PINGRESP", p)
+	}
+	c.nc.Close()
+	c, _ = connect(addr, false)
+	c.send(t, &packet.Pingreq{})
+	if p := c.read(t); p.Type() != packet.PINGRESP {
+		t.Fatalf("got %#v after resuming a session with nothing awaiting PUBCOMP, want PINGRESP", p)
+	}
+}
+
+// TestMQTTPubrelResentAfterRestart: a persistent session's outbound QoS 2
+// flow between PUBREC and PUBCOMP survives a restart on the same data
+// directory: its PUBREL is sent again with the original id.
+func TestMQTTPubrelResentAfterRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := mqttServer(t, dir)
+	pubrelAcrossRestart(t, srv.MQTTAddr().String(), func() string {
+		srv.stop()
+		srv = mqttServer(t, dir)
+		return srv.MQTTAddr().String()
+	})
+}
+
+// TestMQTTPubrelSurvivesKill9: the same after SIGKILL of the real binary
+// right after the PUBREL: the record listing its id (and the queue's ack
+// of the message) was on disk before the PUBREL went out.
+func TestMQTTPubrelSurvivesKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	bin := buildHerald(t)
+	dir := t.TempDir()
+	logs := &procLog{}
+	p := startHeraldMQTT(t, bin, dir, 1, logs)
+	pubrelAcrossRestart(t, p.mqtt, func() string {
+		p.kill()
+		p = startHeraldMQTT(t, bin, dir, 2, logs)
+		return p.mqtt
+	})
+}

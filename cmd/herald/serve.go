@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
+	"github.com/heraldmq/herald/internal/protocol/mqtt"
 	"github.com/heraldmq/herald/internal/server"
 	"github.com/heraldmq/herald/internal/web"
 )
@@ -42,6 +44,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
 	channelMax := fs.Uint("channel-max", amqp091.DefaultChannelMax, "highest AMQP channel number a connection may open (the connection.tune channel_max)")
 	maxConns := fs.Int("max-connections", 0, "client connections of all protocols together, checked at login (0 = unlimited); per vhost and per user limits are set with the management API")
+	mqttReceiveMax := &boundedUint{v: mqtt.DefaultReceiveMaximum, lo: 1, hi: 65535}
+	fs.Var(mqttReceiveMax, "mqtt-receive-maximum", "MQTT 5 Receive Maximum, sent in CONNACK: the `number` of QoS 1/2 publishes a client may have unacknowledged (no PUBACK or PUBCOMP yet), 1 to 65535; one more is answered with DISCONNECT 0x93")
 	maxPubRate := fs.Int("max-publish-rate", 0, "messages a second each AMQP, MQTT, STOMP or WebSocket connection may publish (beyond it Herald stops reading from the client), and each user over the HTTP publish endpoints (beyond it 429 Too Many Requests); 0 = unlimited")
 	statsInterval := fs.Duration("stats-interval", web.DefaultStatsInterval, "how often the management API's message rates (message_stats.*_details.rate) are sampled; RabbitMQ's collect_statistics_interval")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
@@ -97,6 +101,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			MaxMessageSize: *maxMessage,
 			Version:        version,
 		},
+		MQTT:                mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v)},
 		Logger:              log,
 		ConsumerTimeout:     *consumerTimeout,
 		QueueMemoryMessages: *queueMemory,
@@ -146,6 +151,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// boundedUint is a flag value: a whole number from lo to hi, checked
+// wherever it comes from (flag, HERALD_* variable, config file).
+type boundedUint struct{ v, lo, hi uint64 }
+
+func (b *boundedUint) String() string { return strconv.FormatUint(b.v, 10) }
+
+func (b *boundedUint) Set(s string) error {
+	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil || v < b.lo || v > b.hi {
+		return fmt.Errorf("must be a whole number from %d to %d", b.lo, b.hi)
+	}
+	b.v = v
+	return nil
 }
 
 // offIfZero maps a flag's 0 ("disable") to the server's negative "off"

@@ -29,18 +29,26 @@ func newConfirms(c *conn) *broker.ConfirmQueue[*packet.Ack] {
 	return broker.NewConfirmQueue(c.sendConfirm)
 }
 
-// sendConfirm hands a due PUBACK/PUBREC to the writer. It runs under the
-// ConfirmQueue's lock, maybe on the log's commit goroutine: it only
-// queues. err is set if the message could not be written to disk: the
-// client must not be told it is safe. A v5 client gets a negative
-// answer, a 3.1.1 client (which has none) loses the connection and
-// publishes again after reconnecting.
+// sendConfirm hands a due PUBACK/PUBREC (or an outbound QoS 2 PUBREL, see
+// handlePubrec) to the writer. It runs under the ConfirmQueue's lock,
+// maybe on the log's commit goroutine: it only queues. err is set if the
+// message could not be written to disk: the client must not be told it is
+// safe. A v5 client gets a negative answer, a 3.1.1 client (which has
+// none) loses the connection and publishes again after reconnecting.
 func (c *conn) sendConfirm(a *packet.Ack, err error) {
 	if a.Kind == packet.PUBACK {
 		c.unsentPubacks.Add(-1)
 	}
 	if err == nil {
 		c.out.push(a)
+		return
+	}
+	if a.Kind == packet.PUBREL {
+		// An outbound QoS 2 release (handlePubrec) whose session record
+		// did not reach the disk: the connection ends; the session still
+		// lists the id, so a reconnect gets the PUBREL.
+		c.log.Error("mqtt session record not written to disk; closing", "packet_id", a.PacketID, "err", err)
+		c.kick(packet.UnspecifiedError)
 		return
 	}
 	c.log.Error("mqtt publish not written to disk; not acknowledged", "packet_id", a.PacketID, "err", err)

@@ -45,14 +45,36 @@ type outItem struct {
 	close    bool          // close the socket after writing pkt (if any)
 }
 
-// inflight is an outbound QoS 1/2 PUBLISH awaiting PUBACK/PUBREC.
+// inflight is an outbound QoS 1/2 PUBLISH awaiting PUBACK/PUBREC, or a
+// QoS 2 one awaiting PUBCOMP: what settles it, and, in the outbox's table
+// of packet ids, the state of its id.
 type inflight struct {
-	queue *broker.Queue // nil for retained messages (nothing to settle)
+	// queue, id: the delivery to settle in its queue; queue is nil for
+	// retained messages, no-ack deliveries and, after PUBREC, QoS 2 ones
+	// (settled then).
+	queue *broker.Queue
 	id    uint64
-	// credit: a retained message's unit of the connection's in-flight
-	// window (queue deliveries return theirs through their queue's Ack).
-	credit *broker.Limiter
+	// credit: the entry holds a unit of the connection's in-flight window
+	// (conn.limiter) of its own, returned by releaseCredit: a retained
+	// message, and a QoS 2 message from PUBREC to PUBCOMP, which still
+	// counts against the client's Receive Maximum [MQTT-4.9.0-2] after
+	// its queue's Ack returned the delivery's unit. Queue deliveries hold
+	// theirs until that Ack.
+	credit bool
+	state  idState
 }
+
+// idState is the state of an outbound packet id.
+type idState uint8
+
+const (
+	idFree     idState = iota
+	idSent             // PUBLISH sent: awaiting PUBACK (QoS 1) or PUBREC (QoS 2)
+	idReleased         // QoS 2: PUBREC received, PUBREL sent: awaiting PUBCOMP
+)
+
+// maxPacketID is the highest packet id, and so the most in flight at once.
+const maxPacketID = 65535
 
 // outboxMaxItems bounds deliveries waiting for the writer; beyond it a
 // sink refuses and the queue keeps the message until Resume.
@@ -91,10 +113,16 @@ type outbox struct {
 	// creditWait: retained QoS 1/2 messages waiting for room in the
 	// client's Receive Maximum window (see writeRetained).
 	creditWait []outItem
-	inflight   map[uint16]inflight
-	nextID     uint16
-	batch      []outItem     // the writers' spare slice, reused across batches
-	stopped    chan struct{} // closed by the writer that closes the socket
+	// ids are the packet ids in use, indexed by id-1: PUBLISHes awaiting
+	// PUBACK/PUBREC and QoS 2 ones awaiting PUBCOMP (see allocIDLocked).
+	// It grows only when every slot is in use, so it stays within twice
+	// the most ever in flight at once, which the in-flight window bounds;
+	// a connection that never had any has none.
+	ids     []inflight
+	idsUsed int           // entries of ids not idFree
+	nextID  uint16        // the id handed out last
+	batch   []outItem     // the writers' spare slice, reused across batches
+	stopped chan struct{} // closed by the writer that closes the socket
 
 	// Set before the first writer starts; read-only afterwards.
 	version   byte
@@ -136,7 +164,7 @@ type outbox struct {
 const inlineGap = time.Millisecond
 
 func newOutbox(c *conn) *outbox {
-	o := &outbox{c: c, inflight: make(map[uint16]inflight), stopped: make(chan struct{})}
+	o := &outbox{c: c, stopped: make(chan struct{})}
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		if rc, err := tc.SyscallConn(); err == nil {
 			o.raw = rc
@@ -504,7 +532,7 @@ func (o *outbox) writeRetained(it outItem) {
 				return
 			}
 			o.mu.Unlock()
-			fl.credit = lim
+			fl.credit = true
 		}
 	}
 	p := &packet.Publish{Topic: it.topic, Payload: m.Body, Retain: true}
@@ -536,13 +564,87 @@ func (o *outbox) waitingCredit() bool {
 	return len(o.creditWait) > 0
 }
 
-// releaseCredit returns a retained message's window unit (acknowledged,
-// or never sent).
+// releaseCredit returns an entry's own window unit (a retained message
+// acknowledged or never sent, a QoS 2 flow completed).
 func (o *outbox) releaseCredit(fl inflight) {
-	if fl.credit != nil {
-		fl.credit.Release(1)
+	if fl.credit {
+		if lim := o.c.limiter; lim != nil {
+			lim.Release(1)
+		}
 		o.kickCredit()
 	}
+}
+
+// takeCredit takes a unit of the connection's window for an entry of its
+// own, whatever the window's bound (see inflight.credit).
+func (o *outbox) takeCredit() bool {
+	lim := o.c.limiter
+	if lim == nil {
+		return false
+	}
+	lim.Take()
+	return true
+}
+
+// allocIDLocked records fl as sent under a new packet id and returns the
+// id, or 0 if all are in use. Ids are handed out in turn, from the one
+// after the last, wrapping within the table; the table grows (doubling)
+// only when every slot is in use. So ids stay low: a client acknowledging
+// in order gets the same few back, and the table stays about as long as
+// the most ever in flight at once. o.mu must be held.
+func (o *outbox) allocIDLocked(fl inflight) uint16 {
+	if o.idsUsed == len(o.ids) {
+		if !o.growIDsLocked(len(o.ids) + 1) {
+			return 0
+		}
+	}
+	n := len(o.ids)
+	id := int(o.nextID)
+	for {
+		if id++; id > n {
+			id = 1
+		}
+		if o.ids[id-1].state == idFree {
+			break
+		}
+	}
+	fl.state = idSent
+	o.ids[id-1] = fl
+	o.idsUsed++
+	o.nextID = uint16(id)
+	return uint16(id)
+}
+
+// growIDsLocked makes the table hold at least need ids; false if need is
+// beyond the highest packet id. The next id handed out is the first new
+// one. o.mu must be held.
+func (o *outbox) growIDsLocked(need int) bool {
+	if need > maxPacketID {
+		return false
+	}
+	if need <= len(o.ids) {
+		return true
+	}
+	n := min(max(2*len(o.ids), 8, need), maxPacketID)
+	o.nextID = uint16(len(o.ids))
+	o.ids = append(o.ids, make([]inflight, n-len(o.ids))...)
+	return true
+}
+
+// entryLocked is the entry of packet id, nil if id is beyond the table
+// (or 0). o.mu must be held.
+func (o *outbox) entryLocked(id uint16) *inflight {
+	i := int(id) - 1
+	if i < 0 || i >= len(o.ids) {
+		return nil
+	}
+	return &o.ids[i]
+}
+
+// freeLocked makes the id of e free. o.mu must be held.
+func (o *outbox) freeLocked(e *inflight) {
+	*e = inflight{}
+	o.idsUsed--
 }
 
 // send assigns a packet id (QoS > 0), applies the client's topic aliases
@@ -553,22 +655,9 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 	if qos > 0 {
 		p.Dup = dup
 		o.mu.Lock()
-		for range 65536 {
-			o.nextID++
-			if o.nextID == 0 {
-				o.nextID = 1
-			}
-			if _, used := o.inflight[o.nextID]; !used {
-				break
-			}
-		}
-		id := o.nextID
-		_, full := o.inflight[id]
-		if !full {
-			o.inflight[id] = fl
-		}
+		id := o.allocIDLocked(fl)
 		o.mu.Unlock()
-		if full {
+		if id == 0 {
 			o.acks.add(fl) // cannot happen within the receive window; drop
 			o.releaseCredit(fl)
 			return
@@ -595,7 +684,7 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 		o.buf = o.buf[:start]
 		if qos > 0 {
 			o.mu.Lock()
-			delete(o.inflight, p.PacketID)
+			o.freeLocked(o.entryLocked(p.PacketID))
 			o.mu.Unlock()
 		}
 		o.acks.add(fl)
@@ -607,18 +696,93 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 	}
 }
 
-// settle handles PUBACK/PUBREC/PUBCOMP for an outbound packet id: the
+// settle handles a PUBACK (or a v5 PUBREC with an error code, which ends
+// the QoS 2 flow) for an outbound packet id: the id is free again and the
 // delivery is added to acks (the read loop's batch, acknowledged in the
-// queue when the read buffer drains).
+// queue when the read buffer drains). An id not awaiting PUBACK/PUBREC is
+// ignored.
 func (o *outbox) settle(id uint16, acks *ackBatch) {
 	o.mu.Lock()
-	fl, ok := o.inflight[id]
-	delete(o.inflight, id)
-	o.mu.Unlock()
-	if ok {
-		acks.add(fl)
-		o.releaseCredit(fl)
+	e := o.entryLocked(id)
+	if e == nil || e.state != idSent {
+		o.mu.Unlock()
+		return
 	}
+	fl := *e
+	o.freeLocked(e)
+	o.mu.Unlock()
+	acks.add(fl)
+	o.releaseCredit(fl)
+}
+
+// pubrecResult says what a PUBREC was for.
+type pubrecResult uint8
+
+const (
+	pubrecUnknown  pubrecResult = iota // no PUBLISH in flight with that id
+	pubrecReceived                     // a QoS 2 PUBLISH awaiting it: now released
+	pubrecAgain                        // an id released already (a resent PUBREC)
+)
+
+// received handles a (successful) PUBREC: the id stays in use, awaiting
+// PUBCOMP [MQTT-2.2.1-3], and keeps a unit of the in-flight window
+// [MQTT-4.9.0-2]. It returns the delivery, which the caller settles in its
+// queue now (the client has the message: it must not come again): for a
+// queue delivery, whose unit that Ack returns, the entry takes a unit of
+// its own first, so the window does not open in between.
+func (o *outbox) received(id uint16) (inflight, pubrecResult) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.entryLocked(id)
+	switch {
+	case e == nil || e.state == idFree:
+		return inflight{}, pubrecUnknown
+	case e.state == idReleased:
+		return inflight{}, pubrecAgain
+	}
+	fl := *e
+	credit := fl.credit
+	if !credit && fl.queue != nil {
+		credit = o.takeCredit()
+	}
+	*e = inflight{credit: credit, state: idReleased}
+	return fl, pubrecReceived
+}
+
+// complete handles a PUBCOMP: a released id is free again and returns its
+// window unit. Any other id is ignored; complete reports whether it was
+// released.
+func (o *outbox) complete(id uint16) bool {
+	o.mu.Lock()
+	e := o.entryLocked(id)
+	if e == nil || e.state != idReleased {
+		o.mu.Unlock()
+		return false
+	}
+	fl := *e
+	o.freeLocked(e)
+	o.mu.Unlock()
+	o.releaseCredit(fl)
+	return true
+}
+
+// reserve marks ids as released, awaiting PUBCOMP, each with a unit of
+// the window (a resumed session's QoS 2 flows, whose PUBREL the caller
+// sends again): the ids are not handed out until their PUBCOMP, and the
+// window counts them. Before the session's consumers start.
+func (o *outbox) reserve(ids []uint16) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, id := range ids {
+		if id == 0 || !o.growIDsLocked(int(id)) {
+			continue
+		}
+		if e := o.entryLocked(id); e.state == idFree {
+			*e = inflight{credit: o.takeCredit(), state: idReleased}
+			o.idsUsed++
+		}
+	}
+	o.nextID = 0
 }
 
 // acker settles the deliveries that inline writes settle without a
@@ -741,8 +905,8 @@ func (b *ackBatch) flush() {
 // is gone); they come back flagged redelivered, sent with DUP.
 func (o *outbox) requeueAll() {
 	o.mu.Lock()
-	fl := o.inflight
-	o.inflight = make(map[uint16]inflight)
+	fl := o.ids
+	o.ids, o.idsUsed, o.nextID = nil, 0, 0
 	o.mu.Unlock()
 	byQueue := make(map[*broker.Queue][]uint64)
 	for _, f := range fl {
@@ -760,10 +924,10 @@ func (o *outbox) requeueAll() {
 func (o *outbox) requeueQueue(q *broker.Queue) {
 	o.mu.Lock()
 	var ids []uint64
-	for pid, f := range o.inflight {
-		if f.queue == q {
-			ids = append(ids, f.id)
-			delete(o.inflight, pid)
+	for i := range o.ids {
+		if e := &o.ids[i]; e.queue == q {
+			ids = append(ids, e.id)
+			o.freeLocked(e)
 		}
 	}
 	o.mu.Unlock()

@@ -18,19 +18,16 @@ import (
 //     "mqtt/<client id>": the session expiry interval, when the client
 //     went away, and every subscription with its options (QoS, No Local,
 //     Retain As Published, Retain Handling, subscription identifier, the
-//     filter as subscribed, $share group included).
+//     filter as subscribed, $share group included), and the packet ids of
+//     QoS 2 flows in progress both ways (see sessionRecord).
 //
 // The session queue and its bindings on amq.topic are durable definitions
 // as before; the record adds what MQTT needs at delivery. A record is
 // written when a persistent session starts or resumes, on each SUBSCRIBE
-// and UNSUBSCRIBE (the SUBACK/UNSUBACK waits until it is on disk) and when
-// the client goes away; it is deleted with the session.
-//
-// Not kept across a restart: the packet ids of inbound QoS 2 messages
-// awaiting PUBREL (the message was routed on PUBLISH; a PUBREL for an id the
-// restarted broker does not know is answered with PUBCOMP, v5 reason 0x92)
-// and outbound QoS 2 messages between PUBREC and PUBCOMP (settled in their
-// queue on PUBREC).
+// and UNSUBSCRIBE (the SUBACK/UNSUBACK waits until it is on disk), when a
+// QoS 2 flow starts or ends (inbound: a PUBLISH routed, its PUBREL;
+// outbound: a PUBREC, its PUBCOMP) and when the client goes away; it is
+// deleted with the session.
 
 const sessionRecordPrefix = "mqtt/"
 
@@ -49,6 +46,13 @@ type sessionRecord struct {
 	// were routed and answered with PUBREC but not yet released: a resent
 	// PUBLISH with one of them after a restart is not routed twice.
 	AwaitingPubrel []uint16 `json:"awaiting_pubrel,omitempty"`
+	// AwaitingPubcomp are the packet ids of outbound QoS 2 messages the
+	// client received (PUBREC: settled in their queue) and that were
+	// released with PUBREL but not completed, in the order of their
+	// PUBRECs: the resumed session sends PUBREL for them again, first, and
+	// keeps the ids in use until PUBCOMP. Written before the PUBREL is
+	// sent, and on disk (with the queue's ack) before it goes out.
+	AwaitingPubcomp []uint16 `json:"awaiting_pubcomp,omitempty"`
 }
 
 type subRecord struct {
@@ -87,6 +91,7 @@ func (c *conn) saveSession(disconnected time.Time, wait bool, done <-chan struct
 	for id := range c.sess.qos2 {
 		r.AwaitingPubrel = append(r.AwaitingPubrel, id)
 	}
+	r.AwaitingPubcomp = slices.Clone(c.sess.pubcomp)
 	c.sess.mu.Unlock()
 	slices.Sort(r.AwaitingPubrel)
 	body, err := json.Marshal(&r)
@@ -139,6 +144,11 @@ func (c *conn) loadSession() *session {
 	}
 	for _, id := range r.AwaitingPubrel {
 		s.qos2[id] = struct{}{}
+	}
+	for _, id := range r.AwaitingPubcomp {
+		if id != 0 && !slices.Contains(s.pubcomp, id) {
+			s.pubcomp = append(s.pubcomp, id)
+		}
 	}
 	for _, sr := range r.Subs {
 		o := packet.Subscription{Filter: sr.Filter, QoS: min(sr.QoS, 2), NoLocal: sr.NoLocal,

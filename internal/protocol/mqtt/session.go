@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,12 +16,18 @@ import (
 // session is the state of a client session that outlives a connection of a
 // persistent session: its subscriptions (the bindings live in the core, the
 // options MQTT needs at delivery live here and, for a persistent session,
-// in its durable record: see persist.go) and the QoS 2 packet ids it
-// published and has not released yet.
+// in its durable record: see persist.go), the QoS 2 packet ids it
+// published and has not released yet, and those of the QoS 2 messages
+// delivered to it that await PUBCOMP.
 type session struct {
-	mu   sync.Mutex // guards both maps; taken by the read loop and the writer
+	mu   sync.Mutex // guards below; taken by the read loop and the writer
 	subs map[string]*subscription
 	qos2 map[uint16]struct{}
+	// pubcomp: outbound QoS 2 packet ids released (PUBREC received, PUBREL
+	// sent) and not completed yet, in the order of their PUBRECs: sent
+	// PUBREL again, in that order, when the session resumes
+	// [MQTT-4.4.0-1, MQTT-4.6.0-3]. Usually empty (nil).
+	pubcomp []uint16
 }
 
 func newSession() *session {
@@ -75,6 +82,10 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 	}
 	// The subscriptions' options must be known before the first delivery.
 	c.sess = c.h.session(c, present)
+	// QoS 2 deliveries released before the client went away (or the
+	// broker restarted): PUBREL again with their ids, before anything
+	// else; the ids stay in use until PUBCOMP.
+	c.resumePubrels()
 	// The record says the client is here, with this connection's expiry.
 	c.saveSession(time.Time{}, false, nil)
 	if err := c.consume(c.queue, "", &sink{c: c}); err != nil {
@@ -427,16 +438,12 @@ func (c *conn) nack(p *packet.Publish, code packet.ReasonCode, why string) error
 
 func (c *conn) handleAck(p *packet.Ack) error {
 	switch p.Kind {
-	case packet.PUBACK, packet.PUBCOMP:
+	case packet.PUBACK:
 		c.out.settle(p.PacketID, &c.acks)
 	case packet.PUBREC:
-		// The message has arrived: settle it in the queue now so a
-		// reconnect does not deliver it again, then release [MQTT-4.3.3-4].
-		c.out.settle(p.PacketID, &c.acks)
-		if p.ReasonCode.Failed() {
-			return nil
-		}
-		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: p.PacketID})
+		c.handlePubrec(p.PacketID, p.ReasonCode)
+	case packet.PUBCOMP:
+		c.handlePubcomp(p.PacketID)
 	case packet.PUBREL:
 		c.sess.mu.Lock()
 		_, ok := c.sess.qos2[p.PacketID]
@@ -456,6 +463,86 @@ func (c *conn) handleAck(p *packet.Ack) error {
 		c.out.push(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID, ReasonCode: code})
 	}
 	return nil
+}
+
+// handlePubrec: the subscriber has a QoS 2 message. It is settled in its
+// queue now, so that it is not delivered again (a reconnect, a restart),
+// and released with PUBREL [MQTT-4.3.3-4]; its packet id stays in use, in
+// the outbox and in the session (its durable record for a persistent
+// session), until PUBCOMP.
+func (c *conn) handlePubrec(id uint16, code packet.ReasonCode) {
+	if code.Failed() {
+		// v5: the client refused the message; the flow ends here and the
+		// id is free again (MQTT 5 section 4.3.3).
+		c.out.settle(id, &c.acks)
+		return
+	}
+	fl, res := c.out.received(id)
+	switch res {
+	case pubrecUnknown:
+		// Nothing of ours in flight with that id: a PUBREL lets the client
+		// finish the flow (v5 says why).
+		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id, ReasonCode: v5Code(c.version, packet.PacketIdentifierNotFound)})
+		return
+	case pubrecAgain:
+		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
+		return
+	}
+	c.sess.mu.Lock()
+	c.sess.pubcomp = append(c.sess.pubcomp, id)
+	c.sess.mu.Unlock()
+	c.acks.add(fl)
+	rel := &packet.Ack{Kind: packet.PUBREL, PacketID: id}
+	if !c.persistent {
+		c.out.push(rel)
+		return
+	}
+	// The record that lists the id goes to the log before the queue's ack
+	// of the message, and the PUBREL goes out once both are on disk: after
+	// a kill -9 either the message is delivered again (its PUBREC was not
+	// answered) or the restarted broker sends this PUBREL again.
+	c.saveSession(time.Time{}, false, nil)
+	c.flushAcks()
+	c.confirms.ConfirmAfter(rel, c.pub.WaitLog)
+}
+
+// handlePubcomp ends a QoS 2 delivery: its id leaves the session (and its
+// record) and then the outbox, which may hand it out again. A PUBCOMP for
+// an id not awaiting one is ignored.
+func (c *conn) handlePubcomp(id uint16) {
+	c.sess.mu.Lock()
+	i := slices.Index(c.sess.pubcomp, id)
+	if i >= 0 {
+		c.sess.pubcomp = slices.Delete(c.sess.pubcomp, i, i+1)
+	}
+	c.sess.mu.Unlock()
+	if i < 0 {
+		return
+	}
+	if c.persistent {
+		// Before the id can be used again, so that a restart does not
+		// release a later message with it.
+		c.saveSession(time.Time{}, false, nil)
+	}
+	c.out.complete(id)
+}
+
+// resumePubrels sends PUBREL again for the session's QoS 2 deliveries
+// awaiting PUBCOMP, in the order of their PUBRECs, with their packet ids,
+// which the outbox keeps in use (and in the window) until PUBCOMP. It runs
+// before the session's consumers start and before CONNACK, so the PUBRELs
+// are the first packets after it.
+func (c *conn) resumePubrels() {
+	c.sess.mu.Lock()
+	ids := slices.Clone(c.sess.pubcomp)
+	c.sess.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	c.out.reserve(ids)
+	for _, id := range ids {
+		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
+	}
 }
 
 // replyQueue returns the direct reply-to queue standing for a v5 Response
