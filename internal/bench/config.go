@@ -99,6 +99,9 @@ type Config struct {
 	Subscribers int `json:"subscribers,omitempty"` // mqtt-fanout: subscriber connections (default 100)
 	QoS         int `json:"qos"`                   // mqtt-fanout: 0 or 1, for the publish and the subscriptions
 	Connections int `json:"connections,omitempty"` // mqtt-idle: idle connections to hold (default 10,000)
+	// mqtt-fanout: subscribers use the paho client library instead of the
+	// bench's lean one (see mqttlean.go)
+	PahoSubscribers bool `json:"paho_subscribers,omitempty"`
 }
 
 // DefaultConfig returns the defaults of the `herald bench` flags.
@@ -153,7 +156,7 @@ func (c Config) Normalize() (Config, error) {
 	}
 	mqttOnly := fmt.Sprintf("only applies to the MQTT scenarios (%s, %s)", ScenarioMQTTFanout, ScenarioMQTTIdle)
 	if err := firstBadFlag([]flagCheck{
-		{c.Subscribers != 0, "--subscribers", mqttOnly}, {c.QoS != 0, "--qos", mqttOnly}, {c.Connections != 0, "--connections", mqttOnly},
+		{c.Subscribers != 0, "--subscribers", mqttOnly}, {c.QoS != 0, "--qos", mqttOnly}, {c.Connections != 0, "--connections", mqttOnly}, {c.PahoSubscribers, "--paho-subscribers", mqttOnly},
 	}); err != nil {
 		return c, err
 	}

@@ -46,8 +46,9 @@ type mqttSubscriber struct {
 	r      *run
 	id     int
 	name   string
-	client mqtt.Client
-	mu     sync.Mutex // guards the tracker: the client library may call the handler from different goroutines over time
+	client mqtt.Client       // with --paho-subscribers (or a TLS/WebSocket URL)
+	lean   *leanSubscription // otherwise
+	mu     sync.Mutex        // guards the tracker: the client library may call the handler from different goroutines over time
 }
 
 // handle is the subscription's message handler. The client library calls
@@ -65,7 +66,14 @@ func newMQTTSubscriber(r *run, id int, topic string, latency *deliveryLatency) (
 		r: r, id: id, name: fmt.Sprintf("subscriber %d", id),
 		receiverAccount: receiverAccount{tracker: NewTracker(r.cfg.Producers), latency: latency},
 	}
-	opts := r.mqttOptions(fmt.Sprintf("%s%s-s%d", namePrefix, r.id, id), 30*time.Second).
+	clientID := fmt.Sprintf("%s%s-s%d", namePrefix, r.id, id)
+	if leanSubscribers(r.cfg) {
+		if err := s.connectLean(clientID, topic); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	opts := r.mqttOptions(clientID, 30*time.Second).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			if !r.recvStopped.Load() {
 				r.fail(fmt.Errorf("%s: connection lost: %v", s.name, err))
@@ -265,10 +273,8 @@ func runMQTTFanout(r *run) (res Result, err error) {
 		for _, p := range m.senders {
 			clients = append(clients, p.client)
 		}
-		for _, s := range m.receivers {
-			clients = append(clients, s.client)
-		}
 		disconnectAll(clients)
+		disconnectSubscribers(m.receivers)
 	}()
 
 	for i := 0; i < cfg.Subscribers; i++ {
@@ -303,12 +309,8 @@ func runMQTTFanout(r *run) (res Result, err error) {
 		return res, err
 	}
 	r.stopReceiving()
-	var clients []mqtt.Client
-	for _, s := range m.receivers {
-		clients = append(clients, s.client)
-	}
 	// Disconnecting first stops the handlers, so the trackers are final.
-	disconnectAll(clients)
+	disconnectSubscribers(m.receivers)
 
 	var expects []Expect
 	for _, p := range m.senders {
@@ -343,6 +345,21 @@ func runMQTTFanout(r *run) (res Result, err error) {
 	}
 	res.Warnings = r.takeWarnings()
 	return res, nil
+}
+
+// disconnectSubscribers disconnects every subscriber (again: a second time
+// does nothing) and returns when their handlers have stopped.
+func disconnectSubscribers(subs []*mqttSubscriber) {
+	var clients []mqtt.Client
+	for _, s := range subs {
+		switch {
+		case s.client != nil:
+			clients = append(clients, s.client)
+		case s.lean != nil:
+			s.lean.close()
+		}
+	}
+	disconnectAll(clients)
 }
 
 // disconnectAll disconnects clients in parallel (a polite DISCONNECT each)
