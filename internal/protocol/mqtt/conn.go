@@ -441,7 +441,7 @@ func (c *conn) teardown(abnormal bool) {
 	for _, cons := range consumers {
 		cons.Cancel()
 	}
-	c.out.requeueAll()
+	sent := c.out.requeueAll()
 	c.h.broker.ReleaseOwner(c.owner)
 	// A v5 DISCONNECT may have set the session expiry to 0: the session
 	// ends now.
@@ -455,6 +455,11 @@ func (c *conn) teardown(abnormal bool) {
 		// The record keeps when the client left: the expiry runs on
 		// across a restart.
 		c.saveSession(time.Now(), false, nil)
+		// A reconnect gets the messages it did not acknowledge again with
+		// their packet ids (not across a restart: the ids are not logged).
+		c.sess.mu.Lock()
+		c.sess.resend = sent
+		c.sess.mu.Unlock()
 		if c.expiry > 0 {
 			c.h.expireLater(c.key, c.vhost, c.clientID, c.expiry)
 		}

@@ -119,8 +119,12 @@ type outbox struct {
 	// the most ever in flight at once, which the in-flight window bounds;
 	// a connection that never had any has none.
 	ids     []inflight
-	idsUsed int           // entries of ids not idFree
-	nextID  uint16        // the id handed out last
+	idsUsed int    // entries of ids not idFree
+	nextID  uint16 // the id handed out last
+	// resend: deliveries of the session's previous connection left
+	// unacknowledged, by queue delivery, with the packet ids they had
+	// (resendWith); usually nil.
+	resend  map[resendKey]uint16
 	batch   []outItem     // the writers' spare slice, reused across batches
 	stopped chan struct{} // closed by the writer that closes the socket
 
@@ -655,7 +659,13 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 	if qos > 0 {
 		p.Dup = dup
 		o.mu.Lock()
-		id := o.allocIDLocked(fl)
+		var id uint16
+		if dup && len(o.resend) > 0 && fl.queue != nil {
+			id = o.resendIDLocked(fl)
+		}
+		if id == 0 {
+			id = o.allocIDLocked(fl)
+		}
 		o.mu.Unlock()
 		if id == 0 {
 			o.acks.add(fl) // cannot happen within the receive window; drop
@@ -903,20 +913,74 @@ func (b *ackBatch) flush() {
 
 // requeueAll returns every unsettled delivery to its queue (the connection
 // is gone); they come back flagged redelivered, sent with DUP.
-func (o *outbox) requeueAll() {
+func (o *outbox) requeueAll() (sent map[resendKey]uint16) {
 	o.mu.Lock()
 	fl := o.ids
 	o.ids, o.idsUsed, o.nextID = nil, 0, 0
 	o.mu.Unlock()
 	byQueue := make(map[*broker.Queue][]uint64)
-	for _, f := range fl {
-		if f.queue != nil {
-			byQueue[f.queue] = append(byQueue[f.queue], f.id)
+	for i, f := range fl {
+		if f.queue == nil {
+			continue
+		}
+		byQueue[f.queue] = append(byQueue[f.queue], f.id)
+		if f.state == idSent {
+			if sent == nil {
+				sent = make(map[resendKey]uint16)
+			}
+			sent[resendKey{f.queue, f.id}] = uint16(i + 1)
 		}
 	}
 	for q, ids := range byQueue {
 		q.Requeue(ids...)
 	}
+	return sent
+}
+
+// resendKey is a queue delivery, by its queue and delivery id (a requeued
+// message keeps its delivery id).
+type resendKey struct {
+	queue *broker.Queue
+	id    uint64
+}
+
+// resendWith makes the deliveries a previous connection of the session
+// sent and did not get acknowledged go out again with their original
+// packet ids [MQTT-4.4.0-1], as they come back from their queues (see
+// send). New ids are handed out above them meanwhile. Before the
+// session's consumers start.
+func (o *outbox) resendWith(sent map[resendKey]uint16) {
+	if len(sent) == 0 {
+		return
+	}
+	o.mu.Lock()
+	o.resend = sent
+	for _, id := range sent {
+		o.nextID = max(o.nextID, id)
+	}
+	o.mu.Unlock()
+}
+
+// resendIDLocked returns the original packet id of a redelivery (0 if it
+// has none, or the id is taken), in use for fl. o.mu must be held.
+func (o *outbox) resendIDLocked(fl inflight) uint16 {
+	k := resendKey{fl.queue, fl.id}
+	id, ok := o.resend[k]
+	if !ok {
+		return 0
+	}
+	delete(o.resend, k)
+	if !o.growIDsLocked(int(id)) {
+		return 0
+	}
+	e := o.entryLocked(id)
+	if e.state != idFree {
+		return 0
+	}
+	fl.state = idSent
+	*e = fl
+	o.idsUsed++
+	return id
 }
 
 // requeueQueue returns the unsettled deliveries of one queue (an

@@ -378,3 +378,59 @@ func TestOutboundPubrelWaitsForDisk(t *testing.T) {
 		t.Fatalf("session queue: %+v, want the message settled", st)
 	}
 }
+
+// TestUnacknowledgedResentWithOriginalIDs: PUBLISHes a persistent session's
+// previous connection did not get acknowledged (no PUBACK, no PUBREC) come
+// again on reconnect with DUP and their original packet ids
+// [MQTT-4.4.0-1], so that a QoS 2 receiver recognises the ones it has.
+func TestUnacknowledgedResentWithOriginalIDs(t *testing.T) {
+	for _, qos := range []byte{1, 2} {
+		t.Run(fmt.Sprint("qos", qos), func(t *testing.T) {
+			e := startEnv(t, Config{})
+			id := fmt.Sprint("orig-", qos)
+			sub, _ := e.rawSession(packet.V311, id, false, packet.Properties{})
+			sub.subscribe("orig/t", qos)
+			pub := e.v3("orig-pub-"+id, true)
+			settle := func(p *packet.Publish) {
+				if qos == 1 {
+					sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+					return
+				}
+				sub.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
+				sub.expectAck(packet.PUBREL, p.PacketID, 0)
+				sub.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+			}
+			// Two settled first, so the unsettled ids are not simply 1, 2, 3.
+			for i := range 2 {
+				wait(t, pub.Publish("orig/t", qos, false, fmt.Sprint("done", i)))
+				settle(sub.publish())
+			}
+			var ids []uint16
+			for i := range 3 {
+				wait(t, pub.Publish("orig/t", qos, false, fmt.Sprint("open", i)))
+				ids = append(ids, sub.publish().PacketID)
+			}
+			sub.nc.Close()
+
+			sub, ack := e.rawSession(packet.V311, id, false, packet.Properties{})
+			if !ack.SessionPresent {
+				t.Fatal("session not resumed")
+			}
+			var resent []*packet.Publish
+			for i, want := range ids {
+				p := sub.publish()
+				if string(p.Payload) != fmt.Sprint("open", i) || !p.Dup || p.PacketID != want {
+					t.Fatalf("resent %q dup %v id %d; want %q dup true id %d", p.Payload, p.Dup, p.PacketID, fmt.Sprint("open", i), want)
+				}
+				resent = append(resent, p)
+			}
+			for _, p := range resent {
+				settle(p)
+			}
+			wait(t, pub.Publish("orig/t", qos, false, "next"))
+			if p := sub.publish(); string(p.Payload) != "next" || p.Dup {
+				t.Fatalf("got %q dup %v, want next", p.Payload, p.Dup)
+			}
+		})
+	}
+}

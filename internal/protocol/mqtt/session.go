@@ -28,6 +28,9 @@ type session struct {
 	// PUBREL again, in that order, when the session resumes
 	// [MQTT-4.4.0-1, MQTT-4.6.0-3]. Usually empty (nil).
 	pubcomp []uint16
+	// resend: the deliveries the last connection left unacknowledged, with
+	// their packet ids, for the next one (outbox.resendWith).
+	resend map[resendKey]uint16
 }
 
 func newSession() *session {
@@ -86,6 +89,11 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 	// broker restarted): PUBREL again with their ids, before anything
 	// else; the ids stay in use until PUBCOMP.
 	c.resumePubrels()
+	c.sess.mu.Lock()
+	resend := c.sess.resend
+	c.sess.resend = nil
+	c.sess.mu.Unlock()
+	c.out.resendWith(resend)
 	// The record says the client is here, with this connection's expiry.
 	c.saveSession(time.Time{}, false, nil)
 	if err := c.consume(c.queue, "", &sink{c: c}); err != nil {
