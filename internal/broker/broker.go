@@ -11,6 +11,7 @@ package broker
 
 import (
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,7 @@ type Broker struct {
 	owners          atomic.Uint64
 	conns           connRegistry // open client connections (connections.go)
 	keyed           keyedStores  // retained messages and session state per vhost (keyed.go)
+	parallel        bool         // more than one core: large fanouts may use a helper (fanout.go)
 
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost
@@ -73,7 +75,8 @@ func New(o Options) *Broker {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, memoryMessages: o.MemoryMessages, vhosts: make(map[string]*VHost)}
+	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, memoryMessages: o.MemoryMessages, vhosts: make(map[string]*VHost),
+		parallel: runtime.GOMAXPROCS(0) > 1}
 	if o.Store != nil {
 		b.nextMsgID.Store(o.Store.MaxMessageID())
 	}

@@ -182,24 +182,10 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 			return 0, err
 		}
 	}
-	n := 0
 	p.rejected = false
 	p.stored = p.vhost.broker.prepareStore(m, qs)
 	p.wroteLog = p.wroteLog || p.stored
-	anyStored := false
-	for _, q := range qs {
-		ok, rejected, congested, stored := q.enqueue(m, exp)
-		if ok {
-			n++
-		}
-		if rejected {
-			p.rejected = true
-		}
-		anyStored = anyStored || stored
-		if congested && !slices.Contains(p.congested, q) {
-			p.congested = append(p.congested, q)
-		}
-	}
+	n, anyStored := p.enqueueAll(m, exp, qs)
 	clear(p.queues)
 	if p.stored && !anyStored {
 		p.vhost.broker.abandonStored(m)
