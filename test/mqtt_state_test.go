@@ -483,14 +483,7 @@ func TestMQTTReceiveMaximumExceeded(t *testing.T) {
 // PUBCOMP; an id the session never had gets PUBCOMP 0x92 so the client
 // can finish the flow.
 func TestMQTTQoS2StateSurvivesKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	t.Parallel()
-	bin := buildHerald(t)
-	dir := t.TempDir()
-	logs := &procLog{}
-	p := startHeraldMQTT(t, bin, dir, 1, logs)
+	p, killAndRestart := startKillableMQTT(t)
 	amqpChannel := func(addr string) (*amqp.Connection, *amqp.Channel) {
 		conn, err := amqp.Dial("amqp://guest:guest@" + addr + "/")
 		if err != nil {
@@ -516,10 +509,8 @@ func TestMQTTQoS2StateSurvivesKill9(t *testing.T) {
 		Properties: packet.Properties{SessionExpiry: expiry}})
 	c.send(t, &packet.Publish{Topic: "rel/t", QoS: 2, PacketID: 42, Payload: []byte("once")})
 	c.expectAck(t, packet.PUBREC, 42)
-	p.kill()
+	p = killAndRestart()
 	c.nc.Close()
-
-	p = startHeraldMQTT(t, bin, dir, 2, logs)
 	c, ack := dialRawMQTT(t, p.mqtt, &packet.Connect{ClientID: "rel", Properties: packet.Properties{SessionExpiry: expiry}})
 	if !ack.SessionPresent {
 		t.Fatal("session not resumed")
@@ -545,22 +536,13 @@ func TestMQTTQoS2StateSurvivesKill9(t *testing.T) {
 // publisher got, and a clear whose PUBACK it got, survive SIGKILL of the
 // real binary.
 func TestMQTTRetainedSurvivesKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	t.Parallel()
-	bin := buildHerald(t)
-	dir := t.TempDir()
-	logs := &procLog{}
-	p := startHeraldMQTT(t, bin, dir, 1, logs)
+	p, killAndRestart := startKillableMQTT(t)
 	pub := dialMQTTV3(t, p.mqtt, "k9-pub", true)
 	waitMQTTToken(t, pub.Publish("k9/keep", 1, true, "kept"))
 	waitMQTTToken(t, pub.Publish("k9/gone", 1, true, "soon"))
 	waitMQTTToken(t, pub.Publish("k9/gone", 1, true, ""))
-	p.kill()
+	p = killAndRestart()
 	pub.Disconnect(0)
-
-	p = startHeraldMQTT(t, bin, dir, 2, logs)
 	sub, _ := dialMQTTV5(t, p.mqtt, &paho.Connect{ClientID: "k9-sub", CleanStart: true})
 	sub.subscribe(t, 0, paho.SubscribeOptions{Topic: "k9/#", QoS: 1})
 	if m := sub.next(t); m.Topic != "k9/keep" || string(m.Payload) != "kept" || !m.Retain {
@@ -569,11 +551,23 @@ func TestMQTTRetainedSurvivesKill9(t *testing.T) {
 	sub.nothingBut(t, "probe/k9")
 }
 
-// startHeraldMQTT runs the binary with its MQTT listener on a free port
-// (p.mqtt). SIGKILLed at cleanup if still running.
-func startHeraldMQTT(t *testing.T, bin, dir string, gen int, logs *procLog) *heraldProc {
+// startKillableMQTT runs the binary (a parallel test, skipped with -short)
+// with its MQTT listener on a free port (p.mqtt); killAndRestart SIGKILLs
+// it and starts it again on the same data directory. SIGKILLed at cleanup
+// if still running.
+func startKillableMQTT(t *testing.T) (p *heraldProc, killAndRestart func() *heraldProc) {
 	t.Helper()
-	return startHerald(t, bin, dir, gen, logs, "mqtt")
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	t.Parallel()
+	bin, dir, logs := buildHerald(t), t.TempDir(), &procLog{}
+	p = startHerald(t, bin, dir, 1, logs, "mqtt")
+	return p, func() *heraldProc {
+		p.kill()
+		p = startHerald(t, bin, dir, 2, logs, "mqtt")
+		return p
+	}
 }
 
 // pubrelAcrossRestart drives an outbound QoS 2 flow to the point where the
@@ -659,17 +653,6 @@ func TestMQTTPubrelResentAfterRestart(t *testing.T) {
 // right after the PUBREL: the record listing its id (and the queue's ack
 // of the message) was on disk before the PUBREL went out.
 func TestMQTTPubrelSurvivesKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	t.Parallel()
-	bin := buildHerald(t)
-	dir := t.TempDir()
-	logs := &procLog{}
-	p := startHeraldMQTT(t, bin, dir, 1, logs)
-	pubrelAcrossRestart(t, p.mqtt, func() string {
-		p.kill()
-		p = startHeraldMQTT(t, bin, dir, 2, logs)
-		return p.mqtt
-	})
+	p, killAndRestart := startKillableMQTT(t)
+	pubrelAcrossRestart(t, p.mqtt, func() string { return killAndRestart().mqtt })
 }

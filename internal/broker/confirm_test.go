@@ -74,6 +74,8 @@ func openConfirmBroker(t *testing.T, fs *store.MemFS) (*Broker, *store.Log) {
 	if _, _, err := b.RecoverMessages(false); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { log.Close() })
+	t.Cleanup(b.Close)
 	return b, log
 }
 
@@ -94,9 +96,7 @@ func publishTo(t *testing.T, p *Publisher, queue, body string, persistent bool) 
 // own) wait for it, then all go in order.
 func TestConfirmQueueWaitsForDiskInOrder(t *testing.T) {
 	fs := store.NewMemFS()
-	b, log := openConfirmBroker(t, fs)
-	defer log.Close()
-	defer b.Close()
+	b, _ := openConfirmBroker(t, fs)
 	p := b.VHost(DefaultVHost).Publisher()
 	sl := newSentLog()
 	var crashed *store.MemFS // what a power loss would leave when item 1 was sent
@@ -140,9 +140,7 @@ func TestConfirmQueueWaitsForDiskInOrder(t *testing.T) {
 	}
 
 	// The message was on disk when its answer was sent.
-	b2, log2 := openConfirmBroker(t, crashed)
-	defer log2.Close()
-	defer b2.Close()
+	b2, _ := openConfirmBroker(t, crashed)
 	dq, _ := b2.VHost(DefaultVHost).Queue("durable")
 	if pk := dq.Peek(10); len(pk) != 1 || string(pk[0].Message.Body) != "d1" {
 		t.Fatalf("after a power loss at the answer: %d messages in the durable queue", len(pk))
@@ -153,9 +151,7 @@ func TestConfirmQueueWaitsForDiskInOrder(t *testing.T) {
 // fsync is in flight share the next one.
 func TestConfirmQueueSharesGroupCommit(t *testing.T) {
 	fs := store.NewMemFS()
-	b, log := openConfirmBroker(t, fs)
-	defer log.Close()
-	defer b.Close()
+	b, _ := openConfirmBroker(t, fs)
 	p := b.VHost(DefaultVHost).Publisher()
 	sl := newSentLog()
 	q := NewConfirmQueue(sl.send)
@@ -183,9 +179,7 @@ func TestConfirmQueueSharesGroupCommit(t *testing.T) {
 // carries the error; the answers behind it still go, in order.
 func TestConfirmQueueDiskError(t *testing.T) {
 	fs := store.NewMemFS()
-	b, log := openConfirmBroker(t, fs)
-	defer log.Close()
-	defer b.Close()
+	b, _ := openConfirmBroker(t, fs)
 	p := b.VHost(DefaultVHost).Publisher()
 	sl := newSentLog()
 	q := NewConfirmQueue(sl.send)
@@ -204,8 +198,6 @@ func TestConfirmQueueDiskError(t *testing.T) {
 func TestConfirmQueueWaitAndClose(t *testing.T) {
 	fs := store.NewMemFS()
 	b, log := openConfirmBroker(t, fs)
-	defer log.Close()
-	defer b.Close()
 	p := b.VHost(DefaultVHost).Publisher()
 	sl := newSentLog()
 	q := NewConfirmQueue(sl.send)
@@ -275,9 +267,7 @@ func TestConfirmQueueWithoutLog(t *testing.T) {
 // retained message set just before (MQTT's retained publish).
 func TestConfirmQueueWaitLogCoversKeyedStore(t *testing.T) {
 	fs := store.NewMemFS()
-	b, log := openConfirmBroker(t, fs)
-	defer log.Close()
-	defer b.Close()
+	b, _ := openConfirmBroker(t, fs)
 	v := b.VHost(DefaultVHost)
 	p := v.Publisher()
 	var crashed *store.MemFS
@@ -294,9 +284,7 @@ func TestConfirmQueueWaitLogCoversKeyedStore(t *testing.T) {
 	}
 	release()
 	sl.await(t, 1)
-	b2, log2 := openConfirmBroker(t, crashed)
-	defer log2.Close()
-	defer b2.Close()
+	b2, _ := openConfirmBroker(t, crashed)
 	if m := b2.VHost(DefaultVHost).Retained().Get("a/b"); m == nil || string(m.Body) != "kept" {
 		t.Fatalf("retained message after a power loss at the answer: %v", m)
 	}
