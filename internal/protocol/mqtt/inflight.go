@@ -84,8 +84,7 @@ func (o *outbox) allocIDLocked(fl inflight) uint16 {
 		}
 	}
 	fl.state = idSent
-	o.ids[id-1] = fl
-	o.idsUsed++
+	o.useLocked(&o.ids[id-1], fl)
 	o.nextID = uint16(id)
 	return uint16(id)
 }
@@ -114,6 +113,12 @@ func (o *outbox) entryLocked(id uint16) *inflight {
 		return nil
 	}
 	return &o.ids[i]
+}
+
+// useLocked puts fl (not idFree) in the free entry e. o.mu must be held.
+func (o *outbox) useLocked(e *inflight, fl inflight) {
+	*e = fl
+	o.idsUsed++
 }
 
 // freeLocked makes the id of e free. o.mu must be held.
@@ -204,8 +209,7 @@ func (o *outbox) reserve(ids []uint16) {
 			continue
 		}
 		if e := o.entryLocked(id); e.state == idFree {
-			*e = inflight{credit: o.takeCredit(), state: idReleased}
-			o.idsUsed++
+			o.useLocked(e, inflight{credit: o.takeCredit(), state: idReleased})
 		}
 	}
 	o.nextID = 0
@@ -278,8 +282,7 @@ func (o *outbox) resendIDLocked(fl inflight) uint16 {
 		return 0
 	}
 	fl.state = idSent
-	*e = fl
-	o.idsUsed++
+	o.useLocked(e, fl)
 	return id
 }
 
