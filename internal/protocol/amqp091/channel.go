@@ -299,6 +299,8 @@ func (ch *channel) handleMethod(m frame.Method) error {
 		ch.confirms.close()
 		ch.release()
 		delete(ch.c.channels, ch.id)
+		// Gone from the management API before the client learns it closed.
+		ch.c.channelsChanged()
 		ch.send(&frame.ChannelCloseOk{})
 		return nil
 	case *frame.ChannelCloseOk:

@@ -390,11 +390,7 @@ func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
 		}
 		return nil
 	}
-	err := ch.handleMethod(m)
-	if _, ok := m.(*frame.ChannelClose); ok {
-		c.channelsChanged()
-	}
-	return err
+	return ch.handleMethod(m)
 }
 
 // handshake negotiates the protocol header, authentication, tuning and the
