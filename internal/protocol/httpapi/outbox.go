@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 )
 
 // outbox is the bounded buffer between the queues (which call Deliver with
@@ -17,8 +18,8 @@ import (
 // queue while holding mu.
 type outbox struct {
 	limit  int
-	notify chan struct{} // cap 1: items were added
-	slow   chan struct{} // cap 1: a private subscription was refused
+	notify kit.Wake // items were added
+	slow   kit.Wake // a private subscription was refused
 
 	mu      sync.Mutex // guards everything below
 	cond    *sync.Cond // signalled when control frames drain or the outbox closes
@@ -47,16 +48,9 @@ type pendingDelivery struct {
 }
 
 func newOutbox(limit int) *outbox {
-	o := &outbox{limit: limit, notify: make(chan struct{}, 1), slow: make(chan struct{}, 1), pending: make(map[uint64]pendingDelivery)}
+	o := &outbox{limit: limit, notify: kit.NewWake(), slow: kit.NewWake(), pending: make(map[uint64]pendingDelivery)}
 	o.cond = sync.NewCond(&o.mu)
 	return o
-}
-
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
 }
 
 // maxControl bounds queued control frames; the reader waits beyond it, so
@@ -76,7 +70,7 @@ func (o *outbox) control(b []byte) bool {
 	}
 	o.items = append(o.items, outItem{ctrl: b})
 	o.ctrls++
-	signal(o.notify)
+	o.notify.Ring()
 	return true
 }
 
@@ -87,7 +81,7 @@ func (o *outbox) controlNoWait(b []byte) {
 	o.mu.Lock()
 	if !o.closed {
 		o.items = append(o.items, outItem{ctrl: b})
-		signal(o.notify)
+		o.notify.Ring()
 	}
 	o.mu.Unlock()
 }
@@ -101,7 +95,7 @@ func (o *outbox) answer(b []byte) {
 	if !o.closed {
 		o.items = append(o.items, outItem{ctrl: b})
 		o.ctrls++
-		signal(o.notify)
+		o.notify.Ring()
 	}
 	o.mu.Unlock()
 }
@@ -226,7 +220,7 @@ func (s *sub) Deliver(d broker.Delivery) bool {
 			o.blocked = append(o.blocked, s)
 		}
 		if s.private {
-			signal(o.slow)
+			o.slow.Ring()
 		}
 		return false
 	}
@@ -234,7 +228,7 @@ func (s *sub) Deliver(d broker.Delivery) bool {
 	o.pending[o.nextTag] = pendingDelivery{queue: d.Queue, id: d.ID, sub: s}
 	o.items = append(o.items, outItem{sub: s, tag: o.nextTag, d: d})
 	o.msgs++
-	signal(o.notify)
+	o.notify.Ring()
 	return true
 }
 
