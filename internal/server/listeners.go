@@ -117,7 +117,11 @@ func (l *Listeners) Listen(specs []Spec) error {
 		}
 		l.mu.Lock()
 		l.addrs[sp.Name] = ln.Addr()
-		l.listeners = append(l.listeners, ln)
+		if sp.HTTP == nil {
+			// An HTTP listener is closed by its server's Shutdown, which
+			// tells it apart from a failure.
+			l.listeners = append(l.listeners, ln)
+		}
 		l.mu.Unlock()
 		if sp.HTTP != nil {
 			l.serveHTTP(ln, sp.HTTP)
