@@ -56,6 +56,7 @@ var rules = []rule{
 	{module + "/internal/broker", []string{module + "/internal/protocol", module + "/internal/web", module + "/internal/server", "net/http"}, "the core is protocol-neutral"},
 	{module + "/internal/topic", []string{module + "/"}, "the trie is a leaf (stdlib only)"},
 	{module + "/internal/store", []string{module + "/internal/broker"}, "the store sits below the core"},
+	{module + "/internal/streamlog", []string{module + "/"}, "the stream log is a leaf (stdlib only)"},
 	{module + "/internal/protocol/amqp091/frame", []string{module + "/"}, "codecs are pure (stdlib only)"},
 	{module + "/internal/auth", []string{module + "/internal/broker", module + "/internal/protocol", module + "/internal/server"}, "auth is a leaf"},
 }
