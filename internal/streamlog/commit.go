@@ -22,6 +22,15 @@ func (s *Stream) run() {
 			fn()
 		case <-s.quit:
 			s.drain()
+			// A clean shutdown leaves an index the next Open trusts.
+			if err := s.Err(); err == nil {
+				s.mu.Lock()
+				a := s.mu.segs[len(s.mu.segs)-1]
+				s.mu.Unlock()
+				if err := a.idx.Sync(); err != nil {
+					s.log.Warn("streamlog: index sync at close failed", "file", a.idxPath, "err", err)
+				}
+			}
 			return
 		}
 	}
