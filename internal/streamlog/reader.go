@@ -73,9 +73,8 @@ type Reader struct {
 	next  uint64 // offset of the next record to return
 	minTS int64  // while seeking by time: skip records older than this
 
-	seg     *segment     // the segment open in w, or nil
-	index   []indexEntry // seg's index when it was opened
-	segNext uint64       // seg.next when last looked at
+	seg     *segment // the segment open in w, or nil
+	segNext uint64   // seg.next when last looked at
 	w       window
 	pos     int64 // position of the next chunk in seg
 
@@ -289,7 +288,7 @@ func (r *Reader) locate() error {
 			return fmt.Errorf("streamlog: open %s: %w", path, err)
 		}
 		r.Close()
-		r.seg, r.index = seg, index
+		r.seg = seg
 		r.w.reset(f, size)
 		r.pos = fileHeaderSize
 		if j := sort.Search(len(index), func(j int) bool { return index[j].offset > r.next }) - 1; j >= 0 {
@@ -299,18 +298,17 @@ func (r *Reader) locate() error {
 	}
 }
 
-// damaged skips a chunk that fails its checks: to the next index entry of
-// the segment, or past the segment. Records in between are lost to this
-// reader; the damage is logged and counted.
+// damaged skips a chunk that fails its checks: to the next valid chunk of
+// the segment (found by scanning, as recovery does), or past the segment.
+// Records in between are lost to this reader; the damage is logged and
+// counted.
 func (r *Reader) damaged(err error) {
 	r.s.corrupt.Add(1)
 	r.s.log.Error("streamlog: damaged chunk skipped by reader", "dir", r.s.dir,
 		"segment", filepath.Base(r.seg.path), "position", r.pos, "err", err)
 	r.rec, r.left = nil, 0
-	j := sort.Search(len(r.index), func(j int) bool { return r.index[j].pos > r.pos })
-	if j < len(r.index) {
-		r.pos = r.index[j].pos
-		r.next = max(r.next, r.index[j].offset)
+	if next := r.w.resync(r.pos, r.next); next >= 0 {
+		r.pos = next
 		return
 	}
 	r.next = max(r.next, r.segNext)
