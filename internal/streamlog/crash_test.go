@@ -197,7 +197,7 @@ func TestTornTailEveryByte(t *testing.T) {
 	fs := NewMemFS()
 	opts := Options{IndexInterval: 100}
 	s := openT(t, fs, opts)
-	var ends []int64  // segment size after each chunk
+	var ends []int64   // segment size after each chunk
 	var nexts []uint64 // next offset after each chunk
 	var next uint64
 	for i := range 12 {

@@ -42,7 +42,9 @@ func openT(t testing.TB, fs FS, opts Options) *Stream {
 	return s
 }
 
-func payload(i uint64) []byte { return fmt.Appendf(nil, "record-%d-%s", i, bytes.Repeat([]byte{'x'}, int(i%50))) }
+func payload(i uint64) []byte {
+	return fmt.Appendf(nil, "record-%d-%s", i, bytes.Repeat([]byte{'x'}, int(i%50)))
+}
 
 func mustAppend(t testing.TB, s *Stream, ts time.Time, recs ...[]byte) uint64 {
 	t.Helper()
