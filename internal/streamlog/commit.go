@@ -113,8 +113,10 @@ func (s *Stream) commit(reqs []*appendReq, offs []*offsetReq) {
 		rolled = true
 	}
 	pos := active.size
+	indexed := false
 	if chunk != nil {
-		if err := s.writeChunk(active, chunk); err != nil {
+		var err error
+		if indexed, err = s.writeChunk(active, chunk); err != nil {
 			s.fail(err, reqs, offs)
 			return
 		}
@@ -144,8 +146,8 @@ func (s *Stream) commit(reqs []*appendReq, offs []*offsetReq) {
 		s.mu.bytes += int64(len(chunk))
 		s.mu.stats.Appends += count
 		s.mu.stats.Chunks++
-		if e := (indexEntry{offset: reqs[0].first, ts: reqs[0].ts, pos: pos}); s.wantIndex(active, e) {
-			active.index = append(active.index, e)
+		if indexed {
+			active.index = append(active.index, indexEntry{offset: reqs[0].first, ts: reqs[0].ts, pos: pos})
 		}
 		close(s.mu.notify)
 		s.mu.notify = make(chan struct{})
@@ -175,26 +177,26 @@ func (s *Stream) wantIndex(seg *segment, e indexEntry) bool {
 }
 
 // writeChunk writes chunk at the end of the active segment (and its index
-// entry, if it gets one) and fsyncs the segment. The index file is not
-// fsynced here: recovery checks it and rebuilds what is missing.
-func (s *Stream) writeChunk(active *segment, chunk []byte) error {
+// entry, if it gets one: indexed) and fsyncs the segment. The index file
+// is not fsynced here: recovery checks it and rebuilds what is missing.
+func (s *Stream) writeChunk(active *segment, chunk []byte) (indexed bool, err error) {
 	pos := active.size
 	if _, err := active.file.Write(chunk); err != nil {
-		return fmt.Errorf("streamlog: write %s: %w", active.path, err)
+		return false, fmt.Errorf("streamlog: write %s: %w", active.path, err)
 	}
 	if err := active.file.Sync(); err != nil {
-		return fmt.Errorf("streamlog: sync %s: %w", active.path, err)
+		return false, fmt.Errorf("streamlog: sync %s: %w", active.path, err)
 	}
-	s.mu.Lock()
 	e := indexEntry{offset: s.chunk.first, ts: s.chunk.firstTS, pos: pos}
-	want := s.wantIndex(active, e)
+	s.mu.Lock()
+	indexed = s.wantIndex(active, e)
 	s.mu.Unlock()
-	if want {
+	if indexed {
 		if _, err := active.idx.Write(appendIndexEntry(nil, e)); err != nil {
-			return fmt.Errorf("streamlog: write %s: %w", active.idxPath, err)
+			return false, fmt.Errorf("streamlog: write %s: %w", active.idxPath, err)
 		}
 	}
-	return nil
+	return indexed, nil
 }
 
 // roll closes the active segment and creates the next one, named by first

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -310,6 +311,30 @@ func (s *Stream) Close() error {
 	defer s.mu.Unlock()
 	close(s.mu.notify)
 	return s.mu.failed
+}
+
+// Delete closes the stream and removes its files and directory (for a
+// deleted queue). Readers still open keep reading what they have open.
+func (s *Stream) Delete() error {
+	if err := s.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		s.log.Warn("streamlog: closing a stream to delete it", "dir", s.dir, "err", err)
+	}
+	names, err := s.fs.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("streamlog: list %s: %w", s.dir, err)
+	}
+	for _, n := range names {
+		if err := s.fs.Remove(join(s.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("streamlog: remove %s: %w", n, err)
+		}
+	}
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("streamlog: sync dir %s: %w", s.dir, err)
+	}
+	if err := s.fs.Remove(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("streamlog: remove %s: %w", s.dir, err)
+	}
+	return nil
 }
 
 func (s *Stream) closeFiles() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -381,4 +382,30 @@ func TestWriteErrorIsSticky(t *testing.T) {
 	s = openT(t, fs.Crash(nil), Options{})
 	defer s.Close()
 	checkRange(t, readAllFrom(t, s, First()), 0, 1)
+}
+
+func TestDelete(t *testing.T) {
+	dir := t.TempDir() + "/stream"
+	s, err := Open(dir, Options{MaxSegmentBytes: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range uint64(20) {
+		mustAppend(t, s, epoch, payload(i))
+	}
+	s.StoreOffset("a", 3)
+	if err := s.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (OSFS{}).ReadDir(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("directory still there: %v", err)
+	}
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if st := s.Stats(); st.NextOffset != 0 || len(s.Offsets()) != 0 {
+		t.Fatalf("a stream opened where one was deleted is not empty: %+v", st)
+	}
 }
