@@ -1,8 +1,10 @@
 package streamlog
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -140,4 +142,52 @@ func BenchmarkReplay(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/time.Since(start).Seconds(), "records/s")
+}
+
+// BenchmarkTailLatency: one appender at about 1,000 appends/s, each
+// waiting for durability, and a tailing reader woken by Changed; reports
+// the append-to-read latency (fsync included) percentiles.
+func BenchmarkTailLatency(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.NewReader(Next())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	var lat []time.Duration
+	readDone := make(chan error)
+	go func() {
+		for {
+			_, ts, rec, err := r.NextWait(context.Background())
+			if err != nil || len(rec) == 0 { // the empty record ends the run
+				readDone <- err
+				return
+			}
+			lat = append(lat, time.Since(ts))
+		}
+	}()
+	rec := [][]byte{make([]byte, 128)}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for b.Loop() {
+		<-tick.C
+		if _, err := s.Append(rec, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := s.Append([][]byte{{}}, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-readDone; err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
 }

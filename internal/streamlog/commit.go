@@ -54,6 +54,11 @@ func (s *Stream) drain() {
 		s.mu.offsetReqs = nil
 		s.mu.Unlock()
 		if n == 0 && len(offs) == 0 {
+			// Idle: a stream that saw one burst does not keep a
+			// batch-sized buffer (a broker may hold many streams).
+			if cap(s.chunk.buf) > idleBufferBytes {
+				s.chunk.buf = nil
+			}
 			return
 		}
 		s.commit(reqs, offs)

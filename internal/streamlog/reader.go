@@ -259,6 +259,10 @@ func (r *Reader) locate() error {
 				if r.seg != nil && r.seg != seg {
 					r.Close()
 				}
+				if cap(r.w.buf) > idleBufferBytes {
+					// Caught up: tailing needs only what new chunks take.
+					r.w.buf, r.w.start = nil, 0
+				}
 				return ErrCaughtUp
 			}
 			r.next = segs[i+1].first // a gap at the end of a damaged segment

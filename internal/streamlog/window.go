@@ -10,6 +10,10 @@ import (
 // one per chunk, and never hold more than a window (or one larger chunk).
 const windowSize = 256 << 10
 
+// idleBufferBytes is the most an idle reader or committer keeps buffered:
+// a broker may hold many streams and many tailing consumers.
+const idleBufferBytes = 64 << 10
+
 // window is a bounded read buffer over part of one file.
 type window struct {
 	f     File
