@@ -144,10 +144,14 @@ func (r *Reader) Next() (offset uint64, ts time.Time, rec []byte, err error) {
 			t, payload, n := decodeRecord(r.rec)
 			off := r.recOff
 			r.rec, r.recOff, r.left = r.rec[n:], off+1, r.left-1
-			if off < r.next || t < r.minTS {
+			if off < r.next {
 				continue
 			}
-			r.next, r.minTS = off+1, 0
+			r.next = off + 1
+			if t < r.minTS {
+				continue // seeking by time: older than the target
+			}
+			r.minTS = 0
 			return off, time.Unix(0, t), payload, nil
 		}
 		if err := r.nextChunk(); err != nil {

@@ -409,3 +409,30 @@ func TestDelete(t *testing.T) {
 		t.Fatalf("a stream opened where one was deleted is not empty: %+v", st)
 	}
 }
+
+// TestSeekTimeInFuture: a reader positioned after the newest timestamp
+// waits for new records instead of spinning, and gets the first one.
+func TestSeekTimeInFuture(t *testing.T) {
+	s := openT(t, NewMemFS(), Options{})
+	defer s.Close()
+	for i := range uint64(5) {
+		mustAppend(t, s, epoch, payload(i))
+	}
+	r, _ := s.NewReader(AtTime(epoch.Add(time.Hour)))
+	defer r.Close()
+	if _, _, _, err := r.Next(); !errors.Is(err, ErrCaughtUp) {
+		t.Fatalf("Next: %v", err)
+	}
+	if r.Offset() != 5 {
+		t.Fatalf("reader at %d after skipping older records", r.Offset())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := r.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait returned %v with nothing new", err)
+	}
+	mustAppend(t, s, epoch.Add(2*time.Hour), payload(5))
+	if off, _, _, err := r.Next(); err != nil || off != 5 {
+		t.Fatalf("Next: %d %v", off, err)
+	}
+}
