@@ -369,3 +369,81 @@ func TestOffsetsTornEveryByte(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestOffsetsCompactionCrash crashes at every fsync of a run of position
+// updates that compacts offsets.log several times (write tmp, fsync,
+// rename, directory fsync): every acknowledged position survives.
+func TestOffsetsCompactionCrash(t *testing.T) {
+	run := func(cut int) (syncs int) {
+		fs := NewMemFS()
+		s := openT(t, fs, Options{})
+		s.offsetsCompactAt = 200
+		const n = 120
+		acked := make([]atomic.Bool, n)
+		var image *MemFS
+		var ackedAtSnap []bool
+		var mu sync.Mutex
+		snap := func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if image != nil {
+				return
+			}
+			ackedAtSnap = make([]bool, n)
+			for i := range acked {
+				ackedAtSnap[i] = acked[i].Load()
+			}
+			image = fs.Crash(nil)
+		}
+		var count atomic.Int64
+		fs.SetSyncHook(func() {
+			if int(count.Add(1)) == cut {
+				snap()
+			}
+		})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			s.StoreOffsetAsync(fmt.Sprint("c", i%4), uint64(i), func(err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				acked[i].Store(true)
+				wg.Done()
+			})
+			if i%5 == 0 {
+				wg.Wait()
+			}
+		}
+		wg.Wait()
+		fs.SetSyncHook(nil)
+		snap()
+		s.Close()
+		if data, _ := fs.ReadFile(testDir + "/" + offsetsName); len(data) > 1000 {
+			t.Fatalf("offsets.log is %d bytes: never compacted", len(data))
+		}
+		s = openT(t, image, Options{})
+		defer s.Close()
+		got := s.Offsets()
+		for i := range n {
+			name := fmt.Sprint("c", i%4)
+			if ackedAtSnap[i] && got[name] < uint64(i) {
+				t.Fatalf("cut %d: %s=%d was durable, recovered %d", cut, name, i, got[name])
+			}
+		}
+		for name, v := range got {
+			if fmt.Sprint("c", v%4) != name {
+				t.Fatalf("cut %d: %s=%d was never stored", cut, name, v)
+			}
+		}
+		return int(count.Load())
+	}
+	total := run(-1)
+	for cut := 1; cut <= total+1; cut++ {
+		run(cut)
+		if t.Failed() {
+			return
+		}
+	}
+	t.Logf("crashed at %d cut points", total+1)
+}

@@ -15,7 +15,7 @@ import (
 // the live positions are written to offsets.tmp, fsynced, renamed over
 // offsets.log and the directory fsynced: a crash leaves the old file or the
 // new one, both whole.
-const offsetsCompactMin = 1 << 20
+const offsetsCompactMin = 1 << 20 // Stream.offsetsCompactAt, but for tests
 
 // offsetsFrameSize is the size of a frame storing name.
 func offsetsFrameSize(name string) int64 { return int64(offsetFrameHeaderSize + len(name)) }
@@ -62,7 +62,7 @@ func (s *Stream) applyOffsetLocked(kind byte, name string, offset uint64) {
 
 // maybeCompactOffsets rewrites offsets.log when most of it is superseded.
 func (s *Stream) maybeCompactOffsets() error {
-	if s.offsetsSize < offsetsCompactMin || s.offsetsSize < 4*(s.offsetsLive+fileHeaderSize) {
+	if s.offsetsSize < s.offsetsCompactAt || s.offsetsSize < 4*(s.offsetsLive+fileHeaderSize) {
 		return nil
 	}
 	s.mu.Lock()

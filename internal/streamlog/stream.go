@@ -144,6 +144,8 @@ type Stream struct {
 	offsetsFile File
 	offsetsSize int64
 	offsetsLive int64 // bytes the live positions would take rewritten
+	// offsetsCompactAt is offsetsCompactMin; crash tests lower it.
+	offsetsCompactAt int64
 
 	mu struct {
 		sync.Mutex
@@ -172,6 +174,7 @@ func Open(dir string, opts Options) (*Stream, error) {
 		dir: dir, fs: opts.FS, log: opts.Logger, opts: opts,
 		kick: make(chan struct{}, 1), ctl: make(chan func()),
 		quit: make(chan struct{}), stopped: make(chan struct{}),
+		offsetsCompactAt: offsetsCompactMin,
 	}
 	s.mu.notify = make(chan struct{})
 	s.mu.offsets = map[string]uint64{}
