@@ -180,7 +180,8 @@ type chunkBuilder struct {
 }
 
 func (c *chunkBuilder) reset(buf []byte, first uint64, firstTS int64) {
-	c.buf = append(buf[:0], make([]byte, chunkHeaderSize)...)
+	var header [chunkHeaderSize]byte // filled in by finish
+	c.buf = append(buf[:0], header[:]...)
 	c.first, c.firstTS, c.count = first, firstTS, 0
 }
 

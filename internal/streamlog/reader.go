@@ -98,7 +98,7 @@ func (s *Stream) NewReader(start Position) (*Reader, error) {
 	case PosFirst:
 		r.next = first
 	case PosLast:
-		r.next = s.mu.lastChunk
+		r.next = max(s.mu.lastChunk, first)
 	case PosNext:
 		r.next = s.mu.next
 	case PosOffset:
