@@ -69,9 +69,10 @@ func (p Position) String() string {
 // durable records. It is not safe for concurrent use; any number of
 // readers may read one stream while it is appended to.
 type Reader struct {
-	s     *Stream
-	next  uint64 // offset of the next record to return
-	minTS int64  // while seeking by time: skip records older than this
+	s       *Stream
+	next    uint64 // offset of the next record to return
+	seeking bool   // seeking by time: skip records older than minTS
+	minTS   int64
 
 	seg     *segment // the segment open in w, or nil
 	segNext uint64   // seg.next when last looked at
@@ -104,7 +105,7 @@ func (s *Stream) NewReader(start Position) (*Reader, error) {
 	case PosOffset:
 		r.next = min(max(start.Offset, first), s.mu.next)
 	case PosTime:
-		r.minTS = start.Time.UnixNano()
+		r.seeking, r.minTS = true, start.Time.UnixNano()
 		r.next = seekTime(s.mu.segs, r.minTS)
 	default:
 		return nil, fmt.Errorf("streamlog: unknown position kind %d", start.Kind)
@@ -148,10 +149,10 @@ func (r *Reader) Next() (offset uint64, ts time.Time, rec []byte, err error) {
 				continue
 			}
 			r.next = off + 1
-			if t < r.minTS {
+			if r.seeking && t < r.minTS {
 				continue // seeking by time: older than the target
 			}
-			r.minTS = 0
+			r.seeking = false
 			return off, time.Unix(0, t), payload, nil
 		}
 		if err := r.nextChunk(); err != nil {
@@ -224,7 +225,7 @@ func (r *Reader) nextChunk() error {
 			r.damaged(err)
 			continue
 		}
-		if r.minTS == 0 && h.first+uint64(h.count) <= r.next && r.pos+h.size() <= r.w.end {
+		if !r.seeking && h.first+uint64(h.count) <= r.next && r.pos+h.size() <= r.w.end {
 			r.pos += h.size() // seeking: skip by header
 			continue
 		}
