@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/heraldmq/herald/internal/server"
 	"github.com/heraldmq/herald/pkg/rpc"
 )
 
@@ -216,4 +219,307 @@ func TestRPCSDKAnnounce(t *testing.T) {
 		_, err := ch.QueueDeclarePassive("rpc.announce", false, true, false, false, nil)
 		return err != nil
 	})
+}
+
+// TestRPCSDKDeadline: the caller's deadline reaches the handler's ctx;
+// a call that outlives it fails DEADLINE_EXCEEDED, matching both
+// rpc.ErrDeadlineExceeded and context.DeadlineExceeded.
+func TestRPCSDKDeadline(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	g := &greeter{}
+	startGreeter(t, s.URL, "deadline", g, 2)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
+
+	must(t, c.Call(ctxTimeout(t, 2*time.Second), "deadline.Sleep", &sleepRequest{Millis: 1}, nil))
+	if left := g.sawDeadline.Load(); left <= 1000 || left > 2000 {
+		t.Fatalf("handler saw %dms left, want about 2000", left)
+	}
+
+	start := time.Now()
+	err := c.Call(ctxTimeout(t, 150*time.Millisecond), "deadline.Sleep", &sleepRequest{Millis: 5000}, nil)
+	wantCode(t, err, rpc.DeadlineExceeded)
+	if !errors.Is(err, rpc.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("errors.Is fails for %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("deadline of 150ms took %v", d)
+	}
+
+	// The client's default timeout applies to a ctx without a deadline.
+	short := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}, Timeout: 100 * time.Millisecond})
+	err = short.Call(context.Background(), "deadline.Sleep", &sleepRequest{Millis: 5000}, nil)
+	if !errors.Is(err, rpc.ErrDeadlineExceeded) {
+		t.Fatalf("default timeout: %v", err)
+	}
+}
+
+// TestRPCSDKExpiredRequestNotRun: a request whose x-deadline has passed
+// when the instance takes it is not run and gets no reply; bad input
+// (no reply_to, no type) is dropped with a log line, a malformed body
+// gets INVALID_ARGUMENT, and the instance keeps answering.
+func TestRPCSDKExpiredRequestNotRun(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	g := &greeter{}
+	startGreeter(t, s.URL, "expiry", g, 1)
+	ch := mustChannel(t, s.dial(t))
+	replyQ := tempQueue(t, ch)
+	replies := mustConsume(t, ch, replyQ, "", true)
+	req := func(id, typ, replyTo string, hdr map[string]any, body string) {
+		mustPublish(t, ch, "", "rpc.expiry", amqp.Publishing{Type: typ, ReplyTo: replyTo, CorrelationId: id,
+			ContentType: "application/json", Headers: hdr, Body: []byte(body)})
+	}
+	past := time.Now().Add(-time.Second).UnixMilli()
+	req("late", "expiry.Greet", replyQ, map[string]any{"x-deadline": past}, `{"name":"late"}`)
+	req("no-reply-to", "expiry.Greet", "", nil, `{"name":"x"}`)
+	req("no-type", "", replyQ, nil, `{"name":"x"}`)
+	req("malformed", "expiry.Greet", replyQ, nil, `{"name":`)
+	req("bad-deadline", "expiry.Greet", replyQ, map[string]any{"x-deadline": "soon"}, `{"name":"x"}`)
+	req("on-time", "expiry.Greet", replyQ, map[string]any{"x-deadline": time.Now().Add(time.Minute).UnixMilli()}, `{"name":"ok"}`)
+
+	got := map[string]amqp.Delivery{}
+	for _, d := range recvN(t, replies, 3) {
+		got[d.CorrelationId] = d
+	}
+	if d := got["malformed"]; d.Headers["x-rpc-status"] != "INVALID_ARGUMENT" || d.Headers["x-rpc-error"] == nil {
+		t.Fatalf("malformed: %v", d.Headers)
+	}
+	if d := got["bad-deadline"]; d.Headers["x-rpc-status"] != "INVALID_ARGUMENT" {
+		t.Fatalf("bad deadline: %v", d.Headers)
+	}
+	d := got["on-time"]
+	if d.Headers["x-rpc-status"] != "OK" || d.ContentType != "application/json" || !strings.Contains(string(d.Body), "Hello, ok!") {
+		t.Fatalf("on-time: %v %q %s", d.Headers, d.ContentType, d.Body)
+	}
+	select {
+	case d := <-replies:
+		t.Fatalf("unexpected reply %q", d.CorrelationId)
+	case <-time.After(quietPeriod):
+	}
+	if n := g.runs.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1 (only on-time)", n)
+	}
+}
+
+// TestRPCSDKNoResponders: a call to a service with no instance fails at
+// once with ErrNoResponders (the broker returns the mandatory request).
+func TestRPCSDKNoResponders(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
+	start := time.Now()
+	err := c.Call(ctxTimeout(t, 10*time.Second), "nobody.Home", &empty{}, nil)
+	if !errors.Is(err, rpc.ErrNoResponders) {
+		t.Fatalf("err %v", err)
+	}
+	wantCode(t, err, rpc.Unavailable)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("no responders took %v: not at once", d)
+	}
+}
+
+// TestRPCSDKRetries: an idempotent call is retried on UNAVAILABLE and on
+// no responders, with backoff; a call not marked idempotent is not.
+func TestRPCSDKRetries(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	g := &greeter{}
+	startGreeter(t, s.URL, "retry", g, 2)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL},
+		Retry: &rpc.RetryPolicy{MaxAttempts: 4, InitialBackoff: 10 * time.Millisecond}})
+	ctx := ctxTimeout(t, waitTimeout)
+
+	g.flaky.Store(2)
+	wantCode(t, c.Call(ctx, "retry.Flaky", &empty{}, nil), rpc.Unavailable)
+	if st := c.Stats(); st.Retries != 0 || st.Attempts != 1 {
+		t.Fatalf("not idempotent, yet retried: %+v", st)
+	}
+	must(t, c.Call(ctx, "retry.Flaky", &empty{}, nil, rpc.Idempotent()))
+	if st := c.Stats(); st.Retries != 1 || g.runs.Load() != 3 {
+		t.Fatalf("stats %+v, runs %d: want 1 retry and 3 runs", st, g.runs.Load())
+	}
+
+	flaky := rpc.NewMethod[empty, empty](c, "retry.Flaky", rpc.Idempotent())
+	g.flaky.Store(3)
+	_, err := flaky.Call(ctx, &empty{})
+	must(t, err)
+	if st := c.Stats(); st.Retries != 4 {
+		t.Fatalf("stats %+v: want 3 more retries", st)
+	}
+
+	// No responders is retried too, up to MaxAttempts.
+	err = c.Call(ctx, "absent.Method", &empty{}, nil, rpc.Idempotent())
+	if !errors.Is(err, rpc.ErrNoResponders) {
+		t.Fatalf("err %v", err)
+	}
+	if st := c.Stats(); st.Retries != 7 {
+		t.Fatalf("stats %+v: want 3 retries of the absent service", st)
+	}
+	// An application error is an answer: never retried.
+	wantCode(t, c.Call(ctx, "retry.Greet", &greetRequest{}, nil, rpc.Idempotent()), rpc.InvalidArgument)
+	if st := c.Stats(); st.Retries != 7 {
+		t.Fatalf("INVALID_ARGUMENT retried: %+v", st)
+	}
+}
+
+// TestRPCSDKBreaker: consecutive failures open the service's breaker
+// (calls then fail at once with ErrCircuitOpen, not sent); after the
+// open timeout a probe passes and, succeeding, closes it.
+func TestRPCSDKBreaker(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	var transitions atomic.Int64
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL},
+		Breaker: &rpc.BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: 300 * time.Millisecond,
+			OnStateChange: func(service, from, to string) { transitions.Add(1) }}})
+	ctx := ctxTimeout(t, waitTimeout)
+	for range 3 {
+		if err := c.Call(ctx, "fragile.Greet", &greetRequest{Name: "x"}, nil); !errors.Is(err, rpc.ErrNoResponders) {
+			t.Fatalf("err %v", err)
+		}
+	}
+	if st := c.BreakerState("fragile"); st != "open" {
+		t.Fatalf("breaker %q after 3 failures", st)
+	}
+	err := c.Call(ctx, "fragile.Greet", &greetRequest{Name: "x"}, nil)
+	if !errors.Is(err, rpc.ErrCircuitOpen) {
+		t.Fatalf("open breaker let the call through: %v", err)
+	}
+	wantCode(t, err, rpc.Unavailable)
+	if st := c.Stats(); st.Attempts != 3 || st.BreakerRejected != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Other services have breakers of their own.
+	if st := c.BreakerState("other"); st != "" {
+		t.Fatalf("other service's breaker %q", st)
+	}
+
+	startGreeter(t, s.URL, "fragile", &greeter{}, 1)
+	eventually(t, "breaker half-open", func() bool { return c.BreakerState("fragile") == "half-open" })
+	must(t, c.Call(ctx, "fragile.Greet", &greetRequest{Name: "x"}, nil))
+	if st := c.BreakerState("fragile"); st != "closed" {
+		t.Fatalf("breaker %q after a successful probe", st)
+	}
+	if n := transitions.Load(); n != 3 {
+		t.Fatalf("%d state changes, want 3 (open, half-open, closed)", n)
+	}
+}
+
+// TestRPCSDKRateLimit: beyond its rate the client makes a call wait for
+// its turn, or refuses it at once (RESOURCE_EXHAUSTED) when the turn
+// would come after the call's deadline.
+func TestRPCSDKRateLimit(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	startGreeter(t, s.URL, "limited", &greeter{}, 2)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}, RateLimit: 5, RateBurst: 1})
+	greet := rpc.NewMethod[greetRequest, greetReply](c, "limited.Greet")
+
+	_, err := greet.Call(ctxTimeout(t, waitTimeout), &greetRequest{Name: "first"})
+	must(t, err)
+	_, err = greet.Call(ctxTimeout(t, 50*time.Millisecond), &greetRequest{Name: "refused"})
+	if !errors.Is(err, rpc.ErrRateLimited) {
+		t.Fatalf("err %v", err)
+	}
+	wantCode(t, err, rpc.ResourceExhausted)
+
+	start := time.Now()
+	for i := range 3 {
+		_, err := greet.Call(ctxTimeout(t, waitTimeout), &greetRequest{Name: fmt.Sprint(i)})
+		must(t, err)
+	}
+	// 5 a second: three more calls need at least ~2 more intervals of 200ms.
+	if d := time.Since(start); d < 350*time.Millisecond {
+		t.Fatalf("3 calls at 5/s took only %v", d)
+	}
+	if st := c.Stats(); st.RateLimited != 1 || st.RateDelayed < 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestRPCSDKBalanceAndDrain: two instances share the load; Shutdown
+// stops taking requests, finishes the running one (its caller gets the
+// reply), then leaves.
+func TestRPCSDKBalanceAndDrain(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	a, b := &greeter{instance: "a"}, &greeter{instance: "b"}
+	srvA := startGreeter(t, s.URL, "pool", a, 1)
+	startGreeter(t, s.URL, "pool", b, 1)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
+	ctx := ctxTimeout(t, waitTimeout)
+	seen := map[string]int{}
+	for range 20 {
+		var r greetReply
+		must(t, c.Call(ctx, "pool.Greet", &greetRequest{Name: "x"}, &r))
+		seen[r.Instance]++
+	}
+	if seen["a"] == 0 || seen["b"] == 0 {
+		t.Fatalf("load not shared: %v", seen)
+	}
+
+	// Occupy both instances, then shut A down while its call runs.
+	aRuns, bRuns := a.runs.Load(), b.runs.Load()
+	done := make(chan error, 2)
+	for range 2 {
+		go func() { done <- c.Call(ctx, "pool.Sleep", &sleepRequest{Millis: 300}, nil) }()
+	}
+	eventually(t, "both instances busy", func() bool { return a.runs.Load() == aRuns+1 && b.runs.Load() == bRuns+1 })
+	shut := make(chan error, 1)
+	go func() { shut <- srvA.Shutdown(ctxTimeout(t, waitTimeout)) }()
+	for range 2 {
+		must(t, <-done)
+	}
+	must(t, <-shut)
+	// A has left: every call now goes to B.
+	for range 5 {
+		var r greetReply
+		must(t, c.Call(ctx, "pool.Greet", &greetRequest{Name: "x"}, &r))
+		if r.Instance != "b" {
+			t.Fatalf("call answered by %q after A's shutdown", r.Instance)
+		}
+	}
+}
+
+// TestRPCSDKReconnect: the broker restarts (same data dir, same address).
+// A call in flight fails UNAVAILABLE with ErrConnectionLost; client and
+// server reconnect on their own, the server re-announces (re-consumes
+// rpc.S, which as a non-durable queue did not survive), and an idempotent
+// call retried across the outage succeeds.
+func TestRPCSDKReconnect(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, url := startOn(t, dir)
+	addr := srv.AMQPAddr().String()
+	g := &greeter{}
+	startGreeter(t, url, "phoenix", g, 2)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: url, ReconnectMax: 200 * time.Millisecond},
+		Retry: &rpc.RetryPolicy{MaxAttempts: 50, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}})
+	ctx := ctxTimeout(t, 20*time.Second)
+	must(t, c.Call(ctx, "phoenix.Greet", &greetRequest{Name: "before"}, nil))
+
+	inflight := make(chan error, 1)
+	go func() { inflight <- c.Call(ctx, "phoenix.Sleep", &sleepRequest{Millis: 10000}, nil) }()
+	eventually(t, "the slow call running", func() bool { return g.runs.Load() == 2 })
+	stopServer(t, srv)
+	err := <-inflight
+	if !errors.Is(err, rpc.ErrConnectionLost) {
+		t.Fatalf("in-flight call: %v", err)
+	}
+	wantCode(t, err, rpc.Unavailable)
+	// Down: a call not marked idempotent fails at once.
+	wantCode(t, c.Call(ctx, "phoenix.Greet", &greetRequest{Name: "down"}, nil), rpc.Unavailable)
+
+	srv2, err := server.New(server.Config{AMQPAddr: addr, DataDir: dir,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	must(t, err)
+	must(t, srv2.Start())
+	t.Cleanup(func() { stopServer(t, srv2) })
+
+	var r greetReply
+	must(t, c.Call(ctx, "phoenix.Greet", &greetRequest{Name: "after"}, &r, rpc.Idempotent()))
+	if r.Greeting != "Hello, after!" {
+		t.Fatalf("reply %+v", r)
+	}
 }

@@ -65,7 +65,8 @@ type Server struct {
 	handlerCtx    context.Context
 	cancelHandler context.CancelFunc
 
-	workers sync.WaitGroup // every worker of every connection
+	workers  sync.WaitGroup // every worker of every connection
+	watchers sync.WaitGroup // one per connection: cancels its handlers when it drops
 
 	mu struct {
 		sync.Mutex
@@ -166,6 +167,17 @@ func (s *Server) announce(conn *amqp.Connection) error {
 		return ErrClosed
 	}
 	s.mu.live = s.mu.live[:0]
+	// When this connection drops, the broker requeues every request it
+	// had not acked, for another instance or for this one once back:
+	// running handlers are told to stop, as their replies are moot.
+	connCtx, cancel := context.WithCancel(s.handlerCtx)
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	s.watchers.Add(1)
+	go func() {
+		defer s.watchers.Done()
+		<-closed
+		cancel()
+	}()
 	for _, sv := range s.mu.services {
 		ch, err := conn.Channel()
 		if err != nil {
@@ -188,7 +200,7 @@ func (s *Server) announce(conn *amqp.Connection) error {
 		s.mu.live = append(s.mu.live, liveConsumer{ch: ch, tag: tag})
 		for range sv.info.Concurrency {
 			s.workers.Add(1)
-			go s.work(sv, ch, deliveries)
+			go s.work(connCtx, sv, ch, deliveries)
 		}
 	}
 	return nil
@@ -218,14 +230,14 @@ func consumeArgs(sv *service) amqp.Table {
 
 // work answers deliveries until the consumer is cancelled or the
 // connection goes (the broker then requeues what was not acked).
-func (s *Server) work(sv *service, ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+func (s *Server) work(ctx context.Context, sv *service, ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
 	defer s.workers.Done()
 	for d := range deliveries {
-		s.handle(sv, ch, &d)
+		s.handle(ctx, sv, ch, &d)
 	}
 }
 
-func (s *Server) handle(sv *service, ch *amqp.Channel, d *amqp.Delivery) {
+func (s *Server) handle(ctx context.Context, sv *service, ch *amqp.Channel, d *amqp.Delivery) {
 	req, err := parseRequest(d)
 	switch {
 	case errors.Is(err, errNoReplyTo), errors.Is(err, errNoType):
@@ -265,7 +277,6 @@ func (s *Server) handle(sv *service, ch *amqp.Channel, d *amqp.Delivery) {
 		s.reply(ch, d, req, nil, nil, Errorf(InvalidArgument, "malformed %s request: %v", c.contentType(), err))
 		return
 	}
-	ctx := s.handlerCtx
 	if !req.deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, req.deadline)
@@ -366,6 +377,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// deliveries close); wait for them so none outlives Shutdown.
 	_ = sess.close(context.Background())
 	<-drained
+	s.watchers.Wait()
 	s.cancelHandler()
 	return err
 }
