@@ -230,14 +230,20 @@ func consumeArgs(sv *service) amqp.Table {
 
 // work answers deliveries until the consumer is cancelled or the
 // connection goes (the broker then requeues what was not acked).
-func (s *Server) work(ctx context.Context, sv *service, ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+// replier is where a worker publishes replies: the service's channel
+// (an interface so the request handling is unit-tested with a fake).
+type replier interface {
+	PublishWithContext(ctx context.Context, exchange, key string, mandatory, immediate bool, msg amqp.Publishing) error
+}
+
+func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <-chan amqp.Delivery) {
 	defer s.workers.Done()
 	for d := range deliveries {
 		s.handle(ctx, sv, ch, &d)
 	}
 }
 
-func (s *Server) handle(ctx context.Context, sv *service, ch *amqp.Channel, d *amqp.Delivery) {
+func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqp.Delivery) {
 	req, err := parseRequest(d)
 	switch {
 	case errors.Is(err, errNoReplyTo), errors.Is(err, errNoType):
@@ -303,7 +309,7 @@ func (s *Server) invoke(ctx context.Context, sv *service, req request, m handler
 // the key, then acks it. With an error the body is empty and the status
 // and message go in x-rpc-status and x-rpc-error; c is nil when the
 // request was refused before its codec was known (JSON is then named).
-func (s *Server) reply(ch *amqp.Channel, d *amqp.Delivery, req request, c codec, out any, herr error) {
+func (s *Server) reply(ch replier, d *amqp.Delivery, req request, c codec, out any, herr error) {
 	defer func() { _ = d.Ack(false) }()
 	if c == nil {
 		c = jsonCodec{}
