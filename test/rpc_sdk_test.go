@@ -35,7 +35,7 @@ type sleepRequest struct {
 
 type empty struct{}
 
-type greeter struct {
+type greeterSvc struct {
 	instance string
 	runs     atomic.Int64 // every handler run
 	flaky    atomic.Int64 // Flaky fails while this is positive, counting down
@@ -43,7 +43,7 @@ type greeter struct {
 	sawDeadline atomic.Int64
 }
 
-func (g *greeter) Greet(ctx context.Context, req *greetRequest) (*greetReply, error) {
+func (g *greeterSvc) Greet(ctx context.Context, req *greetRequest) (*greetReply, error) {
 	g.runs.Add(1)
 	if req.Name == "" {
 		return nil, rpc.Errorf(rpc.InvalidArgument, "name is required")
@@ -51,7 +51,7 @@ func (g *greeter) Greet(ctx context.Context, req *greetRequest) (*greetReply, er
 	return &greetReply{Greeting: "Hello, " + req.Name + "!", Instance: g.instance}, nil
 }
 
-func (g *greeter) Sleep(ctx context.Context, req *sleepRequest) (*empty, error) {
+func (g *greeterSvc) Sleep(ctx context.Context, req *sleepRequest) (*empty, error) {
 	g.runs.Add(1)
 	if dl, ok := ctx.Deadline(); ok {
 		g.sawDeadline.Store(time.Until(dl).Milliseconds())
@@ -64,12 +64,12 @@ func (g *greeter) Sleep(ctx context.Context, req *sleepRequest) (*empty, error) 
 	}
 }
 
-func (g *greeter) Panic(ctx context.Context, req *empty) (*empty, error) {
+func (g *greeterSvc) Panic(ctx context.Context, req *empty) (*empty, error) {
 	g.runs.Add(1)
 	panic("boom")
 }
 
-func (g *greeter) Flaky(ctx context.Context, req *empty) (*empty, error) {
+func (g *greeterSvc) Flaky(ctx context.Context, req *empty) (*empty, error) {
 	g.runs.Add(1)
 	if g.flaky.Add(-1) >= 0 {
 		return nil, rpc.Errorf(rpc.Unavailable, "not yet")
@@ -77,20 +77,20 @@ func (g *greeter) Flaky(ctx context.Context, req *empty) (*empty, error) {
 	return &empty{}, nil
 }
 
-func (g *greeter) Upper(ctx context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+func (g *greeterSvc) Upper(ctx context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 	g.runs.Add(1)
 	return wrapperspb.String(strings.ToUpper(req.GetValue())), nil
 }
 
 // NotAnEndpoint has another shape: registration leaves it out.
-func (g *greeter) NotAnEndpoint() string { return "no" }
+func (g *greeterSvc) NotAnEndpoint() string { return "no" }
 
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 // startGreeter serves g as service name on url until the test ends.
-func startGreeter(t testing.TB, url, name string, g *greeter, concurrency int) *rpc.Server {
+func startGreeter(t testing.TB, url, name string, g *greeterSvc, concurrency int) *rpc.Server {
 	t.Helper()
 	srv := rpc.NewServer(rpc.ServerConfig{
 		ConnConfig:  rpc.ConnConfig{URL: url, Logger: quietLogger(), ReconnectMax: 200 * time.Millisecond},
@@ -144,7 +144,7 @@ func wantCode(t testing.TB, err error, code rpc.Code) *rpc.Error {
 func TestRPCSDKRoundTrip(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	g := &greeter{instance: "a"}
+	g := &greeterSvc{instance: "a"}
 	startGreeter(t, s.URL, "greeter", g, 4)
 	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
 	ctx := ctxTimeout(t, waitTimeout)
@@ -188,7 +188,7 @@ func TestRPCSDKRoundTrip(t *testing.T) {
 func TestRPCSDKAnnounce(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	g := &greeter{}
+	g := &greeterSvc{}
 	srv := startGreeter(t, s.URL, "announce", g, 2)
 	ch := mustChannel(t, s.dial(t))
 	q, err := ch.QueueDeclarePassive("rpc.announce", false, true, false, false, nil)
@@ -227,7 +227,7 @@ func TestRPCSDKAnnounce(t *testing.T) {
 func TestRPCSDKDeadline(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	g := &greeter{}
+	g := &greeterSvc{}
 	startGreeter(t, s.URL, "deadline", g, 2)
 	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
 
@@ -261,7 +261,7 @@ func TestRPCSDKDeadline(t *testing.T) {
 func TestRPCSDKExpiredRequestNotRun(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	g := &greeter{}
+	g := &greeterSvc{}
 	startGreeter(t, s.URL, "expiry", g, 1)
 	ch := mustChannel(t, s.dial(t))
 	replyQ := tempQueue(t, ch)
@@ -324,7 +324,7 @@ func TestRPCSDKNoResponders(t *testing.T) {
 func TestRPCSDKRetries(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	g := &greeter{}
+	g := &greeterSvc{}
 	startGreeter(t, s.URL, "retry", g, 2)
 	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL},
 		Retry: &rpc.RetryPolicy{MaxAttempts: 4, InitialBackoff: 10 * time.Millisecond}})
@@ -395,7 +395,7 @@ func TestRPCSDKBreaker(t *testing.T) {
 		t.Fatalf("other service's breaker %q", st)
 	}
 
-	startGreeter(t, s.URL, "fragile", &greeter{}, 1)
+	startGreeter(t, s.URL, "fragile", &greeterSvc{}, 1)
 	eventually(t, "breaker half-open", func() bool { return c.BreakerState("fragile") == "half-open" })
 	must(t, c.Call(ctx, "fragile.Greet", &greetRequest{Name: "x"}, nil))
 	if st := c.BreakerState("fragile"); st != "closed" {
@@ -412,7 +412,7 @@ func TestRPCSDKBreaker(t *testing.T) {
 func TestRPCSDKRateLimit(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	startGreeter(t, s.URL, "limited", &greeter{}, 2)
+	startGreeter(t, s.URL, "limited", &greeterSvc{}, 2)
 	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}, RateLimit: 5, RateBurst: 1})
 	greet := rpc.NewMethod[greetRequest, greetReply](c, "limited.Greet")
 
@@ -444,7 +444,7 @@ func TestRPCSDKRateLimit(t *testing.T) {
 func TestRPCSDKBalanceAndDrain(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	a, b := &greeter{instance: "a"}, &greeter{instance: "b"}
+	a, b := &greeterSvc{instance: "a"}, &greeterSvc{instance: "b"}
 	srvA := startGreeter(t, s.URL, "pool", a, 1)
 	startGreeter(t, s.URL, "pool", b, 1)
 	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
@@ -492,7 +492,7 @@ func TestRPCSDKReconnect(t *testing.T) {
 	dir := t.TempDir()
 	srv, url := startOn(t, dir)
 	addr := srv.AMQPAddr().String()
-	g := &greeter{}
+	g := &greeterSvc{}
 	startGreeter(t, url, "phoenix", g, 2)
 	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: url, ReconnectMax: 200 * time.Millisecond},
 		Retry: &rpc.RetryPolicy{MaxAttempts: 50, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}})
