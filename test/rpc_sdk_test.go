@@ -523,3 +523,48 @@ func TestRPCSDKReconnect(t *testing.T) {
 		t.Fatalf("reply %+v", r)
 	}
 }
+
+// BenchmarkRPCSDKCall: round trips through Herald with the SDK on both
+// ends (one instance, 16 concurrent, 128-byte name), in parallel.
+func BenchmarkRPCSDKCall(b *testing.B) {
+	s := startServer(b)
+	startGreeter(b, s.URL, "bench", &greeterSvc{}, 16)
+	c := newRPCClient(b, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
+	greet := rpc.NewMethod[greetRequest, greetReply](c, "bench.Greet")
+	req := &greetRequest{Name: strings.Repeat("x", 128)}
+	b.SetParallelism(8) // 16 callers on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := greet.Call(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// TestRPCSDKExpiresWhileQueued: a request queued behind a busy instance
+// (concurrency 1) whose deadline passes before the instance is free is
+// never run: the broker drops it at its expiration, and the caller got
+// DEADLINE_EXCEEDED when its deadline came.
+func TestRPCSDKExpiresWhileQueued(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	g := &greeterSvc{}
+	startGreeter(t, s.URL, "busy", g, 1)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
+	slow := make(chan error, 1)
+	go func() { slow <- c.Call(ctxTimeout(t, waitTimeout), "busy.Sleep", &sleepRequest{Millis: 400}, nil) }()
+	eventually(t, "the instance busy", func() bool { return g.runs.Load() == 1 })
+	err := c.Call(ctxTimeout(t, 100*time.Millisecond), "busy.Greet", &greetRequest{Name: "queued"}, nil)
+	if !errors.Is(err, rpc.ErrDeadlineExceeded) {
+		t.Fatalf("queued call: %v", err)
+	}
+	must(t, <-slow)
+	must(t, c.Call(ctxTimeout(t, waitTimeout), "busy.Greet", &greetRequest{Name: "next"}, nil))
+	if n := g.runs.Load(); n != 2 {
+		t.Fatalf("%d runs, want 2: the expired request ran", n)
+	}
+}
