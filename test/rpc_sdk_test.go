@@ -41,6 +41,7 @@ type greeterSvc struct {
 	flaky    atomic.Int64 // Flaky fails while this is positive, counting down
 	// sawDeadline is the time left on the handler's ctx in Sleep, in ms.
 	sawDeadline atomic.Int64
+	slept       atomic.Int64 // Sleep calls that have returned
 }
 
 func (g *greeterSvc) Greet(ctx context.Context, req *greetRequest) (*greetReply, error) {
@@ -53,6 +54,7 @@ func (g *greeterSvc) Greet(ctx context.Context, req *greetRequest) (*greetReply,
 
 func (g *greeterSvc) Sleep(ctx context.Context, req *sleepRequest) (*empty, error) {
 	g.runs.Add(1)
+	defer g.slept.Add(1)
 	if dl, ok := ctx.Deadline(); ok {
 		g.sawDeadline.Store(time.Until(dl).Milliseconds())
 	}
@@ -566,5 +568,55 @@ func TestRPCSDKExpiresWhileQueued(t *testing.T) {
 	must(t, c.Call(ctxTimeout(t, waitTimeout), "busy.Greet", &greetRequest{Name: "next"}, nil))
 	if n := g.runs.Load(); n != 2 {
 		t.Fatalf("%d runs, want 2: the expired request ran", n)
+	}
+}
+
+// TestRPCSDKChannelErrors: the broker closing the client's channel (a
+// request over --max-message-size: 406) fails that call UNAVAILABLE and
+// the client goes on with a new channel; a reply to a caller that has
+// gone is dropped by the broker and the instance goes on serving.
+func TestRPCSDKChannelErrors(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withMaxMessageSize(4096))
+	g := &greeterSvc{}
+	startGreeter(t, s.URL, "sturdy", g, 2)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
+	ctx := ctxTimeout(t, waitTimeout)
+
+	err := c.Call(ctx, "sturdy.Greet", &greetRequest{Name: strings.Repeat("x", 10000)}, nil)
+	if !errors.Is(err, rpc.ErrConnectionLost) {
+		t.Fatalf("oversized request: %v", err)
+	}
+	eventually(t, "the client usable again", func() bool {
+		return c.Call(ctx, "sturdy.Greet", &greetRequest{Name: "again"}, nil) == nil
+	})
+
+	// The instance's consumers belong to its connection: if it had to
+	// reconnect, their owner would change.
+	owners := func() string {
+		q, err := s.Broker().VHost("/").Queue("rpc.sturdy")
+		must(t, err)
+		var o []string
+		for _, c := range q.Consumers() {
+			o = append(o, fmt.Sprint(c.Owner))
+		}
+		return strings.Join(o, ",")
+	}
+	before := owners()
+	gone := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
+	call := make(chan error, 1)
+	go func() { call <- gone.Call(ctx, "sturdy.Sleep", &sleepRequest{Millis: 200}, nil) }()
+	runs := g.runs.Load()
+	eventually(t, "the slow call running", func() bool { return g.runs.Load() > runs })
+	must(t, gone.Close())
+	if err := <-call; !errors.Is(err, rpc.ErrConnectionLost) && !errors.Is(err, rpc.ErrClosed) {
+		t.Fatalf("call of a closed client: %v", err)
+	}
+	eventually(t, "the handler answered the vanished caller", func() bool { return g.slept.Load() == 1 })
+	for range 5 {
+		must(t, c.Call(ctx, "sturdy.Greet", &greetRequest{Name: "still"}, nil))
+	}
+	if after := owners(); after != before {
+		t.Fatalf("the instance reconnected (consumers of %s, then %s)", before, after)
 	}
 }

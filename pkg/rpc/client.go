@@ -34,7 +34,8 @@ type Client struct {
 // link is one connection's channel: requests are published on it and
 // replies (and returns) arrive on it, as direct reply-to requires.
 type link struct {
-	ch *amqp.Channel
+	conn *amqp.Connection
+	ch   *amqp.Channel
 
 	mu      sync.Mutex
 	pending map[string]chan result // by correlation id
@@ -73,7 +74,7 @@ func (c *Client) attach(conn *amqp.Connection) error {
 		return fmt.Errorf("rpc: consume %s: %w", DirectReplyTo, err)
 	}
 	returns := ch.NotifyReturn(make(chan amqp.Return, 16))
-	l := &link{ch: ch, pending: map[string]chan result{}}
+	l := &link{conn: conn, ch: ch, pending: map[string]chan result{}}
 	c.mu.Lock()
 	if c.mu.closed {
 		c.mu.Unlock()
@@ -95,12 +96,7 @@ func (c *Client) read(l *link, replies <-chan amqp.Delivery, returns <-chan amqp
 		case d, ok := <-replies:
 			if !ok {
 				replies = nil
-				l.fail()
-				c.mu.Lock()
-				if c.mu.link == l {
-					c.mu.link = nil
-				}
-				c.mu.Unlock()
+				c.detach(l)
 				continue
 			}
 			l.finish(d.CorrelationId, result{reply: &d})
@@ -112,6 +108,27 @@ func (c *Client) read(l *link, replies <-chan amqp.Delivery, returns <-chan amqp
 			l.finish(r.CorrelationId, result{err: newError(Unavailable, ErrNoResponders,
 				"no instance of "+serviceOf(r.Type)+" ("+r.ReplyText+")")})
 		}
+	}
+}
+
+// detach fails the calls of a link whose channel has gone. If only the
+// channel went (the broker closed it, e.g. 406 for an oversized request)
+// and the connection is still up, it opens a new one at once; if the
+// connection went, the session reconnects and attaches.
+func (c *Client) detach(l *link) {
+	l.fail()
+	c.mu.Lock()
+	if c.mu.link == l {
+		c.mu.link = nil
+	}
+	closed := c.mu.closed
+	c.mu.Unlock()
+	if closed || l.conn.IsClosed() {
+		return
+	}
+	if err := c.attach(l.conn); err != nil {
+		c.cfg.Logger.Warn("rpc: cannot reopen the client's channel; reconnecting", "err", err)
+		_ = l.conn.Close() // the session dials again
 	}
 }
 

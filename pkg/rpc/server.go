@@ -198,6 +198,18 @@ func (s *Server) announce(conn *amqp.Connection) error {
 			return fmt.Errorf("rpc: consume %s: %w", q, err)
 		}
 		s.mu.live = append(s.mu.live, liveConsumer{ch: ch, tag: tag})
+		// A channel the broker closes (an error of ours) would leave the
+		// service silently unserved on a live connection: drop the
+		// connection instead, so the session reconnects and re-announces.
+		chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		s.watchers.Add(1)
+		go func() {
+			defer s.watchers.Done()
+			if err := <-chClosed; err != nil && !conn.IsClosed() {
+				s.log.Warn("rpc: the broker closed a service's channel; reconnecting", "service", sv.info.Name, "err", err)
+				_ = conn.Close()
+			}
+		}()
 		for range sv.info.Concurrency {
 			s.workers.Add(1)
 			go s.work(connCtx, sv, ch, deliveries)
