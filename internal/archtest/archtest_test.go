@@ -58,6 +58,8 @@ var rules = []rule{
 	{module + "/internal/store", []string{module + "/internal/broker"}, "the store sits below the core"},
 	{module + "/internal/protocol/amqp091/frame", []string{module + "/"}, "codecs are pure (stdlib only)"},
 	{module + "/internal/auth", []string{module + "/internal/broker", module + "/internal/protocol", module + "/internal/server"}, "auth is a leaf"},
+	{module + "/pkg", []string{module + "/internal"}, "pkg/ is public, imported from outside the module, where internal/ cannot be"},
+	{module + "/examples", []string{module + "/internal"}, "examples show what a user can write, with public packages only"},
 }
 
 func matches(path, prefix string) bool {

@@ -66,6 +66,10 @@ type session struct {
 // then keeps the connection in the background.
 func startSession(cfg ConnConfig, setup func(*amqp.Connection) error) (*session, error) {
 	cfg.defaults()
+	if cfg.AMQP.Recovery != nil {
+		// Two reconnect loops would fight over the same connection.
+		return nil, errors.New("rpc: ConnConfig.AMQP.Recovery must be nil: the SDK reconnects itself")
+	}
 	s := &session{cfg: cfg, setup: setup, stop: make(chan struct{}), done: make(chan struct{})}
 	conn, err := s.connect()
 	if err != nil {
