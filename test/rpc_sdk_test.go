@@ -609,7 +609,7 @@ func TestRPCSDKChannelErrors(t *testing.T) {
 	runs := g.runs.Load()
 	eventually(t, "the slow call running", func() bool { return g.runs.Load() > runs })
 	must(t, gone.Close())
-	if err := <-call; !errors.Is(err, rpc.ErrConnectionLost) && !errors.Is(err, rpc.ErrClosed) {
+	if err := <-call; !errors.Is(err, rpc.ErrClosed) {
 		t.Fatalf("call of a closed client: %v", err)
 	}
 	eventually(t, "the handler answered the vanished caller", func() bool { return g.slept.Load() == 1 })

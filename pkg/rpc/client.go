@@ -116,14 +116,18 @@ func (c *Client) read(l *link, replies <-chan amqp.Delivery, returns <-chan amqp
 // and the connection is still up, it opens a new one at once; if the
 // connection went, the session reconnects and attaches.
 func (c *Client) detach(l *link) {
-	l.fail()
 	c.mu.Lock()
 	if c.mu.link == l {
 		c.mu.link = nil
 	}
 	closed := c.mu.closed
 	c.mu.Unlock()
-	if closed || l.conn.IsClosed() {
+	if closed {
+		l.fail(newError(Unavailable, ErrClosed, "client closed"))
+		return
+	}
+	l.fail(newError(Unavailable, ErrConnectionLost, "connection to the broker lost"))
+	if l.conn.IsClosed() {
 		return
 	}
 	if err := c.attach(l.conn); err != nil {
@@ -142,12 +146,12 @@ func (l *link) finish(id string, r result) {
 	}
 }
 
-func (l *link) fail() {
+func (l *link) fail(err *Error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.gone = true
 	for id, done := range l.pending {
-		done <- result{err: newError(Unavailable, ErrConnectionLost, "connection to the broker lost")}
+		done <- result{err: err}
 		delete(l.pending, id)
 	}
 }
@@ -276,7 +280,7 @@ func ctxError(err error) *Error {
 }
 
 // Close stops reconnecting, closes the connection (calls in flight fail
-// with UNAVAILABLE) and waits for the client's goroutines to end.
+// with UNAVAILABLE, ErrClosed) and waits for the client's goroutines to end.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.mu.closed {

@@ -240,14 +240,14 @@ func consumeArgs(sv *service) amqp.Table {
 	return args
 }
 
-// work answers deliveries until the consumer is cancelled or the
-// connection goes (the broker then requeues what was not acked).
 // replier is where a worker publishes replies: the service's channel
 // (an interface so the request handling is unit-tested with a fake).
 type replier interface {
 	PublishWithContext(ctx context.Context, exchange, key string, mandatory, immediate bool, msg amqp.Publishing) error
 }
 
+// work answers deliveries until the consumer is cancelled or the
+// connection goes (the broker then requeues what was not acked).
 func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <-chan amqp.Delivery) {
 	defer s.workers.Done()
 	for d := range deliveries {
