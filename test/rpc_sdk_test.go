@@ -42,6 +42,8 @@ type greeterSvc struct {
 	// sawDeadline is the time left on the handler's ctx in Sleep, in ms.
 	sawDeadline atomic.Int64
 	slept       atomic.Int64 // Sleep calls that have returned
+	// sleeping and maxSleeping: Sleep calls running now, and at most.
+	sleeping, maxSleeping atomic.Int64
 }
 
 func (g *greeterSvc) Greet(ctx context.Context, req *greetRequest) (*greetReply, error) {
@@ -55,6 +57,14 @@ func (g *greeterSvc) Greet(ctx context.Context, req *greetRequest) (*greetReply,
 func (g *greeterSvc) Sleep(ctx context.Context, req *sleepRequest) (*empty, error) {
 	g.runs.Add(1)
 	defer g.slept.Add(1)
+	n := g.sleeping.Add(1)
+	defer g.sleeping.Add(-1)
+	for {
+		m := g.maxSleeping.Load()
+		if n <= m || g.maxSleeping.CompareAndSwap(m, n) {
+			break
+		}
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		g.sawDeadline.Store(time.Until(dl).Milliseconds())
 	}
@@ -618,5 +628,26 @@ func TestRPCSDKChannelErrors(t *testing.T) {
 	}
 	if after := owners(); after != before {
 		t.Fatalf("the instance reconnected (consumers of %s, then %s)", before, after)
+	}
+}
+
+// TestRPCSDKConcurrencyLimit: an instance runs at most Concurrency
+// requests at once (its prefetch); the others wait in the queue.
+func TestRPCSDKConcurrencyLimit(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	g := &greeterSvc{}
+	startGreeter(t, s.URL, "narrow", g, 2)
+	c := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}})
+	ctx := ctxTimeout(t, waitTimeout)
+	errs := make(chan error, 6)
+	for range 6 {
+		go func() { errs <- c.Call(ctx, "narrow.Sleep", &sleepRequest{Millis: 100}, nil) }()
+	}
+	for range 6 {
+		must(t, <-errs)
+	}
+	if m := g.maxSleeping.Load(); m != 2 {
+		t.Fatalf("at most %d requests ran at once, want 2", m)
 	}
 }
