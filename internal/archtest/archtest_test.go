@@ -96,7 +96,8 @@ var rules = []rule{
 	{internal + "metrics", []string{internal + "protocol", internal + "admin", internal + "web", internal + "server", internal + "app"}, "metrics read the core only", false},
 	// Public packages are importable by anyone, so they build on nothing
 	// internal.
-	{module + "/pkg", []string{internal}, "public packages cannot use internal ones", false},
+	{module + "/pkg", []string{internal}, "pkg/ is public, imported from outside the module, where internal/ cannot be", false},
+	{module + "/examples", []string{internal}, "examples show what a user can write, with public packages only", false},
 }
 
 func matches(path, prefix string) bool {
