@@ -15,7 +15,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/pkg/rpc"
 )
 
@@ -523,7 +523,7 @@ func TestRPCSDKReconnect(t *testing.T) {
 	// Down: a call not marked idempotent fails at once.
 	wantCode(t, c.Call(ctx, "phoenix.Greet", &greetRequest{Name: "down"}, nil), rpc.Unavailable)
 
-	srv2, err := server.New(server.Config{AMQPAddr: addr, DataDir: dir,
+	srv2, err := app.New(app.Config{AMQPAddr: addr, DataDir: dir,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	must(t, err)
 	must(t, srv2.Start())
