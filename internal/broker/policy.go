@@ -135,13 +135,13 @@ func (v *VHost) policyChangesLocked() []policyChange {
 
 func applyPolicies(cs []policyChange) {
 	for _, c := range cs {
-		c.q.applyPolicy(c.p)
+		c.q.kind.applyPolicy(c.p)
 	}
 }
 
 // applyPolicy recomputes the queue's configuration and enforces it now
 // (length limits trim at once; x-expires and the consumer timeout re-arm).
-func (q *Queue) applyPolicy(p *Policy) {
+func (q *classicQueue) applyPolicy(p *Policy) {
 	q.mu.Lock()
 	q.policy = p
 	prio := q.cfg.maxPriority
@@ -156,15 +156,19 @@ func (q *Queue) applyPolicy(p *Policy) {
 	q.unlock()
 }
 
+func (q *classicQueue) close() {
+	q.mu.Lock()
+	q.deleted = true
+	q.stopTimersLocked()
+	q.mu.Unlock()
+}
+
 // close stops the timers of every queue and exchange in the vhost.
 func (v *VHost) close() {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	for _, q := range v.queues {
-		q.mu.Lock()
-		q.deleted = true
-		q.stopTimersLocked()
-		q.mu.Unlock()
+		q.kind.close()
 	}
 	for _, e := range v.exchanges {
 		e.stopDelayed()

@@ -186,7 +186,11 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	} else if strings.HasPrefix(name, reservedPrefix) {
 		return nil, errorf(CodeAccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
-	if _, err := validateQueueArgs(o.Args); err != nil {
+	cfg, err := validateQueueArgs(o.Args)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkQueueType(name, v.name, o, cfg); err != nil {
 		return nil, err
 	}
 	if unknown := unknownArgs(o.Args); len(unknown) > 0 {
@@ -206,9 +210,7 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 		if err := q.equivalent(o); err != nil {
 			return nil, err
 		}
-		q.mu.Lock()
-		q.touchIdleLocked()
-		q.mu.Unlock()
+		q.kind.used()
 		return q, nil
 	}
 	if err := v.checkQueueLimitLocked(name); err != nil {
@@ -217,9 +219,7 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	p := v.policyForLocked(name, applyToQueues)
 	q := newQueue(v, name, o, v.queueConfig(o.Args, p), p)
 	v.queues[name] = q
-	q.mu.Lock()
-	q.touchIdleLocked()
-	q.mu.Unlock()
+	q.kind.used()
 	notify = q.durable && !q.exclusive
 	return q, nil
 }
@@ -246,6 +246,10 @@ func (q *Queue) equivalent(o QueueOptions) error {
 	// says so), not a 406 argument mismatch.
 	if o.Exclusive != q.exclusive {
 		return q.lockedError()
+	}
+	if t := queueTypeOf(o.Args); t != q.qtype {
+		a, aok := o.Args["x-queue-type"]
+		return mismatch("x-queue-type", fmtArg(a, aok), q.qtype)
 	}
 	switch {
 	case o.Durable != q.durable:
@@ -336,7 +340,7 @@ func (v *VHost) deleteQueue(q *Queue) int {
 	}
 	delete(v.queues, q.name)
 	v.unbindEverywhereLocked(q)
-	n, _ := q.markDeleted()
+	n, _ := q.kind.markDeleted()
 	v.mu.Unlock()
 	v.broker.changed(q.durable && !q.exclusive)
 	return n
@@ -348,7 +352,7 @@ func (v *VHost) PurgeQueue(name string, owner Owner) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return q.purge(), nil
+	return q.kind.purge(), nil
 }
 
 // BindQueue binds queue to exchange with key and args.

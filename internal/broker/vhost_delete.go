@@ -76,7 +76,7 @@ func (v *VHost) destroy() int {
 	v.exchanges = make(map[string]*Exchange)
 	v.policies = make(map[string]*Policy)
 	for _, q := range queues {
-		q.markDeleted()
+		q.kind.markDeleted()
 	}
 	for _, e := range exchanges {
 		e.stopDelayed()
