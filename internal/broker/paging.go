@@ -162,7 +162,7 @@ func (b *Broker) loadPaged(storeID uint64) (*Message, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		// Appended but not yet taken in by the log's committer (a message
 		// paged the moment it was published): wait for it, once.
-		<-b.store.Append()
+		<-barrier(b.store)
 		meta, body, err = b.store.ReadMessage(storeID)
 	}
 	if err != nil {

@@ -138,7 +138,7 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 	}
 	keyed := b.recoverableKeyedStores()
 	cache := map[uint64]*Message{} // a message fanned out to several queues is loaded once
-	reader := b.store.NewReader()
+	reader := newSequentialReader(b.store)
 	var orphans []store.Record
 	for qid, entries := range b.store.Recovered() {
 		if e := delayed[qid]; e != nil {

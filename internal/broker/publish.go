@@ -291,7 +291,7 @@ func (p *Publisher) WaitFlow(done <-chan struct{}, owner Owner) {
 		// The disk is slower than the publishers: wait until what this
 		// publisher appended is written (a barrier), then go on.
 		select {
-		case <-p.vhost.broker.store.Append():
+		case <-barrier(p.vhost.broker.store):
 		case <-done:
 			return
 		}
