@@ -36,7 +36,7 @@ type KeyedStore struct {
 	b     *Broker
 	vhost *VHost
 	log   Storage // nil: memory only
-	qid   uint64     // the store's queue id in the log
+	qid   uint64  // the store's queue id in the log
 
 	mu    sync.Mutex // guards below; a leaf (the log's lock is taken under it)
 	items map[string]keyedItem

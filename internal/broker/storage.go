@@ -53,7 +53,9 @@ func newSequentialReader(s Storage) sequentialReader {
 // plainReader reads one message at a time, for storages without a window.
 type plainReader struct{ s Storage }
 
-func (r plainReader) ReadMessage(id uint64) (meta, body []byte, err error) { return r.s.ReadMessage(id) }
+func (r plainReader) ReadMessage(id uint64) (meta, body []byte, err error) {
+	return r.s.ReadMessage(id)
+}
 
 func (r plainReader) ReadMeta(id uint64) ([]byte, int, error) {
 	meta, body, err := r.s.ReadMessage(id)
