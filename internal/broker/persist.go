@@ -119,7 +119,7 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 	if b.store == nil {
 		return 0, 0, nil
 	}
-	start := time.Now()
+	start := b.now()
 	byID := map[uint64]recoverable{}
 	for _, v := range b.VHosts() {
 		for _, q := range v.Queues() {
@@ -204,7 +204,7 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 	if len(orphans) > 0 {
 		b.store.AppendFunc(orphans, noop)
 	}
-	b.log.Info("messages recovered", "queues", queues, "messages", messages, "took", time.Since(start).Round(time.Millisecond))
+	b.log.Info("messages recovered", "queues", queues, "messages", messages, "took", b.now().Sub(start).Round(time.Millisecond))
 	return queues, messages, nil
 }
 
