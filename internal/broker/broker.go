@@ -97,6 +97,11 @@ func (b *Broker) VHost(name string) *VHost {
 
 // AddVHost creates a virtual host if it does not exist.
 func (b *Broker) AddVHost(name string) *VHost {
+	r, _ := b.Apply(CreateVHost{VHost: name})
+	return r.VHost
+}
+
+func (b *Broker) addVHost(name string) *VHost {
 	b.mu.Lock()
 	if v, ok := b.vhosts[name]; ok {
 		b.mu.Unlock()

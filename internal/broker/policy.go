@@ -35,6 +35,12 @@ var policyKeys = map[string]bool{
 // PutPolicy creates or replaces a policy and applies it at once to the
 // queues it matches.
 func (v *VHost) PutPolicy(p Policy) error {
+	_, err := v.apply(PutPolicy{VHost: v.name, Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition})
+	return err
+}
+
+func (v *VHost) applyPutPolicy(c PutPolicy) error {
+	p := Policy{Name: c.Name, Pattern: c.Pattern, ApplyTo: c.ApplyTo, Priority: c.Priority, Definition: Table(c.Definition)}
 	if p.Name == "" {
 		return errorf(CodePreconditionFailed, "a policy needs a name")
 	}
@@ -72,6 +78,12 @@ func (v *VHost) PutPolicy(p Policy) error {
 // DeletePolicy removes a policy; the queues it applied to fall back to
 // their arguments (or the next matching policy).
 func (v *VHost) DeletePolicy(name string) error {
+	_, err := v.apply(DeletePolicy{VHost: v.name, Name: name})
+	return err
+}
+
+func (v *VHost) applyDeletePolicy(c DeletePolicy) error {
+	name := c.Name
 	v.mu.Lock()
 	if _, ok := v.policies[name]; !ok {
 		v.mu.Unlock()

@@ -20,6 +20,11 @@ import (
 // It returns how many queues were deleted, or a 404 *Error when there is
 // no such vhost.
 func (b *Broker) DeleteVHost(name string) (queues int, err error) {
+	r, err := b.Apply(DeleteVHost{VHost: name})
+	return r.Count, err
+}
+
+func (b *Broker) deleteVHost(name string) (queues int, err error) {
 	b.mu.Lock()
 	v, ok := b.vhosts[name]
 	if ok {
