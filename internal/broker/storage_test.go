@@ -2,6 +2,7 @@ package broker
 
 import (
 	"cmp"
+	"errors"
 	"iter"
 	"maps"
 	"slices"
@@ -145,5 +146,40 @@ func TestFakeStorageRecovers(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"b", "c", "d"}) || !slices.Equal(redelivered, []bool{true, false, false}) {
 		t.Fatalf("recovered %q redelivered %v; want [b c d] [true false false]", got, redelivered)
+	}
+}
+
+// TestPublishOutcome: one value says whether a message was routed, stored
+// (wait for the disk), rejected (nack) and whether the publisher must slow
+// down.
+func TestPublishOutcome(t *testing.T) {
+	b := New(Options{Store: newMemStorage()})
+	defer b.Close()
+	v := b.VHost(DefaultVHost)
+	if _, err := v.DeclareQueue("full", QueueOptions{Durable: true, Args: Table{"x-max-length": int64(1), "x-overflow": OverflowRejectPublish}}); err != nil {
+		t.Fatal(err)
+	}
+	p := v.Publisher()
+	persistent := Properties{DeliveryMode: 2}
+	for _, c := range []struct {
+		m    *Message
+		want Outcome
+	}{
+		{&Message{RoutingKey: "nowhere"}, Outcome{}},
+		{&Message{RoutingKey: "full", Properties: persistent}, Outcome{Routed: 1, Stored: true}},
+		{&Message{RoutingKey: "full", Properties: persistent}, Outcome{Rejected: true}},
+		{&Message{RoutingKey: "full"}, Outcome{Rejected: true}},
+	} {
+		got, err := p.PublishOutcome(c.m)
+		if err != nil || got != c.want {
+			t.Fatalf("publish to %q: %+v, %v; want %+v", c.m.RoutingKey, got, err, c.want)
+		}
+	}
+	b.SetAlarm("memory", true)
+	if got, _ := p.PublishOutcome(&Message{RoutingKey: "nowhere"}); !got.Congested {
+		t.Fatalf("under an alarm: %+v, want congested", got)
+	}
+	if _, err := p.PublishOutcome(&Message{Exchange: "missing"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing exchange: %v", err)
 	}
 }
