@@ -1,5 +1,7 @@
 package broker
 
+import "slices"
+
 // A queue is a handle (Queue: what adapters, bindings and the management
 // API hold) over one implementation of a queue kind (queueKind). The handle
 // keeps what every kind shares: identity, declaration flags, arguments,
@@ -190,16 +192,33 @@ func (q *Queue) Consume(o ConsumerOptions) (*Consumer, error) {
 func (q *Queue) Get(owner Owner, noAck bool) (Delivery, bool, error) { return q.kind.get(owner, noAck) }
 
 // Ack settles deliveries as done.
-func (q *Queue) Ack(ids ...uint64) { q.kind.settle(ids, settleAck) }
+func (q *Queue) Ack(ids ...uint64) { q.settle(ids, settleAck) }
 
 // Requeue puts deliveries back near the head of the queue, in their
 // original order, flagged redelivered (or dead-letters them once they pass
 // x-delivery-limit).
-func (q *Queue) Requeue(ids ...uint64) { q.kind.settle(ids, settleRequeue) }
+func (q *Queue) Requeue(ids ...uint64) { q.settle(ids, settleRequeue) }
 
 // Discard settles deliveries as rejected without requeue; they are
 // dead-lettered if the queue has a dead-letter exchange.
-func (q *Queue) Discard(ids ...uint64) { q.kind.settle(ids, settleDiscard) }
+func (q *Queue) Discard(ids ...uint64) { q.settle(ids, settleDiscard) }
 
 // Touch renews the consumer-timeout lease on unacknowledged deliveries.
-func (q *Queue) Touch(ids ...uint64) { q.kind.touch(ids) }
+func (q *Queue) Touch(ids ...uint64) {
+	if c, ok := q.kind.(*classicQueue); ok {
+		c.touch(ids)
+		return
+	}
+	q.kind.touch(slices.Clone(ids))
+}
+
+// settle calls the classic engine directly when it is the kind: passed
+// through the interface, ids would escape and every Ack would allocate its
+// variadic slice. Other kinds get a copy for the same reason.
+func (q *Queue) settle(ids []uint64, how settleKind) {
+	if c, ok := q.kind.(*classicQueue); ok {
+		c.settle(ids, how)
+		return
+	}
+	q.kind.settle(slices.Clone(ids), how)
+}
