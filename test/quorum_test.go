@@ -108,7 +108,8 @@ func TestQuorumDeliveryLimit(t *testing.T) {
 
 // TestQuorumDefaultDeliveryLimit: without x-delivery-limit a quorum queue
 // allows 20 redeliveries, as RabbitMQ 4; then, with no dead-letter
-// exchange, the message is dropped. A classic queue has no such limit.
+// exchange, the message is dropped. A classic queue has no such limit, and
+// x-delivery-limit -1 turns it off (RabbitMQ 4).
 func TestQuorumDefaultDeliveryLimit(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -116,7 +117,7 @@ func TestQuorumDefaultDeliveryLimit(t *testing.T) {
 	for _, q := range []struct {
 		name string
 		args amqp.Table
-	}{{"q-quorum", quorumArgs}, {"q-classic", nil}} {
+	}{{"q-quorum", quorumArgs}, {"q-classic", nil}, {"q-unlimited", amqp.Table{"x-queue-type": "quorum", "x-delivery-limit": -1}}} {
 		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +132,7 @@ func TestQuorumDefaultDeliveryLimit(t *testing.T) {
 			}
 		}
 		depth := queueDepth(t, ch, q.name)
-		if want := map[string]int{"q-quorum": 0, "q-classic": 1}[q.name]; depth != want {
+		if want := map[string]int{"q-quorum": 0, "q-classic": 1, "q-unlimited": 1}[q.name]; depth != want {
 			t.Fatalf("%s after %d requeues: depth %d, want %d", q.name, broker.DefaultQuorumDeliveryLimit+1, depth, want)
 		}
 	}

@@ -27,6 +27,7 @@ type queueConfig struct {
 	maxPriority     uint8
 	singleActive    bool
 	deliveryLimit   int64         // < 0: none
+	noDeliveryLimit bool          // set to -1: no limit, not even a queue type's default
 	consumerTimeout time.Duration // 0: none
 }
 
@@ -95,7 +96,13 @@ func applyQueueSetting(cfg *queueConfig, key string, v any, kind string) error {
 	case "x-max-length-bytes", "max-length-bytes":
 		cfg.maxBytes, err = nonNegInt()
 	case "x-delivery-limit", "delivery-limit":
+		// -1 turns the limit off, a quorum queue's default included (RabbitMQ 4).
+		if n, ok := asInt(v); ok && n == -1 {
+			cfg.deliveryLimit, cfg.noDeliveryLimit = -1, true
+			return nil
+		}
 		cfg.deliveryLimit, err = nonNegInt()
+		cfg.noDeliveryLimit = false
 	case "x-consumer-timeout", "consumer-timeout":
 		if n, err = nonNegInt(); err == nil {
 			cfg.consumerTimeout = time.Duration(n) * time.Millisecond
@@ -159,7 +166,7 @@ func effectiveConfig(args Table, p *Policy) queueConfig {
 // withKindDefaults fills in what the queue type defaults and neither an
 // argument nor a policy set.
 func (cfg queueConfig) withKindDefaults() queueConfig {
-	if cfg.queueType == QueueTypeQuorum && cfg.deliveryLimit < 0 {
+	if cfg.queueType == QueueTypeQuorum && cfg.deliveryLimit < 0 && !cfg.noDeliveryLimit {
 		cfg.deliveryLimit = DefaultQuorumDeliveryLimit
 	}
 	return cfg

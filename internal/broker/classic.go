@@ -91,6 +91,13 @@ func newClassic(q *Queue, cfg queueConfig, p *Policy) *classicQueue {
 	return c
 }
 
+func (q *classicQueue) close() {
+	q.mu.Lock()
+	q.deleted = true
+	q.stopTimersLocked()
+	q.mu.Unlock()
+}
+
 func (q *classicQueue) used() {
 	q.mu.Lock()
 	q.touchIdleLocked()

@@ -185,12 +185,12 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 					size = len(body)
 				}
 				if rerr != nil {
-					b.log.Warn("stored message unreadable; skipped", "queue", q.queueName(), "message_id", e.MessageID, "err", rerr)
+					b.log.Warn("stored message unreadable; skipped", "queue", q.Name(), "message_id", e.MessageID, "err", rerr)
 					continue
 				}
 				m = &Message{Body: body, storeID: e.MessageID}
 				if derr := decodeMeta(meta, m); derr != nil {
-					b.log.Warn("stored message metadata unreadable; skipped", "queue", q.queueName(), "message_id", e.MessageID, "err", derr)
+					b.log.Warn("stored message metadata unreadable; skipped", "queue", q.Name(), "message_id", e.MessageID, "err", derr)
 					continue
 				}
 				if body != nil {
@@ -212,13 +212,12 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 // queue id, reloaded by RecoverMessages.
 type recoverable interface {
 	logID() uint64
-	queueName() string
+	Name() string
 	restorePages() bool
 	restore(m *Message, size int, redelivered bool, storeSeq uint64)
 }
 
-func (q *classicQueue) logID() uint64     { return q.qid }
-func (q *classicQueue) queueName() string { return q.name }
+func (q *classicQueue) logID() uint64 { return q.qid }
 
 // restorePages reports whether the next restored message will be paged out.
 func (q *classicQueue) restorePages() bool {

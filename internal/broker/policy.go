@@ -168,13 +168,6 @@ func (q *classicQueue) applyPolicy(p *Policy) {
 	q.unlock()
 }
 
-func (q *classicQueue) close() {
-	q.mu.Lock()
-	q.deleted = true
-	q.stopTimersLocked()
-	q.mu.Unlock()
-}
-
 // close stops the timers of every queue and exchange in the vhost.
 func (v *VHost) close() {
 	v.mu.RLock()
