@@ -88,6 +88,7 @@ func newClassic(q *Queue, cfg queueConfig, p *Policy) *classicQueue {
 	c.persistent = q.durable && !q.exclusive && q.vhost.broker.store != nil
 	c.qid = queueID(q.vhost.name, q.name)
 	c.tqid = queueID(q.vhost.name, "\x00transient:"+q.name)
+	q.logged = c.persistent
 	return c
 }
 

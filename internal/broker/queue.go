@@ -105,9 +105,12 @@ func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy)
 	if o.Exclusive {
 		q.owner = o.Owner
 	}
-	c := newClassic(q, cfg, p) // quorum is the classic engine on one node (quorum.go)
-	q.logged = c.persistent
-	q.kind = c
+	switch cfg.queueType {
+	case QueueTypeQuorum:
+		q.kind = newQuorum(q, cfg, p)
+	default:
+		q.kind = newClassic(q, cfg, p)
+	}
 	return q
 }
 

@@ -13,6 +13,10 @@ package broker
 // delivery_limit) or dropped.
 const DefaultQuorumDeliveryLimit = 20
 
+// newQuorum builds a quorum queue's engine: on one node, the classic one
+// (its configuration already carries the quorum defaults).
+func newQuorum(q *Queue, cfg queueConfig, p *Policy) queueKind { return newClassic(q, cfg, p) }
+
 // checkQueueType refuses a declaration its queue type does not allow, as
 // RabbitMQ does (406, never silently coerced).
 func checkQueueType(name, vhost string, o QueueOptions, cfg queueConfig) error {
