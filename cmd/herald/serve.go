@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/internal/app"
+	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
 	"github.com/heraldmq/herald/internal/protocol/mqtt"
 	"github.com/heraldmq/herald/internal/web"
@@ -49,7 +50,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	maxPubRate := fs.Int("max-publish-rate", 0, "messages a second each AMQP, MQTT, STOMP or WebSocket connection may publish (beyond it Herald stops reading from the client), and each user over the HTTP publish endpoints (beyond it 429 Too Many Requests); 0 = unlimited")
 	statsInterval := fs.Duration("stats-interval", web.DefaultStatsInterval, "how often the management API's message rates (message_stats.*_details.rate) are sampled; RabbitMQ's collect_statistics_interval")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
-	queueMemory := fs.Int("queue-memory-messages", 20000, "persistent messages a durable queue keeps in RAM; the rest wait in the log and are read back as they near the head")
+	queueMemory := fs.Int("queue-memory-messages", broker.DefaultMemoryMessages, "persistent messages a durable queue keeps in RAM; the rest wait in the log and are read back as they near the head")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
 	memWatermark := fs.Float64("vm-memory-high-watermark", app.DefaultMemoryHighWatermark, "share of total RAM above which publishers are blocked (RabbitMQ's name; 0 disables)")
 	diskFree := fs.Int64("disk-free-limit", app.DefaultDiskFreeLimit, "free bytes in --data-dir below which publishers are blocked (0 disables)")
