@@ -74,7 +74,7 @@ func (s *Server) newQueueJSON(v *broker.VHost, q *broker.Queue) QueueJSON {
 	return QueueJSON{Name: q.Name(), VHost: v.Name(), Durable: q.Durable(), AutoDelete: q.AutoDelete(),
 		Exclusive: q.Exclusive(), Arguments: argsJSON(q.Args()),
 		Messages: st.Ready + st.Unacked, MessagesReady: st.Ready, MessagesUnacknowledged: st.Unacked,
-		Consumers: st.Consumers, State: "running", Type: "classic",
+		Consumers: st.Consumers, State: "running", Type: q.Type(),
 		MessageStats: newMessageStats(st.Published, st.Delivered, st.Acks, s.stats.queue(q))}
 }
 

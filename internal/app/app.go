@@ -81,7 +81,7 @@ type Config struct {
 	// ConsumerTimeout is the default x-consumer-timeout (0 = off).
 	ConsumerTimeout time.Duration
 	// QueueMemoryMessages bounds the persistent messages a durable queue
-	// keeps in RAM; the rest wait in the log (0 = 20,000).
+	// keeps in RAM; the rest wait in the log (0 = broker.DefaultMemoryMessages).
 	QueueMemoryMessages int
 	// StoreSegmentSize bounds a message log segment file (0 = the store's
 	// default, 64 MiB); tests make it small to span many segments.

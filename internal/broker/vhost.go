@@ -4,10 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"github.com/heraldmq/herald/internal/store"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // VHost is an isolated namespace of exchanges, queues and bindings.

@@ -89,7 +89,7 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		channels: make(map[uint16]*channel),
 		done:     make(chan struct{}),
 		frameMax: h.cfg.FrameMax,
-		rate:     broker.NewPublishLimiter(h.cfg.MaxPublishRate),
+		rate:     h.broker.NewPublishLimiter(h.cfg.MaxPublishRate),
 	}
 }
 

@@ -104,7 +104,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
 		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
 		done: make(chan struct{}), subs: make(map[string]*sub),
-		rate: broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
+		rate: s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
 		batch: r.URL.Query().Get("batch") == "1",
 	}
 	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)

@@ -139,7 +139,7 @@ func (c *conn) serve(ctx context.Context) {
 	defer unregister()
 	c.reg.Store(reg)
 	c.acks.reg = reg
-	c.rate = broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
+	c.rate = c.h.broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	// CONNACK is out: writers may run (deliveries queued meanwhile follow it).
 	c.out.start()
 	// Shutdown becomes a DISCONNECT and a close, which ends the read loop

@@ -159,7 +159,7 @@ func (c *conn) serve(ctx context.Context) {
 	if c.ws {
 		proto = "Web STOMP " + c.version.String()
 	}
-	c.rate = broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
+	c.rate = c.h.broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	var unregister func()
 	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: func(reason string) {
