@@ -89,6 +89,9 @@ type Queue struct {
 	// storeSeq orders this queue's Enqueue records in the log; it continues
 	// from the highest recovered one.
 	storeSeq uint64
+
+	// rpc is the lookup service's state of an rpc.S queue (services.go); nil for others.
+	rpc *serviceQueue
 }
 
 // Flow-control watermarks: a queue with consumers whose backlog exceeds
@@ -112,6 +115,7 @@ func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy)
 		policy:     p,
 	}
 	q.ready.init(cfg.maxPriority)
+	q.rpc = newServiceQueue(name)
 	q.persistent = o.Durable && !o.Exclusive && v.broker.store != nil
 	q.qid = queueID(v.name, name)
 	q.tqid = queueID(v.name, "\x00transient:"+name)
@@ -371,6 +375,9 @@ func (q *Queue) deliverHeadLocked(e *entry, src source) bool {
 				q.unacked[taken.seq] = h
 			}
 			q.delivered.Add(1)
+			if q.rpc != nil {
+				q.rpc.delivered(q.vhost, c, d.Message)
+			}
 			q.rr = idx + 1
 			return true
 		}
@@ -421,6 +428,9 @@ func (q *Queue) Consume(o ConsumerOptions) (*Consumer, error) {
 		for i > 0 && q.consumers[i-1].priority < c.priority {
 			i--
 		}
+	}
+	if q.rpc != nil {
+		q.rpc.joined(c, q.vhost.broker.now())
 	}
 	q.consumers = append(q.consumers, nil)
 	copy(q.consumers[i+1:], q.consumers[i:])
