@@ -13,6 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/bench"
 )
 
 // The RPC services of issue 17, broker side: instances played by
@@ -327,5 +328,31 @@ func TestServicesGatewayPermissions(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Fatalf("%s: %d %s, want %d", user, resp.StatusCode, b, want)
 		}
+	}
+}
+
+// TestBenchRPCGateway: `herald bench rpc-gateway` against a real server:
+// every call answered, the lookup service counted them.
+func TestBenchRPCGateway(t *testing.T) {
+	s := startServer(t, withAllProtocols())
+	cfg := bench.DefaultConfig()
+	cfg.Scenario = bench.ScenarioRPCGateway
+	cfg.URL = s.URL
+	cfg.HTTPURL = "http://guest:guest@" + s.HTTPAddr().String()
+	cfg.Callers = 4
+	cfg.Duration = 500 * time.Millisecond
+	cfg.Warmup = 100 * time.Millisecond
+	res, err := bench.Run(t.Context(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent == 0 || res.Received != res.Sent || res.Malformed != 0 || res.MsgsPerSec <= 0 || res.P50 <= 0 {
+		t.Fatalf("gateway bench: %+v", res)
+	}
+	if strings.Contains(res.Config.HTTPURL, "guest:guest") {
+		t.Errorf("the password is in the result: %s", res.Config.HTTPURL)
+	}
+	if svcs := s.Broker().Services("/"); len(svcs) != 0 {
+		t.Errorf("the bench left its service behind: %+v", svcs)
 	}
 }
