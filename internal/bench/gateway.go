@@ -251,6 +251,7 @@ func runRPCGateway(r *run) (res Result, err error) {
 	if cfg.BrokerPID > 0 {
 		cpu0, _ = ProcessCPU(cfg.BrokerPID)
 	}
+	self0, _ := ProcessCPU(0)
 	sent0, ok0 := total()
 	measuring.Store(true)
 	t0 := time.Now()
@@ -260,6 +261,9 @@ func runRPCGateway(r *run) (res Result, err error) {
 	measuring.Store(false)
 	res.Elapsed = time.Since(t0)
 	sent1, ok1 := total()
+	if self1, err := ProcessCPU(0); err == nil {
+		res.BenchCPU = self1 - self0
+	}
 	if cfg.BrokerPID > 0 {
 		if cpu1, err := ProcessCPU(cfg.BrokerPID); err == nil {
 			res.BrokerCPU = cpu1 - cpu0
