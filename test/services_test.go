@@ -37,7 +37,13 @@ func (in *rpcInstance) leave() {
 // with the status their name asks for; Slow never answers.
 func serveCalc(t *testing.T, s *testServer, id string, prefetch int) *rpcInstance {
 	t.Helper()
-	conn, err := amqp.Dial(s.URL)
+	return serveCalcAt(t, s.URL, id, prefetch)
+}
+
+// serveCalcAt is serveCalc on the broker (and vhost) of an AMQP URL.
+func serveCalcAt(t *testing.T, amqpURL, id string, prefetch int) *rpcInstance {
+	t.Helper()
+	conn, err := amqp.Dial(amqpURL)
 	must(t, err)
 	ch := mustChannel(t, conn)
 	must(t, ch.Qos(prefetch, 0, false))
@@ -354,5 +360,29 @@ func TestBenchRPCGateway(t *testing.T) {
 	}
 	if svcs := s.Broker().Services("/"); len(svcs) != 0 {
 		t.Errorf("the bench left its service behind: %+v", svcs)
+	}
+}
+
+// TestServicesGatewayAfterVHostDeleted: the gateway's reply queue goes
+// with its vhost; a vhost created again under the same name is served.
+func TestServicesGatewayAfterVHostDeleted(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withAllProtocols())
+	base := "http://" + s.HTTPAddr().String()
+	for round := range 2 {
+		if st, b := httpDo(t, "PUT", base+"/api/vhosts/v2", "guest", "guest", nil); st/100 != 2 {
+			t.Fatalf("PUT vhost: %d %s", st, b)
+		}
+		if st, b := httpDo(t, "PUT", base+"/api/permissions/v2/guest", "guest", "guest", map[string]string{"configure": ".*", "write": ".*", "read": ".*"}); st/100 != 2 {
+			t.Fatalf("PUT permissions: %d %s", st, b)
+		}
+		in := serveCalcAt(t, s.URL+"v2", "v2-calc", 10)
+		if st, _, b := rpcCall(t, base, "v2", "Echo", "2s", "text/plain", []byte("hello")); st != 200 || string(b) != "hello" {
+			t.Fatalf("round %d: %d %s", round, st, b)
+		}
+		if st, b := httpDo(t, "DELETE", base+"/api/vhosts/v2", "guest", "guest", nil); st/100 != 2 {
+			t.Fatalf("DELETE vhost: %d %s", st, b)
+		}
+		in.leave()
 	}
 }

@@ -83,8 +83,6 @@ func newRPCGateway(s *Server) *rpcGateway {
 // replyRoute is the gateway's reply queue in one vhost: the sink of its
 // consumer hands each reply to the request waiting on its correlation id.
 type replyRoute struct {
-	g     *rpcGateway
-	vhost *broker.VHost
 	queue *broker.Queue
 
 	mu      sync.Mutex // guards waiting and gone
@@ -99,12 +97,17 @@ func (g *rpcGateway) route(v *broker.VHost) (*replyRoute, error) {
 	if g.closed {
 		return nil, errors.New("the server is shutting down")
 	}
-	if r := g.routes[v]; r != nil {
+	if r := g.routes[v]; r != nil && !r.isGone() {
 		return r, nil
 	}
-	r := &replyRoute{g: g, vhost: v, queue: v.DeclareReplyQueue(g.owner), waiting: make(map[string]chan *broker.Message)}
+	r := &replyRoute{queue: v.DeclareReplyQueue(g.owner), waiting: make(map[string]chan *broker.Message)}
 	if _, err := r.queue.Consume(broker.ConsumerOptions{Tag: "herald-rpc-gateway", NoAck: true, Owner: g.owner, Sink: r}); err != nil {
 		return nil, err
+	}
+	for old, x := range g.routes {
+		if x.isGone() {
+			delete(g.routes, old) // a deleted vhost's
+		}
 	}
 	g.routes[v] = r
 	return r, nil
@@ -125,7 +128,8 @@ func (r *replyRoute) Deliver(d broker.Delivery) bool {
 }
 
 // Cancelled: the reply queue is gone (its vhost was deleted, or the
-// gateway is closing); the waiters fail and the next call declares anew.
+// gateway is closing); the waiters fail and the next call declares anew
+// (route replaces a gone route).
 func (r *replyRoute) Cancelled(*broker.Consumer) {
 	r.mu.Lock()
 	r.gone = true
@@ -134,14 +138,12 @@ func (r *replyRoute) Cancelled(*broker.Consumer) {
 		delete(r.waiting, id)
 	}
 	r.mu.Unlock()
-	g := r.g
-	go func() { // not under the queue's lock, which Cancelled is called with
-		g.mu.Lock()
-		if g.routes[r.vhost] == r {
-			delete(g.routes, r.vhost)
-		}
-		g.mu.Unlock()
-	}()
+}
+
+func (r *replyRoute) isGone() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gone
 }
 
 // wait registers a waiter for correlation id; false if the route is gone.
