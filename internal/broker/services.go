@@ -76,14 +76,12 @@ type serviceQueue struct {
 
 // instance is what the lookup service keeps of one consumer.
 type instance struct {
-	svc   *serviceQueue
-	c     *Consumer
 	since time.Time
 	// The announcement, parsed once when the consumer joined.
 	id, version, description string
 	endpoints                []string
 	metadata                 map[string]string
-	stats                    callStats // guarded by svc.mu
+	stats                    callStats // guarded by the serviceQueue's lock
 }
 
 // newServiceQueue returns the lookup state for a queue named rpc.S, or nil
@@ -99,7 +97,7 @@ func newServiceQueue(name string) *serviceQueue {
 // Records of consumers that left are dropped here and when listing, so
 // the map holds the live consumers and at most the ones that left since.
 func (s *serviceQueue) joined(c *Consumer, now time.Time) {
-	in := &instance{svc: s, c: c, since: now, id: c.tag}
+	in := &instance{since: now, id: c.tag}
 	a := c.args
 	if v, ok := a[argServiceID].(string); ok && v != "" {
 		in.id = v
@@ -108,16 +106,16 @@ func (s *serviceQueue) joined(c *Consumer, now time.Time) {
 	in.description, _ = a[argServiceDescription].(string)
 	if eps, ok := a[argServiceEndpoints].([]any); ok {
 		for _, e := range eps {
-			if s := asString(e); s != "" {
-				in.endpoints = append(in.endpoints, s)
+			if name := asString(e); name != "" {
+				in.endpoints = append(in.endpoints, name)
 			}
 		}
 	}
 	if md, ok := a[argServiceMetadata].(Table); ok {
 		in.metadata = make(map[string]string, len(md))
 		for k, v := range md {
-			if s := asString(v); s != "" {
-				in.metadata[k] = s
+			if str := asString(v); str != "" {
+				in.metadata[k] = str
 			} else {
 				in.metadata[k] = fmt.Sprint(v)
 			}
