@@ -88,6 +88,8 @@ Talks to the management API of a running herald (herald serve --http).
 
   list queues|exchanges|bindings|connections|consumers|users|vhosts|policies
   list alarms                             resource alarms in effect (memory, disk), by node; exit 1 if any
+  list services                           RPC services, their instances and statistics, in every vhost
+  describe service NAME                   one RPC service of --vhost: its instances, replies by status, latency
   declare queue NAME [--durable=false] [--auto-delete] [--arguments JSON]
   declare exchange NAME --type topic [--durable=false]
   delete queue NAME | delete exchange NAME
@@ -151,6 +153,13 @@ func (c *ctlClient) run(w []string) error {
 		return c.list(w[1])
 	case "list alarms", "show alarms":
 		return c.alarms()
+	case "list services":
+		return c.listServices()
+	case "describe service":
+		if err := need(3, "describe service NAME"); err != nil {
+			return err
+		}
+		return c.describeService(w[2])
 	case "declare queue":
 		if err := need(3, "declare queue NAME"); err != nil {
 			return err

@@ -202,6 +202,9 @@ func New(cfg Config) (*App, error) {
 		if cfg.Web.Node == nil {
 			cfg.Web.Node = s.nodeInfo
 		}
+		if cfg.Web.MaxMessageSize == 0 {
+			cfg.Web.MaxMessageSize = int64(min(cfg.AMQP.MaxMessageSize, 1<<62))
+		}
 		s.web = web.New(cfg.Web, b, cfg.Users, cfg.Logger.With("protocol", "http"))
 		admin.Mount(s.web)
 		httpapi.Mount(s.web)

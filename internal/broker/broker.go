@@ -63,6 +63,7 @@ type Broker struct {
 	conns           connRegistry // open client connections (connections.go)
 	keyed           keyedStores  // retained messages and session state per vhost (keyed.go)
 	parallel        bool         // more than one core: large fanouts may use a helper (fanout.go)
+	services        replyTable   // RPC requests awaiting their reply (services_stats.go)
 
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost

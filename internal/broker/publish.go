@@ -211,6 +211,9 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 	p.stored = p.vhost.broker.prepareStore(m, qs)
 	p.wroteLog = p.wroteLog || p.stored
 	n, anyStored := p.enqueueAll(m, exp, qs)
+	if m.Properties.CorrelationID != "" {
+		p.noteReply(m) // the lookup service's reply statistics (services.go)
+	}
 	clear(p.queues)
 	if p.stored && !anyStored {
 		p.vhost.broker.abandonStored(m)

@@ -35,6 +35,9 @@ type Config struct {
 	Metrics http.Handler
 	// MaxBodySize bounds a request body and a WebSocket frame.
 	MaxBodySize int64
+	// MaxMessageSize (--max-message-size), when set, also bounds the
+	// body of an RPC gateway call, which becomes a message.
+	MaxMessageSize int64
 	// Outbox bounds the deliveries buffered per WebSocket or SSE stream
 	// before the queue is told "full" and keeps them.
 	Outbox int

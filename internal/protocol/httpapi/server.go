@@ -31,6 +31,8 @@ type Server struct {
 	// and SSE streams, which have no registered connection, for the
 	// per-protocol metrics (protocol labels "http" and "sse").
 	httpCount, sseCount *broker.Connection
+	// rpc is the HTTP gateway to RPC services (rpc.go).
+	rpc *rpcGateway
 }
 
 // Protocol names under which this package counts messages that belong to
@@ -47,6 +49,7 @@ func Mount(shell *web.Server) *Server {
 	s := &Server{shell: shell, cfg: cfg, broker: b, users: shell.Users(), log: shell.Logger(), ctx: shell.Context(),
 		pubLimits: newPublishLimits(cfg.MaxPublishRate),
 		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE)}
+	s.rpc = newRPCGateway(s)
 	s.routes()
 	return s
 }
@@ -60,6 +63,7 @@ func (s *Server) routes() {
 	a("POST /v1/publish/{exchange}/{key...}", s.publishRaw)
 	a("POST /api/queues/{vhost}/{queue}/get", s.getMessages)
 	a("GET /v1/fetch/{queue}", s.fetch)
+	a("POST /api/rpc/{vhost}/{service}/{method}", s.callRPC)
 }
 
 // track registers a long-lived handler with the shell so that its Close

@@ -11,6 +11,7 @@ import exchanges from "./pages/exchanges.js";
 import exchange from "./pages/exchange.js";
 import { channels, connections } from "./pages/connections.js";
 import node from "./pages/node.js";
+import services from "./pages/services.js";
 import { definitions, limits, permissions, policies, users, vhosts } from "./pages/admin.js";
 
 const POLL_MS = 2000;
@@ -25,6 +26,7 @@ export const NAV = [
   ["channels", "#/channels", "Channels"],
   ["exchanges", "#/exchanges", "Exchanges"],
   ["queues", "#/queues", "Queues"],
+  ["services", "#/services", "Services"],
   ["node", "#/node", "Node"],
   ["users", "#/users", "Users", ADMIN],
   ["vhosts", "#/vhosts", "Virtual hosts", ADMIN],
@@ -60,6 +62,8 @@ export function route(hash) {
       return { page: channels, params: {} };
     case "node":
       return { page: node, params: {} };
+    case "services":
+      return { page: services, params: {} };
     case "users":
       return { page: users, params: {} };
     case "vhosts":
