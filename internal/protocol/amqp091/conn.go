@@ -42,7 +42,10 @@ type conn struct {
 	vhost *broker.VHost
 	user  string
 	caps  clientCaps
-	reg   *broker.Connection // in the broker's connection registry
+	// clientProps is connection.start-ok's client-properties, for the
+	// management API (connection_name among them).
+	clientProps frame.Table
+	reg         *broker.Connection // in the broker's connection registry
 	// admitted releases the connection's slot in the broker's connection
 	// limits; set once connection.open passed them.
 	admitted func()
@@ -116,7 +119,7 @@ func (c *conn) serve(ctx context.Context) {
 	var unregister func()
 	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "AMQP 0-9-1", User: c.user, VHost: c.vhost.Name(),
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: c.forceClose,
-		ChannelList: c.channelList})
+		ChannelList: c.channelList, ClientProperties: c.clientProps})
 	defer unregister()
 
 	stop := make(chan struct{})
@@ -450,6 +453,7 @@ func (c *conn) handshake() error {
 	if !ok {
 		return c.refuse(frame.CommandInvalid, m, "expected connection.start-ok, got %s", m.Name())
 	}
+	c.clientProps = startOk.ClientProperties
 	if caps, ok := startOk.ClientProperties["capabilities"].(frame.Table); ok {
 		c.caps.consumerCancelNotify, _ = caps["consumer_cancel_notify"].(bool)
 		c.caps.connectionBlocked, _ = caps["connection.blocked"].(bool)
