@@ -207,6 +207,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Web.STOMPWebSocket = http.HandlerFunc(s.stomp.ServeWebSocket)
 		cfg.Web.Console = console.Handler()
 		cfg.Web.Metrics = s.mtr.Handler()
+		cfg.Web.Counters = s.mtr.Counters
 		if cfg.Web.Node == nil {
 			cfg.Web.Node = s.nodeInfo
 		}
