@@ -37,13 +37,13 @@ func TestCounters(t *testing.T) {
 	}
 
 	// Refused logins, by endpoint; a request without credentials is a
-	// challenge and counts nothing.
-	if st, _, _ := f.doAs("guest", "wrong", "GET", "/api/overview", nil, nil); st != http.StatusUnauthorized {
+	// challenge and counts nothing. (alice's hash is cheap: bcrypt cost 4.)
+	if st, _, _ := f.doAs("alice", "wrong", "GET", "/api/overview", nil, nil); st != http.StatusUnauthorized {
 		t.Fatalf("wrong password: %d", st)
 	}
 	f.doAs("", "", "GET", "/api/overview", nil, nil)
-	f.doAs("guest", "wrong", "GET", "/ws", nil, nil)
-	f.doAs("guest", "wrong", "GET", "/sse?queue=q", nil, nil)
+	f.doAs("alice", "wrong", "GET", "/ws", nil, nil)
+	f.doAs("alice", "wrong", "GET", "/sse?queue=q", nil, nil)
 	f.doAs("", "", "GET", "/api/queues", nil, http.Header{"Authorization": {"Bearer x.y.z"}})
 	if a, w, s := count("auth", "http"), count("auth", "websocket"), count("auth", "sse"); a != 2 || w != 1 || s != 1 {
 		t.Fatalf("auth failures http=%v websocket=%v sse=%v", a, w, s)
@@ -59,6 +59,10 @@ func TestCounters(t *testing.T) {
 	ws = f.dialWS("")
 	if err := ws.c.Write(ws.ctx, websocket.MessageText, []byte(strings.Repeat("x", 4096))); err != nil {
 		t.Fatal(err)
+	}
+	// Reading answers the server's close frame.
+	if _, _, err := ws.c.Read(ws.ctx); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Fatalf("read after an oversized message: %v", err)
 	}
 	waitFor(t, "ws closed", func() bool { return count("closed", "websocket") == 2 })
 	if n := count("protocol", "websocket"); n != 1 {
