@@ -54,6 +54,13 @@ func TestCounters(t *testing.T) {
 	waitFor(t, "ws opened", func() bool { return count("opened", "websocket") == 1 })
 	_ = ws.c.Close(websocket.StatusNormalClosure, "bye")
 	waitFor(t, "ws closed", func() bool { return count("closed", "websocket") == 1 })
+	// Nor is a client that drops the TCP connection without a close frame.
+	ws = f.dialWS("")
+	_ = ws.c.CloseNow()
+	waitFor(t, "ws dropped", func() bool { return count("closed", "websocket") == 2 })
+	if n := count("protocol", "websocket"); n != 0 {
+		t.Fatalf("protocol errors after clean closes: %v", n)
+	}
 	// A message beyond MaxBodySize breaks the protocol: the library
 	// closes with 1009.
 	ws = f.dialWS("")
@@ -64,7 +71,7 @@ func TestCounters(t *testing.T) {
 	if _, _, err := ws.c.Read(ws.ctx); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
 		t.Fatalf("read after an oversized message: %v", err)
 	}
-	waitFor(t, "ws closed", func() bool { return count("closed", "websocket") == 2 })
+	waitFor(t, "ws closed", func() bool { return count("closed", "websocket") == 3 })
 	if n := count("protocol", "websocket"); n != 1 {
 		t.Fatalf("protocol errors: %v", n)
 	}
