@@ -172,6 +172,7 @@ func (f *adminFixture) check(t *testing.T) {
 }
 
 func TestRabbitmqadmin(t *testing.T) {
+	t.Parallel()
 	tool, err := exec.LookPath("rabbitmqadmin")
 	if err != nil {
 		t.Skip("rabbitmqadmin is not on PATH (Debian: apt-get install rabbitmq-server); TestRabbitmqadminRequests replays its requests")
