@@ -233,7 +233,9 @@ func (s *Server) createBinding(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("binding created", "vhost", v.Name(), "source", source, "destination", dest, "destination_type", dkind,
 		"routing_key", req.RoutingKey, "by", userOf(r).Name)
-	w.Header().Set("Location", url.PathEscape(r.PathValue("destination"))+"/"+url.PathEscape(propertiesKey(req.RoutingKey, args)))
+	// The key escaped once more, as RabbitMQ (quote_plus: "a+b" is
+	// "a%2Bb"); it holds no space, so the form escape suits a path.
+	w.Header().Set("Location", url.PathEscape(r.PathValue("destination"))+"/"+url.QueryEscape(propertiesKey(req.RoutingKey, args)))
 	w.WriteHeader(http.StatusCreated)
 }
 

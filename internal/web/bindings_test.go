@@ -51,7 +51,7 @@ func TestBindingEndpoints(t *testing.T) {
 
 	// Create: 201, Location relative to the request as RabbitMQ answers.
 	st, body, h := f.do("POST", "/api/bindings/%2F/e/x1/q/q1", map[string]any{"routing_key": "a b"})
-	if st != http.StatusCreated || h.Get("Location") != "q1/a+b" {
+	if st != http.StatusCreated || h.Get("Location") != "q1/a%2Bb" {
 		t.Fatalf("bind: %d %s Location %q", st, body, h.Get("Location"))
 	}
 	st, body, h = f.do("POST", "/api/bindings/%2F/e/x1/q/q1", map[string]any{"routing_key": "k", "arguments": map[string]any{"x-k": "v"}})
