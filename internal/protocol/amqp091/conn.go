@@ -42,10 +42,7 @@ type conn struct {
 	vhost *broker.VHost
 	user  string
 	caps  clientCaps
-	// clientProps is connection.start-ok's client-properties, for the
-	// management API (connection_name among them).
-	clientProps frame.Table
-	reg         *broker.Connection // in the broker's connection registry
+	reg   *broker.Connection // in the broker's connection registry
 	// admitted releases the connection's slot in the broker's connection
 	// limits; set once connection.open passed them.
 	admitted func()
@@ -54,6 +51,10 @@ type conn struct {
 	frameMax   uint32
 	channelMax uint16
 	heartbeat  time.Duration
+
+	// clientProps is connection.start-ok's client-properties, for the
+	// management API (connection_name among them).
+	clientProps frame.Table
 
 	// Read-loop state.
 	channels       map[uint16]*channel
