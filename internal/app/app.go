@@ -199,6 +199,7 @@ func New(cfg Config) (*App, error) {
 		cfg.Web.MQTTWebSocket = http.HandlerFunc(s.mqtt.ServeWebSocket)
 		cfg.Web.STOMPWebSocket = http.HandlerFunc(s.stomp.ServeWebSocket)
 		cfg.Web.Metrics = s.mtr.Handler()
+		cfg.Web.Counters = s.mtr.Counters
 		if cfg.Web.Node == nil {
 			cfg.Web.Node = s.nodeInfo
 		}

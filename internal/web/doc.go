@@ -148,7 +148,7 @@
 // definitions file), /api/exchanges, /api/queues (with .../contents to
 // purge, .../get, and Herald's repair tools .../messages to peek,
 // .../messages/{id} to delete one, .../move to shovel N messages to another
-// queue), /api/bindings, /api/connections (DELETE closes one),
+// queue), /api/bindings (RabbitMQ's paths, see bindings.go), /api/connections (DELETE closes one),
 // /api/consumers, /api/channels (AMQP), /api/nodes,
 // /api/aliveness-test/{vhost}, /api/health/checks/alarms (503 while a
 // resource alarm is raised). Every list pages, sorts and filters as

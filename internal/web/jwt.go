@@ -350,11 +350,13 @@ func queryTokenPath(p string) bool {
 // user and permissions, or answers 401 with the reason.
 func (s *Server) bearerLogin(w http.ResponseWriter, r *http.Request, token string, h http.HandlerFunc) {
 	if s.jwt == nil {
+		s.loginFailed(r)
 		bearerUnauthorized(w, "bearer tokens are not enabled on this server")
 		return
 	}
 	u, g, err := s.jwt.verify(token)
 	if err != nil {
+		s.loginFailed(r)
 		s.log.Info("http token refused", "remote", r.RemoteAddr, "err", err)
 		bearerUnauthorized(w, err.Error())
 		return

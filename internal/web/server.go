@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 )
 
 // Config tunes the HTTP listener. Zero values take the defaults.
@@ -69,6 +70,9 @@ type Config struct {
 	// (message_stats.*_details.rate) are sampled, RabbitMQ's
 	// collect_statistics_interval.
 	StatsInterval time.Duration
+	// Counters, when set, count /ws sockets and SSE streams, refused
+	// logins and WebSocket protocol violations (see counters.go).
+	Counters *metrics.Counters
 }
 
 // NodeInfo is what GET /api/nodes reports of the node's resources. The
@@ -307,6 +311,7 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 		}
 		u, err := s.users.Authenticate(name, pass, remoteAddr(r.RemoteAddr))
 		if err != nil {
+			s.loginFailed(r)
 			s.log.Info("http login refused", "remote", r.RemoteAddr, "err", err)
 			unauthorized(w)
 			return

@@ -52,6 +52,10 @@ type conn struct {
 	channelMax uint16
 	heartbeat  time.Duration
 
+	// clientProps is connection.start-ok's client-properties, for the
+	// management API (connection_name among them).
+	clientProps frame.Table
+
 	// Read-loop state.
 	channels       map[uint16]*channel
 	pendingConfirm []*channel // channels with confirms to flush before blocking
@@ -116,7 +120,7 @@ func (c *conn) serve(ctx context.Context) {
 	var unregister func()
 	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "AMQP 0-9-1", User: c.user, VHost: c.vhost.Name(),
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: c.forceClose,
-		ChannelList: c.channelList})
+		ChannelList: c.channelList, ClientProperties: c.clientProps})
 	defer unregister()
 
 	stop := make(chan struct{})
@@ -450,6 +454,7 @@ func (c *conn) handshake() error {
 	if !ok {
 		return c.refuse(frame.CommandInvalid, m, "expected connection.start-ok, got %s", m.Name())
 	}
+	c.clientProps = startOk.ClientProperties
 	if caps, ok := startOk.ClientProperties["capabilities"].(frame.Table); ok {
 		c.caps.consumerCancelNotify, _ = caps["consumer_cancel_notify"].(bool)
 		c.caps.connectionBlocked, _ = caps["connection.blocked"].(bool)

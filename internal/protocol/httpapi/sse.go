@@ -82,6 +82,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	x.started.Store(true)
 	bc.Resume()
+	defer s.streamOpened(protocolSSELabel)()
 
 	hb := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer hb.Stop()

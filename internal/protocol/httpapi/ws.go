@@ -100,6 +100,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	defer s.streamOpened(protocolWS)()
 	ws := &wsSession{
 		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
 		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
@@ -138,6 +139,9 @@ func (ws *wsSession) run() {
 	go func() { defer wg.Done(); ws.watchdog() }()
 	err := ws.readLoop()
 	ws.log.Debug("websocket closed", "err", err)
+	if wsViolation(err, ws.closing.Load()) {
+		ws.s.cfg.Counters.ProtocolError(protocolWS)
+	}
 	ws.confirms.Close()
 	close(ws.done)
 	ws.closing.Store(true)
