@@ -195,6 +195,9 @@ func New(cfg Config) (*Server, error) {
 		store:            log,
 		recoveredEntries: report.Entries,
 	}
+	if cfg.MQTT.AnonymousUser == "" {
+		cfg.MQTT.AnonymousUser = cfg.DefaultUser // RabbitMQ's mqtt.default_user follows default_user
+	}
 	s.mqtt = mqtt.NewHandler(cfg.MQTT, b, cfg.Users, cfg.Logger.With("protocol", "mqtt"))
 	s.stomp = stomp.NewHandler(cfg.STOMP, b, cfg.Users, cfg.Logger.With("protocol", "stomp"))
 	mtr.SetBroker(b)

@@ -218,15 +218,26 @@ func (c *conn) handshake() bool {
 	// Over TLS with a verified client certificate, a CONNECT without a
 	// user name logs in as the certificate's CN (RabbitMQ's
 	// ssl_cert_login), which must be an existing user.
-	certUser := ""
+	// Otherwise it logs in as the anonymous user (guest) unless
+	// --mqtt-allow-anonymous=false; no password is checked, but the user
+	// must exist and a loopback user must connect from localhost, as for
+	// AMQP.
+	certUser, anonymous := "", false
 	if !cp.UsernameFlag {
-		if certUser = verifiedCertCN(c.nc); certUser == "" {
-			return fail(packet.BadUserNameOrPassword, "user name required")
+		switch certUser = verifiedCertCN(c.nc); {
+		case certUser != "":
+			user = certUser
+		case c.h.cfg.DenyAnonymous:
+			return fail(packet.BadUserNameOrPassword, "user name required (anonymous clients are not allowed)")
+		default:
+			user, anonymous = c.h.cfg.AnonymousUser, true
 		}
-		user = certUser
 	}
-	if certUser != "" {
+	if certUser != "" || anonymous {
 		if u, ok := c.h.users.User(user); !ok || (u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr())) {
+			if anonymous {
+				return fail(packet.NotAuthorized, "anonymous login as '"+user+"' is not allowed from this address")
+			}
 			return fail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
 		}
 	} else if _, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {

@@ -59,6 +59,15 @@ type Config struct {
 	// (no PUBACK, or no PUBCOMP yet); one more is answered with DISCONNECT
 	// 0x93 (Receive Maximum exceeded).
 	ReceiveMaximum uint16
+	// DenyAnonymous refuses a CONNECT without a user name (v5 0x86, 3.1.1
+	// 0x04). By default such a client logs in as AnonymousUser, as
+	// RabbitMQ's plugin does (mqtt.allow_anonymous, mqtt.default_user) and
+	// as mosquitto does on a local listener.
+	DenyAnonymous bool
+	// AnonymousUser is the user a CONNECT without a user name logs in as
+	// (no password checked; the user must exist and, if it is a loopback
+	// user, connect from localhost). "" means guest.
+	AnonymousUser string
 }
 
 // Defaults.
@@ -94,6 +103,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReceiveMaximum == 0 {
 		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.AnonymousUser == "" {
+		c.AnonymousUser = "guest"
 	}
 }
 
