@@ -37,6 +37,8 @@ const (
 // message is the short header, detail the body.
 type protoError struct {
 	message, detail string
+	// headers go on the ERROR frame after message and content-type.
+	headers []frame.Header
 }
 
 func (e *protoError) Error() string { return e.message + ": " + e.detail }
@@ -204,6 +206,9 @@ func (c *conn) serve(ctx context.Context) {
 	<-writerDone
 }
 
+// supportedVersions is the version header of a version mismatch ERROR.
+const supportedVersions = "1.0,1.1,1.2"
+
 func errorFrame(message, detail, receipt string) *frame.Frame {
 	f := &frame.Frame{Command: frame.ERROR, Headers: []frame.Header{{Key: "message", Value: message}, {Key: "content-type", Value: "text/plain"}}, Body: []byte(detail)}
 	if receipt != "" {
@@ -217,7 +222,9 @@ func errorFrame(message, detail, receipt string) *frame.Frame {
 func (c *conn) fail(pe *protoError, receipt string) {
 	c.log.Debug("stomp error", "message", pe.message, "detail", pe.detail)
 	// Behind the receipts still waiting for the disk.
-	c.confirms.Add(outItem{f: errorFrame(pe.message, pe.detail, receipt), close: true})
+	ef := errorFrame(pe.message, pe.detail, receipt)
+	ef.Headers = append(ef.Headers, pe.headers...)
+	c.confirms.Add(outItem{f: ef, close: true})
 }
 
 // readErr maps a frame decoding error to the ERROR the client gets.
@@ -265,7 +272,11 @@ func (c *conn) handshake(ctx context.Context) error {
 			}
 		}
 		if c.version == 0 {
-			return c.refuse(errorf("Version mismatch", "Supported protocol versions are 1.0,1.1,1.2"), receipt, nil)
+			// STOMP 1.2, Protocol Negotiation: the ERROR lists the
+			// versions the server supports in its version header.
+			pe := errorf("Version mismatch", "Supported protocol versions are %s", supportedVersions)
+			pe.headers = []frame.Header{{Key: "version", Value: supportedVersions}}
+			return c.refuse(pe, receipt, nil)
 		}
 	}
 	c.fr.SetVersion(c.version)
@@ -356,7 +367,9 @@ func (c *conn) refuse(pe *protoError, receipt string, err error) error {
 		c.version = frame.V12
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
-	c.wbuf = frame.Append(c.wbuf[:0], errorFrame(pe.message, pe.detail, receipt), c.version)
+	ef := errorFrame(pe.message, pe.detail, receipt)
+	ef.Headers = append(ef.Headers, pe.headers...)
+	c.wbuf = frame.Append(c.wbuf[:0], ef, c.version)
 	c.flush()
 	if err == nil {
 		err = pe
