@@ -171,6 +171,8 @@ func New(cfg Config) (*Server, error) {
 	// Metrics before the store, which reports its fsyncs to them; the
 	// broker, built on the store, is attached below.
 	mtr := metrics.New(nil)
+	// The adapters count connections, refused logins and protocol errors.
+	cfg.AMQP.Counters, cfg.MQTT.Counters, cfg.STOMP.Counters = mtr.Counters, mtr.Counters, mtr.Counters
 	log, report, err := store.Open(filepath.Join(cfg.DataDir, "log"), store.Options{Logger: cfg.Logger.With("component", "store"),
 		SegmentSize: cfg.StoreSegmentSize, CompactInterval: cfg.StoreCompactInterval, OnSync: mtr.ObserveFsync})
 	if err != nil {

@@ -75,6 +75,7 @@ type conn struct {
 	mu        sync.Mutex // guards consumers
 	consumers map[string]*broker.Consumer
 
+	label     string // metrics protocol label: mqtt or mqtt-ws
 	done      chan struct{}
 	closeOnce sync.Once
 	cleanExit bool // a DISCONNECT without will was received
@@ -157,6 +158,7 @@ func (c *conn) serve(ctx context.Context) {
 		c.log.Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
 		var pe *packet.Error
 		if errors.As(err, &pe) {
+			c.h.cfg.Counters.ProtocolError(c.label)
 			c.kick(pe.Code)
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			c.kick(packet.KeepAliveTimeout)
@@ -189,10 +191,14 @@ func (c *conn) handshake() bool {
 			c.writeDirect(&packet.Connack{ReasonCode: pe.Code, Properties: packet.Properties{ReasonString: pe.Text}}, packet.V5)
 		}
 		c.log.Debug("mqtt connect failed", "err", err)
+		if errors.As(err, &pe) {
+			c.h.cfg.Counters.ProtocolError(c.label)
+		}
 		return false
 	}
 	if !isConnect {
 		c.log.Debug("mqtt first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
+		c.h.cfg.Counters.ProtocolError(c.label)
 		return false
 	}
 	c.version = cp.ProtocolLevel
@@ -206,6 +212,10 @@ func (c *conn) handshake() bool {
 		c.writeDirect(ack, c.version)
 		c.log.Info("mqtt connection refused", "reason", why, "code", byte(code))
 		return false
+	}
+	authFail := func(code packet.ReasonCode, why string) bool {
+		c.h.cfg.Counters.AuthFailed(c.label)
+		return fail(code, why)
 	}
 	if cp.Properties.AuthMethod != "" {
 		return fail(packet.BadAuthenticationMethod, "enhanced authentication is not supported")
@@ -228,7 +238,7 @@ func (c *conn) handshake() bool {
 		case certUser != "":
 			user = certUser
 		case c.h.cfg.DenyAnonymous:
-			return fail(packet.BadUserNameOrPassword, "user name required (anonymous clients are not allowed)")
+			return authFail(packet.BadUserNameOrPassword, "user name required (anonymous clients are not allowed)")
 		default:
 			user, anonymous = c.h.cfg.AnonymousUser, true
 		}
@@ -236,16 +246,16 @@ func (c *conn) handshake() bool {
 	if certUser != "" || anonymous {
 		if u, ok := c.h.users.User(user); !ok || (u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr())) {
 			if anonymous {
-				return fail(packet.NotAuthorized, "anonymous login as '"+user+"' is not allowed from this address")
+				return authFail(packet.NotAuthorized, "anonymous login as '"+user+"' is not allowed from this address")
 			}
-			return fail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
+			return authFail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
 		}
 	} else if _, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
 		if c.version == packet.V5 {
-			return fail(packet.BadUserNameOrPassword, "bad user name or password")
+			return authFail(packet.BadUserNameOrPassword, "bad user name or password")
 		}
 		// 3.1.1 clients get 0x05 (not authorized), as RabbitMQ answers.
-		return fail(packet.NotAuthorized, "bad user name or password")
+		return authFail(packet.NotAuthorized, "bad user name or password")
 	}
 	c.vhost = c.h.broker.VHost(vhostName)
 	if c.vhost == nil {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
@@ -64,6 +65,10 @@ type Config struct {
 	// RabbitMQ's plugin does (mqtt.allow_anonymous, mqtt.default_user) and
 	// as mosquitto does on a local listener.
 	DenyAnonymous bool
+	// Counters, when set, count connections opened and closed (label mqtt,
+	// or mqtt-ws over WebSocket), refused logins and connections closed for
+	// a protocol violation.
+	Counters *metrics.Counters
 	// AnonymousUser is the user a CONNECT without a user name logs in as
 	// (no password checked; the user must exist and, if it is a loopback
 	// user, connect from localhost). "" means guest.
@@ -158,7 +163,15 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 // v5 clients get DISCONNECT 0x8B (server shutting down) and v3 clients are
 // closed.
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
+	h.serveConn(ctx, nc, metrics.ProtocolMQTT)
+}
+
+// serveConn runs a connection whose metrics carry the protocol label.
+func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string) {
+	h.cfg.Counters.ConnOpened(label)
+	defer h.cfg.Counters.ConnClosed(label)
 	c := newConn(h, nc)
+	c.label = label
 	c.serve(ctx)
 }
 
@@ -179,7 +192,7 @@ func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(h.cfg.MaxPacketSize) + 8)
 	ctx := r.Context()
 	nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
-	h.ServeConn(ctx, nc)
+	h.serveConn(ctx, nc, metrics.ProtocolMQTTWS)
 }
 
 // Close stops the Handler's timers (session expiry, delayed wills). Call it

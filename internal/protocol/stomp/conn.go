@@ -18,6 +18,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
 )
 
@@ -42,6 +43,22 @@ type protoError struct {
 }
 
 func (e *protoError) Error() string { return e.message + ": " + e.detail }
+
+// violations are the ERROR messages that say the client broke the
+// protocol (counted as protocol errors), as opposed to a refusal by the
+// broker (access, limits, missing queues) or a heart-beat timeout.
+var violations = map[string]bool{
+	"Bad command": true, "Frame too large": true, "Invalid frame": true, "Illegal command": true,
+	"Version mismatch": true, "Invalid header": true, "Missing header": true, "Invalid transaction": true,
+	"Duplicated subscription identifier": true, "Bad subscription": true, "Invalid message-id": true,
+}
+
+// count counts an ERROR that closes the connection in the metrics.
+func (c *conn) count(pe *protoError) {
+	if violations[pe.message] {
+		c.h.cfg.Counters.ProtocolError(metrics.ProtocolSTOMP)
+	}
+}
 
 func errorf(message, format string, args ...any) *protoError {
 	return &protoError{message: message, detail: fmt.Sprintf(format, args...)}
@@ -221,6 +238,7 @@ func errorFrame(message, detail, receipt string) *frame.Frame {
 // the spec requires.
 func (c *conn) fail(pe *protoError, receipt string) {
 	c.log.Debug("stomp error", "message", pe.message, "detail", pe.detail)
+	c.count(pe)
 	// Behind the receipts still waiting for the disk.
 	ef := errorFrame(pe.message, pe.detail, receipt)
 	ef.Headers = append(ef.Headers, pe.headers...)
@@ -298,10 +316,12 @@ func (c *conn) handshake(ctx context.Context) error {
 	if certUser != "" {
 		if u, ok := c.h.users.User(login); !ok || (u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr())) {
 			c.log.Info("stomp certificate login refused", "user", login)
+			c.h.cfg.Counters.AuthFailed(metrics.ProtocolSTOMP)
 			return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, nil)
 		}
 	} else if _, err := c.h.users.Authenticate(login, passcode, c.nc.RemoteAddr()); err != nil {
 		c.log.Info("stomp login refused", "user", login, "err", err)
+		c.h.cfg.Counters.AuthFailed(metrics.ProtocolSTOMP)
 		return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, err)
 	}
 	host := f.Value("host")
@@ -363,6 +383,7 @@ func (c *conn) handshake(ctx context.Context) error {
 // refuse answers a failed handshake with ERROR and reports err (or the
 // protocol error) to serve, which closes the socket.
 func (c *conn) refuse(pe *protoError, receipt string, err error) error {
+	c.count(pe)
 	if c.version == 0 {
 		c.version = frame.V12
 	}
