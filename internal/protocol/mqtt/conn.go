@@ -125,7 +125,7 @@ func (c *conn) serve(ctx context.Context) {
 	if !ok {
 		return
 	}
-	c.log.Debug("mqtt client connected", "client_id", c.clientID, "version", c.version)
+	c.log.Debug("mqtt client connected", "version", c.version) // c.log carries client_id
 	proto := "MQTT 3.1.1"
 	switch c.version {
 	case packet.V5:
