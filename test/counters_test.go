@@ -34,7 +34,9 @@ func TestConnectionAndErrorCounters(t *testing.T) {
 		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("count-" + pass).
 			SetUsername("guest").SetPassword(pass).SetAutoReconnect(false).SetProtocolVersion(4)) // no 3.1 retry
 		tok := c.Connect()
-		tok.WaitTimeout(waitTimeout)
+		if !tok.WaitTimeout(waitTimeout) {
+			t.Fatalf("mqtt login with %q: no CONNACK in %v", pass, waitTimeout)
+		}
 		if (tok.Error() == nil) != (pass == "guest") {
 			t.Fatalf("mqtt login with %q: %v", pass, tok.Error())
 		}
