@@ -2,14 +2,17 @@ package mqtt
 
 import (
 	"context"
+	"maps"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
-
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
@@ -116,3 +119,57 @@ func TestAnonymousRefused(t *testing.T) {
 type remoteConn struct{ net.Conn }
 
 func (remoteConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40000} }
+
+// TestAnonymousOverWebSocketCounted: MQTT over WebSocket logs in anonymous
+// clients too, and its connections and refused logins count under the
+// label mqtt-ws, those over TCP under mqtt.
+func TestAnonymousOverWebSocketCounted(t *testing.T) {
+	m := metrics.New(nil)
+	e := startEnv(t, Config{Counters: m.Counters})
+	srv := httptest.NewServer(http.HandlerFunc(e.h.ServeWebSocket))
+	defer srv.Close()
+	o := pahov3.NewClientOptions().AddBroker("ws://" + strings.TrimPrefix(srv.URL, "http://") + "/ws").
+		SetClientID("anon-ws").SetAutoReconnect(false).SetProtocolVersion(4)
+	c := pahov3.NewClient(o)
+	wait(t, c.Connect())
+	c.Disconnect(0)
+	bad := pahov3.NewClient(pahov3.NewClientOptions().AddBroker("tcp://" + e.addr).SetClientID("bad").
+		SetUsername("nobody").SetPassword("nope").SetAutoReconnect(false).SetProtocolVersion(4))
+	if tok := bad.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() == nil {
+		t.Fatalf("unknown user: %v", tok.Error())
+	}
+	want := map[string]float64{"ws opened": 1, "tcp opened": 1, "tcp auth": 1, "ws auth": 0}
+	got := func() map[string]float64 {
+		return map[string]float64{
+			"ws opened":  counter(t, m, "herald_connections_opened_total", metrics.ProtocolMQTTWS),
+			"tcp opened": counter(t, m, "herald_connections_opened_total", metrics.ProtocolMQTT),
+			"tcp auth":   counter(t, m, "herald_auth_failures_total", metrics.ProtocolMQTT),
+			"ws auth":    counter(t, m, "herald_auth_failures_total", metrics.ProtocolMQTTWS),
+		}
+	}
+	if g := got(); !maps.Equal(g, want) {
+		t.Fatalf("counters %v, want %v", g, want)
+	}
+}
+
+// counter reads a counter of m by name and protocol label (0 if absent).
+func counter(t *testing.T, m *metrics.Metrics, name, protocol string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "protocol" && l.GetValue() == protocol {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
