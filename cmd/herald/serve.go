@@ -47,6 +47,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	maxConns := fs.Int("max-connections", 0, "client connections of all protocols together, checked at login (0 = unlimited); per vhost and per user limits are set with the management API")
 	mqttReceiveMax := &boundedUint{v: mqtt.DefaultReceiveMaximum, lo: 1, hi: 65535}
 	fs.Var(mqttReceiveMax, "mqtt-receive-maximum", "MQTT 5 Receive Maximum, sent in CONNACK: the `number` of QoS 1/2 publishes a client may have unacknowledged (no PUBACK or PUBCOMP yet), 1 to 65535; one more is answered with DISCONNECT 0x93")
+	mqttAnonymous := fs.Bool("mqtt-allow-anonymous", true, "an MQTT CONNECT without a user name logs in as --default-user (no password; a loopback user only from localhost), as RabbitMQ's mqtt.allow_anonymous; false refuses it")
 	maxPubRate := fs.Int("max-publish-rate", 0, "messages a second each AMQP, MQTT, STOMP or WebSocket connection may publish (beyond it Herald stops reading from the client), and each user over the HTTP publish endpoints (beyond it 429 Too Many Requests); 0 = unlimited")
 	statsInterval := fs.Duration("stats-interval", web.DefaultStatsInterval, "how often the management API's message rates (message_stats.*_details.rate) are sampled; RabbitMQ's collect_statistics_interval")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
@@ -102,7 +103,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			MaxMessageSize: *maxMessage,
 			Version:        version,
 		},
-		MQTT:                mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v)},
+		MQTT:                mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v), DenyAnonymous: !*mqttAnonymous},
 		Logger:              log,
 		ConsumerTimeout:     *consumerTimeout,
 		QueueMemoryMessages: *queueMemory,

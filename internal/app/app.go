@@ -165,6 +165,8 @@ func New(cfg Config) (*App, error) {
 	// Metrics before the store, which reports its fsyncs to them; the
 	// broker, built on the store, is attached below.
 	mtr := metrics.New(nil)
+	// The adapters count connections, refused logins and protocol errors.
+	cfg.AMQP.Counters, cfg.MQTT.Counters, cfg.STOMP.Counters = mtr.Counters, mtr.Counters, mtr.Counters
 	log, report, err := store.Open(filepath.Join(cfg.DataDir, "log"), store.Options{Logger: cfg.Logger.With("component", "store"),
 		SegmentSize: cfg.StoreSegmentSize, CompactInterval: cfg.StoreCompactInterval, OnSync: mtr.ObserveFsync})
 	if err != nil {
@@ -187,6 +189,9 @@ func New(cfg Config) (*App, error) {
 		defs:             defs,
 		store:            log,
 		recoveredEntries: report.Entries,
+	}
+	if cfg.MQTT.AnonymousUser == "" {
+		cfg.MQTT.AnonymousUser = cfg.DefaultUser // RabbitMQ's mqtt.default_user follows default_user
 	}
 	s.mqtt = mqtt.NewHandler(cfg.MQTT, b, cfg.Users, cfg.Logger.With("protocol", "mqtt"))
 	s.stomp = stomp.NewHandler(cfg.STOMP, b, cfg.Users, cfg.Logger.With("protocol", "stomp"))

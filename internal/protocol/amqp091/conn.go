@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
 	"github.com/heraldmq/herald/internal/protocol/kit"
 )
@@ -181,6 +182,7 @@ func (c *conn) beginClose(e *amqpError) {
 		return
 	}
 	c.log.Info("closing amqp connection", "code", e.code, "reason", e.text)
+	c.countViolation(e.code)
 	c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID}})
 	c.closeDeadline = time.Now().Add(closeTimeout)
 }
@@ -407,6 +409,9 @@ func (c *conn) handshake() error {
 	if err := frame.ReadProtocolHeader(c.nc); err != nil {
 		// The spec's answer to a header we do not speak: ours, then close.
 		_, _ = c.nc.Write(frame.ProtocolHeader[:])
+		if errors.Is(err, frame.ErrBadProtocolHeader) {
+			c.h.cfg.Counters.ProtocolError(metrics.ProtocolAMQP)
+		}
 		return err
 	}
 	host, _ := os.Hostname()
@@ -466,11 +471,13 @@ func (c *conn) handshake() error {
 	} else {
 		var pass string
 		if user, pass, err = parseCredentials(startOk.Mechanism, startOk.Response); err != nil {
+			c.h.cfg.Counters.AuthFailed(metrics.ProtocolAMQP)
 			return c.refuse(frame.AccessRefused, m, "%v", err)
 		}
 		_, err = c.h.users.Authenticate(user, pass, c.nc.RemoteAddr())
 	}
 	if err != nil {
+		c.h.cfg.Counters.AuthFailed(metrics.ProtocolAMQP)
 		c.log.Info("amqp login refused", "user", user, "mechanism", startOk.Mechanism, "err", err)
 		text := fmt.Sprintf("Login was refused using authentication mechanism %s. For details see the broker logfile.", startOk.Mechanism)
 		if c.caps.authFailureClose {
@@ -548,6 +555,7 @@ func (c *conn) writeNow(m frame.Method) error {
 
 // refuse closes a connection that is not open yet, with a reason.
 func (c *conn) refuse(code uint16, m frame.Method, format string, args ...any) error {
+	c.countViolation(code)
 	e := connectionError(code, m, format, args...)
 	_ = c.writeNow(&frame.ConnectionClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID})
 	// Give the client a moment to read the reason and answer close-ok.
@@ -668,4 +676,13 @@ func (c *conn) channelList() []broker.ChannelInfo {
 			UnackedCount: unacked, Confirm: ch.stats.confirm.Load(), Transactional: ch.stats.tx.Load()})
 	}
 	return out
+}
+
+// countViolation counts a connection closed with a hard error that says
+// the client broke the protocol (501-505), not one the server refused.
+func (c *conn) countViolation(code uint16) {
+	switch code {
+	case frame.FrameError, frame.SyntaxError, frame.CommandInvalid, frame.ChannelError, frame.UnexpectedFrame:
+		c.h.cfg.Counters.ProtocolError(metrics.ProtocolAMQP)
+	}
 }

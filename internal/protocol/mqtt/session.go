@@ -222,16 +222,33 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 				return packet.UnspecifiedError, nil
 			}
 		}
-	} else if err := c.vhost.BindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner); err != nil {
-		c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
-		if errors.Is(err, broker.ErrAccessRefused) {
-			return packet.NotAuthorized, nil
+		c.sess.mu.Lock()
+		c.sess.subs[s.full] = s
+		c.sess.mu.Unlock()
+	} else {
+		// The subscription is recorded before its binding exists: a
+		// message routed to the session queue as soon as the binding is
+		// made may be delivered at once (before the SUBACK, as the spec
+		// allows), and the delivery looks its filter up here; without it
+		// the message would be settled as matching nothing and lost.
+		c.sess.mu.Lock()
+		c.sess.subs[s.full] = s
+		c.sess.mu.Unlock()
+		if err := c.vhost.BindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner); err != nil {
+			c.sess.mu.Lock()
+			if prev != nil {
+				c.sess.subs[s.full] = prev
+			} else {
+				delete(c.sess.subs, s.full)
+			}
+			c.sess.mu.Unlock()
+			c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
+			if errors.Is(err, broker.ErrAccessRefused) {
+				return packet.NotAuthorized, nil
+			}
+			return packet.UnspecifiedError, nil
 		}
-		return packet.UnspecifiedError, nil
 	}
-	c.sess.mu.Lock()
-	c.sess.subs[s.full] = s
-	c.sess.mu.Unlock()
 
 	// Retained messages: not for shared subscriptions; v5 Retain Handling
 	// 1 sends them only for a new subscription, 2 never [MQTT-3.3.1-9..11].
