@@ -163,7 +163,9 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 	s := &Server{cfg: cfg, started: time.Now(), node: nodeName(), broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel,
 		stats: newStatsSampler(b), pubLimits: newPublishLimits(cfg.MaxPublishRate),
 		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE)}
-	if cfg.JWT.Enabled() {
+	if v := users.TokenVerifier(); v != nil {
+		s.jwt = v // the same keys as the other protocols'
+	} else if cfg.JWT.Enabled() {
 		var err error
 		if s.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
 			log.Error("bearer tokens will be refused", "err", err)
