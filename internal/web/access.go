@@ -52,6 +52,9 @@ func (s *Server) privateQueue(u *auth.User, v *broker.VHost, exchange, key strin
 	if err := s.check(u, v, auth.Read, auth.Exchange, exchange); err != nil {
 		return nil, err
 	}
+	if err := s.checkTopic(u, v, auth.Read, exchange, key); err != nil {
+		return nil, err
+	}
 	q, err := v.DeclareQueue("", broker.QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner})
 	if err != nil {
 		return nil, err
@@ -103,4 +106,26 @@ func (s *Server) allowMgmt(w http.ResponseWriter, r *http.Request, v *broker.VHo
 		return false
 	}
 	return true
+}
+
+// checkTopic refuses a publish (Write) or bind (Read) with key on a topic
+// exchange the user's topic permissions do not allow (auth.CheckTopicAccess,
+// shared by every protocol). The web has no client id: {client_id} stays
+// unexpanded, as RabbitMQ leaves it for protocols other than MQTT.
+func (s *Server) checkTopic(u *auth.User, v *broker.VHost, kind auth.Kind, exchange, key string) error {
+	if err := auth.CheckTopicAccess(s.checkerFor(u), u.Name, v.Name(), kind, exchange, key, auth.TopicVars{}, exchangeKind(v)); err != nil {
+		return accessRefused(err)
+	}
+	return nil
+}
+
+// exchangeKind looks up the type of an exchange of v ("" when there is
+// none: the publish then fails on its own).
+func exchangeKind(v *broker.VHost) func(string) string {
+	return func(name string) string {
+		if e, err := v.Exchange(name); err == nil {
+			return e.Kind()
+		}
+		return ""
+	}
 }

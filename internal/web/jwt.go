@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/heraldmq/herald/internal/auth"
 )
@@ -79,4 +80,16 @@ func withUser(r *http.Request, u *auth.User) *http.Request {
 func bearerUnauthorized(w http.ResponseWriter, reason string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="Herald", error="invalid_token"`)
 	writeError(w, http.StatusUnauthorized, "not_authorized", reason)
+}
+
+// tokenExpiry fires when u's token expires (a /ws socket is then closed
+// with 1008 "token expired"); for a password login it never fires. stop
+// releases the timer.
+func tokenExpiry(u *auth.User) (expired <-chan time.Time, stop func() bool) {
+	d, ok := u.ExpiresIn(time.Now())
+	if !ok {
+		return nil, func() bool { return false }
+	}
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }

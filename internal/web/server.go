@@ -305,6 +305,7 @@ func (s *Server) routes() {
 	mg("GET /api/connections/{name}/channels", s.connectionChannels)
 	mg("GET /api/channels/{channel}", s.showChannel)
 	s.limitRoutes(admin)
+	s.topicPermissionRoutes(admin)
 }
 
 // serveHTTP applies CORS before routing, so that preflights (which carry
