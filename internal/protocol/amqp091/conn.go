@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
 )
@@ -47,6 +48,8 @@ type conn struct {
 	// limits; set once connection.open passed them.
 	admitted func()
 	rate     *broker.PublishLimiter // nil: no --max-publish-rate
+
+	loginState // who logged in, the permissions checked, a token's expiry (token.go)
 
 	frameMax   uint32
 	channelMax uint16
@@ -111,6 +114,7 @@ func (c *conn) serve(ctx context.Context) {
 		return
 	}
 	c.stopping = ctx.Done()
+	defer c.watchExpiry()()
 	c.log = c.log.With("user", c.user, "vhost", c.vhost.Name())
 	c.log.Debug("amqp connection open", "heartbeat", c.heartbeat, "frame_max", c.frameMax)
 	var unregister func()
@@ -350,6 +354,10 @@ func (c *conn) handleConnectionMethod(m frame.Method) (bool, error) {
 			return true, nil
 		}
 		return false, connectionError(frame.CommandInvalid, m, "unexpected connection.close-ok")
+	case *frame.ConnectionUpdateSecret:
+		if !c.closing.Load() {
+			return false, c.updateSecret(m)
+		}
 	}
 	if c.closing.Load() {
 		return false, nil
@@ -456,6 +464,7 @@ func (c *conn) handshake() error {
 		c.caps.authFailureClose, _ = caps["authentication_failure_close"].(bool)
 	}
 	var user string
+	var login *auth.User
 	if startOk.Mechanism == "EXTERNAL" && certUser != "" {
 		user, err = c.externalLogin(certUser)
 	} else {
@@ -463,7 +472,7 @@ func (c *conn) handshake() error {
 		if user, pass, err = parseCredentials(startOk.Mechanism, startOk.Response); err != nil {
 			return c.refuse(frame.AccessRefused, m, "%v", err)
 		}
-		_, err = c.h.users.Authenticate(user, pass, c.nc.RemoteAddr())
+		login, err = c.h.users.Authenticate(user, pass, c.nc.RemoteAddr())
 	}
 	if err != nil {
 		c.log.Info("amqp login refused", "user", user, "mechanism", startOk.Mechanism, "err", err)
@@ -474,6 +483,9 @@ func (c *conn) handshake() error {
 		return errors.New(text)
 	}
 	c.user = user
+	if login != nil {
+		c.setLogin(login) // a token's user replaces the name sent
+	}
 
 	tune := &frame.ConnectionTune{ChannelMax: cfg.ChannelMax, FrameMax: cfg.FrameMax, Heartbeat: uint16(cfg.Heartbeat / time.Second)}
 	if err := c.writeNow(tune); err != nil {
@@ -520,7 +532,7 @@ func (c *conn) handshake() error {
 	}
 	// RabbitMQ answers a login without permissions in the vhost with
 	// 530 NOT_ALLOWED at connection.open.
-	if err := c.h.users.CheckVHost(c.user, vhost.Name()); err != nil {
+	if err := c.checker().CheckVHost(c.user, vhost.Name()); err != nil {
 		c.log.Info("amqp vhost access refused", "user", c.user, "vhost", vhost.Name())
 		return c.refuse(frame.NotAllowed, m, "%s", err.Error())
 	}

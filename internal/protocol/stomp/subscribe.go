@@ -216,6 +216,9 @@ func (c *conn) subscriptionQueue(d destination, f *frame.Frame, hasID bool, s *s
 	if err := c.allow(auth.Read, auth.Exchange, d.name); err != nil {
 		return nil, err
 	}
+	if err := c.allowTopic(auth.Read, d.name, d.key); err != nil {
+		return nil, err
+	}
 	if err := c.vhost.BindQueue(q.Name(), d.name, d.key, nil, c.owner); err != nil {
 		return nil, err
 	}
