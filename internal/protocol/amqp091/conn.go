@@ -114,8 +114,8 @@ func (c *conn) serve(ctx context.Context) {
 		return
 	}
 	c.stopping = ctx.Done()
-	defer c.watchExpiry()()
 	c.log = c.log.With("user", c.user, "vhost", c.vhost.Name())
+	defer c.watchExpiry()()
 	c.log.Debug("amqp connection open", "heartbeat", c.heartbeat, "frame_max", c.frameMax)
 	var unregister func()
 	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "AMQP 0-9-1", User: c.user, VHost: c.vhost.Name(),
