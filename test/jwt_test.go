@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/base64"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -226,5 +227,26 @@ func TestJWTSTOMPAndWebSocket(t *testing.T) {
 	}
 	if _, resp, err := websocket.Dial(ctx, "ws://"+s.HTTPAddr().String()+"/ws", &websocket.DialOptions{HTTPHeader: basic(token(t, "dev", allScopes, time.Hour, otherAudience))}); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("ws with another audience's token: %v", err)
+	}
+}
+
+// An SSE stream opened with a bearer token ends when the token expires.
+func TestJWTSSEExpiry(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withJWT(), withAllProtocols())
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+s.HTTPAddr().String()+"/sse?exchange=amq.topic&key=a.%23", nil)
+	must(t, err)
+	req.Header.Set("Authorization", "Bearer "+token(t, "dev", allScopes, 2*time.Second))
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sse: %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(resp.Body) // returns when the server ends the stream
+	if err != nil || !strings.HasSuffix(string(body), ": token expired\n\n") {
+		t.Fatalf("sse ended with %q %v", body, err)
 	}
 }

@@ -85,10 +85,17 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 
 	hb := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer hb.Stop()
+	expired, stopExpiry := tokenExpiry(userOf(r))
+	defer stopExpiry()
 	var batch []outItem
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-expired:
+			_, _ = bw.WriteString(": token expired\n\n")
+			_ = bw.Flush()
+			_ = rc.Flush()
 			return
 		case <-s.ctx.Done():
 			// SSE has no close code; a last comment says why.
