@@ -1,12 +1,15 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,4 +252,61 @@ func TestJWTSSEExpiry(t *testing.T) {
 	if err != nil || !strings.HasSuffix(string(body), ": token expired\n\n") {
 		t.Fatalf("sse ended with %q %v", body, err)
 	}
+}
+
+// logLines is a log/slog destination tests can read while the server
+// writes to it.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logLines) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.buf.String(), substr)
+}
+
+// A token for another audience is refused with each protocol's auth
+// error and logged once, with the reason, per attempt (not again by the
+// connection's end).
+func TestJWTRefusalLoggedOnce(t *testing.T) {
+	t.Parallel()
+	logs := &logLines{}
+	// Registered before startServer, so it runs after the shutdown, when
+	// every connection goroutine has returned.
+	t.Cleanup(func() {
+		if n := logs.count("token audience not accepted"); n != 3 || logs.count("handshake failed") != 0 {
+			t.Errorf("the refusals were logged %d times, want 3 (one per protocol):\n%s", n, logs.buf.String())
+		}
+	})
+	s := startServer(t, withJWT(), withAllProtocols(), func(c *server.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	bad := token(t, "dev", allScopes, time.Hour, otherAudience)
+	_, err := amqp.Dial("amqp://x:" + bad + "@" + s.AMQPAddr().String() + "/")
+	expectCode(t, err, amqp.AccessRefused)
+
+	nc, err := net.Dial("tcp", s.MQTTAddr().String())
+	must(t, err)
+	c := paho.NewClient(paho.ClientConfig{Conn: nc})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	ca, _ := c.Connect(ctx, &paho.Connect{ClientID: "bad", CleanStart: true, Username: "x", UsernameFlag: true, Password: []byte(bad), PasswordFlag: true})
+	if ca == nil || ca.ReasonCode != 0x86 {
+		t.Fatalf("mqtt: %+v", ca)
+	}
+	nc.Close()
+	<-c.Done()
+
+	if _, err := stomp.Dial("tcp", s.STOMPAddr().String(), stomp.ConnOpt.Login("x", bad)); err == nil {
+		t.Fatal("stomp accepted the token")
+	}
+	eventually(t, "the three refusals in the log", func() bool { return logs.count("token audience not accepted") >= 3 })
 }

@@ -108,7 +108,7 @@ func (c *conn) serve(ctx context.Context) {
 		}
 	}()
 	if err := c.handshake(); err != nil {
-		if !errors.Is(err, io.EOF) {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, errLoginRefused) {
 			c.log.Info("amqp handshake failed", "err", err)
 		}
 		return
@@ -478,9 +478,9 @@ func (c *conn) handshake() error {
 		c.log.Info("amqp login refused", "user", user, "mechanism", startOk.Mechanism, "err", err)
 		text := fmt.Sprintf("Login was refused using authentication mechanism %s. For details see the broker logfile.", startOk.Mechanism)
 		if c.caps.authFailureClose {
-			return c.refuse(frame.AccessRefused, m, "%s", text)
+			return loggedRefusal(c.refuse(frame.AccessRefused, m, "%s", text))
 		}
-		return errors.New(text)
+		return loggedRefusal(errors.New(text))
 	}
 	c.user = user
 	if login != nil {

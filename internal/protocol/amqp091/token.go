@@ -1,6 +1,8 @@
 package amqp091
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/heraldmq/herald/internal/auth"
@@ -13,6 +15,13 @@ import (
 // backend). A token login is closed when the token expires, with
 // connection.close 320 CONNECTION_FORCED "credential expired" as RabbitMQ
 // sends, unless connection.update-secret brought a new token first.
+
+// errLoginRefused marks a refused login the handshake logged already
+// (with the reason: a bad password, a token for another audience), so
+// that serve does not log it a second time.
+var errLoginRefused = errors.New("login refused")
+
+func loggedRefusal(err error) error { return fmt.Errorf("%w: %w", errLoginRefused, err) }
 
 // loginState is the conn's part of it; the read loop owns it.
 type loginState struct {

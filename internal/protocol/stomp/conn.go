@@ -149,7 +149,8 @@ func (c *conn) serve(ctx context.Context) {
 		}
 	}()
 	if err := c.handshake(ctx); err != nil {
-		if !errors.Is(err, io.EOF) {
+		// A refused login was logged, with its reason, where it was refused.
+		if !errors.Is(err, io.EOF) && !errors.Is(err, auth.ErrInvalidCredentials) {
 			c.log.Info("stomp handshake failed", "err", err)
 		}
 		return
