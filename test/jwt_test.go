@@ -310,3 +310,46 @@ func TestJWTRefusalLoggedOnce(t *testing.T) {
 	}
 	eventually(t, "the three refusals in the log", func() bool { return logs.count("token audience not accepted") >= 3 })
 }
+
+// MQTT and STOMP over WebSocket take the token as the password too.
+func TestJWTOverWebSocket(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withJWT(), withAllProtocols())
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	good, bad := token(t, "dev", allScopes, time.Hour), token(t, "dev", allScopes, time.Hour, otherAudience)
+
+	stompWS := func(tok string) string {
+		ws, _, err := websocket.Dial(ctx, "ws://"+s.HTTPAddr().String()+"/stomp", &websocket.DialOptions{Subprotocols: []string{"v12.stomp"}})
+		must(t, err)
+		defer ws.CloseNow()
+		must(t, ws.Write(ctx, websocket.MessageText, []byte("CONNECT\naccept-version:1.2\nhost:/\nlogin:x\npasscode:"+tok+"\n\n\x00")))
+		_, data, err := ws.Read(ctx)
+		must(t, err)
+		return string(data)
+	}
+	if f := stompWS(good); !strings.HasPrefix(f, "CONNECTED\n") {
+		t.Fatalf("stomp over websocket: %q", f)
+	}
+	if f := stompWS(bad); !strings.HasPrefix(f, "ERROR\n") {
+		t.Fatalf("stomp over websocket, other audience: %q", f)
+	}
+
+	mqttWS := func(tok string) *paho.Connack {
+		ws, _, err := websocket.Dial(ctx, "ws://"+s.HTTPAddr().String()+"/mqtt", &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
+		must(t, err)
+		nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
+		c := paho.NewClient(paho.ClientConfig{Conn: nc})
+		ca, _ := c.Connect(ctx, &paho.Connect{ClientID: "ws-" + tok[len(tok)-6:], CleanStart: true, Username: "x", UsernameFlag: true, Password: []byte(tok), PasswordFlag: true})
+		_ = c.Disconnect(&paho.Disconnect{})
+		nc.Close()
+		<-c.Done()
+		return ca
+	}
+	if ca := mqttWS(good); ca == nil || ca.ReasonCode != 0 {
+		t.Fatalf("mqtt over websocket: %+v", ca)
+	}
+	if ca := mqttWS(bad); ca == nil || ca.ReasonCode != 0x86 {
+		t.Fatalf("mqtt over websocket, other audience: %+v", ca)
+	}
+}
