@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -366,4 +367,35 @@ func TestTopicPermissionsWeb(t *testing.T) {
 		map[string]any{"routing_key": "ok.1", "payload": "x", "payload_encoding": "string", "properties": map[string]any{}}); st != http.StatusOK {
 		t.Fatalf("allowed http publish: %d %s", st, out)
 	}
+}
+
+// A last will is published under the same checks as a PUBLISH: one on a
+// topic the client may not write to is dropped.
+func TestTopicPermissionsMQTTWill(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withUsers(topicUsers(t)), withAllProtocols())
+	addr := s.MQTTAddr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	admin := mustChannel(t, s.dial(t))
+	q := tempQueue(t, admin)
+	must(t, admin.QueueBind(q, "devices.#", "amq.topic", false, nil))
+	in := mustConsume(t, admin, q, "", true)
+
+	dieWith := func(id, topic string) {
+		nc, err := net.Dial("tcp", addr)
+		must(t, err)
+		c := paho.NewClient(paho.ClientConfig{Conn: nc})
+		_, err = c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, Username: "iot", UsernameFlag: true, Password: []byte("pw"), PasswordFlag: true,
+			WillMessage: &paho.WillMessage{Topic: topic, Payload: []byte(id)}})
+		must(t, err)
+		nc.Close() // no DISCONNECT: the will is due
+		<-c.Done()
+	}
+	dieWith("w1", "devices/w2/gone") // another client's topic: dropped
+	dieWith("w2", "devices/w2/gone") // its own: published
+	if d := recv(t, in); string(d.Body) != "w2" {
+		t.Fatalf("got the will of %q", d.Body)
+	}
+	expectNoDelivery(t, in)
 }

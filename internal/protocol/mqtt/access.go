@@ -64,6 +64,16 @@ func (c *conn) allowPublish(topic string) error {
 	return c.allowTopic(auth.Write, topicToKey(topic))
 }
 
+// allowWill checks a last will as the PUBLISH it is (RabbitMQ publishes
+// it through the same checks), when it is due: write on amq.topic and on
+// its topic. A refused will is dropped.
+func (c *conn) allowWill(topic string) error {
+	if err := c.allow(auth.Write, auth.Exchange, topicExchange); err != nil {
+		return err
+	}
+	return c.allowTopic(auth.Write, topicToKey(topic))
+}
+
 // sessionQueueFor is the session queue a CONNECT will use, checked before
 // it is declared.
 func (c *conn) sessionQueueFor(cleanStart bool) string {

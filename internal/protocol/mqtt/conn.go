@@ -482,6 +482,10 @@ func (c *conn) teardown(abnormal bool) {
 func (c *conn) publishWill() {
 	w, vhost, clientID, version := c.will, c.vhost, c.clientID, c.version
 	publish := func() {
+		if err := c.allowWill(w.Topic); err != nil {
+			c.h.log.Info("mqtt will refused", "client_id", clientID, "topic", w.Topic, "err", err)
+			return
+		}
 		p := &packet.Publish{QoS: w.QoS, Retain: w.Retain, Topic: w.Topic, Payload: w.Payload, Properties: w.Properties}
 		m := toMessage(p, w.Topic, clientID, version, time.Now())
 		if _, err := vhost.Publisher().Publish(m); err != nil {
