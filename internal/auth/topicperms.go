@@ -63,8 +63,12 @@ type topicPattern struct {
 	static *regexp.Regexp // no variables; nil matches nothing when empty
 
 	mu    sync.Mutex
-	cache map[string]*regexp.Regexp // expanded source -> compiled
+	cache map[expansion]*regexp.Regexp
 }
+
+// expansion is the values a pattern was expanded with: the cache key, so
+// that a hit costs neither the expansion nor an allocation.
+type expansion struct{ user, vhost, clientID string }
 
 // maxTopicCache bounds the per-pattern cache of expansions; past it the
 // cache starts over (a pattern naming {client_id} sees one expansion per
@@ -95,7 +99,7 @@ func compileTopicPattern(field, src string) (*topicPattern, error) {
 	if _, err := regexp.Compile(check); err != nil {
 		return nil, fmt.Errorf("invalid %s pattern %q: %w", field, src, err)
 	}
-	p.cache = make(map[string]*regexp.Regexp)
+	p.cache = make(map[expansion]*regexp.Regexp)
 	return p, nil
 }
 
@@ -126,20 +130,20 @@ func (p *topicPattern) matches(key, user, vhost string, vars TopicVars) bool {
 	if p.static != nil {
 		return p.static.MatchString(key)
 	}
-	src := ExpandTopicPattern(p.src, user, vhost, vars)
+	k := expansion{user, vhost, vars.ClientID}
 	p.mu.Lock()
-	re, ok := p.cache[src]
+	re, ok := p.cache[k]
 	p.mu.Unlock()
 	if !ok {
 		var err error
-		if re, err = regexp.Compile(src); err != nil {
-			return false // cannot happen: values are quoted
+		if re, err = regexp.Compile(ExpandTopicPattern(p.src, user, vhost, vars)); err != nil {
+			return false // a value that breaks it (say "z-a" inside [...]) refuses
 		}
 		p.mu.Lock()
 		if len(p.cache) >= maxTopicCache {
 			clear(p.cache)
 		}
-		p.cache[src] = re
+		p.cache[k] = re
 		p.mu.Unlock()
 	}
 	return re.MatchString(key)
