@@ -10,7 +10,13 @@
 //
 // Permissions follow RabbitMQ's access control: per user and vhost, three
 // regular expressions (configure, write, read) matched against resource
-// names; see permissions.go for which operation needs what.
+// names; see permissions.go for which operation needs what. Topic
+// permissions (topicperms.go) restrict the routing keys a user may
+// publish with and bind to on topic exchanges; every adapter checks them
+// through CheckTopicAccess. OAuth 2.0 access tokens (JWT, jwt.go) log in
+// on every protocol as the password, their scopes (scopes.go) standing
+// for the permissions; adapters check a connection through
+// CheckerFor(the user Authenticate returned).
 package auth
 
 import (
