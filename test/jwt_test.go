@@ -311,6 +311,38 @@ func TestJWTRefusalLoggedOnce(t *testing.T) {
 	eventually(t, "the three refusals in the log", func() bool { return logs.count("token audience not accepted") >= 3 })
 }
 
+// update-secret with a token that no longer reads a consumer's queue
+// cancels that consumer (basic.cancel), as RabbitMQ; the others stay.
+func TestJWTAMQPUpdateSecretRechecksConsumers(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withJWT())
+	admin := mustChannel(t, s.dial(t))
+	for _, q := range []string{"keep", "lose"} {
+		_, err := admin.QueueDeclare(q, false, false, false, false, nil)
+		must(t, err)
+	}
+	c, err := amqp.Dial("amqp://x:" + token(t, "svc", "herald.read:%2F/^(keep|lose)$", time.Hour) + "@" + s.AMQPAddr().String() + "/")
+	must(t, err)
+	defer c.Close()
+	ch := mustChannel(t, c)
+	cancels := ch.NotifyCancel(make(chan string, 2))
+	keep := mustConsume(t, ch, "keep", "k", true)
+	mustConsume(t, ch, "lose", "l", true)
+	must(t, c.UpdateSecret(token(t, "svc", "herald.read:%2F/^keep$", time.Hour), "narrower"))
+	select {
+	case tag := <-cancels:
+		if tag != "l" {
+			t.Fatalf("cancelled %q", tag)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no basic.cancel for the consumer the new token does not allow")
+	}
+	mustPublish(t, admin, "", "keep", amqp.Publishing{Body: []byte("still")})
+	if d := recv(t, keep); string(d.Body) != "still" {
+		t.Fatalf("got %q", d.Body)
+	}
+}
+
 // MQTT and STOMP over WebSocket take the token as the password too.
 func TestJWTOverWebSocket(t *testing.T) {
 	t.Parallel()

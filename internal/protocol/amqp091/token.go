@@ -95,10 +95,36 @@ func (c *conn) updateSecret(m *frame.ConnectionUpdateSecret) error {
 		c.login, c.access = usr, access
 		for _, ch := range c.channels {
 			ch.pubAllowedOK = false // the cached publish check was the old token's
+			ch.recheckConsumers()
 		}
 		c.armExpiry()
 		c.log.Info("amqp secret updated", "reason", m.Reason)
 	}
 	c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionUpdateSecretOk{}})
 	return nil
+}
+
+// recheckConsumers cancels the channel's consumers whose queue the new
+// token no longer allows to read, as RabbitMQ does after update-secret:
+// the client hears basic.cancel if it announced consumer_cancel_notify.
+func (ch *channel) recheckConsumers() {
+	var revoked []*consumerSink
+	ch.mu.Lock()
+	for tag, s := range ch.consumers {
+		if tag == ch.replyConsumer {
+			continue // direct reply-to: no queue of the user's
+		}
+		if ch.c.access.Check(ch.c.user, ch.c.vhost.Name(), auth.Read, auth.Queue, s.bc.Queue().Name()) != nil {
+			delete(ch.consumers, tag)
+			revoked = append(revoked, s)
+		}
+	}
+	ch.mu.Unlock()
+	for _, s := range revoked {
+		s.bc.Cancel()
+		ch.c.log.Info("amqp consumer cancelled: the new secret does not allow its queue", "channel", ch.id, "consumer", s.tag)
+		if ch.c.caps.consumerCancelNotify {
+			ch.send(&frame.BasicCancel{ConsumerTag: s.tag, NoWait: true})
+		}
+	}
 }
