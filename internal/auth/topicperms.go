@@ -14,7 +14,8 @@ import (
 // (unanchored, as every RabbitMQ permission) against routing keys.
 //
 //	basic.publish to a topic exchange     write on the message's routing key
-//	queue.bind to a topic exchange        read on the binding key
+//	queue.bind / exchange.bind from a     read on the binding key
+//	topic exchange
 //	MQTT PUBLISH / SUBSCRIBE              write / read on the topic as a key
 //	                                      ("a/b/+" is "a.b.*")
 //	STOMP SEND / SUBSCRIBE to /topic/k    write / read on k (amq.topic)
