@@ -70,6 +70,20 @@ func TestParseScopes(t *testing.T) {
 			t.Errorf("CheckVHost(%s) = %v", vh, err)
 		}
 	}
+	// RabbitMQ's wildcard syntax where the pattern is no regexp.
+	gw, _, err := parseScopes([]string{"herald.read:*/*", "herald.write:*/*.log", "herald.configure:%2F/*%2Fapp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		kind Kind
+		name string
+		ok   bool
+	}{{Read, "anything", true}, {Write, "x.log", true}, {Write, "x.logs", false}, {Configure, "q/app", true}, {Configure, "q/app/x", false}} {
+		if err := gw.Check("u", "/", c.kind, Queue, c.name); (err == nil) != c.ok {
+			t.Errorf("wildcard %s %q: %v", c.kind, c.name, err)
+		}
+	}
 	g2, _, _ := parseScopes([]string{"herald.read:v1/.*"})
 	if g2.CheckVHost("u", "/") == nil || g2.CheckVHost("u", "v1") != nil {
 		t.Error("vhost access must follow the scopes' vhosts")

@@ -73,7 +73,8 @@ func ParseScopes(scopes []string) (tags []string, err error) {
 // parseScopes reads herald.configure|write|read:<vhost>/<regex> and
 // herald.tag:<tag>. The vhost is URL-encoded ("%2F" is "/"); the regexp
 // is unanchored, as RabbitMQ's permissions, and may itself contain '/'.
-// An empty regexp matches nothing, as RabbitMQ's "".
+// An empty regexp matches nothing, as RabbitMQ's "". A pattern that is
+// not a regexp but holds '*' is RabbitMQ's wildcard syntax (wildcardPattern).
 func parseScopes(scopes []string) (*tokenGrant, []string, error) {
 	g := &tokenGrant{perms: map[string]*[3][]*regexp.Regexp{}}
 	var tags []string
@@ -119,12 +120,33 @@ func parseScopes(scopes []string) (*tokenGrant, []string, error) {
 			continue // grants the vhost, matches no resource
 		}
 		re, err := regexp.Compile(pattern)
+		if err != nil && strings.Contains(pattern, "*") {
+			// Not a regexp but RabbitMQ's default scope syntax, where
+			// '*' is the only wildcard ("*", "*.log", "amq.*x"): read
+			// it as that, so tokens minted for RabbitMQ keep working.
+			re, err = wildcardPattern(pattern)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("scope %q: bad pattern: %v", sc, err)
 		}
 		p[kind] = append(p[kind], re)
 	}
 	return g, tags, nil
+}
+
+// wildcardPattern compiles RabbitMQ's wildcard scope syntax: the whole
+// name must match, '*' matches any run of characters, the rest is
+// literal (URL-decoded, as RabbitMQ decodes it).
+func wildcardPattern(p string) (*regexp.Regexp, error) {
+	parts := strings.Split(p, "*")
+	for i, part := range parts {
+		lit, err := url.PathUnescape(part)
+		if err != nil {
+			return nil, fmt.Errorf("wildcard pattern %q: %v", p, err)
+		}
+		parts[i] = regexp.QuoteMeta(lit)
+	}
+	return regexp.Compile("^" + strings.Join(parts, ".*") + "$")
 }
 
 // CheckVHost allows a vhost named by any permission scope (or "*").
