@@ -135,6 +135,15 @@ func TestTopicPermissionsAPI(t *testing.T) {
 	if st, _ := do("DELETE", "/topic-permissions/%2F/iot", nil); st != http.StatusNotFound {
 		t.Fatalf("delete all again: %d", st)
 	}
+	// A definitions import (rabbitmqadmin import, POST /api/definitions)
+	// brings topic_permissions in.
+	if st, out := do("POST", "/definitions", map[string]any{"topic_permissions": []map[string]string{
+		{"user": "iot", "vhost": "/", "exchange": "imported", "write": "^w", "read": "^r"}}}); st/100 != 2 {
+		t.Fatalf("import: %d %s", st, out)
+	}
+	if st, out := do("GET", "/topic-permissions/%2F/iot/imported", nil); st != http.StatusOK || !strings.Contains(out, `"write":"^w"`) {
+		t.Fatalf("after import: %d %s", st, out)
+	}
 }
 
 // Topic permissions survive a restart: they are in the definitions file.
