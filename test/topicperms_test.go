@@ -376,6 +376,16 @@ func TestTopicPermissionsWeb(t *testing.T) {
 		map[string]any{"routing_key": "ok.1", "payload": "x", "payload_encoding": "string", "properties": map[string]any{}}); st != http.StatusOK {
 		t.Fatalf("allowed http publish: %d %s", st, out)
 	}
+	// A binding made through the management API is a queue.bind too.
+	users.PutUser("iot", "pw", []string{auth.TagManagement}) // keeps its permissions
+	ch := mustChannel(t, s.dial(t))
+	_, err = ch.QueueDeclare("iotq", false, true, false, false, nil)
+	must(t, err)
+	for key, want := range map[string]int{"no.#": http.StatusForbidden, "ok.#": http.StatusCreated} {
+		if st, out := httpDo(t, "POST", base+"/api/bindings/%2F/e/amq.topic/q/iotq", "iot", "pw", map[string]any{"routing_key": key}); st != want {
+			t.Errorf("api binding %q: %d %s, want %d", key, st, out, want)
+		}
+	}
 }
 
 // A last will is published under the same checks as a PUBLISH: one on a

@@ -395,6 +395,10 @@ func (s *Server) bindQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	queue, ex := r.PathValue("queue"), exchangeName(r.PathValue("exchange"))
+	if err := s.checkTopic(userOf(r), v, auth.Read, ex, req.RoutingKey); err != nil {
+		writeBrokerError(w, err) // a queue.bind: topic permissions apply, as in RabbitMQ
+		return
+	}
 	if err := v.BindQueue(queue, ex, req.RoutingKey, args, 0); err != nil {
 		writeBrokerError(w, err)
 		return
