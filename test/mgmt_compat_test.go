@@ -7,11 +7,11 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 func withHTTP() serverOption {
-	return func(c *server.Config) { c.HTTPAddr = "127.0.0.1:0" }
+	return func(c *app.Config) { c.HTTPAddr = "127.0.0.1:0" }
 }
 
 // TestConnectionsByClientName does what amqp091-go's connection-recovery

@@ -13,7 +13,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 // TestMQTTSubscribeLosesNoEarlyMessage: a message routed to a persistent
@@ -23,7 +23,7 @@ import (
 // subscription recorded yet for its topic and settled it as unmatched.
 func TestMQTTSubscribeLosesNoEarlyMessage(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, func(c *server.Config) { c.MQTTAddr = "127.0.0.1:0" })
+	s := startServer(t, func(c *app.Config) { c.MQTTAddr = "127.0.0.1:0" })
 	ch := mustChannel(t, s.dial(t))
 
 	// A publisher floods amq.topic while the client subscribes.
@@ -110,7 +110,7 @@ func v5Subscriber(t *testing.T, addr, id string) (*paho.Client, <-chan *paho.Pub
 // MQTT as one property per element.
 func TestMQTTUserPropertiesKeepOrderAndRepeats(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, func(c *server.Config) { c.MQTTAddr = "127.0.0.1:0" })
+	s := startServer(t, func(c *app.Config) { c.MQTTAddr = "127.0.0.1:0" })
 	addr := s.MQTTAddr().String()
 	ch := mustChannel(t, s.dial(t))
 	q := tempQueue(t, ch)

@@ -11,7 +11,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 // TestSTOMPVersionMismatchListsVersions: a CONNECT accepting only versions
@@ -20,7 +20,7 @@ import (
 // codec; then the connection closes.
 func TestSTOMPVersionMismatchListsVersions(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, func(c *server.Config) { c.STOMPAddr = "127.0.0.1:0" })
+	s := startServer(t, func(c *app.Config) { c.STOMPAddr = "127.0.0.1:0" })
 	nc, err := net.Dial("tcp", s.Addr("stomp").String())
 	must(t, err)
 	defer nc.Close()
@@ -44,7 +44,7 @@ func TestSTOMPVersionMismatchListsVersions(t *testing.T) {
 // keeps the first.
 func TestMQTTRepeatedUserPropertyReachesSTOMP(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, func(c *server.Config) { c.STOMPAddr, c.MQTTAddr = "127.0.0.1:0", "127.0.0.1:0" })
+	s := startServer(t, func(c *app.Config) { c.STOMPAddr, c.MQTTAddr = "127.0.0.1:0", "127.0.0.1:0" })
 	sc, err := stomp.Dial("tcp", s.Addr("stomp").String(), stomp.ConnOpt.Login("guest", "guest"))
 	must(t, err)
 	defer sc.Disconnect()

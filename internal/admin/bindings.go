@@ -222,6 +222,10 @@ func (s *Server) createBinding(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := s.checkTopic(userOf(r), v, auth.Read, source, req.RoutingKey); err != nil {
+		writeBrokerError(w, err) // a bind: topic permissions apply, as in RabbitMQ
+		return
+	}
 	var err error
 	if dkind == "queue" {
 		err = v.BindQueue(dest, source, req.RoutingKey, args, 0)

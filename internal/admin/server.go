@@ -103,6 +103,7 @@ func (s *Server) routes() {
 	mg("GET /api/connections/{name}/channels", s.connectionChannels)
 	mg("GET /api/channels/{channel}", s.showChannel)
 	s.limitRoutes(admin)
+	s.topicPermissionRoutes(admin)
 	s.serviceRoutes(mg)
 }
 
@@ -125,4 +126,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool 
 func (s *Server) checkerFor(u *auth.User) web.Checker { return s.shell.CheckerFor(u) }
 func (s *Server) check(u *auth.User, v *broker.VHost, kind auth.Kind, res auth.Resource, name string) error {
 	return s.shell.Check(u, v, kind, res, name)
+}
+func (s *Server) checkTopic(u *auth.User, v *broker.VHost, kind auth.Kind, exchange, key string) error {
+	return s.shell.CheckTopic(u, v, kind, exchange, key)
 }

@@ -152,9 +152,13 @@ func New(cfg Config) (*App, error) {
 		}
 	}
 	if cfg.Web.JWT.Enabled() {
-		if err := cfg.Web.JWT.Validate(); err != nil {
+		// One verifier for every protocol: a JWT as the password on AMQP,
+		// MQTT, STOMP and WebSocket, a bearer token on HTTP.
+		v, err := auth.NewTokenVerifier(cfg.Web.JWT)
+		if err != nil {
 			return nil, fmt.Errorf("bearer token (JWT) settings: %w", err)
 		}
+		cfg.Users.SetTokenVerifier(v)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", cfg.DataDir, err)

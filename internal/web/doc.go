@@ -40,8 +40,10 @@
 // Scopes without the "herald." prefix are ignored. Refused tokens get 401
 // {"error":"not_authorized","reason":"token expired"} (or "token not valid
 // yet", "token signature invalid", "token algorithm \"none\" not
-// accepted", "token audience not accepted", ...). A WebSocket or SSE
-// stream opened with a token is not closed when the token expires later.
+// accepted", "token audience not accepted", ...). A WebSocket opened with
+// a token is closed (1008 "token expired") when the token expires, an SSE
+// stream ended (a last comment ": token expired"). The same tokens log in
+// on every protocol as the password (internal/auth, docs/access.md).
 //
 // # REST
 //

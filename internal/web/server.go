@@ -158,7 +158,9 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel}
-	if cfg.JWT.Enabled() {
+	if v := users.TokenVerifier(); v != nil {
+		s.jwt = v // the same keys as the other protocols'
+	} else if cfg.JWT.Enabled() {
 		var err error
 		if s.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
 			log.Error("bearer tokens will be refused", "err", err)

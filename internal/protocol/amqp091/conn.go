@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
@@ -48,6 +49,8 @@ type conn struct {
 	// limits; set once connection.open passed them.
 	admitted func()
 	rate     *broker.PublishLimiter // nil: no --max-publish-rate
+
+	loginState // who logged in, the permissions checked, a token's expiry (token.go)
 
 	frameMax   uint32
 	channelMax uint16
@@ -110,13 +113,14 @@ func (c *conn) serve(ctx context.Context) {
 		}
 	}()
 	if err := c.handshake(); err != nil {
-		if !errors.Is(err, io.EOF) {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, errLoginRefused) {
 			c.log.Info("amqp handshake failed", "err", err)
 		}
 		return
 	}
 	c.stopping = ctx.Done()
 	c.log = c.log.With("user", c.user, "vhost", c.vhost.Name())
+	defer c.watchExpiry()()
 	c.log.Debug("amqp connection open", "heartbeat", c.heartbeat, "frame_max", c.frameMax)
 	var unregister func()
 	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "AMQP 0-9-1", User: c.user, VHost: c.vhost.Name(),
@@ -356,6 +360,10 @@ func (c *conn) handleConnectionMethod(m frame.Method) (bool, error) {
 			return true, nil
 		}
 		return false, connectionError(frame.CommandInvalid, m, "unexpected connection.close-ok")
+	case *frame.ConnectionUpdateSecret:
+		if !c.closing.Load() {
+			return false, c.updateSecret(m)
+		}
 	}
 	if c.closing.Load() {
 		return false, nil
@@ -466,6 +474,7 @@ func (c *conn) handshake() error {
 		c.caps.authFailureClose, _ = caps["authentication_failure_close"].(bool)
 	}
 	var user string
+	var login *auth.User
 	if startOk.Mechanism == "EXTERNAL" && certUser != "" {
 		user, err = c.externalLogin(certUser)
 	} else {
@@ -474,18 +483,21 @@ func (c *conn) handshake() error {
 			c.h.cfg.Counters.AuthFailed(metrics.ProtocolAMQP)
 			return c.refuse(frame.AccessRefused, m, "%v", err)
 		}
-		_, err = c.h.users.Authenticate(user, pass, c.nc.RemoteAddr())
+		login, err = c.h.users.Authenticate(user, pass, c.nc.RemoteAddr())
 	}
 	if err != nil {
 		c.h.cfg.Counters.AuthFailed(metrics.ProtocolAMQP)
 		c.log.Info("amqp login refused", "user", user, "mechanism", startOk.Mechanism, "err", err)
 		text := fmt.Sprintf("Login was refused using authentication mechanism %s. For details see the broker logfile.", startOk.Mechanism)
 		if c.caps.authFailureClose {
-			return c.refuse(frame.AccessRefused, m, "%s", text)
+			return loggedRefusal(c.refuse(frame.AccessRefused, m, "%s", text))
 		}
-		return errors.New(text)
+		return loggedRefusal(errors.New(text))
 	}
 	c.user = user
+	if login != nil {
+		c.setLogin(login) // a token's user replaces the name sent
+	}
 
 	tune := &frame.ConnectionTune{ChannelMax: cfg.ChannelMax, FrameMax: cfg.FrameMax, Heartbeat: uint16(cfg.Heartbeat / time.Second)}
 	if err := c.writeNow(tune); err != nil {
@@ -532,7 +544,7 @@ func (c *conn) handshake() error {
 	}
 	// RabbitMQ answers a login without permissions in the vhost with
 	// 530 NOT_ALLOWED at connection.open.
-	if err := c.h.users.CheckVHost(c.user, vhost.Name()); err != nil {
+	if err := c.checker().CheckVHost(c.user, vhost.Name()); err != nil {
 		c.log.Info("amqp vhost access refused", "user", c.user, "vhost", vhost.Name())
 		return c.refuse(frame.NotAllowed, m, "%s", err.Error())
 	}

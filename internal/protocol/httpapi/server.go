@@ -90,3 +90,6 @@ func (s *Server) usableVHost(w http.ResponseWriter, r *http.Request, name string
 func (s *Server) check(u *auth.User, v *broker.VHost, kind auth.Kind, res auth.Resource, name string) error {
 	return s.shell.Check(u, v, kind, res, name)
 }
+func (s *Server) checkTopic(u *auth.User, v *broker.VHost, kind auth.Kind, exchange, key string) error {
+	return s.shell.CheckTopic(u, v, kind, exchange, key)
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // serveSSE is /sse?queue=q or /sse?exchange=e&key=k (and &vhost=): a
@@ -86,10 +87,17 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 
 	hb := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer hb.Stop()
+	expired, stopExpiry := web.TokenExpiry(userOf(r))
+	defer stopExpiry()
 	var batch []outItem
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-expired:
+			_, _ = bw.WriteString(": token expired\n\n")
+			_ = bw.Flush()
+			_ = rc.Flush()
 			return
 		case <-s.ctx.Done():
 			// SSE has no close code; a last comment says why.

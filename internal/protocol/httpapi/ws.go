@@ -171,12 +171,18 @@ func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
 }
 
 func (ws *wsSession) watchdog() {
+	expired, stop := web.TokenExpiry(ws.user)
+	defer stop()
 	for {
 		select {
 		case <-ws.done:
 			return
 		case <-ws.s.ctx.Done():
 			ws.shutdown(websocket.StatusGoingAway, "server shutting down")
+			return
+		case <-expired:
+			ws.log.Info("closing websocket: token expired")
+			ws.shutdown(websocket.StatusPolicyViolation, "token expired")
 			return
 		case <-ws.ob.slow:
 			if q := ws.tooSlow(); q != "" {
@@ -441,7 +447,7 @@ func (ws *wsSession) publish(f *wsFrame) {
 		ws.publishError(f.ID, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := ws.allowPublish(m.Exchange); err != nil {
+	if err := ws.allowPublish(m.Exchange, m.RoutingKey); err != nil {
 		ws.publishError(f.ID, web.HTTPStatus(err), err.Error())
 		return
 	}
@@ -553,7 +559,10 @@ func (ws *wsSession) replyAddress(f *wsFrame) {
 
 // allowPublish checks write on exchange with a one-entry cache valid until
 // users or permissions change: it runs for every published frame.
-func (ws *wsSession) allowPublish(exchange string) error {
+func (ws *wsSession) allowPublish(exchange, key string) error {
+	if err := ws.s.checkTopic(ws.user, ws.vhost, auth.Write, exchange, key); err != nil {
+		return err
+	}
 	gen := ws.s.users.Generation()
 	if ws.pubAllowedOK && ws.pubAllowedGen == gen && ws.pubAllowed == exchange {
 		return nil

@@ -62,6 +62,8 @@ type conn struct {
 	admitted func()                 // releases the connection-limit slot
 	rate     *broker.PublishLimiter // nil: no MaxPublishRate
 
+	loginState // who logged in and the permissions checked (token.go)
+
 	out *outbox
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
 	// when the read buffer drains, see readLoop).
@@ -143,6 +145,7 @@ func (c *conn) serve(ctx context.Context) {
 	c.rate = c.h.broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	// CONNACK is out: writers may run (deliveries queued meanwhile follow it).
 	c.out.start()
+	defer c.watchExpiry()()
 	// Shutdown becomes a DISCONNECT and a close, which ends the read loop
 	// (no watcher goroutine per connection: AfterFunc runs only if needed).
 	if ctx.Err() != nil {
@@ -250,19 +253,22 @@ func (c *conn) handshake() bool {
 			}
 			return authFail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
 		}
-	} else if _, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
+	} else if login, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
+		c.log = c.log.With("err", err) // fail logs the refusal once, with why
 		if c.version == packet.V5 {
 			return authFail(packet.BadUserNameOrPassword, "bad user name or password")
 		}
 		// 3.1.1 clients get 0x05 (not authorized), as RabbitMQ answers.
 		return authFail(packet.NotAuthorized, "bad user name or password")
+	} else {
+		user = c.setLogin(login) // a token's user replaces the name sent
 	}
 	c.vhost = c.h.broker.VHost(vhostName)
 	if c.vhost == nil {
 		return fail(packet.NotAuthorized, "no vhost "+vhostName)
 	}
 	c.user = user
-	if err := c.h.users.CheckVHost(user, vhostName); err != nil {
+	if err := c.checker().CheckVHost(user, vhostName); err != nil {
 		return fail(packet.NotAuthorized, err.Error()) // v5 0x87, 3.1.1 0x05
 	}
 	// Connection limits: v5 0x97 quota exceeded, 3.1.1 0x03 server unavailable.
@@ -497,6 +503,10 @@ func (c *conn) teardown(abnormal bool) {
 func (c *conn) publishWill() {
 	w, vhost, clientID, version := c.will, c.vhost, c.clientID, c.version
 	publish := func() {
+		if err := c.allowWill(w.Topic); err != nil {
+			c.h.log.Info("mqtt will refused", "client_id", clientID, "topic", w.Topic, "err", err)
+			return
+		}
 		p := &packet.Publish{QoS: w.QoS, Retain: w.Retain, Topic: w.Topic, Payload: w.Payload, Properties: w.Properties}
 		m := toMessage(p, w.Topic, clientID, version, time.Now())
 		if _, err := vhost.Publisher().Publish(m); err != nil {

@@ -206,7 +206,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 	if shared {
 		bindQueue = s.queue
 	}
-	err := c.allowSubscribe(bindQueue)
+	err := c.allowSubscribe(bindQueue, s.key)
 	if err == nil && shared {
 		err = c.allowQueue(bindQueue)
 	}
@@ -351,7 +351,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			return nil
 		}
 	}
-	if err := c.allowPublish(); err != nil {
+	if err := c.allowPublish(topic); err != nil {
 		// As RabbitMQ: v5 QoS 1/2 get a negative PUBACK/PUBREC 0x87; a v5
 		// QoS 0 and every 3.1.1 publish (no negative ack there) close the
 		// connection.

@@ -112,6 +112,7 @@ type conn struct {
 	reg           *broker.Connection     // registry entry: message counters
 	admitted      func()                 // releases the connection-limit slot
 	rate          *broker.PublishLimiter // nil: no MaxPublishRate
+	loginState                           // who logged in, the permissions checked (token.go)
 	sendHB        time.Duration          // server -> client heart-beat interval
 	recvHB        time.Duration          // client -> server heart-beat interval
 
@@ -167,7 +168,8 @@ func (c *conn) serve(ctx context.Context) {
 		}
 	}()
 	if err := c.handshake(ctx); err != nil {
-		if !errors.Is(err, io.EOF) {
+		// A refused login was logged, with its reason, where it was refused.
+		if !errors.Is(err, io.EOF) && !errors.Is(err, auth.ErrInvalidCredentials) {
 			c.log.Info("stomp handshake failed", "err", err)
 		}
 		return
@@ -188,6 +190,7 @@ func (c *conn) serve(ctx context.Context) {
 			_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
 		}})
 	defer unregister()
+	defer c.watchExpiry()()
 
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})
@@ -319,10 +322,12 @@ func (c *conn) handshake(ctx context.Context) error {
 			c.h.cfg.Counters.AuthFailed(metrics.ProtocolSTOMP)
 			return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, nil)
 		}
-	} else if _, err := c.h.users.Authenticate(login, passcode, c.nc.RemoteAddr()); err != nil {
+	} else if usr, err := c.h.users.Authenticate(login, passcode, c.nc.RemoteAddr()); err != nil {
 		c.log.Info("stomp login refused", "user", login, "err", err)
 		c.h.cfg.Counters.AuthFailed(metrics.ProtocolSTOMP)
 		return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, err)
+	} else {
+		login = c.setLogin(usr) // a token's user replaces the login sent
 	}
 	host := f.Value("host")
 	c.vhost = c.h.broker.VHost(host)
@@ -335,7 +340,7 @@ func (c *conn) handshake(ctx context.Context) error {
 		}
 	}
 	c.user = login
-	if err := c.h.users.CheckVHost(login, c.vhost.Name()); err != nil {
+	if err := c.checker().CheckVHost(login, c.vhost.Name()); err != nil {
 		c.log.Info("stomp vhost access refused", "user", login, "vhost", c.vhost.Name())
 		return c.refuse(errorf("access_refused", "ACCESS_REFUSED - %s", err.Error()), receipt, err)
 	}
@@ -615,7 +620,7 @@ func (c *conn) send(f *frame.Frame) error {
 	if d.kind != destTopic && d.kind != destExchange {
 		exchange = ""
 	}
-	if err := c.allowPublish(exchange); err != nil {
+	if err := c.allowPublish(exchange, d.key); err != nil {
 		return err
 	}
 	switch d.kind {
