@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -164,6 +166,14 @@ func (v *jwtVerifier) verify(token string) (*auth.User, *tokenGrant, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// For /ws (realtime.go): the socket closes when the token expires
+	// unless refreshed, and the info claim is the presence info.
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		g.expires = exp.Time
+	}
+	if info, ok := claims["info"]; ok {
+		g.info, _ = json.Marshal(info)
+	}
 	return &auth.User{Name: name, Tags: tags}, g, nil
 }
 
@@ -226,6 +236,9 @@ const anyVHost = "*"
 // the regexps of its scopes (any one matching allows).
 type tokenGrant struct {
 	perms map[string]*[3][]*regexp.Regexp
+	// expires is the token's exp; info its "info" claim (JSON), if any.
+	expires time.Time
+	info    json.RawMessage
 }
 
 // parseScopes reads herald.configure|write|read:<vhost>/<regex> and

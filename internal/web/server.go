@@ -70,6 +70,21 @@ type Config struct {
 	// (message_stats.*_details.rate) are sampled, RabbitMQ's
 	// collect_statistics_interval.
 	StatsInterval time.Duration
+	// WSHeartbeat: a /ws peer that does not answer pings for this long is
+	// closed (and leaves its presence sets). Default DefaultWSHeartbeat.
+	WSHeartbeat time.Duration
+	// MaxFrameRate bounds the frames a second one /ws socket may send,
+	// publishes and acks aside; beyond it the socket is not read until a
+	// token is due (push-back). 0: DefaultMaxFrameRate; negative: none.
+	MaxFrameRate int
+	// MaxPresence bounds the clients of one channel's presence set
+	// (--max-presence); a subscribe beyond it is refused. 0: default.
+	MaxPresence int
+	// WebSocketOrigins, when set, restricts the origins of browser pages
+	// that may open /mqtt and /stomp (same-origin pages always may). Empty:
+	// any origin, as RabbitMQ's Web MQTT and Web STOMP plugins (their
+	// clients log in with CONNECT, so a foreign page gains nothing).
+	WebSocketOrigins []string
 }
 
 // Defaults.
@@ -108,6 +123,9 @@ func (c *Config) setDefaults() {
 	if c.StatsInterval <= 0 {
 		c.StatsInterval = DefaultStatsInterval
 	}
+	if c.WSHeartbeat <= 0 {
+		c.WSHeartbeat = DefaultWSHeartbeat
+	}
 }
 
 // Server is Herald's HTTP front: REST publish and pull, WebSocket and SSE
@@ -133,6 +151,8 @@ type Server struct {
 	// and SSE streams, which have no registered connection, for the
 	// per-protocol metrics (protocol labels "http" and "sse").
 	httpCount, sseCount *broker.Connection
+	// presence holds the channels' presence sets (presence.go).
+	presence *presenceHub
 
 	// ctx ends every long-lived handler (WebSocket, SSE, fetch) and the
 	// stats sampler on Close.
@@ -162,7 +182,8 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, started: time.Now(), node: nodeName(), broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel,
 		stats: newStatsSampler(b), pubLimits: newPublishLimits(cfg.MaxPublishRate),
-		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE)}
+		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE),
+		presence: newPresenceHub(cfg.MaxPresence)}
 	if cfg.JWT.Enabled() {
 		var err error
 		if s.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
@@ -216,11 +237,12 @@ func userOf(r *http.Request) *auth.User {
 func (s *Server) routes() {
 	m := s.mux
 	m.handle("GET /herald.js", http.HandlerFunc(s.heraldJS))
+	m.handle("GET /herald.d.ts", http.HandlerFunc(s.heraldDTS))
 	if s.cfg.MQTTWebSocket != nil {
-		m.handle("/mqtt", s.cfg.MQTTWebSocket)
+		m.handle("/mqtt", s.anyOrigin(s.cfg.MQTTWebSocket))
 	}
 	if s.cfg.STOMPWebSocket != nil {
-		m.handle("/stomp", s.cfg.STOMPWebSocket)
+		m.handle("/stomp", s.anyOrigin(s.cfg.STOMPWebSocket))
 	}
 	if s.cfg.Console != nil {
 		m.handle("GET /", s.cfg.Console)
@@ -230,8 +252,11 @@ func (s *Server) routes() {
 		m.handle("GET /metrics", s.cfg.Metrics)
 	}
 	a := func(pattern string, h http.HandlerFunc) { m.handle(pattern, s.authenticated(h)) }
-	a("GET /ws", s.serveWS)
-	a("GET /sse", s.serveSSE)
+	m.handle("GET /ws", s.wsEntry(s.authenticated(s.serveWS)))
+	a("GET /sse", s.sameOrAllowedOrigin(s.serveSSE))
+	a("GET /api/presence/{vhost}/{channel}", s.getPresence)
+	a("GET /api/presence/{vhost}/{channel}/stats", s.getPresence)
+	a("POST /api/users/{vhost}/{user}/messages", s.postUserMessage)
 
 	a("POST /api/exchanges/{vhost}/{exchange}/publish", s.publishJSON)
 	a("POST /v1/publish/{exchange}/{key...}", s.publishRaw)
@@ -302,6 +327,8 @@ func (s *Server) routes() {
 	mg("GET /api/vhosts/{vhost}/channels", s.listChannels)
 	mg("GET /api/connections/{name}/channels", s.connectionChannels)
 	mg("GET /api/channels/{channel}", s.showChannel)
+	mg("GET /api/presence", s.listPresence)
+	mg("GET /api/presence/{vhost}", s.listPresence)
 	s.limitRoutes(admin)
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -63,6 +62,9 @@ type wsSession struct {
 	// WebSocket message, newline-separated; wbuf is the writer's scratch.
 	batch bool
 	wbuf  []byte
+	// rt: client id, token expiry, heartbeat, presence, per-user
+	// messages (realtime.go).
+	rt wsRealtime
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -79,20 +81,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.streams.Done()
-	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.CORSOrigins}
-	if slices.Contains(s.cfg.CORSOrigins, "*") {
-		opts.InsecureSkipVerify = true
-	}
-	c, err := websocket.Accept(w, r, opts)
+	c, err := websocket.Accept(w, r, s.wsAcceptOptions())
 	if err != nil {
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return // Accept has answered
 	}
 	c.SetReadLimit(s.cfg.MaxBodySize)
+	s.runWS(c, r, userOf(r), v, nil)
+}
+
+// runWS runs an accepted socket of user u; connect is the frame of an
+// in-band login (wsconnect.go), answered once the session runs.
+func (s *Server) runWS(c *websocket.Conn, r *http.Request, u *auth.User, v *broker.VHost, connect *flexString) {
 	// Connection limits are checked once the socket is up, so that the
 	// client (a browser cannot read an HTTP status of a refused upgrade)
 	// learns why: close 1013 "try again later" with the reason.
-	release, err := s.broker.AdmitConnection(userOf(r).Name, v.Name())
+	release, err := s.broker.AdmitConnection(u.Name, v.Name())
 	if err != nil {
 		s.log.Info("websocket refused by a connection limit", "remote", r.RemoteAddr, "err", err)
 		_ = c.Close(websocket.StatusTryAgainLater, truncateReason(limitReason(err)))
@@ -100,13 +104,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	ws := &wsSession{
-		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
-		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
+		s: s, c: c, user: u, vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
+		log: s.log.With("remote", r.RemoteAddr, "user", u.Name), pub: v.Publisher(),
 		done: make(chan struct{}), subs: make(map[string]*sub),
 		rate: broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
 		batch: r.URL.Query().Get("batch") == "1",
 	}
 	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
+	ws.rt.connectID = connect
 	local := ""
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		local = a.String()
@@ -135,6 +140,7 @@ func (ws *wsSession) run() {
 	wg.Add(2)
 	go func() { defer wg.Done(); ws.writer() }()
 	go func() { defer wg.Done(); ws.watchdog() }()
+	ws.openRealtime()
 	err := ws.readLoop()
 	ws.log.Debug("websocket closed", "err", err)
 	ws.confirms.Close()
@@ -152,6 +158,7 @@ func (ws *wsSession) run() {
 	for _, x := range subs {
 		x.bc.Cancel()
 	}
+	ws.closeRealtime()
 	ws.ob.close()
 	wg.Wait()
 	ws.s.broker.ReleaseOwner(ws.owner)
@@ -191,6 +198,9 @@ func (ws *wsSession) tooSlow() string {
 		if x.private {
 			qs = append(qs, x.queue)
 		}
+	}
+	if ws.rt.user != nil {
+		qs = append(qs, ws.rt.user.queue)
 	}
 	ws.mu.Unlock()
 	for _, q := range qs {
@@ -312,6 +322,11 @@ func (ws *wsSession) readLoop() error {
 			return err
 		}
 		f, err := parseFrame(b)
+		if f != nil {
+			ws.pace(f.Op)
+		} else {
+			ws.pace("")
+		}
 		if err != nil {
 			ws.sendError("", http.StatusBadRequest, err.Error())
 			continue
@@ -351,6 +366,7 @@ func (ws *wsSession) dispatch(f *wsFrame) {
 		// Deliveries not yet acknowledged stay pending: the client may
 		// still ack or nack them, and they are requeued when it leaves.
 		x.bc.Cancel()
+		ws.leavePresence(x)
 		ws.send(map[string]any{"op": "unsubscribed", "id": f.ID})
 	case "ack", "nack":
 		p, ok := ws.ob.settle(f.Tag)
@@ -383,6 +399,8 @@ func (ws *wsSession) dispatch(f *wsFrame) {
 		ws.replyAddress(f)
 	case "ping":
 		ws.send(map[string]any{"op": "pong", "id": f.ID})
+	default:
+		ws.dispatchRealtime(f)
 	}
 }
 
@@ -462,7 +480,9 @@ func (ws *wsSession) publish(f *wsFrame) {
 	}
 	if ws.pub.Congested() {
 		// Push-back: stop reading this socket until the queues drain.
+		ws.rt.paused.Store(true)
 		ws.pub.WaitFlow(ws.done, ws.owner)
+		ws.rt.paused.Store(false)
 	}
 }
 
@@ -495,7 +515,13 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		return
 	}
 	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private}
-	if err := ws.consume(x, f.Prefetch); err != nil {
+	err = ws.consume(x, f.Prefetch)
+	if err == nil {
+		if err = ws.joinPresence(x, f); err != nil {
+			x.bc.Cancel()
+		}
+	}
+	if err != nil {
 		if private {
 			_, _ = v.DeleteQueue(q.Name(), ws.owner, false, false)
 		}
