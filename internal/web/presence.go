@@ -98,8 +98,9 @@ func (h *presenceHub) notifyLocked(pc *presenceChannel, op, channel string, c pr
 }
 
 // join adds a subscription of ws to a channel: as a member (presence) and
-// or as a watcher (joinLeave). A full set refuses a new member.
-func (h *presenceHub) join(ws *wsSession, k presenceKey, presence, joinLeave bool, info json.RawMessage) error {
+// or as a watcher (joinLeave). A full set refuses a new member. Once
+// admitted, answer (the subscribe's) is queued before any join frame.
+func (h *presenceHub) join(ws *wsSession, k presenceKey, presence, joinLeave bool, info json.RawMessage, answer []byte) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	pc := h.chans[k]
@@ -115,6 +116,7 @@ func (h *presenceHub) join(ws *wsSession, k presenceKey, presence, joinLeave boo
 			"presence set of channel '%s' in vhost '%s' is full: %d clients (--max-presence)", k.channel, k.vhost, h.limit)}
 	}
 	h.chans[k] = pc
+	ws.ob.controlNoWait(answer) // bounded: one per subscribe
 	if joinLeave {
 		pc.watchers[ws]++
 	}
@@ -250,22 +252,22 @@ func (s *Server) checkChannel(u *auth.User, v *broker.VHost, channel string) err
 
 // joinPresence runs after a subscribe that asked for presence or
 // join_leave; on a refusal (a full set) the subscription is undone.
-func (ws *wsSession) joinPresence(x *sub, f *wsFrame) error {
+func (ws *wsSession) joinPresence(x *sub, f *wsFrame, answer []byte) (answered bool, err error) {
 	if !f.Presence && !f.JoinLeave {
-		return nil
+		return false, nil
 	}
 	info := ws.rt.info
 	if len(info) == 0 && len(f.Info) > 0 {
 		info = f.Info
 	}
 	k := presenceKey{ws.vhost.Name(), channelOf(exchangeName(*f.Exchange), f.Key)}
-	if err := ws.s.presence.join(ws, k, f.Presence, f.JoinLeave, info); err != nil {
-		return err
+	if err := ws.s.presence.join(ws, k, f.Presence, f.JoinLeave, info, answer); err != nil {
+		return false, err
 	}
 	ws.mu.Lock()
 	ws.rt.joined[x.id] = presenceJoin{key: k, presence: f.Presence, joinLeave: f.JoinLeave}
 	ws.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 // leavePresence runs when a subscription ends.

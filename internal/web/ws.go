@@ -515,9 +515,12 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		return
 	}
 	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private}
+	answer := mustJSON(map[string]any{"op": "subscribed", "id": f.ID, "queue": q.Name()})
+	answered := false
 	err = ws.consume(x, f.Prefetch)
 	if err == nil {
-		if err = ws.joinPresence(x, f); err != nil {
+		// With presence, the answer goes out before the join frames.
+		if answered, err = ws.joinPresence(x, f, answer); err != nil {
 			x.bc.Cancel()
 		}
 	}
@@ -531,7 +534,9 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 	ws.mu.Lock()
 	ws.subs[id] = x
 	ws.mu.Unlock()
-	ws.send(map[string]any{"op": "subscribed", "id": f.ID, "queue": q.Name()})
+	if !answered {
+		ws.ob.control(answer)
+	}
 	ws.start(x)
 }
 
