@@ -261,9 +261,9 @@ func TestWSConnectTokenRefreshAndExpiry(t *testing.T) {
 	a.expect("pong")
 	// A bad first frame or token: closed with the reason.
 	for frame, want := range map[string]string{
-		`{"op":"ping"}`: "the first frame must be",
+		`{"op":"ping"}`:                    "the first frame must be",
 		`{"op":"connect","token":"x.y.z"}`: "token malformed",
-		`nope`: "invalid JSON frame",
+		`nope`:                             "invalid JSON frame",
 	} {
 		c := f.dialAnon()
 		if err := c.c.Write(c.ctx, websocket.MessageText, []byte(frame)); err != nil {
