@@ -15,6 +15,8 @@ export interface HeraldOptions {
   bufferLimit?: number;
   /** Refresh the token this many ms before it expires (default 30000, at most half its life). */
   refreshMargin?: number;
+  /** Ping the server this often in ms (default 25000; 0: never); a socket silent for two intervals is given up and reconnected. */
+  pingInterval?: number;
   onerror?: (e: unknown) => void;
   /** Every close of the socket (a reconnect follows unless closed). */
   onclose?: (code: number, reason: string) => void;

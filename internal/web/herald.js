@@ -45,7 +45,7 @@ class Herald {
     // Ask for batched delivery: several frames per WebSocket message,
     // one JSON object per line.
     this.url = url + (url.includes("?") ? "&" : "?") + "batch=1";
-    this.options = Object.assign({ reconnect: true, minDelay: 500, maxDelay: 20000, bufferLimit: 1000, refreshMargin: 30000 }, options);
+    this.options = Object.assign({ reconnect: true, minDelay: 500, maxDelay: 20000, bufferLimit: 1000, refreshMargin: 30000, pingInterval: 25000 }, options);
     this.nextId = 1;
     this.subs = new Map();     // subscription id -> {what, cb, events, lastOffset}
     this.waiting = new Map();  // request id -> {resolve, reject}
@@ -90,6 +90,7 @@ class Herald {
     });
     ws.addEventListener("message", (ev) => {
       if (epoch !== this.epoch) return;
+      this.lastSeen = Date.now();
       for (const line of String(ev.data).split("\n")) {
         if (line) this._frame(JSON.parse(line), epoch);
       }
@@ -102,6 +103,7 @@ class Herald {
 
   async _connected(c, epoch) {
     if (epoch !== this.epoch) return;
+    this._startPing(epoch);
     this.client = c.client;
     this.user = c.user;
     this.attempt = 0;
@@ -120,8 +122,30 @@ class Herald {
     if (this._first) { this._first.resolve(); this._first = null; }
   }
 
+  // _startPing notices a server that vanished without closing (no FIN:
+  // the browser would wait minutes): a ping every pingInterval, and the
+  // socket is given up when nothing came for two intervals.
+  _startPing(epoch) {
+    clearInterval(this.pingTimer);
+    const iv = this.options.pingInterval;
+    if (!iv) return;
+    this.lastSeen = Date.now();
+    this.pingTimer = setInterval(() => {
+      if (epoch !== this.epoch) return;
+      if (Date.now() - this.lastSeen > 2 * iv) {
+        const ws = this.ws;
+        this.epoch++; // the old socket's late events are ignored
+        try { ws.close(4000, "no answer from the server"); } catch (e) { /* closing anyway */ }
+        this._closed(4000, "no answer from the server");
+        return;
+      }
+      try { this.ws.send('{"op":"ping"}'); } catch (e) { /* the close event follows */ }
+    }, iv);
+  }
+
   _closed(code, reason) {
     clearTimeout(this.refreshTimer);
+    clearInterval(this.pingTimer);
     const err = new Error("closed: " + code + " " + reason);
     for (const w of this.waiting.values()) w.reject(err);
     for (const c of this.calls.values()) { clearTimeout(c.timer); c.reject(err); }
@@ -365,6 +389,7 @@ class Herald {
     this._setState("closed");
     clearTimeout(this.retryTimer);
     clearTimeout(this.refreshTimer);
+    clearInterval(this.pingTimer);
     if (this.ws) this.ws.close(1000, "bye");
   }
 }

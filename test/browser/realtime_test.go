@@ -31,7 +31,11 @@ const realtimePage = `<!doctype html>
 <script>
 "use strict";
 const q = new URLSearchParams(location.search);
-const herald = q.get("herald"), token = q.get("token");
+const herald = q.get("herald"), token = q.get("token"), tokenFrom = q.get("tokenfrom");
+// With ?tokenfrom=URL the page fetches a fresh token for every connect
+// and refresh, as an app asks its own backend.
+window.tokenCalls = 0;
+const getToken = tokenFrom ? () => { tokenCalls++; return fetch(tokenFrom).then((r) => r.text()); } : () => token;
 window.log = { state: [], msgs: [], user: [], joins: [], leaves: [], presence: [], errors: [], closes: [], rtc: [] };
 function load(src) {
   return new Promise((resolve, reject) => {
@@ -46,7 +50,7 @@ window.started = false;
 (async () => {
   await load("http://" + herald + "/herald.js");
   window.h = await Herald.connect("ws://" + herald + "/ws", {
-    getToken: () => token, minDelay: 200, maxDelay: 1000,
+    getToken, minDelay: 200, maxDelay: 1000,
     onstate: (s) => log.state.push(s),
     onclose: (code, reason) => log.closes.push(code + " " + reason),
     onerror: (e) => log.errors.push(e && e.message ? e.message : JSON.stringify(e)),
@@ -63,11 +67,14 @@ const realtimeDiag = `JSON.stringify({log: window.log, state: window.h && h.stat
 var rtSecret = []byte("browser-test-secret-0123456789abcdef")
 
 // rtToken is a JWT for user with every permission in the vhost "/".
-func rtToken(t *testing.T, user string) string {
+func rtToken(t *testing.T, user string) string { return rtTokenFor(t, user, time.Hour) }
+
+// rtTokenFor is rtToken valid for d.
+func rtTokenFor(t *testing.T, user string, d time.Duration) string {
 	t.Helper()
 	now := time.Now()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": user, "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(),
+		"sub": user, "exp": now.Add(d).Unix(), "iat": now.Unix(),
 		"scope": "herald.configure:%2F/.* herald.write:%2F/.* herald.read:%2F/.*",
 		"info":  map[string]any{"name": strings.ToUpper(user[:1]) + user[1:]},
 	}).SignedString(rtSecret)
@@ -364,4 +371,48 @@ func TestBrowserMQTTFromAnotherOrigin(t *testing.T) {
 	if got != `{"connack":[32,2,0,0],"mqttError":null,"wsClosed":1006}` {
 		t.Fatalf("page result %s: want CONNACK accepted over /mqtt and /ws refused (1006)", got)
 	}
+}
+
+// TestBrowserTokenRefreshAndExpiry: a page whose tokens live 3 s keeps its
+// socket through several expiries by refreshing through getToken; a page
+// whose token cannot be refreshed is closed at exp with "token expired".
+func TestBrowserTokenRefreshAndExpiry(t *testing.T) {
+	var mu sync.Mutex
+	minted := 0
+	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			mu.Lock()
+			minted++
+			mu.Unlock()
+			_, _ = io.WriteString(w, rtTokenFor(t, r.URL.Query().Get("user"), 3*time.Second))
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, realtimePage)
+	}))
+	t.Cleanup(pages.Close)
+	h := startHeraldWeb(t, web.Config{CORSOrigins: []string{pages.URL}, JWT: web.JWTConfig{HS256Secret: rtSecret}})
+	b := startBrowser(t)
+	b.do("open the refreshing page", chromedp.Navigate(pages.URL+"/?herald="+h.host+"&tokenfrom="+url.QueryEscape("/token?user=tim")))
+	b.waitFor("herald.js to connect", "window.started === true", realtimeDiag, 15*time.Second)
+	// The first token and three refreshes: past two expiries.
+	b.waitFor("three refreshes", "tokenCalls >= 4", realtimeDiag, 15*time.Second)
+	if got := eval[string](b, "the page", `JSON.stringify([h.state, log.closes, log.errors])`); got != `["connected",[],[]]` {
+		t.Fatalf("[state, closes, errors] = %s: the socket must have lived through the refreshes", got)
+	}
+	mu.Lock()
+	if minted < 4 {
+		t.Errorf("%d tokens minted", minted)
+	}
+	mu.Unlock()
+
+	// A token nobody refreshes: closed at exp, with the reason.
+	other := b.newTab()
+	other.do("open the page with a 2 s token", chromedp.Navigate(pages.URL+"/?herald="+h.host+"&token="+url.QueryEscape(rtTokenFor(t, "una", 2*time.Second))))
+	other.waitFor("herald.js to connect", "window.started === true", realtimeDiag, 15*time.Second)
+	other.waitFor("the close at expiry", `log.closes.length > 0`, realtimeDiag, 10*time.Second)
+	if c := eval[string](other, "close", "log.closes[0]"); c != "1008 token expired" {
+		t.Fatalf("close %q", c)
+	}
+	eval[bool](other, "stop", "(h.close(), true)")
 }
