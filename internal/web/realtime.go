@@ -59,10 +59,8 @@ type wsRealtime struct {
 	// by wsSession.mu).
 	joined map[string]presenceJoin
 
-	expMu   sync.Mutex // guards expiry
-	expiry  *time.Timer
-	cancel  context.CancelFunc
-	workers sync.WaitGroup
+	expMu  sync.Mutex // guards expiry
+	expiry *time.Timer
 }
 
 func newClientID() string {
@@ -71,8 +69,8 @@ func newClientID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// openRealtime runs before the read loop: the user queue, the expiry
-// timer of a token login and the heartbeat.
+// openRealtime runs before the read loop: the user queue and the expiry
+// timer of a token login. (The heartbeat runs on the watchdog.)
 func (ws *wsSession) openRealtime() {
 	rt := &ws.rt
 	rt.client = newClientID()
@@ -90,10 +88,6 @@ func (ws *wsSession) openRealtime() {
 	if rt.connectID != nil {
 		ws.sendConnected("connected", *rt.connectID)
 	}
-	ctx, cancel := context.WithCancel(ws.s.ctx)
-	rt.cancel = cancel
-	rt.workers.Add(1)
-	go func() { defer rt.workers.Done(); ws.heartbeat(ctx) }()
 }
 
 // closeRealtime runs once the read loop has ended, before the outbox
@@ -109,10 +103,6 @@ func (ws *wsSession) closeRealtime() {
 		rt.expiry.Stop()
 	}
 	rt.expMu.Unlock()
-	if rt.cancel != nil {
-		rt.cancel()
-	}
-	rt.workers.Wait()
 }
 
 // grant is the token the socket logged in with (nil: a password login).
@@ -189,35 +179,30 @@ func (ws *wsSession) login(f *wsFrame) {
 	ws.sendConnected(op, f.ID)
 }
 
-// heartbeat pings the peer every half interval and closes the socket when
-// a ping goes unanswered for half an interval: a vanished peer (no FIN,
-// e.g. a laptop lid closed) is gone within one interval, and leaves its
-// presence sets.
-func (ws *wsSession) heartbeat(ctx context.Context) {
-	half := ws.s.cfg.WSHeartbeat / 2
-	t := time.NewTicker(half)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ws.done:
-			return
-		case <-t.C:
-		}
-		if ws.rt.paused.Load() {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, half)
-		err := ws.c.Ping(pctx)
-		cancel()
-		if err != nil && ctx.Err() == nil && !ws.rt.paused.Load() {
-			ws.log.Info("websocket peer did not answer a ping; closing", "err", err)
-			ws.closing.Store(true)
-			_ = ws.c.CloseNow() // ends the read loop
-			return
-		}
+// heartbeat runs on the watchdog's ticker, every half interval: it pings
+// the peer and closes the socket when the ping goes unanswered for half an
+// interval, so a vanished peer (no FIN, e.g. a laptop lid closed) is gone
+// within one interval and leaves its presence sets. It reports false once
+// it has closed the socket. Server shutdown cancels the wait.
+func (ws *wsSession) heartbeat() bool {
+	if ws.rt.paused.Load() {
+		return true
 	}
+	ctx, cancel := context.WithTimeout(ws.s.ctx, ws.s.cfg.WSHeartbeat/2)
+	err := ws.c.Ping(ctx)
+	cancel()
+	if err == nil || ws.s.ctx.Err() != nil || ws.rt.paused.Load() {
+		return true
+	}
+	select {
+	case <-ws.done:
+		return false // closed meanwhile
+	default:
+	}
+	ws.log.Info("websocket peer did not answer a ping; closing", "err", err)
+	ws.closing.Store(true)
+	_ = ws.c.CloseNow() // ends the read loop
+	return false
 }
 
 // pace pushes back a socket that floods: beyond --max-frame-rate frames a

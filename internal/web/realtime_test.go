@@ -138,6 +138,11 @@ func TestPresenceVanishedClientLeavesWithinHeartbeat(t *testing.T) {
 func TestUserMessages(t *testing.T) {
 	f := newFixture(t, Config{})
 	a, b := f.dialWS(""), f.dialWS("")
+	// A socket gets its user's messages once it runs: "connected" says so.
+	for _, c := range []*wsClient{a, b} {
+		c.send(map[string]any{"op": "connect"})
+		c.expect("connected")
+	}
 	// Two sockets of guest get what is sent to guest, from HTTP, from a
 	// socket and from a plain publish to amq.herald.user (AMQP's way).
 	f.call("POST", "/api/users/%2F/guest/messages", map[string]any{"payload": "hi", "properties": map[string]any{"correlation_id": "k"}}, http.StatusOK, nil)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
@@ -173,8 +174,16 @@ func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
 }
 
 func (ws *wsSession) watchdog() {
+	// The heartbeat runs here, not in a goroutine of its own: an idle
+	// socket costs one goroutine less (realtime.go).
+	beat := time.NewTicker(ws.s.cfg.WSHeartbeat / 2)
+	defer beat.Stop()
 	for {
 		select {
+		case <-beat.C:
+			if !ws.heartbeat() {
+				return
+			}
 		case <-ws.done:
 			return
 		case <-ws.s.ctx.Done():
