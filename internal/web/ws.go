@@ -138,11 +138,12 @@ func truncateReason(s string) string {
 
 func (ws *wsSession) run() {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); ws.writer() }()
-	go func() { defer wg.Done(); ws.watchdog() }()
+	stopWatch := ws.watch()
 	ws.openRealtime()
 	err := ws.readLoop()
+	stopWatch()
 	ws.log.Debug("websocket closed", "err", err)
 	ws.confirms.Close()
 	close(ws.done)
@@ -173,29 +174,48 @@ func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
 	_ = ws.c.Close(code, reason)
 }
 
-func (ws *wsSession) watchdog() {
-	// The heartbeat runs here, not in a goroutine of its own: an idle
-	// socket costs one goroutine less (realtime.go).
-	beat := time.NewTicker(ws.s.cfg.WSHeartbeat / 2)
-	defer beat.Stop()
-	for {
-		select {
-		case <-beat.C:
-			if !ws.heartbeat() {
-				return
-			}
-		case <-ws.done:
+// watch closes the socket on server shutdown and pings the peer every
+// half heartbeat interval (realtime.go), with timers rather than a
+// goroutine of its own: an idle socket costs one goroutine less. The
+// writer watches for a slow subscription (checkSlow). The returned func
+// stops both.
+func (ws *wsSession) watch() (stop func()) {
+	stopShutdown := context.AfterFunc(ws.s.ctx, func() {
+		ws.shutdown(websocket.StatusGoingAway, "server shutting down")
+	})
+	half := ws.s.cfg.WSHeartbeat / 2
+	var mu sync.Mutex // guards stopped and the timer's re-arming
+	stopped := false
+	var t *time.Timer
+	t = time.AfterFunc(half, func() {
+		if !ws.heartbeat() {
 			return
-		case <-ws.s.ctx.Done():
-			ws.shutdown(websocket.StatusGoingAway, "server shutting down")
-			return
-		case <-ws.ob.slow:
-			if q := ws.tooSlow(); q != "" {
-				ws.log.Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
-				ws.shutdown(websocket.StatusPolicyViolation, "too slow")
-				return
-			}
 		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(half)
+		}
+		mu.Unlock()
+	})
+	return func() {
+		stopShutdown()
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
+}
+
+// checkSlow closes the socket when a private subscription queue is deeper
+// than the limit (the outbox signalled that it refused a delivery).
+func (ws *wsSession) checkSlow() {
+	if ws.closing.Load() {
+		return
+	}
+	if q := ws.tooSlow(); q != "" {
+		ws.log.Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
+		ws.closing.Store(true)
+		go ws.shutdown(websocket.StatusPolicyViolation, "too slow") // Close waits for the peer: not in the writer
 	}
 }
 
@@ -227,6 +247,9 @@ func (ws *wsSession) writer() {
 	for {
 		select {
 		case <-ws.ob.notify:
+		case <-ws.ob.slow:
+			ws.checkSlow()
+			continue
 		case <-ws.done:
 			return
 		}
