@@ -51,6 +51,12 @@ func (d *wsDialer) subscribe(ctx context.Context, c *websocket.Conn) error {
 			return err
 		}
 		for _, line := range splitLines(b) {
+			if string(line) == centrifugoPing {
+				if err := c.Write(ctx, websocket.MessageText, line); err != nil {
+					return err
+				}
+				continue
+			}
 			var m struct {
 				ID    int             `json:"id"`
 				Error json.RawMessage `json:"error"`
@@ -97,8 +103,10 @@ func (p *wsPublisher) runCentrifugo(start <-chan struct{}) error {
 			if err != nil {
 				return // closed at teardown
 			}
-			if string(b) == centrifugoPing {
-				_ = p.c.Write(context.Background(), websocket.MessageText, []byte(centrifugoPing))
+			for _, line := range splitLines(b) {
+				if string(line) == centrifugoPing {
+					_ = p.c.Write(context.Background(), websocket.MessageText, []byte(centrifugoPing))
+				}
 			}
 		}
 	}()
