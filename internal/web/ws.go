@@ -187,6 +187,7 @@ func (ws *wsSession) watch() (stop func()) {
 	var mu sync.Mutex // guards stopped and the timer's re-arming
 	stopped := false
 	var t *time.Timer
+	mu.Lock()
 	t = time.AfterFunc(half, func() {
 		if !ws.heartbeat() {
 			return
@@ -197,6 +198,7 @@ func (ws *wsSession) watch() (stop func()) {
 		}
 		mu.Unlock()
 	})
+	mu.Unlock()
 	return func() {
 		stopShutdown()
 		mu.Lock()
