@@ -147,9 +147,12 @@ class Herald {
     clearTimeout(this.refreshTimer);
     clearInterval(this.pingTimer);
     const err = new Error("closed: " + code + " " + reason);
-    for (const w of this.waiting.values()) w.reject(err);
+    // Frames still held for the next socket keep their waiters.
+    const held = new Set(this.buffer.map((b) => String(b.frame.id)));
+    for (const [id, w] of this.waiting) {
+      if (!held.has(id)) { w.reject(err); this.waiting.delete(id); }
+    }
     for (const c of this.calls.values()) { clearTimeout(c.timer); c.reject(err); }
-    this.waiting.clear();
     this.calls.clear();
     this.replyAddress = null;
     for (const s of this.rtcSessions.values()) s._lost();
