@@ -153,6 +153,8 @@ type Server struct {
 	httpCount, sseCount *broker.Connection
 	// presence holds the channels' presence sets (presence.go).
 	presence *presenceHub
+	// wbufs pools the /ws writers' batch buffers (*[]byte).
+	wbufs sync.Pool
 
 	// ctx ends every long-lived handler (WebSocket, SSE, fetch) and the
 	// stats sampler on Close.

@@ -60,9 +60,9 @@ type wsSession struct {
 	subs  map[string]*sub
 	reply *sub
 	// batch: the client asked (/ws?batch=1) for several frames per
-	// WebSocket message, newline-separated; wbuf is the writer's scratch.
+	// WebSocket message, newline-separated (the writer's scratch buffers
+	// come from Server.wbufs).
 	batch bool
-	wbuf  []byte
 	// rt: client id, token expiry, heartbeat, presence, per-user
 	// messages (realtime.go).
 	rt wsRealtime
@@ -299,7 +299,13 @@ const maxBatchFrame = 256 << 10
 // /ws?batch=1). With thousands of subscribers the cost of a broadcast is
 // the write syscalls, one per WebSocket message: batching divides it.
 func (ws *wsSession) writeBatched(batch []outItem) bool {
-	buf := ws.wbuf[:0]
+	// The buffer goes back to the server's pool after the batch: an idle
+	// socket keeps none (thousands of idle sockets would each hold one).
+	bp, _ := ws.s.wbufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := (*bp)[:0]
 	start := 0
 	flush := func(end int) bool {
 		if len(buf) == 0 {
@@ -344,7 +350,8 @@ func (ws *wsSession) writeBatched(batch []outItem) bool {
 	}
 	ok := flush(len(batch))
 	if cap(buf) <= maxBatchFrame {
-		ws.wbuf = buf[:0]
+		*bp = buf[:0]
+		ws.s.wbufs.Put(bp)
 	}
 	return ok
 }
