@@ -12,9 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldmq/herald/internal/app"
+	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
 	"github.com/heraldmq/herald/internal/protocol/mqtt"
-	"github.com/heraldmq/herald/internal/server"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -40,8 +41,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	wsOrigins := fs.String("websocket-origins", "", "comma-separated origins whose pages may open /mqtt and /stomp; empty = any origin, as RabbitMQ's Web MQTT/STOMP (their clients log in with CONNECT)")
 	maxPresence := fs.Int("max-presence", web.DefaultMaxPresence, "clients in one channel's presence set; a /ws subscribe with presence beyond it is refused")
 	wsHeartbeat := fs.Duration("ws-heartbeat", web.DefaultWSHeartbeat, "a /ws peer that does not answer pings for this long is closed (and leaves its presence sets)")
-	jwtSecretFile := fs.String("jwt-hs256-secret-file", "", "file holding the HS256 secret that verifies HTTP bearer tokens (JWT)")
-	jwtPublicKey := fs.String("jwt-rs256-public-key", "", "PEM public key that verifies RS256 HTTP bearer tokens (JWT)")
+	jwtSecretFile := fs.String("jwt-hs256-secret-file", "", "file holding the HS256 secret that verifies JWTs: HTTP bearer tokens, and passwords on every protocol")
+	jwtPublicKey := fs.String("jwt-rs256-public-key", "", "PEM public key that verifies RS256 JWTs (HTTP bearer tokens, passwords on every protocol)")
 	jwtAudience := fs.String("jwt-audience", "", "bearer tokens must name this audience (aud) when set")
 	jwtIssuer := fs.String("jwt-issuer", "", "bearer tokens must come from this issuer (iss) when set")
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
@@ -49,13 +50,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	maxConns := fs.Int("max-connections", 0, "client connections of all protocols together, checked at login (0 = unlimited); per vhost and per user limits are set with the management API")
 	mqttReceiveMax := &boundedUint{v: mqtt.DefaultReceiveMaximum, lo: 1, hi: 65535}
 	fs.Var(mqttReceiveMax, "mqtt-receive-maximum", "MQTT 5 Receive Maximum, sent in CONNACK: the `number` of QoS 1/2 publishes a client may have unacknowledged (no PUBACK or PUBCOMP yet), 1 to 65535; one more is answered with DISCONNECT 0x93")
+	mqttAnonymous := fs.Bool("mqtt-allow-anonymous", true, "an MQTT CONNECT without a user name logs in as --default-user (no password; a loopback user only from localhost), as RabbitMQ's mqtt.allow_anonymous; false refuses it")
 	maxPubRate := fs.Int("max-publish-rate", 0, "messages a second each AMQP, MQTT, STOMP or WebSocket connection may publish (beyond it Herald stops reading from the client), and each user over the HTTP publish endpoints (beyond it 429 Too Many Requests); 0 = unlimited")
 	statsInterval := fs.Duration("stats-interval", web.DefaultStatsInterval, "how often the management API's message rates (message_stats.*_details.rate) are sampled; RabbitMQ's collect_statistics_interval")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
-	queueMemory := fs.Int("queue-memory-messages", 20000, "persistent messages a durable queue keeps in RAM; the rest wait in the log and are read back as they near the head")
+	queueMemory := fs.Int("queue-memory-messages", broker.DefaultMemoryMessages, "persistent messages a durable queue keeps in RAM; the rest wait in the log and are read back as they near the head")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
-	memWatermark := fs.Float64("vm-memory-high-watermark", server.DefaultMemoryHighWatermark, "share of total RAM above which publishers are blocked (RabbitMQ's name; 0 disables)")
-	diskFree := fs.Int64("disk-free-limit", server.DefaultDiskFreeLimit, "free bytes in --data-dir below which publishers are blocked (0 disables)")
+	memWatermark := fs.Float64("vm-memory-high-watermark", app.DefaultMemoryHighWatermark, "share of total RAM above which publishers are blocked (RabbitMQ's name; 0 disables)")
+	diskFree := fs.Int64("disk-free-limit", app.DefaultDiskFreeLimit, "free bytes in --data-dir below which publishers are blocked (0 disables)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pprofAddr := fs.String("pprof", "off", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
@@ -88,13 +90,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "herald serve: %v\n", err)
 		return 2
 	}
-	srv, err := server.New(server.Config{
+	srv, err := app.New(app.Config{
 		AMQPAddr:  *amqpAddr,
 		HTTPAddr:  *httpAddr,
 		MQTTAddr:  *mqttAddr,
 		STOMPAddr: *stompAddr,
 		AMQPSAddr: *amqpsAddr, MQTTSAddr: *mqttsAddr, STOMPSAddr: *stompsAddr, HTTPSAddr: *httpsAddr,
-		TLS:             server.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
+		TLS:             app.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
 		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), WebSocketOrigins: splitList(*wsOrigins), MaxPresence: *maxPresence, WSHeartbeat: *wsHeartbeat, Version: version, StatsInterval: *statsInterval, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
 		DataDir:         *dataDir,
 		LoadDefinitions: *loadDefs,
@@ -104,7 +106,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			MaxMessageSize: *maxMessage,
 			Version:        version,
 		},
-		MQTT:                mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v)},
+		MQTT:                mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v), DenyAnonymous: !*mqttAnonymous},
 		Logger:              log,
 		ConsumerTimeout:     *consumerTimeout,
 		QueueMemoryMessages: *queueMemory,

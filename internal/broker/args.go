@@ -14,6 +14,7 @@ const (
 // queueConfig is a queue's effective configuration: its x- arguments,
 // completed by the policy that applies to it (arguments win, as RabbitMQ).
 type queueConfig struct {
+	queueType       string        // x-queue-type: QueueTypeClassic or QueueTypeQuorum
 	messageTTL      time.Duration // < 0: none
 	expires         time.Duration // 0: never
 	maxLength       int64         // < 0: none
@@ -26,6 +27,7 @@ type queueConfig struct {
 	maxPriority     uint8
 	singleActive    bool
 	deliveryLimit   int64         // < 0: none
+	noDeliveryLimit bool          // set to -1: no limit, not even a queue type's default
 	consumerTimeout time.Duration // 0: none
 }
 
@@ -41,13 +43,13 @@ var knownQueueArgs = map[string]bool{
 // validateQueueArgs checks the arguments Herald knows and returns the
 // configuration they describe; an invalid value is a 406 naming it.
 func validateQueueArgs(args Table) (queueConfig, error) {
-	cfg := queueConfig{messageTTL: -1, maxLength: -1, maxBytes: -1, deliveryLimit: -1, overflow: OverflowDropHead}
+	cfg := queueConfig{queueType: QueueTypeClassic, messageTTL: -1, maxLength: -1, maxBytes: -1, deliveryLimit: -1, overflow: OverflowDropHead}
 	for k, v := range args {
 		if err := applyQueueSetting(&cfg, k, v, "arg"); err != nil {
 			return cfg, err
 		}
 	}
-	return cfg, nil
+	return cfg.withKindDefaults(), nil
 }
 
 // applyQueueSetting sets one argument (x-message-ttl) or policy key
@@ -94,7 +96,13 @@ func applyQueueSetting(cfg *queueConfig, key string, v any, kind string) error {
 	case "x-max-length-bytes", "max-length-bytes":
 		cfg.maxBytes, err = nonNegInt()
 	case "x-delivery-limit", "delivery-limit":
+		// -1 turns the limit off, a quorum queue's default included (RabbitMQ 4).
+		if n, ok := asInt(v); ok && n == -1 {
+			cfg.deliveryLimit, cfg.noDeliveryLimit = -1, true
+			return nil
+		}
 		cfg.deliveryLimit, err = nonNegInt()
+		cfg.noDeliveryLimit = false
 	case "x-consumer-timeout", "consumer-timeout":
 		if n, err = nonNegInt(); err == nil {
 			cfg.consumerTimeout = time.Duration(n) * time.Millisecond
@@ -129,8 +137,12 @@ func applyQueueSetting(cfg *queueConfig, key string, v any, kind string) error {
 		}
 		cfg.singleActive = b
 	case "x-queue-type":
-		if s, _ := str(); s != "classic" {
-			return errorf(CodePreconditionFailed, "invalid arg 'x-queue-type': '%v' is not supported yet (only 'classic')", v)
+		s, _ := str()
+		switch s {
+		case QueueTypeClassic, QueueTypeQuorum:
+			cfg.queueType = s
+		default:
+			return errorf(CodePreconditionFailed, "invalid arg 'x-queue-type': '%v' is not supported (use 'classic' or 'quorum')", v)
 		}
 	}
 	return err
@@ -147,6 +159,15 @@ func effectiveConfig(args Table, p *Policy) queueConfig {
 	}
 	for k, v := range args {
 		_ = applyQueueSetting(&cfg, k, v, "arg")
+	}
+	return cfg.withKindDefaults()
+}
+
+// withKindDefaults fills in what the queue type defaults and neither an
+// argument nor a policy set.
+func (cfg queueConfig) withKindDefaults() queueConfig {
+	if cfg.queueType == QueueTypeQuorum && cfg.deliveryLimit < 0 && !cfg.noDeliveryLimit {
+		cfg.deliveryLimit = DefaultQuorumDeliveryLimit
 	}
 	return cfg
 }

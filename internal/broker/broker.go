@@ -35,8 +35,9 @@ type Options struct {
 	// declaration is on disk.
 	OnDefinitionsChange func()
 	// Store, if set, makes persistent messages in durable queues survive a
-	// restart; call RecoverMessages after restoring the definitions.
-	Store *store.Log
+	// restart; call RecoverMessages after restoring the definitions. A nil
+	// *store.Log counts as unset.
+	Store Storage
 	// MemoryMessages bounds how many stored messages a durable queue keeps
 	// in RAM (0 = DefaultMemoryMessages); the rest are read back from the
 	// log as they near the head.
@@ -53,7 +54,7 @@ type Broker struct {
 	now             func() time.Time
 	consumerTimeout time.Duration
 	onChange        func()
-	store           *store.Log
+	store           Storage
 	memoryMessages  int
 	nextMsgID       atomic.Uint64
 	alarms          alarms
@@ -62,6 +63,7 @@ type Broker struct {
 	conns           connRegistry // open client connections (connections.go)
 	keyed           keyedStores  // retained messages and session state per vhost (keyed.go)
 	parallel        bool         // more than one core: large fanouts may use a helper (fanout.go)
+	services        replyTable   // RPC requests awaiting their reply (services_stats.go)
 
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost
@@ -74,6 +76,9 @@ func New(o Options) *Broker {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if l, ok := o.Store.(*store.Log); ok && l == nil {
+		o.Store = nil // a caller's "no log" in its concrete type
 	}
 	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, memoryMessages: o.MemoryMessages, vhosts: make(map[string]*VHost),
 		parallel: runtime.GOMAXPROCS(0) > 1}
@@ -93,6 +98,11 @@ func (b *Broker) VHost(name string) *VHost {
 
 // AddVHost creates a virtual host if it does not exist.
 func (b *Broker) AddVHost(name string) *VHost {
+	r, _ := b.Apply(CreateVHost{VHost: name})
+	return r.VHost
+}
+
+func (b *Broker) addVHost(name string) *VHost {
 	b.mu.Lock()
 	if v, ok := b.vhosts[name]; ok {
 		b.mu.Unlock()

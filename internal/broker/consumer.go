@@ -77,13 +77,13 @@ func (c *Consumer) Unacked() int { return int(c.unacked.Load()) }
 // Resume tells the queue that the consumer's sink has room again.
 func (c *Consumer) Resume() {
 	if !c.cancelled.Load() {
-		c.queue.dispatch()
+		c.queue.kind.dispatch()
 	}
 }
 
 // Cancel detaches the consumer from its queue. Its unacknowledged
 // deliveries stay unacknowledged: they can still be acked, or requeued.
-func (c *Consumer) Cancel() { c.queue.removeConsumer(c) }
+func (c *Consumer) Cancel() { c.queue.kind.removeConsumer(c) }
 
 // acquire takes one unit of credit; called under the queue's lock.
 func (c *Consumer) acquire() bool {

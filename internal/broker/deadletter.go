@@ -31,7 +31,7 @@ type deadLetter struct {
 
 // deadLetterLocked queues m for the dead-letter exchange, if the queue has
 // one; otherwise the message is dropped.
-func (q *Queue) deadLetterLocked(m *Message, reason string) {
+func (q *classicQueue) deadLetterLocked(m *Message, reason string) {
 	if !q.cfg.hasDLX {
 		return
 	}

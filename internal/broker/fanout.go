@@ -82,12 +82,13 @@ func (t *fanoutTask) work() {
 // enqueueAll enqueues m in every queue of qs (see fanoutSlow) and reports
 // how many took it and whether any wrote it to the log.
 func (p *Publisher) enqueueAll(m *Message, exp int64, qs []*Queue) (n int, anyStored bool) {
+	b := p.vhost.broker
 	var start time.Time
-	if len(qs) >= parallelFanout && p.vhost.broker.parallel {
-		start = time.Now()
+	if len(qs) >= parallelFanout && b.parallel {
+		start = b.now()
 	}
 	for i, q := range qs {
-		if i == fanoutChunk && !start.IsZero() && time.Since(start) >= fanoutSlow {
+		if i == fanoutChunk && !start.IsZero() && b.now().Sub(start) >= fanoutSlow {
 			k, stored := p.enqueueParallel(m, exp, qs[i:])
 			return n + k, anyStored || stored
 		}

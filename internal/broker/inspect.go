@@ -26,9 +26,7 @@ type ConsumerInfo struct {
 // Consumers lists the queue's consumers in dispatch order (priority, then
 // arrival).
 func (q *Queue) Consumers() []ConsumerInfo {
-	q.mu.Lock()
-	cs := append([]*Consumer(nil), q.consumers...)
-	q.mu.Unlock()
+	cs := q.kind.consumerList()
 	out := make([]ConsumerInfo, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, ConsumerInfo{Tag: c.tag, Queue: q.name, VHost: q.vhost.name, NoAck: c.noAck, Exclusive: c.exclusive,
@@ -37,13 +35,42 @@ func (q *Queue) Consumers() []ConsumerInfo {
 	return out
 }
 
+// browsable is a kind whose ready messages operators can look at, delete
+// one by one and move to another queue (the classic engine). A kind that
+// is not browsable answers Peek with nothing and refuses the rest.
+type browsable interface {
+	peek(n int) []Delivery
+	deleteMessage(id uint64) bool
+	// moveOut leases up to n ready messages, passes each to move until it
+	// fails, drops the moved ones and puts the rest back in place.
+	moveOut(n int, move func(m *Message) error) (int, error)
+}
+
 // Peek returns up to n ready messages in the order they would be
 // delivered, without taking them. Delivery.ID is the queue-local id that
 // DeleteMessage accepts; Remaining is the ready count at the snapshot.
 func (q *Queue) Peek(n int) []Delivery {
-	if n <= 0 {
-		return nil
+	if b, ok := q.kind.(browsable); ok && n > 0 {
+		return b.peek(n)
 	}
+	return nil
+}
+
+// DeleteMessage drops the ready message id (as Peek reported it) for good,
+// without dead-lettering it. It reports false if the message is no longer
+// ready (delivered, expired, already gone).
+func (q *Queue) DeleteMessage(id uint64) bool {
+	b, ok := q.kind.(browsable)
+	return ok && b.deleteMessage(id)
+}
+
+func (q *classicQueue) consumerList() []*Consumer {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]*Consumer(nil), q.consumers...)
+}
+
+func (q *classicQueue) peek(n int) []Delivery {
 	q.mu.Lock()
 	out, paged := q.peekLocked(n)
 	q.mu.Unlock()
@@ -62,7 +89,7 @@ func (q *Queue) Peek(n int) []Delivery {
 
 // peekLocked snapshots up to n ready entries; paged[i] is the log id of
 // out[i] when its body is on disk.
-func (q *Queue) peekLocked(n int) (out []Delivery, paged []uint64) {
+func (q *classicQueue) peekLocked(n int) (out []Delivery, paged []uint64) {
 	total := q.ready.len()
 	// Requeued entries go out first among equal priorities (see
 	// readySet.peek); the heap is usually small, so sorting a copy is cheap.
@@ -76,7 +103,7 @@ func (q *Queue) peekLocked(n int) (out []Delivery, paged []uint64) {
 	out = make([]Delivery, 0, min(n, total))
 	paged = make([]uint64, 0, min(n, total))
 	add := func(e *entry) bool {
-		out = append(out, Delivery{Message: e.msg, Queue: q, ID: e.seq, Redelivered: e.redelivered, Remaining: total, DeliveryCount: e.deliveries})
+		out = append(out, Delivery{Message: e.msg, Queue: q.Queue, ID: e.seq, Redelivered: e.redelivered, Remaining: total, DeliveryCount: e.deliveries})
 		id := uint64(0)
 		if e.msg == nil {
 			id = e.storeID
@@ -106,10 +133,7 @@ func (q *Queue) peekLocked(n int) (out []Delivery, paged []uint64) {
 	return out, paged
 }
 
-// DeleteMessage drops the ready message id (as Peek reported it) for good,
-// without dead-lettering it. It reports false if the message is no longer
-// ready (delivered, expired, already gone).
-func (q *Queue) DeleteMessage(id uint64) bool {
+func (q *classicQueue) deleteMessage(id uint64) bool {
 	q.mu.Lock()
 	e, ok := q.removeReadyLocked(id)
 	if ok {
@@ -124,7 +148,7 @@ func (q *Queue) DeleteMessage(id uint64) bool {
 // removeReadyLocked takes the ready entry seq out of the queue, wherever
 // it waits: tombstoned in place in its level (as expiry does), or marked
 // dead in the requeued heap (peek pops dead heap entries).
-func (q *Queue) removeReadyLocked(seq uint64) (entry, bool) {
+func (q *classicQueue) removeReadyLocked(seq uint64) (entry, bool) {
 	for i := range q.ready.requeued {
 		if p := &q.ready.requeued[i]; p.seq == seq && !p.dead {
 			return q.ready.bury(p, seq)
@@ -141,7 +165,7 @@ func (q *Queue) removeReadyLocked(seq uint64) (entry, bool) {
 // leaseReadyLocked moves up to n ready messages into the unacked set
 // without a consumer, so that no consumer takes them while they are being
 // moved. Expired ones are dropped on the way, as delivery would.
-func (q *Queue) leaseReadyLocked(n int) []entry {
+func (q *classicQueue) leaseReadyLocked(n int) []entry {
 	var out []entry
 	now := q.now()
 	for len(out) < n {
@@ -180,27 +204,15 @@ func (v *VHost) MoveMessages(from, to string, n int) (int, error) {
 	if _, err := v.Queue(to); err != nil {
 		return 0, err
 	}
+	b, ok := src.kind.(browsable)
+	if !ok {
+		return 0, errorf(CodePreconditionFailed, "cannot move messages out of %s queue '%s'", src.qtype, from)
+	}
 	if n <= 0 {
 		return 0, nil
 	}
-	src.mu.Lock()
-	if src.deleted {
-		src.mu.Unlock()
-		return 0, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", from, v.name)
-	}
-	leased := src.leaseReadyLocked(n)
-	src.unlock()
-
 	p := v.Publisher()
-	moved := 0
-	var perr error
-	for _, e := range leased {
-		m := e.msg
-		if m == nil { // paged: read it back from the log
-			if m, perr = v.broker.loadPaged(e.storeID); perr != nil {
-				break
-			}
-		}
+	moved, err := b.moveOut(n, func(m *Message) error {
 		props := m.Properties
 		if props.Headers != nil {
 			h := make(Table, len(props.Headers))
@@ -210,35 +222,57 @@ func (v *VHost) MoveMessages(from, to string, n int) (int, error) {
 			props.Headers = h
 		}
 		routed, err := p.Publish(&Message{Exchange: "", RoutingKey: to, Properties: props, Body: m.Body})
-		if err != nil || routed == 0 || p.Rejected() {
-			if err == nil {
-				err = errorf(CodePreconditionFailed, "queue '%s' in vhost '%s' refused the message (gone, or full with overflow reject-publish)", to, v.name)
+		if err == nil && (routed == 0 || p.Rejected()) {
+			err = errorf(CodePreconditionFailed, "queue '%s' in vhost '%s' refused the message (gone, or full with overflow reject-publish)", to, v.name)
+		}
+		return err
+	})
+	if moved > 0 {
+		v.broker.log.Info("messages moved", "vhost", v.name, "from", from, "to", to, "moved", moved)
+	}
+	return moved, err
+}
+
+func (q *classicQueue) moveOut(n int, move func(m *Message) error) (int, error) {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return 0, q.notFound()
+	}
+	leased := q.leaseReadyLocked(n)
+	q.unlock()
+
+	moved := 0
+	var perr error
+	for _, e := range leased {
+		m := e.msg
+		if m == nil { // paged: read it back from the log
+			if m, perr = q.vhost.broker.loadPaged(e.storeID); perr != nil {
+				break
 			}
-			perr = err
+		}
+		if perr = move(m); perr != nil {
 			break
 		}
 		moved++
 	}
-	src.mu.Lock()
+	q.mu.Lock()
 	for i, e := range leased {
-		delete(src.unacked, e.seq)
+		delete(q.unacked, e.seq)
 		if i < moved {
-			if !src.deleted {
-				src.forgetLocked(&e)
+			if !q.deleted {
+				q.forgetLocked(&e)
 			}
 			continue
 		}
-		if !src.deleted {
-			src.ready.pushRequeued(e) // back in its original place, flags unchanged
+		if !q.deleted {
+			q.ready.pushRequeued(e) // back in its original place, flags unchanged
 		}
 	}
-	src.releaseFlowLocked()
-	if len(src.consumers) > 0 {
-		src.dispatchLocked()
+	q.releaseFlowLocked()
+	if len(q.consumers) > 0 {
+		q.dispatchLocked()
 	}
-	src.unlock()
-	if moved > 0 {
-		v.broker.log.Info("messages moved", "vhost", v.name, "from", from, "to", to, "moved", moved)
-	}
+	q.unlock()
 	return moved, perr
 }

@@ -35,8 +35,8 @@ import (
 type KeyedStore struct {
 	b     *Broker
 	vhost *VHost
-	log   *store.Log // nil: memory only
-	qid   uint64     // the store's queue id in the log
+	log   Storage // nil: memory only
+	qid   uint64  // the store's queue id in the log
 
 	mu    sync.Mutex // guards below; a leaf (the log's lock is taken under it)
 	items map[string]keyedItem
@@ -107,7 +107,7 @@ func (b *Broker) keyedStore(v *VHost, name string) *KeyedStore {
 	return stores[name]
 }
 
-func newKeyedStore(b *Broker, v *VHost, name string, log *store.Log) *KeyedStore {
+func newKeyedStore(b *Broker, v *VHost, name string, log Storage) *KeyedStore {
 	return &KeyedStore{b: b, vhost: v, log: log, qid: keyedQueueID(v.name, name), items: make(map[string]keyedItem)}
 }
 
@@ -231,7 +231,7 @@ func (s *KeyedStore) Sync(done <-chan struct{}) error {
 		return nil
 	}
 	select {
-	case err := <-s.log.Append():
+	case err := <-barrier(s.log):
 		return err
 	case <-done:
 		return errors.New("cancelled while waiting for the message log")

@@ -243,15 +243,23 @@ func (v *VHost) checkQueueLimitLocked(name string) error {
 type PublishLimiter struct {
 	rate, tokens float64
 	last         time.Time
+	now          func() time.Time
 }
 
-// NewPublishLimiter returns a limiter of rate messages a second, or nil
-// (no limit) when rate <= 0.
-func NewPublishLimiter(rate int) *PublishLimiter {
+// NewPublishLimiter returns a limiter of rate messages a second on the
+// wall clock, or nil (no limit) when rate <= 0. Broker.NewPublishLimiter
+// is the same on the broker's clock.
+func NewPublishLimiter(rate int) *PublishLimiter { return newPublishLimiter(rate, time.Now) }
+
+// NewPublishLimiter returns a limiter of rate messages a second on the
+// broker's clock (Options.Now), or nil (no limit) when rate <= 0.
+func (b *Broker) NewPublishLimiter(rate int) *PublishLimiter { return newPublishLimiter(rate, b.now) }
+
+func newPublishLimiter(rate int, now func() time.Time) *PublishLimiter {
 	if rate <= 0 {
 		return nil
 	}
-	return &PublishLimiter{rate: float64(rate), tokens: float64(rate), last: time.Now()}
+	return &PublishLimiter{rate: float64(rate), tokens: float64(rate), last: now(), now: now}
 }
 
 // Wait takes a token for one publish, sleeping until one is available:
@@ -262,7 +270,7 @@ func (l *PublishLimiter) Wait(stop <-chan struct{}) bool {
 	if l == nil {
 		return true
 	}
-	now := time.Now()
+	now := l.now()
 	l.tokens = min(l.rate, l.tokens+now.Sub(l.last).Seconds()*l.rate)
 	l.last = now
 	if l.tokens >= 1 {
@@ -278,7 +286,7 @@ func (l *PublishLimiter) Wait(stop <-chan struct{}) bool {
 		return false
 	}
 	// The token that accrued while we slept is this publish's.
-	l.last = time.Now()
+	l.last = l.now()
 	l.tokens = 0
 	return true
 }
@@ -288,7 +296,7 @@ func (l *PublishLimiter) Throttled() bool {
 	if l == nil {
 		return false
 	}
-	return l.tokens+time.Since(l.last).Seconds()*l.rate < 1
+	return l.tokens+l.now().Sub(l.last).Seconds()*l.rate < 1
 }
 
 // Take takes a token for one publish if one is available, without
@@ -300,7 +308,7 @@ func (l *PublishLimiter) Take() (ok bool, retryAfter time.Duration) {
 	if l == nil {
 		return true, 0
 	}
-	now := time.Now()
+	now := l.now()
 	l.tokens = min(l.rate, l.tokens+now.Sub(l.last).Seconds()*l.rate)
 	l.last = now
 	if l.tokens >= 1 {
@@ -316,5 +324,5 @@ func (l *PublishLimiter) Idle() bool {
 	if l == nil {
 		return true
 	}
-	return l.tokens+time.Since(l.last).Seconds()*l.rate >= l.rate
+	return l.tokens+l.now().Sub(l.last).Seconds()*l.rate >= l.rate
 }

@@ -125,3 +125,29 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestPublishLimiterOnBrokerClock: the broker's limiter refills on the
+// broker's clock, so rates are tested without sleeping.
+func TestPublishLimiterOnBrokerClock(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	b := New(Options{Now: func() time.Time { return now }})
+	defer b.Close()
+	l := b.NewPublishLimiter(10)
+	for i := range 10 {
+		if ok, _ := l.Take(); !ok {
+			t.Fatalf("token %d of the burst refused", i)
+		}
+	}
+	ok, retry := l.Take()
+	if ok || retry != 100*time.Millisecond || !l.Throttled() {
+		t.Fatalf("after the burst: ok %v retry %v throttled %v; want refused, 100ms", ok, retry, l.Throttled())
+	}
+	now = now.Add(100 * time.Millisecond)
+	if ok, _ := l.Take(); !ok {
+		t.Fatal("no token 100ms later at 10/s")
+	}
+	now = now.Add(time.Second)
+	if !l.Idle() {
+		t.Fatal("not idle after a second without publishes")
+	}
+}

@@ -20,7 +20,7 @@ const DefaultMemoryMessages = 20000
 // pageInBatch bounds how many messages one page-in round reads.
 const pageInBatch = 512
 
-func (q *Queue) memoryBudget() int {
+func (q *classicQueue) memoryBudget() int {
 	if n := q.vhost.broker.memoryMessages; n > 0 {
 		return n
 	}
@@ -29,13 +29,13 @@ func (q *Queue) memoryBudget() int {
 
 // shouldPageLocked reports whether a new stored entry should leave its body
 // on disk: the queue already holds its budget of messages in RAM.
-func (q *Queue) shouldPageLocked(e *entry) bool {
+func (q *classicQueue) shouldPageLocked(e *entry) bool {
 	return e.storeID != 0 && q.ready.inMemory >= q.memoryBudget()
 }
 
 // overBudgetLocked reports whether the queue already holds its budget of
 // messages in RAM.
-func (q *Queue) overBudgetLocked() bool {
+func (q *classicQueue) overBudgetLocked() bool {
 	return q.vhost.broker.store != nil && q.ready.inMemory >= q.memoryBudget()
 }
 
@@ -43,7 +43,7 @@ func (q *Queue) overBudgetLocked() bool {
 // to the log (under the queue's transient id, which recovery discards:
 // transient messages do not survive a restart) and leaves only its place
 // in memory, so a deep transient queue is bounded by disk, not RAM too.
-func (q *Queue) pageTransientLocked(e *entry, m *Message) {
+func (q *classicQueue) pageTransientLocked(e *entry, m *Message) {
 	b := q.vhost.broker
 	id := b.nextMsgID.Add(1)
 	q.storeLocked(
@@ -55,7 +55,7 @@ func (q *Queue) pageTransientLocked(e *entry, m *Message) {
 }
 
 // logQueueID is the log's queue id for e's record.
-func (q *Queue) logQueueID(e *entry) uint64 {
+func (q *classicQueue) logQueueID(e *entry) uint64 {
 	if e.transient {
 		return q.tqid
 	}
@@ -63,12 +63,12 @@ func (q *Queue) logQueueID(e *entry) uint64 {
 }
 
 // pagedLocked is the number of ready entries whose body is on disk.
-func (q *Queue) pagedLocked() int { return q.ready.live - q.ready.inMemory }
+func (q *classicQueue) pagedLocked() int { return q.ready.live - q.ready.inMemory }
 
 // maybePageInLocked starts the page-in worker when paged entries exist and
 // the in-RAM window has shrunk to half the budget (so that consumers do not
 // wait for the disk), or when force is set (a paged entry is at the head).
-func (q *Queue) maybePageInLocked(force bool) {
+func (q *classicQueue) maybePageInLocked(force bool) {
 	if q.pagingIn || q.deleted || q.pagedLocked() == 0 {
 		return
 	}
@@ -88,7 +88,7 @@ type pageRef struct {
 // pageIn reads paged messages back from the log, front first, until the
 // in-RAM window is full again or nothing is paged. It is the only
 // goroutine a queue owns, and ends by itself (or when the queue goes).
-func (q *Queue) pageIn() {
+func (q *classicQueue) pageIn() {
 	refs := make([]pageRef, 0, pageInBatch)
 	for {
 		q.mu.Lock()
@@ -143,7 +143,7 @@ func (q *Queue) pageIn() {
 
 // collectPagedLocked lists up to n paged entries in delivery order:
 // highest priority level first, front to back.
-func (q *Queue) collectPagedLocked(refs *[]pageRef, n int) {
+func (q *classicQueue) collectPagedLocked(refs *[]pageRef, n int) {
 	for lvl := len(q.ready.levels) - 1; lvl >= 0 && len(*refs) < n; lvl-- {
 		ring := &q.ready.levels[lvl]
 		for i := 0; i < ring.Len() && len(*refs) < n; i++ {
@@ -162,7 +162,7 @@ func (b *Broker) loadPaged(storeID uint64) (*Message, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		// Appended but not yet taken in by the log's committer (a message
 		// paged the moment it was published): wait for it, once.
-		<-b.store.Append()
+		<-barrier(b.store)
 		meta, body, err = b.store.ReadMessage(storeID)
 	}
 	if err != nil {

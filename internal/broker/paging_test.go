@@ -49,9 +49,9 @@ func TestPagingKeepsBudgetAndOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	q.mu.Lock()
-	inMem, live := q.ready.inMemory, q.ready.live
-	q.mu.Unlock()
+	q.kind.(*classicQueue).mu.Lock()
+	inMem, live := q.kind.(*classicQueue).ready.inMemory, q.kind.(*classicQueue).ready.live
+	q.kind.(*classicQueue).mu.Unlock()
 	if live != n || inMem > 10 {
 		t.Fatalf("after %d publishes: %d ready, %d in RAM (budget 10)", n, live, inMem)
 	}
@@ -75,8 +75,8 @@ func TestPagingKeepsBudgetAndOrder(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	if got := len(s.deliveries()); got != n-15 {
-		q.mu.Lock()
-		t.Fatalf("got %d of %d; ready %d in RAM %d pagingIn %v", got, n-15, q.ready.live, q.ready.inMemory, q.pagingIn)
+		q.kind.(*classicQueue).mu.Lock()
+		t.Fatalf("got %d of %d; ready %d in RAM %d pagingIn %v", got, n-15, q.kind.(*classicQueue).ready.live, q.kind.(*classicQueue).ready.inMemory, q.kind.(*classicQueue).pagingIn)
 	}
 	for i, d := range s.deliveries() {
 		if want := fmt.Sprint(i + 15); string(d.Message.Body) != want || d.Message.Properties.Headers["i"] != int64(i+15) {
@@ -122,9 +122,9 @@ func TestPagedMessagesRecoverAndDeadLetter(t *testing.T) {
 		t.Fatalf("recovered %d, %v", msgs, err)
 	}
 	q, _ := v2.Queue("deep")
-	q.mu.Lock()
-	inMem := q.ready.inMemory
-	q.mu.Unlock()
+	q.kind.(*classicQueue).mu.Lock()
+	inMem := q.kind.(*classicQueue).ready.inMemory
+	q.kind.(*classicQueue).mu.Unlock()
 	if inMem > 5 {
 		t.Fatalf("recovery kept %d messages in RAM, budget 5", inMem)
 	}
@@ -172,9 +172,9 @@ func TestTransientOverflowPagesAndIsDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	q.mu.Lock()
-	inMem, live := q.ready.inMemory, q.ready.live
-	q.mu.Unlock()
+	q.kind.(*classicQueue).mu.Lock()
+	inMem, live := q.kind.(*classicQueue).ready.inMemory, q.kind.(*classicQueue).ready.live
+	q.kind.(*classicQueue).mu.Unlock()
 	if live != 300 || inMem > 10 {
 		t.Fatalf("transient overflow: %d ready, %d in RAM (budget 10)", live, inMem)
 	}

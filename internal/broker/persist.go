@@ -27,13 +27,13 @@ func queueID(vhost, name string) uint64 {
 }
 
 // storeLocked appends records for q under its lock.
-func (q *Queue) storeLocked(recs ...store.Record) {
+func (q *classicQueue) storeLocked(recs ...store.Record) {
 	q.vhost.broker.store.AppendFunc(recs, noop)
 }
 
 // forgetLocked records that a stored entry left the queue for good (acked,
 // expired, dropped, dead-lettered: a dead letter is a new message).
-func (q *Queue) forgetLocked(e *entry) {
+func (q *classicQueue) forgetLocked(e *entry) {
 	if e.storeID != 0 && (q.persistent || e.transient) {
 		q.storeLocked(store.Record{Kind: store.KindAck, QueueID: q.logQueueID(e), MessageID: e.storeID})
 	}
@@ -41,7 +41,10 @@ func (q *Queue) forgetLocked(e *entry) {
 
 // dropLocked removes a dead entry for good: forgotten by the log and
 // dead-lettered if the queue says so.
-func (q *Queue) dropLocked(e *entry, reason string) {
+func (q *classicQueue) dropLocked(e *entry, reason string) {
+	if q.rpc != nil && reason == reasonExpired {
+		q.rpc.expired()
+	}
 	if e.msg == nil && q.cfg.hasDLX {
 		// Paged: the dead letter reads it back from the log, so the log
 		// must keep it until then; publishDeadLetters logs the ack after.
@@ -55,7 +58,7 @@ func (q *Queue) dropLocked(e *entry, reason string) {
 }
 
 // forgetAllReadyLocked logs the removal of every ready stored entry (purge).
-func (q *Queue) forgetAllReadyLocked() {
+func (q *classicQueue) forgetAllReadyLocked() {
 	if !q.persistent && !q.tpaged {
 		return
 	}
@@ -87,7 +90,7 @@ func (b *Broker) abandonStored(m *Message) {
 
 // markDeliveredLocked records a stored entry's first delivery, so that
 // after a crash it comes back flagged redelivered.
-func (q *Queue) markDeliveredLocked(e *entry) {
+func (q *classicQueue) markDeliveredLocked(e *entry) {
 	if q.persistent && e.storeID != 0 && !e.transient && !e.redelivered && e.deliveries == 1 {
 		q.storeLocked(store.Record{Kind: store.KindRedelivered, QueueID: q.qid, MessageID: e.storeID})
 	}
@@ -100,7 +103,7 @@ func (b *Broker) prepareStore(m *Message, qs []*Queue) bool {
 		return false
 	}
 	for _, q := range qs {
-		if q.persistent {
+		if q.logged {
 			m.storeID = b.nextMsgID.Add(1)
 			b.store.AppendFunc([]store.Record{{Kind: store.KindMessage, MessageID: m.storeID, Meta: encodeMeta(m), Body: m.Body}}, noop)
 			return true
@@ -119,12 +122,12 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 	if b.store == nil {
 		return 0, 0, nil
 	}
-	start := time.Now()
-	byID := map[uint64]*Queue{}
+	start := b.now()
+	byID := map[uint64]recoverable{}
 	for _, v := range b.VHosts() {
 		for _, q := range v.Queues() {
-			if q.persistent {
-				byID[q.qid] = q
+			if r, ok := q.kind.(recoverable); ok && q.logged {
+				byID[r.logID()] = r
 			}
 		}
 	}
@@ -138,7 +141,7 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 	}
 	keyed := b.recoverableKeyedStores()
 	cache := map[uint64]*Message{} // a message fanned out to several queues is loaded once
-	reader := b.store.NewReader()
+	reader := newSequentialReader(b.store)
 	var orphans []store.Record
 	for qid, entries := range b.store.Recovered() {
 		if e := delayed[qid]; e != nil {
@@ -185,12 +188,12 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 					size = len(body)
 				}
 				if rerr != nil {
-					b.log.Warn("stored message unreadable; skipped", "queue", q.name, "message_id", e.MessageID, "err", rerr)
+					b.log.Warn("stored message unreadable; skipped", "queue", q.Name(), "message_id", e.MessageID, "err", rerr)
 					continue
 				}
 				m = &Message{Body: body, storeID: e.MessageID}
 				if derr := decodeMeta(meta, m); derr != nil {
-					b.log.Warn("stored message metadata unreadable; skipped", "queue", q.name, "message_id", e.MessageID, "err", derr)
+					b.log.Warn("stored message metadata unreadable; skipped", "queue", q.Name(), "message_id", e.MessageID, "err", derr)
 					continue
 				}
 				if body != nil {
@@ -204,12 +207,23 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 	if len(orphans) > 0 {
 		b.store.AppendFunc(orphans, noop)
 	}
-	b.log.Info("messages recovered", "queues", queues, "messages", messages, "took", time.Since(start).Round(time.Millisecond))
+	b.log.Info("messages recovered", "queues", queues, "messages", messages, "took", b.now().Sub(start).Round(time.Millisecond))
 	return queues, messages, nil
 }
 
+// recoverable is a kind whose messages live in the broker's log under one
+// queue id, reloaded by RecoverMessages.
+type recoverable interface {
+	logID() uint64
+	Name() string
+	restorePages() bool
+	restore(m *Message, size int, redelivered bool, storeSeq uint64)
+}
+
+func (q *classicQueue) logID() uint64 { return q.qid }
+
 // restorePages reports whether the next restored message will be paged out.
-func (q *Queue) restorePages() bool {
+func (q *classicQueue) restorePages() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.overBudgetLocked()
@@ -217,7 +231,7 @@ func (q *Queue) restorePages() bool {
 
 // restore appends a recovered message to the queue without logging it again.
 // A message without its body (see restorePages) is paged out at once.
-func (q *Queue) restore(m *Message, size int, redelivered bool, storeSeq uint64) {
+func (q *classicQueue) restore(m *Message, size int, redelivered bool, storeSeq uint64) {
 	exp := int64(-1)
 	if m.Properties.Expiration != "" {
 		exp, _ = parseExpiration(m.Properties.Expiration)

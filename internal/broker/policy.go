@@ -35,6 +35,12 @@ var policyKeys = map[string]bool{
 // PutPolicy creates or replaces a policy and applies it at once to the
 // queues it matches.
 func (v *VHost) PutPolicy(p Policy) error {
+	_, err := v.apply(PutPolicy{VHost: v.name, Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition})
+	return err
+}
+
+func (v *VHost) applyPutPolicy(c PutPolicy) error {
+	p := Policy{Name: c.Name, Pattern: c.Pattern, ApplyTo: c.ApplyTo, Priority: c.Priority, Definition: Table(c.Definition)}
 	if p.Name == "" {
 		return errorf(CodePreconditionFailed, "a policy needs a name")
 	}
@@ -72,6 +78,12 @@ func (v *VHost) PutPolicy(p Policy) error {
 // DeletePolicy removes a policy; the queues it applied to fall back to
 // their arguments (or the next matching policy).
 func (v *VHost) DeletePolicy(name string) error {
+	_, err := v.apply(DeletePolicy{VHost: v.name, Name: name})
+	return err
+}
+
+func (v *VHost) applyDeletePolicy(c DeletePolicy) error {
+	name := c.Name
 	v.mu.Lock()
 	if _, ok := v.policies[name]; !ok {
 		v.mu.Unlock()
@@ -135,13 +147,13 @@ func (v *VHost) policyChangesLocked() []policyChange {
 
 func applyPolicies(cs []policyChange) {
 	for _, c := range cs {
-		c.q.applyPolicy(c.p)
+		c.q.kind.applyPolicy(c.p)
 	}
 }
 
 // applyPolicy recomputes the queue's configuration and enforces it now
 // (length limits trim at once; x-expires and the consumer timeout re-arm).
-func (q *Queue) applyPolicy(p *Policy) {
+func (q *classicQueue) applyPolicy(p *Policy) {
 	q.mu.Lock()
 	q.policy = p
 	prio := q.cfg.maxPriority
@@ -161,10 +173,7 @@ func (v *VHost) close() {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	for _, q := range v.queues {
-		q.mu.Lock()
-		q.deleted = true
-		q.stopTimersLocked()
-		q.mu.Unlock()
+		q.kind.close()
 	}
 	for _, e := range v.exchanges {
 		e.stopDelayed()

@@ -153,9 +153,35 @@ func (p *Publisher) addQueue(q *Queue) {
 	p.queues = append(p.queues, q)
 }
 
+// Outcome is what became of one published message, as a value.
+type Outcome struct {
+	// Routed is the number of queues that took it; 0 = unroutable. A
+	// message held by a delayed exchange counts as routed once.
+	Routed int
+	// Rejected: a target queue refused it (a length limit with x-overflow
+	// reject-publish); a publisher confirm must be a nack.
+	Rejected bool
+	// Stored: it was written to the log; its confirm waits for
+	// WaitDurable (the disk).
+	Stored bool
+	// Congested: a target queue's consumers fell behind, a resource alarm
+	// is raised or the log's writes are behind; call WaitFlow before
+	// reading the client's next message.
+	Congested bool
+}
+
+// PublishOutcome is Publish returning everything the adapter must act on
+// in one value, instead of Publish's count followed by Rejected, Stored
+// and Congested.
+func (p *Publisher) PublishOutcome(m *Message) (Outcome, error) {
+	n, err := p.Publish(m)
+	return Outcome{Routed: n, Rejected: p.rejected, Stored: p.stored, Congested: p.Congested()}, err
+}
+
 // Publish routes m and enqueues it in every target queue. It returns the
 // number of queues that took it (0 = unroutable).
 func (p *Publisher) Publish(m *Message) (int, error) {
+	p.rejected = false // not left over from the previous message when this one fails or is delayed
 	qs, err := p.Route(m)
 	if err != nil {
 		return 0, err
@@ -182,10 +208,12 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 			return 0, err
 		}
 	}
-	p.rejected = false
 	p.stored = p.vhost.broker.prepareStore(m, qs)
 	p.wroteLog = p.wroteLog || p.stored
 	n, anyStored := p.enqueueAll(m, exp, qs)
+	if m.Properties.CorrelationID != "" {
+		p.noteReply(m) // the lookup service's reply statistics (services.go)
+	}
 	clear(p.queues)
 	if p.stored && !anyStored {
 		p.vhost.broker.abandonStored(m)
@@ -291,7 +319,7 @@ func (p *Publisher) WaitFlow(done <-chan struct{}, owner Owner) {
 		// The disk is slower than the publishers: wait until what this
 		// publisher appended is written (a barrier), then go on.
 		select {
-		case <-p.vhost.broker.store.Append():
+		case <-barrier(p.vhost.broker.store):
 		case <-done:
 			return
 		}

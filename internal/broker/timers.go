@@ -108,14 +108,14 @@ func (w *expiryWheel) popDue(now int64, fn func(expiryItem)) {
 }
 
 // trackExpiryLocked makes sure the expiry timer fires by e's due time.
-func (q *Queue) trackExpiryLocked(e entry) {
+func (q *classicQueue) trackExpiryLocked(e entry) {
 	if e.ownExpiry {
 		q.timers.expiries.push(expiryItem{at: e.expiresAt, seq: e.seq, pri: e.prio})
 	}
 	q.armExpiryLocked(e.expiresAt)
 }
 
-func (q *Queue) armExpiryLocked(at int64) {
+func (q *classicQueue) armExpiryLocked(at int64) {
 	t := &q.timers
 	if q.deleted || (t.expiryAt != 0 && t.expiryAt <= at) {
 		return
@@ -137,7 +137,7 @@ func (q *Queue) armExpiryLocked(at int64) {
 
 // expireDue runs on the expiry timer: it dead-letters every message that
 // is due, then re-arms for the next one.
-func (q *Queue) expireDue() {
+func (q *classicQueue) expireDue() {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
@@ -183,7 +183,7 @@ func (q *Queue) expireDue() {
 }
 
 // touchIdleLocked records a use of the queue and (re)arms x-expires.
-func (q *Queue) touchIdleLocked() {
+func (q *classicQueue) touchIdleLocked() {
 	t := &q.timers
 	t.lastUsed = q.now()
 	if q.cfg.expires <= 0 || q.deleted || len(q.consumers) > 0 {
@@ -196,27 +196,27 @@ func (q *Queue) touchIdleLocked() {
 	}
 }
 
-func (q *Queue) stopIdleTimerLocked() {
+func (q *classicQueue) stopIdleTimerLocked() {
 	if q.timers.idle != nil {
 		q.timers.idle.Stop()
 	}
 }
 
 // expireIdle deletes a queue that went unused for x-expires.
-func (q *Queue) expireIdle() {
+func (q *classicQueue) expireIdle() {
 	q.mu.Lock()
 	unused := !q.deleted && len(q.consumers) == 0 && q.cfg.expires > 0 &&
 		q.now()-q.timers.lastUsed >= int64(q.cfg.expires)-int64(time.Millisecond)
 	q.mu.Unlock()
 	if unused {
 		q.vhost.broker.log.Debug("queue expired (x-expires)", "queue", q.name, "vhost", q.vhost.name)
-		q.vhost.deleteQueue(q)
+		q.vhost.deleteQueue(q.Queue)
 	}
 }
 
 // armConsumerTimeoutLocked starts the scan for deliveries that have been
 // unacknowledged longer than the consumer timeout.
-func (q *Queue) armConsumerTimeoutLocked() {
+func (q *classicQueue) armConsumerTimeoutLocked() {
 	t := &q.timers
 	if t.consumerTimeoutArmed || q.deleted {
 		return
@@ -233,7 +233,7 @@ func (q *Queue) armConsumerTimeoutLocked() {
 
 // scanConsumerTimeout returns overdue deliveries to the queue and tells
 // their consumers (RabbitMQ closes the channel with 406).
-func (q *Queue) scanConsumerTimeout() {
+func (q *classicQueue) scanConsumerTimeout() {
 	q.mu.Lock()
 	q.timers.consumerTimeoutArmed = false
 	if q.deleted || q.cfg.consumerTimeout <= 0 {
@@ -266,7 +266,7 @@ func (q *Queue) scanConsumerTimeout() {
 	}
 }
 
-func (q *Queue) stopTimersLocked() {
+func (q *classicQueue) stopTimersLocked() {
 	t := &q.timers
 	for _, tm := range []*time.Timer{t.expiry, t.idle, t.consumerTimeout} {
 		if tm != nil {

@@ -4,10 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"github.com/heraldmq/herald/internal/store"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // VHost is an isolated namespace of exchanges, queues and bindings.
@@ -50,7 +51,17 @@ const reservedPrefix = "amq."
 
 // DeclareExchange creates an exchange or checks an existing one is equivalent.
 func (v *VHost) DeclareExchange(name string, o ExchangeOptions) (*Exchange, error) {
-	e, created, err := v.declareExchange(name, o)
+	if o.Passive {
+		return v.Exchange(name)
+	}
+	r, err := v.apply(DeclareExchange{VHost: v.name, Name: name, Kind: o.Kind, Durable: o.Durable,
+		AutoDelete: o.AutoDelete, Internal: o.Internal, Args: o.Args})
+	return r.Exchange, err
+}
+
+func (v *VHost) applyDeclareExchange(c DeclareExchange) (*Exchange, error) {
+	e, created, err := v.declareExchange(c.Name, ExchangeOptions{Kind: c.Kind, Durable: c.Durable,
+		AutoDelete: c.AutoDelete, Internal: c.Internal, Args: Table(c.Args)})
 	if created {
 		v.broker.changed(e.durable)
 	}
@@ -58,10 +69,6 @@ func (v *VHost) DeclareExchange(name string, o ExchangeOptions) (*Exchange, erro
 }
 
 func (v *VHost) declareExchange(name string, o ExchangeOptions) (e *Exchange, created bool, err error) {
-	if o.Passive {
-		e, err := v.Exchange(name)
-		return e, false, err
-	}
 	if o.Kind == KindDelayed {
 		t, _ := o.Args["x-delayed-type"].(string)
 		if !validKind(t) {
@@ -131,6 +138,12 @@ func (v *VHost) Exchanges() []*Exchange {
 
 // DeleteExchange removes an exchange and every binding from or to it.
 func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
+	_, err := v.apply(DeleteExchange{VHost: v.name, Name: name, IfUnused: ifUnused})
+	return err
+}
+
+func (v *VHost) applyDeleteExchange(c DeleteExchange) error {
+	name, ifUnused := c.Name, c.IfUnused
 	if name == "" || strings.HasPrefix(name, reservedPrefix) {
 		return errorf(CodeAccessRefused, "operation not permitted on exchange '%s' in vhost '%s': the name is reserved", name, v.name)
 	}
@@ -187,7 +200,22 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	} else if strings.HasPrefix(name, reservedPrefix) {
 		return nil, errorf(CodeAccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
-	if _, err := validateQueueArgs(o.Args); err != nil {
+	r, err := v.apply(DeclareQueue{VHost: v.name, Name: name, Durable: o.Durable, Exclusive: o.Exclusive,
+		AutoDelete: o.AutoDelete, Args: o.Args, Owner: o.Owner})
+	return r.Queue, err
+}
+
+func (v *VHost) applyDeclareQueue(c DeclareQueue) (*Queue, error) {
+	name := c.Name
+	o := QueueOptions{Durable: c.Durable, Exclusive: c.Exclusive, AutoDelete: c.AutoDelete, Args: Table(c.Args), Owner: c.Owner}
+	if err := checkName("queue", name); err != nil {
+		return nil, err
+	}
+	cfg, err := validateQueueArgs(o.Args)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkQueueType(name, v.name, o, cfg); err != nil {
 		return nil, err
 	}
 	if unknown := unknownArgs(o.Args); len(unknown) > 0 {
@@ -207,9 +235,7 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 		if err := q.equivalent(o); err != nil {
 			return nil, err
 		}
-		q.mu.Lock()
-		q.touchIdleLocked()
-		q.mu.Unlock()
+		q.kind.used()
 		return q, nil
 	}
 	if err := v.checkQueueLimitLocked(name); err != nil {
@@ -218,9 +244,7 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	p := v.policyForLocked(name, applyToQueues)
 	q := newQueue(v, name, o, v.queueConfig(o.Args, p), p)
 	v.queues[name] = q
-	q.mu.Lock()
-	q.touchIdleLocked()
-	q.mu.Unlock()
+	q.kind.used()
 	notify = q.durable && !q.exclusive
 	return q, nil
 }
@@ -247,6 +271,10 @@ func (q *Queue) equivalent(o QueueOptions) error {
 	// says so), not a 406 argument mismatch.
 	if o.Exclusive != q.exclusive {
 		return q.lockedError()
+	}
+	if t := queueTypeOf(o.Args); t != q.qtype {
+		a, aok := o.Args["x-queue-type"]
+		return mismatch("x-queue-type", fmtArg(a, aok), q.qtype)
 	}
 	switch {
 	case o.Durable != q.durable:
@@ -315,6 +343,12 @@ func (v *VHost) Queues() []*Queue {
 
 // DeleteQueue deletes a queue and returns the number of messages it held.
 func (v *VHost) DeleteQueue(name string, owner Owner, ifUnused, ifEmpty bool) (int, error) {
+	r, err := v.apply(DeleteQueue{VHost: v.name, Name: name, Owner: owner, IfUnused: ifUnused, IfEmpty: ifEmpty})
+	return r.Count, err
+}
+
+func (v *VHost) applyDeleteQueue(c DeleteQueue) (int, error) {
+	name, owner, ifUnused, ifEmpty := c.Name, c.Owner, c.IfUnused, c.IfEmpty
 	q, err := v.UsableQueue(name, owner)
 	if err != nil {
 		return 0, err
@@ -337,7 +371,7 @@ func (v *VHost) deleteQueue(q *Queue) int {
 	}
 	delete(v.queues, q.name)
 	v.unbindEverywhereLocked(q)
-	n, _ := q.markDeleted()
+	n, _ := q.kind.markDeleted()
 	v.mu.Unlock()
 	v.broker.changed(q.durable && !q.exclusive)
 	return n
@@ -345,43 +379,54 @@ func (v *VHost) deleteQueue(q *Queue) int {
 
 // PurgeQueue drops a queue's ready messages and returns how many.
 func (v *VHost) PurgeQueue(name string, owner Owner) (int, error) {
-	q, err := v.UsableQueue(name, owner)
-	if err != nil {
-		return 0, err
-	}
-	return q.purge(), nil
+	r, err := v.apply(PurgeQueue{VHost: v.name, Name: name, Owner: owner})
+	return r.Count, err
 }
 
 // BindQueue binds queue to exchange with key and args.
 func (v *VHost) BindQueue(queue, exchange, key string, args Table, owner Owner) error {
-	return v.bind(exchange, key, args, func() (destination, error) {
-		q, ok := v.queues[queue]
-		if !ok {
-			return nil, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", queue, v.name)
-		}
-		return q, q.usableBy(owner)
-	})
+	_, err := v.apply(Bind{VHost: v.name, Source: exchange, Destination: queue, RoutingKey: key, Args: args, Owner: owner})
+	return err
 }
 
 // UnbindQueue removes a binding; removing one that does not exist is not an error.
 func (v *VHost) UnbindQueue(queue, exchange, key string, args Table, owner Owner) error {
-	return v.unbind(exchange, key, args, func() (destination, error) {
-		q, ok := v.queues[queue]
-		if !ok {
-			return nil, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", queue, v.name)
-		}
-		return q, q.usableBy(owner)
-	})
+	_, err := v.apply(Unbind{VHost: v.name, Source: exchange, Destination: queue, RoutingKey: key, Args: args, Owner: owner})
+	return err
 }
 
 // BindExchange binds destination exchange to source exchange.
 func (v *VHost) BindExchange(dest, source, key string, args Table) error {
-	return v.bind(source, key, args, func() (destination, error) { return v.exchangeLocked(dest) })
+	_, err := v.apply(Bind{VHost: v.name, Source: source, Destination: dest, ToExchange: true, RoutingKey: key, Args: args})
+	return err
 }
 
 // UnbindExchange removes an exchange-to-exchange binding.
 func (v *VHost) UnbindExchange(dest, source, key string, args Table) error {
-	return v.unbind(source, key, args, func() (destination, error) { return v.exchangeLocked(dest) })
+	_, err := v.apply(Unbind{VHost: v.name, Source: source, Destination: dest, ToExchange: true, RoutingKey: key, Args: args})
+	return err
+}
+
+func (v *VHost) applyBind(c Bind) error {
+	return v.bind(c.Source, c.RoutingKey, Table(c.Args), v.bindingDestination(c))
+}
+
+func (v *VHost) applyUnbind(c Unbind) error {
+	return v.unbind(c.Source, c.RoutingKey, Table(c.Args), v.bindingDestination(Bind(c)))
+}
+
+// bindingDestination finds c's destination under the vhost's lock.
+func (v *VHost) bindingDestination(c Bind) func() (destination, error) {
+	if c.ToExchange {
+		return func() (destination, error) { return v.exchangeLocked(c.Destination) }
+	}
+	return func() (destination, error) {
+		q, ok := v.queues[c.Destination]
+		if !ok {
+			return nil, errorf(CodeNotFound, "no queue '%s' in vhost '%s'", c.Destination, v.name)
+		}
+		return q, q.usableBy(c.Owner)
+	}
 }
 
 func (v *VHost) exchangeLocked(name string) (*Exchange, error) {

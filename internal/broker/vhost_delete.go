@@ -20,6 +20,11 @@ import (
 // It returns how many queues were deleted, or a 404 *Error when there is
 // no such vhost.
 func (b *Broker) DeleteVHost(name string) (queues int, err error) {
+	r, err := b.Apply(DeleteVHost{VHost: name})
+	return r.Count, err
+}
+
+func (b *Broker) deleteVHost(name string) (queues int, err error) {
 	b.mu.Lock()
 	v, ok := b.vhosts[name]
 	if ok {
@@ -76,7 +81,7 @@ func (v *VHost) destroy() int {
 	v.exchanges = make(map[string]*Exchange)
 	v.policies = make(map[string]*Policy)
 	for _, q := range queues {
-		q.markDeleted()
+		q.kind.markDeleted()
 	}
 	for _, e := range exchanges {
 		e.stopDelayed()

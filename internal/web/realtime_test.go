@@ -1,6 +1,7 @@
-package web
+package web_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -9,7 +10,27 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+
+	"github.com/heraldmq/herald/internal/web"
 )
+
+// The JSON shapes of the presence answers (internal/protocol/httpapi).
+type presenceClient struct {
+	Client string          `json:"client"`
+	User   string          `json:"user"`
+	Info   json.RawMessage `json:"info,omitempty"`
+}
+
+type presenceStats struct {
+	Clients int `json:"clients"`
+	Users   int `json:"users"`
+}
+
+type channelSummary struct {
+	VHost   string `json:"vhost"`
+	Channel string `json:"channel"`
+	presenceStats
+}
 
 // expectSkip reads frames until one with op, skipping others (a socket
 // gets join/leave and $user frames interleaved with answers).
@@ -24,7 +45,7 @@ func (w *wsClient) expectSkip(op string, match func(map[string]any) bool) map[st
 }
 
 func TestPresenceJoinLeaveQueryAndHTTP(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	a := f.dialWS("")
 	a.send(map[string]any{"op": "connect", "id": "c"})
 	aID := a.expect("connected")["client"].(string)
@@ -96,7 +117,7 @@ func TestPresenceJoinLeaveQueryAndHTTP(t *testing.T) {
 }
 
 func TestPresenceBounded(t *testing.T) {
-	f := newFixture(t, Config{MaxPresence: 1})
+	f := newFixture(t, web.Config{MaxPresence: 1})
 	a := f.dialWS("")
 	a.subscribe(map[string]any{"id": "s", "exchange": "amq.topic", "key": "r", "presence": true})
 	b := f.dialWS("")
@@ -112,7 +133,7 @@ func TestPresenceBounded(t *testing.T) {
 
 func TestPresenceVanishedClientLeavesWithinHeartbeat(t *testing.T) {
 	const beat = 500 * time.Millisecond
-	f := newFixture(t, Config{WSHeartbeat: beat})
+	f := newFixture(t, web.Config{WSHeartbeat: beat})
 	a := f.dialWS("")
 	a.subscribe(map[string]any{"id": "s", "exchange": "amq.topic", "key": "r", "presence": true})
 	// The client stops reading: it answers no ping any more, as a peer
@@ -136,7 +157,7 @@ func TestPresenceVanishedClientLeavesWithinHeartbeat(t *testing.T) {
 }
 
 func TestUserMessages(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	a, b := f.dialWS(""), f.dialWS("")
 	// A socket gets its user's messages once it runs: "connected" says so.
 	for _, c := range []*wsClient{a, b} {
@@ -187,7 +208,7 @@ func TestUserMessages(t *testing.T) {
 }
 
 func TestUserMessagesPermission(t *testing.T) {
-	f := jwtFixture(t, JWTConfig{HS256Secret: testSecret})
+	f := jwtFixture(t, web.JWTConfig{HS256Secret: testSecret})
 	tok := hs256(t, claims("app", `herald.write:%2F/^amq\.herald\.user\.bob$`))
 	st, m := f.doBearer(tok, "POST", "/api/users/%2F/bob/messages", map[string]any{"payload": "x"})
 	if st != http.StatusOK {
@@ -228,7 +249,7 @@ func (w *wsClient) closeStatus() websocket.CloseError {
 }
 
 func TestWSConnectTokenRefreshAndExpiry(t *testing.T) {
-	f := jwtFixture(t, JWTConfig{HS256Secret: testSecret})
+	f := jwtFixture(t, web.JWTConfig{HS256Secret: testSecret})
 	short := func(user string, d time.Duration) string {
 		c := claims(user, fullScope)
 		c["exp"] = time.Now().Add(d).Unix()
@@ -279,7 +300,7 @@ func TestWSConnectTokenRefreshAndExpiry(t *testing.T) {
 		}
 	}
 	// Without bearer tokens enabled, no credentials is still 401.
-	g := newFixture(t, Config{})
+	g := newFixture(t, web.Config{})
 	_, resp, err := websocket.Dial(testCtx(t), "ws"+strings.TrimPrefix(g.hs.URL, "http")+"/ws", nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("anonymous upgrade without JWT: %v %v", err, resp)
@@ -287,7 +308,7 @@ func TestWSConnectTokenRefreshAndExpiry(t *testing.T) {
 }
 
 func TestWSFramePacing(t *testing.T) {
-	f := newFixture(t, Config{MaxFrameRate: 20})
+	f := newFixture(t, web.Config{MaxFrameRate: 20})
 	c := f.dialWS("")
 	start := time.Now()
 	const n = 50
@@ -335,7 +356,7 @@ func TestWebSocketOrigins(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	f := newFixture(t, Config{MQTTWebSocket: echo, STOMPWebSocket: echo, CORSOrigins: []string{"http://app.test"}})
+	f := newFixture(t, web.Config{MQTTWebSocket: echo, STOMPWebSocket: echo, CORSOrigins: []string{"http://app.test"}})
 	for _, tc := range []struct {
 		path, origin string
 		want         int
@@ -354,31 +375,11 @@ func TestWebSocketOrigins(t *testing.T) {
 		t.Errorf("/sse from a foreign origin: %d", st)
 	}
 	// Restricted by WebSocketOrigins.
-	g := newFixture(t, Config{MQTTWebSocket: echo, WebSocketOrigins: []string{"http://app.test"}})
+	g := newFixture(t, web.Config{MQTTWebSocket: echo, WebSocketOrigins: []string{"http://app.test"}})
 	if got := dial(g, "/mqtt", "http://evil.test"); got != http.StatusForbidden {
 		t.Errorf("/mqtt restricted: %d", got)
 	}
 	if got := dial(g, "/mqtt", "http://app.test"); got != http.StatusSwitchingProtocols {
 		t.Errorf("/mqtt allowed origin: %d", got)
 	}
-}
-
-// FuzzRealtimeFrames feeds the realtime ops' frames to the parser.
-func FuzzRealtimeFrames(f *testing.F) {
-	for _, s := range []string{
-		`{"op":"connect","token":"a.b.c"}`, `{"op":"refresh"}`, `{"op":"presence","channel":"amq.topic/r"}`,
-		`{"op":"send","to":"u","body":"x","encoding":"base64"}`, `{"op":"subscribe","id":"s","exchange":"amq.topic","key":"k","presence":true,"info":{"a":1}}`,
-		`{"op":"subscribe","id":"s","queue":"q","join_leave":true}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := parseFrame(b)
-		if err == nil && fr.Op == "send" && fr.To == "" {
-			t.Fatal("send without to accepted")
-		}
-		if err == nil && len(fr.Info) > maxInfoLen {
-			t.Fatal("oversized info accepted")
-		}
-	})
 }

@@ -12,11 +12,12 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 )
 
 // Config tunes the AMQP listener. Zero values take the defaults.
@@ -39,6 +40,9 @@ type Config struct {
 	// connection stops reading from the client until tokens accrue
 	// (TCP push-back, nothing is dropped). 0 means no limit.
 	MaxPublishRate int
+	// Counters, when set, count connections opened and closed, refused
+	// logins and connections closed for a protocol violation (501-505).
+	Counters *metrics.Counters
 }
 
 // Defaults, as RabbitMQ's.
@@ -77,8 +81,7 @@ type Handler struct {
 	users  *auth.Users
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
+	conns kit.Registry[*conn]
 }
 
 // NewHandler returns a handler for accepted AMQP connections.
@@ -87,28 +90,21 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, broker: b, users: users, log: log, conns: make(map[*conn]struct{})}
+	return &Handler{cfg: cfg, broker: b, users: users, log: log}
 }
 
 // ServeConn runs one connection until it ends. When ctx is cancelled the
 // client is sent connection.close 320 CONNECTION_FORCED and given a moment
 // to answer before the socket is closed.
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
+	h.cfg.Counters.ConnOpened(metrics.ProtocolAMQP)
+	defer h.cfg.Counters.ConnClosed(metrics.ProtocolAMQP)
 	c := newConn(h, nc)
-	h.mu.Lock()
-	h.conns[c] = struct{}{}
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		delete(h.conns, c)
-		h.mu.Unlock()
-	}()
+	defer h.conns.Add(c)()
 	c.serve(ctx)
 }
 
 // ConnectionCount is the number of open AMQP connections.
 func (h *Handler) ConnectionCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.conns)
+	return h.conns.Len()
 }

@@ -62,7 +62,7 @@ func (s *subscription) Deliver(d broker.Delivery) bool {
 	o.items = append(o.items, outItem{sub: s, d: d, tag: tag})
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
-	o.signal()
+	o.wake.Ring()
 	s.c.reg.CountDeliver(1)
 	return true
 }
@@ -173,6 +173,11 @@ func (c *conn) start(s *subscription, prefetch int) error {
 // connected, as RabbitMQ's plugin does.
 func (c *conn) subscriptionQueue(d destination, f *frame.Frame, hasID bool, s *subscription) (q *broker.Queue, err error) {
 	if _, err := c.vhost.Exchange(d.name); err != nil {
+		return nil, err
+	}
+	// Topic authorisation first, as RabbitMQ's plugin: a refused key
+	// leaves no queue behind.
+	if err := c.allowTopic(auth.Read, d.name, d.key); err != nil {
 		return nil, err
 	}
 	durable := headerBool(f, "durable", false) || headerBool(f, "persistent", false)
