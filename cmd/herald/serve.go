@@ -38,6 +38,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA bundle: when set, TLS clients must present a certificate it signed")
 	httpAddr := fs.String("http", ":15672", "HTTP listen address (REST, WebSocket, SSE, management API); \"off\" disables")
 	corsOrigins := fs.String("cors-origins", "", "comma-separated origins whose browsers may call the HTTP API (\"*\" = any)")
+	wsOrigins := fs.String("websocket-origins", "", "comma-separated origins whose pages may open /mqtt and /stomp; empty = any origin, as RabbitMQ's Web MQTT/STOMP (their clients log in with CONNECT)")
+	maxPresence := fs.Int("max-presence", web.DefaultMaxPresence, "clients in one channel's presence set; a /ws subscribe with presence beyond it is refused")
+	wsHeartbeat := fs.Duration("ws-heartbeat", web.DefaultWSHeartbeat, "a /ws peer that does not answer pings for this long is closed (and leaves its presence sets)")
 	jwtSecretFile := fs.String("jwt-hs256-secret-file", "", "file holding the HS256 secret that verifies JWTs: HTTP bearer tokens, and passwords on every protocol")
 	jwtPublicKey := fs.String("jwt-rs256-public-key", "", "PEM public key that verifies RS256 JWTs (HTTP bearer tokens, passwords on every protocol)")
 	jwtAudience := fs.String("jwt-audience", "", "bearer tokens must name this audience (aud) when set")
@@ -94,7 +97,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		STOMPAddr: *stompAddr,
 		AMQPSAddr: *amqpsAddr, MQTTSAddr: *mqttsAddr, STOMPSAddr: *stompsAddr, HTTPSAddr: *httpsAddr,
 		TLS:             app.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
-		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), Version: version, StatsInterval: *statsInterval, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
+		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), WebSocketOrigins: splitList(*wsOrigins), MaxPresence: *maxPresence, WSHeartbeat: *wsHeartbeat, Version: version, StatsInterval: *statsInterval, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
 		DataDir:         *dataDir,
 		LoadDefinitions: *loadDefs,
 		AMQP: amqp091.Config{

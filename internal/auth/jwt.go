@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -185,6 +186,9 @@ func (v *TokenVerifier) verify(token string) (*User, error) {
 	usr := newUser(name, false, tags)
 	usr.token = g
 	usr.Expires = exp.Time
+	if info, ok := claims["info"]; ok {
+		usr.Info, _ = json.Marshal(info)
+	}
 	return usr, nil
 }
 

@@ -20,6 +20,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,9 @@ type User struct {
 	// Expires is when a token login's token expires (jwt.go); zero for a
 	// password login.
 	Expires time.Time
+	// Info is a token login's "info" claim (JSON), if it has one: the
+	// client's presence info on /ws. Nil for a password login.
+	Info json.RawMessage
 
 	cred  credential
 	token *tokenGrant // the scopes of a token login; nil for a password login

@@ -33,6 +33,7 @@ var builtinExchanges = []struct{ name, kind string }{
 	{"amq.topic", KindTopic},
 	{"amq.headers", KindHeaders},
 	{"amq.match", KindHeaders},
+	{UserExchange, KindDirect}, // Herald's own: per-user messages (userqueue.go)
 }
 
 func newVHost(b *Broker, name string) *VHost {

@@ -95,3 +95,38 @@ func TokenExpiry(u *auth.User) (expired <-chan time.Time, stop func() bool) {
 	t := time.NewTimer(d)
 	return t.C, t.Stop
 }
+
+// AuthenticatedInBand registers h as Authenticated does, except that,
+// when tokens are enabled, a request that carries no credentials at all
+// goes to inBand, which logs in over the connection itself: a page that
+// cannot put a token on a WebSocket upgrade (browsers set no headers
+// there, and a token in the URL ends up in proxies' logs) sends it in its
+// first frame (/ws's connect op). Without tokens such a request is
+// refused with 401 as by Authenticated.
+func (s *Server) AuthenticatedInBand(pattern string, h, inBand http.HandlerFunc) {
+	authed := s.authenticated(h)
+	s.mux.handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.jwt == nil || hasCredentials(r) {
+			authed.ServeHTTP(w, r)
+			return
+		}
+		inBand(w, r)
+	}))
+}
+
+// hasCredentials reports whether a request carries any login.
+func hasCredentials(r *http.Request) bool {
+	return r.Header.Get("Authorization") != "" || r.URL.Query().Has("access_token")
+}
+
+// TokensEnabled reports whether bearer tokens are accepted.
+func (s *Server) TokensEnabled() bool { return s.jwt != nil }
+
+// VerifyToken checks a token with the keys bearer logins are checked
+// with (the in-band login and the token refresh of /ws).
+func (s *Server) VerifyToken(token string) (*auth.User, error) {
+	if s.jwt == nil {
+		return nil, &auth.TokenError{Reason: "bearer tokens are not enabled on this server"}
+	}
+	return s.jwt.Verify(token)
+}

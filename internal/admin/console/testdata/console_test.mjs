@@ -90,14 +90,15 @@ await test("route", () => {
   const e = route("#/exchanges/%2F/amq.default");
   assert.deepEqual(e.params, { vhost: "/", name: "" });
   assert.equal(route("#/queues/%E0%A4%A/x").page.nav, "overview"); // malformed escape
-  for (const p of ["connections", "channels", "node", "services", "users", "vhosts", "permissions", "limits", "policies", "definitions"]) {
+  assert.deepEqual(route("#/presence/%2F/amq.topic%2Froom1").params, { vhost: "/", channel: "amq.topic/room1" });
+  for (const p of ["connections", "channels", "node", "services", "presence", "users", "vhosts", "permissions", "limits", "policies", "definitions"]) {
     assert.equal(route("#/" + p).page.nav, p);
   }
 });
 
 await test("nav by tags", () => {
   const keys = (tags) => navFor(tags).map((n) => n[0]);
-  assert.deepEqual(keys(["management"]), ["overview", "connections", "channels", "exchanges", "queues", "services", "node"]);
+  assert.deepEqual(keys(["management"]), ["overview", "connections", "channels", "exchanges", "queues", "services", "node", "presence"]);
   assert.ok(keys(["policymaker"]).includes("policies"));
   assert.ok(!keys(["policymaker"]).includes("users"));
   assert.deepEqual(keys(["administrator"]).slice(-6), ["users", "vhosts", "permissions", "limits", "policies", "definitions"]);
