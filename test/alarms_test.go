@@ -6,7 +6,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 // TestDiskAlarmBlocksPublishers: with the free-disk limit above the free
@@ -14,7 +14,7 @@ import (
 // read, consumers keep draining; lowering the limit unblocks them.
 func TestDiskAlarmBlocksPublishers(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, func(c *server.Config) { c.AlarmCheckInterval = 20 * time.Millisecond })
+	s := startServer(t, func(c *app.Config) { c.AlarmCheckInterval = 20 * time.Millisecond })
 	consumerConn := s.dial(t)
 	cch := mustChannel(t, consumerConn)
 	q := tempQueue(t, cch)

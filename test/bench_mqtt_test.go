@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/bench"
-	"github.com/heraldmq/herald/internal/server"
 )
 
 // `herald bench mqtt-fanout` against a real server, with the bench's lean
 // subscribers (the default) and with paho ones: every delivery counted,
 // nothing lost, duplicated or out of order, QoS 1 publishes acknowledged.
 func TestBenchMQTTFanout(t *testing.T) {
-	s := startServer(t, func(c *server.Config) { c.MQTTAddr = "127.0.0.1:0" })
+	s := startServer(t, func(c *app.Config) { c.MQTTAddr = "127.0.0.1:0" })
 	for _, tc := range []struct {
 		name string
 		qos  int

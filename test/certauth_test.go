@@ -20,8 +20,8 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/auth"
-	"github.com/heraldmq/herald/internal/server"
 )
 
 // clientCA makes a CA (written to a PEM file for --tls-client-ca) and
@@ -63,9 +63,9 @@ func TestClientCertificateLogin(t *testing.T) {
 	users := auth.NewDefaultUsers()
 	users.PutUser("cert-user", "unused-password", nil)
 	must(t, users.SetPermissions("cert-user", "/", auth.Permissions{Configure: ".*", Write: ".*", Read: ".*"}))
-	s := startServer(t, withUsers(users), func(c *server.Config) {
+	s := startServer(t, withUsers(users), func(c *app.Config) {
 		c.AMQPSAddr, c.MQTTSAddr, c.STOMPSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-		c.TLS = server.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
+		c.TLS = app.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
 	})
 	tlsFor := func(cn string) *tls.Config {
 		return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{issue(cn)}}

@@ -16,11 +16,11 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 func withAllProtocols() serverOption {
-	return func(c *server.Config) {
+	return func(c *app.Config) {
 		c.MQTTAddr = "127.0.0.1:0"
 		c.HTTPAddr = "127.0.0.1:0"
 		c.STOMPAddr = "127.0.0.1:0"

@@ -10,7 +10,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 // TestDurableDefinitionsSurviveRestart declares durable and transient
@@ -19,8 +19,8 @@ import (
 func TestDurableDefinitionsSurviveRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	start := func() *server.Server {
-		srv, err := server.New(server.Config{AMQPAddr: "127.0.0.1:0", DataDir: dir,
+	start := func() *app.App {
+		srv, err := app.New(app.Config{AMQPAddr: "127.0.0.1:0", DataDir: dir,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		if err != nil {
 			t.Fatal(err)
@@ -30,7 +30,7 @@ func TestDurableDefinitionsSurviveRestart(t *testing.T) {
 		}
 		return srv
 	}
-	stop := func(srv *server.Server) {
+	stop := func(srv *app.App) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {

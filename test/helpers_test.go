@@ -7,8 +7,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/auth"
-	"github.com/heraldmq/herald/internal/server"
 )
 
 // waitTimeout bounds every wait for something the server should do "now".
@@ -21,15 +21,15 @@ const waitTimeout = 5 * time.Second
 const quietPeriod = 200 * time.Millisecond
 
 func withHeartbeat(d time.Duration) serverOption {
-	return func(c *server.Config) { c.AMQP.Heartbeat = d }
+	return func(c *app.Config) { c.AMQP.Heartbeat = d }
 }
 
 func withMaxMessageSize(n uint64) serverOption {
-	return func(c *server.Config) { c.AMQP.MaxMessageSize = n }
+	return func(c *app.Config) { c.AMQP.MaxMessageSize = n }
 }
 
 func withUsers(u *auth.Users) serverOption {
-	return func(c *server.Config) { c.Users = u }
+	return func(c *app.Config) { c.Users = u }
 }
 
 // dialConfig dials the server with an explicit client configuration.

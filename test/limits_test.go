@@ -18,7 +18,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 // refusedDial dials AMQP and expects connection.close 530 with text.
@@ -134,7 +134,7 @@ func TestVHostConnectionLimit(t *testing.T) {
 
 func TestUserAndGlobalConnectionLimits(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, withAllProtocols(), func(c *server.Config) { c.MaxConnections = 2 })
+	s := startServer(t, withAllProtocols(), func(c *app.Config) { c.MaxConnections = 2 })
 	base := "http://" + s.HTTPAddr().String()
 	if st, b := httpDo(t, "PUT", base+"/api/user-limits/guest/max-connections", "guest", "guest", map[string]any{"value": 0}); st != http.StatusNoContent {
 		t.Fatalf("PUT user limit: %d %s", st, b)
@@ -174,7 +174,7 @@ func TestMaxQueues(t *testing.T) {
 // loses none (push-back, not dropping).
 func TestMaxPublishRate(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, func(c *server.Config) { c.MaxPublishRate = 50 })
+	s := startServer(t, func(c *app.Config) { c.MaxPublishRate = 50 })
 	conn := s.dial(t)
 	ch := mustChannel(t, conn)
 	q := tempQueue(t, ch)

@@ -16,8 +16,8 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
-	"github.com/heraldmq/herald/internal/server"
 )
 
 // MQTT state across a broker restart: retained messages, persistent
@@ -27,36 +27,36 @@ import (
 
 // mqttSrv is an in-process server with MQTT (and AMQP) listening on dir.
 type mqttSrv struct {
-	*server.Server
+	*app.App
 	t    *testing.T
 	once sync.Once
 }
 
-func mqttServer(t *testing.T, dir string, configure ...func(*server.Config)) *mqttSrv {
+func mqttServer(t *testing.T, dir string, configure ...func(*app.Config)) *mqttSrv {
 	t.Helper()
 	level := slog.LevelWarn
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	cfg := server.Config{MQTTAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", DataDir: dir,
+	cfg := app.Config{MQTTAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", DataDir: dir,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
 	for _, f := range configure {
 		f(&cfg)
 	}
-	srv, err := server.New(cfg)
+	srv, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &mqttSrv{Server: srv, t: t}
+	s := &mqttSrv{App: srv, t: t}
 	t.Cleanup(s.stop)
 	return s
 }
 
 // stop shuts the server down cleanly (once).
-func (s *mqttSrv) stop() { s.once.Do(func() { stopServer(s.t, s.Server) }) }
+func (s *mqttSrv) stop() { s.once.Do(func() { stopServer(s.t, s.App) }) }
 
 // mqttV3Client connects a paho.mqtt.golang (3.1.1) client; messages on its
 // subscriptions (and any not matched by one) go to msgs.
@@ -446,7 +446,7 @@ func (c *rawMQTTConn) expectAck(t *testing.T, kind byte, id uint16) *packet.Ack 
 // publishes than that; a PUBREL frees a slot.
 func TestMQTTReceiveMaximumExceeded(t *testing.T) {
 	t.Parallel()
-	srv := mqttServer(t, t.TempDir(), func(c *server.Config) { c.MQTT.ReceiveMaximum = 3 })
+	srv := mqttServer(t, t.TempDir(), func(c *app.Config) { c.MQTT.ReceiveMaximum = 3 })
 	addr := srv.MQTTAddr().String()
 	c, ack := dialRawMQTT(t, addr, &packet.Connect{ClientID: "rm", CleanStart: true})
 	if ack.Properties.ReceiveMaximum != 3 {

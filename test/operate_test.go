@@ -16,7 +16,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 // TestDeleteVHost: DELETE /api/vhosts/{vhost} closes the vhost's AMQP
@@ -27,15 +27,15 @@ import (
 func TestDeleteVHost(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	start := func() *server.Server {
-		srv, err := server.New(server.Config{AMQPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, BcryptCost: 4,
+	start := func() *app.App {
+		srv, err := app.New(app.Config{AMQPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir, BcryptCost: 4,
 			MemoryHighWatermark: -1, DiskFreeLimit: -1,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		must(t, err)
 		must(t, srv.Start())
 		return srv
 	}
-	stop := func(srv *server.Server) {
+	stop := func(srv *app.App) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		must(t, srv.Shutdown(ctx))
@@ -145,7 +145,7 @@ func TestDeleteVHost(t *testing.T) {
 // WebSocket messages show in /metrics under "http" and "websocket".
 func TestHTTPPublishLimitsAndCounters(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, withAllProtocols(), func(c *server.Config) { c.MaxPublishRate = 5 })
+	s := startServer(t, withAllProtocols(), func(c *app.Config) { c.MaxPublishRate = 5 })
 	base := "http://" + s.HTTPAddr().String()
 	if st, b := httpDo(t, "PUT", base+"/api/queues/%2F/web-q", "guest", "guest", map[string]any{"durable": false}); st != 201 {
 		t.Fatalf("declare: %d %s", st, b)

@@ -19,8 +19,8 @@ import (
 	"github.com/go-stomp/stomp/v3"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/auth"
-	"github.com/heraldmq/herald/internal/server"
 )
 
 // permUsers: guest (everything on "/"); "limited", who may declare and
@@ -399,14 +399,14 @@ func TestPermissionsHTTP(t *testing.T) {
 func TestUsersSurviveRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	start := func() *server.Server {
-		srv, err := server.New(server.Config{AMQPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir,
+	start := func() *app.App {
+		srv, err := app.New(app.Config{AMQPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: dir,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		must(t, err)
 		must(t, srv.Start())
 		return srv
 	}
-	stop := func(srv *server.Server) {
+	stop := func(srv *app.App) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		must(t, srv.Shutdown(ctx))

@@ -10,12 +10,12 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
-func startOn(t testing.TB, dir string) (*server.Server, string) {
+func startOn(t testing.TB, dir string) (*app.App, string) {
 	t.Helper()
-	srv, err := server.New(server.Config{AMQPAddr: "127.0.0.1:0", DataDir: dir,
+	srv, err := app.New(app.Config{AMQPAddr: "127.0.0.1:0", DataDir: dir,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +26,7 @@ func startOn(t testing.TB, dir string) (*server.Server, string) {
 	return srv, fmt.Sprintf("amqp://guest:guest@%s/", srv.AMQPAddr())
 }
 
-func stopServer(t testing.TB, srv *server.Server) {
+func stopServer(t testing.TB, srv *app.App) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -13,17 +13,17 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
-	"github.com/heraldmq/herald/internal/server"
 )
 
 // testServer is a running Herald on random ports.
 type testServer struct {
-	*server.Server
+	*app.App
 	URL string
 }
 
-type serverOption func(*server.Config)
+type serverOption func(*app.Config)
 
 func startServer(t testing.TB, opts ...serverOption) *testServer {
 	t.Helper()
@@ -31,7 +31,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	cfg := server.Config{
+	cfg := app.Config{
 		AMQPAddr: "127.0.0.1:0",
 		DataDir:  t.TempDir(),
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
@@ -43,7 +43,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	srv, err := server.New(cfg)
+	srv, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	return &testServer{Server: srv, URL: fmt.Sprintf("amqp://guest:guest@%s/", srv.AMQPAddr())}
+	return &testServer{App: srv, URL: fmt.Sprintf("amqp://guest:guest@%s/", srv.AMQPAddr())}
 }
 
 func (s *testServer) dial(t testing.TB) *amqp.Connection {

@@ -19,7 +19,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 // These tests damage the message log on disk the way a crash or a bad disk
@@ -113,14 +113,14 @@ func (c *capturedLog) String() string {
 }
 
 // startLogged runs an in-process server on dir that logs into logs.
-func startLogged(t testing.TB, dir string, logs *capturedLog, opts ...serverOption) (*server.Server, string) {
+func startLogged(t testing.TB, dir string, logs *capturedLog, opts ...serverOption) (*app.App, string) {
 	t.Helper()
-	cfg := server.Config{AMQPAddr: "127.0.0.1:0", DataDir: dir,
+	cfg := app.Config{AMQPAddr: "127.0.0.1:0", DataDir: dir,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	srv, err := server.New(cfg)
+	srv, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestDataDirShrinksAfterDrain(t *testing.T) {
 	dir := t.TempDir()
 	logDir := filepath.Join(dir, "log")
 	logs := &capturedLog{}
-	srv, url := startLogged(t, dir, logs, func(c *server.Config) { c.StoreSegmentSize = segSize })
+	srv, url := startLogged(t, dir, logs, func(c *app.Config) { c.StoreSegmentSize = segSize })
 	publishDurable(t, url, queue, n, size, 8)
 	peak := dirSize(t, logDir)
 	if segs := len(segments(t, dir)); segs < 10 || peak < n*size {

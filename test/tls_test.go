@@ -20,7 +20,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldmq/herald/internal/server"
+	"github.com/heraldmq/herald/internal/app"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key, and returns
@@ -62,10 +62,10 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 func TestTLSListeners(t *testing.T) {
 	t.Parallel()
 	certFile, keyFile, pool := selfSigned(t)
-	s := startServer(t, func(c *server.Config) {
+	s := startServer(t, func(c *app.Config) {
 		c.AMQPSAddr, c.MQTTSAddr, c.HTTPSAddr, c.STOMPSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 		c.HTTPAddr = "127.0.0.1:0"
-		c.TLS = server.TLSConfig{CertFile: certFile, KeyFile: keyFile}
+		c.TLS = app.TLSConfig{CertFile: certFile, KeyFile: keyFile}
 	})
 	tc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	conn, err := amqp.DialTLS(fmt.Sprintf("amqps://guest:guest@%s/", s.Addr("amqps")), tc)
@@ -114,7 +114,7 @@ func TestTLSListeners(t *testing.T) {
 
 func TestTLSWithoutCertificateFailsClearly(t *testing.T) {
 	t.Parallel()
-	srv, err := server.New(server.Config{AMQPSAddr: "127.0.0.1:0", DataDir: t.TempDir()})
+	srv, err := app.New(app.Config{AMQPSAddr: "127.0.0.1:0", DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

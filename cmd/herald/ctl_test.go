@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/broker"
-	"github.com/heraldmq/herald/internal/server"
 )
 
 // startHerald runs an in-process server with HTTP on 127.0.0.1:0 and
 // returns its management URL.
-func startHerald(t *testing.T, loadDefs string) (*server.Server, string) {
+func startHerald(t *testing.T, loadDefs string) (*app.App, string) {
 	t.Helper()
-	srv, err := server.New(server.Config{
-		HTTPAddr: "127.0.0.1:0", AMQPAddr: server.Off, MQTTAddr: server.Off, STOMPAddr: server.Off,
+	srv, err := app.New(app.Config{
+		HTTPAddr: "127.0.0.1:0", AMQPAddr: app.Off, MQTTAddr: app.Off, STOMPAddr: app.Off,
 		DataDir: t.TempDir(), MemoryHighWatermark: -1, DiskFreeLimit: -1, LoadDefinitions: loadDefs,
 	})
 	if err != nil {

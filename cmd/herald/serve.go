@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
 	"github.com/heraldmq/herald/internal/protocol/mqtt"
-	"github.com/heraldmq/herald/internal/server"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -52,8 +52,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
 	queueMemory := fs.Int("queue-memory-messages", broker.DefaultMemoryMessages, "persistent messages a durable queue keeps in RAM; the rest wait in the log and are read back as they near the head")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
-	memWatermark := fs.Float64("vm-memory-high-watermark", server.DefaultMemoryHighWatermark, "share of total RAM above which publishers are blocked (RabbitMQ's name; 0 disables)")
-	diskFree := fs.Int64("disk-free-limit", server.DefaultDiskFreeLimit, "free bytes in --data-dir below which publishers are blocked (0 disables)")
+	memWatermark := fs.Float64("vm-memory-high-watermark", app.DefaultMemoryHighWatermark, "share of total RAM above which publishers are blocked (RabbitMQ's name; 0 disables)")
+	diskFree := fs.Int64("disk-free-limit", app.DefaultDiskFreeLimit, "free bytes in --data-dir below which publishers are blocked (0 disables)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pprofAddr := fs.String("pprof", "off", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
@@ -86,13 +86,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "herald serve: %v\n", err)
 		return 2
 	}
-	srv, err := server.New(server.Config{
+	srv, err := app.New(app.Config{
 		AMQPAddr:  *amqpAddr,
 		HTTPAddr:  *httpAddr,
 		MQTTAddr:  *mqttAddr,
 		STOMPAddr: *stompAddr,
 		AMQPSAddr: *amqpsAddr, MQTTSAddr: *mqttsAddr, STOMPSAddr: *stompsAddr, HTTPSAddr: *httpsAddr,
-		TLS:             server.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
+		TLS:             app.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
 		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), Version: version, StatsInterval: *statsInterval, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
 		DataDir:         *dataDir,
 		LoadDefinitions: *loadDefs,

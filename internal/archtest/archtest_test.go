@@ -1,4 +1,4 @@
-// Package archtest enforces the layering of ARCHITECTURE.md: it lists each
+// Package archtest enforces the layering of docs/architecture.md: it lists each
 // package's dependencies with `go list -deps` and fails on a forbidden import.
 package archtest
 
@@ -45,19 +45,58 @@ func listPackages(t *testing.T) []pkg {
 	return pkgs
 }
 
-// rule forbids packages under from (transitively) depending on packages matching any of deny.
+// rule forbids packages under from (transitively) depending on packages
+// matching any of deny. The table is docs/architecture.md's "Layers" as
+// code: read one beside the other.
 type rule struct {
 	from string
 	deny []string
 	why  string
+	// direct checks only the package's own imports: the core may use the
+	// store below it, so everything above the core reaches it indirectly.
+	direct bool
 }
 
+const (
+	internal = module + "/internal/"
+	anyHere  = module + "/" // any package of this module
+)
+
+// adapters face clients: each protocol under internal/protocol, and the
+// management API.
+var adapters = []string{internal + "protocol", internal + "admin"}
+
 var rules = []rule{
-	{module + "/internal/broker", []string{module + "/internal/protocol", module + "/internal/web", module + "/internal/server", "net/http"}, "the core is protocol-neutral"},
-	{module + "/internal/topic", []string{module + "/"}, "the trie is a leaf (stdlib only)"},
-	{module + "/internal/store", []string{module + "/internal/broker"}, "the store sits below the core"},
-	{module + "/internal/protocol/amqp091/frame", []string{module + "/"}, "codecs are pure (stdlib only)"},
-	{module + "/internal/auth", []string{module + "/internal/broker", module + "/internal/protocol", module + "/internal/server"}, "auth is a leaf"},
+	// The core.
+	{internal + "broker", []string{internal + "protocol", internal + "admin", internal + "web", internal + "server", internal + "app", "net/http"}, "the core is protocol-neutral", false},
+	{internal + "store", []string{anyHere}, "the store sits below the core (stdlib only)", false},
+	{internal + "topic", []string{anyHere}, "the trie is a leaf (stdlib only)", false},
+	{internal + "streamlog", []string{anyHere}, "the stream log sits below the core (stdlib only)", false},
+	// Pure codecs.
+	{internal + "protocol/amqp091/frame", []string{anyHere}, "codecs are pure (stdlib only)", false},
+	{internal + "protocol/mqtt/packet", []string{anyHere}, "codecs are pure (stdlib only)", false},
+	{internal + "protocol/stomp/frame", []string{anyHere}, "codecs are pure (stdlib only)", false},
+	// Adapters reach the core through its Go API, never the log or the
+	// wiring above them.
+	{internal + "protocol", []string{internal + "store", internal + "streamlog"}, "adapters call the core, never the store", true},
+	{internal + "admin", []string{internal + "store", internal + "streamlog"}, "adapters call the core, never the store", true},
+	{internal + "protocol", []string{internal + "server", internal + "app"}, "adapters know nothing of the wiring above them", false},
+	{internal + "admin", []string{internal + "server", internal + "app"}, "adapters know nothing of the wiring above them", false},
+	{internal + "protocol/amqp091", []string{internal + "web"}, "a socket protocol does not depend on the HTTP shell", false},
+	{internal + "protocol/mqtt", []string{internal + "web"}, "a socket protocol does not depend on the HTTP shell", false},
+	{internal + "protocol/stomp", []string{internal + "web"}, "a socket protocol does not depend on the HTTP shell", false},
+	{internal + "protocol/kit", adapters, "the kit serves every adapter and knows none", false},
+	// The HTTP shell routes and logs in; what it mounts comes from above.
+	{internal + "web", []string{internal + "admin", internal + "protocol", internal + "server", internal + "app"}, "the shell knows no mounted part", false},
+	{internal + "web", []string{internal + "store"}, "the shell calls the core, never the store", true},
+	// Listeners only move sockets.
+	{internal + "server", []string{anyHere}, "listeners know no protocol and no core (stdlib only)", false},
+	// Leaves.
+	{internal + "auth", []string{internal + "broker", internal + "protocol", internal + "admin", internal + "web", internal + "server", internal + "app", internal + "store"}, "auth is a leaf", false},
+	{internal + "metrics", []string{internal + "protocol", internal + "admin", internal + "web", internal + "server", internal + "app"}, "metrics read the core only", false},
+	// Public packages are importable by anyone, so they build on nothing
+	// internal.
+	{module + "/pkg", []string{internal}, "public packages cannot use internal ones", false},
 }
 
 func matches(path, prefix string) bool {
@@ -77,7 +116,11 @@ func TestLayering(t *testing.T) {
 			if !matches(p.ImportPath, r.from) {
 				continue
 			}
-			for _, d := range p.Deps {
+			deps := p.Deps
+			if r.direct {
+				deps = p.Imports
+			}
+			for _, d := range deps {
 				for _, deny := range r.deny {
 					if matches(d, deny) && d != p.ImportPath {
 						t.Errorf("%s imports %s: forbidden because %s", p.ImportPath, d, r.why)
@@ -85,29 +128,42 @@ func TestLayering(t *testing.T) {
 				}
 			}
 		}
-		// A protocol adapter never imports another protocol adapter.
-		if proto := protocolOf(p.ImportPath); proto != "" {
+		// An adapter never imports another adapter.
+		if proto := adapterOf(p.ImportPath); proto != "" {
 			for _, d := range p.Deps {
-				if other := protocolOf(d); other != "" && other != proto {
-					t.Errorf("%s imports %s: protocol adapters must not depend on each other", p.ImportPath, d)
+				if other := adapterOf(d); other != "" && other != proto {
+					t.Errorf("%s imports %s: adapters must not depend on each other", p.ImportPath, d)
 				}
 			}
 		}
-		// Nothing imports cmd.
 		for _, d := range p.Deps {
+			// Nothing imports cmd.
 			if strings.HasPrefix(d, module+"/cmd/") {
 				t.Errorf("%s imports %s: nothing may depend on cmd", p.ImportPath, d)
+			}
+			// Only cmd (and the tests in test/) start the whole thing.
+			if matches(d, internal+"app") && !strings.HasPrefix(p.ImportPath, module+"/cmd/") && !matches(p.ImportPath, module+"/test") {
+				t.Errorf("%s imports %s: only cmd and test/ may use the composition root", p.ImportPath, d)
 			}
 		}
 	}
 }
 
-func protocolOf(path string) string {
-	rest, ok := strings.CutPrefix(path, module+"/internal/protocol/")
+// adapterOf names the adapter a package belongs to ("amqp091", "admin",
+// ...), or "" for a package outside the adapters. The kit is shared by
+// all of them and is no adapter.
+func adapterOf(path string) string {
+	if matches(path, internal+"admin") {
+		return "admin"
+	}
+	rest, ok := strings.CutPrefix(path, internal+"protocol/")
 	if !ok {
 		return ""
 	}
 	name, _, _ := strings.Cut(rest, "/")
+	if name == "kit" {
+		return ""
+	}
 	return name
 }
 

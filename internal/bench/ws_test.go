@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/httpapi"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -18,6 +19,7 @@ func startWeb(t *testing.T) string {
 	t.Helper()
 	b := broker.New(broker.Options{})
 	srv := web.New(web.Config{}, b, auth.NewDefaultUsers(), slog.New(slog.DiscardHandler))
+	httpapi.Mount(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

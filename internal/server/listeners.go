@@ -1,3 +1,9 @@
+// Package server owns Herald's sockets: it binds the listeners (plain and
+// TLS), runs their accept loops, hands each connection to the protocol
+// that listener serves, and on shutdown stops accepting, drains and, past
+// the deadline, closes what is left. What runs on a connection is the
+// protocol adapters' business; what is built and in which order is
+// internal/app's.
 package server
 
 import (
@@ -10,8 +16,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
+	"sync"
 	"time"
 )
+
+// Off disables a listener when given as its address.
+const Off = "off"
+
+// Enabled reports whether a listen address asks for a listener: "" and
+// "off" do not.
+func Enabled(addr string) bool { return addr != "" && !strings.EqualFold(addr, Off) }
 
 // TLSConfig enables the TLS listeners (AMQPS, MQTTS, STOMP over TLS,
 // HTTPS) with certificates from files.
@@ -23,62 +38,101 @@ type TLSConfig struct {
 	ClientCAFile string
 }
 
-// listener is one socket the server binds.
-type listener struct {
-	name, addr string
-	tls        bool
-	serve      func(net.Listener) // runs the accept loop; returns at once
-	hint       string             // what to do when the address is taken
+// Spec is one socket to bind and what serves its connections: Conn for a
+// raw protocol (AMQP, MQTT, STOMP), HTTP for an HTTP listener.
+type Spec struct {
+	Name string // "amqp", "mqtts", "http", ...: the key of Addr
+	Addr string // listen address; see Enabled
+	TLS  bool
+	// Hint says what to do when the address is taken.
+	Hint string
+	Conn func(context.Context, net.Conn)
+	HTTP http.Handler
 }
 
-func (s *Server) listenerSpecs() []listener {
-	c := s.cfg
-	var ls []listener
-	if s.web != nil {
-		ls = append(ls, listener{name: "http", addr: c.HTTPAddr, serve: s.serveHTTP(false), hint: "is RabbitMQ's management plugin or another Herald running? pick another address with --http, or --http off"})
-		ls = append(ls, listener{name: "https", addr: c.HTTPSAddr, tls: true, serve: s.serveHTTP(true), hint: "pick another address with --https, or --https off"})
+// HTTPReadHeaderTimeout bounds how long a client may take to send its
+// request headers (slowloris).
+const HTTPReadHeaderTimeout = 10 * time.Second
+
+// Listeners binds sockets and owns every goroutine that serves them.
+type Listeners struct {
+	log *slog.Logger
+	tls TLSConfig
+
+	// ctx is handed to every connection; it ends when Shutdown starts.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops and connection handlers
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[net.Conn]struct{}
+	addrs     map[string]net.Addr // bound listeners by name
+	https     []*http.Server
+}
+
+// New returns Listeners that bind nothing yet.
+func New(log *slog.Logger, t TLSConfig) *Listeners {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	ls = append(ls,
-		listener{name: "mqtt", addr: c.MQTTAddr, serve: s.acceptWith(s.mqtt.ServeConn), hint: "is mosquitto or another broker running? pick another address with --mqtt, or --mqtt off"},
-		listener{name: "mqtts", addr: c.MQTTSAddr, tls: true, serve: s.acceptWith(s.mqtt.ServeConn), hint: "pick another address with --mqtts, or --mqtts off"},
-		listener{name: "stomp", addr: c.STOMPAddr, serve: s.acceptWith(s.stomp.ServeConn), hint: "pick another address with --stomp, or --stomp off"},
-		listener{name: "stomps", addr: c.STOMPSAddr, tls: true, serve: s.acceptWith(s.stomp.ServeConn), hint: "pick another address with --stomps, or --stomps off"},
-		listener{name: "amqp", addr: c.AMQPAddr, serve: s.acceptWith(s.amqp.ServeConn), hint: "is another broker running? pick another address with --amqp, or --amqp off"},
-		listener{name: "amqps", addr: c.AMQPSAddr, tls: true, serve: s.acceptWith(s.amqp.ServeConn), hint: "pick another address with --amqps, or --amqps off"},
-	)
-	return ls
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Listeners{log: log, tls: t, ctx: ctx, cancel: cancel,
+		conns: make(map[net.Conn]struct{}), addrs: make(map[string]net.Addr)}
 }
 
-// listen binds every enabled listener.
-func (s *Server) listen() error {
+// Context ends when Shutdown starts; background work that lives as long
+// as the listeners can watch it.
+func (l *Listeners) Context() context.Context { return l.ctx }
+
+// Go runs f as a goroutine that Shutdown waits for.
+func (l *Listeners) Go(f func()) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f()
+	}()
+}
+
+// Listen binds every enabled spec and starts serving it. On an error the
+// specs bound before it keep serving; Shutdown stops them.
+func (l *Listeners) Listen(specs []Spec) error {
 	var tlsConf *tls.Config
-	for _, l := range s.listenerSpecs() {
-		if !enabled(l.addr) {
+	for _, sp := range specs {
+		if !Enabled(sp.Addr) {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
+		ln, err := net.Listen("tcp", sp.Addr)
 		if err != nil {
-			return fmt.Errorf("cannot listen for %s on %s: %w (%s)", l.name, l.addr, err, l.hint)
+			return fmt.Errorf("cannot listen for %s on %s: %w (%s)", sp.Name, sp.Addr, err, sp.Hint)
 		}
-		if l.tls {
+		if sp.TLS {
 			if tlsConf == nil {
-				if tlsConf, err = s.loadTLS(); err != nil {
+				if tlsConf, err = loadTLS(l.tls); err != nil {
 					_ = ln.Close()
 					return err
 				}
 			}
 			ln = tls.NewListener(ln, tlsConf)
 		}
-		s.mu.Lock()
-		s.addrs[l.name] = ln.Addr()
-		s.mu.Unlock()
-		l.serve(ln)
+		l.mu.Lock()
+		l.addrs[sp.Name] = ln.Addr()
+		if sp.HTTP == nil {
+			// An HTTP listener is closed by its server's Shutdown, which
+			// tells it apart from a failure.
+			l.listeners = append(l.listeners, ln)
+		}
+		l.mu.Unlock()
+		if sp.HTTP != nil {
+			l.serveHTTP(ln, sp.HTTP)
+		} else {
+			l.accept(ln, sp.Conn)
+		}
 	}
 	return nil
 }
 
-func (s *Server) loadTLS() (*tls.Config, error) {
-	t := s.cfg.TLS
+func loadTLS(t TLSConfig) (*tls.Config, error) {
 	if t.CertFile == "" || t.KeyFile == "" {
 		return nil, errors.New("a TLS listener is enabled but no certificate is configured: give --tls-cert and --tls-key")
 	}
@@ -102,47 +156,87 @@ func (s *Server) loadTLS() (*tls.Config, error) {
 	return conf, nil
 }
 
-// acceptWith returns a serve function running handle per connection.
-func (s *Server) acceptWith(handle func(context.Context, net.Conn)) func(net.Listener) {
-	return func(ln net.Listener) { s.serve(ln, handle) }
+// accept runs ln's accept loop, one goroutine per connection running
+// handle until the connection ends.
+func (l *Listeners) accept(ln net.Listener, handle func(context.Context, net.Conn)) {
+	l.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				l.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err)
+				continue
+			}
+			l.mu.Lock()
+			l.conns[nc] = struct{}{}
+			l.mu.Unlock()
+			l.Go(func() {
+				defer func() {
+					l.mu.Lock()
+					delete(l.conns, nc)
+					l.mu.Unlock()
+				}()
+				handle(l.ctx, nc)
+			})
+		}
+	})
 }
 
-func (s *Server) serveHTTP(secure bool) func(net.Listener) {
-	return func(ln net.Listener) {
-		h := &http.Server{Handler: s.web.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-			// WebSocket sessions (MQTT, STOMP) see server shutdown through this.
-			BaseContext: func(net.Listener) context.Context { return s.ctx }}
-		if secure {
-			s.https = h
-		} else {
-			s.http = h
+func (l *Listeners) serveHTTP(ln net.Listener, h http.Handler) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: HTTPReadHeaderTimeout, ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+		// WebSocket sessions (MQTT, STOMP) see server shutdown through this.
+		BaseContext: func(net.Listener) context.Context { return l.ctx }}
+	l.mu.Lock()
+	l.https = append(l.https, hs)
+	l.mu.Unlock()
+	l.Go(func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.log.Error("http listener failed", "addr", ln.Addr().String(), "err", err)
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := h.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("http listener failed", "addr", ln.Addr().String(), "err", err)
-			}
-		}()
+	})
+}
+
+// Addr is the bound address of the named listener, or nil when it is off.
+func (l *Listeners) Addr(name string) net.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.addrs[name]
+}
+
+// Shutdown stops accepting and ends Context, so every connection is asked
+// to close; endStreams then ends the HTTP handlers that never return on
+// their own (WebSocket, SSE) before the HTTP servers drain. It waits for
+// every connection until ctx ends, after which the remaining sockets are
+// closed hard.
+func (l *Listeners) Shutdown(ctx context.Context, endStreams func()) error {
+	l.mu.Lock()
+	for _, ln := range l.listeners {
+		_ = ln.Close()
+	}
+	l.listeners = nil
+	hs := l.https
+	l.mu.Unlock()
+	l.cancel()
+	if endStreams != nil {
+		endStreams()
+	}
+	for _, h := range hs {
+		_ = h.Shutdown(ctx)
+	}
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		for nc := range l.conns {
+			_ = nc.Close()
+		}
+		l.mu.Unlock()
+		<-done
+		return ctx.Err()
 	}
 }
-
-// Addr is the bound address of the named listener ("amqp", "amqps",
-// "mqtt", "mqtts", "stomp", "stomps", "http", "https"), or nil when off.
-func (s *Server) Addr(name string) net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addrs[name]
-}
-
-// AMQPAddr is the bound AMQP address, or nil when the listener is off.
-func (s *Server) AMQPAddr() net.Addr { return s.Addr("amqp") }
-
-// MQTTAddr is the bound MQTT address, or nil when the listener is off.
-func (s *Server) MQTTAddr() net.Addr { return s.Addr("mqtt") }
-
-// STOMPAddr is the bound STOMP address, or nil when the listener is off.
-func (s *Server) STOMPAddr() net.Addr { return s.Addr("stomp") }
-
-// HTTPAddr is the bound HTTP address, or nil when the listener is off.
-func (s *Server) HTTPAddr() net.Addr { return s.Addr("http") }

@@ -10,65 +10,38 @@ import (
 // Access control on the HTTP side. Messaging endpoints (REST publish and
 // get, fetch, WebSocket, SSE) need the same permissions as the AMQP
 // operations they amount to; management endpoints need user tags as in
-// RabbitMQ's management plugin (see requireTag).
+// RabbitMQ's management plugin (see RequireTag).
 
-// accessRefused wraps a refusal as a core error, so that the existing
+// AccessRefused wraps a refusal as a core error, so that the existing
 // error paths answer it with 403 {"error":"access_refused"} (REST) or a
 // 403 error frame (WebSocket).
-func accessRefused(err error) error {
+func AccessRefused(err error) error {
 	return &broker.Error{Code: broker.CodeAccessRefused, Text: err.Error()}
 }
 
-// check refuses an operation that needs kind on the named resource.
-func (s *Server) check(u *auth.User, v *broker.VHost, kind auth.Kind, res auth.Resource, name string) error {
+// Check refuses an operation that needs kind on the named resource.
+func (s *Server) Check(u *auth.User, v *broker.VHost, kind auth.Kind, res auth.Resource, name string) error {
 	if res == auth.Exchange {
 		name = auth.ExchangeResource(name)
 	}
-	if err := s.checkerFor(u).Check(u.Name, v.Name(), kind, res, name); err != nil {
-		return accessRefused(err)
+	if err := s.CheckerFor(u).Check(u.Name, v.Name(), kind, res, name); err != nil {
+		return AccessRefused(err)
 	}
 	return nil
 }
 
-// usableVHost is vhostOf for messaging: the user must have permissions
+// UsableVHost is VHostOf for messaging: the user must have permissions
 // in the vhost, else 403.
-func (s *Server) usableVHost(w http.ResponseWriter, r *http.Request, name string) *broker.VHost {
-	v := s.vhostOf(w, name)
+func (s *Server) UsableVHost(w http.ResponseWriter, r *http.Request, name string) *broker.VHost {
+	v := s.VHostOf(w, name)
 	if v == nil {
 		return nil
 	}
-	if err := s.checkerFor(userOf(r)).CheckVHost(userOf(r).Name, v.Name()); err != nil {
-		writeError(w, http.StatusForbidden, "access_refused", err.Error())
+	if err := s.CheckerFor(UserOf(r)).CheckVHost(UserOf(r).Name, v.Name()); err != nil {
+		WriteError(w, http.StatusForbidden, "access_refused", err.Error())
 		return nil
 	}
 	return v
-}
-
-// privateQueue declares a server-named exclusive queue bound to exchange
-// for one subscriber (WebSocket, SSE): configure on the queue (checked
-// once the core has named it), write on it and read on the exchange for
-// the bind, read on it to consume.
-func (s *Server) privateQueue(u *auth.User, v *broker.VHost, exchange, key string, owner broker.Owner) (*broker.Queue, error) {
-	if err := s.check(u, v, auth.Read, auth.Exchange, exchange); err != nil {
-		return nil, err
-	}
-	q, err := v.DeclareQueue("", broker.QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner})
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range []auth.Kind{auth.Configure, auth.Write, auth.Read} {
-		if err = s.check(u, v, k, auth.Queue, q.Name()); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		err = v.BindQueue(q.Name(), exchange, key, nil, owner)
-	}
-	if err != nil {
-		_, _ = v.DeleteQueue(q.Name(), owner, false, false)
-		return nil, err
-	}
-	return q, nil
 }
 
 // Management access levels, as RabbitMQ's management plugin: any of
@@ -76,10 +49,10 @@ func (s *Server) privateQueue(u *auth.User, v *broker.VHost, exchange, key strin
 // read; administrator alone manages users, permissions and vhosts.
 var managementTags = []string{auth.TagManagement, auth.TagPolicymaker, auth.TagMonitoring, auth.TagAdministrator}
 
-// requireTag wraps a handler so that only users with one of tags reach it.
-func requireTag(h http.HandlerFunc, tags ...string) http.HandlerFunc {
+// RequireTag wraps a handler so that only users with one of tags reach it.
+func RequireTag(h http.HandlerFunc, tags ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u := userOf(r)
+		u := UserOf(r)
 		for _, t := range tags {
 			if u.HasTag(t) {
 				h(w, r)
@@ -90,17 +63,6 @@ func requireTag(h http.HandlerFunc, tags ...string) http.HandlerFunc {
 		if len(tags) == 1 {
 			reason = "Not " + tags[0] + " user"
 		}
-		writeError(w, http.StatusForbidden, "not_authorised", reason)
+		WriteError(w, http.StatusForbidden, "not_authorised", reason)
 	}
-}
-
-// allowMgmt checks, for a management write, the permission the matching
-// AMQP operation needs (RabbitMQ's management API checks both the tag and
-// the permission); it answers 403 itself.
-func (s *Server) allowMgmt(w http.ResponseWriter, r *http.Request, v *broker.VHost, res auth.Resource, name string, kind auth.Kind) bool {
-	if err := s.check(userOf(r), v, kind, res, name); err != nil {
-		writeBrokerError(w, err)
-		return false
-	}
-	return true
 }

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"crypto/sha256"
@@ -12,12 +12,14 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldmq/herald/internal/admin"
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 func TestPolicies(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	q := f.declareQueue("q.limited")
 	for i := range 5 {
 		f.publish("", "q.limited", fmt.Sprint(i))
@@ -31,12 +33,12 @@ func TestPolicies(t *testing.T) {
 	if q.Policy() != "limit" {
 		t.Fatalf("queue policy %q", q.Policy())
 	}
-	var p policyJSON
+	var p admin.PolicyJSON
 	f.call("GET", "/api/policies/%2F/limit", nil, http.StatusOK, &p)
 	if p.Name != "limit" || p.VHost != "/" || p.Pattern != `^q\.` || p.ApplyTo != "queues" || p.Priority != 1 || p.Definition["max-length"] != float64(2) {
 		t.Fatalf("policy %+v", p)
 	}
-	var ps []policyJSON
+	var ps []admin.PolicyJSON
 	f.call("GET", "/api/policies", nil, http.StatusOK, &ps)
 	f.call("GET", "/api/policies/%2F", nil, http.StatusOK, &ps)
 	if len(ps) != 1 {
@@ -53,11 +55,11 @@ func TestPolicies(t *testing.T) {
 	if st, _, _ := f.doAs("alice", "secret", "GET", "/api/policies", nil, nil); st != http.StatusForbidden {
 		t.Fatalf("management user listed policies: %d", st)
 	}
-	f.srv.users.PutUser("pm", "pw", []string{auth.TagPolicymaker})
+	f.users.PutUser("pm", "pw", []string{auth.TagPolicymaker})
 	if st, out, _ := f.doAs("pm", "pw", "PUT", "/api/policies/%2F/x", body, nil); st != http.StatusForbidden {
 		t.Fatalf("policymaker without vhost permissions: %d %s", st, out)
 	}
-	if err := f.srv.users.SetPermissions("pm", "/", auth.Permissions{Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
+	if err := f.users.SetPermissions("pm", "/", auth.Permissions{Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
 		t.Fatal(err)
 	}
 	if st, out, _ := f.doAs("pm", "pw", "PUT", "/api/policies/%2F/x", body, nil); st != http.StatusCreated {
@@ -78,7 +80,7 @@ func rabbitHash(salt, password string) string {
 }
 
 func TestDefinitionsImportExport(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	// A RabbitMQ export, as `rabbitmqctl export_definitions` writes it.
 	doc := `{
   "rabbit_version": "3.13.7", "rabbitmq_version": "3.13.7", "product_name": "RabbitMQ", "product_version": "3.13.7",
@@ -137,7 +139,7 @@ func TestDefinitionsImportExport(t *testing.T) {
 	if st, out, _ := f.doAs("bob", "bobpw", "GET", "/api/whoami", nil, nil); st != http.StatusOK || !strings.Contains(string(out), "administrator") {
 		t.Fatalf("bob: %d %s", st, out)
 	}
-	if p, ok := f.srv.users.Permissions("app", "orders"); !ok || p.Read != `^orders\.` {
+	if p, ok := f.users.Permissions("app", "orders"); !ok || p.Read != `^orders\.` {
 		t.Fatalf("app permissions %+v %v", p, ok)
 	}
 
@@ -169,7 +171,7 @@ func TestDefinitionsImportExport(t *testing.T) {
 }
 
 func TestConnectionsAndConsumers(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	conn, err := amqp.Dial(f.startAMQP())
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +193,7 @@ func TestConnectionsAndConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var cs []connectionJSON
+	var cs []admin.ConnectionJSON
 	f.call("GET", "/api/connections", nil, http.StatusOK, &cs)
 	if len(cs) != 1 {
 		t.Fatalf("connections %+v", cs)
@@ -206,7 +208,7 @@ func TestConnectionsAndConsumers(t *testing.T) {
 		t.Fatalf("alice: %d %s", st, out)
 	}
 
-	var cons []consumerJSON
+	var cons []admin.ConsumerJSON
 	f.call("GET", "/api/consumers/%2F", nil, http.StatusOK, &cons)
 	if len(cons) != 1 {
 		t.Fatalf("consumers %+v", cons)
@@ -244,13 +246,13 @@ func TestConnectionsAndConsumers(t *testing.T) {
 func (f *fixture) amqpAddr(c *amqp.Connection) string { return c.RemoteAddr().String() }
 
 func TestPeekMoveDelete(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	dlq := f.declareQueue("dlq")
 	work := f.declareQueue("work")
 	for _, s := range []string{"a", "b", "c", "\xff\xfe"} {
 		f.publish("", "dlq", s)
 	}
-	var peek []peekMessage
+	var peek []admin.PeekMessage
 	f.call("GET", "/api/queues/%2F/dlq/messages?count=3", nil, http.StatusOK, &peek)
 	if len(peek) != 3 || peek[0].Payload != "a" || peek[0].PayloadEncoding != "string" || peek[0].MessageCount != 3 || peek[2].MessageCount != 1 {
 		t.Fatalf("peek %+v", peek)
@@ -258,7 +260,7 @@ func TestPeekMoveDelete(t *testing.T) {
 	if dlq.Stats().Ready != 4 {
 		t.Fatal("peek consumed")
 	}
-	var all []peekMessage
+	var all []admin.PeekMessage
 	f.call("GET", "/api/queues/%2F/dlq/messages?count=10", nil, http.StatusOK, &all)
 	if len(all) != 4 || all[3].PayloadEncoding != "base64" {
 		t.Fatalf("binary peek %+v", all[3])
@@ -287,8 +289,8 @@ func TestPeekMoveDelete(t *testing.T) {
 	f.call("GET", "/api/queues/%2F/dlq/messages?count=-1", nil, http.StatusBadRequest, &e)
 
 	// Without read permission on the queue: 403.
-	f.srv.users.PutUser("carol", "pw", []string{auth.TagManagement})
-	if err := f.srv.users.SetPermissions("carol", "/", auth.Permissions{Read: "^work$"}); err != nil {
+	f.users.PutUser("carol", "pw", []string{auth.TagManagement})
+	if err := f.users.SetPermissions("carol", "/", auth.Permissions{Read: "^work$"}); err != nil {
 		t.Fatal(err)
 	}
 	if st, _, _ := f.doAs("carol", "pw", "GET", "/api/queues/%2F/dlq/messages", nil, nil); st != http.StatusForbidden {

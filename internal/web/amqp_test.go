@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // startAMQP serves AMQP on 127.0.0.1:0 against the fixture's broker.
@@ -45,7 +46,7 @@ func (f *fixture) startAMQP() string {
 }
 
 func TestCrossProtocolAMQP(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	conn, err := amqp.Dial(f.startAMQP())
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"encoding/json"
@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // TestWSBatchedFrames: with /ws?batch=1 a WebSocket message may hold
 // several frames, one JSON object per line; every message arrives once,
 // in order.
 func TestWSBatchedFrames(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	f.declareQueue("burst")
 	for i := range 200 {
 		f.publish("", "burst", fmt.Sprint(i))

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/store"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // diskFixture is a fixture whose broker keeps a message log on an
@@ -22,7 +23,7 @@ func diskFixture(t *testing.T) (*fixture, *store.MemFS) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() }) // after the fixture's cleanup
-	f := newFixtureOn(t, Config{}, st)
+	f := newFixtureOn(t, web.Config{}, st)
 	if _, err := f.b.VHost("/").DeclareQueue("keep", broker.QueueOptions{Durable: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"bytes"
@@ -16,9 +16,12 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/heraldmq/herald/internal/admin"
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/httpapi"
 	"github.com/heraldmq/herald/internal/store"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // logSink records log messages so that tests can await one.
@@ -43,30 +46,34 @@ func (l *logSink) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logSink) WithGroup(string) slog.Handler      { return l }
 
 type fixture struct {
-	t    *testing.T
-	b    *broker.Broker
-	srv  *Server
-	hs   *httptest.Server
-	logs *logSink
+	t   *testing.T
+	b   *broker.Broker
+	srv *web.Server
+	// users is the user database the server checks logins against.
+	users *auth.Users
+	hs    *httptest.Server
+	logs  *logSink
 }
 
-func newFixture(t *testing.T, cfg Config) *fixture { return newFixtureOn(t, cfg, nil) }
+func newFixture(t *testing.T, cfg web.Config) *fixture { return newFixtureOn(t, cfg, nil) }
 
 // newFixtureOn is newFixture with a message log (nil: none).
-func newFixtureOn(t *testing.T, cfg Config, st *store.Log) *fixture {
+func newFixtureOn(t *testing.T, cfg web.Config, st *store.Log) *fixture {
 	t.Helper()
 	b := broker.New(broker.Options{Store: st})
 	users := auth.NewDefaultUsers()
 	users.SetBcryptCost(4)                                  // bcrypt at cost 10 takes ~0.6 s under -race
 	users.Put("alice", "secret", false, auth.TagManagement) // may read the management API
 	logs := &logSink{ch: make(chan string, 64)}
-	srv := New(cfg, b, users, slog.New(logs))
+	srv := web.New(cfg, b, users, slog.New(logs))
+	admin.Mount(srv)
+	httpapi.Mount(srv)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		hs.Close()
 	})
-	return &fixture{t: t, b: b, srv: srv, hs: hs, logs: logs}
+	return &fixture{t: t, b: b, srv: srv, users: users, hs: hs, logs: logs}
 }
 
 // do sends a request as guest (loopback) and returns status and body.

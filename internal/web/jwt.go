@@ -49,10 +49,11 @@ func (c JWTConfig) Validate() error {
 	return err
 }
 
-// checker is what the permission checks of access.go go through: the user
+// Checker is what the permission checks of access.go go through: the user
 // database (*auth.Users) for basic logins, a token's scopes for bearer
 // logins.
-type checker interface {
+// Checker answers whether a user may use a vhost and a resource in it.
+type Checker interface {
 	CheckVHost(user, vhost string) error
 	Check(user, vhost string, kind auth.Kind, res auth.Resource, name string) error
 }
@@ -308,9 +309,9 @@ func (g *tokenGrant) Check(user, vhost string, kind auth.Kind, res auth.Resource
 	return &auth.AccessError{Text: fmt.Sprintf("%s access to %s '%s' in vhost '%s' refused for user '%s'", kind, res, name, vhost, user)}
 }
 
-// checkerFor returns the permissions u is checked against: its token's
+// CheckerFor returns the permissions u is checked against: its token's
 // for a bearer login, else the user database.
-func (s *Server) checkerFor(u *auth.User) checker {
+func (s *Server) CheckerFor(u *auth.User) Checker {
 	if s.jwt != nil {
 		if g, ok := s.jwt.grants.Load(u); ok {
 			return g.(*tokenGrant)
@@ -369,5 +370,5 @@ func withUser(r *http.Request, u *auth.User) *http.Request {
 
 func bearerUnauthorized(w http.ResponseWriter, reason string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="Herald", error="invalid_token"`)
-	writeError(w, http.StatusUnauthorized, "not_authorized", reason)
+	WriteError(w, http.StatusUnauthorized, "not_authorized", reason)
 }

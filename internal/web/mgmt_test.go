@@ -1,14 +1,16 @@
-package web
+package web_test
 
 import (
 	"net/http"
 	"testing"
 
+	"github.com/heraldmq/herald/internal/admin"
 	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 func TestManagement(t *testing.T) {
-	f := newFixture(t, Config{Version: "1.2.3"})
+	f := newFixture(t, web.Config{Version: "1.2.3"})
 	f.call("PUT", "/api/exchanges/%2F/events", map[string]any{"type": "topic", "durable": true}, http.StatusCreated, nil)
 	f.call("PUT", "/api/exchanges/%2F/events", map[string]any{"type": "topic", "durable": true}, http.StatusNoContent, nil)
 	var e map[string]string
@@ -23,7 +25,7 @@ func TestManagement(t *testing.T) {
 	f.call("POST", "/api/bindings/%2F/e/nope/q/audit", map[string]any{}, http.StatusNotFound, &e)
 	f.publish("events", "user.created", "u1")
 
-	var ex exchangeJSON
+	var ex admin.ExchangeJSON
 	f.call("GET", "/api/exchanges/%2F/events", nil, http.StatusOK, &ex)
 	if ex.Name != "events" || ex.Type != "topic" || !ex.Durable || ex.VHost != "/" {
 		t.Fatalf("exchange %+v", ex)
@@ -32,24 +34,24 @@ func TestManagement(t *testing.T) {
 	if ex.Name != "" || ex.Type != "direct" {
 		t.Fatalf("default exchange %+v", ex)
 	}
-	var exs []exchangeJSON
+	var exs []admin.ExchangeJSON
 	f.call("GET", "/api/exchanges", nil, http.StatusOK, &exs)
 	f.call("GET", "/api/exchanges/%2F", nil, http.StatusOK, &exs)
 	if len(exs) != 7 {
 		t.Fatalf("%d exchanges", len(exs))
 	}
-	var q queueJSON
+	var q admin.QueueJSON
 	f.call("GET", "/api/queues/%2F/audit", nil, http.StatusOK, &q)
 	if q.Name != "audit" || !q.Durable || q.Messages != 1 || q.MessagesReady != 1 || q.Arguments["x-max-length"] != float64(10) || q.Consumers != 0 {
 		t.Fatalf("queue %+v", q)
 	}
-	var qs []queueJSON
+	var qs []admin.QueueJSON
 	f.call("GET", "/api/queues", nil, http.StatusOK, &qs)
 	f.call("GET", "/api/queues/%2F", nil, http.StatusOK, &qs)
 	if len(qs) != 1 {
 		t.Fatalf("queues %+v", qs)
 	}
-	var bs []bindingJSON
+	var bs []admin.BindingJSON
 	f.call("GET", "/api/bindings/%2F", nil, http.StatusOK, &bs)
 	found := false
 	for _, b := range bs {
@@ -94,7 +96,7 @@ func TestManagement(t *testing.T) {
 	// A second vhost is addressed by its name.
 	f.b.AddVHost("prod")
 	// A new vhost grants nobody anything, administrators included.
-	if err := f.srv.users.SetPermissions("guest", "prod", auth.AllPermissions); err != nil {
+	if err := f.users.SetPermissions("guest", "prod", auth.AllPermissions); err != nil {
 		t.Fatal(err)
 	}
 	f.call("PUT", "/api/queues/prod/a%2Fb", map[string]any{}, http.StatusCreated, nil)
@@ -106,7 +108,7 @@ func TestManagement(t *testing.T) {
 
 func TestMountsOtherHandlers(t *testing.T) {
 	mqtt := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
-	f := newFixture(t, Config{MQTTWebSocket: mqtt})
+	f := newFixture(t, web.Config{MQTTWebSocket: mqtt})
 	// In-band protocols authenticate themselves: no basic auth in front.
 	if st, _, _ := f.doAs("", "", "GET", "/mqtt", nil, nil); st != http.StatusTeapot {
 		t.Fatalf("/mqtt: %d", st)

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"encoding/json"
@@ -13,8 +13,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/heraldmq/herald/internal/auth"
-	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/metrics"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // TestHTTPPublishRateLimit: --max-publish-rate gives every user one bucket
@@ -22,9 +22,9 @@ import (
 // Retry-After instead of holding the request, and another user is not
 // affected.
 func TestHTTPPublishRateLimit(t *testing.T) {
-	f := newFixture(t, Config{MaxPublishRate: 3})
+	f := newFixture(t, web.Config{MaxPublishRate: 3})
 	q := f.declareQueue("limited")
-	must(t, f.srv.users.SetPermissions("alice", "/", auth.Permissions{Configure: ".*", Write: ".*", Read: ".*"}))
+	must(t, f.users.SetPermissions("alice", "/", auth.Permissions{Configure: ".*", Write: ".*", Read: ".*"}))
 	body := map[string]any{"routing_key": "limited", "payload": "m", "payload_encoding": "string"}
 	// publishUntilLimited publishes until a 429 (a slow machine may earn
 	// a token or two on the way) and returns how many went through.
@@ -76,7 +76,7 @@ func TestHTTPPublishRateLimit(t *testing.T) {
 // down (its reader waits), never refused: every publish is confirmed.
 func TestWSPublishRateLimit(t *testing.T) {
 	const rate, n = 40, 60 // a burst of 40, then 20 more at 40/s: >= 0.5 s
-	f := newFixture(t, Config{MaxPublishRate: rate})
+	f := newFixture(t, web.Config{MaxPublishRate: rate})
 	q := f.declareQueue("ws-limited")
 	c := f.dialWS("")
 	start := time.Now()
@@ -100,7 +100,7 @@ func TestWSPublishRateLimit(t *testing.T) {
 // count under protocol "http", /ws under "websocket", SSE deliveries
 // under "sse".
 func TestHTTPMessageMetrics(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	mtr := metrics.New(f.b)
 	f.declareQueue("m")
 	for range 3 {
@@ -140,63 +140,11 @@ func TestHTTPMessageMetrics(t *testing.T) {
 	})
 }
 
-// TestStatsSampler: rates are the counters' deltas over the last
-// interval; a queue declared after a sample counts from zero; the first
-// sample is the baseline.
-func TestStatsSampler(t *testing.T) {
-	b := broker.New(broker.Options{})
-	defer b.Close()
-	v := b.VHost("/")
-	old, err := v.DeclareQueue("old", broker.QueueOptions{})
-	must(t, err)
-	pub := func(key string, n int) {
-		for range n {
-			if _, err := v.Publisher().Publish(&broker.Message{RoutingKey: key, Body: []byte("x")}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	pub("old", 7) // before the baseline: no rate
-	st := newStatsSampler(b)
-	t0 := time.Unix(1000, 0)
-	st.sample(t0)
-	if r := st.queue(old); r != (msgRates{}) {
-		t.Fatalf("baseline rates %+v", r)
-	}
-	pub("old", 10)
-	young, err := v.DeclareQueue("young", broker.QueueOptions{})
-	must(t, err)
-	pub("young", 4)
-	if _, ok, err := young.Get(0, true); !ok || err != nil {
-		t.Fatalf("get: %v %v", ok, err)
-	}
-	st.sample(t0.Add(2 * time.Second))
-	if r := st.queue(old); r.Publish != 5 || r.DeliverGet != 0 {
-		t.Fatalf("old: %+v", r)
-	}
-	if r := st.queue(young); r.Publish != 2 || r.DeliverGet != 0.5 {
-		t.Fatalf("young: %+v", r)
-	}
-	if r := st.overall(); r.Publish != 7 || r.DeliverGet != 0.5 {
-		t.Fatalf("overall: %+v", r)
-	}
-	st.sample(t0.Add(4 * time.Second))
-	if r := st.overall(); r != (msgRates{}) {
-		t.Fatalf("idle rates %+v", r)
-	}
-	_, err = v.DeleteQueue("young", 0, false, false)
-	must(t, err)
-	st.sample(t0.Add(6 * time.Second))
-	if _, ok := st.rates[young]; ok {
-		t.Fatal("a deleted queue kept its rates")
-	}
-}
-
 // TestMessageRatesAPI: /api/queues/{vhost}/{name} and /api/overview serve
 // message_stats.*_details.rate from the server's sampler; a rate becomes
 // non-zero while messages flow and returns to 0 when they stop.
 func TestMessageRatesAPI(t *testing.T) {
-	f := newFixture(t, Config{StatsInterval: 20 * time.Millisecond})
+	f := newFixture(t, web.Config{StatsInterval: 20 * time.Millisecond})
 	f.declareQueue("rated")
 	type stats struct {
 		MessageStats struct {
@@ -238,7 +186,7 @@ func TestMessageRatesAPI(t *testing.T) {
 // connections (a /ws socket gets 1008 with RabbitMQ's reason), deletes its
 // queues, permissions and limits; the default vhost may go too.
 func TestDeleteVHostAPI(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	f.call("PUT", "/api/vhosts/dev", nil, 201, nil)
 	f.call("PUT", "/api/permissions/dev/guest", map[string]string{"configure": ".*", "write": ".*", "read": ".*"}, 201, nil)
 	f.call("PUT", "/api/queues/dev/jobs", map[string]any{"durable": true}, 201, nil)

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"encoding/json"
@@ -9,11 +9,13 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldmq/herald/internal/admin"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 func TestListPagingSortingFiltering(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	v := f.b.VHost("/")
 	for i := range 12 {
 		if _, err := v.DeclareQueue(fmt.Sprintf("q%02d", i), broker.QueueOptions{}); err != nil {
@@ -31,7 +33,7 @@ func TestListPagingSortingFiltering(t *testing.T) {
 	}
 
 	// Without page: the plain array (sorted and filtered when asked).
-	var plain []queueJSON
+	var plain []admin.QueueJSON
 	f.call("GET", "/api/queues", nil, 200, &plain)
 	if len(plain) != 12 {
 		t.Fatalf("%d queues", len(plain))
@@ -42,7 +44,7 @@ func TestListPagingSortingFiltering(t *testing.T) {
 	}
 
 	var paged struct {
-		Items                                                           []queueJSON
+		Items                                                           []admin.QueueJSON
 		Page, PageCount, PageSize, ItemCount, FilteredCount, TotalCount int
 	}
 	decodePaged := func(path string) {
@@ -108,12 +110,12 @@ func TestListPagingSortingFiltering(t *testing.T) {
 		"/api/vhosts", "/api/policies", "/api/permissions", "/api/channels", "/api/nodes", "/api/vhosts/%2F/permissions",
 		"/api/users/guest/permissions", "/api/exchanges/%2F", "/api/queues/%2F", "/api/bindings/%2F"} {
 		st, body, _ := f.do("GET", path+"?page=1&page_size=2", nil)
-		var pj pagedJSON
+		var pj admin.PagedJSON
 		if st != 200 || json.Unmarshal(body, &pj) != nil || pj.Page != 1 || pj.PageSize != 2 || pj.ItemCount > 2 {
 			t.Fatalf("%s: %d %s", path, st, body)
 		}
 	}
-	var exs []exchangeJSON
+	var exs []admin.ExchangeJSON
 	f.call("GET", "/api/exchanges/%2F?name=amq.t", nil, 200, &exs)
 	if len(exs) != 1 || exs[0].Name != "amq.topic" {
 		t.Fatalf("exchanges: %+v", exs)
@@ -122,8 +124,8 @@ func TestListPagingSortingFiltering(t *testing.T) {
 
 func TestNodes(t *testing.T) {
 	started := time.Now().Add(-time.Hour)
-	f := newFixture(t, Config{Node: func() NodeInfo {
-		return NodeInfo{MemUsed: 100, MemLimit: 1000, DiskFree: 5 << 30, DiskFreeLimit: 50 << 20, Started: started}
+	f := newFixture(t, web.Config{Node: func() web.NodeInfo {
+		return web.NodeInfo{MemUsed: 100, MemLimit: 1000, DiskFree: 5 << 30, DiskFreeLimit: 50 << 20, Started: started}
 	}})
 	f.b.SetAlarm("disk", true)
 	var nodes []map[string]any
@@ -162,7 +164,7 @@ func TestNodes(t *testing.T) {
 	}
 
 	// Without the server's callback the node still answers.
-	f2 := newFixture(t, Config{})
+	f2 := newFixture(t, web.Config{})
 	f2.call("GET", "/api/nodes", nil, 200, &nodes)
 	if mu, _ := nodes[0]["mem_used"].(float64); mu <= 0 {
 		t.Fatalf("mem_used %v", nodes[0]["mem_used"])
@@ -170,7 +172,7 @@ func TestNodes(t *testing.T) {
 }
 
 func TestChannels(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	conn, err := amqp.Dial(f.startAMQP())
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +219,7 @@ func TestChannels(t *testing.T) {
 		<-deliveries
 	}
 
-	var chans []channelJSON
+	var chans []admin.ChannelJSON
 	f.call("GET", "/api/channels", nil, 200, &chans)
 	if len(chans) != 2 {
 		t.Fatalf("channels: %+v", chans)
@@ -231,17 +233,17 @@ func TestChannels(t *testing.T) {
 	if c2.Number != 2 || !c2.Transactional || c2.Confirm || c2.ConsumerCount != 0 {
 		t.Fatalf("channel 2: %+v", c2)
 	}
-	var conns []connectionJSON
+	var conns []admin.ConnectionJSON
 	f.call("GET", "/api/connections", nil, 200, &conns)
 	if len(conns) != 1 || conns[0].PeerPort == 0 || conns[0].Channels != 2 {
 		t.Fatalf("connections: %+v (amqp local %s)", conns, connName)
 	}
-	var byConn []channelJSON
+	var byConn []admin.ChannelJSON
 	f.call("GET", "/api/connections/"+url.PathEscape(conns[0].Name)+"/channels", nil, 200, &byConn)
 	if len(byConn) != 2 || byConn[0].Name != conns[0].Name+" (1)" {
 		t.Fatalf("by connection: %+v", byConn)
 	}
-	var one channelJSON
+	var one admin.ChannelJSON
 	f.call("GET", "/api/channels/"+url.PathEscape(byConn[1].Name), nil, 200, &one)
 	if one.Number != 2 {
 		t.Fatalf("one: %+v", one)
@@ -279,36 +281,4 @@ func TestChannels(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// FuzzListQuery: any query string is answered (400 or a list), never a
-// panic, and a page never holds more than page_size items.
-func FuzzListQuery(f *testing.F) {
-	for _, s := range []string{"page=1", "page=2&page_size=5", "name=q&use_regex=true", "sort=message_stats.publish&sort_reverse=true",
-		"page=1&name=%5E%28a&use_regex=true", "sort=..", "page=9999999999999999999"} {
-		f.Add(s)
-	}
-	items := []any{
-		map[string]any{"name": "a", "n": json.Number("2"), "m": map[string]any{"x": "z"}},
-		map[string]any{"name": "B", "n": json.Number("1"), "m": true},
-		map[string]any{"name": json.Number("3")},
-		"not an object",
-	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		v, err := url.ParseQuery(raw)
-		if err != nil {
-			return
-		}
-		q, err := parseListQuery(v)
-		if err != nil {
-			return
-		}
-		out, paged, err := q.apply(append([]any{}, items...), "name")
-		if err != nil {
-			return
-		}
-		if q.page > 0 && (len(paged.Items) > q.pageSize || paged.ItemCount != len(out)) {
-			t.Fatalf("page of %d items, size %d", len(paged.Items), q.pageSize)
-		}
-	})
 }

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"net/http"
@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // A publish that a full reject-publish queue refuses is answered 503 over
 // HTTP and with an error on /ws, never as routed and kept.
 func TestPublishRefusedByFullQueue(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	if _, err := f.b.VHost("/").DeclareQueue("full", broker.QueueOptions{Args: broker.Table{"x-max-length": int64(1), "x-overflow": "reject-publish"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"encoding/json"
@@ -7,10 +7,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldmq/herald/internal/protocol/httpapi"
+	"github.com/heraldmq/herald/internal/web"
+	"github.com/heraldmq/herald/internal/web/jsonmsg"
 )
 
 func TestAuthFailures(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	for _, c := range []struct{ user, pass string }{{"", ""}, {"alice", "wrong"}, {"nobody", "x"}} {
 		st, body, h := f.doAs(c.user, c.pass, "GET", "/api/overview", nil, nil)
 		if st != http.StatusUnauthorized {
@@ -41,7 +45,7 @@ func TestAuthFailures(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	f := newFixture(t, Config{CORSOrigins: []string{"https://app.example.com"}})
+	f := newFixture(t, web.Config{CORSOrigins: []string{"https://app.example.com"}})
 	pre := http.Header{"Origin": {"https://app.example.com"}, "Access-Control-Request-Method": {"POST"}}
 	st, _, h := f.doAs("", "", "OPTIONS", "/api/exchanges/%2F/amq.default/publish", nil, pre)
 	if st != http.StatusNoContent || h.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
@@ -55,7 +59,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestPublishGetRoundTrip(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	f.call("PUT", "/api/queues/%2F/orders", map[string]any{"durable": false}, http.StatusCreated, nil)
 	var routed map[string]bool
 	f.call("POST", "/api/exchanges/%2F/amq.default/publish", map[string]any{
@@ -73,7 +77,7 @@ func TestPublishGetRoundTrip(t *testing.T) {
 		t.Fatal("unroutable reported routed")
 	}
 	// Requeue mode leaves both messages in place, flagged redelivered.
-	var msgs []getMessage
+	var msgs []jsonmsg.Got
 	f.call("POST", "/api/queues/%2F/orders/get", map[string]any{"count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"}, http.StatusOK, &msgs)
 	if len(msgs) != 2 || msgs[0].Redelivered || msgs[0].MessageCount != 1 {
 		t.Fatalf("first get: %+v", msgs)
@@ -115,7 +119,7 @@ func TestPublishGetRoundTrip(t *testing.T) {
 }
 
 func TestPublishRaw(t *testing.T) {
-	f := newFixture(t, Config{MaxBodySize: 1024})
+	f := newFixture(t, web.Config{MaxBodySize: 1024})
 	q := f.declareQueue("raw")
 	hdr := http.Header{
 		"Content-Type":                {"application/json"},
@@ -158,10 +162,10 @@ func TestPublishRaw(t *testing.T) {
 }
 
 func TestFetchTimesOutEmpty(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	q := f.declareQueue("idle")
 	start := time.Now()
-	var msgs []messageJSON
+	var msgs []httpapi.MessageJSON
 	f.call("GET", "/v1/fetch/idle?timeout=150ms", nil, http.StatusOK, &msgs)
 	if len(msgs) != 0 || time.Since(start) < 150*time.Millisecond {
 		t.Fatalf("got %v after %v", msgs, time.Since(start))
@@ -172,10 +176,10 @@ func TestFetchTimesOutEmpty(t *testing.T) {
 }
 
 func TestFetchReturnsOnArrival(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	q := f.declareQueue("work")
 	var wg sync.WaitGroup
-	var msgs []messageJSON
+	var msgs []httpapi.MessageJSON
 	var took time.Duration
 	wg.Add(1)
 	go func() {

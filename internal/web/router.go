@@ -52,10 +52,10 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allowed) > 0 {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Method Not Allowed")
+		WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Method Not Allowed")
 		return
 	}
-	writeError(w, http.StatusNotFound, "Object Not Found", "Not Found")
+	WriteError(w, http.StatusNotFound, "Object Not Found", "Not Found")
 }
 
 // match returns the wildcard names and values of a matching path.

@@ -29,10 +29,6 @@ type Config struct {
 	// auth is not applied to them.
 	MQTTWebSocket  http.Handler
 	STOMPWebSocket http.Handler
-	// Console, when set, serves the web console (console.Handler()) at /
-	// and /console/...: static files, without authentication (the
-	// console's own requests to /api carry the user's credentials).
-	Console http.Handler
 	// Metrics, when set, serves Prometheus metrics (metrics.Handler()) at
 	// GET /metrics without authentication, as RabbitMQ's Prometheus
 	// endpoint does.
@@ -72,6 +68,18 @@ type Config struct {
 	StatsInterval time.Duration
 }
 
+// NodeInfo is what GET /api/nodes reports of the node's resources. The
+// server fills it from its resource monitor (Config.Node); zero values
+// are reported as such (a limit of 0 means the alarm is off).
+type NodeInfo struct {
+	MemUsed       uint64 // bytes, the process's resident set
+	MemLimit      uint64 // the memory alarm's threshold
+	DiskFree      uint64 // bytes free where the data directory lives
+	DiskFreeLimit uint64 // the disk alarm's threshold
+	// Started is when the node started; zero: when the web server did.
+	Started time.Time
+}
+
 // Defaults.
 const (
 	DefaultMaxBodySize         = 64 << 20
@@ -83,7 +91,8 @@ const (
 	DefaultStatsInterval       = 5 * time.Second
 )
 
-func (c *Config) setDefaults() {
+// SetDefaults fills in the zero fields.
+func (c *Config) SetDefaults() {
 	if c.MaxBodySize <= 0 {
 		c.MaxBodySize = DefaultMaxBodySize
 	}
@@ -110,8 +119,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Server is Herald's HTTP front: REST publish and pull, WebSocket and SSE
-// push, and the basics of RabbitMQ's management API.
+// Server is Herald's HTTP shell: it routes, applies CORS, logs users in
+// (basic credentials or a bearer token) and checks their permissions. The
+// management API (internal/admin) and the messaging endpoints
+// (internal/protocol/httpapi) mount their routes on it.
 type Server struct {
 	cfg    Config
 	broker *broker.Broker
@@ -119,50 +130,27 @@ type Server struct {
 	log    *slog.Logger
 	mux    *router
 	jwt    *jwtVerifier // nil: bearer tokens are refused
-	// started is when New ran: the node's uptime, unless Config.Node
-	// says otherwise.
-	started time.Time
-	node    string // "herald@<hostname>", RabbitMQ's node name shape
-
-	// stats samples the queues' counters for the message rates
-	// (stats.go); its goroutine runs from New to Close.
-	stats *statsSampler
-	// pubLimits are the HTTP publish endpoints' per-user rate limits.
-	pubLimits *publishLimits
-	// httpCount and sseCount count the messages of plain HTTP requests
-	// and SSE streams, which have no registered connection, for the
-	// per-protocol metrics (protocol labels "http" and "sse").
-	httpCount, sseCount *broker.Connection
 
 	// ctx ends every long-lived handler (WebSocket, SSE, fetch) and the
-	// stats sampler on Close.
+	// background work of the mounted parts on Close.
 	ctx    context.Context
 	cancel context.CancelFunc
-	bg     sync.WaitGroup // the stats sampler
+	bg     sync.WaitGroup // goroutines started with Go
 
 	mu      sync.Mutex // guards closed and the Add side of streams
 	closed  bool
 	streams sync.WaitGroup
 }
 
-// Protocol names under which this package counts messages that belong to
-// no connection (broker.ProtocolCounter; metrics label them "http" and
-// "sse"). /ws sockets are registered connections of protocol "Web".
-const (
-	protocolHTTP = "HTTP"
-	protocolSSE  = "SSE"
-)
-
-// New returns the web server; mount Handler on the HTTP listener.
+// New returns the shell with its own routes (MQTT and STOMP over
+// WebSocket, /metrics); mount the other parts, then serve Handler.
 func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Server {
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, started: time.Now(), node: nodeName(), broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel,
-		stats: newStatsSampler(b), pubLimits: newPublishLimits(cfg.MaxPublishRate),
-		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE)}
+	s := &Server{cfg: cfg, broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel}
 	if cfg.JWT.Enabled() {
 		var err error
 		if s.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
@@ -170,20 +158,40 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 		}
 	}
 	s.routes()
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		s.stats.run(ctx, cfg.StatsInterval)
-	}()
 	return s
 }
 
 // Handler is the http.Handler that serves everything web.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
+// Config is the configuration the shell was built with, defaults applied.
+func (s *Server) Config() Config { return s.cfg }
+
+// Broker is the core the handlers serve.
+func (s *Server) Broker() *broker.Broker { return s.broker }
+
+// Users is the user database logins are checked against.
+func (s *Server) Users() *auth.Users { return s.users }
+
+// Logger is the shell's logger.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
+// Context ends when Close starts.
+func (s *Server) Context() context.Context { return s.ctx }
+
+// Go runs f in a goroutine that Close waits for; f must return once
+// Context ends.
+func (s *Server) Go(f func()) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		f()
+	}()
+}
+
 // Close ends every WebSocket (close code 1001 "server shutting down"), SSE
-// stream and pending fetch, and the stats sampler, and waits for them to
-// return.
+// stream and pending fetch, and the mounted parts' background work, and
+// waits for them to return.
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
@@ -193,9 +201,10 @@ func (s *Server) Close() {
 	s.bg.Wait()
 }
 
-// track registers a long-lived handler so that Close can wait for it; it
-// reports false once the server is closing.
-func (s *Server) track() bool {
+// Track registers a long-lived handler so that Close can wait for it; it
+// reports false once the server is closing. A handler it accepted calls
+// Untrack when it returns.
+func (s *Server) Track() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -205,104 +214,54 @@ func (s *Server) track() bool {
 	return true
 }
 
+// Untrack ends what Track began.
+func (s *Server) Untrack() { s.streams.Done() }
+
 type userKey struct{}
 
-// userOf returns the authenticated user of a request.
-func userOf(r *http.Request) *auth.User {
+// UserOf returns the authenticated user of a request.
+func UserOf(r *http.Request) *auth.User {
 	u, _ := r.Context().Value(userKey{}).(*auth.User)
 	return u
 }
 
 func (s *Server) routes() {
 	m := s.mux
-	m.handle("GET /herald.js", http.HandlerFunc(s.heraldJS))
 	if s.cfg.MQTTWebSocket != nil {
 		m.handle("/mqtt", s.cfg.MQTTWebSocket)
 	}
 	if s.cfg.STOMPWebSocket != nil {
 		m.handle("/stomp", s.cfg.STOMPWebSocket)
 	}
-	if s.cfg.Console != nil {
-		m.handle("GET /", s.cfg.Console)
-		m.handle("GET /console/{path...}", s.cfg.Console)
-	}
 	if s.cfg.Metrics != nil {
 		m.handle("GET /metrics", s.cfg.Metrics)
 	}
-	a := func(pattern string, h http.HandlerFunc) { m.handle(pattern, s.authenticated(h)) }
-	a("GET /ws", s.serveWS)
-	a("GET /sse", s.serveSSE)
+}
 
-	a("POST /api/exchanges/{vhost}/{exchange}/publish", s.publishJSON)
-	a("POST /v1/publish/{exchange}/{key...}", s.publishRaw)
-	a("POST /api/queues/{vhost}/{queue}/get", s.getMessages)
-	a("GET /v1/fetch/{queue}", s.fetch)
+// Public registers a handler that needs no login ("METHOD /path/{name}").
+func (s *Server) Public(pattern string, h http.Handler) { s.mux.handle(pattern, h) }
 
-	// Management: any management tag reads, administrator manages
-	// users, permissions and vhosts (RabbitMQ's levels).
-	mg := func(pattern string, h http.HandlerFunc) { a(pattern, requireTag(h, managementTags...)) }
-	admin := func(pattern string, h http.HandlerFunc) { a(pattern, requireTag(h, auth.TagAdministrator)) }
-	mg("GET /api/overview", s.overview)
-	mg("GET /api/whoami", s.whoami)
-	mg("GET /api/vhosts", s.listVHosts)
-	mg("GET /api/vhosts/{vhost}", s.showVHost)
-	admin("PUT /api/vhosts/{vhost}", s.putVHost)
-	admin("DELETE /api/vhosts/{vhost}", s.deleteVHost)
-	admin("GET /api/users", s.listUsers)
-	admin("GET /api/users/{user}", s.showUser)
-	admin("PUT /api/users/{user}", s.putUser)
-	admin("DELETE /api/users/{user}", s.deleteUser)
-	admin("GET /api/users/{user}/permissions", s.userPermissions)
-	admin("GET /api/permissions", s.listPermissions)
-	admin("GET /api/permissions/{vhost}/{user}", s.showPermissions)
-	admin("PUT /api/permissions/{vhost}/{user}", s.putPermissions)
-	admin("DELETE /api/permissions/{vhost}/{user}", s.deletePermissions)
-	admin("GET /api/vhosts/{vhost}/permissions", s.vhostPermissions)
-	mg("GET /api/exchanges", s.listExchanges)
-	mg("GET /api/exchanges/{vhost}", s.listExchanges)
-	mg("GET /api/exchanges/{vhost}/{name}", s.showExchange)
-	mg("PUT /api/exchanges/{vhost}/{name}", s.putExchange)
-	mg("DELETE /api/exchanges/{vhost}/{name}", s.deleteExchange)
-	mg("GET /api/queues", s.listQueues)
-	mg("GET /api/queues/{vhost}", s.listQueues)
-	mg("GET /api/queues/{vhost}/{name}", s.showQueue)
-	mg("PUT /api/queues/{vhost}/{name}", s.putQueue)
-	mg("DELETE /api/queues/{vhost}/{name}", s.deleteQueue)
-	mg("DELETE /api/queues/{vhost}/{name}/contents", s.purgeQueue)
-	mg("GET /api/bindings", s.listBindings)
-	mg("GET /api/bindings/{vhost}", s.listBindings)
-	mg("POST /api/bindings/{vhost}/e/{exchange}/q/{queue}", s.bindQueue)
-	mg("GET /api/queues/{vhost}/{name}/messages", s.peekMessages)
-	mg("DELETE /api/queues/{vhost}/{name}/messages/{id}", s.deleteMessage)
-	mg("POST /api/queues/{vhost}/{name}/move", s.moveMessages)
-	mg("GET /api/aliveness-test/{vhost}", s.aliveness)
-	// Policies need policymaker or administrator, as RabbitMQ.
-	pm := func(pattern string, h http.HandlerFunc) {
-		a(pattern, requireTag(h, auth.TagPolicymaker, auth.TagAdministrator))
-	}
-	pm("GET /api/policies", s.listPolicies)
-	pm("GET /api/policies/{vhost}", s.listPolicies)
-	pm("GET /api/policies/{vhost}/{name}", s.showPolicy)
-	pm("PUT /api/policies/{vhost}/{name}", s.putPolicy)
-	pm("DELETE /api/policies/{vhost}/{name}", s.deletePolicy)
-	admin("GET /api/definitions", s.exportDefinitions)
-	admin("GET /api/definitions/{vhost}", s.exportDefinitions)
-	admin("POST /api/definitions", s.importDefinitions)
-	admin("POST /api/definitions/{vhost}", s.importDefinitions)
-	mg("GET /api/connections", s.listConnections)
-	mg("GET /api/vhosts/{vhost}/connections", s.listConnections)
-	mg("GET /api/connections/{name}", s.showConnection)
-	mg("DELETE /api/connections/{name}", s.closeConnection)
-	mg("GET /api/consumers", s.listConsumers)
-	mg("GET /api/consumers/{vhost}", s.listConsumers)
-	mg("GET /api/health/checks/alarms", s.alarms)
-	mg("GET /api/nodes", s.listNodes)
-	mg("GET /api/nodes/{node}", s.showNode)
-	mg("GET /api/channels", s.listChannels)
-	mg("GET /api/vhosts/{vhost}/channels", s.listChannels)
-	mg("GET /api/connections/{name}/channels", s.connectionChannels)
-	mg("GET /api/channels/{channel}", s.showChannel)
-	s.limitRoutes(admin)
+// Authenticated registers a handler for logged-in users.
+func (s *Server) Authenticated(pattern string, h http.HandlerFunc) {
+	s.mux.handle(pattern, s.authenticated(h))
+}
+
+// Management registers a handler for users with a management tag: any of
+// them may read the management API (RabbitMQ's levels).
+func (s *Server) Management(pattern string, h http.HandlerFunc) {
+	s.Authenticated(pattern, RequireTag(h, managementTags...))
+}
+
+// Administrator registers a handler for administrators: users,
+// permissions, vhosts, definitions, limits.
+func (s *Server) Administrator(pattern string, h http.HandlerFunc) {
+	s.Authenticated(pattern, RequireTag(h, auth.TagAdministrator))
+}
+
+// Policymaker registers a handler for policymakers and administrators
+// (policies, as RabbitMQ).
+func (s *Server) Policymaker(pattern string, h http.HandlerFunc) {
+	s.Authenticated(pattern, RequireTag(h, auth.TagPolicymaker, auth.TagAdministrator))
 }
 
 // serveHTTP applies CORS before routing, so that preflights (which carry
@@ -355,7 +314,7 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 
 func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Basic realm="Herald"`)
-	writeError(w, http.StatusUnauthorized, "not_authorized", "Login failed")
+	WriteError(w, http.StatusUnauthorized, "not_authorized", "Login failed")
 }
 
 // stringAddr is a net.Addr for a remote address net/http gives as text.
@@ -371,21 +330,21 @@ func remoteAddr(s string) net.Addr {
 	return stringAddr(s)
 }
 
-// writeJSON answers with v as JSON.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError answers in the shape of RabbitMQ's management API.
-func writeError(w http.ResponseWriter, status int, errText, reason string) {
-	writeJSON(w, status, map[string]string{"error": errText, "reason": reason})
+// WriteError answers in the shape of RabbitMQ's management API.
+func WriteError(w http.ResponseWriter, status int, errText, reason string) {
+	WriteJSON(w, status, map[string]string{"error": errText, "reason": reason})
 }
 
-// httpStatus maps a broker error code (AMQP-numbered) to an HTTP status.
-func httpStatus(err error) int {
+// HTTPStatus maps a broker error code (AMQP-numbered) to an HTTP status.
+func HTTPStatus(err error) int {
 	var be *broker.Error
 	if !errors.As(err, &be) {
 		return http.StatusInternalServerError
@@ -407,9 +366,9 @@ func httpStatus(err error) int {
 	return http.StatusBadRequest
 }
 
-// writeBrokerError answers a failed broker call.
-func writeBrokerError(w http.ResponseWriter, err error) {
-	status := httpStatus(err)
+// WriteBrokerError answers a failed broker call.
+func WriteBrokerError(w http.ResponseWriter, err error) {
+	status := HTTPStatus(err)
 	errText := "bad_request"
 	switch status {
 	case http.StatusNotFound:
@@ -421,38 +380,38 @@ func writeBrokerError(w http.ResponseWriter, err error) {
 	case http.StatusInternalServerError:
 		errText = "internal_error"
 	}
-	writeError(w, status, errText, err.Error())
+	WriteError(w, status, errText, err.Error())
 }
 
-// vhostOf resolves the {vhost} path segment (URL-decoded: "%2F" is "/").
-func (s *Server) vhostOf(w http.ResponseWriter, name string) *broker.VHost {
+// VHostOf resolves the {vhost} path segment (URL-decoded: "%2F" is "/").
+func (s *Server) VHostOf(w http.ResponseWriter, name string) *broker.VHost {
 	v := s.broker.VHost(name)
 	if v == nil {
-		writeError(w, http.StatusNotFound, "Object Not Found", "Not Found")
+		WriteError(w, http.StatusNotFound, "Object Not Found", "Not Found")
 	}
 	return v
 }
 
-// exchangeName maps the management API's name of the default exchange.
-func exchangeName(name string) string {
+// ExchangeName maps the management API's name of the default exchange.
+func ExchangeName(name string) string {
 	if name == "amq.default" {
 		return ""
 	}
 	return name
 }
 
-// decodeBody reads a bounded JSON request body; an empty body leaves v as is.
-func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// DecodeBody reads a bounded JSON request body; an empty body leaves v as is.
+func (s *Server) DecodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodySize)
 	dec := json.NewDecoder(r.Body)
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "bad_request", "request body too large")
+			WriteError(w, http.StatusRequestEntityTooLarge, "bad_request", "request body too large")
 			return false
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
+		WriteError(w, http.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
 		return false
 	}
 	return true

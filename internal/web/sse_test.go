@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"bufio"
@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldmq/herald/internal/protocol/httpapi"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // sseStream reads a /sse response with net/http.
@@ -66,14 +69,14 @@ func (s *sseStream) nextEvent() map[string]string {
 }
 
 func TestSSE(t *testing.T) {
-	f := newFixture(t, Config{SSEHeartbeat: 20 * time.Millisecond})
+	f := newFixture(t, web.Config{SSEHeartbeat: 20 * time.Millisecond})
 	q := f.declareQueue("feed")
 	s := f.openSSE("?exchange=amq.topic&key=orders.%23")
 	qs := f.openSSE("?queue=feed")
 	f.publish("amq.topic", "orders.eu.new", "o1")
 	f.publish("", "feed", "f1")
 	ev := s.nextEvent()
-	var m messageJSON
+	var m httpapi.MessageJSON
 	if err := json.Unmarshal([]byte(ev["data"]), &m); err != nil {
 		t.Fatal(err)
 	}

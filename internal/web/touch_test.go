@@ -1,17 +1,18 @@
-package web
+package web_test
 
 import (
 	"testing"
 	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // TestWSTouchRenewsLease: under a 300ms consumer timeout, a delivery that
 // is touched every 100ms stays with the socket for well past the timeout;
 // once touches stop, it goes back to the queue and is delivered again.
 func TestWSTouchRenewsLease(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	q, err := f.b.VHost("/").DeclareQueue("jobs", broker.QueueOptions{Args: broker.Table{"x-consumer-timeout": int64(300)}})
 	if err != nil {
 		t.Fatal(err)

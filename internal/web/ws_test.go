@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"errors"
@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 func TestWSSubscribePublishAck(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	q := f.declareQueue("tasks")
 	c := f.dialWS("")
 	if name := c.subscribe(map[string]any{"id": "s1", "queue": "tasks", "ack": "client", "prefetch": 1}); name != "tasks" {
@@ -77,7 +78,7 @@ func TestWSSubscribePublishAck(t *testing.T) {
 }
 
 func TestWSUnackedRequeuedOnClose(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	q := f.declareQueue("held")
 	c := f.dialWS("")
 	c.subscribe(map[string]any{"id": "s", "queue": "held", "ack": "client"})
@@ -88,7 +89,7 @@ func TestWSUnackedRequeuedOnClose(t *testing.T) {
 }
 
 func TestWSCompetingAndBroadcast(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	f.declareQueue("shared")
 	a, b := f.dialWS(""), f.dialWS("")
 	a.subscribe(map[string]any{"id": "s", "queue": "shared", "prefetch": 1, "ack": "client"})
@@ -121,7 +122,7 @@ func TestWSCompetingAndBroadcast(t *testing.T) {
 }
 
 func TestWSRequestReply(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	f.declareQueue("rpc")
 	server, client := f.dialWS(""), f.dialWS("")
 	server.subscribe(map[string]any{"id": "srv", "queue": "rpc"})
@@ -147,7 +148,7 @@ func TestWSRequestReply(t *testing.T) {
 }
 
 func TestWSSlowSubscriberClosed(t *testing.T) {
-	f := newFixture(t, Config{Outbox: 4, SlowSubscriberDepth: 20})
+	f := newFixture(t, web.Config{Outbox: 4, SlowSubscriberDepth: 20})
 	c := f.dialWS("")
 	c.subscribe(map[string]any{"id": "t", "exchange": "amq.fanout", "key": ""})
 	// The client reads nothing: TCP buffers fill, then the outbox, then
@@ -182,7 +183,7 @@ func TestWSSlowSubscriberClosed(t *testing.T) {
 }
 
 func TestWSServerShutdown(t *testing.T) {
-	f := newFixture(t, Config{})
+	f := newFixture(t, web.Config{})
 	c := f.dialWS("")
 	c.send(map[string]any{"op": "ping"})
 	c.expect("pong")

@@ -26,8 +26,8 @@ import (
 	"github.com/chromedp/chromedp"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldmq/herald/internal/app"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
-	"github.com/heraldmq/herald/internal/server"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -74,7 +74,7 @@ func chromiumPath(t *testing.T) string {
 
 // herald is a running server on random loopback ports.
 type herald struct {
-	srv     *server.Server
+	srv     *app.App
 	httpURL string // http://127.0.0.1:port
 	host    string // 127.0.0.1:port of the HTTP listener
 	amqpURL string
@@ -88,7 +88,7 @@ func startHerald(t *testing.T, corsOrigins ...string) *herald {
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	srv, err := server.New(server.Config{
+	srv, err := app.New(app.Config{
 		AMQPAddr: "127.0.0.1:0",
 		HTTPAddr: "127.0.0.1:0",
 		DataDir:  t.TempDir(),

@@ -3,7 +3,6 @@ package amqp091
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 )
 
 // closeTimeout is how long we wait for connection.close-ok or channel
@@ -409,7 +409,7 @@ func (c *conn) handshake() error {
 	// EXTERNAL (the TLS client certificate's CN is the user) is offered
 	// only where it can succeed: a TLS connection whose client presented a
 	// certificate that verified against --tls-client-ca.
-	certUser := verifiedCertCN(c.nc)
+	certUser := kit.VerifiedCertCN(c.nc)
 	mechanisms := "PLAIN AMQPLAIN"
 	if certUser != "" {
 		mechanisms = "EXTERNAL PLAIN AMQPLAIN"
@@ -585,22 +585,6 @@ func (c *conn) readHandshakeMethod() (frame.Method, error) {
 	}
 }
 
-// verifiedCertCN is the Subject CN of the client certificate of a TLS
-// connection, if the client presented one that verified against the
-// server's client CA (RabbitMQ's ssl_cert_login_from = common_name);
-// "" otherwise. The TLS handshake is done: the protocol header was read.
-func verifiedCertCN(nc net.Conn) string {
-	tc, ok := nc.(*tls.Conn)
-	if !ok {
-		return ""
-	}
-	st := tc.ConnectionState()
-	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
-		return ""
-	}
-	return st.PeerCertificates[0].Subject.CommonName
-}
-
 // externalLogin authenticates SASL EXTERNAL: the certificate vouches for
 // the user, who must exist (and, if loopback-only, connect locally).
 func (c *conn) externalLogin(cn string) (string, error) {
@@ -608,15 +592,10 @@ func (c *conn) externalLogin(cn string) (string, error) {
 	switch {
 	case !ok:
 		return "", fmt.Errorf("user '%s' (client certificate CN) does not exist", cn)
-	case u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr()):
+	case u.LoopbackOnly && !kit.IsLoopback(c.nc.RemoteAddr()):
 		return "", fmt.Errorf("user '%s' can only connect via localhost", cn)
 	}
 	return cn, nil
-}
-
-func isLoopbackAddr(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
 }
 
 // parseCredentials decodes a SASL response for PLAIN or AMQPLAIN.

@@ -50,7 +50,7 @@ func (s *consumerSink) Deliver(d broker.Delivery) bool {
 	o.items = append(o.items, outItem{kind: itemDeliver, channel: ch.id, flag: d.Redelivered, tag: ch.nextTag, consumer: s.tag, msg: d.Message, deliveries: d.DeliveryCount})
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
-	o.signal()
+	o.wake.Ring()
 	ch.c.reg.CountDeliver(1)
 	return true
 }
@@ -186,7 +186,7 @@ func (ch *channel) basicGet(m *frame.BasicGet) error {
 	o.items = append(o.items, outItem{kind: itemGetOk, channel: ch.id, flag: d.Redelivered, tag: ch.nextTag, count: uint32(d.Remaining), msg: d.Message, deliveries: d.DeliveryCount})
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
-	o.signal()
+	o.wake.Ring()
 	ch.c.reg.CountDeliver(1)
 	return nil
 }

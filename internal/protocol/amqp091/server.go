@@ -12,11 +12,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 )
 
 // Config tunes the AMQP listener. Zero values take the defaults.
@@ -77,8 +77,7 @@ type Handler struct {
 	users  *auth.Users
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
+	conns kit.Registry[*conn]
 }
 
 // NewHandler returns a handler for accepted AMQP connections.
@@ -87,7 +86,7 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, broker: b, users: users, log: log, conns: make(map[*conn]struct{})}
+	return &Handler{cfg: cfg, broker: b, users: users, log: log}
 }
 
 // ServeConn runs one connection until it ends. When ctx is cancelled the
@@ -95,20 +94,11 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 // to answer before the socket is closed.
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
 	c := newConn(h, nc)
-	h.mu.Lock()
-	h.conns[c] = struct{}{}
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		delete(h.conns, c)
-		h.mu.Unlock()
-	}()
+	defer h.conns.Add(c)()
 	c.serve(ctx)
 }
 
 // ConnectionCount is the number of open AMQP connections.
 func (h *Handler) ConnectionCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.conns)
+	return h.conns.Len()
 }

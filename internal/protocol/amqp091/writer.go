@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 )
 
 type itemKind uint8
@@ -55,20 +56,13 @@ type outbox struct {
 	bytes    int
 	closed   bool
 	blocked  []*consumerSink // refused because full; resumed on drain
-	wake     chan struct{}
-	drained  chan struct{} // signalled after every flush (for close handshakes)
+	wake     kit.Wake
+	drained  kit.Wake // signalled after every flush (for close handshakes)
 	lastSent time.Time
 }
 
 func newOutbox() *outbox {
-	return &outbox{wake: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
-}
-
-func (o *outbox) signal() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
+	return &outbox{wake: kit.NewWake(), drained: kit.NewWake()}
 }
 
 // push queues a control item; these are never refused (they are bounded by
@@ -84,7 +78,7 @@ func (o *outbox) push(it outItem) {
 		o.bytes += len(it.msg.Body)
 	}
 	o.mu.Unlock()
-	o.signal()
+	o.wake.Ring()
 }
 
 // fullLocked reports whether deliveries must wait.
@@ -153,10 +147,7 @@ func (c *conn) writerLoop(stop <-chan struct{}) {
 				return
 			}
 			lastWrite = time.Now()
-			select {
-			case c.out.drained <- struct{}{}:
-			default:
-			}
+			c.out.drained.Ring()
 		}
 		if stopping {
 			return

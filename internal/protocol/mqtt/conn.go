@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
@@ -220,13 +220,13 @@ func (c *conn) handshake() bool {
 	// ssl_cert_login), which must be an existing user.
 	certUser := ""
 	if !cp.UsernameFlag {
-		if certUser = verifiedCertCN(c.nc); certUser == "" {
+		if certUser = kit.VerifiedCertCN(c.nc); certUser == "" {
 			return fail(packet.BadUserNameOrPassword, "user name required")
 		}
 		user = certUser
 	}
 	if certUser != "" {
-		if u, ok := c.h.users.User(user); !ok || (u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr())) {
+		if u, ok := c.h.users.User(user); !ok || (u.LoopbackOnly && !kit.IsLoopback(c.nc.RemoteAddr())) {
 			return fail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
 		}
 	} else if _, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
@@ -493,24 +493,4 @@ func (c *conn) publishWill() {
 		return
 	}
 	c.h.willLater(c.key, delay, publish)
-}
-
-// verifiedCertCN is the Subject CN of a TLS client's certificate when it
-// verified against the server's client CA; "" otherwise (or not TLS). The
-// TLS handshake is done: CONNECT was read.
-func verifiedCertCN(nc net.Conn) string {
-	tc, ok := nc.(*tls.Conn)
-	if !ok {
-		return ""
-	}
-	st := tc.ConnectionState()
-	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
-		return ""
-	}
-	return st.PeerCertificates[0].Subject.CommonName
-}
-
-func isLoopbackAddr(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
 }

@@ -3,7 +3,6 @@ package stomp
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
 )
 
@@ -278,14 +278,14 @@ func (c *conn) handshake(ctx context.Context) error {
 		// (RabbitMQ's ssl_cert_login); otherwise RabbitMQ's default_user:
 		// a CONNECT without credentials logs in as guest, which still
 		// only works from localhost.
-		if certUser = verifiedCertCN(c.nc); certUser != "" {
+		if certUser = kit.VerifiedCertCN(c.nc); certUser != "" {
 			login = certUser
 		} else {
 			login, passcode = "guest", "guest"
 		}
 	}
 	if certUser != "" {
-		if u, ok := c.h.users.User(login); !ok || (u.LoopbackOnly && !isLoopbackAddr(c.nc.RemoteAddr())) {
+		if u, ok := c.h.users.User(login); !ok || (u.LoopbackOnly && !kit.IsLoopback(c.nc.RemoteAddr())) {
 			c.log.Info("stomp certificate login refused", "user", login)
 			return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, nil)
 		}
@@ -689,24 +689,4 @@ func headerBool(f *frame.Frame, key string, def bool) bool {
 		return false
 	}
 	return def
-}
-
-// verifiedCertCN is the Subject CN of a TLS client's certificate when it
-// verified against the server's client CA; "" otherwise (or not TLS). The
-// TLS handshake is done: CONNECT was read.
-func verifiedCertCN(nc net.Conn) string {
-	tc, ok := nc.(*tls.Conn)
-	if !ok {
-		return ""
-	}
-	st := tc.ConnectionState()
-	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
-		return ""
-	}
-	return st.PeerCertificates[0].Subject.CommonName
-}
-
-func isLoopbackAddr(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
 }

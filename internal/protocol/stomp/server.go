@@ -15,13 +15,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
 )
 
@@ -71,8 +71,7 @@ type Handler struct {
 	users  *auth.Users
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
+	conns kit.Registry[*conn]
 }
 
 // NewHandler returns a handler for accepted STOMP connections.
@@ -81,7 +80,7 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, broker: b, users: users, log: log, conns: make(map[*conn]struct{})}
+	return &Handler{cfg: cfg, broker: b, users: users, log: log}
 }
 
 // ServeConn runs one TCP connection until it ends. When ctx is cancelled
@@ -117,20 +116,11 @@ func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) serve(ctx context.Context, nc net.Conn, ws bool) {
 	c := newConn(h, nc, ws)
-	h.mu.Lock()
-	h.conns[c] = struct{}{}
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		delete(h.conns, c)
-		h.mu.Unlock()
-	}()
+	defer h.conns.Add(c)()
 	c.serve(ctx)
 }
 
 // ConnectionCount is the number of open STOMP connections.
 func (h *Handler) ConnectionCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.conns)
+	return h.conns.Len()
 }

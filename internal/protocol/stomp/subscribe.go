@@ -62,7 +62,7 @@ func (s *subscription) Deliver(d broker.Delivery) bool {
 	o.items = append(o.items, outItem{sub: s, d: d, tag: tag})
 	o.bytes += len(d.Message.Body)
 	o.mu.Unlock()
-	o.signal()
+	o.wake.Ring()
 	s.c.reg.CountDeliver(1)
 	return true
 }

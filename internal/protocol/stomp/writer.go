@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
 )
 
@@ -48,19 +49,12 @@ type outbox struct {
 	blocked []*subscription // refused a delivery because full; resumed on drain
 	nextTag uint64
 	pending map[uint64]pendingAck // by delivery tag
-	wake    chan struct{}
-	drained chan struct{} // signalled after each written batch
+	wake    kit.Wake
+	drained kit.Wake // signalled after each written batch
 }
 
 func newOutbox() *outbox {
-	return &outbox{wake: make(chan struct{}, 1), drained: make(chan struct{}, 1), pending: make(map[uint64]pendingAck)}
-}
-
-func (o *outbox) signal() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
+	return &outbox{wake: kit.NewWake(), drained: kit.NewWake(), pending: make(map[uint64]pendingAck)}
 }
 
 // push queues a control frame. These are never refused: they are bounded
@@ -73,7 +67,7 @@ func (o *outbox) push(it outItem) {
 	}
 	o.items = append(o.items, it)
 	o.mu.Unlock()
-	o.signal()
+	o.wake.Ring()
 }
 
 // backlogged reports whether the client has stopped reading our replies;
@@ -178,10 +172,7 @@ func (c *conn) writerLoop(stop <-chan struct{}) {
 				return
 			}
 			lastWrite = time.Now()
-			select {
-			case c.out.drained <- struct{}{}:
-			default:
-			}
+			c.out.drained.Ring()
 		}
 		if stopping {
 			return

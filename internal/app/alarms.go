@@ -1,0 +1,159 @@
+package app
+
+import (
+	"bufio"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldmq/herald/internal/store"
+	"github.com/heraldmq/herald/internal/web"
+)
+
+// Defaults of the resource alarms, as RabbitMQ's.
+const (
+	DefaultMemoryHighWatermark = 0.4      // of total RAM
+	DefaultDiskFreeLimit       = 50 << 20 // bytes
+	defaultAlarmInterval       = time.Second
+)
+
+// resourceMonitor raises the broker's memory and disk alarms. Its limits
+// can be changed while it runs.
+type resourceMonitor struct {
+	s           *App
+	memoryLimit atomic.Uint64 // bytes; 0 = off
+	diskLimit   atomic.Uint64 // free bytes required; 0 = off
+	interval    time.Duration
+}
+
+func newResourceMonitor(s *App, cfg Config) *resourceMonitor {
+	m := &resourceMonitor{s: s, interval: cfg.AlarmCheckInterval}
+	if m.interval <= 0 {
+		m.interval = defaultAlarmInterval
+	}
+	wm := cfg.MemoryHighWatermark
+	if wm == 0 {
+		wm = DefaultMemoryHighWatermark
+	}
+	if wm > 0 {
+		if total := totalMemory(); total > 0 {
+			m.memoryLimit.Store(uint64(float64(total) * wm))
+		}
+	}
+	switch {
+	case cfg.DiskFreeLimit == 0:
+		m.diskLimit.Store(DefaultDiskFreeLimit)
+	case cfg.DiskFreeLimit > 0:
+		m.diskLimit.Store(uint64(cfg.DiskFreeLimit))
+	}
+	return m
+}
+
+// run checks the resources every interval until the server stops.
+func (m *resourceMonitor) run() {
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		m.check()
+		select {
+		case <-t.C:
+		case <-m.s.lns.Context().Done():
+			return
+		}
+	}
+}
+
+func (m *resourceMonitor) check() {
+	b, log := m.s.broker, m.s.log
+	if limit := m.memoryLimit.Load(); limit > 0 {
+		used := memoryUsed()
+		if b.SetAlarm("memory", used > limit) {
+			if used > limit {
+				log.Warn("memory alarm raised: publishers are blocked until memory use falls", "used_bytes", used, "limit_bytes", limit)
+			} else {
+				log.Info("memory alarm cleared", "used_bytes", used, "limit_bytes", limit)
+			}
+		}
+	} else {
+		b.SetAlarm("memory", false)
+	}
+	if limit := m.diskLimit.Load(); limit > 0 {
+		free, err := store.FreeSpace(m.s.cfg.DataDir)
+		if err != nil {
+			return
+		}
+		if b.SetAlarm("disk", free < limit) {
+			if free < limit {
+				log.Warn("disk alarm raised: publishers are blocked until free disk space is back above the limit", "free_bytes", free, "limit_bytes", limit, "data_dir", m.s.cfg.DataDir)
+			} else {
+				log.Info("disk alarm cleared", "free_bytes", free, "limit_bytes", limit)
+			}
+		}
+	} else {
+		b.SetAlarm("disk", false)
+	}
+}
+
+// SetDiskFreeLimit changes the free disk space below which publishers are
+// blocked (0 turns the alarm off); it takes effect at the next check.
+func (s *App) SetDiskFreeLimit(bytes uint64) { s.monitor.diskLimit.Store(bytes) }
+
+// SetMemoryLimit changes the memory use above which publishers are blocked
+// (0 turns the alarm off).
+func (s *App) SetMemoryLimit(bytes uint64) { s.monitor.memoryLimit.Store(bytes) }
+
+// nodeInfo is the web server's Config.Node: the monitor's figures for
+// GET /api/nodes, read when asked.
+func (s *App) nodeInfo() web.NodeInfo {
+	info := web.NodeInfo{MemUsed: memoryUsed(), MemLimit: s.monitor.memoryLimit.Load(),
+		DiskFreeLimit: s.monitor.diskLimit.Load()} // Started: zero, the web server started with the node
+	if free, err := store.FreeSpace(s.cfg.DataDir); err == nil {
+		info.DiskFree = free
+	}
+	return info
+}
+
+// MemoryLimit is the memory use above which the memory alarm blocks
+// publishers (0 = off). cmd/herald gives it to the Go runtime as its soft
+// memory limit, so that the collector works harder before the alarm trips.
+func (s *App) MemoryLimit() uint64 { return s.monitor.memoryLimit.Load() }
+
+// Alarms lists the raised resource alarms.
+func (s *App) Alarms() []string { return s.broker.Alarms() }
+
+// memoryUsed is the process's resident set size, or what the Go runtime
+// has obtained from the OS where /proc is not available.
+func memoryUsed() uint64 {
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) > 1 {
+			if pages, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+				return pages * uint64(os.Getpagesize())
+			}
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Sys
+}
+
+// totalMemory reads MemTotal from /proc/meminfo (0 if unknown).
+func totalMemory() uint64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, _ := strconv.ParseUint(fields[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,239 @@
+package httpapi
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
+)
+
+// outbox is the bounded buffer between the queues (which call Deliver with
+// their lock held, from any goroutine) and the one goroutine that writes a
+// WebSocket or an SSE stream. Deliveries beyond its bound are refused, so
+// the queues keep them; the writer resumes the refused subscriptions once
+// it has taken a batch out.
+//
+// Lock order: a queue's lock, then outbox.mu. Nothing here calls into a
+// queue while holding mu.
+type outbox struct {
+	limit  int
+	notify kit.Wake // items were added
+	slow   kit.Wake // a private subscription was refused
+
+	mu      sync.Mutex // guards everything below
+	cond    *sync.Cond // signalled when control frames drain or the outbox closes
+	items   []outItem
+	msgs    int // deliveries in items
+	ctrls   int // control frames in items
+	closed  bool
+	blocked []*sub
+	nextTag uint64
+	// pending holds every delivery not yet settled, by tag: the ones still
+	// in items and the ones written and awaiting the client's ack.
+	pending map[uint64]pendingDelivery
+}
+
+type outItem struct {
+	sub  *sub // nil for a control frame
+	tag  uint64
+	d    broker.Delivery
+	ctrl []byte
+}
+
+type pendingDelivery struct {
+	queue *broker.Queue
+	id    uint64
+	sub   *sub
+}
+
+func newOutbox(limit int) *outbox {
+	o := &outbox{limit: limit, notify: kit.NewWake(), slow: kit.NewWake(), pending: make(map[uint64]pendingDelivery)}
+	o.cond = sync.NewCond(&o.mu)
+	return o
+}
+
+// maxControl bounds queued control frames; the reader waits beyond it, so
+// a client that never reads cannot grow the outbox by sending requests.
+const maxControl = 64
+
+// control queues an encoded control frame, waiting while too many are
+// queued. It reports false once the outbox is closed.
+func (o *outbox) control(b []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for o.ctrls >= maxControl && !o.closed {
+		o.cond.Wait()
+	}
+	if o.closed {
+		return false
+	}
+	o.items = append(o.items, outItem{ctrl: b})
+	o.ctrls++
+	o.notify.Ring()
+	return true
+}
+
+// controlNoWait queues a control frame from inside a queue callback,
+// where waiting is not allowed; such frames are bounded by the number of
+// subscriptions.
+func (o *outbox) controlNoWait(b []byte) {
+	o.mu.Lock()
+	if !o.closed {
+		o.items = append(o.items, outItem{ctrl: b})
+		o.notify.Ring()
+	}
+	o.mu.Unlock()
+}
+
+// answer queues a publish's answer from the ConfirmQueue, maybe on the
+// log's commit goroutine, where waiting is not allowed. It counts against
+// maxControl: the read loop waits for room (waitControl) after it queues
+// an answer, so a client that does not read cannot grow the outbox.
+func (o *outbox) answer(b []byte) {
+	o.mu.Lock()
+	if !o.closed {
+		o.items = append(o.items, outItem{ctrl: b})
+		o.ctrls++
+		o.notify.Ring()
+	}
+	o.mu.Unlock()
+}
+
+// waitControl waits while too many control frames are queued (or until
+// the outbox closes).
+func (o *outbox) waitControl() {
+	o.mu.Lock()
+	for o.ctrls >= maxControl && !o.closed {
+		o.cond.Wait()
+	}
+	o.mu.Unlock()
+}
+
+// take removes everything queued and resumes the subscriptions that were
+// refused meanwhile (outside the lock: Resume re-enters Deliver).
+func (o *outbox) take(spare []outItem) []outItem {
+	o.mu.Lock()
+	batch := o.items
+	o.items = spare[:0]
+	o.msgs, o.ctrls = 0, 0
+	blocked := o.blocked
+	o.blocked = nil
+	for _, s := range blocked {
+		s.blocked = false
+	}
+	o.cond.Broadcast()
+	o.mu.Unlock()
+	for _, s := range blocked {
+		if s.bc != nil {
+			s.bc.Resume()
+		}
+	}
+	return batch
+}
+
+// written settles a delivery of an auto-ack subscription once it is on
+// the wire.
+func (o *outbox) written(it *outItem) {
+	if !it.sub.auto {
+		return
+	}
+	o.mu.Lock()
+	_, ok := o.pending[it.tag]
+	delete(o.pending, it.tag)
+	o.mu.Unlock()
+	if ok {
+		it.d.Queue.Ack(it.d.ID)
+	}
+}
+
+// settle removes a client-acknowledged delivery; ok is false for an
+// unknown (or already settled) tag.
+func (o *outbox) settle(tag uint64) (pendingDelivery, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.pending[tag]
+	if ok && p.sub.auto {
+		return p, false // auto-ack deliveries are the writer's to settle
+	}
+	delete(o.pending, tag)
+	return p, ok
+}
+
+// lookup finds an unsettled delivery without settling it (for touch).
+func (o *outbox) lookup(tag uint64) (pendingDelivery, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.pending[tag]
+	return p, ok && !p.sub.auto
+}
+
+// close refuses further deliveries and requeues every unsettled one (at
+// least once: what the client did not acknowledge goes back). Cancel the
+// consumers first, so that no Deliver races with the requeue.
+func (o *outbox) close() {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	o.closed = true
+	pending := o.pending
+	o.pending = map[uint64]pendingDelivery{}
+	o.items = nil
+	o.cond.Broadcast()
+	o.mu.Unlock()
+	for _, p := range pending {
+		p.queue.Requeue(p.id)
+	}
+}
+
+// sub is one subscription of a WebSocket or SSE stream to a queue: the
+// broker.Sink of its consumer.
+type sub struct {
+	o       *outbox
+	id      string
+	queue   *broker.Queue
+	bc      *broker.Consumer
+	auto    bool // settle on write instead of on the client's ack
+	private bool // the queue is this subscription's own (exchange+key)
+	// started opens the gate once bc is set and the "subscribed" answer is
+	// queued, so that no delivery overtakes it.
+	started atomic.Bool
+	blocked bool // in o.blocked; guarded by o.mu
+}
+
+// Deliver runs under the queue's lock: it only queues d for the writer.
+func (s *sub) Deliver(d broker.Delivery) bool {
+	if !s.started.Load() {
+		return false
+	}
+	o := s.o
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	if o.msgs >= o.limit {
+		if !s.blocked {
+			s.blocked = true
+			o.blocked = append(o.blocked, s)
+		}
+		if s.private {
+			o.slow.Ring()
+		}
+		return false
+	}
+	o.nextTag++
+	o.pending[o.nextTag] = pendingDelivery{queue: d.Queue, id: d.ID, sub: s}
+	o.items = append(o.items, outItem{sub: s, tag: o.nextTag, d: d})
+	o.msgs++
+	o.notify.Ring()
+	return true
+}
+
+// Cancelled tells the client that the broker ended the subscription (its
+// queue was deleted).
+func (s *sub) Cancelled(*broker.Consumer) {
+	s.o.controlNoWait(mustJSON(map[string]string{"op": "cancelled", "sub": s.id}))
+}

@@ -1,0 +1,585 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/web"
+)
+
+// replySubID is the subscription id under which replies to a socket's
+// reply address are pushed.
+const replySubID = "$reply"
+
+// wsSession is one /ws connection: the read loop (the handler goroutine)
+// runs the protocol, a writer goroutine drains the outbox, and a watchdog
+// closes the socket on server shutdown or when a private subscription
+// falls too far behind.
+type wsSession struct {
+	s     *Server
+	c     *websocket.Conn
+	user  *auth.User
+	vhost *broker.VHost
+	owner broker.Owner
+	ob    *outbox
+	log   *slog.Logger
+	pub   *broker.Publisher // read loop only
+	// confirms releases the answers to publishes ("confirmed", errors) in
+	// order, each "confirmed" once its message is on disk when it must be
+	// (see publish).
+	confirms *broker.ConfirmQueue[wsAnswer]
+	reg      *broker.Connection // registry entry: message counters
+	// rate is the socket's --max-publish-rate bucket (nil: no limit);
+	// read loop only. Waiting for a token stops reading the socket.
+	rate *broker.PublishLimiter
+	// stop is closed by shutdown: it ends a wait for a publish token.
+	stop     chan struct{}
+	stopOnce sync.Once
+	// pubAllowed caches the last exchange publish was allowed to write
+	// to, at users generation pubAllowedGen; read loop only.
+	pubAllowed    string
+	pubAllowedGen uint64
+	pubAllowedOK  bool
+	// closing stops the writer between frames so that a close frame can
+	// get onto the wire behind the frame in progress.
+	closing atomic.Bool
+	done    chan struct{} // closed when the read loop ends
+
+	mu    sync.Mutex // guards subs and reply
+	subs  map[string]*sub
+	reply *sub
+	// batch: the client asked (/ws?batch=1) for several frames per
+	// WebSocket message, newline-separated; wbuf is the writer's scratch.
+	batch bool
+	wbuf  []byte
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	vname := r.URL.Query().Get("vhost")
+	if vname == "" {
+		vname = broker.DefaultVHost
+	}
+	v := s.usableVHost(w, r, vname)
+	if v == nil {
+		return
+	}
+	if !s.track() {
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "server shutting down")
+		return
+	}
+	defer s.untrack()
+	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.CORSOrigins}
+	if slices.Contains(s.cfg.CORSOrigins, "*") {
+		opts.InsecureSkipVerify = true
+	}
+	c, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return // Accept has answered
+	}
+	c.SetReadLimit(s.cfg.MaxBodySize)
+	// Connection limits are checked once the socket is up, so that the
+	// client (a browser cannot read an HTTP status of a refused upgrade)
+	// learns why: close 1013 "try again later" with the reason.
+	release, err := s.broker.AdmitConnection(userOf(r).Name, v.Name())
+	if err != nil {
+		s.log.Info("websocket refused by a connection limit", "remote", r.RemoteAddr, "err", err)
+		_ = c.Close(websocket.StatusTryAgainLater, truncateReason(limitReason(err)))
+		return
+	}
+	defer release()
+	ws := &wsSession{
+		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
+		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
+		done: make(chan struct{}), subs: make(map[string]*sub),
+		rate: broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
+		batch: r.URL.Query().Get("batch") == "1",
+	}
+	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
+	local := ""
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		local = a.String()
+	}
+	var unregister func()
+	ws.reg, unregister = s.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "Web", User: ws.user.Name, VHost: v.Name(),
+		Peer: r.RemoteAddr, Local: local, Owner: ws.owner, Close: func(reason string) {
+			// Close waits for the peer's close frame: not in the caller.
+			go ws.shutdown(websocket.StatusPolicyViolation, truncateReason(reason))
+		}})
+	defer unregister()
+	ws.run()
+}
+
+// truncateReason fits a close reason into a WebSocket close frame (123 bytes).
+func truncateReason(s string) string {
+	for len(s) > 123 {
+		_, n := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-n]
+	}
+	return s
+}
+
+func (ws *wsSession) run() {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ws.writer() }()
+	go func() { defer wg.Done(); ws.watchdog() }()
+	err := ws.readLoop()
+	ws.log.Debug("websocket closed", "err", err)
+	ws.confirms.Close()
+	close(ws.done)
+	ws.closing.Store(true)
+	ws.mu.Lock()
+	subs := make([]*sub, 0, len(ws.subs)+1)
+	for _, x := range ws.subs {
+		subs = append(subs, x)
+	}
+	if ws.reply != nil {
+		subs = append(subs, ws.reply)
+	}
+	ws.mu.Unlock()
+	for _, x := range subs {
+		x.bc.Cancel()
+	}
+	ws.ob.close()
+	wg.Wait()
+	ws.s.broker.ReleaseOwner(ws.owner)
+	_ = ws.c.CloseNow()
+}
+
+// shutdown closes the socket with a close code; the read loop then ends.
+func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
+	ws.closing.Store(true)
+	ws.stopOnce.Do(func() { close(ws.stop) })
+	_ = ws.c.Close(code, reason)
+}
+
+func (ws *wsSession) watchdog() {
+	for {
+		select {
+		case <-ws.done:
+			return
+		case <-ws.s.ctx.Done():
+			ws.shutdown(websocket.StatusGoingAway, "server shutting down")
+			return
+		case <-ws.ob.slow:
+			if q := ws.tooSlow(); q != "" {
+				ws.log.Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
+				ws.shutdown(websocket.StatusPolicyViolation, "too slow")
+				return
+			}
+		}
+	}
+}
+
+// tooSlow names a private subscription queue deeper than the limit.
+func (ws *wsSession) tooSlow() string {
+	ws.mu.Lock()
+	var qs []*broker.Queue
+	for _, x := range ws.subs {
+		if x.private {
+			qs = append(qs, x.queue)
+		}
+	}
+	ws.mu.Unlock()
+	for _, q := range qs {
+		if q.Stats().Ready > ws.s.cfg.SlowSubscriberDepth {
+			return q.Name()
+		}
+	}
+	return ""
+}
+
+func (ws *wsSession) writer() {
+	// However the writer ends, wake a read loop waiting for outbox room.
+	defer ws.ob.close()
+	var batch []outItem
+	for {
+		select {
+		case <-ws.ob.notify:
+		case <-ws.done:
+			return
+		}
+		batch = ws.ob.take(batch)
+		ws.countDeliveries(batch)
+		if ws.batch {
+			if !ws.writeBatched(batch) {
+				return
+			}
+			clear(batch)
+			continue
+		}
+		for i := range batch {
+			if ws.closing.Load() {
+				return
+			}
+			it := &batch[i]
+			b := it.ctrl
+			if it.sub != nil {
+				m := newMessageJSON(&it.d)
+				m.Op, m.Sub, m.Tag = "message", it.sub.id, it.tag
+				b = mustJSON(m)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), ws.s.cfg.WriteTimeout)
+			err := ws.c.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				ws.closing.Store(true)
+				_ = ws.c.CloseNow() // ends the read loop
+				return
+			}
+			if it.sub != nil {
+				ws.ob.written(it)
+			}
+		}
+		clear(batch) // drop message references while idle
+	}
+}
+
+// maxBatchFrame bounds one batched WebSocket message.
+const maxBatchFrame = 256 << 10
+
+// writeBatched sends the batch as few WebSocket messages as it can, each
+// holding several JSON frames separated by newlines (clients opt in with
+// /ws?batch=1). With thousands of subscribers the cost of a broadcast is
+// the write syscalls, one per WebSocket message: batching divides it.
+func (ws *wsSession) writeBatched(batch []outItem) bool {
+	buf := ws.wbuf[:0]
+	start := 0
+	flush := func(end int) bool {
+		if len(buf) == 0 {
+			return true
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ws.s.cfg.WriteTimeout)
+		err := ws.c.Write(ctx, websocket.MessageText, buf)
+		cancel()
+		if err != nil {
+			ws.closing.Store(true)
+			_ = ws.c.CloseNow()
+			return false
+		}
+		for i := start; i < end; i++ {
+			if batch[i].sub != nil {
+				ws.ob.written(&batch[i])
+			}
+		}
+		buf, start = buf[:0], end
+		return true
+	}
+	for i := range batch {
+		if ws.closing.Load() {
+			return false
+		}
+		it := &batch[i]
+		b := it.ctrl
+		if it.sub != nil {
+			m := newMessageJSON(&it.d)
+			m.Op, m.Sub, m.Tag = "message", it.sub.id, it.tag
+			b = mustJSON(m)
+		}
+		if len(buf) > 0 && len(buf)+1+len(b) > maxBatchFrame {
+			if !flush(i) {
+				return false
+			}
+		}
+		if len(buf) > 0 {
+			buf = append(buf, '\n')
+		}
+		buf = append(buf, b...)
+	}
+	ok := flush(len(batch))
+	if cap(buf) <= maxBatchFrame {
+		ws.wbuf = buf[:0]
+	}
+	return ok
+}
+
+func (ws *wsSession) readLoop() error {
+	for {
+		_, b, err := ws.c.Read(context.Background())
+		if err != nil {
+			return err
+		}
+		f, err := parseFrame(b)
+		if err != nil {
+			ws.sendError("", http.StatusBadRequest, err.Error())
+			continue
+		}
+		ws.dispatch(f)
+	}
+}
+
+func (ws *wsSession) send(v any) { ws.ob.control(mustJSON(v)) }
+
+func (ws *wsSession) sendError(id flexString, code int, msg string) {
+	m := map[string]any{"op": "error", "code": code, "message": msg}
+	if id != "" {
+		m["id"] = id
+	}
+	ws.send(m)
+}
+
+func (ws *wsSession) brokerError(id flexString, err error) {
+	ws.sendError(id, web.HTTPStatus(err), err.Error())
+}
+
+// dispatch runs one client frame.
+func (ws *wsSession) dispatch(f *wsFrame) {
+	switch f.Op {
+	case "subscribe":
+		ws.subscribe(f)
+	case "unsubscribe":
+		ws.mu.Lock()
+		x := ws.subs[string(f.ID)]
+		delete(ws.subs, string(f.ID))
+		ws.mu.Unlock()
+		if x == nil {
+			ws.sendError(f.ID, http.StatusNotFound, fmt.Sprintf("no subscription %q", f.ID))
+			return
+		}
+		// Deliveries not yet acknowledged stay pending: the client may
+		// still ack or nack them, and they are requeued when it leaves.
+		x.bc.Cancel()
+		ws.send(map[string]any{"op": "unsubscribed", "id": f.ID})
+	case "ack", "nack":
+		p, ok := ws.ob.settle(f.Tag)
+		if !ok {
+			ws.sendError(f.ID, http.StatusPreconditionFailed, fmt.Sprintf("unknown delivery tag %d", f.Tag))
+			return
+		}
+		switch {
+		case f.Op == "ack":
+			p.queue.Ack(p.id)
+			ws.reg.CountAck(1)
+		case f.Requeue == nil || *f.Requeue:
+			p.queue.Requeue(p.id)
+		default:
+			p.queue.Discard(p.id)
+		}
+	case "touch":
+		// Renews the consumer-timeout lease of a delivery still being
+		// worked on (NSQ's TOUCH, NATS's in-progress ack).
+		p, ok := ws.ob.lookup(f.Tag)
+		if !ok {
+			ws.sendError(f.ID, http.StatusPreconditionFailed, fmt.Sprintf("unknown delivery tag %d", f.Tag))
+			return
+		}
+		p.queue.Touch(p.id)
+		ws.send(map[string]any{"op": "touched", "tag": f.Tag})
+	case "publish":
+		ws.publish(f)
+	case "reply_address":
+		ws.replyAddress(f)
+	case "ping":
+		ws.send(map[string]any{"op": "pong", "id": f.ID})
+	}
+}
+
+// wsAnswer is the answer to a publish frame: "confirmed" (confirm set) or
+// an error.
+type wsAnswer struct {
+	id      flexString
+	b       []byte
+	confirm bool
+}
+
+// maxUnsentConfirms bounds the answers a socket may have waiting for the
+// disk; beyond it the read loop stops reading (push-back).
+const maxUnsentConfirms = 4096
+
+// sendAnswer hands a due answer to the writer; it runs under the
+// ConfirmQueue's lock, maybe on the log's commit goroutine. err is set if
+// the message could not be written to disk: the client gets an error (500)
+// instead of "confirmed".
+func (ws *wsSession) sendAnswer(a wsAnswer, err error) {
+	if err != nil && a.confirm {
+		ws.log.Error("websocket publish not written to disk; not confirmed", "err", err)
+		a.b = mustJSON(map[string]any{"op": "error", "id": a.id, "code": http.StatusInternalServerError,
+			"message": "the message could not be written to disk: " + err.Error()})
+	}
+	ws.ob.answer(a.b)
+}
+
+// publishError answers a refused publish, in order behind the answers
+// still waiting for the disk.
+func (ws *wsSession) publishError(id flexString, code int, msg string) {
+	m := map[string]any{"op": "error", "code": code, "message": msg}
+	if id != "" {
+		m["id"] = id
+	}
+	ws.confirms.Add(wsAnswer{id: id, b: mustJSON(m)})
+	ws.ob.waitControl()
+}
+
+// publish routes a publish frame. With confirm, "confirmed" means what a
+// publisher confirm means: for a persistent message (delivery_mode 2)
+// that a durable queue took, that it is on disk; the read loop does not
+// wait for that (the answers of many publishes share one fsync), the
+// ConfirmQueue sends it when it is due, in order.
+func (ws *wsSession) publish(f *wsFrame) {
+	m, err := f.message()
+	if err == nil {
+		err = checkUserID(&m.Properties, ws.user.Name)
+	}
+	if err != nil {
+		ws.publishError(f.ID, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := ws.allowPublish(m.Exchange); err != nil {
+		ws.publishError(f.ID, web.HTTPStatus(err), err.Error())
+		return
+	}
+	// --max-publish-rate: wait for a token in the read loop, which stops
+	// reading the socket meanwhile (push-back, as AMQP; nothing dropped).
+	if !ws.rate.Wait(ws.stop) {
+		return // the socket is being closed
+	}
+	n, err := ws.pub.Publish(m)
+	if err == nil {
+		err = ws.pub.RefusedError()
+	}
+	if err != nil {
+		ws.publishError(f.ID, web.HTTPStatus(err), err.Error())
+		return
+	}
+	ws.reg.CountPublish()
+	if f.Confirm {
+		ws.confirms.Confirm(ws.pub, wsAnswer{id: f.ID, confirm: true,
+			b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID, "routed": n > 0})})
+		ws.confirms.Wait(maxUnsentConfirms, ws.stop)
+		ws.ob.waitControl()
+	}
+	if ws.pub.Congested() {
+		// Push-back: stop reading this socket until the queues drain.
+		ws.pub.WaitFlow(ws.done, ws.owner)
+	}
+}
+
+func (ws *wsSession) subscribe(f *wsFrame) {
+	id := string(f.ID)
+	ws.mu.Lock()
+	_, dup := ws.subs[id]
+	ws.mu.Unlock()
+	if dup || id == replySubID {
+		ws.sendError(f.ID, http.StatusBadRequest, fmt.Sprintf("subscription id %q already in use", id))
+		return
+	}
+	v := ws.vhost
+	var q *broker.Queue
+	var err error
+	private := f.Exchange != nil
+	if private {
+		// Broadcast: a queue of this socket's own, bound to the exchange.
+		ex := exchangeName(*f.Exchange)
+		if ex == "" {
+			ws.sendError(f.ID, http.StatusBadRequest, "cannot bind to the default exchange; subscribe to a queue instead")
+			return
+		}
+		q, err = ws.s.privateQueue(ws.user, v, ex, f.Key, ws.owner)
+	} else if err = ws.s.check(ws.user, v, auth.Read, auth.Queue, f.Queue); err == nil {
+		q, err = v.UsableQueue(f.Queue, ws.owner)
+	}
+	if err != nil {
+		ws.brokerError(f.ID, err)
+		return
+	}
+	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private}
+	if err := ws.consume(x, f.Prefetch); err != nil {
+		if private {
+			_, _ = v.DeleteQueue(q.Name(), ws.owner, false, false)
+		}
+		ws.brokerError(f.ID, err)
+		return
+	}
+	ws.mu.Lock()
+	ws.subs[id] = x
+	ws.mu.Unlock()
+	ws.send(map[string]any{"op": "subscribed", "id": f.ID, "queue": q.Name()})
+	ws.start(x)
+}
+
+func (ws *wsSession) consume(x *sub, prefetch int) error {
+	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, Prefetch: prefetch, Owner: ws.owner, Sink: x})
+	if err != nil {
+		return err
+	}
+	x.bc = bc
+	return nil
+}
+
+// start opens a subscription's gate once its answer is queued, so that
+// the first message cannot overtake it.
+func (ws *wsSession) start(x *sub) {
+	x.started.Store(true)
+	x.bc.Resume()
+}
+
+// replyAddress gives the socket a private queue for replies (RabbitMQ's
+// direct reply-to: the address routes through the default exchange).
+func (ws *wsSession) replyAddress(f *wsFrame) {
+	ws.mu.Lock()
+	x := ws.reply
+	ws.mu.Unlock()
+	if x == nil {
+		q := ws.vhost.DeclareReplyQueue(ws.owner)
+		x = &sub{o: ws.ob, id: replySubID, queue: q, auto: true}
+		if err := ws.consume(x, 0); err != nil {
+			ws.brokerError(f.ID, err)
+			return
+		}
+		ws.mu.Lock()
+		ws.reply = x
+		ws.mu.Unlock()
+		defer ws.start(x)
+	}
+	ws.send(map[string]any{"op": "reply_address", "id": f.ID, "address": x.queue.Name(), "sub": replySubID})
+}
+
+// allowPublish checks write on exchange with a one-entry cache valid until
+// users or permissions change: it runs for every published frame.
+func (ws *wsSession) allowPublish(exchange string) error {
+	gen := ws.s.users.Generation()
+	if ws.pubAllowedOK && ws.pubAllowedGen == gen && ws.pubAllowed == exchange {
+		return nil
+	}
+	if err := ws.s.check(ws.user, ws.vhost, auth.Write, auth.Exchange, exchange); err != nil {
+		return err
+	}
+	ws.pubAllowed, ws.pubAllowedGen, ws.pubAllowedOK = exchange, gen, true
+	return nil
+}
+
+// countDeliveries counts the messages of a batch the writer took (one
+// atomic add per batch).
+func (ws *wsSession) countDeliveries(batch []outItem) {
+	n := 0
+	for i := range batch {
+		if batch[i].sub != nil {
+			n++
+		}
+	}
+	if n > 0 {
+		ws.reg.CountDeliver(n)
+	}
+}
+
+// limitReason is the text of a connection-limit refusal.
+func limitReason(err error) string {
+	var be *broker.Error
+	if errors.As(err, &be) {
+		return be.Text
+	}
+	return err.Error()
+}
