@@ -64,6 +64,8 @@ type Broker struct {
 	keyed           keyedStores  // retained messages and session state per vhost (keyed.go)
 	parallel        bool         // more than one core: large fanouts may use a helper (fanout.go)
 
+	replicator atomic.Pointer[replicatorBox] // cluster mode: definitions changes go through it (replicate.go)
+
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost
 }
@@ -97,7 +99,7 @@ func (b *Broker) VHost(name string) *VHost {
 
 // AddVHost creates a virtual host if it does not exist.
 func (b *Broker) AddVHost(name string) *VHost {
-	r, _ := b.Apply(CreateVHost{VHost: name})
+	r, _ := b.run(CreateVHost{VHost: name})
 	return r.VHost
 }
 
