@@ -103,7 +103,7 @@ Talks to the management API of a running herald (herald serve --http).
   export definitions FILE                 "-" writes to standard output
   import definitions FILE
   close connection NAME [--reason TEXT]
-
+` + ctlClusterUsage + `
 Flags:
 `
 
@@ -144,6 +144,9 @@ func (c *ctlClient) run(w []string) error {
 			return usageError("usage: herald ctl " + form)
 		}
 		return nil
+	}
+	if handled, err := c.cluster(w); handled {
+		return err
 	}
 	vh := seg(c.o.vhost)
 	switch w[0] + " " + w[1] {

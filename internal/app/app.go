@@ -19,6 +19,7 @@ import (
 	"github.com/heraldmq/herald/internal/admin"
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/cluster"
 	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
 	"github.com/heraldmq/herald/internal/protocol/httpapi"
@@ -106,6 +107,9 @@ type Config struct {
 	// publishes likewise (0 = no limit); it fills in the protocol and web
 	// configs' MaxPublishRate where those are 0.
 	MaxPublishRate int
+	// Cluster, with an Addr, makes this node a member of a cluster
+	// (cluster.go); zero is single-node mode.
+	Cluster ClusterConfig
 }
 
 // App is a running Herald instance.
@@ -124,6 +128,7 @@ type App struct {
 	recoveredEntries int
 	monitor          *resourceMonitor
 	store            *store.Log
+	cluster          *cluster.Node // nil in single-node mode
 }
 
 // New builds an instance; Start restores its state and binds its listeners.
@@ -203,7 +208,10 @@ func New(cfg Config) (*App, error) {
 			cfg.Web.Node = s.nodeInfo
 		}
 		s.web = web.New(cfg.Web, b, cfg.Users, cfg.Logger.With("protocol", "http"))
-		admin.Mount(s.web)
+		mgmt := admin.Mount(s.web)
+		if cfg.Cluster.Addr != "" {
+			mgmt.SetCluster(clusterView{s})
+		}
 		httpapi.Mount(s.web)
 	}
 	s.monitor = newResourceMonitor(s, cfg) // before any request can reach s.nodeInfo
@@ -222,8 +230,14 @@ func (s *App) Start() error {
 	if err := s.defs.load(); err != nil {
 		return err
 	}
+	if s.cfg.Cluster.Addr != "" {
+		if err := s.startCluster(); err != nil {
+			return err
+		}
+	}
 	if s.cfg.LoadDefinitions != "" {
 		if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
+			s.stopCluster()
 			return err
 		}
 	}
@@ -238,7 +252,11 @@ func (s *App) Start() error {
 	}
 	s.mqtt.RestoreSessions() // MQTT session expiry that ran on while the broker was down
 	s.lns.Go(s.monitor.run)
-	return s.lns.Listen(s.listenerSpecs())
+	if err := s.lns.Listen(s.listenerSpecs()); err != nil {
+		s.stopCluster()
+		return err
+	}
+	return nil
 }
 
 func (s *App) listenerSpecs() []server.Spec {
@@ -286,6 +304,7 @@ func (s *App) Shutdown(ctx context.Context) error {
 		endStreams = s.web.Close // ends WebSocket and SSE streams so the HTTP servers can drain
 	}
 	err := s.lns.Shutdown(ctx, endStreams)
+	s.stopCluster()
 	s.mqtt.Close()
 	s.broker.Close()
 	if cerr := s.store.Close(); cerr != nil {
