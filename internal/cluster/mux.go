@@ -28,10 +28,16 @@ type mux struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	// conns are the Raft connections in both directions: the transport
+	// keeps them in its pool and reader goroutines, and does not close
+	// them at shutdown, so the mux does.
+	connMu sync.Mutex
+	conns  map[net.Conn]struct{}
 }
 
 func newMux(ln net.Listener, advertise net.Addr, serveRPC func(net.Conn)) *mux {
-	return &mux{ln: ln, advertise: advertise, raft: make(chan net.Conn), serveRPC: serveRPC, closed: make(chan struct{})}
+	return &mux{ln: ln, advertise: advertise, raft: make(chan net.Conn), serveRPC: serveRPC, closed: make(chan struct{}),
+		conns: make(map[net.Conn]struct{})}
 }
 
 // run accepts until the listener is closed.
@@ -59,8 +65,13 @@ func (m *mux) sort(c net.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	switch b[0] {
 	case kindRaft:
+		t := m.track(c)
+		if t == nil {
+			c.Close()
+			return
+		}
 		select {
-		case m.raft <- c:
+		case m.raft <- t:
 		case <-m.closed:
 			c.Close()
 		}
@@ -77,8 +88,43 @@ func (m *mux) close() {
 	m.closeOnce.Do(func() {
 		close(m.closed)
 		m.ln.Close()
+		m.connMu.Lock()
+		conns := m.conns
+		m.conns = nil
+		for c := range conns {
+			c.(*trackedConn).Conn.Close()
+		}
+		m.connMu.Unlock()
 	})
 	m.wg.Wait()
+}
+
+// track remembers a Raft connection until it or the mux closes; nil once
+// the mux is closed.
+func (m *mux) track(c net.Conn) net.Conn {
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	if m.conns == nil {
+		return nil
+	}
+	t := &trackedConn{Conn: c, m: m}
+	m.conns[t] = struct{}{}
+	return t
+}
+
+// trackedConn forgets itself in the mux when closed.
+type trackedConn struct {
+	net.Conn
+	m *mux
+}
+
+func (t *trackedConn) Close() error {
+	t.m.connMu.Lock()
+	if t.m.conns != nil {
+		delete(t.m.conns, t)
+	}
+	t.m.connMu.Unlock()
+	return t.Conn.Close()
 }
 
 // streamLayer is the Raft side of the mux (raft.StreamLayer).
@@ -101,7 +147,16 @@ func (s streamLayer) Close() error { return nil }
 func (s streamLayer) Addr() net.Addr { return s.m.advertise }
 
 func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialKind(string(addr), timeout, kindRaft)
+	c, err := dialKind(string(addr), timeout, kindRaft)
+	if err != nil {
+		return nil, err
+	}
+	t := s.m.track(c)
+	if t == nil {
+		c.Close()
+		return nil, errors.New("cluster listener closed")
+	}
+	return t, nil
 }
 
 func dialKind(addr string, timeout time.Duration, kind byte) (net.Conn, error) {
