@@ -61,6 +61,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defaultPass := fs.String("default-pass", "guest", "password of --default-user; prefer HERALD_DEFAULT_PASS, the command line is visible to other local users")
 	nodeName := fs.String("node-name", defaultNodeName(), "cluster mode: this node's name, unique in the cluster (its Raft ID and its name in /api/nodes)")
 	clusterAddr := fs.String("cluster-addr", "", "cluster mode: HOST:PORT this node listens on for the other nodes (Raft and forwarding), e.g. 10.0.0.1:25672; empty = single node")
+	clusterAdvertise := fs.String("cluster-advertise", "", "cluster mode: the address the other nodes dial when it is not --cluster-addr (NAT, containers, a proxy); empty = --cluster-addr")
 	join := fs.String("join", "", "cluster mode: comma-separated cluster addresses of the other nodes")
 	loopbackUsers := fs.String("loopback-users", "guest", "comma-separated users who may log in only from localhost; \"none\" lets guest in from anywhere (RabbitMQ's loopback_users)")
 	fs.Usage = func() {
@@ -116,7 +117,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		LoopbackUsers:       append([]string{}, splitList(*loopbackUsers)...), // non-nil: an emptied list restricts nobody
 		MemoryHighWatermark: offIfZero(*memWatermark),
 		DiskFreeLimit:       int64(offIfZero(float64(*diskFree))),
-		Cluster:             app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Join: splitList(*join)},
+		Cluster:             app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Advertise: *clusterAdvertise, Join: splitList(*join)},
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -19,6 +19,9 @@ type ClusterConfig struct {
 	NodeName string
 	// Addr is the cluster address (--cluster-addr): Raft and forwarding.
 	Addr string
+	// Advertise is the address the other nodes dial when it is not Addr
+	// (--cluster-advertise: NAT, containers, a proxy).
+	Advertise string
 	// Join lists the other nodes' cluster addresses (--join).
 	Join []string
 	// Timing overrides Raft's timeouts (tests); zero takes the defaults.
@@ -57,7 +60,7 @@ func (v clusterView) RemoveNode(name string) error {
 // permissions change) through Raft.
 func (s *App) startCluster() error {
 	c := s.cfg.Cluster
-	n, err := cluster.Start(cluster.Config{NodeName: c.NodeName, Addr: c.Addr, Join: c.Join,
+	n, err := cluster.Start(cluster.Config{NodeName: c.NodeName, Addr: c.Addr, Advertise: c.Advertise, Join: c.Join,
 		Dir: filepath.Join(s.cfg.DataDir, "raft"), Broker: s.broker, Users: s.cfg.Users, Logger: s.log, Timing: c.Timing})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)

@@ -33,6 +33,9 @@ type Config struct {
 	// Addr is the cluster address to listen on and to be reached at
 	// (host:port; the host must be one the other nodes can dial).
 	Addr string
+	// Advertise, when set, is the address the other nodes dial instead of
+	// Addr (NAT, containers, a proxy in front of the port).
+	Advertise string
 	// Join lists the other nodes' cluster addresses.
 	Join []string
 	// Dir holds the Raft log, stable store and snapshots (<data-dir>/raft).
@@ -93,12 +96,16 @@ func Start(cfg Config) (*Node, error) {
 	if t.Heartbeat <= 0 {
 		t = defaultTiming
 	}
-	host, _, err := net.SplitHostPort(cfg.Addr)
+	adv := cfg.Addr
+	if cfg.Advertise != "" {
+		adv = cfg.Advertise
+	}
+	host, _, err := net.SplitHostPort(adv)
 	if err != nil {
-		return nil, fmt.Errorf("--cluster-addr %q: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("cluster address %q: %w", adv, err)
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		return nil, fmt.Errorf("--cluster-addr %q: give the address the other nodes dial (a host or IP, not %q)", cfg.Addr, host)
+		return nil, fmt.Errorf("cluster address %q: give the address the other nodes dial (a host or IP, not %q), or set --cluster-advertise", adv, host)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create %s: %w", cfg.Dir, err)
@@ -122,7 +129,7 @@ func Start(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("cannot listen on the cluster address %s: %w", cfg.Addr, err)
 	}
-	advertise, err := net.ResolveTCPAddr("tcp", cfg.Addr)
+	advertise, err := net.ResolveTCPAddr("tcp", adv)
 	if err != nil || advertise.Port == 0 {
 		advertise, _ = ln.Addr().(*net.TCPAddr)
 	}

@@ -218,3 +218,33 @@ func TestClusterCtl(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClusterPartitionedFollower cuts a follower off (nobody reaches it),
+// declares on the majority, heals, and sees the follower catch up; then
+// slows the follower's link and declares again.
+func TestClusterPartitionedFollower(t *testing.T) {
+	h := newHarness(t, 3)
+	leader := h.waitLeader(nil, 5*time.Second)
+	var f *node
+	for _, nd := range h.nodes {
+		if nd != leader {
+			f = nd
+			break
+		}
+	}
+	f.proxy.cut()
+	if err := leader.declareQueue("during-partition", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.hasQueue("during-partition"); err == nil {
+		t.Fatal("a cut-off node got the declaration")
+	}
+	f.proxy.heal()
+	eventually(t, 10*time.Second, "the healed node catches up", func() error { return f.hasQueue("during-partition") })
+	f.proxy.slow(20 * time.Millisecond)
+	if err := leader.declareQueue("slow-link", nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the slow node gets it", func() error { return f.hasQueue("slow-link") })
+	f.proxy.slow(0)
+}

@@ -53,6 +53,7 @@ type node struct {
 	dataDir                     string
 	clusterAddr, amqpAddr, http string
 	join                        []string
+	proxy                       *proxy // in front of clusterAddr: the address the others dial
 	mu                          sync.Mutex
 	cmd                         *exec.Cmd
 	exited                      chan struct{}
@@ -84,9 +85,12 @@ func newHarness(t *testing.T, n int) *harness {
 			clusterAddr: freePort(t), amqpAddr: freePort(t), http: freePort(t)})
 	}
 	for _, nd := range h.nodes {
+		nd.proxy = newProxy(t, nd.clusterAddr)
+	}
+	for _, nd := range h.nodes {
 		for _, o := range h.nodes {
 			if o != nd {
-				nd.join = append(nd.join, o.clusterAddr)
+				nd.join = append(nd.join, o.proxy.addr())
 			}
 		}
 	}
@@ -107,7 +111,7 @@ func (h *harness) start(nd *node) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	cmd := exec.Command(herald, "serve", "--node-name", nd.name, "--cluster-addr", nd.clusterAddr, "--join", strings.Join(nd.join, ","),
+	cmd := exec.Command(herald, "serve", "--node-name", nd.name, "--cluster-addr", nd.clusterAddr, "--cluster-advertise", nd.proxy.addr(), "--join", strings.Join(nd.join, ","),
 		"--data-dir", nd.dataDir, "--amqp", nd.amqpAddr, "--http", nd.http, "--mqtt", "off", "--stomp", "off",
 		"--disk-free-limit", "0", "--vm-memory-high-watermark", "0")
 	cmd.Stdout, cmd.Stderr = f, f
