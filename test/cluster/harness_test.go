@@ -314,3 +314,25 @@ func (nd *node) hasQueue(name string) error {
 	}
 	return nil
 }
+
+// queueNames lists the queues of vhost "/" on nd.
+func (nd *node) queueNames() (map[string]bool, error) {
+	code, b, err := nd.api("GET", "/api/queues/%2F?columns=name", nil)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("%s: GET /api/queues: %d %s", nd.name, code, b)
+	}
+	var qs []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(b, &qs); err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(qs))
+	for _, q := range qs {
+		out[q.Name] = true
+	}
+	return out, nil
+}
