@@ -236,6 +236,16 @@ func (s *App) Start() error {
 		}
 	}
 	if s.cfg.LoadDefinitions != "" {
+		if s.cluster != nil {
+			// The import is replicated: it needs the cluster formed.
+			ctx, cancel := context.WithTimeout(context.Background(), clusterFormTimeout)
+			err := s.WaitCluster(ctx)
+			cancel()
+			if err != nil {
+				s.stopCluster()
+				return fmt.Errorf("--load-definitions in cluster mode waits for the cluster to elect a leader: none within %s (are the --join nodes up?)", clusterFormTimeout)
+			}
+		}
 		if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
 			s.stopCluster()
 			return err

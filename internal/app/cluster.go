@@ -28,6 +28,10 @@ type ClusterConfig struct {
 	Timing cluster.Timing
 }
 
+// clusterFormTimeout bounds the wait for a leader at start when
+// --load-definitions has something to replicate.
+const clusterFormTimeout = 2 * time.Minute
+
 // clusterView adapts the cluster node to what the management API reads;
 // it is handed to admin in New, the node is started in Start.
 type clusterView struct{ s *App }

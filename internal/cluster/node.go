@@ -163,11 +163,6 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cannot read the Raft state in %s: %w", cfg.Dir, err)
 	}
 	n.hasState.Store(has)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.mux.run()
-	}()
 	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.trans)
 	if err != nil {
 		n.closeTransport()
@@ -176,6 +171,13 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cannot start Raft: %w", err)
 	}
 	n.raft = r
+	// Accept only now: the RPC handlers use n.raft (connections that came
+	// meanwhile wait in the listen backlog).
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.mux.run()
+	}()
 	if !has {
 		n.wg.Add(1)
 		go func() {

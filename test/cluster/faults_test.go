@@ -97,6 +97,11 @@ func TestClusterFaultLoop(t *testing.T) {
 		}
 		// Let the cluster settle: every node up and agreeing on a leader.
 		h.waitLeader(nil, 20*time.Second)
+		for _, nd := range h.nodes {
+			if !nd.running() {
+				t.Fatalf("cycle %d: %s exited on its own", c, nd.name)
+			}
+		}
 	}
 	close(stop)
 	wg.Wait()

@@ -262,10 +262,20 @@ func (h *harness) waitLeader(skip *node, within time.Duration) *node {
 	return nil
 }
 
+// running reports whether nd's process was started and has not exited
+// (a paused one counts as running).
 func (nd *node) running() bool {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	return nd.cmd != nil
+	if nd.cmd == nil {
+		return false
+	}
+	select {
+	case <-nd.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 func (h *harness) byName(name string) *node {
