@@ -52,6 +52,7 @@ type node struct {
 	name                        string
 	dataDir                     string
 	clusterAddr, amqpAddr, http string
+	mqttAddr                    string
 	join                        []string
 	proxy                       *proxy // in front of clusterAddr: the address the others dial
 	mu                          sync.Mutex
@@ -82,7 +83,7 @@ func newHarness(t *testing.T, n int) *harness {
 	root := t.TempDir()
 	for i := range n {
 		h.nodes = append(h.nodes, &node{name: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(root, fmt.Sprintf("n%d", i+1)),
-			clusterAddr: freePort(t), amqpAddr: freePort(t), http: freePort(t)})
+			clusterAddr: freePort(t), amqpAddr: freePort(t), http: freePort(t), mqttAddr: freePort(t)})
 	}
 	for _, nd := range h.nodes {
 		nd.proxy = newProxy(t, nd.clusterAddr)
@@ -112,7 +113,7 @@ func (h *harness) start(nd *node) {
 		h.t.Fatal(err)
 	}
 	cmd := exec.Command(herald, "serve", "--node-name", nd.name, "--cluster-addr", nd.clusterAddr, "--cluster-advertise", nd.proxy.addr(), "--join", strings.Join(nd.join, ","),
-		"--data-dir", nd.dataDir, "--amqp", nd.amqpAddr, "--http", nd.http, "--mqtt", "off", "--stomp", "off",
+		"--data-dir", nd.dataDir, "--amqp", nd.amqpAddr, "--http", nd.http, "--mqtt", nd.mqttAddr, "--stomp", "off",
 		"--disk-free-limit", "0", "--vm-memory-high-watermark", "0")
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), "HERALD_CONFIG=")
