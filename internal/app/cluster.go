@@ -24,8 +24,9 @@ type ClusterConfig struct {
 	Advertise string
 	// Join lists the other nodes' cluster addresses (--join).
 	Join []string
-	// Timing overrides Raft's timeouts (tests); zero takes the defaults.
-	Timing cluster.Timing
+	// Tuning overrides Raft's timeouts and snapshot settings (tests); zero
+	// takes the defaults.
+	Tuning cluster.Tuning
 }
 
 // clusterFormTimeout bounds the wait for a leader at start when
@@ -65,7 +66,7 @@ func (v clusterView) RemoveNode(name string) error {
 func (s *App) startCluster() error {
 	c := s.cfg.Cluster
 	n, err := cluster.Start(cluster.Config{NodeName: c.NodeName, Addr: c.Addr, Advertise: c.Advertise, Join: c.Join,
-		Dir: filepath.Join(s.cfg.DataDir, "raft"), Broker: s.broker, Users: s.cfg.Users, Logger: s.log, Timing: c.Timing})
+		Dir: filepath.Join(s.cfg.DataDir, "raft"), Broker: s.broker, Users: s.cfg.Users, Logger: s.log, Tuning: c.Tuning})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}

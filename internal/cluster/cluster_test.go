@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -13,12 +14,13 @@ import (
 	"github.com/heraldmq/herald/internal/broker"
 )
 
-var fast = Timing{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond, Commit: 5 * time.Millisecond}
+var fast = Tuning{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond, Commit: 5 * time.Millisecond}
 
 type member struct {
-	node   *Node
-	broker *broker.Broker
-	users  *auth.Users
+	node    *Node
+	broker  *broker.Broker
+	users   *auth.Users
+	stopped bool
 }
 
 func freeAddr(t *testing.T) string {
@@ -31,8 +33,34 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// startMember starts one node in this process with a fresh broker.
+func startMember(t *testing.T, name, addr string, join []string, dir string, tu Tuning) *member {
+	t.Helper()
+	users := auth.NewUsers()
+	users.SetBcryptCost(4)
+	b := broker.New(broker.Options{})
+	n, err := Start(Config{NodeName: name, Addr: addr, Join: join, Dir: dir, Broker: b, Users: users, Tuning: tu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetReplicator(n)
+	users.OnChange(n.UsersChanged)
+	m := &member{node: n, broker: b, users: users}
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *member) stop() {
+	if m.stopped {
+		return
+	}
+	m.stopped = true
+	_ = m.node.Close()
+	m.broker.Close()
+}
+
 // startThree starts three nodes in this process and waits for a leader.
-func startThree(t *testing.T) []*member {
+func startThree(t *testing.T, tu Tuning) []*member {
 	t.Helper()
 	dir := t.TempDir()
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
@@ -44,23 +72,7 @@ func startThree(t *testing.T) []*member {
 				join = append(join, a)
 			}
 		}
-		users := auth.NewUsers()
-		users.SetBcryptCost(4)
-		b := broker.New(broker.Options{})
-		n, err := Start(Config{NodeName: name, Addr: addrs[i], Join: join, Dir: filepath.Join(dir, name), Broker: b, Users: users, Timing: fast})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.SetReplicator(n)
-		users.OnChange(n.UsersChanged)
-		m := &member{node: n, broker: b, users: users}
-		ms = append(ms, m)
-		t.Cleanup(func() {
-			if err := n.Close(); err != nil {
-				t.Error(err)
-			}
-			b.Close()
-		})
+		ms = append(ms, startMember(t, name, addrs[i], join, filepath.Join(dir, name), tu))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -84,7 +96,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestReplicatedDefinitions(t *testing.T) {
-	ms := startThree(t)
+	ms := startThree(t, fast)
 	var follower *member
 	for _, m := range ms {
 		if _, id := m.node.raft.LeaderWithID(); string(id) != m.node.Name() {
@@ -188,5 +200,43 @@ func FuzzDecodeEntry(f *testing.F) {
 		if _, err := decodeEntry(again); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// TestSnapshotCatchUp: a node that comes back empty after the leader
+// compacted its log gets the state by snapshot (Restore), then the log.
+func TestSnapshotCatchUp(t *testing.T) {
+	tu := fast
+	tu.SnapshotThreshold, tu.TrailingLogs = 8, 2
+	ms := startThree(t, tu)
+	gone := ms[2]
+	addr, join := gone.node.cfg.Addr, gone.node.cfg.Join
+	gone.stop()
+	v := ms[0].broker.VHost(broker.DefaultVHost)
+	for i := range 30 {
+		if _, err := v.DeclareQueue(fmt.Sprintf("q%02d", i), broker.QueueOptions{Durable: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range ms[:2] {
+		if err := m.node.raft.Snapshot().Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if first, _ := ms[0].node.store.FirstIndex(); first <= 1 {
+		t.Fatalf("the log was not compacted (first index %d)", first)
+	}
+	// The node returns with nothing (its disk was replaced).
+	back := startMember(t, "c", addr, join, filepath.Join(t.TempDir(), "c-new"), tu)
+	waitFor(t, "the returning node has every queue", func() bool {
+		return len(back.broker.VHost(broker.DefaultVHost).Queues()) == 30
+	})
+	// And it follows the log from there.
+	if _, err := v.DeclareQueue("after", broker.QueueOptions{Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the returning node follows the log", func() bool {
+		_, err := back.broker.VHost(broker.DefaultVHost).Queue("after")
+		return err == nil
 	})
 }

@@ -43,17 +43,24 @@ type Config struct {
 	Broker *broker.Broker
 	Users  *auth.Users
 	Logger *slog.Logger
-	Timing Timing
+	Tuning Tuning
 }
 
-// Timing are Raft's timeouts; zero values take DefaultTiming's.
-type Timing struct {
+// Tuning are Raft's timeouts and snapshot settings; a zero Heartbeat
+// takes defaultTuning's timeouts, zero snapshot fields Herald's defaults.
+type Tuning struct {
 	Heartbeat, Election, LeaderLease, Commit time.Duration
+	// SnapshotThreshold is how many new entries make a snapshot due (1024);
+	// TrailingLogs how many entries a snapshot leaves in the log for
+	// followers a little behind (10240); SnapshotInterval how often the
+	// threshold is checked (30 s).
+	SnapshotThreshold, TrailingLogs uint64
+	SnapshotInterval                time.Duration
 }
 
-// defaultTiming suits a LAN: a dead leader is replaced within about two
+// defaultTuning suits a LAN: a dead leader is replaced within about two
 // seconds.
-var defaultTiming = Timing{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond,
+var defaultTuning = Tuning{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond,
 	LeaderLease: 250 * time.Millisecond, Commit: 5 * time.Millisecond}
 
 // Node is a running cluster member.
@@ -92,9 +99,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	t := cfg.Timing
+	t := cfg.Tuning
 	if t.Heartbeat <= 0 {
-		t = defaultTiming
+		t.Heartbeat, t.Election, t.LeaderLease, t.Commit = defaultTuning.Heartbeat, defaultTuning.Election, defaultTuning.LeaderLease, defaultTuning.Commit
 	}
 	adv := cfg.Addr
 	if cfg.Advertise != "" {
@@ -149,8 +156,16 @@ func Start(cfg Config) (*Node, error) {
 	rc.LocalID = raft.ServerID(cfg.NodeName)
 	rc.Logger = hl
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout, rc.CommitTimeout = t.Heartbeat, t.Election, t.LeaderLease, t.Commit
-	rc.SnapshotThreshold = 1024
-	rc.SnapshotInterval = 30 * time.Second
+	rc.SnapshotThreshold, rc.TrailingLogs, rc.SnapshotInterval = 1024, 10240, 30*time.Second
+	if t.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = t.SnapshotThreshold
+	}
+	if t.TrailingLogs > 0 {
+		rc.TrailingLogs = t.TrailingLogs
+	}
+	if t.SnapshotInterval > 0 {
+		rc.SnapshotInterval = t.SnapshotInterval
+	}
 	// The node's definitions are restored from its own data dir (which is
 	// at least as new as its last snapshot); a snapshot is loaded only when
 	// the leader sends one to a node that fell behind.
