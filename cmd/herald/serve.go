@@ -134,6 +134,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	attrs := []any{"version", version, "data_dir", *dataDir}
+	if *clusterAddr != "" {
+		attrs = append(attrs, "node", *nodeName, "cluster", *clusterAddr)
+	}
 	for _, name := range []string{"amqp", "amqps", "mqtt", "mqtts", "stomp", "stomps", "http", "https"} {
 		if a := srv.Addr(name); a != nil {
 			attrs = append(attrs, name, a.String())

@@ -4,6 +4,19 @@
 // permissions) is an entry of its log, applied on every node by the FSM
 // (fsm.go) through broker.Apply. The broker knows none of this: it calls
 // the broker.Replicator this package implements.
+//
+// On disk (<data-dir>/raft): raft.db, the Raft log and stable store
+// (bbolt, through raft-boltdb); snapshot directories (hashicorp/raft's
+// file snapshot store, CRC-64 checked); applied, the last log index this
+// node's definitions include, in decimal. A log entry's data is
+//
+//	+----------------+---------------------------------------------+
+//	| CRC-32C (4, BE)| JSON {"origin","req","command"|"users"}      |
+//	+----------------+---------------------------------------------+
+//
+// where the CRC (Castagnoli) covers the JSON, "command" is
+// broker.EncodeCommand's encoding and "users" the users section of the
+// definitions document. A snapshot is JSON {"index", "definitions"}.
 package cluster
 
 import (

@@ -74,6 +74,18 @@ func TestClusterMetadata(t *testing.T) {
 	h.kill(leader, syscall.SIGKILL)
 	next := h.waitLeader(leader, 10*time.Second)
 	t.Logf("leader %s killed; %s leads after %s", leader.name, next.name, time.Since(killed).Round(time.Millisecond))
+	eventually(t, 5*time.Second, "/api/nodes reports the killed node not running", func() error {
+		ns, err := next.nodes()
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			if n.Name == leader.name && !n.Running {
+				return nil
+			}
+		}
+		return fmt.Errorf("%+v", ns)
+	})
 	var other *node
 	for _, nd := range h.nodes {
 		if nd != leader && nd != next {
