@@ -240,3 +240,24 @@ func TestSnapshotCatchUp(t *testing.T) {
 		return err == nil
 	})
 }
+
+// The same --join list on every node (each one's own address included)
+// forms the cluster too.
+func TestJoinListsSelf(t *testing.T) {
+	dir := t.TempDir()
+	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	var ms []*member
+	for i, name := range []string{"a", "b", "c"} {
+		ms = append(ms, startMember(t, name, addrs[i], addrs, filepath.Join(dir, name), fast))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, m := range ms {
+		if err := m.node.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := ms[0].node.Status(time.Second); len(st) != 3 {
+		t.Fatalf("%d nodes: %+v", len(st), st)
+	}
+}

@@ -270,6 +270,12 @@ func (n *Node) form() {
 				all = false
 				continue
 			}
+			if resp.Name == n.cfg.NodeName {
+				if addr != string(self.Address) && attempt == 0 {
+					n.log.Warn("a node at a --join address has this node's name; node names must be unique", "addr", addr, "name", resp.Name)
+				}
+				continue // --join may list this node too
+			}
 			if resp.HasState {
 				existing = addr
 			}
@@ -442,10 +448,12 @@ func (n *Node) RemoveNode(name string) error {
 	return n.toLeader(request{Op: opRemove, Name: name}, "")
 }
 
-// WaitLeader waits until the cluster has a leader this node knows of.
+// WaitLeader waits until the cluster has a leader this node knows of and
+// this node holds the cluster's configuration (a node that joined learns
+// it from the leader's log, a moment after its first heartbeat).
 func (n *Node) WaitLeader(ctx context.Context) error {
 	for {
-		if _, id := n.raft.LeaderWithID(); id != "" {
+		if _, id := n.raft.LeaderWithID(); id != "" && n.member() {
 			return nil
 		}
 		select {
@@ -454,4 +462,18 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// member reports whether this node's configuration lists it.
+func (n *Node) member() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(n.cfg.NodeName) {
+			return true
+		}
+	}
+	return false
 }

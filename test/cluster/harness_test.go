@@ -100,6 +100,20 @@ func newHarness(t *testing.T, n int) *harness {
 		h.start(nd)
 	}
 	h.waitLeader(nil, 20*time.Second)
+	// Every node holds the configuration (a node that joined learns it
+	// from the leader's log): only then may any node die.
+	for _, nd := range h.nodes {
+		eventually(t, 10*time.Second, nd.name+" knows every node", func() error {
+			ns, err := nd.nodes()
+			if err != nil {
+				return err
+			}
+			if len(ns) != n {
+				return fmt.Errorf("%s lists %d nodes", nd.name, len(ns))
+			}
+			return nil
+		})
+	}
 	return h
 }
 
