@@ -40,8 +40,8 @@ type response struct {
 
 const rpcTimeout = 10 * time.Second
 
-// maxRequest bounds a request's size: an entry is one command or the
-// users section, far below it.
+// maxRequest bounds a request's or response's size: an entry is one
+// command or the users section, far below it.
 const maxRequest = 64 << 20
 
 // call sends one request to addr and returns the response.
@@ -56,7 +56,7 @@ func call(addr string, req request, timeout time.Duration) (response, error) {
 		return response{}, err
 	}
 	var resp response
-	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&resp); err != nil {
+	if err := json.NewDecoder(bufio.NewReader(&limitedConn{c: c, left: maxRequest})).Decode(&resp); err != nil {
 		return response{}, fmt.Errorf("no answer from %s: %w", addr, err)
 	}
 	return resp, nil
