@@ -260,3 +260,38 @@ func TestClusterPartitionedFollower(t *testing.T) {
 	eventually(t, 10*time.Second, "the slow node gets it", func() error { return f.hasQueue("slow-link") })
 	f.proxy.slow(0)
 }
+
+// TestClusterRollingRestart restarts the nodes one at a time (SIGTERM,
+// start again with the same data dir) while declaring through the
+// others: every acknowledged declaration is on every node at the end.
+func TestClusterRollingRestart(t *testing.T) {
+	h := newHarness(t, 3)
+	var acked []string
+	for round, nd := range h.nodes {
+		h.kill(nd, syscall.SIGTERM)
+		for i := range 5 {
+			via := h.nodes[(round+1+i%2)%3]
+			name := fmt.Sprintf("rolling-%d-%d", round, i)
+			if err := via.declareQueue(name, nil); err != nil {
+				t.Fatalf("with %s down: %v", nd.name, err)
+			}
+			acked = append(acked, name)
+		}
+		h.start(nd)
+		h.waitLeader(nil, 20*time.Second)
+	}
+	for _, nd := range h.nodes {
+		eventually(t, 20*time.Second, nd.name+" has every declaration", func() error {
+			have, err := nd.queueNames()
+			if err != nil {
+				return err
+			}
+			for _, n := range acked {
+				if !have[n] {
+					return fmt.Errorf("%s lacks %s", nd.name, n)
+				}
+			}
+			return nil
+		})
+	}
+}
