@@ -223,31 +223,21 @@ func (s *App) Broker() *broker.Broker { return s.broker }
 
 // Start prepares the data directory, restores the durable definitions and
 // messages, and binds every enabled listener.
-func (s *App) Start() error {
+func (s *App) Start() (err error) {
+	defer func() {
+		if err != nil {
+			s.stopCluster() // a node that cannot serve leaves the cluster port
+		}
+	}()
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", s.cfg.DataDir, err)
 	}
 	if err := s.defs.load(); err != nil {
 		return err
 	}
-	if s.cfg.Cluster.Addr != "" {
-		if err := s.startCluster(); err != nil {
-			return err
-		}
-	}
-	if s.cfg.LoadDefinitions != "" {
-		if s.cluster != nil {
-			// The import is replicated: it needs the cluster formed.
-			ctx, cancel := context.WithTimeout(context.Background(), clusterFormTimeout)
-			err := s.WaitCluster(ctx)
-			cancel()
-			if err != nil {
-				s.stopCluster()
-				return fmt.Errorf("--load-definitions in cluster mode waits for the cluster to elect a leader: none within %s (are the --join nodes up?)", clusterFormTimeout)
-			}
-		}
+	clustered := s.cfg.Cluster.Addr != ""
+	if s.cfg.LoadDefinitions != "" && !clustered {
 		if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
-			s.stopCluster()
 			return err
 		}
 	}
@@ -261,12 +251,27 @@ func (s *App) Start() error {
 		debug.FreeOSMemory() // give back what recovery used (its scan buffers, the index it built)
 	}
 	s.mqtt.RestoreSessions() // MQTT session expiry that ran on while the broker was down
-	s.lns.Go(s.monitor.run)
-	if err := s.lns.Listen(s.listenerSpecs()); err != nil {
-		s.stopCluster()
-		return err
+	if clustered {
+		// After recovery: from here on the leader's entries change the
+		// definitions, and the queues have their messages back.
+		if err := s.startCluster(); err != nil {
+			return err
+		}
+		if s.cfg.LoadDefinitions != "" {
+			// The import is replicated: it needs the cluster formed.
+			ctx, cancel := context.WithTimeout(context.Background(), clusterFormTimeout)
+			err := s.WaitCluster(ctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("--load-definitions in cluster mode waits for the cluster to elect a leader: none within %s (are the --join nodes up?)", clusterFormTimeout)
+			}
+			if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
+				return err
+			}
+		}
 	}
-	return nil
+	s.lns.Go(s.monitor.run)
+	return s.lns.Listen(s.listenerSpecs())
 }
 
 func (s *App) listenerSpecs() []server.Spec {

@@ -295,3 +295,20 @@ func TestClusterRollingRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterLoadDefinitions starts every node with the same
+// --load-definitions file: the import waits for the cluster and is
+// replicated (three imports of the same document agree).
+func TestClusterLoadDefinitions(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "defs.json")
+	doc := `{"queues":[{"name":"from-file","vhost":"/","durable":true,"auto_delete":false,"arguments":{"x-max-length":7}}],
+	  "exchanges":[{"name":"file-x","vhost":"/","type":"fanout","durable":true,"auto_delete":false,"internal":false,"arguments":{}}],
+	  "bindings":[{"source":"file-x","vhost":"/","destination":"from-file","destination_type":"queue","routing_key":"","arguments":{}}]}`
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, 3, "--load-definitions", file)
+	for _, nd := range h.nodes {
+		eventually(t, 10*time.Second, nd.name+" has the file's queue", func() error { return nd.hasQueue("from-file") })
+	}
+}

@@ -63,6 +63,7 @@ type node struct {
 
 // harness is a cluster of real processes.
 type harness struct {
+	extra []string
 	t     *testing.T
 	nodes []*node
 }
@@ -77,9 +78,10 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// newHarness starts n nodes named n1..nN and waits for a leader.
-func newHarness(t *testing.T, n int) *harness {
-	h := &harness{t: t}
+// newHarness starts n nodes named n1..nN and waits for a leader; extra
+// are more herald serve flags for every node.
+func newHarness(t *testing.T, n int, extra ...string) *harness {
+	h := &harness{t: t, extra: extra}
 	root := t.TempDir()
 	for i := range n {
 		h.nodes = append(h.nodes, &node{name: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(root, fmt.Sprintf("n%d", i+1)),
@@ -129,6 +131,7 @@ func (h *harness) start(nd *node) {
 	cmd := exec.Command(herald, "serve", "--node-name", nd.name, "--cluster-addr", nd.clusterAddr, "--cluster-advertise", nd.proxy.addr(), "--join", strings.Join(nd.join, ","),
 		"--data-dir", nd.dataDir, "--amqp", nd.amqpAddr, "--http", nd.http, "--mqtt", nd.mqttAddr, "--stomp", "off",
 		"--disk-free-limit", "0", "--vm-memory-high-watermark", "0")
+	cmd.Args = append(cmd.Args, h.extra...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), "HERALD_CONFIG=")
 	if err := cmd.Start(); err != nil {
