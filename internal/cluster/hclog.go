@@ -21,6 +21,8 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
 	level := slog.LevelInfo
 	switch {
+	case bytes.Contains(p, []byte("use of closed network connection")):
+		level = slog.LevelDebug // this node's own shutdown closing Raft's connections
 	case bytes.Contains(p, []byte("[ERROR]")):
 		level = slog.LevelError
 	case bytes.Contains(p, []byte("[WARN]")):

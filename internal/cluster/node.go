@@ -245,9 +245,11 @@ func (n *Node) Close() error {
 
 // form makes a cluster of this node and the nodes at cfg.Join when none
 // of them has Raft state yet: every node asks every other for its name
-// and bootstraps the same configuration (the same on every node, which
-// hashicorp/raft allows). When one of them already belongs to a cluster,
-// this node asks to be added instead.
+// and address and bootstraps the same configuration (the same on every
+// node, which hashicorp/raft allows). A node that finds the others have
+// already bootstrapped that very configuration and done nothing since
+// bootstraps it too (so that it holds the configuration at once); one
+// that finds a cluster with history asks to be added instead.
 func (n *Node) form() {
 	self := raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeName), Address: n.trans.LocalAddr()}
 	for attempt := 0; ; attempt++ {
@@ -262,7 +264,8 @@ func (n *Node) form() {
 			return // another node's leader reached us first
 		}
 		servers := []raft.Server{self}
-		existing := ""
+		var existing []response
+		via := ""
 		all := true
 		for _, addr := range n.cfg.Join {
 			resp, err := call(addr, request{Op: opHello}, 2*time.Second)
@@ -277,17 +280,22 @@ func (n *Node) form() {
 				continue // --join may list this node too
 			}
 			if resp.HasState {
-				existing = addr
+				existing, via = append(existing, resp), addr
 			}
-			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(resp.Name), Address: raft.ServerAddress(addr)})
+			peer := resp.Addr // as it advertises itself, so every node writes the same configuration
+			if peer == "" {
+				peer = addr
+			}
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(resp.Name), Address: raft.ServerAddress(peer)})
 		}
-		if existing != "" {
-			if err := n.join(existing); err != nil {
-				n.log.Debug("joining the cluster", "via", existing, "err", err)
+		sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+		if len(existing) > 0 && !(all && sameBootstrap(existing, servers)) {
+			if err := n.join(via); err != nil {
+				n.log.Debug("joining the cluster", "via", via, "err", err)
 				continue
 			}
 			n.hasState.Store(true)
-			n.log.Info("joined the cluster", "via", existing)
+			n.log.Info("joined the cluster", "via", via)
 			return
 		}
 		if !all {
@@ -296,7 +304,6 @@ func (n *Node) form() {
 			}
 			continue
 		}
-		sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
 		err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
 		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			n.log.Warn("bootstrapping the cluster", "err", err)
@@ -306,6 +313,23 @@ func (n *Node) form() {
 		n.log.Info("cluster formed", "servers", len(servers))
 		return
 	}
+}
+
+// sameBootstrap reports whether every node with state holds nothing but
+// the bootstrap of exactly servers: bootstrapping the same is then safe
+// (the same first entry) and spares this node the wait for the leader.
+func sameBootstrap(existing []response, servers []raft.Server) bool {
+	for _, r := range existing {
+		if r.LastIndex > 1 || len(r.Servers) != len(servers) {
+			return false
+		}
+		for i, s := range r.Servers {
+			if s != servers[i] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // join asks the leader, through the node at addr, to add this node.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,11 +32,17 @@ type request struct {
 }
 
 type response struct {
-	Name      string      `json:"name,omitempty"`
-	HasState  bool        `json:"has_state,omitempty"`
-	NotLeader bool        `json:"not_leader,omitempty"`
-	Err       string      `json:"err,omitempty"`
-	Status    *NodeStatus `json:"status,omitempty"`
+	Name string `json:"name,omitempty"`
+	// Addr, HasState, LastIndex and Servers answer hello: the node's
+	// advertised address, whether it has Raft state, its last log index
+	// and its configuration (sorted by ID).
+	Addr      string        `json:"addr,omitempty"`
+	HasState  bool          `json:"has_state,omitempty"`
+	LastIndex uint64        `json:"last_index,omitempty"`
+	Servers   []raft.Server `json:"servers,omitempty"`
+	NotLeader bool          `json:"not_leader,omitempty"`
+	Err       string        `json:"err,omitempty"`
+	Status    *NodeStatus   `json:"status,omitempty"`
 }
 
 const rpcTimeout = 10 * time.Second
@@ -79,7 +86,12 @@ func (n *Node) handle(req request) response {
 	resp := response{Name: n.cfg.NodeName}
 	switch req.Op {
 	case opHello:
-		resp.HasState = n.hasState.Load()
+		resp.Addr, resp.HasState, resp.LastIndex = string(n.trans.LocalAddr()), n.hasState.Load(), n.raft.LastIndex()
+		if f := n.raft.GetConfiguration(); f.Error() == nil {
+			c := f.Configuration()
+			resp.Servers = c.Clone().Servers
+			sort.Slice(resp.Servers, func(i, j int) bool { return resp.Servers[i].ID < resp.Servers[j].ID })
+		}
 	case opStatus:
 		st := n.localStatus()
 		resp.Status = &st
