@@ -49,39 +49,44 @@ func (b *Broker) run(c Command) (Result, error) {
 }
 
 // replicable says whether c goes to every node and returns it in the form
-// it is replicated in. An exclusive queue belongs to one connection on one
-// node, so commands about it stay local; owners are node-local numbers, so
-// a replicated command carries none (they only matter to exclusive
-// queues). Broker-generated names (amq.gen-...) are in the command already.
+// it is replicated in. Queues whose life is tied to this node's clients
+// stay local, with every command about them: an exclusive queue belongs to
+// one connection, and an auto-delete queue goes when its last consumer
+// here leaves, a deletion the other nodes would never see. Owners are
+// node-local numbers, so a replicated command carries none (they only
+// matter to exclusive queues). Broker-generated names (amq.gen-...) are in
+// the command already.
 func (v *VHost) replicable(c Command) (Command, bool) {
 	switch c := c.(type) {
 	case DeclareQueue:
-		if c.Exclusive {
+		if c.Exclusive || c.AutoDelete {
 			return c, false
 		}
 		c.Owner = 0
-		return c, !v.exclusiveQueue(c.Name)
+		return c, !v.localQueue(c.Name)
 	case DeleteQueue:
 		c.Owner = 0
-		return c, !v.exclusiveQueue(c.Name)
+		return c, !v.localQueue(c.Name)
 	case PurgeQueue:
 		c.Owner = 0
-		return c, !v.exclusiveQueue(c.Name)
+		return c, !v.localQueue(c.Name)
 	case Bind:
 		c.Owner = 0
-		return c, c.ToExchange || !v.exclusiveQueue(c.Destination)
+		return c, c.ToExchange || !v.localQueue(c.Destination)
 	case Unbind:
 		c.Owner = 0
-		return c, c.ToExchange || !v.exclusiveQueue(c.Destination)
+		return c, c.ToExchange || !v.localQueue(c.Destination)
 	}
 	return c, true
 }
 
-func (v *VHost) exclusiveQueue(name string) bool {
+// localQueue reports whether the named queue exists here and is one that
+// stays on this node (exclusive or auto-delete).
+func (v *VHost) localQueue(name string) bool {
 	v.mu.RLock()
 	q := v.queues[name]
 	v.mu.RUnlock()
-	return q != nil && q.exclusive
+	return q != nil && (q.exclusive || q.autoDelete)
 }
 
 // Commands returns the commands that create what d describes, in an order

@@ -49,8 +49,16 @@ func TestReplicatorCarriesDefinitionsChanges(t *testing.T) {
 	if err := v.BindQueue("mine", "events", "b.#", nil, owner); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.VHost("prod").Queue("mine"); err == nil {
-		t.Fatal("an exclusive queue was replicated")
+	if _, err := v.DeclareQueue("transient-sub", QueueOptions{AutoDelete: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.BindQueue("transient-sub", "events", "c.#", nil, owner); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"mine", "transient-sub"} {
+		if _, err := b.VHost("prod").Queue(n); err == nil {
+			t.Fatalf("queue %s (exclusive or auto-delete) was replicated", n)
+		}
 	}
 	if !reflect.DeepEqual(a.ExportDefinitions(true), b.ExportDefinitions(true)) {
 		t.Fatalf("the nodes differ:\n%+v\n%+v", a.ExportDefinitions(true), b.ExportDefinitions(true))
@@ -62,7 +70,7 @@ func TestReplicatorCarriesDefinitionsChanges(t *testing.T) {
 				t.Fatalf("a replicated command carries a node-local owner: %+v", c)
 			}
 		case Bind:
-			if c.Owner != 0 || c.Destination == "mine" {
+			if c.Owner != 0 || c.Destination == "mine" || c.Destination == "transient-sub" {
 				t.Fatalf("replicated: %+v", c)
 			}
 		}

@@ -190,13 +190,13 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return snapshot(data), nil
 }
 
-// replicatedQueues leaves out exclusive queues: they belong to one
-// connection on one node.
+// replicatedQueues leaves out the node-local queues (exclusive or
+// auto-delete: see localQueue).
 func replicatedQueues(b *broker.Broker, qs []broker.QueueDef) []broker.QueueDef {
 	out := qs[:0]
 	for _, q := range qs {
 		if v := b.VHost(q.VHost); v != nil {
-			if h, err := v.Queue(q.Name); err == nil && h.Exclusive() {
+			if h, err := v.Queue(q.Name); err == nil && localQueue(h) {
 				continue
 			}
 		}
@@ -204,6 +204,11 @@ func replicatedQueues(b *broker.Broker, qs []broker.QueueDef) []broker.QueueDef 
 	}
 	return out
 }
+
+// localQueue: an exclusive queue belongs to one connection and an
+// auto-delete one goes with its consumers on one node; the broker applies
+// commands about them without replicating them.
+func localQueue(q *broker.Queue) bool { return q.Exclusive() || q.AutoDelete() }
 
 // Restore implements raft.FSM: the leader sent a snapshot because this
 // node is too far behind for the log. The node's definitions become the

@@ -11,8 +11,8 @@ import (
 // syncTo makes b's replicated definitions those of doc, applying commands
 // directly (a snapshot is applied on every node by itself, never
 // replicated again): what doc holds is declared, and the vhosts, queues,
-// exchanges, bindings and policies b has beyond it are deleted. Exclusive
-// queues and what is bound to them stay: they are node-local.
+// exchanges, bindings and policies b has beyond it are deleted. Node-local
+// queues (exclusive, auto-delete) and what is bound to them stay.
 func syncTo(b *broker.Broker, doc definitions.Document) error {
 	var errs []error
 	apply := func(c broker.Command) {
@@ -48,7 +48,7 @@ func syncTo(b *broker.Broker, doc definitions.Document) error {
 	for _, v := range b.VHosts() {
 		vn := v.Name()
 		for _, q := range v.Queues() {
-			if !q.Exclusive() && !queues[key{vn, q.Name()}] {
+			if !localQueue(q) && !queues[key{vn, q.Name()}] {
 				apply(broker.DeleteQueue{VHost: vn, Name: q.Name()})
 			}
 		}
@@ -69,7 +69,7 @@ func syncTo(b *broker.Broker, doc definitions.Document) error {
 					continue
 				}
 				if bd.DestinationKind == "queue" {
-					if q, err := v.Queue(bd.Destination); err == nil && q.Exclusive() {
+					if q, err := v.Queue(bd.Destination); err == nil && localQueue(q) {
 						continue
 					}
 				}
