@@ -261,3 +261,56 @@ func TestJoinListsSelf(t *testing.T) {
 		t.Fatalf("%d nodes: %+v", len(st), st)
 	}
 }
+
+// The cluster port survives what is not a node: an unknown first byte,
+// garbage after the RPC byte, a request beyond maxRequest, an unknown op.
+func TestClusterPortRefusesGarbage(t *testing.T) {
+	m := startMember(t, "solo", freeAddr(t), nil, t.TempDir(), fast)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.node.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addr := m.node.cfg.Addr
+	for _, payload := range [][]byte{[]byte("GET / HTTP/1.1\r\n\r\n"), append([]byte{kindRPC}, "{not json"...)} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(payload)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 16)
+		if n, err := c.Read(buf); err == nil {
+			t.Fatalf("answered %q to %q", buf[:n], payload)
+		}
+		c.Close()
+	}
+	c, err := dialKind(addr, time.Second, kindRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("a"), 1<<20)
+	go func() {
+		_, _ = c.Write([]byte(`{"op":"apply","entry":"`))
+		for range maxRequest/len(big) + 2 {
+			if _, err := c.Write(big); err != nil {
+				return
+			}
+		}
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("an oversized request was not cut off: %v", err)
+		} // a reset: the node closed while we were still sending
+	}
+	c.Close()
+	resp, err := call(addr, request{Op: "nonsense"}, time.Second)
+	if err != nil || resp.Err == "" {
+		t.Fatalf("unknown op: %+v %v", resp, err)
+	}
+	// Still serving.
+	if _, err := m.broker.VHost(broker.DefaultVHost).DeclareQueue("ok", broker.QueueOptions{Durable: true}); err != nil {
+		t.Fatal(err)
+	}
+}

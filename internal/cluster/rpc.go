@@ -49,7 +49,7 @@ const rpcTimeout = 10 * time.Second
 
 // maxRequest bounds a request's or response's size: an entry is one
 // command or the users section, far below it.
-const maxRequest = 64 << 20
+const maxRequest = 8 << 20
 
 // call sends one request to addr and returns the response.
 func call(addr string, req request, timeout time.Duration) (response, error) {
