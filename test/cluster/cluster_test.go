@@ -212,6 +212,13 @@ func TestClusterCtl(t *testing.T) {
 		t.Fatalf("removing an unknown node succeeded: %s", out)
 	}
 	h.kill(c, syscall.SIGKILL)
+	eventually(t, 5*time.Second, "status exits 1 naming the dead node", func() error {
+		out, err := ctl("cluster", "status")
+		if err == nil || !strings.Contains(out, "not running: "+c.name) {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
 	if out, err := ctl("cluster", "remove-node", c.name); err != nil {
 		t.Fatalf("remove-node: %v: %s", err, out)
 	}
