@@ -47,7 +47,7 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.reason, "reason", "Closed via herald ctl", "close connection: reason given to the client")
 	addMoreCtlFlags(fs, &o.more)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, ctlUsage+ctlMoreUsage+"\nFlags:\n")
+		fmt.Fprint(stderr, ctlUsage+ctlMoreUsage+ctlClusterUsage+"\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Flags may come anywhere: parse, take one word, repeat.
@@ -149,6 +149,9 @@ func (c *ctlClient) run(w []string) error {
 			return usageError("usage: herald ctl " + form)
 		}
 		return nil
+	}
+	if handled, err := c.cluster(w); handled {
+		return err
 	}
 	vh := seg(c.o.vhost)
 	switch w[0] + " " + w[1] {

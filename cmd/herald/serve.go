@@ -63,6 +63,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	pprofAddr := fs.String("pprof", "off", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	defaultUser := fs.String("default-user", "guest", "user created on first start (administrator, all permissions on \"/\"); RabbitMQ's default_user")
 	defaultPass := fs.String("default-pass", "guest", "password of --default-user; prefer HERALD_DEFAULT_PASS, the command line is visible to other local users")
+	nodeName := fs.String("node-name", defaultNodeName(), "cluster mode: this node's name, unique in the cluster (its Raft ID and its name in /api/nodes)")
+	clusterAddr := fs.String("cluster-addr", "", "cluster mode: HOST:PORT this node listens on for the other nodes (Raft and forwarding), e.g. 10.0.0.1:25672; empty = single node")
+	clusterAdvertise := fs.String("cluster-advertise", "", "cluster mode: the address the other nodes dial when it is not --cluster-addr (NAT, containers, a proxy); empty = --cluster-addr")
+	join := fs.String("join", "", "cluster mode: comma-separated cluster addresses of the other nodes")
 	loopbackUsers := fs.String("loopback-users", "guest", "comma-separated users who may log in only from localhost; \"none\" lets guest in from anywhere (RabbitMQ's loopback_users)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herald serve [flags]\n\nRuns the broker with embedded defaults; no config file needed.\nEvery flag may also be given as HERALD_<NAME> in the environment, e.g. HERALD_AMQP=:5673.\n\nFlags:\n")
@@ -117,6 +121,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		LoopbackUsers:       append([]string{}, splitList(*loopbackUsers)...), // non-nil: an emptied list restricts nobody
 		MemoryHighWatermark: offIfZero(*memWatermark),
 		DiskFreeLimit:       int64(offIfZero(float64(*diskFree))),
+		Cluster:             app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Advertise: *clusterAdvertise, Join: splitList(*join)},
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -133,6 +138,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	attrs := []any{"version", version, "data_dir", *dataDir}
+	if *clusterAddr != "" {
+		attrs = append(attrs, "node", *nodeName, "cluster", *clusterAddr)
+	}
 	for _, name := range []string{"amqp", "amqps", "mqtt", "mqtts", "stomp", "stomps", "http", "https"} {
 		if a := srv.Addr(name); a != nil {
 			attrs = append(attrs, name, a.String())
@@ -156,6 +164,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// defaultNodeName is RabbitMQ's default node name shape, herald@host.
+func defaultNodeName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "herald@" + host
 }
 
 // boundedUint is a flag value: a whole number from lo to hi, checked

@@ -29,6 +29,8 @@ type Server struct {
 	// stats samples the queues' counters for the message rates
 	// (stats.go); its goroutine runs until the shell closes.
 	stats *statsSampler
+	// cluster is set in cluster mode (cluster.go).
+	cluster Cluster
 }
 
 // Mount registers the management API and the console on the shell and

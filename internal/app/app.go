@@ -19,6 +19,7 @@ import (
 	"github.com/heraldmq/herald/internal/admin"
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/cluster"
 	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
 	"github.com/heraldmq/herald/internal/protocol/httpapi"
@@ -106,6 +107,9 @@ type Config struct {
 	// publishes likewise (0 = no limit); it fills in the protocol and web
 	// configs' MaxPublishRate where those are 0.
 	MaxPublishRate int
+	// Cluster, with an Addr, makes this node a member of a cluster
+	// (cluster.go); zero is single-node mode.
+	Cluster ClusterConfig
 }
 
 // App is a running Herald instance.
@@ -124,6 +128,7 @@ type App struct {
 	recoveredEntries int
 	monitor          *resourceMonitor
 	store            *store.Log
+	cluster          *cluster.Node // nil in single-node mode
 }
 
 // New builds an instance; Start restores its state and binds its listeners.
@@ -216,7 +221,10 @@ func New(cfg Config) (*App, error) {
 			cfg.Web.MaxMessageSize = int64(min(cfg.AMQP.MaxMessageSize, 1<<62))
 		}
 		s.web = web.New(cfg.Web, b, cfg.Users, cfg.Logger.With("protocol", "http"))
-		admin.Mount(s.web)
+		mgmt := admin.Mount(s.web)
+		if cfg.Cluster.Addr != "" {
+			mgmt.SetCluster(clusterView{s})
+		}
 		httpapi.Mount(s.web)
 	}
 	s.monitor = newResourceMonitor(s, cfg) // before any request can reach s.nodeInfo
@@ -228,14 +236,20 @@ func (s *App) Broker() *broker.Broker { return s.broker }
 
 // Start prepares the data directory, restores the durable definitions and
 // messages, and binds every enabled listener.
-func (s *App) Start() error {
+func (s *App) Start() (err error) {
+	defer func() {
+		if err != nil {
+			s.stopCluster() // a node that cannot serve leaves the cluster port
+		}
+	}()
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", s.cfg.DataDir, err)
 	}
 	if err := s.defs.load(); err != nil {
 		return err
 	}
-	if s.cfg.LoadDefinitions != "" {
+	clustered := s.cfg.Cluster.Addr != ""
+	if s.cfg.LoadDefinitions != "" && !clustered {
 		if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
 			return err
 		}
@@ -250,6 +264,25 @@ func (s *App) Start() error {
 		debug.FreeOSMemory() // give back what recovery used (its scan buffers, the index it built)
 	}
 	s.mqtt.RestoreSessions() // MQTT session expiry that ran on while the broker was down
+	if clustered {
+		// After recovery: from here on the leader's entries change the
+		// definitions, and the queues have their messages back.
+		if err := s.startCluster(); err != nil {
+			return err
+		}
+		if s.cfg.LoadDefinitions != "" {
+			// The import is replicated: it needs the cluster formed.
+			ctx, cancel := context.WithTimeout(context.Background(), clusterFormTimeout)
+			err := s.WaitCluster(ctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("--load-definitions in cluster mode waits for the cluster to elect a leader: none within %s (are the --join nodes up?)", clusterFormTimeout)
+			}
+			if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
+				return err
+			}
+		}
+	}
 	s.lns.Go(s.monitor.run)
 	return s.lns.Listen(s.listenerSpecs())
 }
@@ -299,6 +332,7 @@ func (s *App) Shutdown(ctx context.Context) error {
 		endStreams = s.web.Close // ends WebSocket and SSE streams so the HTTP servers can drain
 	}
 	err := s.lns.Shutdown(ctx, endStreams)
+	s.stopCluster()
 	s.mqtt.Close()
 	s.broker.Close()
 	if cerr := s.store.Close(); cerr != nil {

@@ -65,6 +65,8 @@ type Broker struct {
 	parallel        bool         // more than one core: large fanouts may use a helper (fanout.go)
 	services        replyTable   // RPC requests awaiting their reply (services_stats.go)
 
+	replicator atomic.Pointer[replicatorBox] // cluster mode: definitions changes go through it (replicate.go)
+
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost
 }
@@ -98,7 +100,7 @@ func (b *Broker) VHost(name string) *VHost {
 
 // AddVHost creates a virtual host if it does not exist.
 func (b *Broker) AddVHost(name string) *VHost {
-	r, _ := b.Apply(CreateVHost{VHost: name})
+	r, _ := b.run(CreateVHost{VHost: name})
 	return r.VHost
 }
 
