@@ -138,13 +138,6 @@ func (s *session) redial() (*amqp.Connection, bool) {
 	}
 }
 
-// current is the live connection, nil while reconnecting.
-func (s *session) current() *amqp.Connection {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.conn
-}
-
 // close stops reconnecting, closes the connection and waits for run to end.
 func (s *session) close(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stop) })
