@@ -218,10 +218,3 @@ func (m *refMeter) fillLatency(res *Result) {
 		res.ScheduleLatency = &s
 	}
 }
-
-// refResult is newResult with the reference scenarios' description.
-func (r *run) refResult() Result {
-	res := r.newResult()
-	res.Description = describeRef(r.cfg)
-	return res
-}

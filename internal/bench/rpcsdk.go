@@ -106,7 +106,7 @@ func (r *run) callLoop(res Result, call func(caller int) error) (Result, error) 
 // broker (Herald, or RabbitMQ: the convention is plain AMQP).
 func runRPCSDK(r *run) (Result, error) {
 	cfg := r.cfg
-	res := r.refResult()
+	res := r.newResult()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	conn := rpc.ConnConfig{URL: cfg.URL, Logger: quiet}
 	service := strings.TrimSuffix(r.name("svc"), "-")
@@ -192,7 +192,7 @@ func dialNATS(url, name string) (*nats.Conn, error) {
 // client's intended use, as one rpc.Client is pkg/rpc's).
 func runNATSRPC(r *run) (Result, error) {
 	cfg := r.cfg
-	res := r.refResult()
+	res := r.newResult()
 	subject := "rpc." + strings.TrimSuffix(r.name("svc"), "-")
 	var conns []*nats.Conn
 	defer func() {

@@ -10,7 +10,7 @@ import (
 // runStream runs stream-publish, stream-replay or stream-tail against an
 // AMQP stream or, for a nats:// URL, a JetStream stream.
 func runStream(r *run) (res Result, err error) {
-	res = r.refResult()
+	res = r.newResult()
 	var sys streamSys
 	if IsNATSURL(r.cfg.URL) {
 		sys, err = newJSStream(r)
