@@ -21,7 +21,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	def := bench.DefaultConfig()
 	cfg := def
 	fs.StringVar(&cfg.URL, "url", def.URL, "broker `URL`: amqp://user:password@host:port/vhost, or mqtt://user:password@host:port for the mqtt-* scenarios (which default to "+bench.DefaultMQTTURL+")")
-	fs.StringVar(&cfg.Scenario, "scenario", def.Scenario, "`name` of the scenario: throughput, fanout, rpc, latency, mqtt-fanout or mqtt-idle (also accepted as the only argument)")
+	fs.StringVar(&cfg.Scenario, "scenario", def.Scenario, "`name` of the scenario (listed below; also accepted as the only argument)")
 	fs.DurationVar(&cfg.Duration, "duration", def.Duration, "length of the measured window")
 	fs.DurationVar(&cfg.Warmup, "warmup", def.Warmup, "warmup before the window, reported separately and excluded from the figures (0 = none)")
 	fs.DurationVar(&cfg.Drain, "drain", def.Drain, "after stopping the producers, wait at most this long for in-flight messages")
@@ -39,6 +39,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.Callers, "callers", def.Callers, "rpc: concurrent callers, each with its own connection")
 	fs.BoolVar(&cfg.DirectReplyTo, "direct-reply-to", def.DirectReplyTo, "rpc: callers consume amq.rabbitmq.reply-to instead of declaring a reply queue")
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", def.RPCTimeout, "rpc: give up waiting for a reply after this long")
+	fs.IntVar(&cfg.Messages, "messages", 0, fmt.Sprintf("stream-replay: messages to publish and then replay from first (default %d)", bench.DefaultReplayMessages))
 	fs.StringVar(&cfg.HTTPURL, "http-url", "", "rpc-gateway: the HTTP API `URL`, http://user:password@host:port (default "+bench.DefaultHTTPURL+")")
 	fs.IntVar(&cfg.BrokerPID, "broker-pid", 0, "broker process `id`: report its CPU time during the window and messages per broker CPU-second; mqtt-idle: also its RSS per connection (Linux)")
 	fs.IntVar(&cfg.Subscribers, "subscribers", 0, fmt.Sprintf("mqtt-fanout: subscriber connections (default %d)", bench.DefaultSubscribers))
@@ -135,7 +136,7 @@ the run failed, 2 bad flags.
 Scenarios:
 `)
 	for _, s := range bench.Scenarios {
-		fmt.Fprintf(&b, "  %-11s %s\n", s.Name, s.Summary)
+		fmt.Fprintf(&b, "  %-14s %s\n", s.Name, s.Summary)
 	}
 	b.WriteString(`
 Every message carries producer id, sequence number and send time; consumers
@@ -153,6 +154,9 @@ Examples:
   herald bench --url amqp://guest:guest@rabbit:5672/ --broker-pid $(pgrep beam.smp) --json
   herald bench --broker-pid $(pgrep -f 'herald serve')   # msgs per broker CPU-second
   herald bench mqtt-fanout --url mqtt://127.0.0.1:1883 --subscribers 100 --qos 1
+  herald bench rpc-sdk --callers 16                       # pkg/rpc against Herald
+  herald bench nats-rpc --url nats://127.0.0.1:4222       # the same over NATS request/reply
+  herald bench stream-replay --messages 1000000 --consumers 10 --url nats://127.0.0.1:4222   # JetStream
   herald bench mqtt-idle --url mqtt://127.0.0.1:1883 --connections 10000 --broker-pid $(pgrep mosquitto)
 
 Flags:

@@ -39,6 +39,11 @@ var Scenarios = []struct{ Name, Summary string }{
 	{ScenarioMQTTIdle, "MQTT: hold N idle --connections (default 10,000, keep-alive 60s); connect rate, broker RSS per connection"},
 	{ScenarioWSFanout, wsFanoutSummary},
 	{ScenarioRPCGateway, rpcGatewaySummary},
+	{ScenarioRPCSDK, rpcSDKSummary},
+	{ScenarioNATSRPC, natsRPCSummary},
+	{ScenarioStreamPublish, streamPublishSummary},
+	{ScenarioStreamReplay, streamReplaySummary},
+	{ScenarioStreamTail, streamTailSummary},
 }
 
 // Defaults.
@@ -94,6 +99,9 @@ type Config struct {
 	Callers       int           `json:"callers"`         // rpc
 	DirectReplyTo bool          `json:"direct_reply_to"` // rpc: use amq.rabbitmq.reply-to
 	RPCTimeout    time.Duration `json:"rpc_timeout_ns"`  // rpc: give up waiting for a reply
+
+	// stream-replay: messages published, then read by every consumer
+	Messages int `json:"messages,omitempty"`
 
 	// rpc-gateway: the HTTP API, http://user:password@host:port
 	HTTPURL string `json:"http_url,omitempty"`
@@ -151,6 +159,9 @@ func (c Config) Normalize() (Config, error) {
 	}
 	if c.Scenario == ScenarioRPCGateway {
 		return c.normalizeGateway()
+	}
+	if isRef(c.Scenario) {
+		return c.normalizeRef()
 	}
 	if c.URL == "" {
 		c.URL = DefaultURL

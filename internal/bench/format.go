@@ -70,6 +70,9 @@ func plural(n int, word string) string {
 // Describe summarises a normalized configuration in one line, e.g.
 // "1 producer -> 1 consumer, 128 B, prefetch 1000, manual ack".
 func Describe(c Config) string {
+	if isRef(c.Scenario) {
+		return describeRef(c)
+	}
 	switch c.Scenario {
 	case ScenarioMQTTFanout:
 		s := fmt.Sprintf("%s -> 1 topic -> %s, QoS %d", plural(c.Producers, "publisher"), plural(c.Subscribers, "subscriber"), c.QoS)

@@ -40,6 +40,12 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		return runWSFanout(r)
 	case ScenarioRPCGateway:
 		return runRPCGateway(r)
+	case ScenarioRPCSDK:
+		return runRPCSDK(r)
+	case ScenarioNATSRPC:
+		return runNATSRPC(r)
+	case ScenarioStreamPublish, ScenarioStreamReplay, ScenarioStreamTail:
+		return runStream(r)
 	}
 	return runFlow(r)
 }
