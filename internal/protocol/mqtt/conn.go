@@ -96,7 +96,6 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		h: h, nc: nc, r: newReader(nc, &h.readBufs),
 		log:       h.log.With("remote", nc.RemoteAddr().String()),
 		consumers: make(map[string]*broker.Consumer),
-		inQoS2:    make(map[uint16]struct{}),
 		done:      make(chan struct{}),
 	}
 	c.raw = kit.NewRawReader(nc)
@@ -334,7 +333,9 @@ func (c *conn) handshake() bool {
 		c.clientID = "herald-" + hex.EncodeToString(b[:])
 		ack.Properties.AssignedClientID = c.clientID
 	}
-	c.log = c.log.With("client_id", c.clientID)
+	// One logger with both attributes: a second With on the handshake's
+	// logger would keep both of their clones for the connection's life.
+	c.log = c.h.log.With("remote", c.nc.RemoteAddr().String(), "client_id", c.clientID)
 	c.key = vhostName + "\x00" + c.clientID
 	c.owner = c.h.broker.NewOwner()
 	c.pub = c.vhost.Publisher()
