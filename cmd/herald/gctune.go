@@ -53,7 +53,8 @@ func tuneGC(ctx context.Context, log *slog.Logger) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+		var idle idleCollector
 		current := 100
 		tick := time.NewTicker(500 * time.Millisecond)
 		defer tick.Stop()
@@ -65,10 +66,15 @@ func tuneGC(ctx context.Context, log *slog.Logger) (stop func()) {
 			case <-tick.C:
 			}
 			metrics.Read(sample)
-			if sample[0].Value.Kind() != metrics.KindUint64 {
+			if sample[0].Value.Kind() != metrics.KindUint64 || sample[1].Value.Kind() != metrics.KindUint64 || sample[2].Value.Kind() != metrics.KindUint64 {
 				return
 			}
 			live := sample[0].Value.Uint64()
+			if idle.tick(sample[1].Value.Uint64(), sample[2].Value.Uint64(), live) {
+				debug.FreeOSMemory()
+				log.Debug("idle collection", "live_heap_mib", live>>20)
+				continue
+			}
 			// Retune on a change of a tenth or more (or back to 100): the
 			// live heap moves a little at every collection.
 			if want := gcPercentFor(live); want != current && (want == 100 || abs(want-current)*10 >= current) {
@@ -79,6 +85,45 @@ func tuneGC(ctx context.Context, log *slog.Logger) (stop func()) {
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// An idle collection returns the garbage of a burst to the system once
+// the broker has gone quiet. The 64 MiB minimum goal (gcMinGoal) keeps the
+// collector away from a busy broker with a small live heap, but it also
+// means a burst that stops short of the goal (10,000 clients connecting:
+// their handshakes' garbage) is never collected and stays in RSS, and the
+// goroutine stacks the burst grew are never shrunk (the collector shrinks
+// them). A broker that allocates almost nothing for idleQuietTicks in a row
+// and carries more than idleGarbage of uncollected heap collects once and
+// hands the freed pages back (debug.FreeOSMemory); a busy one never does.
+const (
+	idleQuietAlloc = 1 << 20 // bytes allocated in one tick that still count as quiet
+	idleQuietTicks = 2
+	idleGarbage    = 8 << 20
+)
+
+// idleCollector decides, tick by tick, whether the broker is quiet and
+// holding enough garbage for an idle collection.
+type idleCollector struct {
+	lastAllocs uint64
+	quiet      int
+}
+
+// tick takes the cumulative bytes allocated, the heap's object bytes and
+// the live heap after the last collection; it reports whether to collect.
+func (ic *idleCollector) tick(allocs, objects, live uint64) bool {
+	delta := allocs - ic.lastAllocs
+	ic.lastAllocs = allocs
+	if delta > idleQuietAlloc {
+		ic.quiet = 0
+		return false
+	}
+	ic.quiet++
+	if ic.quiet < idleQuietTicks || objects < live+idleGarbage {
+		return false
+	}
+	ic.quiet = 0
+	return true
 }
 
 func abs(n int) int {

@@ -21,3 +21,33 @@ func TestGCPercentFor(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleCollector(t *testing.T) {
+	var ic idleCollector
+	const mib = 1 << 20
+	// Busy: allocating 50 MiB a tick never collects.
+	allocs := uint64(0)
+	for range 5 {
+		allocs += 50 * mib
+		if ic.tick(allocs, 60*mib, 10*mib) {
+			t.Fatal("collected while busy")
+		}
+	}
+	// Quiet with garbage: the second quiet tick collects, once.
+	if ic.tick(allocs, 60*mib, 10*mib) {
+		t.Fatal("collected after one quiet tick")
+	}
+	if !ic.tick(allocs, 60*mib, 10*mib) {
+		t.Fatal("no collection after two quiet ticks with 50 MiB of garbage")
+	}
+	if ic.tick(allocs, 60*mib, 10*mib) {
+		t.Fatal("collected again at once")
+	}
+	// Quiet without garbage: never collects.
+	ic = idleCollector{lastAllocs: allocs}
+	for range 5 {
+		if ic.tick(allocs, 12*mib, 10*mib) {
+			t.Fatal("collected with little garbage")
+		}
+	}
+}

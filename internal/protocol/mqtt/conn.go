@@ -64,7 +64,15 @@ type conn struct {
 
 	loginState // who logged in and the permissions checked (token.go)
 
-	out *outbox
+	// raw reads a plain socket from serve's shallow frame; nil over TLS and
+	// WebSocket.
+	raw *kit.RawReader
+	// stopShutdown ends the shutdown watch when the read loop ends; stops
+	// undoes open's other registrations (registry entry, token expiry)
+	// once the connection has been torn down.
+	stopShutdown func() bool
+	stops        func()
+	out          *outbox
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
 	// when the read buffer drains, see readLoop).
 	acks ackBatch
@@ -88,9 +96,9 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		h: h, nc: nc, r: newReader(nc, &h.readBufs),
 		log:       h.log.With("remote", nc.RemoteAddr().String()),
 		consumers: make(map[string]*broker.Consumer),
-		inQoS2:    make(map[uint16]struct{}),
 		done:      make(chan struct{}),
 	}
+	c.raw = kit.NewRawReader(nc)
 	c.out = newOutbox(c)
 	c.confirms = newConfirms(c)
 	return c
@@ -111,21 +119,44 @@ func (c *conn) kick(code packet.ReasonCode) {
 }
 
 func (c *conn) serve(ctx context.Context) {
-	defer close(c.done)
-	defer c.nc.Close()
-	defer c.r.release()
-	defer func() {
-		if c.admitted != nil {
-			c.admitted()
+	// This frame stays on the stack of an idle connection, so it is kept
+	// small: the setup and the teardown, with their many locals, are calls
+	// that return before the wait (see kit.RawReader).
+	defer c.closeSocket()
+	if !c.open(ctx) {
+		return
+	}
+	err := c.readLoop(ctx)
+	for err == kit.ErrDrained {
+		// Wait for the next bytes here, in a shallow frame, so that the
+		// collector can shrink an idle connection's stack.
+		if err = c.r.fillRaw(c.raw); err == nil {
+			err = c.readLoop(ctx)
 		}
-	}()
+	}
+	c.end(ctx, err)
+}
+
+// closeSocket is the last thing a connection does.
+func (c *conn) closeSocket() {
+	if c.admitted != nil {
+		c.admitted()
+	}
+	c.r.Release()
+	c.nc.Close()
+	close(c.done)
+}
+
+// open runs the handshake and registers the session; it reports whether
+// the read loop should run. What end must undo is kept in c.stops.
+func (c *conn) open(ctx context.Context) bool {
 	// Shutdown during the handshake: unblock the CONNECT read at once
 	// instead of waiting for ConnectTimeout.
 	stopHS := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Unix(1, 0)) })
 	ok := c.handshake()
 	stopHS()
 	if !ok {
-		return
+		return false
 	}
 	c.log.Debug("mqtt client connected", "version", c.version) // c.log carries client_id
 	proto := "MQTT 3.1.1"
@@ -139,13 +170,12 @@ func (c *conn) serve(ctx context.Context) {
 	reg, unregister := c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner,
 		Close: func(string) { c.kick(packet.AdministrativeAction) }})
-	defer unregister()
 	c.reg.Store(reg)
 	c.acks.reg = reg
 	c.rate = c.h.broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	// CONNACK is out: writers may run (deliveries queued meanwhile follow it).
 	c.out.start()
-	defer c.watchExpiry()()
+	stopExpiry := c.watchExpiry()
 	// Shutdown becomes a DISCONNECT and a close, which ends the read loop
 	// (no watcher goroutine per connection: AfterFunc runs only if needed).
 	if ctx.Err() != nil {
@@ -153,9 +183,17 @@ func (c *conn) serve(ctx context.Context) {
 		// the past already: say why before the read loop times out.
 		c.kick(packet.ServerShuttingDown)
 	}
-	stopShutdown := context.AfterFunc(ctx, func() { c.kick(packet.ServerShuttingDown) })
-	err := c.readLoop(ctx)
-	stopShutdown()
+	c.stopShutdown = context.AfterFunc(ctx, func() { c.kick(packet.ServerShuttingDown) })
+	c.stops = func() {
+		stopExpiry()
+		unregister()
+	}
+	return true
+}
+
+// end closes an established connection after its read loop ended with err.
+func (c *conn) end(ctx context.Context, err error) {
+	c.stopShutdown()
 	abnormal := !c.cleanExit
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.log.Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
@@ -170,6 +208,7 @@ func (c *conn) serve(ctx context.Context) {
 	c.out.close()
 	c.nc.Close()
 	c.teardown(abnormal && ctx.Err() == nil)
+	c.stops()
 }
 
 // handshake reads CONNECT and answers CONNACK; it reports whether the
@@ -294,7 +333,9 @@ func (c *conn) handshake() bool {
 		c.clientID = "herald-" + hex.EncodeToString(b[:])
 		ack.Properties.AssignedClientID = c.clientID
 	}
-	c.log = c.log.With("client_id", c.clientID)
+	// One logger with both attributes: a second With on the handshake's
+	// logger would keep both of their clones for the connection's life.
+	c.log = c.h.log.With("remote", c.nc.RemoteAddr().String(), "client_id", c.clientID)
 	c.key = vhostName + "\x00" + c.clientID
 	c.owner = c.h.broker.NewOwner()
 	c.pub = c.vhost.Publisher()
@@ -403,6 +444,9 @@ func (c *conn) readLoop(ctx context.Context) error {
 		}
 		if c.keepAlive > 0 {
 			c.extendReadDeadline()
+		}
+		if c.raw != nil && c.r.Buffered() == 0 {
+			return kit.ErrDrained // serve reads the next bytes
 		}
 		p, err := c.r.Read(c.version, c.h.cfg.MaxPacketSize)
 		if err != nil {

@@ -6,45 +6,56 @@ import (
 	"io"
 	"sync"
 
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
-// Read buffer sizes. An idle connection blocks in Read on its small inline
-// buffer, so it holds no big buffer at all; a read that fills the small
-// buffer means the client is streaming (a PUBACK flood, a publisher), and
-// the reader switches to a pooled big buffer until it drains.
+// Read buffer sizes. A quiet connection reads into a small buffer, so it
+// holds no big buffer at all; a read that fills the small buffer means the
+// client is streaming (a PUBACK flood, a publisher), and the reader switches
+// to a big buffer until it drains. Both are pooled: a plain TCP connection
+// gives its buffer back whenever the socket has nothing more to read (see
+// kit.RawReader), so an idle one holds none; over TLS and WebSocket the
+// small one stays.
 const (
 	smallReadBuf = 256
 	bigReadBuf   = 8 << 10
 )
 
-// readBufPool hands out big read buffers; it lives in the Handler so the
+// readBufPool hands out read buffers; it lives in the Handler so the
 // package has no mutable state of its own.
-type readBufPool struct{ p sync.Pool }
+type readBufPool struct{ big, small sync.Pool }
 
 func (p *readBufPool) get() *[]byte {
-	if b, ok := p.p.Get().(*[]byte); ok {
+	if b, ok := p.big.Get().(*[]byte); ok {
 		return b
 	}
 	b := make([]byte, bigReadBuf)
 	return &b
 }
 
-func (p *readBufPool) put(b *[]byte) { p.p.Put(b) }
+func (p *readBufPool) put(b *[]byte) { p.big.Put(b) }
+
+func (p *readBufPool) getSmall() *[smallReadBuf]byte {
+	if b, ok := p.small.Get().(*[smallReadBuf]byte); ok {
+		return b
+	}
+	return new([smallReadBuf]byte)
+}
 
 // reader frames MQTT packets off a connection. It replaces a bufio.Reader
-// of fixed size: the buffer it reads into is the small inline one when the
-// connection is quiet and a pooled big one while bytes keep coming, and a
-// packet body is read straight into its own allocation (which the decoded
-// packet keeps: a PUBLISH's payload aliases it).
+// of fixed size: the buffer it reads into is a small one when the
+// connection is quiet and a big one while bytes keep coming, and a packet
+// body is read straight into its own allocation (which the decoded packet
+// keeps: a PUBLISH's payload aliases it).
 type reader struct {
 	src  io.Reader
 	pool *readBufPool
 
-	small [smallReadBuf]byte
-	big   *[]byte // non-nil while streaming
-	buf   []byte  // small[:] or *big
-	r, w  int     // buf[r:w] is buffered
+	small *[smallReadBuf]byte // nil while idle on a plain socket
+	big   *[]byte             // non-nil while streaming
+	buf   []byte              // small[:] or *big
+	r, w  int                 // buf[r:w] is buffered
 	// busy: the last read would not have fit the small buffer.
 	busy bool
 	// ack is what Read returns for a short PUBACK, PUBREC or PUBCOMP (the
@@ -55,9 +66,7 @@ type reader struct {
 }
 
 func newReader(src io.Reader, pool *readBufPool) *reader {
-	rd := &reader{src: src, pool: pool}
-	rd.buf = rd.small[:]
-	return rd
+	return &reader{src: src, pool: pool}
 }
 
 // Buffered is the number of bytes read from the connection and not yet
@@ -68,18 +77,59 @@ func (rd *reader) Buffered() int { return rd.w - rd.r }
 // buffer the (possibly blocking) read goes into.
 func (rd *reader) fill() error {
 	rd.r, rd.w = 0, 0
+	n, err := rd.src.Read(rd.Buffer())
+	return rd.filled(n, err)
+}
+
+// fillRaw is fill on a plain socket, from the read loop's shallow caller:
+// the buffer is taken only for a read that finds bytes (kit.RawReader).
+func (rd *reader) fillRaw(raw *kit.RawReader) error {
+	rd.r, rd.w = 0, 0
+	n, err := raw.Read(rd)
+	return rd.filled(n, err)
+}
+
+// Buffer picks the buffer for the next read (kit.ReadBuffers).
+func (rd *reader) Buffer() []byte {
 	switch {
 	case rd.busy && rd.big == nil:
 		rd.big = rd.pool.get()
 		rd.buf = *rd.big
 	case !rd.busy && rd.big != nil:
-		rd.release()
+		rd.pool.put(rd.big)
+		rd.big = nil
+		rd.buf = nil
 	}
-	n, err := rd.src.Read(rd.buf)
+	if rd.buf == nil {
+		if rd.small == nil {
+			rd.small = rd.pool.getSmall()
+		}
+		rd.buf = rd.small[:]
+	}
+	return rd.buf
+}
+
+// Release gives the buffers back: the socket had nothing to read
+// (kit.ReadBuffers), or the connection ended.
+func (rd *reader) Release() {
+	if rd.big != nil {
+		rd.pool.put(rd.big)
+		rd.big = nil
+	}
+	if rd.small != nil {
+		rd.pool.small.Put(rd.small)
+		rd.small = nil
+	}
+	rd.buf = nil
+	rd.r, rd.w = 0, 0
+}
+
+func (rd *reader) filled(n int, err error) error {
 	rd.w = n
 	// A read that would not have fit the small buffer says the client is
 	// streaming. A connection that goes quiet right after such a read keeps
-	// the big buffer until its next (small) packet, a keep-alive at worst.
+	// the big buffer until its next read, which on a plain socket gives it
+	// back if nothing came (Release).
 	rd.busy = n >= smallReadBuf
 	if n > 0 {
 		return nil
@@ -88,16 +138,6 @@ func (rd *reader) fill() error {
 		err = io.ErrNoProgress
 	}
 	return err
-}
-
-// release gives the big buffer back (the connection went quiet or ended).
-func (rd *reader) release() {
-	if rd.big != nil {
-		rd.pool.put(rd.big)
-		rd.big = nil
-		rd.buf = rd.small[:]
-		rd.r, rd.w = 0, 0
-	}
 }
 
 func (rd *reader) readByte() (byte, error) {

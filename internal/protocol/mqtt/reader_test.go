@@ -65,7 +65,7 @@ func FuzzReader(f *testing.F) {
 		var pool readBufPool
 		rd := newReader(&chunked{data: data, n: int(chunk)%9000 + 1}, &pool)
 		got, gerr := readAll(func() (packet.Packet, error) { return rd.Read(packet.V311, maxSize) })
-		rd.release()
+		rd.Release()
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("packets differ:\n got %#v\nwant %#v", got, want)
 		}

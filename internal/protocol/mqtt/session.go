@@ -342,6 +342,9 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.qos2[p.PacketID] = struct{}{}
 		}
 		c.sess.mu.Unlock()
+		if c.inQoS2 == nil {
+			c.inQoS2 = make(map[uint16]struct{}) // most connections never publish QoS 2
+		}
 		c.inQoS2[p.PacketID] = struct{}{}
 		if dup {
 			// Already routed; the PUBREC got lost [MQTT-4.3.3-10], or is
