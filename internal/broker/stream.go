@@ -316,4 +316,6 @@ func (q *streamQueue) shutdown(cancel bool) (int, bool) {
 	return n, true
 }
 
-func (q *streamQueue) String() string { return fmt.Sprintf("stream '%s' in vhost '%s'", q.name, q.vhost.name) }
+func (q *streamQueue) String() string {
+	return fmt.Sprintf("stream '%s' in vhost '%s'", q.name, q.vhost.name)
+}

@@ -81,7 +81,7 @@ func TestStreamDeclareRules(t *testing.T) {
 	}
 	s := &fakeSink{}
 	for _, o := range []ConsumerOptions{
-		{Sink: s},                           // no prefetch
+		{Sink: s},                            // no prefetch
 		{Sink: s, Prefetch: 10, NoAck: true}, // auto-ack
 		{Sink: s, Prefetch: 10, Args: Table{"x-stream-offset": "yesterday"}},
 		{Sink: s, Prefetch: 10, Args: Table{"x-stream-offset": int64(-1)}},
