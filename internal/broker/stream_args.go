@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/heraldmq/herald/internal/streamlog"
@@ -215,4 +216,58 @@ func (s *streamConsumeSpec) matches(m *Message) bool {
 		}
 	}
 	return false
+}
+
+// StreamArgsFromSTOMP maps the stream headers of a STOMP SUBSCRIBE, in
+// RabbitMQ STOMP's forms, to consume arguments: x-stream-offset ("first",
+// "last", "next", "offset=N", "timestamp=T" in seconds), x-stream-consumer,
+// x-stream-filter (comma-separated values) and x-stream-match-unfiltered
+// ("true"/"false"). get returns a header's value and whether it is there.
+// A malformed value is a 406 naming the header.
+func StreamArgsFromSTOMP(get func(string) (string, bool)) (Table, error) {
+	args := Table{}
+	if v, ok := get("x-stream-offset"); ok {
+		p, err := streamlog.ParseSTOMPOffset(v)
+		if err != nil {
+			return nil, errorf(CodePreconditionFailed, "invalid header 'x-stream-offset': '%s' is not first, last, next, offset=N or timestamp=T", v)
+		}
+		switch p.Kind {
+		case streamlog.PosFirst:
+			args["x-stream-offset"] = "first"
+		case streamlog.PosLast:
+			args["x-stream-offset"] = "last"
+		case streamlog.PosNext:
+			args["x-stream-offset"] = "next"
+		case streamlog.PosTime:
+			args["x-stream-offset"] = p.Time
+		default:
+			if p.Offset > 1<<63-1 {
+				return nil, errorf(CodePreconditionFailed, "invalid header 'x-stream-offset': '%s' is out of range", v)
+			}
+			args["x-stream-offset"] = int64(p.Offset)
+		}
+	}
+	if v, ok := get("x-stream-consumer"); ok {
+		args["x-stream-consumer"] = v
+	}
+	if v, ok := get("x-stream-filter"); ok {
+		var fs []any
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				fs = append(fs, f)
+			}
+		}
+		args["x-stream-filter"] = fs
+	}
+	if v, ok := get("x-stream-match-unfiltered"); ok {
+		switch v {
+		case "true":
+			args["x-stream-match-unfiltered"] = true
+		case "false":
+			args["x-stream-match-unfiltered"] = false
+		default:
+			return nil, errorf(CodePreconditionFailed, "invalid header 'x-stream-match-unfiltered': '%s' is not true or false", v)
+		}
+	}
+	return args, nil
 }

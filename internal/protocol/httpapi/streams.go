@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 
 	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/web/jsonmsg"
 )
 
@@ -88,4 +91,69 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
 	}
 	s.httpCount.CountDeliver(len(out))
 	writeJSON(w, http.StatusOK, out)
+}
+
+// Consuming a stream over /sse and /ws:
+//
+//	GET /sse?stream=NAME&offset=first|last|next|N[&vhost=V]
+//	{"op":"subscribe","id":"s1","stream":"NAME","offset":"first"|"last"|"next"|N|"1h"}
+//
+// Each SSE event's id is its offset, so a reconnecting EventSource's
+// Last-Event-ID resumes right after it (a Last-Event-ID that is not a
+// number is ignored: the stream starts per offset=). /ws deliveries carry
+// "offset". Both read with a prefetch (defaultStreamPrefetch unless /ws
+// gives one) and settle on write (or on the client's ack with
+// "ack":"client"): settling a stream's delivery only returns credit.
+
+// defaultStreamPrefetch is the credit of a stream subscription that sets
+// none (a stream consumer needs one).
+const defaultStreamPrefetch = 256
+
+// streamArgs builds the consume arguments of a stream subscription from
+// its offset (a string or a JSON number; nil = next) and, for SSE, the
+// Last-Event-ID it resumes after.
+func streamArgs(offset any, lastEventID string) (broker.Table, error) {
+	if n, err := strconv.ParseUint(lastEventID, 10, 63); err == nil && lastEventID != "" {
+		return broker.Table{"x-stream-offset": int64(n + 1)}, nil
+	}
+	switch o := offset.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		if o == "" {
+			return nil, nil
+		}
+		return broker.Table{"x-stream-offset": o}, nil
+	case json.Number:
+		n, err := o.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("offset %s is not an integer", o)
+		}
+		return broker.Table{"x-stream-offset": n}, nil
+	}
+	return nil, fmt.Errorf("offset must be first, last, next, an offset or an interval")
+}
+
+// streamQueue resolves a stream by name for a reader.
+func (s *Server) streamQueue(u *auth.User, v *broker.VHost, name string, owner broker.Owner) (*broker.Queue, error) {
+	if err := s.check(u, v, auth.Read, auth.Queue, name); err != nil {
+		return nil, err
+	}
+	q, err := v.UsableQueue(name, owner)
+	if err != nil {
+		return nil, err
+	}
+	if q.Type() != broker.QueueTypeStream {
+		return nil, &broker.Error{Code: broker.CodePreconditionFailed, Text: fmt.Sprintf("queue '%s' is not a stream", name)}
+	}
+	return q, nil
+}
+
+// deliveryOffset is a stream delivery's offset.
+func deliveryOffset(d *broker.Delivery) (uint64, bool) {
+	if d.Queue == nil || d.Queue.Type() != broker.QueueTypeStream {
+		return 0, false
+	}
+	off, ok := d.Message.Properties.Headers["x-stream-offset"].(int64)
+	return uint64(off), ok && off >= 0
 }

@@ -480,7 +480,18 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 	var q *broker.Queue
 	var err error
 	private := f.Exchange != nil
-	if private {
+	var args broker.Table
+	prefetch := f.Prefetch
+	if f.Stream != "" {
+		if args, err = streamArgs(f.Offset, ""); err != nil {
+			ws.sendError(f.ID, http.StatusBadRequest, err.Error())
+			return
+		}
+		if prefetch == 0 {
+			prefetch = defaultStreamPrefetch
+		}
+		q, err = ws.s.streamQueue(ws.user, v, f.Stream, ws.owner)
+	} else if private {
 		// Broadcast: a queue of this socket's own, bound to the exchange.
 		ex := exchangeName(*f.Exchange)
 		if ex == "" {
@@ -495,8 +506,8 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		ws.brokerError(f.ID, err)
 		return
 	}
-	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private}
-	if err := ws.consume(x, f.Prefetch); err != nil {
+	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private, args: args}
+	if err := ws.consume(x, prefetch); err != nil {
 		if private {
 			_, _ = v.DeleteQueue(q.Name(), ws.owner, false, false)
 		}
@@ -511,7 +522,7 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 }
 
 func (ws *wsSession) consume(x *sub, prefetch int) error {
-	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, Prefetch: prefetch, Owner: ws.owner, Sink: x})
+	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, Prefetch: prefetch, Owner: ws.owner, Sink: x, Args: x.args})
 	if err != nil {
 		return err
 	}
