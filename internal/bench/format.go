@@ -79,6 +79,8 @@ func Describe(c Config) string {
 		return s + ", " + strconv.Itoa(c.Size) + " B"
 	case ScenarioWSFanout:
 		return describeWS(c)
+	case ScenarioStream:
+		return describeStream(c)
 	case ScenarioMQTTIdle:
 		return fmt.Sprintf("%s idle MQTT connections, keep-alive %v, held %v", FormatCount(uint64(c.Connections)), MQTTIdleKeepAlive, c.Duration)
 	}
@@ -192,6 +194,9 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	if res.WS != nil {
 		writeWSRows(row, res)
+	}
+	if res.Stream != nil {
+		writeStreamRows(row, res)
 	}
 	if c.QoS > 0 && res.Scenario == ScenarioMQTTFanout {
 		line := counts("acked", res.Confirmed, "failed", res.Nacked)
