@@ -322,3 +322,21 @@ func TestStreamRetention(t *testing.T) {
 		return ai.FirstOffset > 0 && ai.Segments == 1
 	})
 }
+
+func FuzzStreamArgsFromSTOMP(f *testing.F) {
+	for _, s := range []string{"first", "offset=12", "timestamp=1700000000", "offset=-1", "a,b,,c", "true"} {
+		f.Add(s, s, s)
+	}
+	f.Fuzz(func(t *testing.T, offset, filter, unfiltered string) {
+		h := map[string]string{"x-stream-offset": offset, "x-stream-filter": filter, "x-stream-match-unfiltered": unfiltered}
+		args, err := StreamArgsFromSTOMP(func(k string) (string, bool) { v, ok := h[k]; return v, ok })
+		if err != nil {
+			return
+		}
+		// What the STOMP mapping accepts the consume parser must accept,
+		// or refuse with a 406 naming an argument, never panic.
+		if _, err := parseStreamConsumeArgs(args, time.Unix(1e9, 0)); err != nil && !errors.Is(err, &Error{Code: CodePreconditionFailed}) {
+			t.Fatalf("%v", err)
+		}
+	})
+}
