@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/go-stomp/stomp/v3"
 )
 
@@ -180,5 +181,45 @@ func TestStreamOverSSEAndWebSocket(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// TestStreamPublishFromMQTTAndHTTP: MQTT (to a stream bound to amq.topic,
+// PUBACK after the fsync) and HTTP publishes land in the stream in order,
+// next to AMQP ones.
+func TestStreamPublishFromMQTTAndHTTP(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withAllProtocols())
+	conn := s.dial(t)
+	ch := mustChannel(t, conn)
+	if _, err := ch.QueueDeclare("sensor-log", true, false, false, false, streamArgs); err != nil {
+		t.Fatal(err)
+	}
+	must(t, ch.QueueBind("sensor-log", "sensors.#", "amq.topic", false, nil))
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + s.MQTTAddr().String()).SetClientID("stream-pub").SetUsername("guest").SetPassword("guest")
+	mc := mqtt.NewClient(opts)
+	if tok := mc.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+		t.Fatalf("mqtt connect: %v", tok.Error())
+	}
+	defer mc.Disconnect(100)
+	if tok := mc.Publish("sensors/1/temp", 1, false, "21.5"); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+		t.Fatalf("mqtt publish: %v", tok.Error())
+	}
+	// The PUBACK came after the fsync: the message is readable at once.
+	base := "http://" + s.HTTPAddr().String()
+	st, body := httpDo(t, "POST", base+"/api/exchanges/%2F/amq.default/publish", "guest", "guest",
+		map[string]any{"routing_key": "sensor-log", "payload": "from-http", "payload_encoding": "string", "properties": map[string]any{}})
+	if st != 200 || !strings.Contains(string(body), `"routed":true`) {
+		t.Fatalf("http publish: %d %s", st, body)
+	}
+	st, body = httpDo(t, "GET", base+"/api/streams/%2F/sensor-log/messages?offset=0", "guest", "guest", nil)
+	var page []struct {
+		Offset     uint64 `json:"offset"`
+		Payload    string `json:"payload"`
+		RoutingKey string `json:"routing_key"`
+	}
+	must(t, json.Unmarshal(body, &page))
+	if st != 200 || len(page) != 2 || page[0].Payload != "21.5" || page[0].RoutingKey != "sensors.1.temp" || page[1].Payload != "from-http" || page[1].Offset != 1 {
+		t.Fatalf("stream after MQTT and HTTP publishes: %d %s", st, body)
 	}
 }
