@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,7 +46,9 @@ type streamQueue struct {
 	completed uint64
 	failedAt  uint64 // the first append that failed, counted from 1; 0 = none
 	failErr   error
-	waiters   []streamWaiter
+	waiters   []streamWaiter // waiters[whead:] wait, in target order
+	whead     int
+	due       []streamWaiter // onAppended's scratch (the committer's only)
 
 	mu        sync.Mutex // guards below
 	policy    *Policy
@@ -160,7 +163,8 @@ func (q *streamQueue) enqueue(m *Message, _ int64) (ok, rejected, congested, sto
 }
 
 // onAppended runs on the stream's committer once an append is durable (or
-// failed): it releases the confirms waiting for it.
+// failed): it releases the confirms waiting for it. Waiters are kept in
+// target order, so this looks at the due ones only.
 func (q *streamQueue) onAppended(_ uint64, err error) {
 	q.doneMu.Lock()
 	q.completed++
@@ -168,22 +172,26 @@ func (q *streamQueue) onAppended(_ uint64, err error) {
 		q.failedAt, q.failErr = q.completed, err
 		q.vhost.broker.log.Error("stream append failed: publishes to this stream are refused until the server restarts", "stream", q.name, "vhost", q.vhost.name, "err", err)
 	}
-	var due []streamWaiter
-	keep := q.waiters[:0]
-	for _, w := range q.waiters {
-		if w.target <= q.completed {
-			due = append(due, w)
-		} else {
-			keep = append(keep, w)
-		}
+	due := q.due[:0]
+	for q.whead < len(q.waiters) && q.waiters[q.whead].target <= q.completed {
+		due = append(due, q.waiters[q.whead])
+		q.waiters[q.whead] = streamWaiter{}
+		q.whead++
 	}
-	clear(q.waiters[len(keep):])
-	q.waiters = keep
+	if q.whead == len(q.waiters) {
+		q.waiters, q.whead = q.waiters[:0], 0
+	} else if q.whead > 1024 && q.whead > len(q.waiters)/2 {
+		n := copy(q.waiters, q.waiters[q.whead:])
+		clear(q.waiters[n:])
+		q.waiters, q.whead = q.waiters[:n], 0
+	}
 	failedAt, failErr := q.failedAt, q.failErr
 	q.doneMu.Unlock()
-	for _, w := range due {
+	for i, w := range due {
 		w.done(errUpTo(w.target, failedAt, failErr))
+		due[i] = streamWaiter{}
 	}
+	q.due = due[:0] // only the committer goroutine runs this
 }
 
 func errUpTo(target, failedAt uint64, err error) error {
@@ -204,7 +212,13 @@ func (q *streamQueue) barrier(done func(error)) {
 		done(err)
 		return
 	}
-	q.waiters = append(q.waiters, streamWaiter{target: target, done: done})
+	// Keep target order; concurrent publishers register almost in order,
+	// so this is an append.
+	i := len(q.waiters)
+	for i > q.whead && q.waiters[i-1].target > target {
+		i--
+	}
+	q.waiters = slices.Insert(q.waiters, i, streamWaiter{target: target, done: done})
 	q.doneMu.Unlock()
 }
 

@@ -340,3 +340,41 @@ func FuzzStreamArgsFromSTOMP(f *testing.F) {
 		}
 	})
 }
+
+// TestStreamConfirmsConcurrentPublishers: every confirm of many concurrent
+// publishers comes, and only once its message is readable (durable).
+func TestStreamConfirmsConcurrentPublishers(t *testing.T) {
+	b := newStreamBroker(t, t.TempDir())
+	v := b.VHost(DefaultVHost)
+	q := declareStream(t, v, "c", nil)
+	const pubs, each = 8, 200
+	errs := make(chan error, pubs)
+	for i := range pubs {
+		go func() {
+			p := v.Publisher()
+			done := make(chan error, each)
+			for j := range each {
+				if _, err := p.Publish(&Message{RoutingKey: "c", Body: []byte(fmt.Sprint(i, j))}); err != nil {
+					errs <- err
+					return
+				}
+				p.WaitDurable(func(err error) { done <- err })
+			}
+			for range each {
+				if err := <-done; err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range pubs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if si, _ := q.StreamInfo(); si.NextOffset != pubs*each {
+		t.Fatalf("%d durable after every confirm, want %d", si.NextOffset, pubs*each)
+	}
+}
