@@ -34,7 +34,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if given != 1 {
-		writeError(w, http.StatusBadRequest, "bad_request", "give one of queue, stream or exchange (and key)")
+		writeError(w, http.StatusBadRequest, "bad_request", "give either queue or exchange (and key), or stream")
 		return
 	}
 	var args broker.Table
