@@ -5,6 +5,11 @@
 //   h.subscribe({queue: "jobs", ack: "client"}, m => { work(m.body); m.ack(); });
 //   await h.publish("amq.topic", "chat.room1", "hello", {confirm: true});
 //   const reply = await h.request("", "rpc.add", JSON.stringify([1, 2]));
+//   h.subscribe({stream: "events", offset: "first"}, m => show(m.offset, m.body));
+//
+// With {reconnect: true} (or a delay in ms) a dropped socket is opened
+// again and every subscription made again; a stream subscription resumes
+// right after the last offset it delivered, so nothing comes twice.
 //
 // Credentials: the browser's HTTP basic credentials for the page's origin
 // are sent with the WebSocket upgrade (there is no in-band login yet).
@@ -27,15 +32,24 @@ class Herald {
     }
     // Ask for batched delivery: several frames per WebSocket message,
     // one JSON object per line.
-    url += (url.includes("?") ? "&" : "?") + "batch=1";
-    this.ws = new WebSocket(url);
+    this.url = url + (url.includes("?") ? "&" : "?") + "batch=1";
     this.nextId = 1;
     this.subs = new Map();     // subscription id -> callback
+    this.specs = new Map();    // subscription id -> what subscribe was given (to subscribe again)
+    this.offsets = new Map();  // stream subscription id -> last offset delivered
     this.waiting = new Map();  // request id -> {resolve, reject}
     this.calls = new Map();    // correlation id -> {resolve, reject, timer}
     this.replyAddress = null;
+    this.closing = false;
+    this.reconnect = options.reconnect === true ? 1000 : (options.reconnect || 0);
     this.onerror = options.onerror || ((e) => console.error("herald:", e));
     this.onclose = options.onclose || (() => {});
+    this.onreconnect = options.onreconnect || (() => {});
+    this._open();
+  }
+
+  _open() {
+    this.ws = new WebSocket(this.url);
     this.ws.addEventListener("message", (ev) => {
       for (const line of String(ev.data).split("\n")) {
         if (line) this._frame(JSON.parse(line));
@@ -46,8 +60,25 @@ class Herald {
       for (const c of this.calls.values()) { clearTimeout(c.timer); c.reject(new Error("closed: " + ev.reason)); }
       this.waiting.clear();
       this.calls.clear();
+      this.replyAddress = null;
       this.onclose(ev.code, ev.reason);
+      if (this.reconnect && !this.closing) setTimeout(() => this._reopen(), this.reconnect);
     });
+  }
+
+  // _reopen opens a new socket and subscribes again: a stream from the
+  // offset after the last one delivered, everything else as before.
+  _reopen() {
+    if (this.closing) return;
+    this._open();
+    this.ws.addEventListener("open", async () => {
+      for (const [id, what] of this.specs) {
+        const again = Object.assign({}, what, { op: "subscribe", id });
+        if (what.stream !== undefined && this.offsets.has(id)) again.offset = this.offsets.get(id) + 1;
+        try { await this._ask(again); } catch (e) { this.onerror(e); }
+      }
+      this.onreconnect();
+    }, { once: true });
   }
 
   _id() { return "c" + (this.nextId++); }
@@ -67,6 +98,7 @@ class Herald {
     switch (f.op) {
       case "message": {
         const cb = this.subs.get(f.sub);
+        if (f.offset !== undefined) this.offsets.set(f.sub, f.offset);
         f.ack = () => this._send({ op: "ack", tag: f.tag });
         f.nack = (requeue = true) => this._send({ op: "nack", tag: f.tag, requeue });
         if (cb) cb(f);
@@ -88,7 +120,9 @@ class Herald {
   }
 
   // subscribe({queue}) competes with the queue's other consumers;
-  // subscribe({exchange, key}) gets every matching message (broadcast).
+  // subscribe({exchange, key}) gets every matching message (broadcast);
+  // subscribe({stream, offset}) reads a stream from offset ("first",
+  // "last", "next", a number, "1h"); its messages carry m.offset.
   // Options: ack "auto" (default) or "client" (call m.ack()), prefetch.
   async subscribe(what, cb) {
     const id = what.id || this._id();
@@ -99,11 +133,14 @@ class Herald {
       this.subs.delete(id);
       throw e;
     }
+    this.specs.set(id, Object.assign({}, what));
     return id;
   }
 
   unsubscribe(id) {
     this.subs.delete(id);
+    this.specs.delete(id);
+    this.offsets.delete(id);
     return this._ask({ op: "unsubscribe", id });
   }
 
@@ -143,7 +180,7 @@ class Herald {
     return p;
   }
 
-  close() { this.ws.close(1000, "bye"); }
+  close() { this.closing = true; this.ws.close(1000, "bye"); }
 }
 
 if (typeof window !== "undefined") window.Herald = Herald;
