@@ -128,11 +128,11 @@ func TestBrowserEventSourceResumesStream(t *testing.T) {
 	b.do("cache credentials", chromedp.Navigate("http://guest:guest@"+addr+"/sse")) // 400 once authenticated
 	b.do("open the page", chromedp.Navigate(pages.URL+"/?herald="+addr))
 	diag := `JSON.stringify({state: window.state, text: document.body.innerText})`
-	b.waitFor("the first five events", "state.events.length === 5", diag, 15*time.Second)
+	waitJS(t, b, "the first five events", "state.events.length === 5", diag, 15*time.Second)
 	proxy.cut()
-	b.waitFor("the EventSource noticing the cut", "state.errors >= 1", diag, 15*time.Second)
+	waitJS(t, b, "the EventSource noticing the cut", "state.errors >= 1", diag, 15*time.Second)
 	publish(5, 10)
-	b.waitFor("the events after the reconnect", "state.events.length >= 10 && state.opens >= 2", diag, 20*time.Second)
+	waitJS(t, b, "the events after the reconnect", "state.events.length >= 10 && state.opens >= 2", diag, 20*time.Second)
 	got := eval[string](b, "event ids", `state.events.map(e => e.id + "=" + e.offset + ":" + e.body).join(",")`)
 	var want []string
 	for i := range 10 {
@@ -210,11 +210,11 @@ func TestBrowserHeraldJSResumesStream(t *testing.T) {
 	b.do("cache credentials", chromedp.Navigate("http://guest:guest@"+addr+"/sse"))
 	b.do("open the page", chromedp.Navigate(pages.URL+"/?herald="+addr))
 	diag := `JSON.stringify({state: window.state, text: document.body.innerText})`
-	b.waitFor("the first five messages", "state.events.length === 5", diag, 15*time.Second)
+	waitJS(t, b, "the first five messages", "state.events.length === 5", diag, 15*time.Second)
 	proxy.cut()
-	b.waitFor("herald.js reconnecting", "state.reconnects >= 1", diag, 15*time.Second)
+	waitJS(t, b, "herald.js reconnecting", "state.reconnects >= 1", diag, 15*time.Second)
 	publish(5, 10)
-	b.waitFor("the messages after the reconnect", "state.events.length >= 10", diag, 15*time.Second)
+	waitJS(t, b, "the messages after the reconnect", "state.events.length >= 10", diag, 15*time.Second)
 	got := eval[string](b, "offsets", `state.events.join(",") + "|" + state.errors.join(";")`)
 	var want []string
 	for i := range 10 {
@@ -223,4 +223,31 @@ func TestBrowserHeraldJSResumesStream(t *testing.T) {
 	if got != strings.Join(want, ",")+"|" {
 		t.Fatalf("messages\n got %s\nwant %s|", got, strings.Join(want, ","))
 	}
+}
+
+// waitJS polls cond in the page every 50ms until it is true, for at most
+// d. Unlike browser.waitFor it evaluates afresh each time, so an
+// evaluation that meets a page context chromium has just replaced
+// ("Cannot find context", right after a navigation) is only retried.
+func waitJS(t *testing.T, b *browser, what, cond, diag string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		var v bool
+		v, err = chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
+		cancel()
+		if err == nil && v {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	state, derr := chromedp.Run(ctx, chromedp.Evaluate[string](diag))
+	cancel()
+	t.Fatalf("waiting for %s (%s): not true after %v (last error %v)\npage state: %s %v\npage log:\n%s", what, cond, d, err, state, derr, b.pageLog())
 }
