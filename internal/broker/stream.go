@@ -78,6 +78,7 @@ type streamHeld struct {
 	off         uint64
 	m           *Message
 	redelivered bool
+	gen         uint64 // the group's gen when delivered
 }
 
 // streamDirFor is where a stream's log lives: one directory per vhost and

@@ -105,6 +105,7 @@ func (q *Queue) SetStreamOffset(name string, offset uint64) error {
 	if g, ok := s.groups[name]; ok {
 		off := offset
 		g.seekTo = &off
+		g.gen++
 		g.stored, g.hasStored = offset, true
 		g.hasAcked = false
 		clear(g.outstanding)

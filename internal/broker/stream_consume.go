@@ -48,6 +48,7 @@ type streamGroup struct {
 	stored      uint64 // the position last stored for a named group
 	hasStored   bool
 	seekTo      *uint64 // set by SetStreamOffset for a running group
+	gen         uint64  // bumped by SetStreamOffset: older deliveries no longer move the position
 }
 
 func (q *streamQueue) consume(c *Consumer) error {
@@ -217,8 +218,8 @@ func (g *streamGroup) deliver(h *streamHeld) bool {
 	q := g.q
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.deleted || g.stopped {
-		return false
+	if q.deleted || g.stopped || g.seekTo != nil {
+		return false // a seek is due first (run handles it)
 	}
 	n := len(g.members)
 	for i := range n {
@@ -233,7 +234,7 @@ func (g *streamGroup) deliver(h *streamHeld) bool {
 			c.unacquire()
 			continue
 		}
-		h.c = c
+		h.c, h.gen = c, g.gen
 		q.unacked[id] = *h
 		g.outstanding[h.off] = struct{}{}
 		q.delivered.Add(1)
@@ -271,7 +272,10 @@ func (q *streamQueue) settle(ids []uint64, how settleKind) {
 		run++
 		g := h.g
 		if !slices.Contains(touched, g) {
-			touched = append(touched, g)
+			touched = append(touched, g) // woken below: the credit is back
+		}
+		if h.gen != g.gen {
+			continue // delivered before SetStreamOffset moved the group: credit only
 		}
 		switch {
 		case how == settleRequeue && g.name != "":

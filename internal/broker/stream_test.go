@@ -378,3 +378,39 @@ func TestStreamConfirmsConcurrentPublishers(t *testing.T) {
 		t.Fatalf("%d durable after every confirm, want %d", si.NextOffset, pubs*each)
 	}
 }
+
+// TestStreamSetOffsetWhileReading: a position set through the management
+// API moves a running group; acks of what it delivered before only return
+// credit and do not move the position back.
+func TestStreamSetOffsetWhileReading(t *testing.T) {
+	b := newStreamBroker(t, t.TempDir())
+	v := b.VHost(DefaultVHost)
+	q := declareStream(t, v, "s", nil)
+	p := v.Publisher()
+	for i := range 6 {
+		publishDurable(t, p, "s", fmt.Sprint(i), nil)
+	}
+	s := &fakeSink{}
+	if _, err := q.Consume(ConsumerOptions{Prefetch: 2, Sink: s, Args: Table{"x-stream-consumer": "g", "x-stream-offset": "first"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two deliveries", func() bool { return len(s.deliveries()) == 2 })
+	if err := q.SetStreamOffset("g", 4); err != nil {
+		t.Fatal(err)
+	}
+	old := s.deliveries()
+	q.Ack(old[0].ID, old[1].ID)
+	waitFor(t, "offsets 4 and 5", func() bool { return len(s.deliveries()) == 4 })
+	if got := bodies(s.deliveries()[2:]); !reflect.DeepEqual(got, []string{"4", "5"}) {
+		t.Fatalf("after the reset: %v", got)
+	}
+	if cs, _ := q.StreamConsumers(); len(cs) != 1 || cs[0].Offset != 4 {
+		t.Fatalf("old acks moved the position: %+v", cs)
+	}
+	ds := s.deliveries()
+	q.Ack(ds[2].ID, ds[3].ID)
+	waitFor(t, "position 6", func() bool {
+		cs, _ := q.StreamConsumers()
+		return len(cs) == 1 && cs[0].Offset == 6
+	})
+}
