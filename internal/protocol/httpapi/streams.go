@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -113,7 +114,7 @@ const defaultStreamPrefetch = 256
 // its offset (a string or a JSON number; nil = next) and, for SSE, the
 // Last-Event-ID it resumes after.
 func streamArgs(offset any, lastEventID string) (broker.Table, error) {
-	if n, err := strconv.ParseUint(lastEventID, 10, 63); err == nil && lastEventID != "" {
+	if n, err := strconv.ParseUint(lastEventID, 10, 63); err == nil && n < math.MaxInt64 {
 		return broker.Table{"x-stream-offset": int64(n + 1)}, nil
 	}
 	switch o := offset.(type) {
