@@ -2,7 +2,6 @@ package test
 
 import (
 	"fmt"
-	"sort"
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -416,15 +415,6 @@ func assertBodies(t testing.TB, got []string, want ...string) {
 			t.Fatalf("got %v, want %v (order matters)", got, want)
 		}
 	}
-}
-
-func assertSameSet(t testing.TB, got []string, want ...string) {
-	t.Helper()
-	g := append([]string(nil), got...)
-	w := append([]string(nil), want...)
-	sort.Strings(g)
-	sort.Strings(w)
-	assertBodies(t, g, w...)
 }
 
 func must(t testing.TB, err error) {

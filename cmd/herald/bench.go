@@ -39,6 +39,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.Callers, "callers", def.Callers, "rpc: concurrent callers, each with its own connection")
 	fs.BoolVar(&cfg.DirectReplyTo, "direct-reply-to", def.DirectReplyTo, "rpc: callers consume amq.rabbitmq.reply-to instead of declaring a reply queue")
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", def.RPCTimeout, "rpc: give up waiting for a reply after this long")
+	fs.StringVar(&cfg.HTTPURL, "http-url", "", "rpc-gateway: the HTTP API `URL`, http://user:password@host:port (default "+bench.DefaultHTTPURL+")")
 	fs.IntVar(&cfg.BrokerPID, "broker-pid", 0, "broker process `id`: report its CPU time during the window and messages per broker CPU-second; mqtt-idle: also its RSS per connection (Linux)")
 	fs.IntVar(&cfg.Subscribers, "subscribers", 0, fmt.Sprintf("mqtt-fanout: subscriber connections (default %d)", bench.DefaultSubscribers))
 	fs.BoolVar(&cfg.PahoSubscribers, "paho-subscribers", false, "mqtt-fanout: subscribers use the paho client library instead of the bench's lean client (which costs the machine a fraction of the CPU per delivery)")

@@ -45,8 +45,9 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.priority, "priority", 0, "set policy: priority")
 	fs.StringVar(&o.applyTo, "apply-to", "queues", "set policy: queues, exchanges or all")
 	fs.StringVar(&o.reason, "reason", "Closed via herald ctl", "close connection: reason given to the client")
+	addMoreCtlFlags(fs, &o.more)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, ctlUsage)
+		fmt.Fprint(stderr, ctlUsage+ctlMoreUsage+ctlClusterUsage+"\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Flags may come anywhere: parse, take one word, repeat.
@@ -68,7 +69,9 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	c := &ctlClient{ctx: ctx, o: o, out: stdout, http: &http.Client{Timeout: 30 * time.Second}}
+	fs.Visit(func(f *flag.Flag) { o.more.vhostSet = o.more.vhostSet || f.Name == "vhost" })
+	o.more.vhostSet = o.more.vhostSet || os.Getenv("HERALD_CTL_VHOST") != ""
+	c := &ctlClient{ctx: ctx, o: o, in: os.Stdin, out: stdout, http: &http.Client{Timeout: 30 * time.Second}}
 	if err := c.run(words); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -88,6 +91,8 @@ Talks to the management API of a running herald (herald serve --http).
 
   list queues|exchanges|bindings|connections|consumers|users|vhosts|policies
   list alarms                             resource alarms in effect (memory, disk), by node; exit 1 if any
+  list services                           RPC services, their instances and statistics, in every vhost
+  describe service NAME                   one RPC service of --vhost: its instances, replies by status, latency
   declare queue NAME [--durable=false] [--auto-delete] [--arguments JSON]
   declare exchange NAME --type topic [--durable=false]
   delete queue NAME | delete exchange NAME
@@ -107,8 +112,6 @@ Talks to the management API of a running herald (herald serve --http).
   set stream-offset STREAM CONSUMER N     store consumer's position (it resumes at N)
   delete stream-offset STREAM CONSUMER    forget consumer's stored position
   read stream STREAM [OFFSET] [-n 10]     messages of a stream from OFFSET (default: the first)
-
-Flags:
 `
 
 type ctlOptions struct {
@@ -119,6 +122,7 @@ type ctlOptions struct {
 	configure, write, read       string
 	pattern, definition, applyTo string
 	reason                       string
+	more                         ctlMoreOptions // ctl_bindings.go
 }
 
 type usageError string
@@ -135,6 +139,7 @@ func envOr(key, def string) string {
 type ctlClient struct {
 	ctx  context.Context
 	o    ctlOptions
+	in   io.Reader // publish's payload when none is given
 	out  io.Writer
 	http *http.Client
 }
@@ -149,12 +154,22 @@ func (c *ctlClient) run(w []string) error {
 		}
 		return nil
 	}
+	if handled, err := c.cluster(w); handled {
+		return err
+	}
 	vh := seg(c.o.vhost)
 	switch w[0] + " " + w[1] {
 	case "list queues", "list exchanges", "list bindings", "list connections", "list consumers", "list users", "list vhosts", "list policies":
 		return c.list(w[1])
 	case "list alarms", "show alarms":
 		return c.alarms()
+	case "list services":
+		return c.listServices()
+	case "describe service":
+		if err := need(3, "describe service NAME"); err != nil {
+			return err
+		}
+		return c.describeService(w[2])
 	case "list stream-consumers":
 		if err := need(3, "list stream-consumers STREAM"); err != nil {
 			return err
@@ -344,6 +359,9 @@ func (c *ctlClient) run(w []string) error {
 		}
 		return c.doRequest("DELETE", "/api/connections/"+seg(w[2]), nil, nil, http.Header{"X-Reason": {c.o.reason}}, "connection "+w[2]+" closed")
 	}
+	if handled, err := c.runMore(w); handled {
+		return err
+	}
 	return usageError(fmt.Sprintf("unknown command %q", strings.Join(w, " ")))
 }
 
@@ -363,7 +381,7 @@ func (c *ctlClient) addArguments(body map[string]any) error {
 var listColumns = map[string][]string{
 	"queues":      {"vhost", "name", "type", "messages_ready", "messages_unacknowledged", "consumers", "durable", "policy"},
 	"exchanges":   {"vhost", "name", "type", "durable", "auto_delete", "internal"},
-	"bindings":    {"vhost", "source", "destination", "destination_type", "routing_key"},
+	"bindings":    {"vhost", "source", "destination", "destination_type", "routing_key", "properties_key"},
 	"connections": {"name", "protocol", "user", "vhost", "channels", "connected_at"},
 	"consumers":   {"queue.vhost", "queue.name", "consumer_tag", "ack_required", "prefetch_count", "channel_details.connection_name"},
 	"users":       {"name", "tags"},
@@ -373,7 +391,7 @@ var listColumns = map[string][]string{
 
 func (c *ctlClient) list(what string) error {
 	var rows []map[string]any
-	if err := c.call("GET", "/api/"+what, nil, &rows); err != nil {
+	if err := c.call("GET", c.listPath(what), nil, &rows); err != nil {
 		return err
 	}
 	return c.table(rows, listColumns[what])

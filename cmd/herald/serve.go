@@ -38,8 +38,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tlsClientCA := fs.String("tls-client-ca", "", "PEM CA bundle: when set, TLS clients must present a certificate it signed")
 	httpAddr := fs.String("http", ":15672", "HTTP listen address (REST, WebSocket, SSE, management API); \"off\" disables")
 	corsOrigins := fs.String("cors-origins", "", "comma-separated origins whose browsers may call the HTTP API (\"*\" = any)")
-	jwtSecretFile := fs.String("jwt-hs256-secret-file", "", "file holding the HS256 secret that verifies HTTP bearer tokens (JWT)")
-	jwtPublicKey := fs.String("jwt-rs256-public-key", "", "PEM public key that verifies RS256 HTTP bearer tokens (JWT)")
+	wsOrigins := fs.String("websocket-origins", "", "comma-separated origins whose pages may open /mqtt and /stomp; empty = any origin, as RabbitMQ's Web MQTT/STOMP (their clients log in with CONNECT)")
+	maxPresence := fs.Int("max-presence", web.DefaultMaxPresence, "clients in one channel's presence set; a /ws subscribe with presence beyond it is refused")
+	wsHeartbeat := fs.Duration("ws-heartbeat", web.DefaultWSHeartbeat, "a /ws peer that does not answer pings for this long is closed (and leaves its presence sets)")
+	jwtSecretFile := fs.String("jwt-hs256-secret-file", "", "file holding the HS256 secret that verifies JWTs: HTTP bearer tokens, and passwords on every protocol")
+	jwtPublicKey := fs.String("jwt-rs256-public-key", "", "PEM public key that verifies RS256 JWTs (HTTP bearer tokens, passwords on every protocol)")
 	jwtAudience := fs.String("jwt-audience", "", "bearer tokens must name this audience (aud) when set")
 	jwtIssuer := fs.String("jwt-issuer", "", "bearer tokens must come from this issuer (iss) when set")
 	heartbeat := fs.Duration("heartbeat", amqp091.DefaultHeartbeat, "AMQP heartbeat interval proposed to clients (0 disables)")
@@ -47,6 +50,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	maxConns := fs.Int("max-connections", 0, "client connections of all protocols together, checked at login (0 = unlimited); per vhost and per user limits are set with the management API")
 	mqttReceiveMax := &boundedUint{v: mqtt.DefaultReceiveMaximum, lo: 1, hi: 65535}
 	fs.Var(mqttReceiveMax, "mqtt-receive-maximum", "MQTT 5 Receive Maximum, sent in CONNACK: the `number` of QoS 1/2 publishes a client may have unacknowledged (no PUBACK or PUBCOMP yet), 1 to 65535; one more is answered with DISCONNECT 0x93")
+	mqttAnonymous := fs.Bool("mqtt-allow-anonymous", true, "an MQTT CONNECT without a user name logs in as --default-user (no password; a loopback user only from localhost), as RabbitMQ's mqtt.allow_anonymous; false refuses it")
 	maxPubRate := fs.Int("max-publish-rate", 0, "messages a second each AMQP, MQTT, STOMP or WebSocket connection may publish (beyond it Herald stops reading from the client), and each user over the HTTP publish endpoints (beyond it 429 Too Many Requests); 0 = unlimited")
 	statsInterval := fs.Duration("stats-interval", web.DefaultStatsInterval, "how often the management API's message rates (message_stats.*_details.rate) are sampled; RabbitMQ's collect_statistics_interval")
 	maxMessage := fs.Uint64("max-message-size", amqp091.DefaultMaxMessageSize, "largest message body accepted, in bytes")
@@ -59,6 +63,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	pprofAddr := fs.String("pprof", "off", "serve Go's net/http/pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	defaultUser := fs.String("default-user", "guest", "user created on first start (administrator, all permissions on \"/\"); RabbitMQ's default_user")
 	defaultPass := fs.String("default-pass", "guest", "password of --default-user; prefer HERALD_DEFAULT_PASS, the command line is visible to other local users")
+	nodeName := fs.String("node-name", defaultNodeName(), "cluster mode: this node's name, unique in the cluster (its Raft ID and its name in /api/nodes)")
+	clusterAddr := fs.String("cluster-addr", "", "cluster mode: HOST:PORT this node listens on for the other nodes (Raft and forwarding), e.g. 10.0.0.1:25672; empty = single node")
+	clusterAdvertise := fs.String("cluster-advertise", "", "cluster mode: the address the other nodes dial when it is not --cluster-addr (NAT, containers, a proxy); empty = --cluster-addr")
+	join := fs.String("join", "", "cluster mode: comma-separated cluster addresses of the other nodes")
 	loopbackUsers := fs.String("loopback-users", "guest", "comma-separated users who may log in only from localhost; \"none\" lets guest in from anywhere (RabbitMQ's loopback_users)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herald serve [flags]\n\nRuns the broker with embedded defaults; no config file needed.\nEvery flag may also be given as HERALD_<NAME> in the environment, e.g. HERALD_AMQP=:5673.\n\nFlags:\n")
@@ -93,7 +101,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		STOMPAddr: *stompAddr,
 		AMQPSAddr: *amqpsAddr, MQTTSAddr: *mqttsAddr, STOMPSAddr: *stompsAddr, HTTPSAddr: *httpsAddr,
 		TLS:             app.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsClientCA},
-		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), Version: version, StatsInterval: *statsInterval, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
+		Web:             web.Config{CORSOrigins: splitList(*corsOrigins), WebSocketOrigins: splitList(*wsOrigins), MaxPresence: *maxPresence, WSHeartbeat: *wsHeartbeat, Version: version, StatsInterval: *statsInterval, JWT: web.JWTConfig{HS256SecretFile: *jwtSecretFile, RS256PublicKeyFile: *jwtPublicKey, Audience: *jwtAudience, Issuer: *jwtIssuer}},
 		DataDir:         *dataDir,
 		LoadDefinitions: *loadDefs,
 		AMQP: amqp091.Config{
@@ -102,7 +110,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			MaxMessageSize: *maxMessage,
 			Version:        version,
 		},
-		MQTT:                mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v)},
+		MQTT:                mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v), DenyAnonymous: !*mqttAnonymous},
 		Logger:              log,
 		ConsumerTimeout:     *consumerTimeout,
 		QueueMemoryMessages: *queueMemory,
@@ -113,6 +121,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		LoopbackUsers:       append([]string{}, splitList(*loopbackUsers)...), // non-nil: an emptied list restricts nobody
 		MemoryHighWatermark: offIfZero(*memWatermark),
 		DiskFreeLimit:       int64(offIfZero(float64(*diskFree))),
+		Cluster:             app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Advertise: *clusterAdvertise, Join: splitList(*join)},
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -129,6 +138,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	attrs := []any{"version", version, "data_dir", *dataDir}
+	if *clusterAddr != "" {
+		attrs = append(attrs, "node", *nodeName, "cluster", *clusterAddr)
+	}
 	for _, name := range []string{"amqp", "amqps", "mqtt", "mqtts", "stomp", "stomps", "http", "https"} {
 		if a := srv.Addr(name); a != nil {
 			attrs = append(attrs, name, a.String())
@@ -152,6 +164,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// defaultNodeName is RabbitMQ's default node name shape, herald@host.
+func defaultNodeName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "herald@" + host
 }
 
 // boundedUint is a flag value: a whole number from lo to hi, checked

@@ -74,6 +74,36 @@ func TestServeMQTTReceiveMaximum(t *testing.T) {
 // Receive Maximum of its CONNACK.
 func serveConnackReceiveMaximum(t *testing.T, args ...string) uint16 {
 	t.Helper()
+	cp := &packet.Connect{ProtocolName: "MQTT", ProtocolLevel: packet.V5, CleanStart: true, ClientID: "rm", KeepAlive: 30,
+		UsernameFlag: true, Username: "guest", PasswordFlag: true, Password: []byte("guest")}
+	ack := serveConnack(t, cp, args...)
+	if ack.ReasonCode != 0 {
+		t.Fatalf("connack %#v", ack)
+	}
+	return ack.Properties.ReceiveMaximum
+}
+
+// TestServeMQTTAllowAnonymous: a CONNECT without a user name is accepted
+// by default, refused (0x86) with HERALD_MQTT_ALLOW_ANONYMOUS=false, and
+// the flag wins over the variable.
+func TestServeMQTTAllowAnonymous(t *testing.T) {
+	cp := &packet.Connect{ProtocolName: "MQTT", ProtocolLevel: packet.V5, CleanStart: true, ClientID: "anon", KeepAlive: 30}
+	if ack := serveConnack(t, cp); ack.ReasonCode != 0 {
+		t.Fatalf("default: connack %#x, want 0", ack.ReasonCode)
+	}
+	t.Setenv("HERALD_MQTT_ALLOW_ANONYMOUS", "false")
+	if ack := serveConnack(t, cp); ack.ReasonCode != packet.BadUserNameOrPassword {
+		t.Fatalf("HERALD_MQTT_ALLOW_ANONYMOUS=false: connack %#x, want 0x86", ack.ReasonCode)
+	}
+	if ack := serveConnack(t, cp, "--mqtt-allow-anonymous=true"); ack.ReasonCode != 0 {
+		t.Fatalf("--mqtt-allow-anonymous=true: connack %#x, want 0", ack.ReasonCode)
+	}
+}
+
+// serveConnack runs `herald serve args...` with only MQTT listening, on a
+// free port, sends cp (MQTT 5) and returns the CONNACK.
+func serveConnack(t *testing.T, cp *packet.Connect, args ...string) *packet.Connack {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	args = append([]string{"--data-dir", t.TempDir(), "--mqtt", "127.0.0.1:0", "--amqp", "off", "--stomp", "off",
@@ -115,16 +145,14 @@ func serveConnackReceiveMaximum(t *testing.T, args ...string) uint16 {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	cp := &packet.Connect{ProtocolName: "MQTT", ProtocolLevel: packet.V5, CleanStart: true, ClientID: "rm", KeepAlive: 30,
-		UsernameFlag: true, Username: "guest", PasswordFlag: true, Password: []byte("guest")}
 	if _, err := nc.Write(cp.Encode(nil, packet.V5)); err != nil {
 		t.Fatal(err)
 	}
 	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	p, err := packet.Read(bufio.NewReader(nc), packet.V5, 0)
 	ack, ok := p.(*packet.Connack)
-	if err != nil || !ok || ack.ReasonCode != 0 {
+	if err != nil || !ok {
 		t.Fatalf("connack %#v %v", p, err)
 	}
-	return ack.Properties.ReceiveMaximum
+	return ack
 }

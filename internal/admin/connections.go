@@ -27,6 +27,12 @@ type ConnectionJSON struct {
 	State       string `json:"state"`
 	Type        string `json:"type"`
 	Node        string `json:"node"`
+	// ClientProperties is the AMQP client's table, rendered as RabbitMQ
+	// does (tables as objects, arrays as lists, timestamps as seconds);
+	// {} for other protocols. UserProvidedName is its connection_name,
+	// by which tools find a connection.
+	ClientProperties map[string]any `json:"client_properties"`
+	UserProvidedName string         `json:"user_provided_name,omitempty"`
 }
 
 func splitHostPort(addr string) (string, int) {
@@ -42,7 +48,20 @@ func (s *Server) newConnectionJSON(c broker.ConnectionInfo) ConnectionJSON {
 	ph, pp := splitHostPort(c.Peer)
 	lh, lp := splitHostPort(c.Local)
 	return ConnectionJSON{Name: c.Name, User: c.User, VHost: c.VHost, Protocol: c.Protocol, ConnectedAt: c.ConnectedAt.UnixMilli(),
-		Channels: c.Channels, PeerHost: ph, PeerPort: pp, Host: lh, Port: lp, State: "running", Type: "network", Node: s.node}
+		Channels: c.Channels, PeerHost: ph, PeerPort: pp, Host: lh, Port: lp, State: "running", Type: "network", Node: s.node,
+		ClientProperties: argsJSON(c.ClientProperties), UserProvidedName: userProvidedName(c.ClientProperties)}
+}
+
+// userProvidedName is the client's connection_name property, as RabbitMQ
+// reports it (a string, or text sent as bytes).
+func userProvidedName(props broker.Table) string {
+	switch n := props["connection_name"].(type) {
+	case string:
+		return n
+	case []byte:
+		return string(n)
+	}
+	return ""
 }
 
 // seesAll reports whether u may see every user's connections.

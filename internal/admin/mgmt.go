@@ -3,7 +3,6 @@ package admin
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/heraldmq/herald/internal/auth"
@@ -94,16 +93,6 @@ func (s *Server) newQueueJSON(v *broker.VHost, q *broker.Queue) QueueJSON {
 		j.MessageBytes, j.FirstOffset, j.LastOffset, j.Segments = &si.Bytes, &si.FirstOffset, &last, &si.Segments
 	}
 	return j
-}
-
-type BindingJSON struct {
-	Source          string         `json:"source"`
-	VHost           string         `json:"vhost"`
-	Destination     string         `json:"destination"`
-	DestinationType string         `json:"destination_type"`
-	RoutingKey      string         `json:"routing_key"`
-	Arguments       map[string]any `json:"arguments"`
-	PropertiesKey   string         `json:"properties_key"`
 }
 
 func argsJSON(t broker.Table) map[string]any {
@@ -242,9 +231,9 @@ func (s *Server) putExchange(w http.ResponseWriter, r *http.Request) {
 	// RabbitMQ's defaults: durable unless said otherwise.
 	req := struct {
 		Type       string         `json:"type"`
-		Durable    *bool          `json:"durable"`
-		AutoDelete bool           `json:"auto_delete"`
-		Internal   bool           `json:"internal"`
+		Durable    *flexBool      `json:"durable"`
+		AutoDelete flexBool       `json:"auto_delete"`
+		Internal   flexBool       `json:"internal"`
 		Arguments  map[string]any `json:"arguments"`
 	}{}
 	if !s.decodeBody(w, r, &req) {
@@ -260,8 +249,8 @@ func (s *Server) putExchange(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("name")
 	_, existed := v.Exchange(name)
-	if _, err := v.DeclareExchange(name, broker.ExchangeOptions{Kind: req.Type, Durable: req.Durable == nil || *req.Durable,
-		AutoDelete: req.AutoDelete, Internal: req.Internal, Args: args}); err != nil {
+	if _, err := v.DeclareExchange(name, broker.ExchangeOptions{Kind: req.Type, Durable: boolOr(req.Durable, true),
+		AutoDelete: bool(req.AutoDelete), Internal: bool(req.Internal), Args: args}); err != nil {
 		writeBrokerError(w, err)
 		return
 	}
@@ -316,8 +305,8 @@ func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := struct {
-		Durable    *bool          `json:"durable"`
-		AutoDelete bool           `json:"auto_delete"`
+		Durable    *flexBool      `json:"durable"`
+		AutoDelete flexBool       `json:"auto_delete"`
 		Arguments  map[string]any `json:"arguments"`
 	}{}
 	if !s.decodeBody(w, r, &req) {
@@ -333,7 +322,7 @@ func (s *Server) putQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, existed := v.Queue(name)
-	if _, err := v.DeclareQueue(name, broker.QueueOptions{Durable: req.Durable == nil || *req.Durable, AutoDelete: req.AutoDelete, Args: args}); err != nil {
+	if _, err := v.DeclareQueue(name, broker.QueueOptions{Durable: boolOr(req.Durable, true), AutoDelete: bool(req.AutoDelete), Args: args}); err != nil {
 		writeBrokerError(w, err)
 		return
 	}
@@ -363,64 +352,6 @@ func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) listBindings(w http.ResponseWriter, r *http.Request) {
-	listPerVHost(s, w, r, "destination", func(v *broker.VHost, out []BindingJSON) []BindingJSON {
-		// RabbitMQ lists the default exchange's implicit binding of
-		// every queue, keyed by the queue's name.
-		for _, q := range v.Queues() {
-			out = append(out, BindingJSON{VHost: v.Name(), Destination: q.Name(), DestinationType: "queue",
-				RoutingKey: q.Name(), Arguments: map[string]any{}, PropertiesKey: q.Name()})
-		}
-		for _, e := range v.Exchanges() {
-			for _, b := range e.Bindings() {
-				out = append(out, BindingJSON{Source: b.Source, VHost: v.Name(), Destination: b.Destination,
-					DestinationType: b.DestinationKind, RoutingKey: b.RoutingKey, Arguments: argsJSON(b.Args),
-					PropertiesKey: propertiesKey(b.RoutingKey, b.Args)})
-			}
-		}
-		return out
-	})
-}
-
-// propertiesKey is RabbitMQ's binding id within source and destination:
-// "~" for an empty key without arguments, the escaped key otherwise.
-func propertiesKey(key string, args broker.Table) string {
-	pk := url.PathEscape(key)
-	if key == "" {
-		pk = "~"
-	}
-	if len(args) > 0 {
-		pk += "~args"
-	}
-	return pk
-}
-
-func (s *Server) bindQueue(w http.ResponseWriter, r *http.Request) {
-	v := s.vhostOf(w, r.PathValue("vhost"))
-	if v == nil || !(s.allowMgmt(w, r, v, auth.Queue, r.PathValue("queue"), auth.Write) && s.allowMgmt(w, r, v, auth.Exchange, exchangeName(r.PathValue("exchange")), auth.Read)) {
-		return
-	}
-	req := struct {
-		RoutingKey string         `json:"routing_key"`
-		Arguments  map[string]any `json:"arguments"`
-	}{}
-	if !s.decodeBody(w, r, &req) {
-		return
-	}
-	args, ok := argumentsFromJSON(w, req.Arguments)
-	if !ok {
-		return
-	}
-	queue, ex := r.PathValue("queue"), exchangeName(r.PathValue("exchange"))
-	if err := v.BindQueue(queue, ex, req.RoutingKey, args, 0); err != nil {
-		writeBrokerError(w, err)
-		return
-	}
-	w.Header().Set("Location", fmt.Sprintf("/api/bindings/%s/e/%s/q/%s/%s", url.PathEscape(v.Name()),
-		url.PathEscape(r.PathValue("exchange")), url.PathEscape(queue), propertiesKey(req.RoutingKey, args)))
-	w.WriteHeader(http.StatusCreated)
 }
 
 // aliveness is RabbitMQ's aliveness test: declare a queue, publish to it

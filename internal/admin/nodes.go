@@ -65,12 +65,21 @@ func (s *Server) nodeJSON() nodeJSON {
 	return n
 }
 
-// listNodes is GET /api/nodes: Herald is a single node.
+// listNodes is GET /api/nodes: this node, or every node in cluster mode
+// (cluster.go).
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
+	if s.cluster != nil {
+		s.listClusterNodes(w, r)
+		return
+	}
 	writeList(w, r, []nodeJSON{s.nodeJSON()}, "name")
 }
 
 func (s *Server) showNode(w http.ResponseWriter, r *http.Request) {
+	if s.cluster != nil {
+		s.showClusterNode(w, r)
+		return
+	}
 	if r.PathValue("node") != s.node {
 		writeError(w, http.StatusNotFound, "Object Not Found", "Not Found")
 		return

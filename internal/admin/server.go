@@ -29,6 +29,8 @@ type Server struct {
 	// stats samples the queues' counters for the message rates
 	// (stats.go); its goroutine runs until the shell closes.
 	stats *statsSampler
+	// cluster is set in cluster mode (cluster.go).
+	cluster Cluster
 }
 
 // Mount registers the management API and the console on the shell and
@@ -74,9 +76,7 @@ func (s *Server) routes() {
 	mg("PUT /api/queues/{vhost}/{name}", s.putQueue)
 	mg("DELETE /api/queues/{vhost}/{name}", s.deleteQueue)
 	mg("DELETE /api/queues/{vhost}/{name}/contents", s.purgeQueue)
-	mg("GET /api/bindings", s.listBindings)
-	mg("GET /api/bindings/{vhost}", s.listBindings)
-	mg("POST /api/bindings/{vhost}/e/{exchange}/q/{queue}", s.bindQueue)
+	s.bindingRoutes(mg)
 	mg("GET /api/queues/{vhost}/{name}/messages", s.peekMessages)
 	mg("DELETE /api/queues/{vhost}/{name}/messages/{id}", s.deleteMessage)
 	mg("POST /api/queues/{vhost}/{name}/move", s.moveMessages)
@@ -106,6 +106,8 @@ func (s *Server) routes() {
 	mg("GET /api/channels/{channel}", s.showChannel)
 	s.limitRoutes(admin)
 	s.streamRoutes(mg)
+	s.topicPermissionRoutes(admin)
+	s.serviceRoutes(mg)
 }
 
 // The shell's helpers under the names this package's handlers use.
@@ -127,4 +129,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool 
 func (s *Server) checkerFor(u *auth.User) web.Checker { return s.shell.CheckerFor(u) }
 func (s *Server) check(u *auth.User, v *broker.VHost, kind auth.Kind, res auth.Resource, name string) error {
 	return s.shell.Check(u, v, kind, res, name)
+}
+func (s *Server) checkTopic(u *auth.User, v *broker.VHost, kind auth.Kind, exchange, key string) error {
+	return s.shell.CheckTopic(u, v, kind, exchange, key)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/heraldmq/herald/internal/admin"
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/cluster"
 	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/amqp091"
 	"github.com/heraldmq/herald/internal/protocol/httpapi"
@@ -81,7 +82,7 @@ type Config struct {
 	// ConsumerTimeout is the default x-consumer-timeout (0 = off).
 	ConsumerTimeout time.Duration
 	// QueueMemoryMessages bounds the persistent messages a durable queue
-	// keeps in RAM; the rest wait in the log (0 = 20,000).
+	// keeps in RAM; the rest wait in the log (0 = broker.DefaultMemoryMessages).
 	QueueMemoryMessages int
 	// StoreSegmentSize bounds a message log segment file (0 = the store's
 	// default, 64 MiB); tests make it small to span many segments.
@@ -106,6 +107,9 @@ type Config struct {
 	// publishes likewise (0 = no limit); it fills in the protocol and web
 	// configs' MaxPublishRate where those are 0.
 	MaxPublishRate int
+	// Cluster, with an Addr, makes this node a member of a cluster
+	// (cluster.go); zero is single-node mode.
+	Cluster ClusterConfig
 }
 
 // App is a running Herald instance.
@@ -124,6 +128,7 @@ type App struct {
 	recoveredEntries int
 	monitor          *resourceMonitor
 	store            *store.Log
+	cluster          *cluster.Node // nil in single-node mode
 }
 
 // New builds an instance; Start restores its state and binds its listeners.
@@ -152,9 +157,13 @@ func New(cfg Config) (*App, error) {
 		}
 	}
 	if cfg.Web.JWT.Enabled() {
-		if err := cfg.Web.JWT.Validate(); err != nil {
+		// One verifier for every protocol: a JWT as the password on AMQP,
+		// MQTT, STOMP and WebSocket, a bearer token on HTTP.
+		v, err := auth.NewTokenVerifier(cfg.Web.JWT)
+		if err != nil {
 			return nil, fmt.Errorf("bearer token (JWT) settings: %w", err)
 		}
+		cfg.Users.SetTokenVerifier(v)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", cfg.DataDir, err)
@@ -165,6 +174,8 @@ func New(cfg Config) (*App, error) {
 	// Metrics before the store, which reports its fsyncs to them; the
 	// broker, built on the store, is attached below.
 	mtr := metrics.New(nil)
+	// The adapters count connections, refused logins and protocol errors.
+	cfg.AMQP.Counters, cfg.MQTT.Counters, cfg.STOMP.Counters = mtr.Counters, mtr.Counters, mtr.Counters
 	log, report, err := store.Open(filepath.Join(cfg.DataDir, "log"), store.Options{Logger: cfg.Logger.With("component", "store"),
 		SegmentSize: cfg.StoreSegmentSize, CompactInterval: cfg.StoreCompactInterval, OnSync: mtr.ObserveFsync})
 	if err != nil {
@@ -189,6 +200,9 @@ func New(cfg Config) (*App, error) {
 		store:            log,
 		recoveredEntries: report.Entries,
 	}
+	if cfg.MQTT.AnonymousUser == "" {
+		cfg.MQTT.AnonymousUser = cfg.DefaultUser // RabbitMQ's mqtt.default_user follows default_user
+	}
 	s.mqtt = mqtt.NewHandler(cfg.MQTT, b, cfg.Users, cfg.Logger.With("protocol", "mqtt"))
 	s.stomp = stomp.NewHandler(cfg.STOMP, b, cfg.Users, cfg.Logger.With("protocol", "stomp"))
 	mtr.SetBroker(b)
@@ -200,11 +214,18 @@ func New(cfg Config) (*App, error) {
 		cfg.Web.MQTTWebSocket = http.HandlerFunc(s.mqtt.ServeWebSocket)
 		cfg.Web.STOMPWebSocket = http.HandlerFunc(s.stomp.ServeWebSocket)
 		cfg.Web.Metrics = s.mtr.Handler()
+		cfg.Web.Counters = s.mtr.Counters
 		if cfg.Web.Node == nil {
 			cfg.Web.Node = s.nodeInfo
 		}
+		if cfg.Web.MaxMessageSize == 0 {
+			cfg.Web.MaxMessageSize = int64(min(cfg.AMQP.MaxMessageSize, 1<<62))
+		}
 		s.web = web.New(cfg.Web, b, cfg.Users, cfg.Logger.With("protocol", "http"))
-		admin.Mount(s.web)
+		mgmt := admin.Mount(s.web)
+		if cfg.Cluster.Addr != "" {
+			mgmt.SetCluster(clusterView{s})
+		}
 		httpapi.Mount(s.web)
 	}
 	s.monitor = newResourceMonitor(s, cfg) // before any request can reach s.nodeInfo
@@ -216,14 +237,20 @@ func (s *App) Broker() *broker.Broker { return s.broker }
 
 // Start prepares the data directory, restores the durable definitions and
 // messages, and binds every enabled listener.
-func (s *App) Start() error {
+func (s *App) Start() (err error) {
+	defer func() {
+		if err != nil {
+			s.stopCluster() // a node that cannot serve leaves the cluster port
+		}
+	}()
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", s.cfg.DataDir, err)
 	}
 	if err := s.defs.load(); err != nil {
 		return err
 	}
-	if s.cfg.LoadDefinitions != "" {
+	clustered := s.cfg.Cluster.Addr != ""
+	if s.cfg.LoadDefinitions != "" && !clustered {
 		if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
 			return err
 		}
@@ -238,6 +265,25 @@ func (s *App) Start() error {
 		debug.FreeOSMemory() // give back what recovery used (its scan buffers, the index it built)
 	}
 	s.mqtt.RestoreSessions() // MQTT session expiry that ran on while the broker was down
+	if clustered {
+		// After recovery: from here on the leader's entries change the
+		// definitions, and the queues have their messages back.
+		if err := s.startCluster(); err != nil {
+			return err
+		}
+		if s.cfg.LoadDefinitions != "" {
+			// The import is replicated: it needs the cluster formed.
+			ctx, cancel := context.WithTimeout(context.Background(), clusterFormTimeout)
+			err := s.WaitCluster(ctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("--load-definitions in cluster mode waits for the cluster to elect a leader: none within %s (are the --join nodes up?)", clusterFormTimeout)
+			}
+			if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
+				return err
+			}
+		}
+	}
 	s.lns.Go(s.monitor.run)
 	return s.lns.Listen(s.listenerSpecs())
 }
@@ -287,6 +333,7 @@ func (s *App) Shutdown(ctx context.Context) error {
 		endStreams = s.web.Close // ends WebSocket and SSE streams so the HTTP servers can drain
 	}
 	err := s.lns.Shutdown(ctx, endStreams)
+	s.stopCluster()
 	s.mqtt.Close()
 	s.broker.Close()
 	if cerr := s.store.Close(); cerr != nil {

@@ -69,6 +69,12 @@ var adapters = []string{internal + "protocol", internal + "admin"}
 var rules = []rule{
 	// The core.
 	{internal + "broker", []string{internal + "protocol", internal + "admin", internal + "web", internal + "server", internal + "app", "net/http"}, "the core is protocol-neutral", false},
+	{internal + "broker", []string{internal + "cluster", "github.com/hashicorp/raft"}, "the core declares the Replicator seam; cluster mode implements it", false},
+	// Cluster mode sits beside the adapters: it drives the core's command
+	// seam and knows no protocol, listener or wiring.
+	{internal + "cluster", []string{internal + "protocol", internal + "admin", internal + "web", internal + "server", internal + "app"}, "Raft replicates the core's commands; it knows no protocol and no wiring", false},
+	{internal + "cluster", []string{internal + "store", internal + "streamlog"}, "cluster mode calls the core, never the message log", true},
+	{internal + "admin", []string{internal + "cluster"}, "the management API reads the cluster through its own small interface", false},
 	{internal + "store", []string{anyHere}, "the store sits below the core (stdlib only)", false},
 	{internal + "topic", []string{anyHere}, "the trie is a leaf (stdlib only)", false},
 	{internal + "streamlog", []string{anyHere}, "the stream log sits below the core (stdlib only)", false},
@@ -96,7 +102,8 @@ var rules = []rule{
 	{internal + "metrics", []string{internal + "protocol", internal + "admin", internal + "web", internal + "server", internal + "app"}, "metrics read the core only", false},
 	// Public packages are importable by anyone, so they build on nothing
 	// internal.
-	{module + "/pkg", []string{internal}, "public packages cannot use internal ones", false},
+	{module + "/pkg", []string{internal}, "pkg/ is public, imported from outside the module, where internal/ cannot be", false},
+	{module + "/examples", []string{internal}, "examples show what a user can write, with public packages only", false},
 }
 
 func matches(path, prefix string) bool {

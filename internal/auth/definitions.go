@@ -12,6 +12,8 @@ import (
 type Definitions struct {
 	Users       []UserDef         `json:"users"`
 	Permissions []PermissionEntry `json:"permissions"`
+	// TopicPermissions is RabbitMQ's topic_permissions section.
+	TopicPermissions []TopicPermissionEntry `json:"topic_permissions"`
 }
 
 // UserDef is a user in RabbitMQ's definitions and management API shape.
@@ -77,6 +79,9 @@ func (u *Users) ExportDefinitions() Definitions {
 	if d.Permissions == nil {
 		d.Permissions = []PermissionEntry{}
 	}
+	if d.TopicPermissions = u.ListTopicPermissions(); d.TopicPermissions == nil {
+		d.TopicPermissions = []TopicPermissionEntry{}
+	}
 	return d
 }
 
@@ -101,6 +106,7 @@ func (u *Users) ImportDefinitions(d Definitions, replace bool) error {
 		}
 		u.users = keep
 		u.perms = make(map[string]map[string]*grant)
+		u.topic = make(map[string]map[string]map[string]*topicGrant)
 		u.mu.Unlock()
 		u.verified.clear()
 	}
@@ -117,6 +123,11 @@ func (u *Users) ImportDefinitions(d Definitions, replace bool) error {
 	for _, p := range d.Permissions {
 		if err := u.SetPermissions(p.User, p.VHost, p.Permissions); err != nil {
 			errs = append(errs, fmt.Errorf("permissions of '%s' in vhost '%s': %w", p.User, p.VHost, err))
+		}
+	}
+	for _, p := range d.TopicPermissions {
+		if _, err := u.SetTopicPermissions(p.User, p.VHost, p.TopicPermissions); err != nil {
+			errs = append(errs, fmt.Errorf("topic permissions of '%s' in vhost '%s' on exchange '%s': %w", p.User, p.VHost, p.Exchange, err))
 		}
 	}
 	return errors.Join(errs...)

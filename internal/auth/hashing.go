@@ -2,7 +2,6 @@ package auth
 
 import (
 	"crypto/md5"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -110,15 +109,6 @@ func rabbitHash(algo string) func() hash.Hash {
 		return md5.New
 	}
 	return nil
-}
-
-// newRabbit hashes password with one of RabbitMQ's salted schemes; Herald
-// uses it only in tests, to build what a RabbitMQ export holds.
-func newRabbit(algo, password string) credential {
-	c := credential{algo: algo}
-	_, _ = rand.Read(c.salt[:])
-	c.sum = rabbitDigest(rabbitHash(algo), c.salt, password)
-	return c
 }
 
 func rabbitDigest(newHash func() hash.Hash, salt [4]byte, password string) []byte {

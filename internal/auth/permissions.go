@@ -156,11 +156,11 @@ func (u *Users) ClearPermissions(user, vhost string) bool {
 	return ok
 }
 
-// ClearVHostPermissions removes every permission in vhost (the vhost was
-// deleted).
+// ClearVHostPermissions removes every permission and topic permission in
+// vhost (the vhost was deleted).
 func (u *Users) ClearVHostPermissions(vhost string) {
 	u.mu.Lock()
-	n := 0
+	n := u.clearVHostTopicLocked(vhost)
 	for _, m := range u.perms {
 		if _, ok := m[vhost]; ok {
 			delete(m, vhost)

@@ -10,10 +10,17 @@
 //
 // Permissions follow RabbitMQ's access control: per user and vhost, three
 // regular expressions (configure, write, read) matched against resource
-// names; see permissions.go for which operation needs what.
+// names; see permissions.go for which operation needs what. Topic
+// permissions (topicperms.go) restrict the routing keys a user may
+// publish with and bind to on topic exchanges; every adapter checks them
+// through CheckTopicAccess. OAuth 2.0 access tokens (JWT, jwt.go) log in
+// on every protocol as the password, their scopes (scopes.go) standing
+// for the permissions; adapters check a connection through
+// CheckerFor(the user Authenticate returned).
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -52,8 +60,15 @@ type User struct {
 	// LoopbackOnly restricts logins to loopback addresses (RabbitMQ's
 	// loopback_users, which holds guest by default).
 	LoopbackOnly bool
+	// Expires is when a token login's token expires (jwt.go); zero for a
+	// password login.
+	Expires time.Time
+	// Info is a token login's "info" claim (JSON), if it has one: the
+	// client's presence info on /ws. Nil for a password login.
+	Info json.RawMessage
 
-	cred credential
+	cred  credential
+	token *tokenGrant // the scopes of a token login; nil for a password login
 }
 
 // HasTag reports whether the user carries tag.
@@ -75,6 +90,11 @@ type Users struct {
 	users map[string]*User
 	// perms is user -> vhost -> compiled permissions; guarded by mu.
 	perms map[string]map[string]*grant
+	// topic is user -> vhost -> exchange -> compiled topic permissions
+	// (topicperms.go); guarded by mu.
+	topic map[string]map[string]map[string]*topicGrant
+	// tokens verifies JWTs given as passwords (jwt.go); nil: none are.
+	tokens atomic.Pointer[TokenVerifier]
 	// gen counts changes, so that adapters can cache an allowed check
 	// and notice a revocation with one atomic load.
 	gen atomic.Uint64
@@ -94,6 +114,7 @@ type Users struct {
 // RabbitMQ's default, guest.
 func NewUsers() *Users {
 	u := &Users{users: make(map[string]*User), perms: make(map[string]map[string]*grant),
+		topic:    make(map[string]map[string]map[string]*topicGrant),
 		loopback: map[string]bool{"guest": true}, verified: newVerifiedCache()}
 	u.cost.Store(DefaultBcryptCost)
 	return u
@@ -264,6 +285,7 @@ func (u *Users) Delete(name string) bool {
 	_, ok := u.users[name]
 	delete(u.users, name)
 	delete(u.perms, name)
+	delete(u.topic, name)
 	u.mu.Unlock()
 	u.verified.forget(name)
 	if ok {
@@ -315,7 +337,14 @@ func (u *Users) changed() {
 }
 
 // Authenticate checks a username and password for a client at remote.
+// With a token verifier set (SetTokenVerifier), a password that looks
+// like a JWT is verified as a token instead, as RabbitMQ's OAuth 2
+// backend does: the name is then ignored, and the returned user is the
+// token's (check its operations through CheckerFor).
 func (u *Users) Authenticate(name, password string, remote net.Addr) (*User, error) {
+	if u.tokens.Load() != nil && LooksLikeJWT(password) {
+		return u.VerifyToken(password)
+	}
 	u.mu.RLock()
 	usr, ok := u.users[name]
 	u.mu.RUnlock()

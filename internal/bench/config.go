@@ -39,6 +39,7 @@ var Scenarios = []struct{ Name, Summary string }{
 	{ScenarioMQTTIdle, "MQTT: hold N idle --connections (default 10,000, keep-alive 60s); connect rate, broker RSS per connection"},
 	{ScenarioWSFanout, wsFanoutSummary},
 	{ScenarioStream, streamSummary},
+	{ScenarioRPCGateway, rpcGatewaySummary},
 }
 
 // Defaults.
@@ -95,6 +96,9 @@ type Config struct {
 	DirectReplyTo bool          `json:"direct_reply_to"` // rpc: use amq.rabbitmq.reply-to
 	RPCTimeout    time.Duration `json:"rpc_timeout_ns"`  // rpc: give up waiting for a reply
 
+	// rpc-gateway: the HTTP API, http://user:password@host:port
+	HTTPURL string `json:"http_url,omitempty"`
+
 	BrokerPID int `json:"broker_pid,omitempty"` // if > 0, report the broker's CPU use from /proc/<pid>/stat
 
 	Subscribers int `json:"subscribers,omitempty"` // mqtt-fanout: subscriber connections (default 100)
@@ -145,6 +149,9 @@ func (c Config) Normalize() (Config, error) {
 	}
 	if c.Scenario == ScenarioWSFanout {
 		return c.normalizeWS()
+	}
+	if c.Scenario == ScenarioRPCGateway {
+		return c.normalizeGateway()
 	}
 	if c.URL == "" {
 		c.URL = DefaultURL

@@ -81,6 +81,8 @@ func Describe(c Config) string {
 		return describeWS(c)
 	case ScenarioStream:
 		return describeStream(c)
+	case ScenarioRPCGateway:
+		return describeGateway(c)
 	case ScenarioMQTTIdle:
 		return fmt.Sprintf("%s idle MQTT connections, keep-alive %v, held %v", FormatCount(uint64(c.Connections)), MQTTIdleKeepAlive, c.Duration)
 	}
@@ -227,6 +229,8 @@ func WriteTable(w io.Writer, res Result) error {
 			formatRate(res.MsgsPerSec), formatRate(res.SentPerSec), res.MBPerSec, window)
 	case ScenarioRPC:
 		row("rate", "%s round trips/s   %s", formatRate(res.MsgsPerSec), window)
+	case ScenarioRPCGateway:
+		row("rate", "%s calls/s   %s", formatRate(res.MsgsPerSec), window)
 	default:
 		row("rate", "%s msg/s   %.1f MB/s   %s", formatRate(res.MsgsPerSec), res.MBPerSec, window)
 	}

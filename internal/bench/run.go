@@ -40,6 +40,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		return runWSFanout(r)
 	case ScenarioStream:
 		return runStream(r)
+	case ScenarioRPCGateway:
+		return runRPCGateway(r)
 	}
 	return runFlow(r)
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,9 @@ func (c Config) normalizeWS() (Config, error) {
 
 func describeWS(c Config) string {
 	s := fmt.Sprintf("1 WebSocket publisher -> %s '%s' -> %s", wsExchange, wsKey, plural(c.Subscribers, "WebSocket subscriber"))
+	if strings.Contains(c.URL, centrifugoPath) {
+		s = fmt.Sprintf("1 WebSocket publisher -> Centrifugo channel '%s' -> %s", wsKey, plural(c.Subscribers, "WebSocket subscriber"))
+	}
 	if c.Rate > 0 {
 		s += " at " + FormatCount(uint64(c.Rate)) + " msg/s"
 	}
@@ -100,6 +104,8 @@ type wsDialer struct {
 	url    string
 	header http.Header
 	client *http.Client
+	// centrifugo: the URL is Centrifugo's (centrifugo.go).
+	centrifugo bool
 }
 
 func newWSDialer(raw string) (*wsDialer, error) {
@@ -115,13 +121,16 @@ func newWSDialer(raw string) (*wsDialer, error) {
 		h.Set("Authorization", req.Header.Get("Authorization"))
 		u.User = nil
 	}
-	q := u.Query()
-	q.Set("batch", "1") // several frames per WebSocket message (see internal/web)
-	u.RawQuery = q.Encode()
+	centrifugo := strings.HasSuffix(u.Path, centrifugoPath)
+	if !centrifugo {
+		q := u.Query()
+		q.Set("batch", "1") // several frames per WebSocket message (see internal/web)
+		u.RawQuery = q.Encode()
+	}
 	// Upgraded connections leave the transport, so no pool limit applies;
 	// the dial timeout keeps a stuck accept from hanging the setup.
 	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: setupConnectTimeout}).DialContext}
-	return &wsDialer{url: u.String(), header: h, client: &http.Client{Transport: tr}}, nil
+	return &wsDialer{url: u.String(), header: h, client: &http.Client{Transport: tr}, centrifugo: centrifugo}, nil
 }
 
 func (d *wsDialer) dial(ctx context.Context) (*websocket.Conn, error) {
@@ -148,6 +157,8 @@ type wsSubscriber struct {
 	closed  string // why the broker closed the socket; set before done
 	started bool   // read runs (set before it starts)
 	done    chan struct{}
+	// centrifugo: answer Centrifugo's pings (centrifugo.go).
+	centrifugo bool
 }
 
 // bodyField finds the body string of a /ws message frame without decoding
@@ -179,6 +190,10 @@ func (s *wsSubscriber) read(ctx context.Context) {
 				frame, msg = msg[:k], msg[k+1:]
 			} else {
 				msg = nil
+			}
+			if s.centrifugo && string(frame) == centrifugoPing {
+				_ = s.c.Write(ctx, websocket.MessageText, frame)
+				continue
 			}
 			s.observeFrame(frame, now, &raw)
 		}
@@ -248,6 +263,7 @@ type wsPublisher struct {
 	c           *websocket.Conn
 	subscribers int // each should receive every publish
 	sent        atomic.Uint64
+	centrifugo  bool // Centrifugo's protocol (centrifugo.go)
 }
 
 func (p *wsPublisher) sentCount() uint64            { return p.sent.Load() }
@@ -255,6 +271,9 @@ func (p *wsPublisher) deliveriesPerMessage() uint64 { return uint64(p.subscriber
 
 // run sends paced publish frames until told to stop.
 func (p *wsPublisher) run(start <-chan struct{}) error {
+	if p.centrifugo {
+		return p.runCentrifugo(start)
+	}
 	r := p.r
 	select {
 	case <-start:
@@ -351,7 +370,7 @@ func runWSFanout(r *run) (res Result, err error) {
 				}
 				c, err := d.dial(r.ctx)
 				if err == nil {
-					if err = wsSubscribe(r.ctx, c); err != nil {
+					if err = d.subscribe(r.ctx, c); err != nil {
 						_ = c.CloseNow()
 					}
 				}
@@ -365,7 +384,7 @@ func runWSFanout(r *run) (res Result, err error) {
 					return
 				}
 				m.receivers[i] = &wsSubscriber{
-					r: r, c: c, done: make(chan struct{}),
+					r: r, c: c, done: make(chan struct{}), centrifugo: d.centrifugo,
 					receiverAccount: receiverAccount{tracker: NewTracker(1), latency: shards[i%wsShards]},
 				}
 			}
@@ -390,7 +409,7 @@ func runWSFanout(r *run) (res Result, err error) {
 	if pubConn, err = d.dial(r.ctx); err != nil {
 		return res, fmt.Errorf("publisher: %w", err)
 	}
-	pub := &wsPublisher{r: r, c: pubConn, subscribers: len(m.receivers)}
+	pub := &wsPublisher{r: r, c: pubConn, subscribers: len(m.receivers), centrifugo: d.centrifugo}
 	m.senders = []*wsPublisher{pub}
 	w, err := m.runSenders(r, &pubWG)
 	if err != nil {

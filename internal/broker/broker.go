@@ -68,6 +68,9 @@ type Broker struct {
 	parallel        bool         // more than one core: large fanouts may use a helper (fanout.go)
 	streamDir       string       // Options.StreamDir
 	streams         atomic.Int64 // open stream queues: publishes look for stream targets only when > 0
+	services        replyTable   // RPC requests awaiting their reply (services_stats.go)
+
+	replicator atomic.Pointer[replicatorBox] // cluster mode: definitions changes go through it (replicate.go)
 
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost
@@ -102,7 +105,7 @@ func (b *Broker) VHost(name string) *VHost {
 
 // AddVHost creates a virtual host if it does not exist.
 func (b *Broker) AddVHost(name string) *VHost {
-	r, _ := b.Apply(CreateVHost{VHost: name})
+	r, _ := b.run(CreateVHost{VHost: name})
 	return r.VHost
 }
 

@@ -315,6 +315,9 @@ func (q *classicQueue) deliverHeadLocked(e *entry, src source) bool {
 				q.unacked[taken.seq] = h
 			}
 			q.delivered.Add(1)
+			if q.rpc != nil {
+				q.rpc.delivered(q.vhost, c, d.Message)
+			}
 			q.rr = idx + 1
 			return true
 		}
@@ -346,6 +349,9 @@ func (q *classicQueue) consume(c *Consumer) error {
 		for i > 0 && q.consumers[i-1].priority < c.priority {
 			i--
 		}
+	}
+	if q.rpc != nil {
+		q.rpc.joined(c, q.vhost.broker.now())
 	}
 	q.consumers = append(q.consumers, nil)
 	copy(q.consumers[i+1:], q.consumers[i:])

@@ -35,6 +35,10 @@ type ConnectionInfo struct {
 	// block on the connection's I/O, and may return nil once the
 	// connection has ended. (Named so because Channels is the count.)
 	ChannelList func() []ChannelInfo `json:"-"`
+	// ClientProperties are the properties the client sent about itself
+	// (AMQP connection.start-ok: product, version, connection_name, ...);
+	// nil for protocols that have none. Read only.
+	ClientProperties Table `json:"-"`
 	// Close asks the connection to close with the protocol's proper
 	// signal (AMQP: connection.close 320 CONNECTION_FORCED with reason);
 	// it must not block.

@@ -94,6 +94,9 @@ func (b *Broker) ExportDefinitions(durableOnly bool) Definitions {
 				continue
 			}
 			for _, bd := range e.Bindings() {
+				if _, listed := durableQueue[bd.Destination]; bd.DestinationKind == "queue" && !listed {
+					continue // an internal queue's (user queues): not in the export
+				}
 				if durableOnly {
 					if !e.durable {
 						continue

@@ -42,6 +42,9 @@ func (q *classicQueue) forgetLocked(e *entry) {
 // dropLocked removes a dead entry for good: forgotten by the log and
 // dead-lettered if the queue says so.
 func (q *classicQueue) dropLocked(e *entry, reason string) {
+	if q.rpc != nil && reason == reasonExpired {
+		q.rpc.expired()
+	}
 	if e.msg == nil && q.cfg.hasDLX {
 		// Paged: the dead letter reads it back from the log, so the log
 		// must keep it until then; publishDeadLetters logs the ack after.

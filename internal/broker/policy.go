@@ -35,7 +35,7 @@ var policyKeys = map[string]bool{
 // PutPolicy creates or replaces a policy and applies it at once to the
 // queues it matches.
 func (v *VHost) PutPolicy(p Policy) error {
-	_, err := v.apply(PutPolicy{VHost: v.name, Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition})
+	_, err := v.run(PutPolicy{VHost: v.name, Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition})
 	return err
 }
 
@@ -78,7 +78,7 @@ func (v *VHost) applyPutPolicy(c PutPolicy) error {
 // DeletePolicy removes a policy; the queues it applied to fall back to
 // their arguments (or the next matching policy).
 func (v *VHost) DeletePolicy(name string) error {
-	_, err := v.apply(DeletePolicy{VHost: v.name, Name: name})
+	_, err := v.run(DeletePolicy{VHost: v.name, Name: name})
 	return err
 }
 

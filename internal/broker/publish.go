@@ -221,6 +221,9 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 	if p.vhost.broker.streams.Load() > 0 {
 		p.noteStreams(qs)
 	}
+	if m.Properties.CorrelationID != "" {
+		p.noteReply(m) // the lookup service's reply statistics (services.go)
+	}
 	clear(p.queues)
 	if p.stored && !anyStored {
 		p.vhost.broker.abandonStored(m)

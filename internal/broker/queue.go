@@ -96,6 +96,9 @@ type Queue struct {
 	// such targets (prepareStore).
 	logged bool
 	kind   queueKind
+	// rpc is the lookup service's state of an rpc.S queue (services.go);
+	// nil for others.
+	rpc *serviceQueue
 }
 
 // newQueue builds the handle and the kind its x-queue-type selects; the
@@ -104,6 +107,7 @@ type Queue struct {
 func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy) (*Queue, error) {
 	q := &Queue{name: name, vhost: v, qtype: cfg.queueType, durable: o.Durable, exclusive: o.Exclusive,
 		autoDelete: o.AutoDelete, args: o.Args}
+	q.rpc = newServiceQueue(name)
 	if o.Exclusive {
 		q.owner = o.Owner
 	}

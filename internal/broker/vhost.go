@@ -4,10 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"github.com/heraldmq/herald/internal/store"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/heraldmq/herald/internal/store"
 )
 
 // VHost is an isolated namespace of exchanges, queues and bindings.
@@ -32,6 +33,7 @@ var builtinExchanges = []struct{ name, kind string }{
 	{"amq.topic", KindTopic},
 	{"amq.headers", KindHeaders},
 	{"amq.match", KindHeaders},
+	{UserExchange, KindDirect}, // Herald's own: per-user messages (userqueue.go)
 }
 
 func newVHost(b *Broker, name string) *VHost {
@@ -52,7 +54,7 @@ func (v *VHost) DeclareExchange(name string, o ExchangeOptions) (*Exchange, erro
 	if o.Passive {
 		return v.Exchange(name)
 	}
-	r, err := v.apply(DeclareExchange{VHost: v.name, Name: name, Kind: o.Kind, Durable: o.Durable,
+	r, err := v.run(DeclareExchange{VHost: v.name, Name: name, Kind: o.Kind, Durable: o.Durable,
 		AutoDelete: o.AutoDelete, Internal: o.Internal, Args: o.Args})
 	return r.Exchange, err
 }
@@ -136,7 +138,7 @@ func (v *VHost) Exchanges() []*Exchange {
 
 // DeleteExchange removes an exchange and every binding from or to it.
 func (v *VHost) DeleteExchange(name string, ifUnused bool) error {
-	_, err := v.apply(DeleteExchange{VHost: v.name, Name: name, IfUnused: ifUnused})
+	_, err := v.run(DeleteExchange{VHost: v.name, Name: name, IfUnused: ifUnused})
 	return err
 }
 
@@ -198,7 +200,7 @@ func (v *VHost) DeclareQueue(name string, o QueueOptions) (*Queue, error) {
 	} else if strings.HasPrefix(name, reservedPrefix) {
 		return nil, errorf(CodeAccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
-	r, err := v.apply(DeclareQueue{VHost: v.name, Name: name, Durable: o.Durable, Exclusive: o.Exclusive,
+	r, err := v.run(DeclareQueue{VHost: v.name, Name: name, Durable: o.Durable, Exclusive: o.Exclusive,
 		AutoDelete: o.AutoDelete, Args: o.Args, Owner: o.Owner})
 	return r.Queue, err
 }
@@ -344,7 +346,7 @@ func (v *VHost) Queues() []*Queue {
 
 // DeleteQueue deletes a queue and returns the number of messages it held.
 func (v *VHost) DeleteQueue(name string, owner Owner, ifUnused, ifEmpty bool) (int, error) {
-	r, err := v.apply(DeleteQueue{VHost: v.name, Name: name, Owner: owner, IfUnused: ifUnused, IfEmpty: ifEmpty})
+	r, err := v.run(DeleteQueue{VHost: v.name, Name: name, Owner: owner, IfUnused: ifUnused, IfEmpty: ifEmpty})
 	return r.Count, err
 }
 
@@ -380,31 +382,31 @@ func (v *VHost) deleteQueue(q *Queue) int {
 
 // PurgeQueue drops a queue's ready messages and returns how many.
 func (v *VHost) PurgeQueue(name string, owner Owner) (int, error) {
-	r, err := v.apply(PurgeQueue{VHost: v.name, Name: name, Owner: owner})
+	r, err := v.run(PurgeQueue{VHost: v.name, Name: name, Owner: owner})
 	return r.Count, err
 }
 
 // BindQueue binds queue to exchange with key and args.
 func (v *VHost) BindQueue(queue, exchange, key string, args Table, owner Owner) error {
-	_, err := v.apply(Bind{VHost: v.name, Source: exchange, Destination: queue, RoutingKey: key, Args: args, Owner: owner})
+	_, err := v.run(Bind{VHost: v.name, Source: exchange, Destination: queue, RoutingKey: key, Args: args, Owner: owner})
 	return err
 }
 
 // UnbindQueue removes a binding; removing one that does not exist is not an error.
 func (v *VHost) UnbindQueue(queue, exchange, key string, args Table, owner Owner) error {
-	_, err := v.apply(Unbind{VHost: v.name, Source: exchange, Destination: queue, RoutingKey: key, Args: args, Owner: owner})
+	_, err := v.run(Unbind{VHost: v.name, Source: exchange, Destination: queue, RoutingKey: key, Args: args, Owner: owner})
 	return err
 }
 
 // BindExchange binds destination exchange to source exchange.
 func (v *VHost) BindExchange(dest, source, key string, args Table) error {
-	_, err := v.apply(Bind{VHost: v.name, Source: source, Destination: dest, ToExchange: true, RoutingKey: key, Args: args})
+	_, err := v.run(Bind{VHost: v.name, Source: source, Destination: dest, ToExchange: true, RoutingKey: key, Args: args})
 	return err
 }
 
 // UnbindExchange removes an exchange-to-exchange binding.
 func (v *VHost) UnbindExchange(dest, source, key string, args Table) error {
-	_, err := v.apply(Unbind{VHost: v.name, Source: source, Destination: dest, ToExchange: true, RoutingKey: key, Args: args})
+	_, err := v.run(Unbind{VHost: v.name, Source: source, Destination: dest, ToExchange: true, RoutingKey: key, Args: args})
 	return err
 }
 

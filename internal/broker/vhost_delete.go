@@ -20,7 +20,7 @@ import (
 // It returns how many queues were deleted, or a 404 *Error when there is
 // no such vhost.
 func (b *Broker) DeleteVHost(name string) (queues int, err error) {
-	r, err := b.Apply(DeleteVHost{VHost: name})
+	r, err := b.run(DeleteVHost{VHost: name})
 	return r.Count, err
 }
 

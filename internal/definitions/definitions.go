@@ -30,6 +30,8 @@ type Document struct {
 	// alone instead of deleting them all.
 	Users       *[]auth.UserDef         `json:"users,omitempty"`
 	Permissions *[]auth.PermissionEntry `json:"permissions,omitempty"`
+	// TopicPermissions is RabbitMQ's topic_permissions section.
+	TopicPermissions *[]auth.TopicPermissionEntry `json:"topic_permissions,omitempty"`
 	// Parameters are RabbitMQ's runtime parameters; Herald interprets
 	// component "vhost-limits" (see limits.go).
 	Parameters []Parameter `json:"parameters,omitempty"`
@@ -45,7 +47,7 @@ func Export(b *broker.Broker, users *auth.Users, durableOnly bool) Document {
 	doc := Document{ProductName: "Herald", RabbitVersion: RabbitVersion, Definitions: b.ExportDefinitions(durableOnly)}
 	if users != nil {
 		ud := users.ExportDefinitions()
-		doc.Users, doc.Permissions = &ud.Users, &ud.Permissions
+		doc.Users, doc.Permissions, doc.TopicPermissions = &ud.Users, &ud.Permissions, &ud.TopicPermissions
 	}
 	exportLimits(b, &doc)
 	return doc
@@ -116,9 +118,19 @@ func Import(b *broker.Broker, users *auth.Users, doc Document, replaceUsers bool
 		if doc.Permissions != nil {
 			ud.Permissions = *doc.Permissions
 		}
+		if doc.TopicPermissions != nil {
+			ud.TopicPermissions = *doc.TopicPermissions
+		}
 		errs = append(errs, users.ImportDefinitions(ud, replaceUsers))
-	} else if users != nil && doc.Permissions != nil {
-		errs = append(errs, users.ImportDefinitions(auth.Definitions{Permissions: *doc.Permissions}, false))
+	} else if users != nil && (doc.Permissions != nil || doc.TopicPermissions != nil) {
+		var ud auth.Definitions
+		if doc.Permissions != nil {
+			ud.Permissions = *doc.Permissions
+		}
+		if doc.TopicPermissions != nil {
+			ud.TopicPermissions = *doc.TopicPermissions
+		}
+		errs = append(errs, users.ImportDefinitions(ud, false))
 	}
 	errs = append(errs, b.ImportDefinitions(doc.Definitions))
 	errs = append(errs, importLimits(b, doc))

@@ -66,3 +66,25 @@ func RequireTag(h http.HandlerFunc, tags ...string) http.HandlerFunc {
 		WriteError(w, http.StatusForbidden, "not_authorised", reason)
 	}
 }
+
+// CheckTopic refuses a publish (Write) or bind (Read) with key on a topic
+// exchange the user's topic permissions do not allow (auth.CheckTopicAccess,
+// shared by every protocol). The web has no client id: {client_id} stays
+// unexpanded, as RabbitMQ leaves it for protocols other than MQTT.
+func (s *Server) CheckTopic(u *auth.User, v *broker.VHost, kind auth.Kind, exchange, key string) error {
+	if err := auth.CheckTopicAccess(s.CheckerFor(u), u.Name, v.Name(), kind, exchange, key, auth.TopicVars{}, exchangeKind(v)); err != nil {
+		return AccessRefused(err)
+	}
+	return nil
+}
+
+// exchangeKind looks up the type of an exchange of v ("" when there is
+// none: the publish then fails on its own).
+func exchangeKind(v *broker.VHost) func(string) string {
+	return func(name string) string {
+		if e, err := v.Exchange(name); err == nil {
+			return e.Kind()
+		}
+		return ""
+	}
+}

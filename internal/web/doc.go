@@ -40,8 +40,10 @@
 // Scopes without the "herald." prefix are ignored. Refused tokens get 401
 // {"error":"not_authorized","reason":"token expired"} (or "token not valid
 // yet", "token signature invalid", "token algorithm \"none\" not
-// accepted", "token audience not accepted", ...). A WebSocket or SSE
-// stream opened with a token is not closed when the token expires later.
+// accepted", "token audience not accepted", ...). A WebSocket opened with
+// a token is closed (1008 "token expired") when the token expires, an SSE
+// stream ended (a last comment ": token expired"). The same tokens log in
+// on every protocol as the password (internal/auth, docs/access.md).
 //
 // # REST
 //
@@ -93,12 +95,19 @@
 //	      ("confirmed", "error") keep the order of the publishes
 //	{"op":"reply_address","id":...}  -> {"op":"reply_address","id":...,"address":"...","sub":"$reply"}
 //	{"op":"ping","id":...}           -> {"op":"pong","id":...}
+//	{"op":"connect","token":"<JWT>"?,"id":...}  -> {"op":"connected","id":...,"client":"...","user":"...","expires":unix?}
+//	{"op":"refresh","token":"<JWT>","id":...}   -> {"op":"refreshed",...}  (same user; new exp)
+//	subscribe with "presence":true, "join_leave":true, "info":{...}   (exchange subscriptions; protocol/httpapi/realtime.go)
+//	{"op":"presence","channel":"amq.topic/room1","id":...}  -> {"op":"presence","channel":...,"clients":[{"client","user","info"}]}
+//	{"op":"send","to":"U","body":"...", publish's fields}   -> with confirm: {"op":"confirmed","id":...} (no "routed")
 //
 // Server to client:
 //
 //	{"op":"message","sub":"s1","tag":N,"exchange":"...","key":"...","body":"...",
 //	   "encoding":"base64" (binary bodies only),"headers":{...},"properties":{...},"redelivered":bool}
 //	{"op":"cancelled","sub":"s1"}    the queue was deleted
+//	{"op":"join"|"leave","channel":"...","client":"...","user":"...","info":...}   join_leave
+//	{"op":"message","sub":"$user",...}   sent to this socket's user (protocol/httpapi/usermessages.go)
 //	{"op":"error","code":404,"message":"...","id":...}   HTTP-style codes; the socket stays open
 //
 // Properties use the names of RabbitMQ's management API (content_type,
@@ -129,9 +138,10 @@
 //
 // # /herald.js
 //
-// A dependency-free browser client of the /ws protocol (connect,
-// subscribe, publish, ack, request with correlation ids); see
-// docs/web.md for an example.
+// A dependency-free browser client of the /ws protocol (connect with
+// reconnect and resubscribe, subscribe, publish, ack, request with
+// correlation ids, presence, per-user send, WebRTC signaling); its
+// TypeScript typings are at /herald.d.ts. See docs/web.md.
 //
 // # Batching
 //
@@ -148,7 +158,7 @@
 // definitions file), /api/exchanges, /api/queues (with .../contents to
 // purge, .../get, and Herald's repair tools .../messages to peek,
 // .../messages/{id} to delete one, .../move to shovel N messages to another
-// queue), /api/bindings, /api/connections (DELETE closes one),
+// queue), /api/bindings (RabbitMQ's paths, see bindings.go), /api/connections (DELETE closes one),
 // /api/consumers, /api/channels (AMQP), /api/nodes,
 // /api/aliveness-test/{vhost}, /api/health/checks/alarms (503 while a
 // resource alarm is raised). Every list pages, sorts and filters as

@@ -42,6 +42,11 @@ func TestAuthFailures(t *testing.T) {
 	if st != http.StatusOK || !strings.Contains(h.Get("Content-Type"), "javascript") || !strings.Contains(string(body), "class Herald") {
 		t.Fatalf("herald.js: %d %q", st, h.Get("Content-Type"))
 	}
+	// So are its typings, next to it.
+	st, body, h = f.doAs("", "", "GET", "/herald.d.ts", nil, nil)
+	if st != http.StatusOK || !strings.Contains(h.Get("Content-Type"), "typescript") || !strings.Contains(string(body), "export declare class Herald") {
+		t.Fatalf("herald.d.ts: %d %q", st, h.Get("Content-Type"))
+	}
 }
 
 func TestCORS(t *testing.T) {

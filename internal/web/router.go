@@ -32,7 +32,31 @@ func (rt *router) handle(pattern string, h http.Handler) {
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	segs := strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
-	var allowed []string
+	allowed, served := rt.serve(w, r, segs)
+	if !served && len(segs) > 1 && segs[len(segs)-1] == "" {
+		// A trailing slash names the same resource, as in RabbitMQ
+		// (GET /api/connections/ is GET /api/connections). Tried second,
+		// so that a route whose last wildcard may end in "/" (a routing
+		// key) still gets the path as sent.
+		var again []string
+		if again, served = rt.serve(w, r, segs[:len(segs)-1]); !served && len(again) > 0 {
+			allowed = again
+		}
+	}
+	if served {
+		return
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Method Not Allowed")
+		return
+	}
+	WriteError(w, http.StatusNotFound, "Object Not Found", "Not Found")
+}
+
+// serve runs the first route matching segs and r's method; when none
+// does, it returns the methods of the routes matching segs alone.
+func (rt *router) serve(w http.ResponseWriter, r *http.Request, segs []string) (allowed []string, served bool) {
 	for i := range rt.routes {
 		rr := &rt.routes[i]
 		vals, ok := rr.match(segs)
@@ -48,14 +72,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Pattern = rr.pattern
 		rr.h.ServeHTTP(w, r)
-		return
+		return nil, true
 	}
-	if len(allowed) > 0 {
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Method Not Allowed")
-		return
-	}
-	WriteError(w, http.StatusNotFound, "Object Not Found", "Not Found")
+	return allowed, false
 }
 
 // match returns the wildcard names and values of a matching path.

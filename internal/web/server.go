@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 )
 
 // Config tunes the HTTP listener. Zero values take the defaults.
@@ -35,6 +36,9 @@ type Config struct {
 	Metrics http.Handler
 	// MaxBodySize bounds a request body and a WebSocket frame.
 	MaxBodySize int64
+	// MaxMessageSize (--max-message-size), when set, also bounds the
+	// body of an RPC gateway call, which becomes a message.
+	MaxMessageSize int64
 	// Outbox bounds the deliveries buffered per WebSocket or SSE stream
 	// before the queue is told "full" and keeps them.
 	Outbox int
@@ -66,6 +70,24 @@ type Config struct {
 	// (message_stats.*_details.rate) are sampled, RabbitMQ's
 	// collect_statistics_interval.
 	StatsInterval time.Duration
+	// Counters, when set, count /ws sockets and SSE streams, refused
+	// logins and WebSocket protocol violations (see counters.go).
+	Counters *metrics.Counters
+	// WSHeartbeat: a /ws peer that does not answer pings for this long is
+	// closed (and leaves its presence sets). Default DefaultWSHeartbeat.
+	WSHeartbeat time.Duration
+	// MaxFrameRate bounds the frames a second one /ws socket may send,
+	// publishes and acks aside; beyond it the socket is not read until a
+	// token is due (push-back). 0: DefaultMaxFrameRate; negative: none.
+	MaxFrameRate int
+	// MaxPresence bounds the clients of one channel's presence set
+	// (--max-presence); a subscribe beyond it is refused. 0: default.
+	MaxPresence int
+	// WebSocketOrigins, when set, restricts the origins of browser pages
+	// that may open /mqtt and /stomp (same-origin pages always may). Empty:
+	// any origin, as RabbitMQ's Web MQTT and Web STOMP plugins (their
+	// clients log in with CONNECT, so a foreign page gains nothing).
+	WebSocketOrigins []string
 }
 
 // NodeInfo is what GET /api/nodes reports of the node's resources. The
@@ -89,6 +111,14 @@ const (
 	DefaultMaxFetchTimeout     = 5 * time.Minute
 	DefaultWriteTimeout        = 30 * time.Second
 	DefaultStatsInterval       = 5 * time.Second
+	// DefaultWSHeartbeat: a /ws peer that has not answered a ping within
+	// this interval is closed (and leaves its presence sets).
+	DefaultWSHeartbeat = 25 * time.Second
+	// DefaultMaxFrameRate bounds the frames a /ws socket may send a
+	// second, publishes and acks aside (they have their own push-back).
+	DefaultMaxFrameRate = 1000
+	// DefaultMaxPresence bounds the clients in one channel's presence set.
+	DefaultMaxPresence = 10000
 )
 
 // SetDefaults fills in the zero fields.
@@ -116,6 +146,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.StatsInterval <= 0 {
 		c.StatsInterval = DefaultStatsInterval
+	}
+	if c.WSHeartbeat <= 0 {
+		c.WSHeartbeat = DefaultWSHeartbeat
 	}
 }
 
@@ -151,7 +184,9 @@ func New(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logger) *Ser
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, broker: b, users: users, log: log, mux: &router{}, ctx: ctx, cancel: cancel}
-	if cfg.JWT.Enabled() {
+	if v := users.TokenVerifier(); v != nil {
+		s.jwt = v // the same keys as the other protocols'
+	} else if cfg.JWT.Enabled() {
 		var err error
 		if s.jwt, err = newJWTVerifier(cfg.JWT); err != nil {
 			log.Error("bearer tokens will be refused", "err", err)
@@ -228,10 +263,10 @@ func UserOf(r *http.Request) *auth.User {
 func (s *Server) routes() {
 	m := s.mux
 	if s.cfg.MQTTWebSocket != nil {
-		m.handle("/mqtt", s.cfg.MQTTWebSocket)
+		m.handle("/mqtt", s.anyOrigin(s.cfg.MQTTWebSocket))
 	}
 	if s.cfg.STOMPWebSocket != nil {
-		m.handle("/stomp", s.cfg.STOMPWebSocket)
+		m.handle("/stomp", s.anyOrigin(s.cfg.STOMPWebSocket))
 	}
 	if s.cfg.Metrics != nil {
 		m.handle("GET /metrics", s.cfg.Metrics)
@@ -304,6 +339,7 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 		}
 		u, err := s.users.Authenticate(name, pass, remoteAddr(r.RemoteAddr))
 		if err != nil {
+			s.loginFailed(r)
 			s.log.Info("http login refused", "remote", r.RemoteAddr, "err", err)
 			unauthorized(w)
 			return

@@ -84,6 +84,12 @@ type herald struct {
 // allowed to call it from a browser.
 func startHerald(t *testing.T, corsOrigins ...string) *herald {
 	t.Helper()
+	return startHeraldWeb(t, web.Config{CORSOrigins: corsOrigins})
+}
+
+// startHeraldWeb is startHerald with the web listener's whole config.
+func startHeraldWeb(t *testing.T, wc web.Config) *herald {
+	t.Helper()
 	level := slog.LevelWarn
 	if os.Getenv("HERALD_TEST_LOG") != "" {
 		level = slog.LevelDebug
@@ -94,7 +100,7 @@ func startHerald(t *testing.T, corsOrigins ...string) *herald {
 		DataDir:  t.TempDir(),
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 		AMQP:     amqp091.Config{Version: "test"},
-		Web:      web.Config{CORSOrigins: corsOrigins},
+		Web:      wc,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -140,11 +146,11 @@ type browser struct {
 // startBrowser launches chromium with a fresh profile. The cleanup closes
 // the tab and the browser and waits for the process and for the
 // goroutines reading its events, so no process or goroutine is left.
-func startBrowser(t *testing.T) *browser {
+func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	path := chromiumPath(t)
 	profile := t.TempDir() // removed after the cleanup below: chromium has exited by then
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(profile),
 		chromedp.Headless,
@@ -159,7 +165,8 @@ func startBrowser(t *testing.T) *browser {
 		// /dev/shm is small in containers; chromium crashes when it fills.
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1280, 900),
-	)
+	}, extra...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(allocCtx)
 	b := &browser{t: t, ctx: ctx}
 	var wg sync.WaitGroup

@@ -149,14 +149,14 @@ const heraldJSStreamPage = `<!doctype html>
 <script>
 "use strict";
 const herald = new URLSearchParams(location.search).get("herald");
-window.state = { events: [], reconnects: 0, closes: 0, errors: [] };
+window.state = { events: [], connects: 0, closes: 0, errors: [], answers: [] };
 const s = document.createElement("script");
 s.src = "http://" + herald + "/herald.js";
 s.onload = async () => {
   try {
     const h = await Herald.connect("ws://" + herald + "/ws", {
-      reconnect: 200,
-      onreconnect: () => { state.reconnects++; },
+      minDelay: 100, maxDelay: 400,
+      onconnect: () => { state.connects++; },
       onclose: () => { state.closes++; },
       onerror: (e) => state.errors.push(String(e && e.message || JSON.stringify(e))),
     });
@@ -165,16 +165,17 @@ s.onload = async () => {
       const li = document.createElement("li");
       li.textContent = m.offset + ": " + m.body;
       document.getElementById("events").append(li);
-    });
+    }, { onsubscribed: (a) => state.answers.push(a.recovered === undefined ? "-" : String(a.recovered)) });
   } catch (e) { state.errors.push(String(e)); }
 };
 document.head.append(s);
 </script></body></html>
 `
 
-// TestBrowserHeraldJSResumesStream: herald.js with reconnect loses its
-// socket, opens a new one and subscribes to the stream again right after
-// the last offset it delivered: nothing twice, nothing missed.
+// TestBrowserHeraldJSResumesStream: herald.js loses its socket, opens a
+// new one and subscribes to the stream again right after the last offset
+// it delivered: nothing twice, nothing missed, and the answer says
+// recovered.
 func TestBrowserHeraldJSResumesStream(t *testing.T) {
 	chromiumPath(t)
 	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -212,10 +213,15 @@ func TestBrowserHeraldJSResumesStream(t *testing.T) {
 	diag := `JSON.stringify({state: window.state, text: document.body.innerText})`
 	waitJS(t, b, "the first five messages", "state.events.length === 5", diag, 15*time.Second)
 	proxy.cut()
-	waitJS(t, b, "herald.js reconnecting", "state.reconnects >= 1", diag, 15*time.Second)
+	waitJS(t, b, "herald.js reconnecting", "state.connects >= 2", diag, 15*time.Second)
 	publish(5, 10)
 	waitJS(t, b, "the messages after the reconnect", "state.events.length >= 10", diag, 15*time.Second)
 	got := eval[string](b, "offsets", `state.events.join(",") + "|" + state.errors.join(";")`)
+	// The first subscribe ("first") is no resume; the one after the
+	// reconnect resumes at offset 5 and lost nothing.
+	if answers := eval[string](b, "subscribe answers", `state.answers.join(",")`); answers != "-,true" {
+		t.Fatalf("subscribe answers' recovered flags %q, want \"-,true\"", answers)
+	}
 	var want []string
 	for i := range 10 {
 		want = append(want, strconv.Itoa(i)+":m"+strconv.Itoa(i))

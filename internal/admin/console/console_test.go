@@ -279,7 +279,8 @@ func TestJavaScriptParses(t *testing.T) {
 // making the console's own requests to the real server.
 func TestJavaScriptAgainstServer(t *testing.T) {
 	node, dir := nodeDir(t)
-	hs, _ := serve(t)
+	hs, b := serve(t)
+	serveCalcInstance(t, b)
 	script, err := filepath.Abs("testdata/console_test.mjs")
 	if err != nil {
 		t.Fatal(err)

@@ -228,6 +228,9 @@ func (ch *channel) handleMethod(m frame.Method) error {
 		if err := ch.checkExchangeBind(m, m.Destination, m.Source); err != nil {
 			return err
 		}
+		if err := ch.allowTopic(m, auth.Read, m.Source, m.RoutingKey); err != nil {
+			return err
+		}
 		if err := ch.c.vhost.BindExchange(m.Destination, m.Source, m.RoutingKey, m.Arguments); err != nil {
 			return fromBroker(err, m)
 		}
@@ -347,7 +350,7 @@ func (ch *channel) allow(m frame.Method, kind auth.Kind, res auth.Resource, name
 	if res == auth.Exchange {
 		name = auth.ExchangeResource(name)
 	}
-	if err := ch.c.h.users.Check(ch.c.user, ch.c.vhost.Name(), kind, res, name); err != nil {
+	if err := ch.c.checker().Check(ch.c.user, ch.c.vhost.Name(), kind, res, name); err != nil {
 		return channelError(frame.AccessRefused, m, "%s", err.Error())
 	}
 	return nil
@@ -507,6 +510,9 @@ func (ch *channel) queueBind(m *frame.QueueBind) error {
 		return err
 	}
 	if err := ch.checkQueueBind(m, name, m.Exchange); err != nil {
+		return err
+	}
+	if err := ch.allowTopic(m, auth.Read, m.Exchange, m.RoutingKey); err != nil {
 		return err
 	}
 	if err := ch.c.vhost.BindQueue(name, m.Exchange, m.RoutingKey, m.Arguments, ch.c.owner); err != nil {

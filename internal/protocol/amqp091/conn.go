@@ -15,7 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
 	"github.com/heraldmq/herald/internal/protocol/kit"
 )
@@ -48,9 +50,15 @@ type conn struct {
 	admitted func()
 	rate     *broker.PublishLimiter // nil: no --max-publish-rate
 
+	loginState // who logged in, the permissions checked, a token's expiry (token.go)
+
 	frameMax   uint32
 	channelMax uint16
 	heartbeat  time.Duration
+
+	// clientProps is connection.start-ok's client-properties, for the
+	// management API (connection_name among them).
+	clientProps frame.Table
 
 	// Read-loop state.
 	channels       map[uint16]*channel
@@ -89,7 +97,7 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		channels: make(map[uint16]*channel),
 		done:     make(chan struct{}),
 		frameMax: h.cfg.FrameMax,
-		rate:     broker.NewPublishLimiter(h.cfg.MaxPublishRate),
+		rate:     h.broker.NewPublishLimiter(h.cfg.MaxPublishRate),
 	}
 }
 
@@ -105,18 +113,19 @@ func (c *conn) serve(ctx context.Context) {
 		}
 	}()
 	if err := c.handshake(); err != nil {
-		if !errors.Is(err, io.EOF) {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, errLoginRefused) {
 			c.log.Info("amqp handshake failed", "err", err)
 		}
 		return
 	}
 	c.stopping = ctx.Done()
 	c.log = c.log.With("user", c.user, "vhost", c.vhost.Name())
+	defer c.watchExpiry()()
 	c.log.Debug("amqp connection open", "heartbeat", c.heartbeat, "frame_max", c.frameMax)
 	var unregister func()
 	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "AMQP 0-9-1", User: c.user, VHost: c.vhost.Name(),
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: c.forceClose,
-		ChannelList: c.channelList})
+		ChannelList: c.channelList, ClientProperties: c.clientProps})
 	defer unregister()
 
 	stop := make(chan struct{})
@@ -177,6 +186,7 @@ func (c *conn) beginClose(e *amqpError) {
 		return
 	}
 	c.log.Info("closing amqp connection", "code", e.code, "reason", e.text)
+	c.countViolation(e.code)
 	c.out.push(outItem{kind: itemMethod, method: &frame.ConnectionClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID}})
 	c.closeDeadline = time.Now().Add(closeTimeout)
 }
@@ -350,6 +360,10 @@ func (c *conn) handleConnectionMethod(m frame.Method) (bool, error) {
 			return true, nil
 		}
 		return false, connectionError(frame.CommandInvalid, m, "unexpected connection.close-ok")
+	case *frame.ConnectionUpdateSecret:
+		if !c.closing.Load() {
+			return false, c.updateSecret(m)
+		}
 	}
 	if c.closing.Load() {
 		return false, nil
@@ -403,6 +417,9 @@ func (c *conn) handshake() error {
 	if err := frame.ReadProtocolHeader(c.nc); err != nil {
 		// The spec's answer to a header we do not speak: ours, then close.
 		_, _ = c.nc.Write(frame.ProtocolHeader[:])
+		if errors.Is(err, frame.ErrBadProtocolHeader) {
+			c.h.cfg.Counters.ProtocolError(metrics.ProtocolAMQP)
+		}
 		return err
 	}
 	host, _ := os.Hostname()
@@ -450,30 +467,37 @@ func (c *conn) handshake() error {
 	if !ok {
 		return c.refuse(frame.CommandInvalid, m, "expected connection.start-ok, got %s", m.Name())
 	}
+	c.clientProps = startOk.ClientProperties
 	if caps, ok := startOk.ClientProperties["capabilities"].(frame.Table); ok {
 		c.caps.consumerCancelNotify, _ = caps["consumer_cancel_notify"].(bool)
 		c.caps.connectionBlocked, _ = caps["connection.blocked"].(bool)
 		c.caps.authFailureClose, _ = caps["authentication_failure_close"].(bool)
 	}
 	var user string
+	var login *auth.User
 	if startOk.Mechanism == "EXTERNAL" && certUser != "" {
 		user, err = c.externalLogin(certUser)
 	} else {
 		var pass string
 		if user, pass, err = parseCredentials(startOk.Mechanism, startOk.Response); err != nil {
+			c.h.cfg.Counters.AuthFailed(metrics.ProtocolAMQP)
 			return c.refuse(frame.AccessRefused, m, "%v", err)
 		}
-		_, err = c.h.users.Authenticate(user, pass, c.nc.RemoteAddr())
+		login, err = c.h.users.Authenticate(user, pass, c.nc.RemoteAddr())
 	}
 	if err != nil {
+		c.h.cfg.Counters.AuthFailed(metrics.ProtocolAMQP)
 		c.log.Info("amqp login refused", "user", user, "mechanism", startOk.Mechanism, "err", err)
 		text := fmt.Sprintf("Login was refused using authentication mechanism %s. For details see the broker logfile.", startOk.Mechanism)
 		if c.caps.authFailureClose {
-			return c.refuse(frame.AccessRefused, m, "%s", text)
+			return loggedRefusal(c.refuse(frame.AccessRefused, m, "%s", text))
 		}
-		return errors.New(text)
+		return loggedRefusal(errors.New(text))
 	}
 	c.user = user
+	if login != nil {
+		c.setLogin(login) // a token's user replaces the name sent
+	}
 
 	tune := &frame.ConnectionTune{ChannelMax: cfg.ChannelMax, FrameMax: cfg.FrameMax, Heartbeat: uint16(cfg.Heartbeat / time.Second)}
 	if err := c.writeNow(tune); err != nil {
@@ -520,7 +544,7 @@ func (c *conn) handshake() error {
 	}
 	// RabbitMQ answers a login without permissions in the vhost with
 	// 530 NOT_ALLOWED at connection.open.
-	if err := c.h.users.CheckVHost(c.user, vhost.Name()); err != nil {
+	if err := c.checker().CheckVHost(c.user, vhost.Name()); err != nil {
 		c.log.Info("amqp vhost access refused", "user", c.user, "vhost", vhost.Name())
 		return c.refuse(frame.NotAllowed, m, "%s", err.Error())
 	}
@@ -543,6 +567,7 @@ func (c *conn) writeNow(m frame.Method) error {
 
 // refuse closes a connection that is not open yet, with a reason.
 func (c *conn) refuse(code uint16, m frame.Method, format string, args ...any) error {
+	c.countViolation(code)
 	e := connectionError(code, m, format, args...)
 	_ = c.writeNow(&frame.ConnectionClose{ReplyCode: e.code, ReplyText: replyText(e.code, e.text), FailingClassID: e.classID, FailingMethodID: e.methodID})
 	// Give the client a moment to read the reason and answer close-ok.
@@ -663,4 +688,13 @@ func (c *conn) channelList() []broker.ChannelInfo {
 			UnackedCount: unacked, Confirm: ch.stats.confirm.Load(), Transactional: ch.stats.tx.Load()})
 	}
 	return out
+}
+
+// countViolation counts a connection closed with a hard error that says
+// the client broke the protocol (501-505), not one the server refused.
+func (c *conn) countViolation(code uint16) {
+	switch code {
+	case frame.FrameError, frame.SyntaxError, frame.CommandInvalid, frame.ChannelError, frame.UnexpectedFrame:
+		c.h.cfg.Counters.ProtocolError(metrics.ProtocolAMQP)
+	}
 }

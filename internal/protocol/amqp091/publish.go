@@ -1,6 +1,7 @@
 package amqp091
 
 import (
+	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/amqp091/frame"
 )
@@ -12,6 +13,9 @@ func (ch *channel) basicPublish(m *frame.BasicPublish) error {
 		return connectionError(frame.NotImplemented, m, "immediate=true")
 	}
 	if err := ch.allowPublish(m, m.Exchange); err != nil {
+		return err
+	}
+	if err := ch.allowTopic(m, auth.Write, m.Exchange, m.RoutingKey); err != nil {
 		return err
 	}
 	ch.publishing = &broker.Message{Exchange: m.Exchange, RoutingKey: m.RoutingKey}

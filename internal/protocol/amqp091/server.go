@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/kit"
 )
 
@@ -39,6 +40,9 @@ type Config struct {
 	// connection stops reading from the client until tokens accrue
 	// (TCP push-back, nothing is dropped). 0 means no limit.
 	MaxPublishRate int
+	// Counters, when set, count connections opened and closed, refused
+	// logins and connections closed for a protocol violation (501-505).
+	Counters *metrics.Counters
 }
 
 // Defaults, as RabbitMQ's.
@@ -93,6 +97,8 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 // client is sent connection.close 320 CONNECTION_FORCED and given a moment
 // to answer before the socket is closed.
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
+	h.cfg.Counters.ConnOpened(metrics.ProtocolAMQP)
+	defer h.cfg.Counters.ConnClosed(metrics.ProtocolAMQP)
 	c := newConn(h, nc)
 	defer h.conns.Add(c)()
 	c.serve(ctx)

@@ -13,6 +13,9 @@ func (s *Server) privateQueue(u *auth.User, v *broker.VHost, exchange, key strin
 	if err := s.check(u, v, auth.Read, auth.Exchange, exchange); err != nil {
 		return nil, err
 	}
+	if err := s.checkTopic(u, v, auth.Read, exchange, key); err != nil {
+		return nil, err
+	}
 	q, err := v.DeclareQueue("", broker.QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner})
 	if err != nil {
 		return nil, err

@@ -18,3 +18,15 @@ func (s *Server) heraldJS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, _ = io.WriteString(w, heraldJSSource)
 }
+
+// heraldDTSSource is herald.js's TypeScript typings.
+//
+//go:embed herald.d.ts
+var heraldDTSSource string
+
+// heraldDTS serves /herald.d.ts, next to /herald.js.
+func (s *Server) heraldDTS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/typescript; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = io.WriteString(w, heraldDTSSource)
+}

@@ -86,6 +86,10 @@ func (s *Server) finishPublish(w http.ResponseWriter, r *http.Request, v *broker
 		writeBrokerError(w, err)
 		return
 	}
+	if err := s.checkTopic(userOf(r), v, auth.Write, m.Exchange, m.RoutingKey); err != nil {
+		writeBrokerError(w, err)
+		return
+	}
 	if !s.allowPublish(w, r) {
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
@@ -31,6 +32,12 @@ type Server struct {
 	// and SSE streams, which have no registered connection, for the
 	// per-protocol metrics (protocol labels "http" and "sse").
 	httpCount, sseCount *broker.Connection
+	// rpc is the HTTP gateway to RPC services (rpc.go).
+	rpc *rpcGateway
+	// presence holds the channels' presence sets (presence.go).
+	presence *presenceHub
+	// wbufs pools the /ws writers' batch buffers (*[]byte).
+	wbufs sync.Pool
 }
 
 // Protocol names under which this package counts messages that belong to
@@ -46,21 +53,31 @@ func Mount(shell *web.Server) *Server {
 	cfg, b := shell.Config(), shell.Broker()
 	s := &Server{shell: shell, cfg: cfg, broker: b, users: shell.Users(), log: shell.Logger(), ctx: shell.Context(),
 		pubLimits: newPublishLimits(cfg.MaxPublishRate),
-		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE)}
+		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE),
+		presence: newPresenceHub(cfg.MaxPresence)}
+	s.rpc = newRPCGateway(s)
 	s.routes()
 	return s
 }
 
 func (s *Server) routes() {
 	s.shell.Public("GET /herald.js", http.HandlerFunc(s.heraldJS))
+	s.shell.Public("GET /herald.d.ts", http.HandlerFunc(s.heraldDTS))
 	a := s.shell.Authenticated
-	a("GET /ws", s.serveWS)
-	a("GET /sse", s.serveSSE)
+	s.shell.AuthenticatedInBand("GET /ws", s.serveWS, s.serveWSConnect)
+	a("GET /sse", s.shell.SameOrAllowedOrigin(s.serveSSE))
+	a("GET /api/presence/{vhost}/{channel}", s.getPresence)
+	a("GET /api/presence/{vhost}/{channel}/stats", s.getPresence)
+	a("POST /api/users/{vhost}/{user}/messages", s.postUserMessage)
+	// The console's presence page (management users).
+	s.shell.Management("GET /api/presence", s.listPresence)
+	s.shell.Management("GET /api/presence/{vhost}", s.listPresence)
 	a("POST /api/exchanges/{vhost}/{exchange}/publish", s.publishJSON)
 	a("POST /v1/publish/{exchange}/{key...}", s.publishRaw)
 	a("POST /api/queues/{vhost}/{queue}/get", s.getMessages)
 	a("GET /v1/fetch/{queue}", s.fetch)
 	a("GET /api/streams/{vhost}/{name}/messages", s.readStream)
+	a("POST /api/rpc/{vhost}/{service}/{method}", s.callRPC)
 }
 
 // track registers a long-lived handler with the shell so that its Close
@@ -86,4 +103,7 @@ func (s *Server) usableVHost(w http.ResponseWriter, r *http.Request, name string
 }
 func (s *Server) check(u *auth.User, v *broker.VHost, kind auth.Kind, res auth.Resource, name string) error {
 	return s.shell.Check(u, v, kind, res, name)
+}
+func (s *Server) checkTopic(u *auth.User, v *broker.VHost, kind auth.Kind, exchange, key string) error {
+	return s.shell.CheckTopic(u, v, kind, exchange, key)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/web"
 )
 
 // serveSSE is /sse?queue=q, /sse?stream=s&offset=o (streams.go) or
@@ -102,13 +103,21 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	x.started.Store(true)
 	bc.Resume()
+	defer s.streamOpened(protocolSSELabel)()
 
 	hb := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer hb.Stop()
+	expired, stopExpiry := web.TokenExpiry(userOf(r))
+	defer stopExpiry()
 	var batch []outItem
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-expired:
+			_, _ = bw.WriteString(": token expired\n\n")
+			_ = bw.Flush()
+			_ = rc.Flush()
 			return
 		case <-s.ctx.Done():
 			// SSE has no close code; a last comment says why.

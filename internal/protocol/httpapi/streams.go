@@ -135,6 +135,16 @@ func streamArgs(offset any, lastEventID string) (broker.Table, error) {
 	return nil, fmt.Errorf("offset must be first, last, next, an offset or an interval")
 }
 
+// resumeOffset is the integer start offset of stream arguments, the form
+// a resume takes (herald.js sends the offset after the last one it saw).
+func resumeOffset(args broker.Table) (uint64, bool) {
+	n, ok := args["x-stream-offset"].(int64)
+	if !ok || n < 0 {
+		return 0, false
+	}
+	return uint64(n), true
+}
+
 // streamQueue resolves a stream by name for a reader.
 func (s *Server) streamQueue(u *auth.User, v *broker.VHost, name string, owner broker.Owner) (*broker.Queue, error) {
 	if err := s.check(u, v, auth.Read, auth.Queue, name); err != nil {

@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
@@ -61,9 +61,12 @@ type wsSession struct {
 	subs  map[string]*sub
 	reply *sub
 	// batch: the client asked (/ws?batch=1) for several frames per
-	// WebSocket message, newline-separated; wbuf is the writer's scratch.
+	// WebSocket message, newline-separated (the writer's scratch buffers
+	// come from Server.wbufs).
 	batch bool
-	wbuf  []byte
+	// rt: client id, token expiry, heartbeat, presence, per-user
+	// messages (realtime.go).
+	rt wsRealtime
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -80,34 +83,38 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.untrack()
-	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.CORSOrigins}
-	if slices.Contains(s.cfg.CORSOrigins, "*") {
-		opts.InsecureSkipVerify = true
-	}
-	c, err := websocket.Accept(w, r, opts)
+	c, err := websocket.Accept(w, r, s.wsAcceptOptions())
 	if err != nil {
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return // Accept has answered
 	}
 	c.SetReadLimit(s.cfg.MaxBodySize)
+	s.runWS(c, r, userOf(r), v, nil)
+}
+
+// runWS runs an accepted socket of user u; connect is the frame of an
+// in-band login (wsconnect.go), answered once the session runs.
+func (s *Server) runWS(c *websocket.Conn, r *http.Request, u *auth.User, v *broker.VHost, connect *flexString) {
 	// Connection limits are checked once the socket is up, so that the
 	// client (a browser cannot read an HTTP status of a refused upgrade)
 	// learns why: close 1013 "try again later" with the reason.
-	release, err := s.broker.AdmitConnection(userOf(r).Name, v.Name())
+	release, err := s.broker.AdmitConnection(u.Name, v.Name())
 	if err != nil {
 		s.log.Info("websocket refused by a connection limit", "remote", r.RemoteAddr, "err", err)
 		_ = c.Close(websocket.StatusTryAgainLater, truncateReason(limitReason(err)))
 		return
 	}
 	defer release()
+	defer s.streamOpened(protocolWS)()
 	ws := &wsSession{
-		s: s, c: c, user: userOf(r), vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
-		log: s.log.With("remote", r.RemoteAddr, "user", userOf(r).Name), pub: v.Publisher(),
+		s: s, c: c, user: u, vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
+		log: s.log.With("remote", r.RemoteAddr, "user", u.Name), pub: v.Publisher(),
 		done: make(chan struct{}), subs: make(map[string]*sub),
-		rate: broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
+		rate: s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
 		batch: r.URL.Query().Get("batch") == "1",
 	}
 	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
+	ws.rt.connectID = connect
 	local := ""
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		local = a.String()
@@ -133,11 +140,16 @@ func truncateReason(s string) string {
 
 func (ws *wsSession) run() {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); ws.writer() }()
-	go func() { defer wg.Done(); ws.watchdog() }()
+	stopWatch := ws.watch()
+	ws.openRealtime()
 	err := ws.readLoop()
+	stopWatch()
 	ws.log.Debug("websocket closed", "err", err)
+	if wsViolation(err, ws.closing.Load()) {
+		ws.s.cfg.Counters.ProtocolError(protocolWS)
+	}
 	ws.confirms.Close()
 	close(ws.done)
 	ws.closing.Store(true)
@@ -153,6 +165,7 @@ func (ws *wsSession) run() {
 	for _, x := range subs {
 		x.bc.Cancel()
 	}
+	ws.closeRealtime()
 	ws.ob.close()
 	wg.Wait()
 	ws.s.broker.ReleaseOwner(ws.owner)
@@ -166,21 +179,50 @@ func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
 	_ = ws.c.Close(code, reason)
 }
 
-func (ws *wsSession) watchdog() {
-	for {
-		select {
-		case <-ws.done:
+// watch closes the socket on server shutdown and pings the peer every
+// half heartbeat interval (realtime.go), with timers rather than a
+// goroutine of its own: an idle socket costs one goroutine less. The
+// writer watches for a slow subscription (checkSlow). The returned func
+// stops both.
+func (ws *wsSession) watch() (stop func()) {
+	stopShutdown := context.AfterFunc(ws.s.ctx, func() {
+		ws.shutdown(websocket.StatusGoingAway, "server shutting down")
+	})
+	half := ws.s.cfg.WSHeartbeat / 2
+	var mu sync.Mutex // guards stopped and the timer's re-arming
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(half, func() {
+		if !ws.heartbeat() {
 			return
-		case <-ws.s.ctx.Done():
-			ws.shutdown(websocket.StatusGoingAway, "server shutting down")
-			return
-		case <-ws.ob.slow:
-			if q := ws.tooSlow(); q != "" {
-				ws.log.Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
-				ws.shutdown(websocket.StatusPolicyViolation, "too slow")
-				return
-			}
 		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(half)
+		}
+		mu.Unlock()
+	})
+	mu.Unlock()
+	return func() {
+		stopShutdown()
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
+}
+
+// checkSlow closes the socket when a private subscription queue is deeper
+// than the limit (the outbox signalled that it refused a delivery).
+func (ws *wsSession) checkSlow() {
+	if ws.closing.Load() {
+		return
+	}
+	if q := ws.tooSlow(); q != "" {
+		ws.log.Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
+		ws.closing.Store(true)
+		go ws.shutdown(websocket.StatusPolicyViolation, "too slow") // Close waits for the peer: not in the writer
 	}
 }
 
@@ -192,6 +234,9 @@ func (ws *wsSession) tooSlow() string {
 		if x.private {
 			qs = append(qs, x.queue)
 		}
+	}
+	if ws.rt.user != nil {
+		qs = append(qs, ws.rt.user.queue)
 	}
 	ws.mu.Unlock()
 	for _, q := range qs {
@@ -209,6 +254,9 @@ func (ws *wsSession) writer() {
 	for {
 		select {
 		case <-ws.ob.notify:
+		case <-ws.ob.slow:
+			ws.checkSlow()
+			continue
 		case <-ws.done:
 			return
 		}
@@ -256,7 +304,13 @@ const maxBatchFrame = 256 << 10
 // /ws?batch=1). With thousands of subscribers the cost of a broadcast is
 // the write syscalls, one per WebSocket message: batching divides it.
 func (ws *wsSession) writeBatched(batch []outItem) bool {
-	buf := ws.wbuf[:0]
+	// The buffer goes back to the server's pool after the batch: an idle
+	// socket keeps none (thousands of idle sockets would each hold one).
+	bp, _ := ws.s.wbufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := (*bp)[:0]
 	start := 0
 	flush := func(end int) bool {
 		if len(buf) == 0 {
@@ -301,7 +355,8 @@ func (ws *wsSession) writeBatched(batch []outItem) bool {
 	}
 	ok := flush(len(batch))
 	if cap(buf) <= maxBatchFrame {
-		ws.wbuf = buf[:0]
+		*bp = buf[:0]
+		ws.s.wbufs.Put(bp)
 	}
 	return ok
 }
@@ -313,6 +368,11 @@ func (ws *wsSession) readLoop() error {
 			return err
 		}
 		f, err := parseFrame(b)
+		if f != nil {
+			ws.pace(f.Op)
+		} else {
+			ws.pace("")
+		}
 		if err != nil {
 			ws.sendError("", http.StatusBadRequest, err.Error())
 			continue
@@ -352,6 +412,7 @@ func (ws *wsSession) dispatch(f *wsFrame) {
 		// Deliveries not yet acknowledged stay pending: the client may
 		// still ack or nack them, and they are requeued when it leaves.
 		x.bc.Cancel()
+		ws.leavePresence(x)
 		ws.send(map[string]any{"op": "unsubscribed", "id": f.ID})
 	case "ack", "nack":
 		p, ok := ws.ob.settle(f.Tag)
@@ -384,6 +445,8 @@ func (ws *wsSession) dispatch(f *wsFrame) {
 		ws.replyAddress(f)
 	case "ping":
 		ws.send(map[string]any{"op": "pong", "id": f.ID})
+	default:
+		ws.dispatchRealtime(f)
 	}
 }
 
@@ -437,7 +500,7 @@ func (ws *wsSession) publish(f *wsFrame) {
 		ws.publishError(f.ID, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := ws.allowPublish(m.Exchange); err != nil {
+	if err := ws.allowPublish(m.Exchange, m.RoutingKey); err != nil {
 		ws.publishError(f.ID, web.HTTPStatus(err), err.Error())
 		return
 	}
@@ -463,7 +526,9 @@ func (ws *wsSession) publish(f *wsFrame) {
 	}
 	if ws.pub.Congested() {
 		// Push-back: stop reading this socket until the queues drain.
+		ws.rt.paused.Store(true)
 		ws.pub.WaitFlow(ws.done, ws.owner)
+		ws.rt.paused.Store(false)
 	}
 }
 
@@ -507,7 +572,29 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		return
 	}
 	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private, args: args}
-	if err := ws.consume(x, prefetch); err != nil {
+	resume, resuming := resumeOffset(args)
+	var before broker.StreamInfo
+	if resuming {
+		before, _ = q.StreamInfo()
+	}
+	err = ws.consume(x, prefetch)
+	answerFields := map[string]any{"op": "subscribed", "id": f.ID, "queue": q.Name()}
+	if resuming && err == nil {
+		// A resume (an integer offset) is recovered when nothing between it
+		// and the tail was lost: the offset was not yet dropped by retention
+		// once the reader was positioned, nor past the end when it asked.
+		after, _ := q.StreamInfo()
+		answerFields["recovered"] = resume >= after.FirstOffset && resume <= before.NextOffset
+	}
+	answer := mustJSON(answerFields)
+	answered := false
+	if err == nil {
+		// With presence, the answer goes out before the join frames.
+		if answered, err = ws.joinPresence(x, f, answer); err != nil {
+			x.bc.Cancel()
+		}
+	}
+	if err != nil {
 		if private {
 			_, _ = v.DeleteQueue(q.Name(), ws.owner, false, false)
 		}
@@ -517,7 +604,9 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 	ws.mu.Lock()
 	ws.subs[id] = x
 	ws.mu.Unlock()
-	ws.send(map[string]any{"op": "subscribed", "id": f.ID, "queue": q.Name()})
+	if !answered {
+		ws.ob.control(answer)
+	}
 	ws.start(x)
 }
 
@@ -560,7 +649,10 @@ func (ws *wsSession) replyAddress(f *wsFrame) {
 
 // allowPublish checks write on exchange with a one-entry cache valid until
 // users or permissions change: it runs for every published frame.
-func (ws *wsSession) allowPublish(exchange string) error {
+func (ws *wsSession) allowPublish(exchange, key string) error {
+	if err := ws.s.checkTopic(ws.user, ws.vhost, auth.Write, exchange, key); err != nil {
+		return err
+	}
 	gen := ws.s.users.Generation()
 	if ws.pubAllowedOK && ws.pubAllowedGen == gen && ws.pubAllowed == exchange {
 		return nil

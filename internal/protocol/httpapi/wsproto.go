@@ -30,6 +30,13 @@ type wsFrame struct {
 	Headers    map[string]any `json:"headers"`
 	ReplyTo    string         `json:"reply_to"`
 	Confirm    bool           `json:"confirm"`
+	// realtime (realtime.go, presence.go, usermessages.go)
+	Presence  bool            `json:"presence"`
+	JoinLeave bool            `json:"join_leave"`
+	Info      json.RawMessage `json:"info"`
+	Channel   string          `json:"channel"`
+	To        string          `json:"to"`
+	Token     string          `json:"token"`
 }
 
 // flexString is an id: a JSON string or number, kept as text so that it
@@ -92,6 +99,9 @@ func parseFrame(b []byte) (*wsFrame, error) {
 		if f.Prefetch < 0 {
 			return nil, fmt.Errorf("prefetch must not be negative")
 		}
+		if err := f.checkPresenceFields(); err != nil {
+			return nil, err
+		}
 	case "unsubscribe":
 		if f.ID == "" {
 			return nil, fmt.Errorf("unsubscribe needs an id")
@@ -105,10 +115,12 @@ func parseFrame(b []byte) (*wsFrame, error) {
 			return nil, fmt.Errorf("encoding must be string or base64, not %q", f.Encoding)
 		}
 	case "reply_address", "ping":
+	default:
+		if err := f.checkRealtime(); err != nil {
+			return nil, err
+		}
 	case "":
 		return nil, fmt.Errorf("frame has no op")
-	default:
-		return nil, fmt.Errorf("unknown op %q", f.Op)
 	}
 	return f, nil
 }

@@ -62,6 +62,8 @@ type conn struct {
 	admitted func()                 // releases the connection-limit slot
 	rate     *broker.PublishLimiter // nil: no MaxPublishRate
 
+	loginState // who logged in and the permissions checked (token.go)
+
 	out *outbox
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
 	// when the read buffer drains, see readLoop).
@@ -75,6 +77,7 @@ type conn struct {
 	mu        sync.Mutex // guards consumers
 	consumers map[string]*broker.Consumer
 
+	label     string // metrics protocol label: mqtt or mqtt-ws
 	done      chan struct{}
 	closeOnce sync.Once
 	cleanExit bool // a DISCONNECT without will was received
@@ -124,7 +127,7 @@ func (c *conn) serve(ctx context.Context) {
 	if !ok {
 		return
 	}
-	c.log.Debug("mqtt client connected", "client_id", c.clientID, "version", c.version)
+	c.log.Debug("mqtt client connected", "version", c.version) // c.log carries client_id
 	proto := "MQTT 3.1.1"
 	switch c.version {
 	case packet.V5:
@@ -139,9 +142,10 @@ func (c *conn) serve(ctx context.Context) {
 	defer unregister()
 	c.reg.Store(reg)
 	c.acks.reg = reg
-	c.rate = broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
+	c.rate = c.h.broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	// CONNACK is out: writers may run (deliveries queued meanwhile follow it).
 	c.out.start()
+	defer c.watchExpiry()()
 	// Shutdown becomes a DISCONNECT and a close, which ends the read loop
 	// (no watcher goroutine per connection: AfterFunc runs only if needed).
 	if ctx.Err() != nil {
@@ -157,6 +161,7 @@ func (c *conn) serve(ctx context.Context) {
 		c.log.Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
 		var pe *packet.Error
 		if errors.As(err, &pe) {
+			c.h.cfg.Counters.ProtocolError(c.label)
 			c.kick(pe.Code)
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			c.kick(packet.KeepAliveTimeout)
@@ -189,10 +194,14 @@ func (c *conn) handshake() bool {
 			c.writeDirect(&packet.Connack{ReasonCode: pe.Code, Properties: packet.Properties{ReasonString: pe.Text}}, packet.V5)
 		}
 		c.log.Debug("mqtt connect failed", "err", err)
+		if errors.As(err, &pe) {
+			c.h.cfg.Counters.ProtocolError(c.label)
+		}
 		return false
 	}
 	if !isConnect {
 		c.log.Debug("mqtt first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
+		c.h.cfg.Counters.ProtocolError(c.label)
 		return false
 	}
 	c.version = cp.ProtocolLevel
@@ -207,6 +216,10 @@ func (c *conn) handshake() bool {
 		c.log.Info("mqtt connection refused", "reason", why, "code", byte(code))
 		return false
 	}
+	authFail := func(code packet.ReasonCode, why string) bool {
+		c.h.cfg.Counters.AuthFailed(c.label)
+		return fail(code, why)
+	}
 	if cp.Properties.AuthMethod != "" {
 		return fail(packet.BadAuthenticationMethod, "enhanced authentication is not supported")
 	}
@@ -218,30 +231,44 @@ func (c *conn) handshake() bool {
 	// Over TLS with a verified client certificate, a CONNECT without a
 	// user name logs in as the certificate's CN (RabbitMQ's
 	// ssl_cert_login), which must be an existing user.
-	certUser := ""
+	// Otherwise it logs in as the anonymous user (guest) unless
+	// --mqtt-allow-anonymous=false; no password is checked, but the user
+	// must exist and a loopback user must connect from localhost, as for
+	// AMQP.
+	certUser, anonymous := "", false
 	if !cp.UsernameFlag {
-		if certUser = kit.VerifiedCertCN(c.nc); certUser == "" {
-			return fail(packet.BadUserNameOrPassword, "user name required")
+		switch certUser = kit.VerifiedCertCN(c.nc); {
+		case certUser != "":
+			user = certUser
+		case c.h.cfg.DenyAnonymous:
+			return authFail(packet.BadUserNameOrPassword, "user name required (anonymous clients are not allowed)")
+		default:
+			user, anonymous = c.h.cfg.AnonymousUser, true
 		}
-		user = certUser
 	}
-	if certUser != "" {
+	if certUser != "" || anonymous {
 		if u, ok := c.h.users.User(user); !ok || (u.LoopbackOnly && !kit.IsLoopback(c.nc.RemoteAddr())) {
-			return fail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
+			if anonymous {
+				return authFail(packet.NotAuthorized, "anonymous login as '"+user+"' is not allowed from this address")
+			}
+			return authFail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
 		}
-	} else if _, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
+	} else if login, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
+		c.log = c.log.With("err", err) // fail logs the refusal once, with why
 		if c.version == packet.V5 {
-			return fail(packet.BadUserNameOrPassword, "bad user name or password")
+			return authFail(packet.BadUserNameOrPassword, "bad user name or password")
 		}
 		// 3.1.1 clients get 0x05 (not authorized), as RabbitMQ answers.
-		return fail(packet.NotAuthorized, "bad user name or password")
+		return authFail(packet.NotAuthorized, "bad user name or password")
+	} else {
+		user = c.setLogin(login) // a token's user replaces the name sent
 	}
 	c.vhost = c.h.broker.VHost(vhostName)
 	if c.vhost == nil {
 		return fail(packet.NotAuthorized, "no vhost "+vhostName)
 	}
 	c.user = user
-	if err := c.h.users.CheckVHost(user, vhostName); err != nil {
+	if err := c.checker().CheckVHost(user, vhostName); err != nil {
 		return fail(packet.NotAuthorized, err.Error()) // v5 0x87, 3.1.1 0x05
 	}
 	// Connection limits: v5 0x97 quota exceeded, 3.1.1 0x03 server unavailable.
@@ -476,6 +503,10 @@ func (c *conn) teardown(abnormal bool) {
 func (c *conn) publishWill() {
 	w, vhost, clientID, version := c.will, c.vhost, c.clientID, c.version
 	publish := func() {
+		if err := c.allowWill(w.Topic); err != nil {
+			c.h.log.Info("mqtt will refused", "client_id", clientID, "topic", w.Topic, "err", err)
+			return
+		}
 		p := &packet.Publish{QoS: w.QoS, Retain: w.Retain, Topic: w.Topic, Payload: w.Payload, Properties: w.Properties}
 		m := toMessage(p, w.Topic, clientID, version, time.Now())
 		if _, err := vhost.Publisher().Publish(m); err != nil {

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -142,11 +141,7 @@ func toMessage(p *packet.Publish, topic, clientID string, version byte, now time
 	}
 	if version == packet.V5 {
 		pr := &p.Properties
-		// User properties become string headers; a repeated name keeps the
-		// last value (AMQP tables have unique keys).
-		for _, u := range pr.User {
-			h[u.Key] = u.Value
-		}
+		putUserProperties(h, pr.User) // order and repeats kept: userprops.go
 		m.Properties.ContentType = pr.ContentType
 		if pr.PayloadFormat != nil {
 			h[hdrPayloadFormat] = *pr.PayloadFormat
@@ -202,23 +197,10 @@ func fillProperties(pr *packet.Properties, m *broker.Message, now time.Time) {
 	} else if m.Properties.ReplyTo != "" {
 		pr.ResponseTopic = keyToTopic(m.Properties.ReplyTo)
 	}
-	for k, v := range m.Properties.Headers {
-		switch k {
-		case hdrPublishQoS, hdrRetain, hdrPublisher, hdrResponseTopic:
-			continue
-		case hdrPayloadFormat:
-			if n, ok := toInt(v); ok && (n == 0 || n == 1) {
-				pr.PayloadFormat = packet.Ptr(byte(n))
-			}
-			continue
-		}
-		switch x := v.(type) {
-		case string:
-			pr.User = append(pr.User, packet.UserProperty{Key: k, Value: x})
-		case []byte:
-			pr.User = append(pr.User, packet.UserProperty{Key: k, Value: string(x)})
-		case bool, float32, float64, int8, int16, int32, int64, int, uint8, uint16, uint32:
-			pr.User = append(pr.User, packet.UserProperty{Key: k, Value: fmt.Sprint(x)})
+	if v, ok := m.Properties.Headers[hdrPayloadFormat]; ok {
+		if n, ok := toInt(v); ok && (n == 0 || n == 1) {
+			pr.PayloadFormat = packet.Ptr(byte(n))
 		}
 	}
+	pr.User = userProperties(m.Properties.Headers)
 }

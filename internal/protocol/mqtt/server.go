@@ -29,6 +29,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
@@ -59,6 +60,19 @@ type Config struct {
 	// (no PUBACK, or no PUBCOMP yet); one more is answered with DISCONNECT
 	// 0x93 (Receive Maximum exceeded).
 	ReceiveMaximum uint16
+	// DenyAnonymous refuses a CONNECT without a user name (v5 0x86, 3.1.1
+	// 0x04). By default such a client logs in as AnonymousUser, as
+	// RabbitMQ's plugin does (mqtt.allow_anonymous, mqtt.default_user) and
+	// as mosquitto does on a local listener.
+	DenyAnonymous bool
+	// Counters, when set, count connections opened and closed (label mqtt,
+	// or mqtt-ws over WebSocket), refused logins and connections closed for
+	// a protocol violation.
+	Counters *metrics.Counters
+	// AnonymousUser is the user a CONNECT without a user name logs in as
+	// (no password checked; the user must exist and, if it is a loopback
+	// user, connect from localhost). "" means guest.
+	AnonymousUser string
 }
 
 // Defaults.
@@ -94,6 +108,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReceiveMaximum == 0 {
 		c.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.AnonymousUser == "" {
+		c.AnonymousUser = "guest"
 	}
 }
 
@@ -146,7 +163,15 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 // v5 clients get DISCONNECT 0x8B (server shutting down) and v3 clients are
 // closed.
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
+	h.serveConn(ctx, nc, metrics.ProtocolMQTT)
+}
+
+// serveConn runs a connection whose metrics carry the protocol label.
+func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string) {
+	h.cfg.Counters.ConnOpened(label)
+	defer h.cfg.Counters.ConnClosed(label)
 	c := newConn(h, nc)
+	c.label = label
 	c.serve(ctx)
 }
 
@@ -167,7 +192,7 @@ func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(h.cfg.MaxPacketSize) + 8)
 	ctx := r.Context()
 	nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
-	h.ServeConn(ctx, nc)
+	h.serveConn(ctx, nc, metrics.ProtocolMQTTWS)
 }
 
 // Close stops the Handler's timers (session expiry, delayed wills). Call it

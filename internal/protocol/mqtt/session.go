@@ -206,7 +206,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 	if shared {
 		bindQueue = s.queue
 	}
-	err := c.allowSubscribe(bindQueue)
+	err := c.allowSubscribe(bindQueue, s.key)
 	if err == nil && shared {
 		err = c.allowQueue(bindQueue)
 	}
@@ -222,16 +222,33 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 				return packet.UnspecifiedError, nil
 			}
 		}
-	} else if err := c.vhost.BindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner); err != nil {
-		c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
-		if errors.Is(err, broker.ErrAccessRefused) {
-			return packet.NotAuthorized, nil
+		c.sess.mu.Lock()
+		c.sess.subs[s.full] = s
+		c.sess.mu.Unlock()
+	} else {
+		// The subscription is recorded before its binding exists: a
+		// message routed to the session queue as soon as the binding is
+		// made may be delivered at once (before the SUBACK, as the spec
+		// allows), and the delivery looks its filter up here; without it
+		// the message would be settled as matching nothing and lost.
+		c.sess.mu.Lock()
+		c.sess.subs[s.full] = s
+		c.sess.mu.Unlock()
+		if err := c.vhost.BindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner); err != nil {
+			c.sess.mu.Lock()
+			if prev != nil {
+				c.sess.subs[s.full] = prev
+			} else {
+				delete(c.sess.subs, s.full)
+			}
+			c.sess.mu.Unlock()
+			c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
+			if errors.Is(err, broker.ErrAccessRefused) {
+				return packet.NotAuthorized, nil
+			}
+			return packet.UnspecifiedError, nil
 		}
-		return packet.UnspecifiedError, nil
 	}
-	c.sess.mu.Lock()
-	c.sess.subs[s.full] = s
-	c.sess.mu.Unlock()
 
 	// Retained messages: not for shared subscriptions; v5 Retain Handling
 	// 1 sends them only for a new subscription, 2 never [MQTT-3.3.1-9..11].
@@ -334,7 +351,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			return nil
 		}
 	}
-	if err := c.allowPublish(); err != nil {
+	if err := c.allowPublish(topic); err != nil {
 		// As RabbitMQ: v5 QoS 1/2 get a negative PUBACK/PUBREC 0x87; a v5
 		// QoS 0 and every 3.1.1 publish (no negative ack there) close the
 		// connection.

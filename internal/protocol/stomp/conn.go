@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
 )
@@ -37,9 +38,27 @@ const (
 // message is the short header, detail the body.
 type protoError struct {
 	message, detail string
+	// headers go on the ERROR frame after message and content-type.
+	headers []frame.Header
 }
 
 func (e *protoError) Error() string { return e.message + ": " + e.detail }
+
+// violations are the ERROR messages that say the client broke the
+// protocol (counted as protocol errors), as opposed to a refusal by the
+// broker (access, limits, missing queues) or a heart-beat timeout.
+var violations = map[string]bool{
+	"Bad command": true, "Frame too large": true, "Invalid frame": true, "Illegal command": true,
+	"Version mismatch": true, "Invalid header": true, "Missing header": true, "Invalid transaction": true,
+	"Duplicated subscription identifier": true, "Bad subscription": true, "Invalid message-id": true,
+}
+
+// count counts an ERROR that closes the connection in the metrics.
+func (c *conn) count(pe *protoError) {
+	if violations[pe.message] {
+		c.h.cfg.Counters.ProtocolError(metrics.ProtocolSTOMP)
+	}
+}
 
 func errorf(message, format string, args ...any) *protoError {
 	return &protoError{message: message, detail: fmt.Sprintf(format, args...)}
@@ -93,6 +112,7 @@ type conn struct {
 	reg           *broker.Connection     // registry entry: message counters
 	admitted      func()                 // releases the connection-limit slot
 	rate          *broker.PublishLimiter // nil: no MaxPublishRate
+	loginState                           // who logged in, the permissions checked (token.go)
 	sendHB        time.Duration          // server -> client heart-beat interval
 	recvHB        time.Duration          // client -> server heart-beat interval
 
@@ -148,7 +168,8 @@ func (c *conn) serve(ctx context.Context) {
 		}
 	}()
 	if err := c.handshake(ctx); err != nil {
-		if !errors.Is(err, io.EOF) {
+		// A refused login was logged, with its reason, where it was refused.
+		if !errors.Is(err, io.EOF) && !errors.Is(err, auth.ErrInvalidCredentials) {
 			c.log.Info("stomp handshake failed", "err", err)
 		}
 		return
@@ -159,7 +180,7 @@ func (c *conn) serve(ctx context.Context) {
 	if c.ws {
 		proto = "Web STOMP " + c.version.String()
 	}
-	c.rate = broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
+	c.rate = c.h.broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	var unregister func()
 	c.reg, unregister = c.h.broker.RegisterConnection(broker.ConnectionInfo{Protocol: proto, User: c.user, VHost: c.vhost.Name(),
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: func(reason string) {
@@ -169,6 +190,7 @@ func (c *conn) serve(ctx context.Context) {
 			_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
 		}})
 	defer unregister()
+	defer c.watchExpiry()()
 
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})
@@ -204,6 +226,9 @@ func (c *conn) serve(ctx context.Context) {
 	<-writerDone
 }
 
+// supportedVersions is the version header of a version mismatch ERROR.
+const supportedVersions = "1.0,1.1,1.2"
+
 func errorFrame(message, detail, receipt string) *frame.Frame {
 	f := &frame.Frame{Command: frame.ERROR, Headers: []frame.Header{{Key: "message", Value: message}, {Key: "content-type", Value: "text/plain"}}, Body: []byte(detail)}
 	if receipt != "" {
@@ -216,8 +241,11 @@ func errorFrame(message, detail, receipt string) *frame.Frame {
 // the spec requires.
 func (c *conn) fail(pe *protoError, receipt string) {
 	c.log.Debug("stomp error", "message", pe.message, "detail", pe.detail)
+	c.count(pe)
 	// Behind the receipts still waiting for the disk.
-	c.confirms.Add(outItem{f: errorFrame(pe.message, pe.detail, receipt), close: true})
+	ef := errorFrame(pe.message, pe.detail, receipt)
+	ef.Headers = append(ef.Headers, pe.headers...)
+	c.confirms.Add(outItem{f: ef, close: true})
 }
 
 // readErr maps a frame decoding error to the ERROR the client gets.
@@ -265,7 +293,11 @@ func (c *conn) handshake(ctx context.Context) error {
 			}
 		}
 		if c.version == 0 {
-			return c.refuse(errorf("Version mismatch", "Supported protocol versions are 1.0,1.1,1.2"), receipt, nil)
+			// STOMP 1.2, Protocol Negotiation: the ERROR lists the
+			// versions the server supports in its version header.
+			pe := errorf("Version mismatch", "Supported protocol versions are %s", supportedVersions)
+			pe.headers = []frame.Header{{Key: "version", Value: supportedVersions}}
+			return c.refuse(pe, receipt, nil)
 		}
 	}
 	c.fr.SetVersion(c.version)
@@ -287,11 +319,15 @@ func (c *conn) handshake(ctx context.Context) error {
 	if certUser != "" {
 		if u, ok := c.h.users.User(login); !ok || (u.LoopbackOnly && !kit.IsLoopback(c.nc.RemoteAddr())) {
 			c.log.Info("stomp certificate login refused", "user", login)
+			c.h.cfg.Counters.AuthFailed(metrics.ProtocolSTOMP)
 			return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, nil)
 		}
-	} else if _, err := c.h.users.Authenticate(login, passcode, c.nc.RemoteAddr()); err != nil {
+	} else if usr, err := c.h.users.Authenticate(login, passcode, c.nc.RemoteAddr()); err != nil {
 		c.log.Info("stomp login refused", "user", login, "err", err)
+		c.h.cfg.Counters.AuthFailed(metrics.ProtocolSTOMP)
 		return c.refuse(errorf("Bad CONNECT", "Access refused for user '%s'", login), receipt, err)
+	} else {
+		login = c.setLogin(usr) // a token's user replaces the login sent
 	}
 	host := f.Value("host")
 	c.vhost = c.h.broker.VHost(host)
@@ -304,7 +340,7 @@ func (c *conn) handshake(ctx context.Context) error {
 		}
 	}
 	c.user = login
-	if err := c.h.users.CheckVHost(login, c.vhost.Name()); err != nil {
+	if err := c.checker().CheckVHost(login, c.vhost.Name()); err != nil {
 		c.log.Info("stomp vhost access refused", "user", login, "vhost", c.vhost.Name())
 		return c.refuse(errorf("access_refused", "ACCESS_REFUSED - %s", err.Error()), receipt, err)
 	}
@@ -352,11 +388,14 @@ func (c *conn) handshake(ctx context.Context) error {
 // refuse answers a failed handshake with ERROR and reports err (or the
 // protocol error) to serve, which closes the socket.
 func (c *conn) refuse(pe *protoError, receipt string, err error) error {
+	c.count(pe)
 	if c.version == 0 {
 		c.version = frame.V12
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(closeTimeout))
-	c.wbuf = frame.Append(c.wbuf[:0], errorFrame(pe.message, pe.detail, receipt), c.version)
+	ef := errorFrame(pe.message, pe.detail, receipt)
+	ef.Headers = append(ef.Headers, pe.headers...)
+	c.wbuf = frame.Append(c.wbuf[:0], ef, c.version)
 	c.flush()
 	if err == nil {
 		err = pe
@@ -581,7 +620,7 @@ func (c *conn) send(f *frame.Frame) error {
 	if d.kind != destTopic && d.kind != destExchange {
 		exchange = ""
 	}
-	if err := c.allowPublish(exchange); err != nil {
+	if err := c.allowPublish(exchange, d.key); err != nil {
 		return err
 	}
 	switch d.kind {

@@ -199,6 +199,18 @@ func messageHeaders(hs []frame.Header, s *subscription, d broker.Delivery, tag u
 		if stompOnly[k] || k == "subscription" || k == "ack" || k == "redelivered" {
 			continue // never let a header spoof the frame's own
 		}
+		if arr, ok := val.([]any); ok {
+			// An array of plain values (an MQTT 5 user property that
+			// repeats, say) is the header repeated, in order; a STOMP 1.2
+			// reader that keeps only one keeps the first. Arrays of tables
+			// (x-death) have no STOMP form.
+			for _, e := range arr {
+				if s, ok := headerString(e); ok {
+					hs = append(hs, frame.Header{Key: k, Value: s})
+				}
+			}
+			continue
+		}
 		if s, ok := headerString(val); ok {
 			hs = append(hs, frame.Header{Key: k, Value: s})
 		}
@@ -206,8 +218,8 @@ func messageHeaders(hs []frame.Header, s *subscription, d broker.Delivery, tag u
 	return hs
 }
 
-// headerString renders an AMQP header value; tables and arrays have no
-// STOMP form and are left out, as RabbitMQ does.
+// headerString renders an AMQP header value; tables have no STOMP form
+// and are left out, as RabbitMQ does.
 func headerString(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:

@@ -21,6 +21,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
 )
@@ -43,6 +44,10 @@ type Config struct {
 	// MaxPublishRate limits each connection to this many SENDs a second;
 	// beyond it the read loop waits (TCP push-back). 0 = no limit.
 	MaxPublishRate int
+	// Counters, when set, count connections opened and closed (TCP and
+	// WebSocket alike: label stomp), refused logins and connections closed
+	// for a protocol violation.
+	Counters *metrics.Counters
 }
 
 // DefaultHeartbeat is the interval the server offers.
@@ -115,6 +120,8 @@ func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(ctx context.Context, nc net.Conn, ws bool) {
+	h.cfg.Counters.ConnOpened(metrics.ProtocolSTOMP)
+	defer h.cfg.Counters.ConnClosed(metrics.ProtocolSTOMP)
 	c := newConn(h, nc, ws)
 	defer h.conns.Add(c)()
 	c.serve(ctx)

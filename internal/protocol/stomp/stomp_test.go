@@ -51,7 +51,8 @@ func TestConnectRefused(t *testing.T) {
 	r.expectClosed()
 	r = e.raw()
 	r.write("CONNECT\naccept-version:2.0\n\n\x00")
-	if f := r.read(false); f.Command != "ERROR" || f.Value("message") != "Version mismatch" {
+	// STOMP 1.2, Protocol Negotiation: the ERROR lists what the server speaks.
+	if f := r.read(false); f.Command != "ERROR" || f.Value("message") != "Version mismatch" || f.Value("version") != "1.0,1.1,1.2" {
 		t.Fatalf("got %v", f)
 	}
 	r.expectClosed()

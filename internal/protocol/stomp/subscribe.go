@@ -183,6 +183,11 @@ func (c *conn) subscriptionQueue(d destination, f *frame.Frame, hasID bool, s *s
 	if _, err := c.vhost.Exchange(d.name); err != nil {
 		return nil, err
 	}
+	// Topic authorisation first, as RabbitMQ's plugin: a refused key
+	// leaves no queue behind.
+	if err := c.allowTopic(auth.Read, d.name, d.key); err != nil {
+		return nil, err
+	}
 	durable := headerBool(f, "durable", false) || headerBool(f, "persistent", false)
 	name := f.Value("x-queue-name")
 	var opts broker.QueueOptions

@@ -16,6 +16,7 @@ const { api, apiPath, basicAuth, exchangeSeg, ApiError } = await mod("js/api.js"
 const { route, navFor } = await mod("js/app.js");
 const { uptimeText } = await mod("js/pages/node.js");
 const { limitRows } = await mod("js/pages/admin.js");
+const { errorRateText, repliesText } = await mod("js/pages/services.js");
 
 let passed = 0, failed = 0;
 async function test(name, fn) {
@@ -89,20 +90,28 @@ await test("route", () => {
   const e = route("#/exchanges/%2F/amq.default");
   assert.deepEqual(e.params, { vhost: "/", name: "" });
   assert.equal(route("#/queues/%E0%A4%A/x").page.nav, "overview"); // malformed escape
-  for (const p of ["connections", "channels", "node", "users", "vhosts", "permissions", "limits", "policies", "definitions"]) {
+  assert.deepEqual(route("#/presence/%2F/amq.topic%2Froom1").params, { vhost: "/", channel: "amq.topic/room1" });
+  for (const p of ["connections", "channels", "node", "services", "presence", "users", "vhosts", "permissions", "limits", "policies", "definitions"]) {
     assert.equal(route("#/" + p).page.nav, p);
   }
 });
 
 await test("nav by tags", () => {
   const keys = (tags) => navFor(tags).map((n) => n[0]);
-  assert.deepEqual(keys(["management"]), ["overview", "connections", "channels", "exchanges", "queues", "node"]);
+  assert.deepEqual(keys(["management"]), ["overview", "connections", "channels", "exchanges", "queues", "services", "node", "presence"]);
   assert.ok(keys(["policymaker"]).includes("policies"));
   assert.ok(!keys(["policymaker"]).includes("users"));
   assert.deepEqual(keys(["administrator"]).slice(-6), ["users", "vhosts", "permissions", "limits", "policies", "definitions"]);
   assert.ok(!keys(["policymaker"]).includes("limits"));
   assert.equal(uptimeText(0), "0m");
   assert.equal(uptimeText((26 * 60 + 5) * 60000), "1d 2h 5m");
+});
+
+await test("services text", () => {
+  assert.equal(repliesText({ NOT_FOUND: 2, OK: 1000, INTERNAL: 1 }), "OK 1,000 · INTERNAL 1 · NOT_FOUND 2");
+  assert.equal(repliesText({}), "–");
+  assert.equal(errorRateText({ replies: {}, error_rate: 0 }), "–");
+  assert.equal(errorRateText({ replies: { OK: 3, INTERNAL: 1 }, error_rate: 0.25 }), "25.0%");
 });
 
 await test("limitRows", () => {
@@ -299,6 +308,14 @@ if (base) {
     assert.match(text, /confirm/);
 
     // Connections: the fake one the Go test registered; closing sends the reason.
+    // Services: the instance the Go test registered, with its statistics.
+    text = await show("#/services");
+    assert.match(text, /calc/);
+    assert.match(text, /calc-1/);
+    assert.match(text, /1 of 1 services/);
+    assert.match(text, /OK 1 · NOT_FOUND 1/);
+    assert.match(text, /errors 50\.0%/);
+
     text = await show("#/connections");
     assert.match(text, /console-test-conn/);
     assert.match(text, /of 1 connections/);

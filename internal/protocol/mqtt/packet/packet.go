@@ -314,7 +314,3 @@ func frame(dst []byte, first byte, body []byte) []byte {
 	dst = appendVarint(dst, len(body))
 	return append(dst, body...)
 }
-
-// Size is the encoded size of p for version (for the peer's Maximum Packet
-// Size check).
-func Size(p Packet, version byte) int { return len(p.Encode(nil, version)) }

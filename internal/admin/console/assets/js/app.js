@@ -11,6 +11,8 @@ import exchanges from "./pages/exchanges.js";
 import exchange from "./pages/exchange.js";
 import { channels, connections } from "./pages/connections.js";
 import node from "./pages/node.js";
+import { presence, presenceChannel } from "./pages/presence.js";
+import services from "./pages/services.js";
 import { definitions, limits, permissions, policies, users, vhosts } from "./pages/admin.js";
 
 const POLL_MS = 2000;
@@ -25,7 +27,9 @@ export const NAV = [
   ["channels", "#/channels", "Channels"],
   ["exchanges", "#/exchanges", "Exchanges"],
   ["queues", "#/queues", "Queues"],
+  ["services", "#/services", "Services"],
   ["node", "#/node", "Node"],
+  ["presence", "#/presence", "Presence"],
   ["users", "#/users", "Users", ADMIN],
   ["vhosts", "#/vhosts", "Virtual hosts", ADMIN],
   ["permissions", "#/permissions", "Permissions", ADMIN],
@@ -60,6 +64,10 @@ export function route(hash) {
       return { page: channels, params: {} };
     case "node":
       return { page: node, params: {} };
+    case "presence":
+      return segs.length === 3 ? { page: presenceChannel, params: { vhost: segs[1], channel: segs[2] } } : { page: presence, params: {} };
+    case "services":
+      return { page: services, params: {} };
     case "users":
       return { page: users, params: {} };
     case "vhosts":
@@ -96,6 +104,11 @@ export class App {
     this.page = null;
     this.timer = 0;
     this.busy = false;
+    // A click elsewhere closes the Admin menu.
+    document.addEventListener("click", (e) => {
+      const m = this.navEl?.querySelector(".navmenu");
+      if (m && !m.contains(e.target)) m.open = false;
+    });
     this.ctx = {
       state: this.state,
       navigate: (hash) => (location.hash = hash),
@@ -185,11 +198,32 @@ export class App {
     this.timer = setInterval(() => this.tick(), POLL_MS);
   }
 
+  // renderNav puts the everyday pages in the bar and the pages only some
+  // tags see (administration) in an "Admin" menu, so that the bar fits a
+  // 1280-px window.
   renderNav(tags) {
     this.nav = {};
-    replace(this.navEl, navFor(tags).map(([k, href, label]) => (this.nav[k] = h("a", { href }, label))));
-    const { page } = route(location.hash);
-    for (const [k, a] of Object.entries(this.nav)) a.classList.toggle("active", k === page.nav);
+    this.navGroup = null;
+    const link = ([k, href, label]) => (this.nav[k] = h("a", { href }, label));
+    const entries = navFor(tags);
+    const main = entries.filter(([, , , need]) => !need).map(link);
+    const admin = entries.filter(([, , , need]) => need);
+    let menu = null;
+    if (admin.length) {
+      this.groupKeys = admin.map(([k]) => k);
+      const summary = h("summary", {}, "Admin");
+      menu = h("details", { class: "navmenu" }, summary, h("div", { class: "menu" }, admin.map(link)));
+      // A choice closes the menu.
+      menu.addEventListener("click", (e) => { if (e.target.tagName === "A") menu.open = false; });
+      this.navGroup = summary;
+    }
+    replace(this.navEl, main, menu);
+    this.markActive(route(location.hash).page.nav);
+  }
+
+  markActive(nav) {
+    for (const [k, a] of Object.entries(this.nav)) a.classList.toggle("active", k === nav);
+    this.navGroup?.classList.toggle("active", (this.groupKeys || []).includes(nav));
   }
 
   stop() {
@@ -203,7 +237,7 @@ export class App {
     if (!this.main) return;
     this.page?.view.dispose?.();
     const { page, params } = route(location.hash);
-    for (const [k, a] of Object.entries(this.nav)) a.classList.toggle("active", k === page.nav);
+    this.markActive(page.nav);
     this.main.textContent = "";
     document.title = page.title(params) + " · Herald";
     this.page = { view: page.mount(this.main, this.ctx, params) };

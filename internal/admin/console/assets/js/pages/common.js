@@ -208,6 +208,26 @@ export function bindForm(ctx, vhost, { queue, exchange }) {
   return form;
 }
 
+// unbindButton deletes one binding by its properties key (RabbitMQ's
+// DELETE /api/bindings/{vhost}/e/{source}/{q|e}/{destination}/{props}).
+export function unbindButton(ctx, b) {
+  const btn = h("button", { class: "danger small", type: "button", title: "Delete this binding" }, "Unbind");
+  btn.addEventListener("click", async () => {
+    const to = `${b.destination_type} ${b.destination}`;
+    if (!confirm(`Delete the binding from ${b.source} to ${to} (routing key "${b.routing_key}")?`)) return;
+    btn.disabled = true;
+    try {
+      await api("DELETE", apiPath("bindings", b.vhost, "e", exchangeSeg(b.source), b.destination_type === "queue" ? "q" : "e", b.destination, b.properties_key));
+      ctx.flash(`Unbound ${to} from ${b.source}.`);
+      ctx.refresh();
+    } catch (ex) {
+      ctx.flash(ex.message, true);
+      btn.disabled = false;
+    }
+  });
+  return btn;
+}
+
 // detailsList renders [label, value] pairs.
 export function detailsList(pairs) {
   return h("dl", { class: "props" }, pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));

@@ -28,17 +28,18 @@ export const connections = {
     };
     const table = new SortTable([
       { label: "Name", value: (c) => c.name, cell: (c) => c.name },
+      { label: "Client name", title: "the name the client gave itself (AMQP connection_name)", value: (c) => c.user_provided_name || "", cell: (c) => c.user_provided_name || "" },
       { label: "Protocol", value: (c) => c.protocol, cell: (c) => c.protocol },
       { label: "User", value: (c) => c.user, cell: (c) => c.user },
       { label: "Virtual host", value: (c) => c.vhost, cell: (c) => c.vhost },
       { label: "Channels", num: true, value: (c) => c.channels, cell: (c) => fmtInt(c.channels) },
       { label: "Connected", value: (c) => c.connected_at, cell: (c) => new Date(c.connected_at).toLocaleString() },
       { label: "", cell: (c) => h("button", { type: "button", class: "danger", onclick: () => close(c) }, "Close") },
-    ], { sortBy: 5, empty: "No client connections." });
+    ], { sortBy: 6, empty: "No client connections." });
     let all = [];
     const render = () => {
       const match = matcher(filter.value);
-      const rows = all.filter((c) => match(c.name));
+      const rows = all.filter((c) => match(c.name) || match(c.user_provided_name || ""));
       table.setRows(rows);
       count.textContent = `${rows.length} of ${all.length} connections`;
     };

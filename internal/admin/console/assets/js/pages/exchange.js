@@ -4,7 +4,7 @@
 import { api, apiPath, exchangeSeg } from "../api.js";
 import { h, replace } from "../dom.js";
 import { exchangeLabel } from "../format.js";
-import { argsText, bindForm, detailsList, featureTags, publishForm, queueHref, SortTable } from "./common.js";
+import { argsText, bindForm, detailsList, featureTags, publishForm, queueHref, SortTable, unbindButton } from "./common.js";
 
 export default {
   nav: "exchanges",
@@ -18,6 +18,7 @@ export default {
       { label: "Type", value: (b) => b.destination_type, cell: (b) => b.destination_type },
       { label: "Routing key", value: (b) => b.routing_key, cell: (b) => h("code", {}, b.routing_key) },
       { label: "Arguments", cell: (b) => argsText(b.arguments) },
+      { label: "", cell: (b) => (name === "" ? null : unbindButton(ctx, b)) },
     ], { empty: name === "" ? "The default exchange routes to the queue named by the routing key." : "No bindings: messages published here are dropped." });
     const del = h("button", { class: "danger", type: "button", disabled: name === "" || name.startsWith("amq.") }, "Delete exchange");
     del.addEventListener("click", async () => {

@@ -6,7 +6,7 @@ import { api, apiPath } from "../api.js";
 import { color, LineChart } from "../chart.js";
 import { h, replace, val } from "../dom.js";
 import { exchangeLabel, fmtBytes, fmtInt, fmtRate } from "../format.js";
-import { argsText, bindForm, detailsList, exchangeHref, featureTags, publishForm, SortTable, submitting } from "./common.js";
+import { argsText, bindForm, detailsList, exchangeHref, featureTags, publishForm, SortTable, submitting, unbindButton } from "./common.js";
 import { Series } from "../rates.js";
 
 const ACK_MODES = [
@@ -32,6 +32,7 @@ export default {
       { label: "From exchange", value: (b) => b.source, cell: (b) => h("a", { href: exchangeHref(b.vhost, b.source) }, exchangeLabel(b.source)) },
       { label: "Routing key", value: (b) => b.routing_key, cell: (b) => h("code", {}, b.routing_key) },
       { label: "Arguments", cell: (b) => argsText(b.arguments) },
+      { label: "", cell: (b) => unbindButton(ctx, b) },
     ], { empty: "No bindings." });
     const exchangeNames = h("datalist", { id: "exchange-names" });
     const missing = h("div", {});

@@ -1,0 +1,250 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/definitions"
+)
+
+// entry is one Raft log entry's data: a broker command (broker.
+// EncodeCommand's bytes) or the users and permissions as a whole. Origin
+// and Req let the proposing node hand the result to its waiting caller.
+type entry struct {
+	Origin  string            `json:"origin"`
+	Req     uint64            `json:"req"`
+	Command json.RawMessage   `json:"command,omitempty"`
+	Users   *auth.Definitions `json:"users,omitempty"`
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// encodeEntry frames e as a CRC-32C of the JSON, then the JSON: a bit
+// flipped in the log on disk is found (verifyLog) instead of applied.
+func encodeEntry(e entry) ([]byte, error) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 4, 4+len(body))
+	binary.BigEndian.PutUint32(out, crc32.Checksum(body, castagnoli))
+	return append(out, body...), nil
+}
+
+var errCorrupt = errors.New("checksum mismatch")
+
+func decodeEntry(data []byte) (entry, error) {
+	if len(data) < 4 {
+		return entry{}, fmt.Errorf("%w: %d bytes", errCorrupt, len(data))
+	}
+	if crc32.Checksum(data[4:], castagnoli) != binary.BigEndian.Uint32(data) {
+		return entry{}, errCorrupt
+	}
+	var e entry
+	if err := json.Unmarshal(data[4:], &e); err != nil {
+		return entry{}, fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	return e, nil
+}
+
+// fsm applies the log to the broker and the users. It remembers the last
+// index it applied in <dir>/applied, after the broker has saved the change
+// (broker.Apply persists durable definitions before it returns): the
+// node's own data dir is its state, and entries it already holds are not
+// applied a second time when Raft replays them after a restart (a replayed
+// purge or delete would drop messages recovered from the message log).
+type fsm struct {
+	n         *Node
+	path      string
+	skipUntil uint64 // entries at or below it are already in the local state
+	last      atomic.Uint64
+	// applyingUsers is set while a users entry is imported, so that the
+	// users' change hook does not propose it again.
+	applyingUsers atomic.Bool
+	mu            sync.Mutex
+	lastUsers     []byte // the users section last applied or proposed, JSON
+}
+
+func newFSM(n *Node, dir string) (*fsm, error) {
+	f := &fsm{n: n, path: filepath.Join(dir, "applied")}
+	b, err := os.ReadFile(f.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("cannot read %s: %w", f.path, err)
+	default:
+		v, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if perr != nil {
+			return nil, fmt.Errorf("%s is damaged (%q): remove the raft directory to rejoin from the other nodes", f.path, b)
+		}
+		f.skipUntil = v
+		f.last.Store(v)
+	}
+	return f, nil
+}
+
+func (f *fsm) close() {}
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	if l.Index <= f.skipUntil {
+		return nil
+	}
+	e, err := decodeEntry(l.Data)
+	if err != nil {
+		// The leader's copy, checked on its disk at start and carried
+		// over TCP: a mismatch here is a bug or memory damage. Applying a
+		// guess would make this node differ from the others for good.
+		f.n.log.Error("a Raft log entry does not match its checksum; stopping this node's state machine", "index", l.Index, "err", err)
+		panic(fmt.Sprintf("herald cluster: Raft log entry %d is corrupt: %v", l.Index, err))
+	}
+	var a applied
+	switch {
+	case e.Command != nil:
+		c, derr := broker.DecodeCommand(e.Command)
+		if derr != nil {
+			a.err = derr
+			break
+		}
+		a.res, a.err = f.n.cfg.Broker.Apply(c)
+	case e.Users != nil:
+		a.err = f.applyUsers(*e.Users)
+	}
+	f.setApplied(l.Index)
+	if e.Origin == f.n.cfg.NodeName {
+		f.n.deliver(e.Req, a)
+	}
+	return nil
+}
+
+func (f *fsm) applyUsers(d auth.Definitions) error {
+	f.rememberUsers(d)
+	f.applyingUsers.Store(true)
+	defer f.applyingUsers.Store(false)
+	return f.n.cfg.Users.ImportDefinitions(d, true)
+}
+
+func (f *fsm) rememberUsers(d auth.Definitions) {
+	b, _ := json.Marshal(d)
+	f.mu.Lock()
+	f.lastUsers = b
+	f.mu.Unlock()
+}
+
+// sameUsers reports whether d is what was last applied or proposed, and
+// remembers it as proposed when not.
+func (f *fsm) sameUsers(d auth.Definitions) bool {
+	b, _ := json.Marshal(d)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if bytes.Equal(b, f.lastUsers) {
+		return true
+	}
+	f.lastUsers = b
+	return false
+}
+
+// setApplied records index as applied, durably: a crash before the write
+// replays that one entry, which declarations tolerate.
+func (f *fsm) setApplied(index uint64) {
+	f.last.Store(index)
+	if err := writeFileAtomic(f.path, []byte(strconv.FormatUint(index, 10)+"\n")); err != nil {
+		f.n.log.Error("cannot record the applied Raft index", "file", f.path, "err", err)
+	}
+}
+
+// snapshotDoc is an FSM snapshot: the definitions document (broker
+// topology, users, permissions) at index Index.
+type snapshotDoc struct {
+	Index       uint64               `json:"index"`
+	Definitions definitions.Document `json:"definitions"`
+}
+
+// Snapshot implements raft.FSM. It runs on the FSM's goroutine, so the
+// document is taken at exactly the last applied index.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	doc := definitions.Export(f.n.cfg.Broker, f.n.cfg.Users, false)
+	doc.Queues = replicatedQueues(f.n.cfg.Broker, doc.Queues)
+	data, err := json.Marshal(snapshotDoc{Index: f.last.Load(), Definitions: doc})
+	if err != nil {
+		return nil, err
+	}
+	return snapshot(data), nil
+}
+
+// replicatedQueues leaves out the node-local queues (exclusive or
+// auto-delete: see localQueue).
+func replicatedQueues(b *broker.Broker, qs []broker.QueueDef) []broker.QueueDef {
+	out := qs[:0]
+	for _, q := range qs {
+		if v := b.VHost(q.VHost); v != nil {
+			if h, err := v.Queue(q.Name); err == nil && localQueue(h) {
+				continue
+			}
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+// localQueue: an exclusive queue belongs to one connection and an
+// auto-delete one goes with its consumers on one node; the broker applies
+// commands about them without replicating them.
+func localQueue(q *broker.Queue) bool { return q.Exclusive() || q.AutoDelete() }
+
+// Restore implements raft.FSM: the leader sent a snapshot because this
+// node is too far behind for the log. The node's definitions become the
+// document's: what it lacks is created, what it has beyond it is deleted.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var s snapshotDoc
+	if err := json.NewDecoder(rc).Decode(&s); err != nil {
+		return fmt.Errorf("reading a snapshot: %w", err)
+	}
+	if err := syncTo(f.n.cfg.Broker, s.Definitions); err != nil {
+		f.n.log.Warn("some definitions of the snapshot could not be applied", "err", err)
+	}
+	if s.Definitions.Users != nil {
+		d := auth.Definitions{Users: *s.Definitions.Users}
+		if s.Definitions.Permissions != nil {
+			d.Permissions = *s.Definitions.Permissions
+		}
+		if err := f.applyUsers(d); err != nil {
+			f.n.log.Warn("some users of the snapshot could not be applied", "err", err)
+		}
+	}
+	f.skipUntil = 0
+	f.setApplied(s.Index)
+	f.n.log.Info("definitions restored from a snapshot", "index", s.Index)
+	return nil
+}
+
+type snapshot []byte
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() {}

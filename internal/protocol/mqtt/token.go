@@ -1,0 +1,53 @@
+package mqtt
+
+import (
+	"time"
+
+	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
+)
+
+// Who a connection logged in as and what it is checked against: the user
+// database for a password or certificate login, the token's scopes when
+// the password is a JWT (RabbitMQ's OAuth 2 backend; the user name is
+// then ignored, beyond its "vhost:" prefix). A token login is closed when
+// the token expires: v5 DISCONNECT 0xA0 (maximum connect time, what
+// RabbitMQ's MQTT plugin sends), 3.1.1 a plain close.
+
+// loginState is the conn's part of it, set in the handshake.
+type loginState struct {
+	login  *auth.User
+	access auth.Checker // nil: the user database
+	// pubTopicChecked: the user has topic permissions on amq.topic, as of
+	// pubAllowedGen (access.go).
+	pubTopicChecked bool
+}
+
+// setLogin records the user Authenticate returned and returns the name
+// the connection runs as (a token's user).
+func (c *conn) setLogin(usr *auth.User) string {
+	c.login = usr
+	c.access = c.h.users.CheckerFor(usr)
+	return usr.Name
+}
+
+func (c *conn) checker() auth.Checker {
+	if c.access == nil {
+		return c.h.users
+	}
+	return c.access
+}
+
+// watchExpiry arms the close at a token login's expiry; the returned func
+// disarms it when the connection ends.
+func (c *conn) watchExpiry() (stop func()) {
+	d, ok := c.login.ExpiresIn(time.Now())
+	if !ok {
+		return func() {}
+	}
+	t := time.AfterFunc(d, func() {
+		c.log.Warn("disconnecting mqtt client: credential expired")
+		c.kick(packet.MaximumConnectTime)
+	})
+	return func() { t.Stop() }
+}

@@ -1,0 +1,303 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Client calls services. It is safe for concurrent use; one client per
+// process is the intended use (it multiplexes every call over one
+// connection and RabbitMQ's direct reply-to).
+type Client struct {
+	cfg  ClientConfig
+	gov  *governor
+	sess *session
+
+	idPrefix string
+	seq      atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		link   *link // nil while disconnected
+		closed bool
+	}
+	readers sync.WaitGroup // one reader per link
+}
+
+// link is one connection's channel: requests are published on it and
+// replies (and returns) arrive on it, as direct reply-to requires.
+type link struct {
+	conn *amqp.Connection
+	ch   *amqp.Channel
+
+	mu      sync.Mutex
+	pending map[string]chan result // by correlation id
+	gone    bool                   // the channel closed: fail new calls at once
+}
+
+// result is what ends a call: a reply, a return, or a lost connection.
+type result struct {
+	reply *amqp.Delivery
+	err   *Error
+}
+
+// NewClient connects and returns a client. The first connection must
+// succeed; later losses are reconnected in the background, and calls made
+// while disconnected fail with UNAVAILABLE (ErrConnectionLost).
+func NewClient(cfg ClientConfig) (*Client, error) {
+	cfg.defaults()
+	c := &Client{cfg: cfg, gov: newGovernor(&cfg), idPrefix: randomID() + "."}
+	sess, err := startSession(cfg.ConnConfig, c.attach)
+	if err != nil {
+		return nil, err
+	}
+	c.sess = sess
+	return c, nil
+}
+
+// attach runs on every (re)connection: a channel, a consumer on the
+// direct reply-to pseudo-queue, and a reader for replies and returns.
+func (c *Client) attach(conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	replies, err := ch.Consume(DirectReplyTo, "", true, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("rpc: consume %s: %w", DirectReplyTo, err)
+	}
+	returns := ch.NotifyReturn(make(chan amqp.Return, 16))
+	l := &link{conn: conn, ch: ch, pending: map[string]chan result{}}
+	c.mu.Lock()
+	if c.mu.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.mu.link = l
+	c.readers.Add(1)
+	c.mu.Unlock()
+	go c.read(l, replies, returns)
+	return nil
+}
+
+// read hands each reply and return to its call. When the channel goes
+// (the deliveries close) every call still waiting fails UNAVAILABLE.
+func (c *Client) read(l *link, replies <-chan amqp.Delivery, returns <-chan amqp.Return) {
+	defer c.readers.Done()
+	for replies != nil || returns != nil {
+		select {
+		case d, ok := <-replies:
+			if !ok {
+				replies = nil
+				c.detach(l)
+				continue
+			}
+			l.finish(d.CorrelationId, result{reply: &d})
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			l.finish(r.CorrelationId, result{err: newError(Unavailable, ErrNoResponders,
+				"no instance of "+serviceOf(r.Type)+" ("+r.ReplyText+")")})
+		}
+	}
+}
+
+// detach fails the calls of a link whose channel has gone. If only the
+// channel went (the broker closed it, e.g. 406 for an oversized request)
+// and the connection is still up, it opens a new one at once; if the
+// connection went, the session reconnects and attaches.
+func (c *Client) detach(l *link) {
+	c.mu.Lock()
+	if c.mu.link == l {
+		c.mu.link = nil
+	}
+	closed := c.mu.closed
+	c.mu.Unlock()
+	if closed {
+		l.fail(newError(Unavailable, ErrClosed, "client closed"))
+		return
+	}
+	l.fail(newError(Unavailable, ErrConnectionLost, "connection to the broker lost"))
+	if l.conn.IsClosed() {
+		return
+	}
+	if err := c.attach(l.conn); err != nil {
+		c.cfg.Logger.Warn("rpc: cannot reopen the client's channel; reconnecting", "err", err)
+		_ = l.conn.Close() // the session dials again
+	}
+}
+
+func (l *link) finish(id string, r result) {
+	l.mu.Lock()
+	done, ok := l.pending[id]
+	delete(l.pending, id)
+	l.mu.Unlock()
+	if ok {
+		done <- r // buffered, one result per call
+	}
+}
+
+func (l *link) fail(err *Error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gone = true
+	for id, done := range l.pending {
+		done <- result{err: err}
+		delete(l.pending, id)
+	}
+}
+
+func serviceOf(typ string) string {
+	s, _, ok := SplitType(typ)
+	if !ok {
+		return strconv.Quote(typ)
+	}
+	return s
+}
+
+// Call calls method ("service.Method") with req and decodes the reply
+// into resp (a pointer). The deadline is ctx's, or ClientConfig.Timeout
+// when ctx has none. A failure is an *Error; errors.Is matches
+// ErrNoResponders, ErrDeadlineExceeded (and context.DeadlineExceeded),
+// ErrConnectionLost, ErrCircuitOpen and ErrRateLimited.
+func (c *Client) Call(ctx context.Context, method string, req, resp any, opts ...CallOption) error {
+	var o callOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	service, _, ok := SplitType(method)
+	if !ok {
+		return Errorf(InvalidArgument, "method %q is not service.Method", method)
+	}
+	if _, has := ctx.Deadline(); !has && c.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
+	codec := codecFor(req)
+	body, err := codec.marshal(req)
+	if err != nil {
+		return Errorf(InvalidArgument, "request does not encode as %s: %v", codec.contentType(), err)
+	}
+	return c.gov.run(ctx, service, o.idempotent, func() error {
+		return c.once(ctx, service, method, codec, body, resp)
+	})
+}
+
+// once is one attempt: publish, wait for the reply, a return, the end of
+// the connection or the deadline.
+func (c *Client) once(ctx context.Context, service, method string, codec codec, body []byte, resp any) error {
+	if err := ctx.Err(); err != nil {
+		return ctxError(err)
+	}
+	c.mu.Lock()
+	l, closed := c.mu.link, c.mu.closed
+	c.mu.Unlock()
+	if closed {
+		return newError(Unavailable, ErrClosed, "client closed")
+	}
+	if l == nil {
+		return newError(Unavailable, ErrConnectionLost, errNotConnected.Error())
+	}
+	id := c.idPrefix + strconv.FormatUint(c.seq.Add(1), 36)
+	done := make(chan result, 1)
+	l.mu.Lock()
+	if l.gone {
+		l.mu.Unlock()
+		return newError(Unavailable, ErrConnectionLost, errNotConnected.Error())
+	}
+	l.pending[id] = done
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.pending, id)
+		l.mu.Unlock()
+	}()
+
+	pub := amqp.Publishing{
+		ContentType:   codec.contentType(),
+		CorrelationId: id,
+		ReplyTo:       DirectReplyTo,
+		Type:          method,
+		Body:          body,
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		pub.Expiration = expiration(dl, time.Now())
+		pub.Headers = amqp.Table{HeaderDeadline: dl.UnixMilli()}
+	}
+	if err := l.ch.PublishWithContext(ctx, "", QueueName(service), true, false, pub); err != nil {
+		if ctx.Err() != nil {
+			return ctxError(ctx.Err())
+		}
+		return newError(Unavailable, ErrConnectionLost, "publish: "+err.Error())
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return r.err
+		}
+		return decodeReply(r.reply, codec, resp)
+	case <-ctx.Done():
+		return ctxError(ctx.Err())
+	}
+}
+
+func decodeReply(d *amqp.Delivery, reqCodec codec, resp any) error {
+	code, msg := parseReply(d)
+	if code != OK {
+		return &Error{Code: code, Message: msg}
+	}
+	c := reqCodec
+	if d.ContentType != "" {
+		var ok bool
+		if c, ok = codecByType(d.ContentType); !ok {
+			return Errorf(Internal, "reply has unsupported content type %q", d.ContentType)
+		}
+	}
+	if resp == nil {
+		return nil
+	}
+	if err := c.unmarshal(d.Body, resp); err != nil {
+		return Errorf(Internal, "malformed %s reply: %v", c.contentType(), err)
+	}
+	return nil
+}
+
+func ctxError(err error) *Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return newError(DeadlineExceeded, err, "no reply before the deadline")
+	}
+	return newError(Canceled, err, "call cancelled")
+}
+
+// Close stops reconnecting, closes the connection (calls in flight fail
+// with UNAVAILABLE, ErrClosed) and waits for the client's goroutines to end.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.mu.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.closed = true
+	c.mu.Unlock()
+	err := c.sess.close(context.Background())
+	c.readers.Wait()
+	return err
+}
+
+// Stats counts what the client's governance did; see ClientStats.
+func (c *Client) Stats() ClientStats { return c.gov.stats() }
+
+// BreakerState is the state of service's circuit breaker: "closed",
+// "open", "half-open", or "" when breakers are off or the service was
+// never called.
+func (c *Client) BreakerState(service string) string { return c.gov.breakerState(service) }

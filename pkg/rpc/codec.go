@@ -1,0 +1,82 @@
+package rpc
+
+import (
+	"encoding/json"
+	"fmt"
+	"mime"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// Content types the SDK encodes and decodes.
+const (
+	ContentTypeJSON     = "application/json"
+	ContentTypeProtobuf = "application/protobuf"
+)
+
+// codec turns a request or reply value into a message body and back.
+type codec interface {
+	contentType() string
+	marshal(v any) ([]byte, error)
+	unmarshal(data []byte, v any) error
+}
+
+type jsonCodec struct{}
+
+func (jsonCodec) contentType() string           { return ContentTypeJSON }
+func (jsonCodec) marshal(v any) ([]byte, error) { return json.Marshal(v) }
+func (jsonCodec) unmarshal(data []byte, v any) error {
+	if len(data) == 0 {
+		// An empty body is the zero value: a method whose request has no
+		// fields may be called with nothing at all (e.g. from the gateway).
+		return nil
+	}
+	return json.Unmarshal(data, v)
+}
+
+type protoCodec struct{}
+
+func (protoCodec) contentType() string { return ContentTypeProtobuf }
+func (protoCodec) marshal(v any) ([]byte, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("%T is not a proto.Message", v)
+	}
+	return proto.Marshal(m)
+}
+func (protoCodec) unmarshal(data []byte, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("%T is not a proto.Message", v)
+	}
+	return proto.Unmarshal(data, m)
+}
+
+// codecFor is the codec a caller uses for a request value: protobuf for a
+// proto.Message, JSON for anything else.
+func codecFor(v any) codec {
+	if _, ok := v.(proto.Message); ok {
+		return protoCodec{}
+	}
+	return jsonCodec{}
+}
+
+// codecByType is the codec for a received content type. An empty type is
+// JSON (the convention's default); parameters such as "; charset=utf-8"
+// are ignored. ok is false for a type the SDK cannot decode.
+func codecByType(contentType string) (c codec, ok bool) {
+	if contentType == "" {
+		return jsonCodec{}, true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, false
+	}
+	switch mt {
+	case ContentTypeJSON, "text/json":
+		return jsonCodec{}, true
+	case ContentTypeProtobuf, "application/x-protobuf", "application/vnd.google.protobuf":
+		return protoCodec{}, true
+	}
+	return nil, false
+}

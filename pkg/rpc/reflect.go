@@ -1,0 +1,67 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+)
+
+var (
+	contextType = reflect.TypeFor[context.Context]()
+	errorType   = reflect.TypeFor[error]()
+)
+
+// handlerMethod is one exported method of a registered value that has the
+// shape func(ctx context.Context, req *Req) (*Resp, error).
+type handlerMethod struct {
+	fn      reflect.Value // bound to the registered value
+	reqType reflect.Type  // Req (what reflect.New allocates per request)
+}
+
+// methodsOf finds impl's handler methods. Exported methods of another
+// shape are not endpoints and are left alone (a service type may well have
+// helpers); a value with no handler method at all is an error.
+func methodsOf(impl any) (map[string]handlerMethod, error) {
+	v := reflect.ValueOf(impl)
+	t := v.Type()
+	methods := map[string]handlerMethod{}
+	for i := range t.NumMethod() {
+		m := t.Method(i)
+		mt := m.Type // includes the receiver as its first input
+		if !m.IsExported() || mt.NumIn() != 3 || mt.NumOut() != 2 {
+			continue
+		}
+		if mt.In(1) != contextType || mt.In(2).Kind() != reflect.Pointer ||
+			mt.Out(0).Kind() != reflect.Pointer || mt.Out(1) != errorType {
+			continue
+		}
+		methods[m.Name] = handlerMethod{fn: v.Method(i), reqType: mt.In(2).Elem()}
+	}
+	if len(methods) == 0 {
+		return nil, fmt.Errorf("rpc: %T has no method of the form func(context.Context, *Req) (*Resp, error)", impl)
+	}
+	return methods, nil
+}
+
+// call runs the method. A nil *Resp with a nil error is answered as the
+// zero Resp so the caller always gets a decodable body.
+func (h handlerMethod) call(ctx context.Context, req reflect.Value) (any, error) {
+	out := h.fn.Call([]reflect.Value{reflect.ValueOf(ctx), req})
+	if err, _ := out[1].Interface().(error); err != nil {
+		return nil, err
+	}
+	if out[0].IsNil() {
+		return reflect.New(out[0].Type().Elem()).Interface(), nil
+	}
+	return out[0].Interface(), nil
+}
+
+func sortedNames(m map[string]handlerMethod) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

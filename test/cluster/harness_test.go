@@ -1,0 +1,366 @@
+// Package cluster_test starts real herald processes in a cluster of three
+// on loopback and breaks them: kill -9, SIGSTOP, restart, a flipped bit in
+// a Raft log.
+package cluster_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// herald is the binary under test, built once by TestMain.
+var herald string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "herald-cluster-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	herald = filepath.Join(dir, "herald")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	build := exec.Command("go", "build", "-o", herald, "./cmd/herald")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building herald:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// node is one herald process of a harness.
+type node struct {
+	name                        string
+	dataDir                     string
+	clusterAddr, amqpAddr, http string
+	mqttAddr                    string
+	join                        []string
+	proxy                       *proxy // in front of clusterAddr: the address the others dial
+	mu                          sync.Mutex
+	cmd                         *exec.Cmd
+	exited                      chan struct{}
+	logf                        *os.File
+}
+
+// harness is a cluster of real processes.
+type harness struct {
+	extra []string
+	t     *testing.T
+	nodes []*node
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// newHarness starts n nodes named n1..nN and waits for a leader; extra
+// are more herald serve flags for every node.
+func newHarness(t *testing.T, n int, extra ...string) *harness {
+	h := &harness{t: t, extra: extra}
+	root := t.TempDir()
+	for i := range n {
+		h.nodes = append(h.nodes, &node{name: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(root, fmt.Sprintf("n%d", i+1)),
+			clusterAddr: freePort(t), amqpAddr: freePort(t), http: freePort(t), mqttAddr: freePort(t)})
+	}
+	for _, nd := range h.nodes {
+		nd.proxy = newProxy(t, nd.clusterAddr)
+	}
+	for _, nd := range h.nodes {
+		for _, o := range h.nodes {
+			if o != nd {
+				nd.join = append(nd.join, o.proxy.addr())
+			}
+		}
+	}
+	t.Cleanup(h.stopAll)
+	for _, nd := range h.nodes {
+		h.start(nd)
+	}
+	h.waitLeader(nil, 20*time.Second)
+	// Every node holds the configuration (a node that joined learns it
+	// from the leader's log): only then may any node die.
+	for _, nd := range h.nodes {
+		eventually(t, 10*time.Second, nd.name+" knows every node", func() error {
+			ns, err := nd.nodes()
+			if err != nil {
+				return err
+			}
+			if len(ns) != n {
+				return fmt.Errorf("%s lists %d nodes", nd.name, len(ns))
+			}
+			return nil
+		})
+	}
+	return h
+}
+
+func (h *harness) start(nd *node) {
+	h.t.Helper()
+	if err := os.MkdirAll(nd.dataDir, 0o750); err != nil {
+		h.t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(nd.dataDir), nd.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cmd := exec.Command(herald, "serve", "--node-name", nd.name, "--cluster-addr", nd.clusterAddr, "--cluster-advertise", nd.proxy.addr(), "--join", strings.Join(nd.join, ","),
+		"--data-dir", nd.dataDir, "--amqp", nd.amqpAddr, "--http", nd.http, "--mqtt", nd.mqttAddr, "--stomp", "off",
+		"--disk-free-limit", "0", "--vm-memory-high-watermark", "0")
+	cmd.Args = append(cmd.Args, h.extra...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "HERALD_CONFIG=")
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		h.t.Fatal(err)
+	}
+	nd.mu.Lock()
+	nd.cmd, nd.logf, nd.exited = cmd, f, make(chan struct{})
+	exited := nd.exited
+	nd.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(exited)
+	}()
+}
+
+// kill sends sig (SIGKILL, SIGTERM) and waits for the exit.
+func (h *harness) kill(nd *node, sig syscall.Signal) {
+	nd.mu.Lock()
+	cmd, exited := nd.cmd, nd.exited
+	nd.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a paused process must run to handle SIGTERM
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	nd.mu.Lock()
+	nd.cmd = nil
+	nd.mu.Unlock()
+}
+
+func (h *harness) pause(nd *node)  { h.signal(nd, syscall.SIGSTOP) }
+func (h *harness) resume(nd *node) { h.signal(nd, syscall.SIGCONT) }
+
+func (h *harness) signal(nd *node, sig syscall.Signal) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd != nil {
+		_ = nd.cmd.Process.Signal(sig)
+	}
+}
+
+func (h *harness) stopAll() {
+	for _, nd := range h.nodes {
+		h.kill(nd, syscall.SIGTERM)
+	}
+	if h.t.Failed() {
+		for _, nd := range h.nodes {
+			b, _ := os.ReadFile(filepath.Join(filepath.Dir(nd.dataDir), nd.name+".log"))
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			h.t.Logf("--- %s log (tail) ---\n%s", nd.name, b)
+		}
+	}
+}
+
+// api calls the management API of nd; it returns the status and body.
+func (nd *node) api(method, path string, body any) (int, []byte, error) {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+nd.http+path, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.SetBasicAuth("guest", "guest")
+	req.Header.Set("Content-Type", "application/json")
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+type nodeJSON struct {
+	Name      string `json:"name"`
+	Running   bool   `json:"running"`
+	RaftState string `json:"raft_state"`
+	Leader    string `json:"raft_leader"`
+	Term      uint64 `json:"raft_term"`
+	Applied   uint64 `json:"raft_applied_index"`
+	Lag       uint64 `json:"raft_lag"`
+}
+
+func (nd *node) nodes() ([]nodeJSON, error) {
+	code, b, err := nd.api("GET", "/api/nodes", nil)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/nodes: %d %s", code, b)
+	}
+	var out []nodeJSON
+	return out, json.Unmarshal(b, &out)
+}
+
+// waitLeader waits until every running node but skip names the same
+// leader (not skip), and returns it.
+func (h *harness) waitLeader(skip *node, within time.Duration) *node {
+	h.t.Helper()
+	var last string
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		leader := ""
+		agree := true
+		for _, nd := range h.nodes {
+			if nd == skip || !nd.running() {
+				continue
+			}
+			ns, err := nd.nodes()
+			if err != nil {
+				agree, last = false, err.Error()
+				break
+			}
+			l := ""
+			for _, n := range ns {
+				if n.Name == nd.name {
+					l = n.Leader
+				}
+			}
+			if l == "" || (skip != nil && l == skip.name) || (leader != "" && l != leader) {
+				agree, last = false, fmt.Sprintf("%s sees leader %q", nd.name, l)
+				break
+			}
+			leader = l
+		}
+		if agree && leader != "" {
+			return h.byName(leader)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.t.Fatalf("no agreed leader within %s: %s", within, last)
+	return nil
+}
+
+// running reports whether nd's process was started and has not exited
+// (a paused one counts as running).
+func (nd *node) running() bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.cmd == nil {
+		return false
+	}
+	select {
+	case <-nd.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (h *harness) byName(name string) *node {
+	for _, nd := range h.nodes {
+		if nd.name == name {
+			return nd
+		}
+	}
+	h.t.Fatalf("no node %q", name)
+	return nil
+}
+
+// eventually retries cond until it holds or within passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, within, err)
+}
+
+func (nd *node) declareQueue(name string, args map[string]any) error {
+	body := map[string]any{"durable": true, "auto_delete": false, "arguments": args}
+	code, b, err := nd.api("PUT", "/api/queues/%2F/"+url.PathEscape(name), body)
+	if err != nil {
+		return err
+	}
+	if code/100 != 2 {
+		return fmt.Errorf("declare %s on %s: %d %s", name, nd.name, code, b)
+	}
+	return nil
+}
+
+func (nd *node) hasQueue(name string) error {
+	code, b, err := nd.api("GET", "/api/queues/%2F/"+url.PathEscape(name), nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("%s: queue %s: %d %s", nd.name, name, code, b)
+	}
+	return nil
+}
+
+// queueNames lists the queues of vhost "/" on nd.
+func (nd *node) queueNames() (map[string]bool, error) {
+	code, b, err := nd.api("GET", "/api/queues/%2F?columns=name", nil)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("%s: GET /api/queues: %d %s", nd.name, code, b)
+	}
+	var qs []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(b, &qs); err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(qs))
+	for _, q := range qs {
+		out[q.Name] = true
+	}
+	return out, nil
+}
