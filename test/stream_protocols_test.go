@@ -158,11 +158,15 @@ func TestStreamOverSSEAndWebSocket(t *testing.T) {
 	defer ws.CloseNow()
 	must(t, wsjson.Write(ctx, ws, map[string]any{"op": "subscribe", "id": "s1", "stream": "feed", "offset": 18}))
 	var got []uint64
-	for len(got) < 2 {
+	answers := map[string]any{} // subscription id -> its answer's recovered flag
+	for len(got) < 2 || answers["s1"] == nil {
 		var m map[string]any
 		must(t, wsjson.Read(ctx, ws, &m))
 		if m["op"] == "error" {
 			t.Fatalf("ws error %v", m)
+		}
+		if m["op"] == "subscribed" {
+			answers[m["id"].(string)] = fmt.Sprint(m["recovered"])
 		}
 		if off, ok := m["offset"].(float64); ok {
 			got = append(got, uint64(off))
@@ -170,6 +174,24 @@ func TestStreamOverSSEAndWebSocket(t *testing.T) {
 	}
 	if got[0] != 18 || got[1] != 19 {
 		t.Fatalf("ws offsets %v", got)
+	}
+	// A subscribe from an integer offset is a resume: its answer says
+	// whether the gap was recovered (not past the end, not dropped by
+	// retention); one from "first" is no resume and says nothing.
+	must(t, wsjson.Write(ctx, ws, map[string]any{"op": "subscribe", "id": "s3", "stream": "feed", "offset": 25}))
+	must(t, wsjson.Write(ctx, ws, map[string]any{"op": "subscribe", "id": "s4", "stream": "feed", "offset": "last"}))
+	for answers["s3"] == nil || answers["s4"] == nil {
+		var m map[string]any
+		must(t, wsjson.Read(ctx, ws, &m))
+		if m["op"] == "error" {
+			t.Fatalf("ws error %v", m)
+		}
+		if m["op"] == "subscribed" {
+			answers[m["id"].(string)] = fmt.Sprint(m["recovered"])
+		}
+	}
+	if answers["s1"] != "true" || answers["s3"] != "false" || answers["s4"] != "<nil>" {
+		t.Fatalf("recovered flags: s1 (18) %v, s3 (past the end) %v, s4 (last) %v", answers["s1"], answers["s3"], answers["s4"])
 	}
 	must(t, wsjson.Write(ctx, ws, map[string]any{"op": "subscribe", "id": "s2", "stream": "feed", "offset": "yesterday"}))
 	for {
@@ -221,5 +243,59 @@ func TestStreamPublishFromMQTTAndHTTP(t *testing.T) {
 	must(t, json.Unmarshal(body, &page))
 	if st != 200 || len(page) != 2 || page[0].Payload != "21.5" || page[0].RoutingKey != "sensors.1.temp" || page[1].Payload != "from-http" || page[1].Offset != 1 {
 		t.Fatalf("stream after MQTT and HTTP publishes: %d %s", st, body)
+	}
+}
+
+// TestStreamPresenceOverWebSocket: a stream subscription with presence
+// joins the channel named after the stream; another socket and the HTTP
+// API see the member; a stream whose name holds a "/" has no channel.
+func TestStreamPresenceOverWebSocket(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withAllProtocols())
+	ch := mustChannel(t, s.dial(t))
+	for _, name := range []string{"feed", "a/b"} {
+		if _, err := ch.QueueDeclare(name, true, false, false, false, streamArgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("guest:guest"))
+	dial := func() *websocket.Conn {
+		ws, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://%s/ws", s.HTTPAddr()), &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {auth}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		return ws
+	}
+	// answer reads frames until the one answering id, or an error (a
+	// frame refused as invalid is answered without its id).
+	answer := func(ws *websocket.Conn, id string) map[string]any {
+		t.Helper()
+		for {
+			var m map[string]any
+			must(t, wsjson.Read(ctx, ws, &m))
+			if m["id"] == id || m["op"] == "error" {
+				return m
+			}
+		}
+	}
+	a, b := dial(), dial()
+	must(t, wsjson.Write(ctx, a, map[string]any{"op": "subscribe", "id": "s1", "stream": "feed", "presence": true, "info": map[string]any{"name": "Ann"}}))
+	if m := answer(a, "s1"); m["op"] != "subscribed" {
+		t.Fatalf("subscribe with presence: %v", m)
+	}
+	must(t, wsjson.Write(ctx, b, map[string]any{"op": "presence", "id": "p1", "channel": "feed"}))
+	if m := answer(b, "p1"); m["op"] != "presence" || len(m["clients"].([]any)) != 1 {
+		t.Fatalf("presence of feed from another socket: %v", m)
+	}
+	st, body := httpDo(t, "GET", "http://"+s.HTTPAddr().String()+"/api/presence/%2F/feed/stats", "guest", "guest", nil)
+	if st != http.StatusOK || !strings.Contains(string(body), `"clients":1`) {
+		t.Fatalf("presence stats over HTTP: %d %s", st, body)
+	}
+	must(t, wsjson.Write(ctx, a, map[string]any{"op": "subscribe", "id": "s2", "stream": "a/b", "presence": true}))
+	if m := answer(a, "s2"); m["op"] != "error" || !strings.Contains(fmt.Sprint(m["message"]), "no presence channel") {
+		t.Fatalf("presence on a stream named with a /: %v", m)
 	}
 }

@@ -72,7 +72,7 @@ export interface Subscription {
   offset?: number | "first" | "last" | "next" | string;
   ack?: "auto" | "client";
   prefetch?: number;
-  /** Join the presence set of the channel "<exchange>/<key>". */
+  /** Join the presence set of the channel "<exchange>/<key>" (a stream subscription: the stream's name). */
   presence?: boolean;
   /** Get join and leave events of the channel. */
   join_leave?: boolean;

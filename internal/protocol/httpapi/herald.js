@@ -270,15 +270,17 @@ class Herald {
   // subscribe({exchange, key}) gets every matching message (broadcast);
   // subscribe({stream, offset}) reads a stream from offset ("first",
   // "last", "next", a number, an interval such as "1h"); its messages
-  // carry m.offset. Options: ack "auto" (default) or "client" (call m.ack()), prefetch;
-  // presence: true joins the channel "<exchange>/<key>"'s presence set
-  // (info: a JSON value shown with it), join_leave: true gets
+  // carry m.offset. Options: ack "auto" (default) or "client" (call
+  // m.ack()), prefetch; presence: true joins the channel's presence set
+  // (the channel: "<exchange>/<key>", or a stream's name) (info: a JSON
+  // value shown with it), join_leave: true gets
   // events.onjoin / events.onleave; events.onpresence gets the set after
   // every (re)subscribe; events.onsubscribed the server's answer.
   async subscribe(what, cb, events = {}) {
     const id = what.id || this._id();
     const s = { what: Object.assign({}, what, { id }), cb, events,
-      channel: what.exchange !== undefined ? Herald.channel(what.exchange, what.key || "") : null };
+      channel: what.exchange !== undefined ? Herald.channel(what.exchange, what.key || "")
+        : what.stream !== undefined ? what.stream : null };
     this.subs.set(id, s);
     if (this.state !== "connected") return id; // subscribed on (re)connect
     try {
