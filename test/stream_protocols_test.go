@@ -294,6 +294,10 @@ func TestStreamPresenceOverWebSocket(t *testing.T) {
 	if st != http.StatusOK || !strings.Contains(string(body), `"clients":1`) {
 		t.Fatalf("presence stats over HTTP: %d %s", st, body)
 	}
+	must(t, wsjson.Write(ctx, b, map[string]any{"op": "presence", "id": "p2", "channel": "nostream"}))
+	if m := answer(b, "p2"); m["op"] != "error" || m["code"] != float64(400) {
+		t.Fatalf("presence of a channel that is no stream: %v", m)
+	}
 	must(t, wsjson.Write(ctx, a, map[string]any{"op": "subscribe", "id": "s2", "stream": "a/b", "presence": true}))
 	if m := answer(a, "s2"); m["op"] != "error" || !strings.Contains(fmt.Sprint(m["message"]), "no presence channel") {
 		t.Fatalf("presence on a stream named with a /: %v", m)

@@ -243,15 +243,23 @@ func channelOf(exchange, key string) string { return exchange + "/" + key }
 
 // checkChannel parses a channel and checks that u may read it, as
 // subscribing needs: read on its exchange, or on the stream a channel
-// without "/" names.
+// without "/" names (a name that is no stream is no channel).
 func (s *Server) checkChannel(u *auth.User, v *broker.VHost, channel string) error {
+	bad := &broker.Error{Code: broker.CodeCommandInvalid, Text: fmt.Sprintf("channel %q is not <exchange>/<routing key> nor a stream's name", channel)}
 	ex, _, ok := strings.Cut(channel, "/")
 	if !ok && channel != "" {
-		// A channel with no "/" is a stream's: reading it is reading the stream.
-		return s.check(u, v, auth.Read, auth.Queue, channel)
+		// A channel with no "/" is a stream's: reading it is reading the
+		// stream, and it must be one.
+		if err := s.check(u, v, auth.Read, auth.Queue, channel); err != nil {
+			return err
+		}
+		if q, err := v.Queue(channel); err != nil || q.Type() != broker.QueueTypeStream {
+			return bad
+		}
+		return nil
 	}
 	if ex == "" {
-		return &broker.Error{Code: broker.CodeCommandInvalid, Text: fmt.Sprintf("channel %q is not <exchange>/<routing key> nor a stream's name", channel)}
+		return bad
 	}
 	return s.check(u, v, auth.Read, auth.Exchange, ex)
 }
