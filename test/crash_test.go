@@ -87,19 +87,20 @@ type heraldProc struct {
 	addr    string // AMQP
 	mqtt    string // MQTT, if its listener was asked for
 	stomp   string // STOMP, if its listener was asked for
+	http    string // HTTP, if its listener was asked for
 	logDone chan struct{}
 	once    sync.Once
 }
 
 // startHerald runs the binary on dataDir and waits for its ready line. It
-// listens for AMQP, plus MQTT and STOMP if listeners names them ("mqtt",
-// "stomp"), each on a free port of 127.0.0.1.
+// listens for AMQP, plus MQTT, STOMP and HTTP if listeners names them
+// ("mqtt", "stomp", "http"), each on a free port of 127.0.0.1.
 func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog, listeners ...string) *heraldProc {
 	t.Helper()
 	args := []string{"serve", "--amqp", "127.0.0.1:0", "--http", "off", "--mqtt", "off", "--stomp", "off",
 		"--data-dir", dataDir, "--log-format", "json", "--log-level", "info"}
 	for _, l := range listeners {
-		if l != "mqtt" && l != "stomp" {
+		if l != "mqtt" && l != "stomp" && l != "http" {
 			t.Fatalf("startHerald: unknown listener %q", l)
 		}
 		args = append(args, "--"+l, "127.0.0.1:0") // the later flag wins
@@ -116,7 +117,7 @@ func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog, list
 	// Registered at once so that the process dies even if this test fails
 	// before the caller gets hold of it.
 	t.Cleanup(p.kill)
-	type readyLine struct{ Msg, AMQP, MQTT, STOMP string }
+	type readyLine struct{ Msg, AMQP, MQTT, STOMP, HTTP string }
 	ready := make(chan readyLine, 1)
 	go func() {
 		defer close(p.logDone)
@@ -137,7 +138,7 @@ func startHerald(t testing.TB, bin, dataDir string, gen int, logs *procLog, list
 	}()
 	select {
 	case r := <-ready:
-		p.addr, p.mqtt, p.stomp = r.AMQP, r.MQTT, r.STOMP
+		p.addr, p.mqtt, p.stomp, p.http = r.AMQP, r.MQTT, r.STOMP, r.HTTP
 		return p
 	case <-p.logDone:
 		p.kill()

@@ -108,6 +108,10 @@ Talks to the management API of a running herald (herald serve --http).
   export definitions FILE                 "-" writes to standard output
   import definitions FILE
   close connection NAME [--reason TEXT]
+  list stream-consumers STREAM            named consumers of a stream: stored offset, members
+  set stream-offset STREAM CONSUMER N     store consumer's position (it resumes at N)
+  delete stream-offset STREAM CONSUMER    forget consumer's stored position
+  read stream STREAM [OFFSET] [-n 10]     messages of a stream from OFFSET (default: the first)
 `
 
 type ctlOptions struct {
@@ -166,6 +170,50 @@ func (c *ctlClient) run(w []string) error {
 			return err
 		}
 		return c.describeService(w[2])
+	case "list stream-consumers":
+		if err := need(3, "list stream-consumers STREAM"); err != nil {
+			return err
+		}
+		var rows []map[string]any
+		if err := c.call("GET", "/api/streams/"+vh+"/"+seg(w[2])+"/consumers", nil, &rows); err != nil {
+			return err
+		}
+		return c.table(rows, []string{"name", "offset", "stored", "members"})
+	case "set stream-offset":
+		if err := need(5, "set stream-offset STREAM CONSUMER OFFSET"); err != nil {
+			return err
+		}
+		off, err := strconv.ParseUint(w[4], 10, 63)
+		if err != nil {
+			return usageError("herald ctl set stream-offset: OFFSET must be a non-negative integer")
+		}
+		return c.done("PUT", "/api/streams/"+vh+"/"+seg(w[2])+"/consumers/"+seg(w[3]), map[string]any{"offset": off},
+			"consumer "+w[3]+" of "+w[2]+" resumes at offset "+w[4])
+	case "delete stream-offset":
+		if err := need(4, "delete stream-offset STREAM CONSUMER"); err != nil {
+			return err
+		}
+		return c.done("DELETE", "/api/streams/"+vh+"/"+seg(w[2])+"/consumers/"+seg(w[3]), nil, "position of "+w[3]+" on "+w[2]+" forgotten")
+	case "read stream":
+		if len(w) != 3 && len(w) != 4 {
+			return usageError("usage: herald ctl read stream STREAM [OFFSET] [-n N]")
+		}
+		from := "0"
+		if len(w) == 4 {
+			if _, err := strconv.ParseUint(w[3], 10, 64); err != nil {
+				return usageError("herald ctl read stream: OFFSET must be a non-negative integer")
+			}
+			from = w[3]
+		}
+		n := c.o.n
+		if n <= 0 {
+			n = 10
+		}
+		var msgs []map[string]any
+		if err := c.call("GET", fmt.Sprintf("/api/streams/%s/%s/messages?offset=%s&limit=%d", vh, seg(w[2]), from, n), nil, &msgs); err != nil {
+			return err
+		}
+		return c.table(msgs, []string{"offset", "exchange", "routing_key", "payload_bytes", "payload"})
 	case "declare queue":
 		if err := need(3, "declare queue NAME"); err != nil {
 			return err
@@ -331,7 +379,7 @@ func (c *ctlClient) addArguments(body map[string]any) error {
 
 // listColumns are the table columns of each list, RabbitMQ's field names.
 var listColumns = map[string][]string{
-	"queues":      {"vhost", "name", "messages_ready", "messages_unacknowledged", "consumers", "durable", "policy"},
+	"queues":      {"vhost", "name", "type", "messages_ready", "messages_unacknowledged", "consumers", "durable", "policy"},
 	"exchanges":   {"vhost", "name", "type", "durable", "auto_delete", "internal"},
 	"bindings":    {"vhost", "source", "destination", "destination_type", "routing_key", "properties_key"},
 	"connections": {"name", "protocol", "user", "vhost", "channels", "connected_at"},

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,5 +192,35 @@ func TestCtlAlarms(t *testing.T) {
 	code, out, errOut := ctl(t, url, "show", "alarms")
 	if code != 1 || !strings.Contains(out, "disk") || !strings.Contains(errOut, "alarm") {
 		t.Fatalf("disk alarm: exit %d, %q %q", code, out, errOut)
+	}
+}
+
+// TestCtlStreams: a stream's named consumers and messages from the shell.
+func TestCtlStreams(t *testing.T) {
+	_, url := startHerald(t, "")
+	mustCtl(t, url, "declare", "queue", "events", "--arguments", `{"x-queue-type":"stream"}`)
+	for i := range 3 {
+		req, _ := http.NewRequest("POST", url+"/api/exchanges/%2F/amq.default/publish",
+			strings.NewReader(fmt.Sprintf(`{"routing_key":"events","payload":"e%d","payload_encoding":"string","properties":{}}`, i)))
+		req.SetBasicAuth("guest", "guest")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("publish: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	if out := mustCtl(t, url, "list", "queues"); !strings.Contains(out, "stream") {
+		t.Fatalf("list queues: %s", out)
+	}
+	if out := mustCtl(t, url, "read", "stream", "events", "1", "-n", "5"); !strings.Contains(out, "e1") || !strings.Contains(out, "e2") || strings.Contains(out, "e0") {
+		t.Fatalf("read stream: %s", out)
+	}
+	mustCtl(t, url, "set", "stream-offset", "events", "billing", "2")
+	if out := mustCtl(t, url, "list", "stream-consumers", "events"); !strings.Contains(out, "billing") || !strings.Contains(out, "2") {
+		t.Fatalf("list stream-consumers: %s", out)
+	}
+	mustCtl(t, url, "delete", "stream-offset", "events", "billing")
+	if out := mustCtl(t, url, "list", "stream-consumers", "events"); strings.Contains(out, "billing") {
+		t.Fatalf("forgotten position still listed: %s", out)
 	}
 }

@@ -42,6 +42,12 @@ type QueueJSON struct {
 	State                  string         `json:"state"`
 	Type                   string         `json:"type"`
 	MessageStats           messageStats   `json:"message_stats"`
+	// Streams only: bytes on disk and the retained range (last_offset is
+	// -1 while the stream is empty).
+	MessageBytes *int64  `json:"message_bytes,omitempty"`
+	FirstOffset  *uint64 `json:"first_offset,omitempty"`
+	LastOffset   *int64  `json:"last_offset,omitempty"`
+	Segments     *int    `json:"segments,omitempty"`
 }
 
 // messageStats is RabbitMQ's message_stats: counts since the queue was
@@ -68,13 +74,25 @@ func newMessageStats(publish, deliverGet, ack uint64, r msgRates) messageStats {
 		Ack: ack, AckDetails: rateDetail{r.Ack}}
 }
 
-func (s *Server) newQueueJSON(v *broker.VHost, q *broker.Queue) QueueJSON {
+func (s *Server) queueJSON(v *broker.VHost, q *broker.Queue) QueueJSON {
 	st := q.Stats()
 	return QueueJSON{Name: q.Name(), VHost: v.Name(), Durable: q.Durable(), AutoDelete: q.AutoDelete(),
 		Exclusive: q.Exclusive(), Arguments: argsJSON(q.Args()),
 		Messages: st.Ready + st.Unacked, MessagesReady: st.Ready, MessagesUnacknowledged: st.Unacked,
 		Consumers: st.Consumers, State: "running", Type: q.Type(),
 		MessageStats: newMessageStats(st.Published, st.Delivered, st.Acks, s.stats.queue(q))}
+}
+
+// newQueueJSON is queueJSON with a stream's range: a stream's messages
+// are all it retains (an unacked delivery is still in it).
+func (s *Server) newQueueJSON(v *broker.VHost, q *broker.Queue) QueueJSON {
+	j := s.queueJSON(v, q)
+	if si, ok := q.StreamInfo(); ok {
+		j.Messages, j.MessagesReady = int(si.Messages), int(si.Messages)
+		last := int64(si.NextOffset) - 1
+		j.MessageBytes, j.FirstOffset, j.LastOffset, j.Segments = &si.Bytes, &si.FirstOffset, &last, &si.Segments
+	}
+	return j
 }
 
 func argsJSON(t broker.Table) map[string]any {

@@ -105,6 +105,7 @@ func (s *Server) routes() {
 	mg("GET /api/connections/{name}/channels", s.connectionChannels)
 	mg("GET /api/channels/{channel}", s.showChannel)
 	s.limitRoutes(admin)
+	s.streamRoutes(mg)
 	s.topicPermissionRoutes(admin)
 	s.serviceRoutes(mg)
 }

@@ -186,7 +186,8 @@ func New(cfg Config) (*App, error) {
 	}
 	defs := &definitionsFile{path: filepath.Join(cfg.DataDir, definitionsFileName), log: cfg.Logger, users: cfg.Users}
 	cfg.Users.OnChange(defs.changed) // user and permission changes save the file too
-	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout, OnDefinitionsChange: defs.changed, Store: log, MemoryMessages: cfg.QueueMemoryMessages})
+	b := broker.New(broker.Options{Logger: cfg.Logger, ConsumerTimeout: cfg.ConsumerTimeout, OnDefinitionsChange: defs.changed, Store: log, MemoryMessages: cfg.QueueMemoryMessages,
+		StreamDir: filepath.Join(cfg.DataDir, "streams")})
 	defs.broker = b
 	b.SetMaxConnections(cfg.MaxConnections)
 	s := &App{

@@ -38,6 +38,7 @@ var Scenarios = []struct{ Name, Summary string }{
 	{ScenarioMQTTFanout, "MQTT: 1 publisher -> one topic -> N --subscribers (default 100), --qos 0|1; deliveries/s, latency, loss per subscriber"},
 	{ScenarioMQTTIdle, "MQTT: hold N idle --connections (default 10,000, keep-alive 60s); connect rate, broker RSS per connection"},
 	{ScenarioWSFanout, wsFanoutSummary},
+	{ScenarioStream, streamSummary},
 	{ScenarioRPCGateway, rpcGatewaySummary},
 	{ScenarioRPCSDK, rpcSDKSummary},
 	{ScenarioNATSRPC, natsRPCSummary},
@@ -211,6 +212,11 @@ func (c Config) Normalize() (Config, error) {
 		c.Producers = c.Callers
 		if c.Rate > 0 && c.Rate < c.Callers {
 			return c, fmt.Errorf("--rate %d is lower than --callers %d: every caller needs at least 1 request/s", c.Rate, c.Callers)
+		}
+	case ScenarioStream:
+		c.Queues, c.Confirm, c.AutoAck = 1, true, false
+		if c.Prefetch == 0 {
+			c.Prefetch = DefaultPrefetch // a stream consumer needs one
 		}
 	default: // throughput, latency
 		setDefault(&c.Queues, 1)
@@ -400,6 +406,7 @@ type Result struct {
 	PerSubscriber []SubscriberTally `json:"per_subscriber,omitempty"` // mqtt-fanout: accounting of each subscriber
 	Idle          *IdleResult       `json:"idle,omitempty"`           // mqtt-idle
 	WS            *WSResult         `json:"ws,omitempty"`             // ws-fanout
+	Stream        *StreamResult     `json:"stream,omitempty"`         // stream
 
 	Interrupted bool     `json:"interrupted"` // the window was cut short by cancellation
 	Warnings    []string `json:"warnings,omitempty"`

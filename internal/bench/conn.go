@@ -61,6 +61,17 @@ func dial(url, name string) (*conn, error) {
 	return cn, nil
 }
 
+// close closes the connection gracefully, giving up after a short deadline.
+func (cn *conn) close() {
+	if cn == nil || cn.c == nil || cn.closed {
+		return
+	}
+	cn.closed = true
+	if err := cn.c.CloseDeadline(time.Now().Add(connectionCloseWaitFor)); err != nil && cn.raw != nil {
+		cn.raw.Close()
+	}
+}
+
 // kill drops the TCP connection without the AMQP handshake.
 func (cn *conn) kill() {
 	if cn != nil && cn.raw != nil {

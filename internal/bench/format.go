@@ -82,6 +82,8 @@ func Describe(c Config) string {
 		return s + ", " + strconv.Itoa(c.Size) + " B"
 	case ScenarioWSFanout:
 		return describeWS(c)
+	case ScenarioStream:
+		return describeStream(c)
 	case ScenarioRPCGateway:
 		return describeGateway(c)
 	case ScenarioMQTTIdle:
@@ -197,6 +199,9 @@ func WriteTable(w io.Writer, res Result) error {
 	}
 	if res.WS != nil {
 		writeWSRows(row, res)
+	}
+	if res.Stream != nil {
+		writeStreamRows(row, res)
 	}
 	if c.QoS > 0 && res.Scenario == ScenarioMQTTFanout {
 		line := counts("acked", res.Confirmed, "failed", res.Nacked)

@@ -29,6 +29,10 @@ type queueConfig struct {
 	deliveryLimit   int64         // < 0: none
 	noDeliveryLimit bool          // set to -1: no limit, not even a queue type's default
 	consumerTimeout time.Duration // 0: none
+	// Streams (stream_args.go): retention by age (0: none) and the size
+	// at which a segment rolls (0: the stream log's default).
+	maxAge       time.Duration
+	segmentBytes int64
 }
 
 // knownQueueArgs are the arguments Herald interprets; other x- arguments
@@ -38,6 +42,8 @@ var knownQueueArgs = map[string]bool{
 	"x-overflow": true, "x-dead-letter-exchange": true, "x-dead-letter-routing-key": true,
 	"x-max-priority": true, "x-single-active-consumer": true, "x-delivery-limit": true,
 	"x-consumer-timeout": true, "x-queue-type": true, "x-queue-mode": true,
+	"x-max-age": true, "x-stream-max-segment-size-bytes": true, "x-stream-filter-size-bytes": true,
+	"x-initial-cluster-size": true, "x-queue-leader-locator": true,
 }
 
 // validateQueueArgs checks the arguments Herald knows and returns the
@@ -139,11 +145,13 @@ func applyQueueSetting(cfg *queueConfig, key string, v any, kind string) error {
 	case "x-queue-type":
 		s, _ := str()
 		switch s {
-		case QueueTypeClassic, QueueTypeQuorum:
+		case QueueTypeClassic, QueueTypeQuorum, QueueTypeStream:
 			cfg.queueType = s
 		default:
-			return errorf(CodePreconditionFailed, "invalid arg 'x-queue-type': '%v' is not supported (use 'classic' or 'quorum')", v)
+			return errorf(CodePreconditionFailed, "invalid arg 'x-queue-type': '%v' is not supported (use 'classic', 'quorum' or 'stream')", v)
 		}
+	case "x-max-age", "max-age", "x-stream-max-segment-size-bytes", "stream-max-segment-size-bytes":
+		return applyStreamSetting(cfg, key, v, bad)
 	}
 	return err
 }

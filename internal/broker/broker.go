@@ -46,6 +46,9 @@ type Options struct {
 	// an unacknowledged delivery older than this goes back to the queue and
 	// its channel is closed. 0 = off (queues may still set their own).
 	ConsumerTimeout time.Duration
+	// StreamDir is where stream queues (x-queue-type: stream) keep their
+	// logs, one directory per stream; "" refuses stream declarations.
+	StreamDir string
 }
 
 // Broker holds the virtual hosts.
@@ -63,6 +66,8 @@ type Broker struct {
 	conns           connRegistry // open client connections (connections.go)
 	keyed           keyedStores  // retained messages and session state per vhost (keyed.go)
 	parallel        bool         // more than one core: large fanouts may use a helper (fanout.go)
+	streamDir       string       // Options.StreamDir
+	streams         atomic.Int64 // open stream queues: publishes look for stream targets only when > 0
 	services        replyTable   // RPC requests awaiting their reply (services_stats.go)
 
 	replicator atomic.Pointer[replicatorBox] // cluster mode: definitions changes go through it (replicate.go)
@@ -82,7 +87,7 @@ func New(o Options) *Broker {
 	if l, ok := o.Store.(*store.Log); ok && l == nil {
 		o.Store = nil // a caller's "no log" in its concrete type
 	}
-	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, memoryMessages: o.MemoryMessages, vhosts: make(map[string]*VHost),
+	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, memoryMessages: o.MemoryMessages, vhosts: make(map[string]*VHost), streamDir: o.StreamDir,
 		parallel: runtime.GOMAXPROCS(0) > 1}
 	if o.Store != nil {
 		b.nextMsgID.Store(o.Store.MaxMessageID())

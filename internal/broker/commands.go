@@ -216,6 +216,9 @@ func (v *VHost) apply(c Command) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		if r, ok := q.kind.(interface{ purgeRefused() error }); ok {
+			return Result{}, r.purgeRefused() // a stream: messages leave by retention only
+		}
 		return Result{Count: q.kind.purge()}, nil
 	case Bind:
 		return Result{}, v.applyBind(c)

@@ -50,9 +50,11 @@ func appendStr(b []byte, s string) []byte {
 }
 
 // encodeMeta serialises everything about m but its body.
-func encodeMeta(m *Message) []byte {
+func encodeMeta(m *Message) []byte { return appendMeta(make([]byte, 0, 64), m) }
+
+// appendMeta appends encodeMeta's form of m to b.
+func appendMeta(b []byte, m *Message) []byte {
 	p := &m.Properties
-	b := make([]byte, 0, 64)
 	b = append(b, metaVersion)
 	b = appendStr(b, m.Exchange)
 	b = appendStr(b, m.RoutingKey)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,11 @@ type Publisher struct {
 	unsynced  bool      // a message since the last wait (WaitDurable, WaitPublished, WaitLog) was written to the log
 	wroteLog  bool      // a message since the last WaitFlow was written to the log
 	delayBy   *Exchange // set by Route when m must wait in a delayed exchange
+	// streamed: the last message was appended to a stream; streams are
+	// the streams appended to since the last wait (their barriers join
+	// the log's in WaitDurable and WaitPublished).
+	streamed bool
+	streams  []*streamQueue
 }
 
 // Rejected reports whether a target queue refused the last published
@@ -182,6 +188,7 @@ func (p *Publisher) PublishOutcome(m *Message) (Outcome, error) {
 // number of queues that took it (0 = unroutable).
 func (p *Publisher) Publish(m *Message) (int, error) {
 	p.rejected = false // not left over from the previous message when this one fails or is delayed
+	p.streamed = false
 	qs, err := p.Route(m)
 	if err != nil {
 		return 0, err
@@ -211,6 +218,9 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 	p.stored = p.vhost.broker.prepareStore(m, qs)
 	p.wroteLog = p.wroteLog || p.stored
 	n, anyStored := p.enqueueAll(m, exp, qs)
+	if p.vhost.broker.streams.Load() > 0 {
+		p.noteStreams(qs)
+	}
 	if m.Properties.CorrelationID != "" {
 		p.noteReply(m) // the lookup service's reply statistics (services.go)
 	}
@@ -223,21 +233,82 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 	return n, nil
 }
 
+// noteStreams remembers the streams among qs: the message's confirm waits
+// for their fsync too.
+func (p *Publisher) noteStreams(qs []*Queue) {
+	for _, q := range qs {
+		if s, ok := q.kind.(*streamQueue); ok {
+			p.streamed = true
+			if !slices.Contains(p.streams, s) {
+				p.streams = append(p.streams, s)
+			}
+		}
+	}
+}
+
 // Stored reports whether the last published message was written to the
-// log, so that its confirm must wait for WaitDurable.
-func (p *Publisher) Stored() bool { return p.stored }
+// log or to a stream, so that its confirm must wait for WaitDurable.
+func (p *Publisher) Stored() bool { return p.stored || p.streamed }
 
 // WaitDurable arranges for done to be called once the last published
 // message is on disk, and reports whether it will be; if not (transient,
 // or no durable queue took it) the message needs no wait. done runs on
-// the log's commit goroutine: it must not block.
+// the log's (or a stream's) commit goroutine: it must not block.
 func (p *Publisher) WaitDurable(done func(error)) bool {
-	if !p.stored {
+	if !p.stored && !p.streamed {
 		return false
 	}
-	p.stored, p.unsynced = false, false
-	p.vhost.broker.store.AppendFunc(nil, done) // a barrier behind the message's records
+	logged := p.stored
+	if logged {
+		p.unsynced = false
+	}
+	p.stored, p.streamed = false, false
+	p.waitAll(logged, done)
 	return true
+}
+
+// waitAll calls done once the log (if logged) and every stream in
+// p.streams have made durable what was appended so far, with the first
+// error; it forgets the streams.
+func (p *Publisher) waitAll(logged bool, done func(error)) {
+	n := len(p.streams)
+	if logged {
+		n++
+	}
+	if n > 1 {
+		j := &joinedWait{done: done}
+		j.left.Store(int64(n))
+		done = j.one
+	}
+	if logged {
+		p.vhost.broker.store.AppendFunc(nil, done) // a barrier behind the message's records
+	}
+	for _, s := range p.streams {
+		s.barrier(done)
+	}
+	clear(p.streams)
+	p.streams = p.streams[:0]
+}
+
+// joinedWait calls done once all of its parts are done, with the first
+// error any of them had.
+type joinedWait struct {
+	left atomic.Int64
+	err  atomic.Pointer[error]
+	done func(error)
+}
+
+func (j *joinedWait) one(err error) {
+	if err != nil {
+		j.err.CompareAndSwap(nil, &err)
+	}
+	if j.left.Add(-1) == 0 {
+		var e error
+		if p := j.err.Load(); p != nil {
+			e = *p
+		}
+		j.done(e)
+	}
 }
 
 // WaitPublished is WaitDurable for every message published since the last
@@ -248,11 +319,12 @@ func (p *Publisher) WaitDurable(done func(error)) bool {
 // runs on the log's commit goroutine (or at once, on the caller's, if the
 // log has failed): it must not block.
 func (p *Publisher) WaitPublished(done func(error)) bool {
-	if !p.unsynced {
+	if !p.unsynced && len(p.streams) == 0 {
 		return false
 	}
-	p.stored, p.unsynced = false, false
-	p.vhost.broker.store.AppendFunc(nil, done)
+	logged := p.unsynced
+	p.stored, p.unsynced, p.streamed = false, false, false
+	p.waitAll(logged, done)
 	return true
 }
 

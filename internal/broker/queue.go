@@ -19,6 +19,7 @@ type Owner uint64
 const (
 	QueueTypeClassic = "classic"
 	QueueTypeQuorum  = "quorum"
+	QueueTypeStream  = "stream"
 )
 
 // QueueOptions configure a queue declaration.
@@ -102,7 +103,8 @@ type Queue struct {
 
 // newQueue builds the handle and the kind its x-queue-type selects; the
 // arguments are already validated.
-func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy) *Queue {
+// Only a stream can fail here (its log cannot be opened).
+func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy) (*Queue, error) {
 	q := &Queue{name: name, vhost: v, qtype: cfg.queueType, durable: o.Durable, exclusive: o.Exclusive,
 		autoDelete: o.AutoDelete, args: o.Args}
 	q.rpc = newServiceQueue(name)
@@ -112,10 +114,16 @@ func newQueue(v *VHost, name string, o QueueOptions, cfg queueConfig, p *Policy)
 	switch cfg.queueType {
 	case QueueTypeQuorum:
 		q.kind = newQuorum(q, cfg, p)
+	case QueueTypeStream:
+		sq, err := newStream(q, cfg, p)
+		if err != nil {
+			return nil, err
+		}
+		q.kind = sq
 	default:
 		q.kind = newClassic(q, cfg, p)
 	}
-	return q
+	return q, nil
 }
 
 // Name is the queue's name.
@@ -124,7 +132,7 @@ func (q *Queue) Name() string { return q.name }
 // VHost is the virtual host the queue lives in.
 func (q *Queue) VHost() *VHost { return q.vhost }
 
-// Type is the queue's x-queue-type: "classic" or "quorum".
+// Type is the queue's x-queue-type: "classic", "quorum" or "stream".
 func (q *Queue) Type() string { return q.qtype }
 
 // Durable reports whether the queue survives a restart.

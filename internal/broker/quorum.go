@@ -20,6 +20,9 @@ func newQuorum(q *Queue, cfg queueConfig, p *Policy) queueKind { return newClass
 // checkQueueType refuses a declaration its queue type does not allow, as
 // RabbitMQ does (406, never silently coerced).
 func checkQueueType(name, vhost string, o QueueOptions, cfg queueConfig) error {
+	if cfg.queueType == QueueTypeStream {
+		return checkStreamDeclare(name, vhost, o)
+	}
 	if cfg.queueType != QueueTypeQuorum {
 		return nil
 	}

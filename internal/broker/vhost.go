@@ -242,7 +242,10 @@ func (v *VHost) applyDeclareQueue(c DeclareQueue) (*Queue, error) {
 		return nil, err
 	}
 	p := v.policyForLocked(name, applyToQueues)
-	q := newQueue(v, name, o, v.queueConfig(o.Args, p), p)
+	q, err := newQueue(v, name, o, v.queueConfig(o.Args, p), p)
+	if err != nil {
+		return nil, err
+	}
 	v.queues[name] = q
 	q.kind.used()
 	notify = q.durable && !q.exclusive
@@ -254,7 +257,7 @@ func (v *VHost) applyDeclareQueue(c DeclareQueue) (*Queue, error) {
 func (v *VHost) declareInternalQueue(prefix string, owner Owner) *Queue {
 	name := generateName(prefix)
 	cfg, _ := validateQueueArgs(nil)
-	q := newQueue(v, name, QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner}, cfg, nil)
+	q, _ := newQueue(v, name, QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner}, cfg, nil) // classic: cannot fail
 	q.internal = true
 	v.mu.Lock()
 	v.queues[name] = q

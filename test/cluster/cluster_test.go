@@ -26,6 +26,11 @@ func TestClusterMetadata(t *testing.T) {
 	if err := a.declareQueue("orders", map[string]any{"x-max-length": 10}); err != nil {
 		t.Fatal(err)
 	}
+	// A stream's declaration replicates like any queue's (its log stays on
+	// each node).
+	if err := a.declareQueue("audit", map[string]any{"x-queue-type": "stream", "x-max-age": "7D"}); err != nil {
+		t.Fatal(err)
+	}
 	conn, err := amqp.Dial("amqp://guest:guest@" + b.amqpAddr + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +57,9 @@ func TestClusterMetadata(t *testing.T) {
 		eventually(t, 5*time.Second, nd.name+" sees the definitions", func() error {
 			if err := nd.hasQueue("orders"); err != nil {
 				return err
+			}
+			if code, body, err := nd.api("GET", "/api/queues/%2F/audit", nil); err != nil || code != 200 || !bytes.Contains(body, []byte(`"type":"stream"`)) {
+				return fmt.Errorf("stream audit on %s: %d %s %v", nd.name, code, body, err)
 			}
 			code, body, err := nd.api("GET", "/api/bindings/%2F", nil)
 			if err != nil || code != 200 || !bytes.Contains(body, []byte("order.#")) {

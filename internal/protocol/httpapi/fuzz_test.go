@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 
 	"github.com/heraldmq/herald/internal/web/jsonmsg"
@@ -79,5 +80,22 @@ func FuzzPublishBody(f *testing.F) {
 		if _, err := json.Marshal(jp); err != nil {
 			t.Fatalf("cannot re-encode %q: %v", b, err)
 		}
+	})
+}
+
+// FuzzStreamArgs: an SSE offset= or Last-Event-ID, or a /ws offset, never
+// panics, and a numeric Last-Event-ID always resumes right after it.
+func FuzzStreamArgs(f *testing.F) {
+	for _, s := range []string{"first", "12", "", "-1", "18446744073709551615", "1h", "x"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, offset, lastEventID string) {
+		args, err := streamArgs(offset, lastEventID)
+		if n, perr := strconv.ParseUint(lastEventID, 10, 63); perr == nil && n < 1<<63-1 {
+			if err != nil || args["x-stream-offset"] != int64(n+1) {
+				t.Fatalf("Last-Event-ID %q: %v %v", lastEventID, args, err)
+			}
+		}
+		_, _ = streamArgs(json.Number(offset), "")
 	})
 }

@@ -119,6 +119,8 @@ type MessageJSON struct {
 	Headers     map[string]any `json:"headers,omitempty"`
 	Properties  jsonmsg.Props  `json:"properties"`
 	Redelivered bool           `json:"redelivered"`
+	// Offset is a stream delivery's offset.
+	Offset *uint64 `json:"offset,omitempty"`
 }
 
 func newMessageJSON(d *broker.Delivery) MessageJSON {
@@ -130,7 +132,11 @@ func newMessageJSON(d *broker.Delivery) MessageJSON {
 	p := jsonmsg.PropsToJSON(&m.Properties)
 	h := p.Headers
 	p.Headers = nil
-	return MessageJSON{Exchange: m.Exchange, Key: m.RoutingKey, Body: body, Encoding: enc, Headers: h, Properties: p, Redelivered: d.Redelivered}
+	j := MessageJSON{Exchange: m.Exchange, Key: m.RoutingKey, Body: body, Encoding: enc, Headers: h, Properties: p, Redelivered: d.Redelivered}
+	if off, ok := deliveryOffset(d); ok {
+		j.Offset = &off
+	}
+	return j
 }
 
 // collector is the broker.Sink of one long-polling fetch: it keeps up to

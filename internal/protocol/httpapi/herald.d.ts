@@ -66,12 +66,13 @@ export interface Subscription {
   queue?: string;
   exchange?: string;
   key?: string;
-  /** Stream subscriptions (when the server has streams): resumed after the last offset seen. */
+  /** A stream to read; after a reconnect it resumes right after the last offset delivered. */
   stream?: string;
-  offset?: number | string;
+  /** Where a stream subscription starts: "first", "last", "next" (default), an offset, or an interval ("1h", "30m"). */
+  offset?: number | "first" | "last" | "next" | string;
   ack?: "auto" | "client";
   prefetch?: number;
-  /** Join the presence set of the channel "<exchange>/<key>". */
+  /** Join the presence set of the channel "<exchange>/<key>" (a stream subscription: the stream's name). */
   presence?: boolean;
   /** Get join and leave events of the channel. */
   join_leave?: boolean;
@@ -95,7 +96,12 @@ export interface SubscriptionEvents {
   onleave?: (e: PresenceEvent) => void;
   /** The presence set after every (re)subscribe. */
   onpresence?: (clients: PresenceClient[]) => void;
-  /** The server's answer to every (re)subscribe. */
+  /**
+   * The server's answer to every (re)subscribe. For a stream subscription
+   * that resumed from an offset, recovered says whether nothing in the gap
+   * was lost (false: retention dropped part of it, or the offset was past
+   * the stream's end).
+   */
   onsubscribed?: (answer: { op: "subscribed"; id: string; queue: string; recovered?: boolean }) => void;
 }
 

@@ -5,6 +5,7 @@
 //   h.subscribe({queue: "jobs", ack: "client"}, m => { work(m.body); m.ack(); });
 //   await h.publish("amq.topic", "chat.room1", "hello", {confirm: true});
 //   const reply = await h.request("", "rpc.add", JSON.stringify([1, 2]));
+//   h.subscribe({stream: "events", offset: "first"}, m => show(m.offset, m.body));
 //   h.onUser(m => notify(m.body));            // what is sent to this user
 //   await h.send("bob", "hi Bob");             // to every socket of user bob
 //
@@ -13,8 +14,12 @@
 // every subscription under the same id. A queue subscription gets its
 // unacknowledged deliveries back, as the broker redelivers them
 // (m.redelivered); an exchange subscription gets what is published from
-// the moment it is subscribed again. Publishes made while disconnected are
-// held (up to options.bufferLimit frames) and sent once reconnected.
+// the moment it is subscribed again; a stream subscription resumes right
+// after the last offset it delivered (nothing twice), and the answer
+// handed to events.onsubscribed says recovered: true when nothing in the
+// gap was lost, false when retention dropped part of it. Publishes made
+// while disconnected are held (up to options.bufferLimit frames) and sent
+// once reconnected.
 //
 // Credentials: a token (options.token, or options.getToken, called before
 // every connect and to refresh the token before it expires) is sent in the
@@ -262,16 +267,20 @@ class Herald {
   }
 
   // subscribe({queue}) competes with the queue's other consumers;
-  // subscribe({exchange, key}) gets every matching message (broadcast).
-  // Options: ack "auto" (default) or "client" (call m.ack()), prefetch;
-  // presence: true joins the channel "<exchange>/<key>"'s presence set
-  // (info: a JSON value shown with it), join_leave: true gets
+  // subscribe({exchange, key}) gets every matching message (broadcast);
+  // subscribe({stream, offset}) reads a stream from offset ("first",
+  // "last", "next", a number, an interval such as "1h"); its messages
+  // carry m.offset. Options: ack "auto" (default) or "client" (call
+  // m.ack()), prefetch; presence: true joins the channel's presence set
+  // (the channel: "<exchange>/<key>", or a stream's name) (info: a JSON
+  // value shown with it), join_leave: true gets
   // events.onjoin / events.onleave; events.onpresence gets the set after
   // every (re)subscribe; events.onsubscribed the server's answer.
   async subscribe(what, cb, events = {}) {
     const id = what.id || this._id();
     const s = { what: Object.assign({}, what, { id }), cb, events,
-      channel: what.exchange !== undefined ? Herald.channel(what.exchange, what.key || "") : null };
+      channel: what.exchange !== undefined ? Herald.channel(what.exchange, what.key || "")
+        : what.stream !== undefined ? what.stream : null };
     this.subs.set(id, s);
     if (this.state !== "connected") return id; // subscribed on (re)connect
     try {

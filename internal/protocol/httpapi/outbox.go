@@ -195,8 +195,9 @@ type sub struct {
 	id      string
 	queue   *broker.Queue
 	bc      *broker.Consumer
-	auto    bool // settle on write instead of on the client's ack
-	private bool // the queue is this subscription's own (exchange+key)
+	auto    bool         // settle on write instead of on the client's ack
+	args    broker.Table // consume arguments (a stream's start)
+	private bool         // the queue is this subscription's own (exchange+key)
 	// started opens the gate once bc is set and the "subscribed" answer is
 	// queued, so that no delivery overtakes it.
 	started atomic.Bool

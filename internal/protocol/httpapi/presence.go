@@ -241,12 +241,25 @@ func (h *presenceHub) list(vhost string) []channelSummary {
 // channelOf is the channel of an exchange subscription.
 func channelOf(exchange, key string) string { return exchange + "/" + key }
 
-// checkChannel parses a channel and checks that u may read it (read on its
-// exchange, as subscribing needs).
+// checkChannel parses a channel and checks that u may read it, as
+// subscribing needs: read on its exchange, or on the stream a channel
+// without "/" names (a name that is no stream is no channel).
 func (s *Server) checkChannel(u *auth.User, v *broker.VHost, channel string) error {
+	bad := &broker.Error{Code: broker.CodeCommandInvalid, Text: fmt.Sprintf("channel %q is not <exchange>/<routing key> nor a stream's name", channel)}
 	ex, _, ok := strings.Cut(channel, "/")
-	if !ok || ex == "" {
-		return &broker.Error{Code: broker.CodeCommandInvalid, Text: fmt.Sprintf("channel %q is not <exchange>/<routing key>", channel)}
+	if !ok && channel != "" {
+		// A channel with no "/" is a stream's: reading it is reading the
+		// stream, and it must be one.
+		if err := s.check(u, v, auth.Read, auth.Queue, channel); err != nil {
+			return err
+		}
+		if q, err := v.Queue(channel); err != nil || q.Type() != broker.QueueTypeStream {
+			return bad
+		}
+		return nil
+	}
+	if ex == "" {
+		return bad
 	}
 	return s.check(u, v, auth.Read, auth.Exchange, ex)
 }
@@ -261,7 +274,11 @@ func (ws *wsSession) joinPresence(x *sub, f *wsFrame, answer []byte) (answered b
 	if len(info) == 0 && len(f.Info) > 0 {
 		info = f.Info
 	}
-	k := presenceKey{ws.vhost.Name(), channelOf(exchangeName(*f.Exchange), f.Key)}
+	ch := f.Stream // a stream's channel is its name
+	if f.Exchange != nil {
+		ch = channelOf(exchangeName(*f.Exchange), f.Key)
+	}
+	k := presenceKey{ws.vhost.Name(), ch}
 	if err := ws.s.presence.join(ws, k, f.Presence, f.JoinLeave, info, answer); err != nil {
 		return false, err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,8 +250,11 @@ func (f *wsFrame) checkPresenceFields() error {
 	if len(f.Info) > maxInfoLen {
 		return fmt.Errorf("info longer than %d bytes", maxInfoLen)
 	}
-	if (f.Presence || f.JoinLeave) && f.Exchange == nil {
-		return fmt.Errorf("presence and join_leave need an exchange subscription (the channel is <exchange>/<routing key>)")
+	if (f.Presence || f.JoinLeave) && f.Exchange == nil && f.Stream == "" {
+		return fmt.Errorf("presence and join_leave need an exchange subscription (the channel is <exchange>/<routing key>) or a stream's (its name)")
+	}
+	if (f.Presence || f.JoinLeave) && f.Exchange == nil && strings.Contains(f.Stream, "/") {
+		return fmt.Errorf("stream %q has no presence channel: its name holds a /", f.Stream)
 	}
 	return nil
 }

@@ -76,6 +76,7 @@ func (s *Server) routes() {
 	a("POST /v1/publish/{exchange}/{key...}", s.publishRaw)
 	a("POST /api/queues/{vhost}/{queue}/get", s.getMessages)
 	a("GET /v1/fetch/{queue}", s.fetch)
+	a("GET /api/streams/{vhost}/{name}/messages", s.readStream)
 	a("POST /api/rpc/{vhost}/{service}/{method}", s.callRPC)
 }
 

@@ -11,7 +11,8 @@ import (
 	"github.com/heraldmq/herald/internal/web"
 )
 
-// serveSSE is /sse?queue=q or /sse?exchange=e&key=k (and &vhost=): a
+// serveSSE is /sse?queue=q, /sse?stream=s&offset=o (streams.go) or
+// /sse?exchange=e&key=k (and &vhost=): a
 // text/event-stream with one "message" event per delivery. Deliveries are
 // acknowledged once written (auto-ack); an exchange subscription gets a
 // private exclusive auto-delete queue for the life of the stream.
@@ -26,9 +27,26 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, hasEx := qv["exchange"]
-	if (qv.Get("queue") == "") == !hasEx {
-		writeError(w, http.StatusBadRequest, "bad_request", "give either queue or exchange (and key)")
+	stream := qv.Get("stream")
+	given := 0
+	for _, b := range []bool{qv.Get("queue") != "", hasEx, stream != ""} {
+		if b {
+			given++
+		}
+	}
+	if given != 1 {
+		writeError(w, http.StatusBadRequest, "bad_request", "give either queue or exchange (and key), or stream")
 		return
+	}
+	var args broker.Table
+	prefetch := 0
+	if stream != "" {
+		var err error
+		if args, err = streamArgs(qv.Get("offset"), r.Header.Get("Last-Event-ID")); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		prefetch = defaultStreamPrefetch
 	}
 	if !s.track() {
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "server shutting down")
@@ -40,7 +58,9 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 
 	var q *broker.Queue
 	var err error
-	if hasEx {
+	if stream != "" {
+		q, err = s.streamQueue(userOf(r), v, stream, owner)
+	} else if hasEx {
 		ex := exchangeName(qv.Get("exchange"))
 		if ex == "" {
 			writeError(w, http.StatusBadRequest, "bad_request", "cannot bind to the default exchange; use queue=")
@@ -56,7 +76,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	ob := newOutbox(s.cfg.Outbox)
 	x := &sub{o: ob, id: "sse", queue: q, auto: true, private: hasEx}
-	bc, err := q.Consume(broker.ConsumerOptions{Tag: "herald.sse", Owner: owner, Sink: x})
+	bc, err := q.Consume(broker.ConsumerOptions{Tag: "herald.sse", Owner: owner, Sink: x, Prefetch: prefetch, Args: args})
 	if err != nil {
 		writeBrokerError(w, err)
 		return
@@ -120,7 +140,11 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 				}
 				m := newMessageJSON(&it.d)
 				bw.WriteString("event: message\nid: ")
-				bw.WriteString(strconv.FormatUint(it.tag, 10))
+				if m.Offset != nil {
+					bw.WriteString(strconv.FormatUint(*m.Offset, 10)) // Last-Event-ID resumes after it
+				} else {
+					bw.WriteString(strconv.FormatUint(it.tag, 10))
+				}
 				bw.WriteString("\ndata: ")
 				bw.Write(mustJSON(m)) // JSON has no raw newlines: one data line
 				bw.WriteString("\n\n")

@@ -545,7 +545,18 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 	var q *broker.Queue
 	var err error
 	private := f.Exchange != nil
-	if private {
+	var args broker.Table
+	prefetch := f.Prefetch
+	if f.Stream != "" {
+		if args, err = streamArgs(f.Offset, ""); err != nil {
+			ws.sendError(f.ID, http.StatusBadRequest, err.Error())
+			return
+		}
+		if prefetch == 0 {
+			prefetch = defaultStreamPrefetch
+		}
+		q, err = ws.s.streamQueue(ws.user, v, f.Stream, ws.owner)
+	} else if private {
 		// Broadcast: a queue of this socket's own, bound to the exchange.
 		ex := exchangeName(*f.Exchange)
 		if ex == "" {
@@ -560,10 +571,23 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		ws.brokerError(f.ID, err)
 		return
 	}
-	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private}
-	answer := mustJSON(map[string]any{"op": "subscribed", "id": f.ID, "queue": q.Name()})
+	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private, args: args}
+	resume, resuming := resumeOffset(args)
+	var before broker.StreamInfo
+	if resuming {
+		before, _ = q.StreamInfo()
+	}
+	err = ws.consume(x, prefetch)
+	answerFields := map[string]any{"op": "subscribed", "id": f.ID, "queue": q.Name()}
+	if resuming && err == nil {
+		// A resume (an integer offset) is recovered when nothing between it
+		// and the tail was lost: the offset was not yet dropped by retention
+		// once the reader was positioned, nor past the end when it asked.
+		after, _ := q.StreamInfo()
+		answerFields["recovered"] = resume >= after.FirstOffset && resume <= before.NextOffset
+	}
+	answer := mustJSON(answerFields)
 	answered := false
-	err = ws.consume(x, f.Prefetch)
 	if err == nil {
 		// With presence, the answer goes out before the join frames.
 		if answered, err = ws.joinPresence(x, f, answer); err != nil {
@@ -587,7 +611,7 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 }
 
 func (ws *wsSession) consume(x *sub, prefetch int) error {
-	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, Prefetch: prefetch, Owner: ws.owner, Sink: x})
+	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, Prefetch: prefetch, Owner: ws.owner, Sink: x, Args: x.args})
 	if err != nil {
 		return err
 	}

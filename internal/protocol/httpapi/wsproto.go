@@ -15,6 +15,8 @@ type wsFrame struct {
 	Op       string     `json:"op"`
 	ID       flexString `json:"id"`
 	Queue    string     `json:"queue"`
+	Stream   string     `json:"stream"`
+	Offset   any        `json:"offset"` // a stream subscription's start (streams.go)
 	Exchange *string    `json:"exchange"`
 	Key      string     `json:"key"`
 	Ack      string     `json:"ack"`
@@ -82,8 +84,14 @@ func parseFrame(b []byte) (*wsFrame, error) {
 		if f.ID == "" {
 			return nil, fmt.Errorf("subscribe needs an id")
 		}
-		if (f.Queue == "") == (f.Exchange == nil) {
-			return nil, fmt.Errorf("subscribe needs either queue or exchange (with key)")
+		given := 0
+		for _, b := range []bool{f.Queue != "", f.Stream != "", f.Exchange != nil} {
+			if b {
+				given++
+			}
+		}
+		if given != 1 {
+			return nil, fmt.Errorf("subscribe needs one of queue, stream or exchange (with key)")
 		}
 		if f.Ack != "" && f.Ack != "auto" && f.Ack != "client" {
 			return nil, fmt.Errorf("ack must be auto or client, not %q", f.Ack)

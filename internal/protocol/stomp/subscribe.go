@@ -30,6 +30,8 @@ type subscription struct {
 	// durable marks a durable topic subscription's queue, which
 	// UNSUBSCRIBE with persistent/durable:true deletes.
 	durable bool
+	// args are the consume arguments (a stream's x-stream-* headers).
+	args broker.Table
 
 	// Guarded by c.out.mu.
 	unacked []uint64 // delivery tags in delivery order (client modes)
@@ -140,6 +142,11 @@ func (c *conn) subscribe(f *frame.Frame) error {
 		return err
 	}
 	s.queue = q
+	if q.Type() == broker.QueueTypeStream {
+		if s.args, err = broker.StreamArgsFromSTOMP(f.Get); err != nil {
+			return coreError(err)
+		}
+	}
 	return c.start(s, prefetch)
 }
 
@@ -150,6 +157,7 @@ func (c *conn) start(s *subscription, prefetch int) error {
 		NoAck:    s.ack == ackAuto,
 		Prefetch: prefetch,
 		Owner:    c.owner,
+		Args:     s.args,
 		Sink:     s,
 	})
 	if err != nil {
