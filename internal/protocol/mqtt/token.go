@@ -1,9 +1,8 @@
 package mqtt
 
 import (
-	"time"
-
 	"github.com/heraldmq/herald/internal/auth"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
@@ -16,8 +15,7 @@ import (
 
 // loginState is the conn's part of it, set in the handshake.
 type loginState struct {
-	login  *auth.User
-	access auth.Checker // nil: the user database
+	login kit.Login
 	// pubTopicChecked: the user has topic permissions on amq.topic, as of
 	// pubAllowedGen (access.go).
 	pubTopicChecked bool
@@ -25,29 +23,15 @@ type loginState struct {
 
 // setLogin records the user Authenticate returned and returns the name
 // the connection runs as (a token's user).
-func (c *conn) setLogin(usr *auth.User) string {
-	c.login = usr
-	c.access = c.h.users.CheckerFor(usr)
-	return usr.Name
-}
+func (c *conn) setLogin(usr *auth.User) string { return c.login.Set(c.h.users, usr) }
 
-func (c *conn) checker() auth.Checker {
-	if c.access == nil {
-		return c.h.users
-	}
-	return c.access
-}
+func (c *conn) checker() auth.Checker { return c.login.Checker(c.h.users) }
 
 // watchExpiry arms the close at a token login's expiry; the returned func
 // disarms it when the connection ends.
 func (c *conn) watchExpiry() (stop func()) {
-	d, ok := c.login.ExpiresIn(time.Now())
-	if !ok {
-		return func() {}
-	}
-	t := time.AfterFunc(d, func() {
+	return c.login.WatchExpiry(func() {
 		c.log.Warn("disconnecting mqtt client: credential expired")
 		c.kick(packet.MaximumConnectTime)
 	})
-	return func() { t.Stop() }
 }
