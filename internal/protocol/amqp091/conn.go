@@ -229,7 +229,7 @@ func (c *conn) readLoop() error {
 				c.log.Info("amqp client missed heartbeats; closing", "heartbeat", c.heartbeat)
 				return fmt.Errorf("missed heartbeats: no frame for %v", 2*c.heartbeat)
 			}
-			if errors.Is(err, frame.ErrFrameTooLarge) || errors.Is(err, frame.ErrBadFrameEnd) || errors.Is(err, frame.ErrUnknownFrameType) {
+			if isFrameError(err) {
 				c.beginClose(connectionError(frame.FrameError, nil, "%v", err))
 				c.flushNow()
 			}
@@ -561,10 +561,20 @@ func (c *conn) refuse(code uint16, m frame.Method, format string, args ...any) e
 	return e
 }
 
+// isFrameError tells a malformed frame (answered with connection.close
+// 501) from a failed read (nobody left to answer).
+func isFrameError(err error) bool {
+	return errors.Is(err, frame.ErrFrameTooLarge) || errors.Is(err, frame.ErrBadFrameEnd) || errors.Is(err, frame.ErrUnknownFrameType)
+}
+
 func (c *conn) readHandshakeMethod() (frame.Method, error) {
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
+			if isFrameError(err) {
+				// As after the handshake: the client hears why (501).
+				return nil, c.refuse(frame.FrameError, nil, "%v", err)
+			}
 			return nil, err
 		}
 		switch {
