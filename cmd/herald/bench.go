@@ -16,6 +16,9 @@ import (
 // the process exit code: 0 on success, 1 if messages were lost or the run
 // failed, 2 on bad flags.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "soak" {
+		return runSoak(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	def := bench.DefaultConfig()
@@ -133,6 +136,9 @@ the run failed, 2 bad flags.
 
 Scenarios:
 `)
+	defer func() {
+		fmt.Fprint(w, "\nAlso: herald bench soak (herald bench soak -h), every protocol at once for hours\n")
+	}()
 	for _, s := range bench.Scenarios {
 		fmt.Fprintf(&b, "  %-11s %s\n", s.Name, s.Summary)
 	}
