@@ -53,6 +53,7 @@ type CrashLoopResult struct {
 	Streams      string        `json:"streams"`
 	Quorum       bool          `json:"quorum"` // quorum queues were driven too
 	ClientErrors uint64        `json:"client_errors"`
+	LastError    string        `json:"last_error,omitempty"`
 	Undrained    bool          `json:"undrained"`
 	MaxRecovery  time.Duration `json:"max_recovery"` // start to ready, slowest
 }
@@ -196,7 +197,7 @@ func RunCrashLoop(ctx context.Context, cfg CrashLoopConfig, progress io.Writer) 
 		}
 	}
 	sort.Slice(res.Lanes, func(i, j int) bool { return res.Lanes[i].Lane < res.Lanes[j].Lane })
-	res.ClientErrors = l.errs
+	res.ClientErrors, res.LastError = l.errs, l.lastErr
 	return res, nil
 }
 
@@ -524,7 +525,7 @@ func WriteCrashLoopReport(w io.Writer, r *CrashLoopResult) error {
 	fmt.Fprintf(&b, "  duplicates       %s (beyond the redelivered flag)%s\n", FormatCount(r.Duplicates), mark(r.Duplicates == 0))
 	fmt.Fprintf(&b, "  redelivered      %s (received again, flagged)\n", FormatCount(r.Redelivered))
 	fmt.Fprintf(&b, "  slowest restart  %v (start to ready)\n", r.MaxRecovery.Round(time.Millisecond))
-	fmt.Fprintf(&b, "  client errors    %s\n", FormatCount(r.ClientErrors))
+	fmt.Fprintf(&b, "  client errors    %s (a client that could not connect or lost its connection early; the last: %s)\n", FormatCount(r.ClientErrors), r.LastError)
 	for _, ln := range r.Lanes {
 		fmt.Fprintf(&b, "  %-40s %9d confirmed %9d received %4d lost %4d duplicates %6d redelivered\n",
 			ln.Lane, ln.Confirmed, ln.Received, ln.Lost, ln.Duplicates, ln.Redelivered)

@@ -152,27 +152,31 @@ func (s *soak) amqpPublishSession(p *soakPublisher, exchange, key string, persis
 	return nil
 }
 
-// mqttPublisher publishes at QoS 1: PUBACK is the confirm.
+// mqttPublisher publishes at QoS 1: PUBACK is the confirm. A lost
+// connection is reconnected after a second.
 func (s *soak) mqttPublisher(p *soakPublisher, topic string) {
 	s.wg.Go(func() {
-		c := mqtt.NewClient(s.mqttOptions(p.name, true))
-		if err := mqttConnect(p.name, c); err != nil {
-			s.fail(p.name, err)
-			return
-		}
-		defer c.Disconnect(250)
 		start := time.Now()
 		var seq uint64
-		for s.pace(start, seq, p.rate) {
-			n := seq
-			seq++
-			p.sent(n)
-			tok := c.Publish(topic, 1, false, soakBody(p.name, n, s.cfg.Size))
-			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-				s.fail(p.name, fmt.Errorf("publish %d: no PUBACK (%v)", n, tok.Error()))
+		for s.stop.Err() == nil {
+			c := mqtt.NewClient(s.mqttOptions(p.name, true))
+			if err := mqttConnect(p.name, c); err != nil {
+				s.fail(p.name, err)
+				s.sleep(time.Second)
 				continue
 			}
-			p.confirm(n, true)
+			for s.pace(start, seq, p.rate) {
+				n := seq
+				seq++
+				p.sent(n)
+				tok := c.Publish(topic, 1, false, soakBody(p.name, n, s.cfg.Size))
+				if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+					s.fail(p.name, fmt.Errorf("publish %d: no PUBACK (%v)", n, tok.Error()))
+					break
+				}
+				p.confirm(n, true)
+			}
+			c.Disconnect(250)
 		}
 	})
 }
