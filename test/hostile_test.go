@@ -44,6 +44,8 @@ func withHostileTimeouts() serverOption {
 		// A subscriber that stopped reading is given up on after this.
 		c.MQTT.WriteTimeout = hostileTimeout
 		c.Web.WriteTimeout = hostileTimeout
+		c.STOMP.WriteTimeout = hostileTimeout
+		c.AMQP.WriteTimeout = hostileTimeout
 	}
 }
 
@@ -348,7 +350,7 @@ func readMQTT(t *testing.T, nc net.Conn, br *bufio.Reader, typ byte) {
 }
 
 // TestStalledSubscriberDoesNotSlowOthers: subscribers that stop reading
-// their socket (MQTT and /ws) while a flood is published are disconnected
+// their socket (MQTT, /ws, STOMP, an AMQP no-ack consumer) while a flood is published are disconnected
 // once their bounded outbox is full, and the other consumers of the same
 // flood (AMQP and MQTT) keep receiving every message meanwhile.
 func TestStalledSubscriberDoesNotSlowOthers(t *testing.T) {
@@ -359,6 +361,8 @@ func TestStalledSubscriberDoesNotSlowOthers(t *testing.T) {
 	})
 	stalled := stalledMQTT(t, s.MQTTAddr(), "flood/#")
 	stalledWS := stalledWebSocket(t, s)
+	stalledSTOMP := stalledSTOMPSubscriber(t, s.STOMPAddr(), "/topic/flood.#")
+	stalledAMQP := stalledAMQPConsumer(t, s, "flood.#")
 
 	// The healthy consumers: an AMQP queue bound to the flood, and an
 	// MQTT subscriber.
@@ -393,7 +397,7 @@ func TestStalledSubscriberDoesNotSlowOthers(t *testing.T) {
 	// Reading the stalled sockets would un-stall them: whether they are
 	// still connected is asked of the management API instead.
 	stalledGone := func(nc net.Conn) bool { return !connectionListed(t, s, nc.LocalAddr()) }
-	if stalledGone(stalled) || stalledGone(stalledWS) {
+	if stalledGone(stalled) || stalledGone(stalledWS) || stalledGone(stalledSTOMP) || stalledGone(stalledAMQP) {
 		t.Fatal("the stalled subscribers are not listed as connections before the flood")
 	}
 	for r := 0; ; r++ {
@@ -415,6 +419,8 @@ func TestStalledSubscriberDoesNotSlowOthers(t *testing.T) {
 	// timeout, both stalled subscribers have been disconnected.
 	eventually(t, "the stalled MQTT subscriber to be disconnected", func() bool { return stalledGone(stalled) })
 	eventually(t, "the stalled /ws subscriber to be disconnected", func() bool { return stalledGone(stalledWS) })
+	eventually(t, "the stalled STOMP subscriber to be disconnected", func() bool { return stalledGone(stalledSTOMP) })
+	eventually(t, "the stalled AMQP consumer to be disconnected", func() bool { return stalledGone(stalledAMQP) })
 	if got := mqttGot.Load(); got != int64(sent) {
 		t.Fatalf("the healthy MQTT subscriber got %d of %d", got, sent)
 	}
@@ -495,4 +501,70 @@ func connectionListed(t *testing.T, s *testServer, local net.Addr) bool {
 		}
 	}
 	return false
+}
+
+// stalledSTOMPSubscriber connects and subscribes (auto ack) over a raw
+// socket, then never reads again.
+func stalledSTOMPSubscriber(t *testing.T, addr net.Addr, dest string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := nc.Write([]byte("CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\nheart-beat:0,0\n\n\x00" +
+		"SUBSCRIBE\nid:0\ndestination:" + dest + "\nack:auto\nreceipt:sub\n\n\x00")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	_ = nc.SetReadDeadline(time.Now().Add(waitTimeout))
+	for _, want := range []string{"CONNECTED", "RECEIPT"} {
+		f, err := br.ReadString(0)
+		if err != nil || !strings.HasPrefix(strings.TrimLeft(f, "\n"), want) {
+			t.Fatalf("want %s, got %q (%v)", want, f, err)
+		}
+	}
+	_ = nc.SetReadDeadline(time.Time{})
+	return nc
+}
+
+// stalledAMQPConsumer consumes (no-ack) a private queue bound to key on
+// amq.topic and never takes a delivery: the client library stops reading
+// its socket once its delivery channel is full. It returns the socket.
+func stalledAMQPConsumer(t *testing.T, s *testServer, key string) net.Conn {
+	t.Helper()
+	var raw net.Conn
+	c, err := amqp.DialConfig(s.URL, amqp.Config{Dial: func(network, addr string) (net.Conn, error) {
+		nc, err := net.DialTimeout(network, addr, waitTimeout)
+		if err == nil {
+			_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+			raw = nc
+		}
+		return nc, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := mustChannel(t, c)
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, key, "amq.topic", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Unblock the library's reader so that it sees the close.
+		go func() {
+			for range ds {
+			}
+		}()
+		_ = c.Close()
+	})
+	return raw
 }
