@@ -25,7 +25,7 @@ func TestSoakShort(t *testing.T) {
 	cfg.STOMPURL = fmt.Sprintf("stomp://guest:guest@%s", s.STOMPAddr())
 	cfg.HTTPURL = fmt.Sprintf("http://guest:guest@%s", s.HTTPAddr())
 	cfg.Duration = 12 * time.Second
-	cfg.Interval = 2 * time.Second
+	cfg.Interval = 1500 * time.Millisecond
 	cfg.Drain = 30 * time.Second
 	cfg.Seed = 20
 	res, err := bench.RunSoak(context.Background(), cfg, nil)
@@ -51,7 +51,7 @@ func TestSoakShort(t *testing.T) {
 	if !res.FDBack {
 		t.Errorf("open files: %d at start, %d at the end", res.FDStart, res.FDEnd)
 	}
-	if len(res.Samples) < 5 {
-		t.Errorf("%d samples in %v at %v", len(res.Samples), cfg.Duration, cfg.Interval)
+	if len(res.Samples) < 9 || !res.RSSLevel.Judged {
+		t.Errorf("%d samples in %v at %v (RSS %+v)", len(res.Samples), cfg.Duration, cfg.Interval, res.RSSLevel)
 	}
 }

@@ -50,13 +50,14 @@ func TestLaneAccounting(t *testing.T) {
 
 func TestLevelVerdict(t *testing.T) {
 	unit := func(float64) string { return "" }
-	if v := levelVerdict([]float64{1, 2, 3}, 1, 0.1, unit); v.Judged || !v.Level {
+	if v := levelVerdict([]float64{1, 2, 3, 4, 5, 6, 7}, 1, 0.1, unit); v.Judged || !v.Level {
 		t.Errorf("too few samples: %+v", v)
 	}
-	if v := levelVerdict([]float64{100, 120, 110, 118, 121, 119}, 5, 0.1, unit); !v.Judged || !v.Level {
-		t.Errorf("flat: %+v", v)
+	// A first-quarter peak (the heap before the first collection), then flat.
+	if v := levelVerdict([]float64{200, 220, 100, 98, 101, 99, 100, 102}, 5, 0.1, unit); !v.Judged || !v.Level {
+		t.Errorf("flat after a first peak: %+v", v)
 	}
-	if v := levelVerdict([]float64{100, 120, 140, 160, 180, 200}, 5, 0.1, unit); !v.Judged || v.Level {
+	if v := levelVerdict([]float64{100, 110, 120, 130, 140, 150, 160, 170}, 5, 0.1, unit); !v.Judged || v.Level {
 		t.Errorf("climbing: %+v", v)
 	}
 }

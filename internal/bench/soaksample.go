@@ -92,27 +92,29 @@ type Verdict struct {
 	Why    string `json:"why"`
 }
 
-// levelVerdict compares the highest value of the second half of the
-// samples taken under load (the first is the idle start) with that of
-// the first half: a leak climbs on, a cache or a pool fills once. The
-// allowance is slack or frac of the first half's peak, whichever is more.
+// levelVerdict compares the mean of the last quarter of the samples
+// taken under load (the idle start is not among them) with that of the
+// second quarter: a leak climbs on to the end, while what fills once (a
+// pool, a cache, the heap before the collector's first cycle, whose goal
+// can be far above the live heap) is over within the first quarter of a
+// long run. The allowance is slack or frac of the second quarter's mean,
+// whichever is more.
 func levelVerdict(vals []float64, slack, frac float64, unit func(float64) string) Verdict {
-	if len(vals) < 5 {
-		return Verdict{Level: true, Why: fmt.Sprintf("%d samples under load: too few to judge (a longer --duration or a shorter --interval)", len(vals))}
+	if len(vals) < 8 {
+		return Verdict{Level: true, Why: fmt.Sprintf("%d samples under load: too few to judge, 8 needed (a longer --duration or a shorter --interval)", len(vals))}
 	}
-	half := len(vals) / 2
-	var first, second float64
-	for i, v := range vals {
-		if i < half {
-			first = max(first, v)
-		} else {
-			second = max(second, v)
+	q := len(vals) / 4
+	mean := func(xs []float64) float64 {
+		var sum float64
+		for _, x := range xs {
+			sum += x
 		}
+		return sum / float64(len(xs))
 	}
-	allow := max(slack, frac*first)
-	grew := second - first
-	if grew <= allow {
-		return Verdict{Level: true, Judged: true, Why: fmt.Sprintf("peak %s in the first half, %s in the second (allowed growth %s)", unit(first), unit(second), unit(allow))}
+	second, last := mean(vals[q:2*q]), mean(vals[len(vals)-q:])
+	allow := max(slack, frac*second)
+	if last-second <= allow {
+		return Verdict{Level: true, Judged: true, Why: fmt.Sprintf("mean %s in the second quarter, %s in the last (allowed growth %s)", unit(second), unit(last), unit(allow))}
 	}
-	return Verdict{Judged: true, Why: fmt.Sprintf("climbing: peak %s in the first half, %s in the second (allowed growth %s)", unit(first), unit(second), unit(allow))}
+	return Verdict{Judged: true, Why: fmt.Sprintf("climbing: mean %s in the second quarter, %s in the last (allowed growth %s)", unit(second), unit(last), unit(allow))}
 }
