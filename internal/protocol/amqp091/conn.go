@@ -32,20 +32,17 @@ type clientCaps struct {
 }
 
 type conn struct {
-	h   *Handler
-	nc  net.Conn
-	log *slog.Logger
-	fr  *frame.Reader
-	fw  *frame.Writer
-	out *outbox
-	// writeDeadline is the socket's write deadline, renewed lazily by
-	// the writer (extendWriteDeadline); writer goroutine only.
-	writeDeadline time.Time
-	owner         broker.Owner
-	vhost         *broker.VHost
-	user          string
-	caps          clientCaps
-	reg           *broker.Connection // in the broker's connection registry
+	h     *Handler
+	nc    net.Conn
+	log   *slog.Logger
+	fr    *frame.Reader
+	fw    *frame.Writer
+	out   *outbox
+	owner broker.Owner
+	vhost *broker.VHost
+	user  string
+	caps  clientCaps
+	reg   *broker.Connection // in the broker's connection registry
 	// admitted releases the connection's slot in the broker's connection
 	// limits; set once connection.open passed them.
 	admitted func()
@@ -78,6 +75,10 @@ type conn struct {
 	ack     frame.BasicAck
 	nack    frame.BasicNack
 	props   frame.Properties
+
+	// writeDeadline is the socket's write deadline, renewed lazily by
+	// the writer (extendWriteDeadline); writer goroutine only.
+	writeDeadline time.Time
 }
 
 func newConn(h *Handler, nc net.Conn) *conn {
