@@ -57,8 +57,8 @@ type Config struct {
 	AMQPSAddr, MQTTSAddr, STOMPSAddr, HTTPSAddr string
 	TLS                                         TLSConfig
 	// HTTPReadHeaderTimeout bounds how long an HTTP client may take to
-	// send its request headers, WebSocket upgrades included (0 =
-	// server.DefaultHTTPReadHeaderTimeout, 10s): the HTTP listeners' handshake timeout.
+	// send its request headers, WebSocket upgrades included: the HTTP
+	// listeners' handshake timeout (0 = server.HTTPReadHeaderTimeout, 10s).
 	HTTPReadHeaderTimeout time.Duration
 	// LoadDefinitions, when set, is a RabbitMQ definitions file imported
 	// at start after the saved definitions (RabbitMQ's load_definitions).

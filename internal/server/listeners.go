@@ -50,12 +50,13 @@ type Spec struct {
 	HTTP http.Handler
 	// ReadHeaderTimeout bounds how long an HTTP client may take to send
 	// its request headers, a WebSocket upgrade's included (slowloris);
-	// 0 = DefaultHTTPReadHeaderTimeout.
+	// 0 = HTTPReadHeaderTimeout.
 	ReadHeaderTimeout time.Duration
 }
 
-// DefaultHTTPReadHeaderTimeout is Spec.ReadHeaderTimeout's default.
-const DefaultHTTPReadHeaderTimeout = 10 * time.Second
+// HTTPReadHeaderTimeout bounds how long a client may take to send its
+// request headers (slowloris): Spec.ReadHeaderTimeout's default.
+const HTTPReadHeaderTimeout = 10 * time.Second
 
 // Listeners binds sockets and owns every goroutine that serves them.
 type Listeners struct {
@@ -189,7 +190,7 @@ func (l *Listeners) accept(ln net.Listener, handle func(context.Context, net.Con
 
 func (l *Listeners) serveHTTP(ln net.Listener, h http.Handler, readHeader time.Duration) {
 	if readHeader <= 0 {
-		readHeader = DefaultHTTPReadHeaderTimeout
+		readHeader = HTTPReadHeaderTimeout
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: readHeader, ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
 		// WebSocket sessions (MQTT, STOMP) see server shutdown through this.
