@@ -640,10 +640,12 @@ func (s *soak) reconnectSTOMP() error {
 	if err != nil {
 		return err
 	}
-	sub, err := c.Subscribe("/topic/herald-soak.reconnect", stomp.AckAuto)
-	if err == nil {
-		err = sub.Unsubscribe()
-	}
+	// No Unsubscribe: go-stomp's wait for the UNSUBSCRIBE receipt misses
+	// it now and then (about one in a few hundred back-to-back here, while
+	// the same frames over a raw socket got their RECEIPT 3,000 times out
+	// of 3,000), then reports a 30-second timeout. DISCONNECT ends the
+	// subscription as well.
+	_, err = c.Subscribe("/topic/herald-soak.reconnect", stomp.AckAuto)
 	if derr := c.Disconnect(); err == nil {
 		err = derr
 	}
