@@ -16,6 +16,12 @@ import (
 // the process exit code: 0 on success, 1 if messages were lost or the run
 // failed, 2 on bad flags.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "soak" {
+		return runSoak(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "crash-loop" {
+		return runCrashLoop(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	def := bench.DefaultConfig()
@@ -135,6 +141,9 @@ the run failed, 2 bad flags.
 
 Scenarios:
 `)
+	defer func() {
+		fmt.Fprint(w, "\nAlso: herald bench soak (every protocol at once for hours) and herald bench crash-loop (kill -9 N times); -h on each\n")
+	}()
 	for _, s := range bench.Scenarios {
 		fmt.Fprintf(&b, "  %-14s %s\n", s.Name, s.Summary)
 	}

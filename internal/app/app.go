@@ -57,6 +57,10 @@ type Config struct {
 	// (usually :5671, :8883, :61614, :15671); they need TLS.
 	AMQPSAddr, MQTTSAddr, STOMPSAddr, HTTPSAddr string
 	TLS                                         TLSConfig
+	// HTTPReadHeaderTimeout bounds how long an HTTP client may take to
+	// send its request headers, WebSocket upgrades included: the HTTP
+	// listeners' handshake timeout (0 = server.HTTPReadHeaderTimeout, 10s).
+	HTTPReadHeaderTimeout time.Duration
 	// LoadDefinitions, when set, is a RabbitMQ definitions file imported
 	// at start after the saved definitions (RabbitMQ's load_definitions).
 	LoadDefinitions string
@@ -294,8 +298,8 @@ func (s *App) listenerSpecs() []server.Spec {
 	if s.web != nil {
 		h := s.web.Handler()
 		ls = append(ls,
-			server.Spec{Name: "http", Addr: c.HTTPAddr, HTTP: h, Hint: "is RabbitMQ's management plugin or another Herald running? pick another address with --http, or --http off"},
-			server.Spec{Name: "https", Addr: c.HTTPSAddr, TLS: true, HTTP: h, Hint: "pick another address with --https, or --https off"})
+			server.Spec{Name: "http", Addr: c.HTTPAddr, HTTP: h, ReadHeaderTimeout: c.HTTPReadHeaderTimeout, Hint: "is RabbitMQ's management plugin or another Herald running? pick another address with --http, or --http off"},
+			server.Spec{Name: "https", Addr: c.HTTPSAddr, TLS: true, HTTP: h, ReadHeaderTimeout: c.HTTPReadHeaderTimeout, Hint: "pick another address with --https, or --https off"})
 	}
 	return append(ls,
 		server.Spec{Name: "mqtt", Addr: c.MQTTAddr, Conn: s.mqtt.ServeConn, Hint: "is mosquitto or another broker running? pick another address with --mqtt, or --mqtt off"},

@@ -48,10 +48,14 @@ type Spec struct {
 	Hint string
 	Conn func(context.Context, net.Conn)
 	HTTP http.Handler
+	// ReadHeaderTimeout bounds how long an HTTP client may take to send
+	// its request headers, a WebSocket upgrade's included (slowloris);
+	// 0 = HTTPReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
 }
 
 // HTTPReadHeaderTimeout bounds how long a client may take to send its
-// request headers (slowloris).
+// request headers (slowloris): Spec.ReadHeaderTimeout's default.
 const HTTPReadHeaderTimeout = 10 * time.Second
 
 // Listeners binds sockets and owns every goroutine that serves them.
@@ -124,7 +128,7 @@ func (l *Listeners) Listen(specs []Spec) error {
 		}
 		l.mu.Unlock()
 		if sp.HTTP != nil {
-			l.serveHTTP(ln, sp.HTTP)
+			l.serveHTTP(ln, sp.HTTP, sp.ReadHeaderTimeout)
 		} else {
 			l.accept(ln, sp.Conn)
 		}
@@ -184,8 +188,11 @@ func (l *Listeners) accept(ln net.Listener, handle func(context.Context, net.Con
 	})
 }
 
-func (l *Listeners) serveHTTP(ln net.Listener, h http.Handler) {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: HTTPReadHeaderTimeout, ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+func (l *Listeners) serveHTTP(ln net.Listener, h http.Handler, readHeader time.Duration) {
+	if readHeader <= 0 {
+		readHeader = HTTPReadHeaderTimeout
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: readHeader, ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
 		// WebSocket sessions (MQTT, STOMP) see server shutdown through this.
 		BaseContext: func(net.Listener) context.Context { return l.ctx }}
 	l.mu.Lock()

@@ -83,6 +83,10 @@ type conn struct {
 	ack     frame.BasicAck
 	nack    frame.BasicNack
 	props   frame.Properties
+
+	// writeDeadline is the socket's write deadline, renewed lazily by
+	// the writer (extendWriteDeadline); writer goroutine only.
+	writeDeadline time.Time
 }
 
 func newConn(h *Handler, nc net.Conn) *conn {
@@ -239,7 +243,7 @@ func (c *conn) readLoop() error {
 				c.log.Info("amqp client missed heartbeats; closing", "heartbeat", c.heartbeat)
 				return fmt.Errorf("missed heartbeats: no frame for %v", 2*c.heartbeat)
 			}
-			if errors.Is(err, frame.ErrFrameTooLarge) || errors.Is(err, frame.ErrBadFrameEnd) || errors.Is(err, frame.ErrUnknownFrameType) {
+			if isFrameError(err) {
 				c.beginClose(connectionError(frame.FrameError, nil, "%v", err))
 				c.flushNow()
 			}
@@ -586,10 +590,20 @@ func (c *conn) refuse(code uint16, m frame.Method, format string, args ...any) e
 	return e
 }
 
+// isFrameError tells a malformed frame (answered with connection.close
+// 501) from a failed read (nobody left to answer).
+func isFrameError(err error) bool {
+	return errors.Is(err, frame.ErrFrameTooLarge) || errors.Is(err, frame.ErrBadFrameEnd) || errors.Is(err, frame.ErrUnknownFrameType)
+}
+
 func (c *conn) readHandshakeMethod() (frame.Method, error) {
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
+			if isFrameError(err) {
+				// As after the handshake: the client hears why (501).
+				return nil, c.refuse(frame.FrameError, nil, "%v", err)
+			}
 			return nil, err
 		}
 		switch {

@@ -33,6 +33,9 @@ type Config struct {
 	MaxMessageSize uint64
 	// HandshakeTimeout bounds the time from accept to connection.open.
 	HandshakeTimeout time.Duration
+	// WriteTimeout bounds one write to a client that stopped reading
+	// (0 = DefaultWriteTimeout); past it the connection is closed.
+	WriteTimeout time.Duration
 	// Version is reported in the server properties.
 	Version string
 	// MaxPublishRate limits each connection to this many published
@@ -51,6 +54,7 @@ const (
 	DefaultFrameMax       = 131072
 	DefaultChannelMax     = 2047
 	DefaultMaxMessageSize = 128 << 20
+	DefaultWriteTimeout   = 30 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -68,6 +72,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.Version == "" {
 		c.Version = "dev"

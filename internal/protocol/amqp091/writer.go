@@ -107,6 +107,7 @@ func (c *conn) writerLoop(stop <-chan struct{}) {
 			runtime.Gosched()
 		case <-ticker:
 			if time.Since(lastWrite) >= c.heartbeat/2 {
+				c.extendWriteDeadline()
 				if c.fw.WriteHeartbeat() != nil || c.fw.Flush() != nil {
 					c.abort()
 					return
@@ -135,6 +136,7 @@ func (c *conn) writerLoop(stop <-chan struct{}) {
 			if len(batch) == 0 {
 				break
 			}
+			c.extendWriteDeadline()
 			for i := range batch {
 				if err := c.writeItem(&batch[i]); err != nil {
 					c.abort()
@@ -152,6 +154,20 @@ func (c *conn) writerLoop(stop <-chan struct{}) {
 		if stopping {
 			return
 		}
+	}
+}
+
+// extendWriteDeadline gives the writes about to happen the configured
+// WriteTimeout (between it and 1.5 times it): a client that stops reading
+// is disconnected once a write has waited that long (RabbitMQ's
+// send_timeout), instead of holding its no-ack deliveries' queues in
+// memory for ever. Renewed once half its slack is used, not for every
+// batch (setting a deadline updates a runtime timer).
+func (c *conn) extendWriteDeadline() {
+	timeout := c.h.cfg.WriteTimeout
+	if now := time.Now(); c.writeDeadline.Sub(now) < timeout {
+		c.writeDeadline = now.Add(timeout + timeout/2)
+		_ = c.nc.SetWriteDeadline(c.writeDeadline)
 	}
 }
 

@@ -131,6 +131,9 @@ type conn struct {
 	// Writer state.
 	wbuf []byte
 	msg  frame.Frame // reused for every MESSAGE
+	// writeDeadline is the socket's write deadline, renewed lazily by
+	// the writer (extendWriteDeadline); writer goroutine only.
+	writeDeadline time.Time
 }
 
 func newConn(h *Handler, nc net.Conn, ws bool) *conn {

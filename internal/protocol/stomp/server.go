@@ -37,6 +37,9 @@ type Config struct {
 	Limits frame.Limits
 	// HandshakeTimeout bounds the time from accept to CONNECT.
 	HandshakeTimeout time.Duration
+	// WriteTimeout bounds one write to a client that stopped reading
+	// (0 = DefaultWriteTimeout); past it the connection is closed.
+	WriteTimeout time.Duration
 	// DefaultVHost is used when CONNECT has no host header (RabbitMQ: "/").
 	DefaultVHost string
 	// Version is reported in CONNECTED's server header.
@@ -53,6 +56,9 @@ type Config struct {
 // DefaultHeartbeat is the interval the server offers.
 const DefaultHeartbeat = 10 * time.Second
 
+// DefaultWriteTimeout is Config.WriteTimeout's default, MQTT's too.
+const DefaultWriteTimeout = 30 * time.Second
+
 func (c *Config) setDefaults() {
 	if c.Heartbeat == 0 {
 		c.Heartbeat = DefaultHeartbeat
@@ -60,6 +66,9 @@ func (c *Config) setDefaults() {
 	c.Limits = c.Limits.WithDefaults()
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.DefaultVHost == "" {
 		c.DefaultVHost = "/"

@@ -105,6 +105,7 @@ func (c *conn) writerLoop(stop <-chan struct{}) {
 			runtime.Gosched()
 		case <-ticker:
 			if time.Since(lastWrite) >= c.sendHB/2 {
+				c.extendWriteDeadline()
 				if _, err := c.nc.Write([]byte{'\n'}); err != nil {
 					c.abort()
 					return
@@ -185,6 +186,7 @@ func (c *conn) flush() bool {
 	if len(c.wbuf) == 0 {
 		return true
 	}
+	c.extendWriteDeadline()
 	_, err := c.nc.Write(c.wbuf)
 	c.wbuf = c.wbuf[:0]
 	if err != nil {
@@ -192,6 +194,20 @@ func (c *conn) flush() bool {
 		return false
 	}
 	return true
+}
+
+// extendWriteDeadline gives the write about to happen the configured
+// WriteTimeout (between it and 1.5 times it): a client that stops reading
+// is disconnected once its socket buffers and the outbox are full and a
+// write has waited that long, instead of holding its queues' messages in
+// memory for ever. The deadline is renewed once half its slack is used,
+// not for every write (setting one updates a runtime timer).
+func (c *conn) extendWriteDeadline() {
+	timeout := c.h.cfg.WriteTimeout
+	if now := time.Now(); c.writeDeadline.Sub(now) < timeout {
+		c.writeDeadline = now.Add(timeout + timeout/2)
+		_ = c.nc.SetWriteDeadline(c.writeDeadline)
+	}
 }
 
 func (c *conn) encode(it *outItem) {
