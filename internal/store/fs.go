@@ -2,99 +2,25 @@ package store
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
-	"sort"
 	"syscall"
+
+	"github.com/heraldmq/herald/internal/vfs"
 )
 
-// FS is the part of a file system the log uses. It is small so that tests can
-// substitute MemFS, which simulates crashes and I/O errors.
-type FS interface {
-	// OpenFile opens name with os.OpenFile flags.
-	OpenFile(name string, flag int, perm os.FileMode) (File, error)
-	// Remove deletes name; the removal is durable only after SyncDir.
-	Remove(name string) error
-	// Rename renames a file; the rename is durable only after SyncDir.
-	Rename(oldname, newname string) error
-	// ReadDir returns the names (not paths) in dir, sorted.
-	ReadDir(dir string) ([]string, error)
-	// MkdirAll creates dir and its parents.
-	MkdirAll(dir string, perm os.FileMode) error
-	// SyncDir makes creations, removals and renames in dir durable.
-	SyncDir(dir string) error
-}
+// The file system the log writes through (internal/vfs): FS in
+// production is OSFS; tests use MemFS and crash it.
+type (
+	FS    = vfs.FS
+	File  = vfs.File
+	OSFS  = vfs.OSFS
+	MemFS = vfs.MemFS
+)
 
-// File is an open file. Writes append (the log opens segments with
-// O_APPEND semantics and only ever appends); reads are positional.
-type File interface {
-	io.ReaderAt
-	io.Writer
-	Sync() error
-	Truncate(size int64) error
-	Size() (int64, error)
-	Close() error
-}
+// NewMemFS returns an empty in-memory file system.
+func NewMemFS() *MemFS { return vfs.NewMemFS() }
 
-// OSFS is the operating system's file system.
-type OSFS struct{}
-
-type osFile struct{ *os.File }
-
-func (f osFile) Size() (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return st.Size(), nil
-}
-
-// OpenFile implements FS.
-func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
-	f, err := os.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return osFile{f}, nil
-}
-
-// Remove implements FS.
-func (OSFS) Remove(name string) error { return os.Remove(name) }
-
-// Rename implements FS.
-func (OSFS) Rename(oldname, newname string) error { return os.Rename(oldname, newname) }
-
-// MkdirAll implements FS.
-func (OSFS) MkdirAll(dir string, perm os.FileMode) error { return os.MkdirAll(dir, perm) }
-
-// ReadDir implements FS.
-func (OSFS) ReadDir(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	return names, nil
-}
-
-// SyncDir implements FS: fsync on the directory makes entry changes durable
-// (a file created and fsynced can still vanish after a crash without it).
-func (OSFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func join(dir, name string) string { return filepath.Join(dir, name) }
 
 // FreeSpace returns the bytes available to an unprivileged user on the file
 // system holding dir, for the broker's free-disk alarm.
@@ -105,5 +31,3 @@ func FreeSpace(dir string) (uint64, error) {
 	}
 	return st.Bavail * uint64(st.Bsize), nil
 }
-
-func join(dir, name string) string { return filepath.Join(dir, name) }

@@ -1,4 +1,4 @@
-package streamlog
+package vfs
 
 import (
 	"bytes"
