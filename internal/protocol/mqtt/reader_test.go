@@ -41,6 +41,10 @@ func readAll(next func() (packet.Packet, error)) ([]packet.Packet, error) {
 			}
 			return out, err
 		}
+		if a, ok := p.(*packet.Ack); ok {
+			c := *a // the reader's own Ack is overwritten by its next Read
+			p = &c
+		}
 		out = append(out, p)
 	}
 }
