@@ -227,7 +227,10 @@ func TestServicesGatewayAndDiscovery(t *testing.T) {
 	// Discovery with live statistics: 9 requests delivered (Echo twice,
 	// six statuses, Slow) and 8 replies.
 	var doc serviceDoc
-	eventually(t, "the statistics of 8 replies", func() bool {
+	// The eighth reply is Slow's, which its instance sends after the
+	// gateway has given up on it: on a loaded machine that can take longer
+	// than waitTimeout, so this wait is longer.
+	eventuallyWithin(t, 3*waitTimeout, "the statistics of 8 replies", func() bool {
 		_, doc = getService(t, base)
 		n := uint64(0)
 		for _, c := range doc.Stats.Replies {
