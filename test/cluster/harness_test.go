@@ -98,8 +98,13 @@ func newHarness(t *testing.T, n int, extra ...string) *harness {
 		}
 	}
 	t.Cleanup(h.stopAll)
-	for _, nd := range h.nodes {
-		h.start(nd)
+	logged := make([]int64, n)
+	exited := make([]<-chan struct{}, n)
+	for i, nd := range h.nodes {
+		logged[i], exited[i] = h.launch(nd)
+	}
+	for i, nd := range h.nodes {
+		h.settle(nd, logged[i], exited[i])
 	}
 	h.waitLeader(nil, 20*time.Second)
 	// Every node holds the configuration (a node that joined learns it
@@ -119,14 +124,82 @@ func newHarness(t *testing.T, n int, extra ...string) *harness {
 	return h
 }
 
+// start runs nd and waits until it has bound its ports (see settle).
 func (h *harness) start(nd *node) {
+	h.t.Helper()
+	logged, exited := h.launch(nd)
+	h.settle(nd, logged, exited)
+}
+
+// settle waits until nd is ready or has exited. The ports were picked free
+// before the start, but the other packages' tests run at the same time and
+// may take one in between: a node that exits on "address already in use"
+// gets fresh ports and another try. Any other exit is for the test to see
+// (a node with a damaged Raft log must refuse to start).
+func (h *harness) settle(nd *node, logged int64, exited <-chan struct{}) {
+	h.t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := waitReady(nd.logPath(), logged, exited, 30*time.Second)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return
+		}
+		if attempt == 5 {
+			h.t.Fatalf("starting %s: %v", nd.name, err)
+		}
+		h.t.Logf("restarting %s on other ports: %v", nd.name, err)
+		h.kill(nd, syscall.SIGKILL)
+		nd.mu.Lock()
+		nd.clusterAddr, nd.amqpAddr, nd.http, nd.mqttAddr = freePort(h.t), freePort(h.t), freePort(h.t), freePort(h.t)
+		nd.mu.Unlock()
+		nd.proxy.retarget(nd.clusterAddr)
+		logged, exited = h.launch(nd)
+	}
+}
+
+func (nd *node) logPath() string { return filepath.Join(filepath.Dir(nd.dataDir), nd.name+".log") }
+
+// waitReady waits for "herald ready" after offset in the log at path; a
+// process that exits first fails with its last log line.
+func waitReady(path string, offset int64, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(path)
+		if int64(len(b)) > offset {
+			b = b[offset:]
+		} else {
+			b = nil
+		}
+		if bytes.Contains(b, []byte(`msg="herald ready"`)) {
+			return nil
+		}
+		select {
+		case <-exited:
+			b, _ = os.ReadFile(path)
+			lines := strings.Split(strings.TrimSpace(string(b[min(int64(len(b)), offset):])), "\n")
+			return fmt.Errorf("exited before it was ready: %s", lines[len(lines)-1])
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// launch starts nd's process; it returns the size of the log before the
+// start and a channel closed when the process exits.
+func (h *harness) launch(nd *node) (int64, <-chan struct{}) {
 	h.t.Helper()
 	if err := os.MkdirAll(nd.dataDir, 0o750); err != nil {
 		h.t.Fatal(err)
 	}
-	f, err := os.OpenFile(filepath.Join(filepath.Dir(nd.dataDir), nd.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(nd.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	var logged int64
+	if st, err := f.Stat(); err == nil {
+		logged = st.Size()
 	}
 	cmd := exec.Command(herald, "serve", "--node-name", nd.name, "--cluster-addr", nd.clusterAddr, "--cluster-advertise", nd.proxy.addr(), "--join", strings.Join(nd.join, ","),
 		"--data-dir", nd.dataDir, "--amqp", nd.amqpAddr, "--http", nd.http, "--mqtt", nd.mqttAddr, "--stomp", "off",
@@ -147,6 +220,7 @@ func (h *harness) start(nd *node) {
 		f.Close()
 		close(exited)
 	}()
+	return logged, exited
 }
 
 // kill sends sig (SIGKILL, SIGTERM) and waits for the exit.
@@ -187,7 +261,7 @@ func (h *harness) stopAll() {
 	}
 	if h.t.Failed() {
 		for _, nd := range h.nodes {
-			b, _ := os.ReadFile(filepath.Join(filepath.Dir(nd.dataDir), nd.name+".log"))
+			b, _ := os.ReadFile(nd.logPath())
 			if len(b) > 6000 {
 				b = b[len(b)-6000:]
 			}

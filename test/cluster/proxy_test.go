@@ -40,6 +40,13 @@ func newProxy(t *testing.T, target string) *proxy {
 
 func (p *proxy) addr() string { return p.ln.Addr().String() }
 
+// retarget points the proxy at a node that moved to another port.
+func (p *proxy) retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
 func (p *proxy) run() {
 	defer p.wg.Done()
 	for {
@@ -65,7 +72,10 @@ func (p *proxy) run() {
 
 func (p *proxy) pipe(c net.Conn) {
 	defer p.forget(c)
-	up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	up, err := net.DialTimeout("tcp", target, 2*time.Second)
 	if err != nil {
 		return
 	}
