@@ -7,13 +7,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/definitions"
+	"github.com/heraldmq/herald/internal/vfs"
 )
 
 // definitionsFileName holds the durable topology in RabbitMQ's definitions
@@ -94,7 +94,7 @@ func (d *definitionsFile) changed() {
 	}
 	data, err := json.MarshalIndent(definitions.Export(d.broker, d.users, true), "", "  ")
 	if err == nil {
-		err = writeFileAtomic(d.path, data)
+		err = vfs.WriteFileAtomic(d.path, data)
 	}
 	if err != nil {
 		d.log.Error("cannot save durable definitions; they will not survive a restart", "file", d.path, "err", err)
@@ -120,37 +120,6 @@ func (d *definitionsFile) loadExtra(path string) error {
 		"queues", len(doc.Queues), "bindings", len(doc.Bindings), "policies", len(doc.Policies), "users", usersCount(doc.Users))
 	d.changed()
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file, fsyncs it, renames it
-// over path and fsyncs the directory, so a crash leaves the old or the new
-// file, never a torn one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
 }
 
 func usersCount(u *[]auth.UserDef) int {

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/heraldmq/herald/internal/vfs"
 )
 
 // cleanShutdownMarker exists in the data directory only while Herald is
@@ -34,7 +36,7 @@ func (s *App) takeCleanShutdownMarker() (bool, error) {
 
 // leaveCleanShutdownMarker records a clean shutdown, after the log is closed.
 func (s *App) leaveCleanShutdownMarker() {
-	if err := writeFileAtomic(filepath.Join(s.cfg.DataDir, cleanShutdownMarker), nil); err != nil {
+	if err := vfs.WriteFileAtomic(filepath.Join(s.cfg.DataDir, cleanShutdownMarker), nil); err != nil {
 		s.log.Warn("cannot record the clean shutdown", "err", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/definitions"
+	"github.com/heraldmq/herald/internal/vfs"
 )
 
 // entry is one Raft log entry's data: a broker command (broker.
@@ -166,7 +167,7 @@ func (f *fsm) sameUsers(d auth.Definitions) bool {
 // replays that one entry, which declarations tolerate.
 func (f *fsm) setApplied(index uint64) {
 	f.last.Store(index)
-	if err := writeFileAtomic(f.path, []byte(strconv.FormatUint(index, 10)+"\n")); err != nil {
+	if err := vfs.WriteFileAtomic(f.path, []byte(strconv.FormatUint(index, 10)+"\n")); err != nil {
 		f.n.log.Error("cannot record the applied Raft index", "file", f.path, "err", err)
 	}
 }

@@ -1,14 +1,15 @@
-package cluster
+package vfs
 
 import (
 	"os"
 	"path/filepath"
 )
 
-// writeFileAtomic writes data to a temporary file, fsyncs it and renames
-// it over path (then fsyncs the directory), so a crash leaves the old or
-// the new file.
-func writeFileAtomic(path string, data []byte) error {
+// WriteFileAtomic writes data to path on the operating system's file system
+// so that a crash leaves the old file or the new one, never a torn one: it
+// writes a temporary file beside it, fsyncs it, renames it over path and
+// fsyncs the directory.
+func WriteFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
