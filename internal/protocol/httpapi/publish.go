@@ -18,10 +18,36 @@ import (
 // publishRequest is the body of RabbitMQ's
 // POST /api/exchanges/{vhost}/{exchange}/publish.
 type publishRequest struct {
-	RoutingKey      string        `json:"routing_key"`
+	RoutingKey string `json:"routing_key"`
+	messageBody
+}
+
+// messageBody is a message in a JSON request: the publish endpoint's and
+// the per-user messages' bodies.
+type messageBody struct {
 	Payload         string        `json:"payload"`
 	PayloadEncoding string        `json:"payload_encoding"`
 	Properties      jsonmsg.Props `json:"properties"`
+}
+
+// decodeMessage reads the JSON request body into req and turns its message into
+// the payload's bytes and broker properties; on any error it has answered
+// 400 (or 413) and returns false.
+func (s *Server) decodeMessage(w http.ResponseWriter, r *http.Request, req any, m *messageBody) ([]byte, broker.Properties, bool) {
+	if !s.decodeBody(w, r, req) {
+		return nil, broker.Properties{}, false
+	}
+	body, err := jsonmsg.DecodePayload(m.Payload, m.PayloadEncoding)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return nil, broker.Properties{}, false
+	}
+	props, err := m.Properties.ToBroker()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return nil, broker.Properties{}, false
+	}
+	return body, props, true
 }
 
 func (s *Server) publishJSON(w http.ResponseWriter, r *http.Request) {
@@ -30,17 +56,8 @@ func (s *Server) publishJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req publishRequest
-	if !s.decodeBody(w, r, &req) {
-		return
-	}
-	body, err := jsonmsg.DecodePayload(req.Payload, req.PayloadEncoding)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
-	}
-	props, err := req.Properties.ToBroker()
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	body, props, ok := s.decodeMessage(w, r, &req, &req.messageBody)
+	if !ok {
 		return
 	}
 	m := &broker.Message{Exchange: exchangeName(r.PathValue("exchange")), RoutingKey: req.RoutingKey, Properties: props, Body: body}

@@ -7,7 +7,6 @@ import (
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/web"
-	"github.com/heraldmq/herald/internal/web/jsonmsg"
 )
 
 // Per-user messages. Every /ws socket gets a hidden queue of its own bound
@@ -95,11 +94,7 @@ func (ws *wsSession) sendToUser(f *wsFrame) {
 
 // userMessageRequest is the body of POST /api/users/{vhost}/{user}/messages:
 // the publish endpoint's, without a routing key.
-type userMessageRequest struct {
-	Payload         string        `json:"payload"`
-	PayloadEncoding string        `json:"payload_encoding"`
-	Properties      jsonmsg.Props `json:"properties"`
-}
+type userMessageRequest = messageBody
 
 // postUserMessage sends to every /ws socket of a user. It answers
 // {"sent": true} whether or not anyone received it.
@@ -109,19 +104,11 @@ func (s *Server) postUserMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req userMessageRequest
-	if !s.decodeBody(w, r, &req) {
+	body, props, ok := s.decodeMessage(w, r, &req, &req)
+	if !ok {
 		return
 	}
-	body, err := jsonmsg.DecodePayload(req.Payload, req.PayloadEncoding)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
-	}
-	props, err := req.Properties.ToBroker()
-	if err == nil {
-		err = checkUserID(&props, userOf(r).Name)
-	}
-	if err != nil {
+	if err := checkUserID(&props, userOf(r).Name); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
