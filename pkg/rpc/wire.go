@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/heraldmq/herald/pkg/rpc/internal/amqpc"
 )
 
 // The wire convention (docs/rpc.md describes it for other languages).
@@ -68,7 +68,7 @@ type request struct {
 // possible or meaningful (no reply_to, no type): the server logs and
 // drops it. A bad x-deadline is reported with the rest parsed, so the
 // server can answer INVALID_ARGUMENT.
-func parseRequest(d *amqp.Delivery) (request, error) {
+func parseRequest(d *amqpc.Delivery) (request, error) {
 	r := request{replyTo: d.ReplyTo, correlationID: d.CorrelationId, contentType: d.ContentType}
 	if d.ReplyTo == "" {
 		return r, errNoReplyTo
@@ -147,7 +147,7 @@ func tableString(v any) string {
 // parseReply reads a reply's status. A reply without x-rpc-status is OK:
 // a responder that answers at all but ignores the status convention
 // should still work for the success path.
-func parseReply(d *amqp.Delivery) (Code, string) {
+func parseReply(d *amqpc.Delivery) (Code, string) {
 	name := tableString(d.Headers[HeaderStatus])
 	code, ok := ParseCode(name)
 	msg := tableString(d.Headers[HeaderError])
