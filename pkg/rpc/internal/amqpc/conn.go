@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,8 +56,11 @@ type Conn struct {
 	wmu      sync.Mutex
 	wbuf     []byte
 	wspare   []byte
-	flushing bool
+	flushing bool // a flush is due: the flusher has been woken
 	werr     error
+	flush    chan struct{} // wakes the flusher
+	// stopFlush ends the flusher; flushDone closes when it has.
+	stopFlush, flushDone chan struct{}
 	wrote    atomic.Bool // something went out since the heartbeat last looked
 
 	read atomic.Bool // something came in since the heartbeat last looked
@@ -131,6 +135,10 @@ func Dial(url string, cfg amqp.Config) (*Conn, error) {
 		done:     make(chan struct{}),
 		stopHB:   make(chan struct{}),
 		hbDone:   make(chan struct{}),
+
+		flush:     make(chan struct{}, 1),
+		stopFlush: make(chan struct{}),
+		flushDone: make(chan struct{}),
 	}
 	_ = nc.SetDeadline(time.Now().Add(dialTimeout))
 	hb, err := c.handshake(&cfg)
@@ -139,6 +147,7 @@ func Dial(url string, cfg amqp.Config) (*Conn, error) {
 		return nil, err
 	}
 	_ = nc.SetDeadline(time.Time{})
+	go c.flusher()
 	go c.readLoop()
 	if hb > 0 {
 		go c.heartbeat(hb)
@@ -327,10 +336,13 @@ func splitSpace(s string) []string {
 	return out
 }
 
-// write appends frames (built by fill on the pending buffer) and writes
-// them out unless another writer is already doing so, in which case that
-// writer sends them with its own. A write error closes the connection;
-// the caller sees it as ErrClosed on its next call, and the reader as the
+// write appends frames (built by fill on the pending buffer) and wakes
+// the flusher, which writes everything pending in one write(2). On
+// loopback a write costs the writer the receiver's TCP processing too,
+// so one per message would dominate a round trip: batching the writes of
+// all the callers (or service workers) that are running at the same time
+// is most of what this client saves. A write error closes the
+// connection; callers see ErrClosed on their next call, the reader the
 // connection's end.
 func (c *Conn) write(fill func([]byte) ([]byte, error)) error {
 	c.wmu.Lock()
@@ -344,32 +356,51 @@ func (c *Conn) write(fill func([]byte) ([]byte, error)) error {
 		c.wmu.Unlock()
 		return err
 	}
-	if c.flushing {
-		c.wmu.Unlock()
-		return nil
-	}
+	wake := !c.flushing
 	c.flushing = true
-	for len(c.wbuf) > 0 {
-		out := c.wbuf
-		c.wbuf = c.wspare[:0]
-		c.wmu.Unlock()
-		_, werr := c.nc.Write(out)
-		c.wmu.Lock()
-		c.wspare = out[:0]
-		if werr != nil {
-			c.werr = werr
-			c.wbuf = nil
-			break
+	c.wmu.Unlock()
+	if wake {
+		select {
+		case c.flush <- struct{}{}:
+		default:
 		}
 	}
-	c.flushing = false
-	err = c.werr
-	c.wmu.Unlock()
-	c.wrote.Store(true)
-	if err != nil {
-		_ = c.nc.Close()
+	return nil
+}
+
+// flusher writes what write queued until the connection ends.
+func (c *Conn) flusher() {
+	defer close(c.flushDone)
+	for {
+		select {
+		case <-c.flush:
+		case <-c.stopFlush:
+			return
+		}
+		// Let the goroutines that are runnable now (callers woken by the
+		// same read, workers handed requests) queue their frames first:
+		// they then share this write instead of each paying for one.
+		runtime.Gosched()
+		c.wmu.Lock()
+		out := c.wbuf
+		c.wbuf = c.wspare[:0]
+		c.flushing = false
+		c.wmu.Unlock()
+		if len(out) == 0 {
+			continue
+		}
+		_, err := c.nc.Write(out)
+		c.wrote.Store(true)
+		c.wmu.Lock()
+		c.wspare = out[:0]
+		if err != nil && c.werr == nil {
+			c.werr = err
+		}
+		c.wmu.Unlock()
+		if err != nil {
+			_ = c.nc.Close() // the reader ends and reports it
+		}
 	}
-	return err
 }
 
 // heartbeat sends a heartbeat when nothing was written for an interval
@@ -465,9 +496,20 @@ func (c *Conn) connectionFrame(typ uint8, p []byte) (bool, error) {
 // shutdown ends the connection: every channel closes with err, and the
 // NotifyClose listeners get it (nil after our own Close).
 func (c *Conn) shutdown(err error) {
-	_ = c.nc.Close()
 	close(c.stopHB)
 	<-c.hbDone
+	close(c.stopFlush)
+	<-c.flushDone
+	// What the flusher left (e.g. the close-ok answering the broker's
+	// connection.close) goes out if the socket still takes it.
+	c.wmu.Lock()
+	if c.werr == nil && len(c.wbuf) > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.nc.Write(c.wbuf)
+	}
+	c.werr = ErrClosed
+	c.wmu.Unlock()
+	_ = c.nc.Close()
 	c.mu.Lock()
 	closing := c.closing
 	c.closing = true
