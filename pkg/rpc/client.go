@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/heraldmq/herald/pkg/rpc/internal/amqpc"
 )
 
@@ -223,7 +221,7 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 	pub.Type = method
 	if dl, ok := ctx.Deadline(); ok {
 		pub.Expiration = expiration(dl, time.Now())
-		pub.Headers = amqp.Table{HeaderDeadline: dl.UnixMilli()}
+		pub.HeaderList = []amqpc.Field{{Key: HeaderDeadline, Value: dl.UnixMilli()}}
 	}
 	if err := l.ch.Publish("", QueueName(service), true, &pub); err != nil {
 		if ctx.Err() != nil {

@@ -318,9 +318,9 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqpc.D
 		return
 	}
 	if !req.deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, req.deadline)
-		defer cancel()
+		dc := &deadlineCtx{Context: ctx, deadline: req.deadline}
+		defer dc.release()
+		ctx = dc
 	}
 	out, err := s.invoke(ctx, sv, req, m, in)
 	s.reply(ch, d, req, c, out, err)
@@ -363,14 +363,16 @@ func (s *Server) reply(ch replier, d *amqpc.Delivery, req request, c codec, out 
 		}
 	}
 	code := CodeOf(herr)
-	pub.Headers = amqp.Table{HeaderStatus: code.String()}
+	headers := [2]amqpc.Field{{Key: HeaderStatus, Value: code.String()}}
+	pub.HeaderList = headers[:1]
 	if herr != nil {
 		msg := herr.Error()
 		var e *Error
 		if errors.As(herr, &e) {
 			msg = e.Message
 		}
-		pub.Headers[HeaderError] = msg
+		headers[1] = amqpc.Field{Key: HeaderError, Value: msg}
+		pub.HeaderList = headers[:2]
 	}
 	if err := ch.reply(req.replyTo, &pub, d.DeliveryTag); err != nil {
 		s.log.Warn("rpc: reply not sent", "type", d.Type, "err", err)

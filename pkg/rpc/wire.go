@@ -80,7 +80,7 @@ func parseRequest(d *amqpc.Delivery) (request, error) {
 	if r.service, r.method, ok = SplitType(d.Type); !ok {
 		return r, errBadType
 	}
-	if v, present := d.Headers[HeaderDeadline]; present {
+	if v, present := d.Header(HeaderDeadline); present {
 		ms, ok := tableInt(v)
 		if !ok {
 			return r, errBadDeadline
@@ -148,9 +148,11 @@ func tableString(v any) string {
 // a responder that answers at all but ignores the status convention
 // should still work for the success path.
 func parseReply(d *amqpc.Delivery) (Code, string) {
-	name := tableString(d.Headers[HeaderStatus])
+	st, _ := d.Header(HeaderStatus)
+	name := tableString(st)
 	code, ok := ParseCode(name)
-	msg := tableString(d.Headers[HeaderError])
+	e, _ := d.Header(HeaderError)
+	msg := tableString(e)
 	if !ok && msg == "" {
 		msg = "unknown status " + strconv.Quote(name)
 	}

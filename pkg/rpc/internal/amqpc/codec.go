@@ -84,6 +84,58 @@ type Properties struct {
 	Type            string
 	UserId          string //nolint:revive // amqp091-go's spelling
 	AppId           string //nolint:revive // amqp091-go's spelling
+
+	// HeaderList is sent with Headers, in order, and saves a publisher
+	// the map for a header or two.
+	HeaderList []Field
+	// rawHeaders is a received message's header table, still encoded:
+	// Header finds a field in it without building a map per message.
+	rawHeaders []byte
+}
+
+// Field is one header of HeaderList.
+type Field struct {
+	Key   string
+	Value any
+}
+
+// Header returns a header's value: from Headers or HeaderList when set
+// (a message built in code), else from the received table. Values have
+// amqp091-go's Go types.
+func (p *Properties) Header(key string) (any, bool) {
+	if v, ok := p.Headers[key]; ok {
+		return v, true
+	}
+	for _, f := range p.HeaderList {
+		if f.Key == key {
+			return f.Value, true
+		}
+	}
+	d := dec{b: p.rawHeaders}
+	for len(d.b) > 0 && d.err == nil {
+		n := int(d.octet())
+		k := d.take(n)
+		if d.err == nil && string(k) == key {
+			v := d.field(1)
+			return v, d.err == nil
+		}
+		d.skipField()
+	}
+	return nil, false
+}
+
+// HeaderTable returns every header as a table (decoding a received
+// message's table on each call).
+func (p *Properties) HeaderTable() amqp.Table {
+	if p.rawHeaders == nil {
+		return p.Headers
+	}
+	d := dec{b: p.rawHeaders}
+	t := d.tableBody(0)
+	if d.err != nil {
+		return nil
+	}
+	return t
 }
 
 // Property flags, most significant bit first as in the spec.
@@ -243,9 +295,19 @@ func (e *enc) properties(p *Properties) {
 		flags |= flagContentEncoding
 		e.shortstr(p.ContentEncoding)
 	}
-	if len(p.Headers) > 0 {
+	if len(p.Headers) > 0 || len(p.HeaderList) > 0 {
 		flags |= flagHeaders
-		e.table(p.Headers)
+		at := len(e.b)
+		e.long(0)
+		for k, v := range p.Headers {
+			e.shortstr(k)
+			e.field(v)
+		}
+		for _, f := range p.HeaderList {
+			e.shortstr(f.Key)
+			e.field(f.Value)
+		}
+		binary.BigEndian.PutUint32(e.b[at:], uint32(len(e.b)-at-4))
 	}
 	if p.DeliveryMode != 0 {
 		flags |= flagDeliveryMode
@@ -355,11 +417,22 @@ func (d *dec) table(depth int) amqp.Table {
 	if d.err != nil {
 		return nil
 	}
+	sub := dec{b: raw}
+	t := sub.tableBody(depth)
+	if sub.err != nil {
+		d.err = sub.err
+		return nil
+	}
+	return t
+}
+
+// tableBody decodes the fields of a table whose length was read.
+func (d *dec) tableBody(depth int) amqp.Table {
 	if depth > maxDepth {
 		d.err = errMalformed
 		return nil
 	}
-	sub := dec{b: raw}
+	sub := d
 	t := amqp.Table{}
 	for len(sub.b) > 0 && sub.err == nil {
 		k := sub.shortstr()
@@ -369,10 +442,32 @@ func (d *dec) table(depth int) amqp.Table {
 		}
 	}
 	if sub.err != nil {
-		d.err = sub.err
 		return nil
 	}
 	return t
+}
+
+// skipField passes over one field value without building it.
+func (d *dec) skipField() {
+	switch d.octet() {
+	case 't', 'b', 'B':
+		d.take(1)
+	case 's', 'u':
+		d.take(2)
+	case 'I', 'i', 'f':
+		d.take(4)
+	case 'l', 'L', 'd', 'T':
+		d.take(8)
+	case 'D':
+		d.take(5)
+	case 'S', 'x', 'F', 'A':
+		// Nested tables and arrays are checked when decoded (Header,
+		// HeaderTable); skipping needs only their length.
+		d.longstr()
+	case 'V':
+	default:
+		d.err = errMalformed
+	}
 }
 
 // field decodes one value into the Go type amqp091-go would produce.
@@ -452,7 +547,19 @@ func (d *dec) properties() Properties {
 		p.ContentEncoding = d.shortstr()
 	}
 	if flags&flagHeaders != 0 {
-		p.Headers = d.table(0)
+		raw := d.longstr()
+		if d.err == nil {
+			// Checked now, so Header need not report a malformed table.
+			v := dec{b: raw}
+			for len(v.b) > 0 && v.err == nil {
+				_ = v.take(int(v.octet()))
+				v.skipField()
+			}
+			if v.err != nil {
+				d.err = v.err
+			}
+			p.rawHeaders = append([]byte(nil), raw...)
+		}
 	}
 	if flags&flagDeliveryMode != 0 {
 		p.DeliveryMode = d.octet()

@@ -35,6 +35,16 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	if d.err != nil || len(d.b) != 0 {
 		t.Fatalf("decode: %v, %d bytes left", d.err, len(d.b))
 	}
+	if !reflect.DeepEqual(got.HeaderTable(), p.Headers) {
+		t.Fatalf("headers:\n got %#v\nwant %#v", got.HeaderTable(), p.Headers)
+	}
+	if v, ok := got.Header("x-deadline"); !ok || v != int64(1700000000123) {
+		t.Fatalf("Header(x-deadline) = %v, %v", v, ok)
+	}
+	if _, ok := got.Header("absent"); ok {
+		t.Fatal("Header found an absent key")
+	}
+	got.rawHeaders, got.Headers = nil, p.Headers
 	if !reflect.DeepEqual(got, p) {
 		t.Fatalf("round trip:\n got %#v\nwant %#v", got, p)
 	}
@@ -103,7 +113,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(del)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := dec{b: b}
-		_ = d.properties()
+		p := d.properties()
+		_, _ = p.Header("x-rpc-status")
+		_ = p.HeaderTable()
 		d = dec{b: b}
 		_ = d.table(0)
 		// The same bytes as a stream of frames for one channel with a

@@ -61,7 +61,7 @@ type Conn struct {
 	flush    chan struct{} // wakes the flusher
 	// stopFlush ends the flusher; flushDone closes when it has.
 	stopFlush, flushDone chan struct{}
-	wrote    atomic.Bool // something went out since the heartbeat last looked
+	wrote                atomic.Bool // something went out since the heartbeat last looked
 
 	read atomic.Bool // something came in since the heartbeat last looked
 
