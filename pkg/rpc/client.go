@@ -199,7 +199,8 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 	if l == nil {
 		return newError(Unavailable, ErrConnectionLost, errNotConnected.Error())
 	}
-	id := c.idPrefix + strconv.FormatUint(c.seq.Add(1), 36)
+	var idBuf [64]byte // on the stack: the id costs one allocation
+	id := string(strconv.AppendUint(append(idBuf[:0], c.idPrefix...), c.seq.Add(1), 36))
 	done := make(chan result, 1)
 	l.mu.Lock()
 	if l.gone {

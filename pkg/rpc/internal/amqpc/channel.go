@@ -78,6 +78,7 @@ type Channel struct {
 		props   *Properties
 		body    *[]byte
 		size    int
+		cache   strCache
 	}
 }
 
@@ -139,7 +140,7 @@ func (ch *Channel) frame(typ uint8, p []byte) error {
 		}
 		_ = d.short() // weight
 		size := d.longlong()
-		props := d.properties()
+		props := d.properties(&ch.in.cache)
 		if d.err != nil || size > maxBodySize {
 			return errMalformed
 		}
@@ -187,11 +188,11 @@ func (ch *Channel) method(p []byte) error {
 	switch {
 	case class == classBasic && method == mBasicDeliver:
 		del := &Delivery{}
-		del.ConsumerTag = d.shortstr()
+		del.ConsumerTag = d.cachedstr(&ch.in.cache.consumerTag)
 		del.DeliveryTag = d.longlong()
 		del.Redelivered = d.octet()&1 != 0
-		del.Exchange = d.shortstr()
-		del.RoutingKey = d.shortstr()
+		del.Exchange = d.cachedstr(&ch.in.cache.exchange)
+		del.RoutingKey = d.cachedstr(&ch.in.cache.routingKey)
 		if d.err != nil {
 			return errMalformed
 		}

@@ -399,6 +399,25 @@ func (d *dec) longlong() uint64 {
 
 func (d *dec) shortstr() string { return string(d.take(int(d.octet()))) }
 
+// strCache holds the last value of fields that repeat message after
+// message on a channel (a reply's routing key, a request's type and
+// reply_to, the content type), so decoding a repeat allocates nothing.
+type strCache struct {
+	consumerTag, exchange, routingKey, contentType, replyTo, typ, userID, appID string
+}
+
+// cachedstr reads a short string, reusing *slot when it is the same.
+func (d *dec) cachedstr(slot *string) string {
+	b := d.take(int(d.octet()))
+	if slot == nil {
+		return string(b)
+	}
+	if string(b) != *slot {
+		*slot = string(b)
+	}
+	return *slot
+}
+
 func (d *dec) longstr() []byte {
 	n := d.long()
 	if uint64(n) > uint64(len(d.b)) {
@@ -531,8 +550,13 @@ func (d *dec) field(depth int) any {
 	return nil
 }
 
-// properties decodes a content header's property list.
-func (d *dec) properties() Properties {
+// properties decodes a content header's property list; cache, when not
+// nil, spares the allocation of repeated strings.
+func (d *dec) properties(cache *strCache) Properties {
+	var c strCache
+	if cache == nil {
+		cache = &c
+	}
 	var p Properties
 	flags := d.short()
 	if flags&1 != 0 {
@@ -541,7 +565,7 @@ func (d *dec) properties() Properties {
 		return p
 	}
 	if flags&flagContentType != 0 {
-		p.ContentType = d.shortstr()
+		p.ContentType = d.cachedstr(&cache.contentType)
 	}
 	if flags&flagContentEncoding != 0 {
 		p.ContentEncoding = d.shortstr()
@@ -571,7 +595,7 @@ func (d *dec) properties() Properties {
 		p.CorrelationId = d.shortstr()
 	}
 	if flags&flagReplyTo != 0 {
-		p.ReplyTo = d.shortstr()
+		p.ReplyTo = d.cachedstr(&cache.replyTo)
 	}
 	if flags&flagExpiration != 0 {
 		p.Expiration = d.shortstr()
@@ -583,13 +607,13 @@ func (d *dec) properties() Properties {
 		p.Timestamp = time.Unix(int64(d.longlong()), 0)
 	}
 	if flags&flagType != 0 {
-		p.Type = d.shortstr()
+		p.Type = d.cachedstr(&cache.typ)
 	}
 	if flags&flagUserID != 0 {
-		p.UserId = d.shortstr()
+		p.UserId = d.cachedstr(&cache.userID)
 	}
 	if flags&flagAppID != 0 {
-		p.AppId = d.shortstr()
+		p.AppId = d.cachedstr(&cache.appID)
 	}
 	if flags&flagClusterID != 0 {
 		_ = d.shortstr()

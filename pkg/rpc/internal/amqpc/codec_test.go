@@ -31,7 +31,7 @@ func TestPropertiesRoundTrip(t *testing.T) {
 		t.Fatal(e.err)
 	}
 	d := dec{b: e.b}
-	got := d.properties()
+	got := d.properties(nil)
 	if d.err != nil || len(d.b) != 0 {
 		t.Fatalf("decode: %v, %d bytes left", d.err, len(d.b))
 	}
@@ -113,7 +113,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(del)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := dec{b: b}
-		p := d.properties()
+		p := d.properties(nil)
 		_, _ = p.Header("x-rpc-status")
 		_ = p.HeaderTable()
 		d = dec{b: b}
