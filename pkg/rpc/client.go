@@ -22,6 +22,7 @@ type Client struct {
 
 	idPrefix string
 	seq      atomic.Uint64
+	timers   sync.Pool // *time.Timer, stopped, for calls under the default timeout
 
 	mu struct {
 		sync.Mutex
@@ -170,9 +171,11 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any, opts ..
 		return Errorf(InvalidArgument, "method %q is not service.Method", method)
 	}
 	if _, has := ctx.Deadline(); !has && c.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
+		// Lazy: no timer unless something asks for Done (a retry's
+		// backoff); the wait for the reply uses a pooled timer instead.
+		dc := &deadlineCtx{Context: ctx, deadline: time.Now().Add(c.cfg.Timeout)}
+		defer dc.release()
+		ctx = dc
 	}
 	codec := codecFor(req)
 	body, err := codec.marshal(req)
@@ -187,7 +190,21 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any, opts ..
 // once is one attempt: publish, wait for the reply, a return, the end of
 // the connection or the deadline.
 func (c *Client) once(ctx context.Context, service, method string, codec codec, body []byte, resp any) error {
-	if err := ctx.Err(); err != nil {
+	// With the client's default timeout the deadline is watched with a
+	// pooled timer and only the caller's own ctx is selected on.
+	wait := ctx
+	var timeout <-chan time.Time
+	if dc, ok := ctx.(*deadlineCtx); ok {
+		wait = dc.Context
+		if !time.Now().Before(dc.deadline) {
+			return ctxError(context.DeadlineExceeded)
+		}
+		t := c.timer(time.Until(dc.deadline))
+		defer c.timers.Put(t)
+		defer t.Stop()
+		timeout = t.C
+	}
+	if err := wait.Err(); err != nil {
 		return ctxError(err)
 	}
 	c.mu.Lock()
@@ -225,8 +242,8 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 		pub.HeaderList = []amqpc.Field{{Key: HeaderDeadline, Value: dl.UnixMilli()}}
 	}
 	if err := l.ch.Publish("", QueueName(service), true, &pub); err != nil {
-		if ctx.Err() != nil {
-			return ctxError(ctx.Err())
+		if wait.Err() != nil {
+			return ctxError(wait.Err())
 		}
 		return newError(Unavailable, ErrConnectionLost, "publish: "+err.Error())
 	}
@@ -236,9 +253,21 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 			return r.err
 		}
 		return decodeReply(r.reply, codec, resp)
-	case <-ctx.Done():
-		return ctxError(ctx.Err())
+	case <-wait.Done():
+		return ctxError(wait.Err())
+	case <-timeout:
+		return ctxError(context.DeadlineExceeded)
 	}
+}
+
+// timer returns a pooled timer set to fire after d (Go 1.23 timers: a
+// stopped timer's channel holds no stale value, so reuse is safe).
+func (c *Client) timer(d time.Duration) *time.Timer {
+	if t, ok := c.timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
 }
 
 func decodeReply(d *amqpc.Delivery, reqCodec codec, resp any) error {
