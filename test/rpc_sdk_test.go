@@ -261,8 +261,13 @@ func TestRPCSDKDeadline(t *testing.T) {
 	// The client's default timeout applies to a ctx without a deadline.
 	short := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}, Timeout: 100 * time.Millisecond})
 	err = short.Call(context.Background(), "deadline.Sleep", &sleepRequest{Millis: 5000}, nil)
-	if !errors.Is(err, rpc.ErrDeadlineExceeded) {
+	if !errors.Is(err, rpc.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("default timeout: %v", err)
+	}
+	// Its timers are pooled: one that fired, or was stopped, must not end
+	// a later call early.
+	for range 3 {
+		must(t, short.Call(context.Background(), "deadline.Sleep", &sleepRequest{Millis: 60}, nil))
 	}
 }
 
