@@ -409,15 +409,21 @@ func (ch *Channel) PublishAck(exchange, key string, mandatory bool, msg *Publish
 	frameMax := ch.c.frameMax
 	return ch.c.write(func(b []byte) ([]byte, error) {
 		start := len(b)
-		b, err := appendMethod(b, ch.id, classBasic, mBasicPublish, func(e *enc) {
-			e.short(0)
-			e.shortstr(exchange)
-			e.shortstr(key)
-			e.octet(bits(mandatory, false, false, false, false))
-		})
-		if err != nil {
-			return b, err
+		// Written out rather than through appendMethod: its argument
+		// closure would cost an allocation per message.
+		b, at := beginFrame(b, frameMethod, ch.id)
+		e := enc{b: b}
+		e.short(classBasic)
+		e.short(mBasicPublish)
+		e.short(0)
+		e.shortstr(exchange)
+		e.shortstr(key)
+		e.octet(bits(mandatory, false, false, false, false))
+		if e.err != nil {
+			return b[:start], e.err
 		}
+		b = endFrame(e.b, at)
+		var err error
 		if b, err = appendContent(b, ch.id, &msg.Properties, msg.Body, frameMax); err != nil {
 			return b[:start], err
 		}
@@ -437,11 +443,13 @@ func (ch *Channel) Ack(tag uint64, multiple bool) error {
 }
 
 func appendAck(b []byte, channel uint16, tag uint64, multiple bool) []byte {
-	b, _ = appendMethod(b, channel, classBasic, mBasicAck, func(e *enc) {
-		e.longlong(tag)
-		e.octet(bits(multiple, false, false, false, false))
-	})
-	return b
+	b, at := beginFrame(b, frameMethod, channel)
+	e := enc{b: b}
+	e.short(classBasic)
+	e.short(mBasicAck)
+	e.longlong(tag)
+	e.octet(bits(multiple, false, false, false, false))
+	return endFrame(e.b, at)
 }
 
 // Close closes the channel (channel.close, awaiting close-ok).
