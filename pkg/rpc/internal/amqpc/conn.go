@@ -36,6 +36,9 @@ const (
 	dialTimeout     = 30 * time.Second
 	maxChannels     = 2047
 	replySuccess    = 200
+	// maxQueued bounds the bytes queued for the flusher; a writer that
+	// finds more waits for the flusher to take them.
+	maxQueued = 4 << 20
 )
 
 // Error is a connection or channel closed by the broker (its reply code
@@ -58,6 +61,7 @@ type Conn struct {
 	wspare   []byte
 	flushing bool // a flush is due: the flusher has been woken
 	werr     error
+	wdrained sync.Cond     // on wmu: the flusher took the queued bytes
 	flush    chan struct{} // wakes the flusher
 	// stopFlush ends the flusher; flushDone closes when it has.
 	stopFlush, flushDone chan struct{}
@@ -140,6 +144,7 @@ func Dial(url string, cfg amqp.Config) (*Conn, error) {
 		stopFlush: make(chan struct{}),
 		flushDone: make(chan struct{}),
 	}
+	c.wdrained.L = &c.wmu
 	_ = nc.SetDeadline(time.Now().Add(dialTimeout))
 	hb, err := c.handshake(&cfg)
 	if err != nil {
@@ -351,6 +356,16 @@ func (c *Conn) write(fill func([]byte) ([]byte, error)) error {
 		c.wmu.Unlock()
 		return err
 	}
+	// Backpressure: while the socket does not take what is queued (the
+	// broker stopped reading), writers wait instead of growing the buffer.
+	for len(c.wbuf) >= maxQueued && c.werr == nil {
+		c.wdrained.Wait()
+	}
+	if c.werr != nil {
+		err := c.werr
+		c.wmu.Unlock()
+		return err
+	}
 	var err error
 	if c.wbuf, err = fill(c.wbuf); err != nil {
 		c.wmu.Unlock()
@@ -385,6 +400,7 @@ func (c *Conn) flusher() {
 		out := c.wbuf
 		c.wbuf = c.wspare[:0]
 		c.flushing = false
+		c.wdrained.Broadcast()
 		c.wmu.Unlock()
 		if len(out) == 0 {
 			continue
@@ -395,6 +411,7 @@ func (c *Conn) flusher() {
 		c.wspare = out[:0]
 		if err != nil && c.werr == nil {
 			c.werr = err
+			c.wdrained.Broadcast()
 		}
 		c.wmu.Unlock()
 		if err != nil {
@@ -496,6 +513,9 @@ func (c *Conn) connectionFrame(typ uint8, p []byte) (bool, error) {
 // shutdown ends the connection: every channel closes with err, and the
 // NotifyClose listeners get it (nil after our own Close).
 func (c *Conn) shutdown(err error) {
+	// A flusher (or heartbeat) stuck on a socket the broker no longer
+	// reads gives up within a second.
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	close(c.stopHB)
 	<-c.hbDone
 	close(c.stopFlush)
@@ -504,10 +524,10 @@ func (c *Conn) shutdown(err error) {
 	// connection.close) goes out if the socket still takes it.
 	c.wmu.Lock()
 	if c.werr == nil && len(c.wbuf) > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = c.nc.Write(c.wbuf)
 	}
 	c.werr = ErrClosed
+	c.wdrained.Broadcast()
 	c.wmu.Unlock()
 	_ = c.nc.Close()
 	c.mu.Lock()
