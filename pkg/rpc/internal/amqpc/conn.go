@@ -2,12 +2,12 @@
 // convention needs (publish, consume, qos, queue.declare, acks, returns),
 // built for the round trip. Compared with amqp091-go it hands a delivery
 // from the socket reader straight to its consumer's callback (no
-// per-channel and per-consumer goroutines in between), and writers that
-// publish at the same time share one write(2): whoever finds the socket
-// idle writes everything queued, the others only append (no goroutine hop
-// and no lost batching). amqp091-go stays the interoperability proof in
-// the tests; its URL parsing, Config, Table and Authentication types are
-// reused so the SDK's public configuration does not change.
+// per-channel and per-consumer goroutines in between), and writers only
+// append frames to a buffer that a flusher goroutine writes out, so the
+// publishes of callers running at the same time share one write(2).
+// amqp091-go stays the interoperability proof in the tests; its URL
+// parsing, Config, Table and Authentication types are reused so the
+// SDK's public configuration does not change.
 package amqpc
 
 import (
@@ -54,8 +54,8 @@ type Conn struct {
 	r        *bufio.Reader
 	frameMax int
 
-	// Writes: frames are appended to wbuf under wmu; the writer that finds
-	// no flush in progress writes wbuf out, looping while others append.
+	// Writes: frames are appended to wbuf under wmu; the flusher goroutine
+	// swaps it with wspare and writes it out, many writers' frames at once.
 	wmu      sync.Mutex
 	wbuf     []byte
 	wspare   []byte
@@ -75,6 +75,7 @@ type Conn struct {
 	channels map[uint16]*Channel
 	nextCh   uint16
 	closing  bool
+	ended    bool // shutdown has taken the NotifyClose listeners
 	// closeOk is signalled when the broker answers our connection.close.
 	closeOk chan struct{}
 
@@ -537,6 +538,7 @@ func (c *Conn) shutdown(err error) {
 	c.channels = map[uint16]*Channel{}
 	notify := c.notify
 	c.notify = nil
+	c.ended = true // later NotifyClose calls get a closed channel
 	var aerr *Error
 	if !closing { // after our own Close there is nothing to report
 		if !errors.As(err, &aerr) {
@@ -569,10 +571,9 @@ func (c *Conn) shutdown(err error) {
 func (c *Conn) NotifyClose(n chan *Error) chan *Error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	select {
-	case <-c.done:
+	if c.ended {
 		close(n)
-	default:
+	} else {
 		c.notify = append(c.notify, n)
 	}
 	return n
