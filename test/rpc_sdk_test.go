@@ -261,8 +261,18 @@ func TestRPCSDKDeadline(t *testing.T) {
 	// The client's default timeout applies to a ctx without a deadline.
 	short := newRPCClient(t, rpc.ClientConfig{ConnConfig: rpc.ConnConfig{URL: s.URL}, Timeout: 100 * time.Millisecond})
 	err = short.Call(context.Background(), "deadline.Sleep", &sleepRequest{Millis: 5000}, nil)
-	if !errors.Is(err, rpc.ErrDeadlineExceeded) {
+	if !errors.Is(err, rpc.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("default timeout: %v", err)
+	}
+	// Its timers are pooled: one that fired, or was stopped, must not end
+	// a later call early (a loaded machine may still time a call out, but
+	// only after its 100ms).
+	for range 5 {
+		start := time.Now()
+		err := short.Call(context.Background(), "deadline.Sleep", &sleepRequest{Millis: 1}, nil)
+		if took := time.Since(start); err != nil && took < 90*time.Millisecond {
+			t.Fatalf("a call ended after %v by a stale timer: %v", took, err)
+		}
 	}
 }
 

@@ -54,6 +54,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "do not print progress lines")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, e.g. pkg/rpc in rpc-sdk) to this `file`, for go tool pprof")
 	fs.Usage = func() { benchUsage(fs) }
 
 	// The scenario may also be given as the first argument:
@@ -89,6 +90,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var progress io.Writer = stderr
 	if *quiet {
 		progress = nil
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "herald bench: %v\n", err)
+			return 2
+		}
+		defer stop()
 	}
 	res, err := bench.Run(ctx, cfg, progress)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	pprofrt "runtime/pprof"
 	"time"
 )
 
@@ -28,5 +30,23 @@ func serveProfiles(addr string, log *slog.Logger) (stop func(), err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// startCPUProfile writes this process's CPU profile to path until stop is
+// called (herald bench --cpuprofile: where the load generator's own time
+// goes, e.g. the pkg/rpc client and service of rpc-sdk).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprofrt.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprofrt.StopCPUProfile()
+		_ = f.Close()
 	}, nil
 }

@@ -145,9 +145,9 @@ func runRPCSDK(r *run) (Result, error) {
 		return res, fmt.Errorf("the service does not answer: %w", err)
 	}
 	return r.callLoop(res, func(int) error {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.RPCTimeout)
-		defer cancel()
-		resp, err := echo.Call(ctx, req)
+		// The deadline is the client's Timeout (--rpc-timeout), as
+		// nats-rpc passes its timeout to nc.Request.
+		resp, err := echo.Call(context.Background(), req)
 		if err != nil {
 			return err
 		}

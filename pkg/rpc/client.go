@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/heraldmq/herald/pkg/rpc/internal/amqpc"
 )
 
 // Client calls services. It is safe for concurrent use; one client per
@@ -22,6 +22,7 @@ type Client struct {
 
 	idPrefix string
 	seq      atomic.Uint64
+	timers   sync.Pool // *time.Timer, stopped, for calls under the default timeout
 
 	mu struct {
 		sync.Mutex
@@ -32,10 +33,11 @@ type Client struct {
 }
 
 // link is one connection's channel: requests are published on it and
-// replies (and returns) arrive on it, as direct reply-to requires.
+// replies (and returns) arrive on it, as direct reply-to requires. The
+// connection's reader hands each reply straight to its waiting call.
 type link struct {
-	conn *amqp.Connection
-	ch   *amqp.Channel
+	conn *amqpc.Conn
+	ch   *amqpc.Channel
 
 	mu      sync.Mutex
 	pending map[string]chan result // by correlation id
@@ -44,7 +46,7 @@ type link struct {
 
 // result is what ends a call: a reply, a return, or a lost connection.
 type result struct {
-	reply *amqp.Delivery
+	reply *amqpc.Delivery
 	err   *Error
 }
 
@@ -62,53 +64,41 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return c, nil
 }
 
-// attach runs on every (re)connection: a channel, a consumer on the
-// direct reply-to pseudo-queue, and a reader for replies and returns.
-func (c *Client) attach(conn *amqp.Connection) error {
+// attach runs on every (re)connection: a channel whose returns fail their
+// calls, and a consumer on the direct reply-to pseudo-queue whose
+// deliveries end theirs. When the consumer ends (the channel or the
+// connection went) the link detaches.
+func (c *Client) attach(conn *amqpc.Conn) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
 	}
-	replies, err := ch.Consume(DirectReplyTo, "", true, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("rpc: consume %s: %w", DirectReplyTo, err)
-	}
-	returns := ch.NotifyReturn(make(chan amqp.Return, 16))
 	l := &link{conn: conn, ch: ch, pending: map[string]chan result{}}
+	ch.NotifyReturn(func(r *amqpc.Return) {
+		l.finish(r.CorrelationId, result{err: newError(Unavailable, ErrNoResponders,
+			"no instance of "+serviceOf(r.Type)+" ("+r.ReplyText+")")})
+	})
 	c.mu.Lock()
 	if c.mu.closed {
 		c.mu.Unlock()
+		_ = ch.Close()
 		return ErrClosed
 	}
-	c.mu.link = l
-	c.readers.Add(1)
+	c.readers.Add(1) // the detach that follows the consumer's end
 	c.mu.Unlock()
-	go c.read(l, replies, returns)
-	return nil
-}
-
-// read hands each reply and return to its call. When the channel goes
-// (the deliveries close) every call still waiting fails UNAVAILABLE.
-func (c *Client) read(l *link, replies <-chan amqp.Delivery, returns <-chan amqp.Return) {
-	defer c.readers.Done()
-	for replies != nil || returns != nil {
-		select {
-		case d, ok := <-replies:
-			if !ok {
-				replies = nil
-				c.detach(l)
-				continue
-			}
-			l.finish(d.CorrelationId, result{reply: &d})
-		case r, ok := <-returns:
-			if !ok {
-				returns = nil
-				continue
-			}
-			l.finish(r.CorrelationId, result{err: newError(Unavailable, ErrNoResponders,
-				"no instance of "+serviceOf(r.Type)+" ("+r.ReplyText+")")})
-		}
+	_, err = ch.Consume(DirectReplyTo, "", true, false, nil,
+		func(d *amqpc.Delivery) { l.finish(d.CorrelationId, result{reply: d}) },
+		func() { go c.detach(l) })
+	if err != nil {
+		// The consumer never started, so its end will not run.
+		c.readers.Done()
+		_ = ch.Close()
+		return fmt.Errorf("rpc: consume %s: %w", DirectReplyTo, err)
 	}
+	c.mu.Lock()
+	c.mu.link = l
+	c.mu.Unlock()
+	return nil
 }
 
 // detach fails the calls of a link whose channel has gone. If only the
@@ -116,6 +106,7 @@ func (c *Client) read(l *link, replies <-chan amqp.Delivery, returns <-chan amqp
 // and the connection is still up, it opens a new one at once; if the
 // connection went, the session reconnects and attaches.
 func (c *Client) detach(l *link) {
+	defer c.readers.Done()
 	c.mu.Lock()
 	if c.mu.link == l {
 		c.mu.link = nil
@@ -130,6 +121,7 @@ func (c *Client) detach(l *link) {
 	if l.conn.IsClosed() {
 		return
 	}
+	_ = l.ch.Close() // in case only the consumer was cancelled
 	if err := c.attach(l.conn); err != nil {
 		c.cfg.Logger.Warn("rpc: cannot reopen the client's channel; reconnecting", "err", err)
 		_ = l.conn.Close() // the session dials again
@@ -179,9 +171,11 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any, opts ..
 		return Errorf(InvalidArgument, "method %q is not service.Method", method)
 	}
 	if _, has := ctx.Deadline(); !has && c.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
+		// Lazy: no timer unless something asks for Done (a retry's
+		// backoff); the wait for the reply uses a pooled timer instead.
+		dc := &deadlineCtx{Context: ctx, deadline: time.Now().Add(c.cfg.Timeout)}
+		defer dc.release()
+		ctx = dc
 	}
 	codec := codecFor(req)
 	body, err := codec.marshal(req)
@@ -196,7 +190,21 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any, opts ..
 // once is one attempt: publish, wait for the reply, a return, the end of
 // the connection or the deadline.
 func (c *Client) once(ctx context.Context, service, method string, codec codec, body []byte, resp any) error {
-	if err := ctx.Err(); err != nil {
+	// With the client's default timeout the deadline is watched with a
+	// pooled timer and only the caller's own ctx is selected on.
+	wait := ctx
+	var timeout <-chan time.Time
+	if dc, ok := ctx.(*deadlineCtx); ok {
+		wait = dc.Context
+		if !time.Now().Before(dc.deadline) {
+			return ctxError(context.DeadlineExceeded)
+		}
+		t := c.timer(time.Until(dc.deadline))
+		defer c.timers.Put(t)
+		defer t.Stop()
+		timeout = t.C
+	}
+	if err := wait.Err(); err != nil {
 		return ctxError(err)
 	}
 	c.mu.Lock()
@@ -208,7 +216,8 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 	if l == nil {
 		return newError(Unavailable, ErrConnectionLost, errNotConnected.Error())
 	}
-	id := c.idPrefix + strconv.FormatUint(c.seq.Add(1), 36)
+	var idBuf [64]byte // on the stack: the id costs one allocation
+	id := string(strconv.AppendUint(append(idBuf[:0], c.idPrefix...), c.seq.Add(1), 36))
 	done := make(chan result, 1)
 	l.mu.Lock()
 	if l.gone {
@@ -223,20 +232,18 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 		l.mu.Unlock()
 	}()
 
-	pub := amqp.Publishing{
-		ContentType:   codec.contentType(),
-		CorrelationId: id,
-		ReplyTo:       DirectReplyTo,
-		Type:          method,
-		Body:          body,
-	}
+	pub := amqpc.Publishing{Body: body}
+	pub.ContentType = codec.contentType()
+	pub.CorrelationId = id
+	pub.ReplyTo = DirectReplyTo
+	pub.Type = method
 	if dl, ok := ctx.Deadline(); ok {
 		pub.Expiration = expiration(dl, time.Now())
-		pub.Headers = amqp.Table{HeaderDeadline: dl.UnixMilli()}
+		pub.HeaderList = []amqpc.Field{{Key: HeaderDeadline, Value: dl.UnixMilli()}}
 	}
-	if err := l.ch.PublishWithContext(ctx, "", QueueName(service), true, false, pub); err != nil {
-		if ctx.Err() != nil {
-			return ctxError(ctx.Err())
+	if err := l.ch.Publish("", QueueName(service), true, &pub); err != nil {
+		if wait.Err() != nil {
+			return ctxError(wait.Err())
 		}
 		return newError(Unavailable, ErrConnectionLost, "publish: "+err.Error())
 	}
@@ -246,12 +253,24 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 			return r.err
 		}
 		return decodeReply(r.reply, codec, resp)
-	case <-ctx.Done():
-		return ctxError(ctx.Err())
+	case <-wait.Done():
+		return ctxError(wait.Err())
+	case <-timeout:
+		return ctxError(context.DeadlineExceeded)
 	}
 }
 
-func decodeReply(d *amqp.Delivery, reqCodec codec, resp any) error {
+// timer returns a pooled timer set to fire after d (Go 1.23 timers: a
+// stopped timer's channel holds no stale value, so reuse is safe).
+func (c *Client) timer(d time.Duration) *time.Timer {
+	if t, ok := c.timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func decodeReply(d *amqpc.Delivery, reqCodec codec, resp any) error {
 	code, msg := parseReply(d)
 	if code != OK {
 		return &Error{Code: code, Message: msg}
@@ -290,7 +309,7 @@ func (c *Client) Close() error {
 	c.mu.closed = true
 	c.mu.Unlock()
 	err := c.sess.close(context.Background())
-	c.readers.Wait()
+	c.readers.Wait() // every link's detach has failed its calls
 	return err
 }
 

@@ -65,8 +65,11 @@ func codecFor(v any) codec {
 // JSON (the convention's default); parameters such as "; charset=utf-8"
 // are ignored. ok is false for a type the SDK cannot decode.
 func codecByType(contentType string) (c codec, ok bool) {
-	if contentType == "" {
+	switch contentType {
+	case "", ContentTypeJSON: // the common cases, without parsing
 		return jsonCodec{}, true
+	case ContentTypeProtobuf:
+		return protoCodec{}, true
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {

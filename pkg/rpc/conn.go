@@ -9,6 +9,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/heraldmq/herald/pkg/rpc/internal/amqpc"
 )
 
 // Reconnect delays: the first retry comes quickly (a broker restart takes
@@ -23,8 +25,10 @@ const (
 type ConnConfig struct {
 	// URL is the broker's AMQP URL, e.g. amqp://guest:guest@localhost:5672/.
 	URL string
-	// AMQP is passed to amqp091-go's DialConfig (vhost, TLS, heartbeat,
-	// client properties). Its Recovery must be nil: the SDK reconnects itself.
+	// AMQP configures the connection as amqp091-go's DialConfig would
+	// (vhost, SASL, TLS, heartbeat, client properties, frame size, dialer;
+	// the SDK speaks AMQP with its own lean client, which honours these).
+	// Its Recovery must be nil: the SDK reconnects itself.
 	AMQP amqp.Config
 	// ReconnectMin and ReconnectMax bound the delay between reconnect
 	// attempts (exponential with jitter); defaults 50ms and 5s.
@@ -52,19 +56,19 @@ func (c *ConnConfig) defaults() {
 // owner of the connection; setup's goroutines end when it closes.
 type session struct {
 	cfg   ConnConfig
-	setup func(*amqp.Connection) error
+	setup func(*amqpc.Conn) error
 
 	stop     chan struct{} // closed by close: no more reconnecting
 	done     chan struct{} // closed when run returns
 	stopOnce sync.Once
 
 	mu   sync.Mutex
-	conn *amqp.Connection // nil while disconnected
+	conn *amqpc.Conn // nil while disconnected
 }
 
 // startSession dials once (so a wrong URL or password fails at once) and
 // then keeps the connection in the background.
-func startSession(cfg ConnConfig, setup func(*amqp.Connection) error) (*session, error) {
+func startSession(cfg ConnConfig, setup func(*amqpc.Conn) error) (*session, error) {
 	cfg.defaults()
 	if cfg.AMQP.Recovery != nil {
 		// Two reconnect loops would fight over the same connection.
@@ -79,8 +83,8 @@ func startSession(cfg ConnConfig, setup func(*amqp.Connection) error) (*session,
 	return s, nil
 }
 
-func (s *session) connect() (*amqp.Connection, error) {
-	conn, err := amqp.DialConfig(s.cfg.URL, s.cfg.AMQP)
+func (s *session) connect() (*amqpc.Conn, error) {
+	conn, err := amqpc.Dial(s.cfg.URL, s.cfg.AMQP)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +98,7 @@ func (s *session) connect() (*amqp.Connection, error) {
 	return conn, nil
 }
 
-func (s *session) run(conn *amqp.Connection) {
+func (s *session) run(conn *amqpc.Conn) {
 	defer close(s.done)
 	for {
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
@@ -118,7 +122,7 @@ func (s *session) run(conn *amqp.Connection) {
 
 // redial dials with exponential backoff and full jitter until it
 // succeeds or the session is stopped.
-func (s *session) redial() (*amqp.Connection, bool) {
+func (s *session) redial() (*amqpc.Conn, bool) {
 	delay := s.cfg.ReconnectMin
 	t := time.NewTimer(jitter(delay))
 	defer t.Stop()

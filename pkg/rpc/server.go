@@ -13,6 +13,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/heraldmq/herald/pkg/rpc/internal/amqpc"
 )
 
 const (
@@ -81,7 +83,7 @@ type Server struct {
 }
 
 type liveConsumer struct {
-	ch  *amqp.Channel
+	ch  *amqpc.Channel
 	tag string
 }
 
@@ -160,7 +162,7 @@ func (s *Server) Start() error {
 // announce runs on every (re)connection: one channel per service with
 // the service's prefetch, its queue declared and consumed with the
 // x-service-* arguments, and Concurrency workers on the deliveries.
-func (s *Server) announce(conn *amqp.Connection) error {
+func (s *Server) announce(conn *amqpc.Conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closing {
@@ -183,18 +185,24 @@ func (s *Server) announce(conn *amqp.Connection) error {
 		if err != nil {
 			return err
 		}
-		if err := ch.Qos(sv.info.Concurrency, 0, false); err != nil {
+		if err := ch.Qos(sv.info.Concurrency); err != nil {
 			return err
 		}
 		q := QueueName(sv.info.Name)
 		// Not durable, auto-delete, not exclusive: every instance shares
 		// it, and it goes with the last one so callers fail fast.
-		if _, err := ch.QueueDeclare(q, false, true, false, false, nil); err != nil {
+		if _, err := ch.QueueDeclare(q, false, true, false, nil); err != nil {
 			return fmt.Errorf("rpc: declare %s: %w", q, err)
 		}
 		tag := "rpc." + sv.info.Name + "." + sv.info.ID
-		deliveries, err := ch.Consume(q, tag, false, false, false, false, consumeArgs(sv))
-		if err != nil {
+		// The connection's reader hands each request to a worker through
+		// this channel; the prefetch (Concurrency) bounds what is in it,
+		// so the hand-off never blocks the reader.
+		deliveries := make(chan *amqpc.Delivery, sv.info.Concurrency)
+		var endOnce sync.Once
+		end := func() { endOnce.Do(func() { close(deliveries) }) }
+		if _, err := ch.Consume(q, tag, false, false, consumeArgs(sv),
+			func(d *amqpc.Delivery) { deliveries <- d }, end); err != nil {
 			return fmt.Errorf("rpc: consume %s: %w", q, err)
 		}
 		s.mu.live = append(s.mu.live, liveConsumer{ch: ch, tag: tag})
@@ -210,9 +218,10 @@ func (s *Server) announce(conn *amqp.Connection) error {
 				_ = conn.Close()
 			}
 		}()
+		r := channelReplier{ch}
 		for range sv.info.Concurrency {
 			s.workers.Add(1)
-			go s.work(connCtx, sv, ch, deliveries)
+			go s.work(connCtx, sv, r, deliveries)
 		}
 	}
 	return nil
@@ -240,22 +249,35 @@ func consumeArgs(sv *service) amqp.Table {
 	return args
 }
 
-// replier is where a worker publishes replies: the service's channel
-// (an interface so the request handling is unit-tested with a fake).
+// replier is where a worker sends replies and acks: the service's
+// channel (an interface so the request handling is unit-tested with a
+// fake).
 type replier interface {
-	PublishWithContext(ctx context.Context, exchange, key string, mandatory, immediate bool, msg amqp.Publishing) error
+	// reply publishes msg to the default exchange with key, and acks the
+	// request ackTag in the same write.
+	reply(key string, msg *amqpc.Publishing, ackTag uint64) error
+	ack(tag uint64) error
 }
+
+type channelReplier struct{ ch *amqpc.Channel }
+
+func (r channelReplier) reply(key string, msg *amqpc.Publishing, ackTag uint64) error {
+	// No mandatory flag: a caller that has gone leaves nothing to tell.
+	return r.ch.PublishAck("", key, false, msg, ackTag)
+}
+
+func (r channelReplier) ack(tag uint64) error { return r.ch.Ack(tag, false) }
 
 // work answers deliveries until the consumer is cancelled or the
 // connection goes (the broker then requeues what was not acked).
-func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <-chan amqp.Delivery) {
+func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <-chan *amqpc.Delivery) {
 	defer s.workers.Done()
 	for d := range deliveries {
-		s.handle(ctx, sv, ch, &d)
+		s.handle(ctx, sv, ch, d)
 	}
 }
 
-func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqp.Delivery) {
+func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqpc.Delivery) {
 	req, err := parseRequest(d)
 	switch {
 	case errors.Is(err, errNoReplyTo), errors.Is(err, errNoType):
@@ -263,7 +285,7 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqp.De
 		// looks, and take it off the queue so it does not come back.
 		s.log.Warn("rpc: request dropped", "service", sv.info.Name, "reason", err,
 			"type", d.Type, "correlation_id", d.CorrelationId, "reply_to", d.ReplyTo)
-		_ = d.Ack(false)
+		_ = ch.ack(d.DeliveryTag)
 		return
 	case errors.Is(err, errBadType):
 		s.reply(ch, d, req, nil, nil, Errorf(Unimplemented, "type %q is not service.method", d.Type))
@@ -277,7 +299,7 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqp.De
 		// a reply would go nowhere.
 		s.log.Debug("rpc: request past its deadline, not run", "type", d.Type,
 			"late", time.Since(req.deadline), "correlation_id", d.CorrelationId)
-		_ = d.Ack(false)
+		_ = ch.ack(d.DeliveryTag)
 		return
 	}
 	m, ok := sv.methods[req.method]
@@ -296,9 +318,9 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqp.De
 		return
 	}
 	if !req.deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, req.deadline)
-		defer cancel()
+		dc := &deadlineCtx{Context: ctx, deadline: req.deadline}
+		defer dc.release()
+		ctx = dc
 	}
 	out, err := s.invoke(ctx, sv, req, m, in)
 	s.reply(ch, d, req, c, out, err)
@@ -321,15 +343,16 @@ func (s *Server) invoke(ctx context.Context, sv *service, req request, m handler
 // the key, then acks it. With an error the body is empty and the status
 // and message go in x-rpc-status and x-rpc-error; c is nil when the
 // request was refused before its codec was known (JSON is then named).
-func (s *Server) reply(ch replier, d *amqp.Delivery, req request, c codec, out any, herr error) {
-	defer func() { _ = d.Ack(false) }()
+func (s *Server) reply(ch replier, d *amqpc.Delivery, req request, c codec, out any, herr error) {
 	if c == nil {
 		c = jsonCodec{}
 		if k, ok := codecByType(req.contentType); ok {
 			c = k
 		}
 	}
-	pub := amqp.Publishing{CorrelationId: req.correlationID, ContentType: c.contentType()}
+	pub := amqpc.Publishing{}
+	pub.CorrelationId = req.correlationID
+	pub.ContentType = c.contentType()
 	if herr == nil {
 		body, err := c.marshal(out)
 		if err != nil {
@@ -340,18 +363,20 @@ func (s *Server) reply(ch replier, d *amqp.Delivery, req request, c codec, out a
 		}
 	}
 	code := CodeOf(herr)
-	pub.Headers = amqp.Table{HeaderStatus: code.String()}
+	headers := [2]amqpc.Field{{Key: HeaderStatus, Value: code.String()}}
+	pub.HeaderList = headers[:1]
 	if herr != nil {
 		msg := herr.Error()
 		var e *Error
 		if errors.As(herr, &e) {
 			msg = e.Message
 		}
-		pub.Headers[HeaderError] = msg
+		headers[1] = amqpc.Field{Key: HeaderError, Value: msg}
+		pub.HeaderList = headers[:2]
 	}
-	// No mandatory flag: a caller that has gone leaves nothing to tell.
-	if err := ch.PublishWithContext(context.Background(), "", req.replyTo, false, false, pub); err != nil {
+	if err := ch.reply(req.replyTo, &pub, d.DeliveryTag); err != nil {
 		s.log.Warn("rpc: reply not sent", "type", d.Type, "err", err)
+		_ = ch.ack(d.DeliveryTag)
 	}
 }
 
@@ -377,7 +402,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, lc := range live {
 		// An error means the channel or connection is already gone, and
 		// with it the consumer.
-		_ = lc.ch.Cancel(lc.tag, false)
+		_ = lc.ch.Cancel(lc.tag)
 	}
 	drained := make(chan struct{})
 	go func() {

@@ -14,6 +14,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/heraldmq/herald/pkg/rpc/internal/amqpc"
 )
 
 type echoReq struct {
@@ -51,32 +53,32 @@ func (e *echoService) Helper() string                                           
 func (e *echoService) NoCtx(r *echoReq) (*echoResp, error)                        { return nil, nil }
 func (e *echoService) ValueReq(ctx context.Context, r echoReq) (*echoResp, error) { return nil, nil }
 
-// fakeChannel records replies; fakeAck records acks.
+// fakeChannel records replies and acks.
 type fakeChannel struct {
 	mu      sync.Mutex
 	replies []published
+	acks    int
 }
 
 type published struct {
 	key string
-	msg amqp.Publishing
+	msg amqpc.Publishing
 }
 
-func (f *fakeChannel) PublishWithContext(_ context.Context, exchange, key string, mandatory, immediate bool, msg amqp.Publishing) error {
-	if exchange != "" || mandatory || immediate {
-		panic("reply not to the default exchange, or with mandatory/immediate")
-	}
+func (f *fakeChannel) reply(key string, msg *amqpc.Publishing, ackTag uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.replies = append(f.replies, published{key, msg})
+	f.replies = append(f.replies, published{key, *msg})
+	f.acks++
 	return nil
 }
 
-type fakeAck struct{ acks, nacks int }
-
-func (a *fakeAck) Ack(tag uint64, multiple bool) error           { a.acks++; return nil }
-func (a *fakeAck) Nack(tag uint64, multiple, requeue bool) error { a.nacks++; return nil }
-func (a *fakeAck) Reject(tag uint64, requeue bool) error         { a.nacks++; return nil }
+func (f *fakeChannel) ack(tag uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acks++
+	return nil
+}
 
 func testServer(t testing.TB) (*Server, *service, *echoService) {
 	t.Helper()
@@ -90,14 +92,12 @@ func testServer(t testing.TB) (*Server, *service, *echoService) {
 
 // handleOne runs one delivery through the server and returns its reply
 // (nil when none) after checking it was acked exactly once.
-func handleOne(t testing.TB, s *Server, sv *service, d amqp.Delivery) *amqp.Publishing {
+func handleOne(t testing.TB, s *Server, sv *service, d amqpc.Delivery) *amqpc.Publishing {
 	t.Helper()
 	ch := &fakeChannel{}
-	ack := &fakeAck{}
-	d.Acknowledger = ack
 	s.handle(context.Background(), sv, ch, &d)
-	if ack.acks != 1 || ack.nacks != 0 {
-		t.Fatalf("acks %d nacks %d, want one ack", ack.acks, ack.nacks)
+	if ch.acks != 1 {
+		t.Fatalf("acks %d, want one", ch.acks)
 	}
 	switch len(ch.replies) {
 	case 0:
@@ -107,8 +107,8 @@ func handleOne(t testing.TB, s *Server, sv *service, d amqp.Delivery) *amqp.Publ
 		if r.key != d.ReplyTo || r.msg.CorrelationId != d.CorrelationId {
 			t.Fatalf("reply to %q id %q for request reply_to %q id %q", r.key, r.msg.CorrelationId, d.ReplyTo, d.CorrelationId)
 		}
-		if _, ok := ParseCode(tableString(r.msg.Headers[HeaderStatus])); !ok {
-			t.Fatalf("reply status %v", r.msg.Headers)
+		if st, _ := r.msg.Header(HeaderStatus); !validCode(st) {
+			t.Fatalf("reply status %v", r.msg.HeaderList)
 		}
 		return &r.msg
 	}
@@ -116,13 +116,21 @@ func handleOne(t testing.TB, s *Server, sv *service, d amqp.Delivery) *amqp.Publ
 	return nil
 }
 
-func delivery(typ string, body string) amqp.Delivery {
-	return amqp.Delivery{Type: typ, ReplyTo: "amq.rabbitmq.reply-to.x", CorrelationId: "c1",
-		ContentType: ContentTypeJSON, Body: []byte(body)}
+func delivery(typ string, body string) amqpc.Delivery {
+	d := amqpc.Delivery{Body: []byte(body)}
+	d.Type, d.ReplyTo, d.CorrelationId, d.ContentType = typ, "amq.rabbitmq.reply-to.x", "c1", ContentTypeJSON
+	return d
 }
 
-func status(p *amqp.Publishing) (string, string) {
-	return tableString(p.Headers[HeaderStatus]), tableString(p.Headers[HeaderError])
+func validCode(v any) bool {
+	_, ok := ParseCode(tableString(v))
+	return ok
+}
+
+func status(p *amqpc.Publishing) (string, string) {
+	st, _ := p.Header(HeaderStatus)
+	msg, _ := p.Header(HeaderError)
+	return tableString(st), tableString(msg)
 }
 
 func TestRegisterFindsHandlerMethods(t *testing.T) {
@@ -159,7 +167,7 @@ func TestHandle(t *testing.T) {
 
 	r := handleOne(t, s, sv, delivery("echo.Echo", `{"text":"hi"}`))
 	if st, _ := status(r); st != "OK" || string(r.Body) != `{"text":"hi"}` || r.ContentType != ContentTypeJSON {
-		t.Fatalf("echo: %v %s", r.Headers, r.Body)
+		t.Fatalf("echo: %v %s", r.HeaderList, r.Body)
 	}
 	if !impl.sawDeadline.IsZero() {
 		t.Fatal("a request without x-deadline got a deadline")
@@ -174,12 +182,12 @@ func TestHandle(t *testing.T) {
 
 	r = handleOne(t, s, sv, delivery("echo.Nil", `{}`))
 	if st, _ := status(r); st != "OK" || string(r.Body) != `{"text":""}` {
-		t.Fatalf("nil reply: %v %s", r.Headers, r.Body)
+		t.Fatalf("nil reply: %v %s", r.HeaderList, r.Body)
 	}
 	// An empty JSON body is the zero request.
 	r = handleOne(t, s, sv, delivery("echo.Echo", ``))
 	if st, _ := status(r); st != "OK" {
-		t.Fatalf("empty body: %v", r.Headers)
+		t.Fatalf("empty body: %v", r.HeaderList)
 	}
 
 	cases := []struct {
@@ -218,7 +226,7 @@ func TestHandleProtobuf(t *testing.T) {
 	var out wrapperspb.StringValue
 	must(t, proto.Unmarshal(r.Body, &out))
 	if st, _ := status(r); st != "OK" || out.GetValue() != "hi!" || r.ContentType != ContentTypeProtobuf {
-		t.Fatalf("%v %q %q", r.Headers, out.GetValue(), r.ContentType)
+		t.Fatalf("%v %q %q", r.HeaderList, out.GetValue(), r.ContentType)
 	}
 	// The same method also speaks JSON (protobuf messages encode with
 	// encoding/json as plain structs).
@@ -239,9 +247,9 @@ func TestHandleDropsWhatCannotBeAnswered(t *testing.T) {
 	noType := delivery("", `{}`)
 	late := delivery("echo.Echo", `{}`)
 	late.Headers = amqp.Table{HeaderDeadline: time.Now().Add(-time.Millisecond).UnixMilli()}
-	for _, d := range []amqp.Delivery{noReply, noType, late} {
+	for _, d := range []amqpc.Delivery{noReply, noType, late} {
 		if r := handleOne(t, s, sv, d); r != nil {
-			t.Fatalf("reply %v to %+v", r.Headers, d)
+			t.Fatalf("reply %v to %+v", r.HeaderList, d)
 		}
 	}
 	if !impl.sawDeadline.IsZero() {
@@ -259,7 +267,8 @@ func FuzzHandle(f *testing.F) {
 	f.Add(".", "r", "text/", "x", []byte(`{"text":[]}`))
 	s, sv, _ := testServer(f)
 	f.Fuzz(func(t *testing.T, typ, replyTo, ct, deadline string, body []byte) {
-		d := amqp.Delivery{Type: typ, ReplyTo: replyTo, ContentType: ct, Body: body, CorrelationId: "id"}
+		d := amqpc.Delivery{Body: body}
+		d.Type, d.ReplyTo, d.ContentType, d.CorrelationId = typ, replyTo, ct, "id"
 		if deadline != "" {
 			d.Headers = amqp.Table{HeaderDeadline: deadline}
 		}

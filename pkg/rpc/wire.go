@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/heraldmq/herald/pkg/rpc/internal/amqpc"
 )
 
 // The wire convention (docs/rpc.md describes it for other languages).
@@ -68,7 +68,7 @@ type request struct {
 // possible or meaningful (no reply_to, no type): the server logs and
 // drops it. A bad x-deadline is reported with the rest parsed, so the
 // server can answer INVALID_ARGUMENT.
-func parseRequest(d *amqp.Delivery) (request, error) {
+func parseRequest(d *amqpc.Delivery) (request, error) {
 	r := request{replyTo: d.ReplyTo, correlationID: d.CorrelationId, contentType: d.ContentType}
 	if d.ReplyTo == "" {
 		return r, errNoReplyTo
@@ -80,7 +80,7 @@ func parseRequest(d *amqp.Delivery) (request, error) {
 	if r.service, r.method, ok = SplitType(d.Type); !ok {
 		return r, errBadType
 	}
-	if v, present := d.Headers[HeaderDeadline]; present {
+	if v, present := d.Header(HeaderDeadline); present {
 		ms, ok := tableInt(v)
 		if !ok {
 			return r, errBadDeadline
@@ -147,10 +147,12 @@ func tableString(v any) string {
 // parseReply reads a reply's status. A reply without x-rpc-status is OK:
 // a responder that answers at all but ignores the status convention
 // should still work for the success path.
-func parseReply(d *amqp.Delivery) (Code, string) {
-	name := tableString(d.Headers[HeaderStatus])
+func parseReply(d *amqpc.Delivery) (Code, string) {
+	st, _ := d.Header(HeaderStatus)
+	name := tableString(st)
 	code, ok := ParseCode(name)
-	msg := tableString(d.Headers[HeaderError])
+	e, _ := d.Header(HeaderError)
+	msg := tableString(e)
 	if !ok && msg == "" {
 		msg = "unknown status " + strconv.Quote(name)
 	}

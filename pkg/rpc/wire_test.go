@@ -6,6 +6,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/heraldmq/herald/pkg/rpc/internal/amqpc"
 )
 
 func TestSplitType(t *testing.T) {
@@ -57,15 +59,15 @@ func TestExpiration(t *testing.T) {
 }
 
 func TestParseReply(t *testing.T) {
-	c, msg := parseReply(&amqp.Delivery{Headers: amqp.Table{HeaderStatus: "NOT_FOUND", HeaderError: "gone"}})
+	c, msg := parseReply(withHeaders(amqp.Table{HeaderStatus: "NOT_FOUND", HeaderError: "gone"}))
 	if c != NotFound || msg != "gone" {
 		t.Fatal(c, msg)
 	}
-	c, msg = parseReply(&amqp.Delivery{Headers: amqp.Table{HeaderStatus: []byte("WEIRD")}})
+	c, msg = parseReply(withHeaders(amqp.Table{HeaderStatus: []byte("WEIRD")}))
 	if c != Unknown || msg != `unknown status "WEIRD"` {
 		t.Fatal(c, msg)
 	}
-	if c, _ := parseReply(&amqp.Delivery{}); c != OK {
+	if c, _ := parseReply(&amqpc.Delivery{}); c != OK {
 		t.Fatal(c)
 	}
 }
@@ -82,7 +84,8 @@ func FuzzDecodeReply(f *testing.F) {
 	f.Add("", "", "application/protobuf", []byte{1, 2})
 	f.Add("OK", "", "application/json;", []byte(`{"a":"x"}`))
 	f.Fuzz(func(t *testing.T, st, msg, ct string, body []byte) {
-		d := &amqp.Delivery{ContentType: ct, Body: body, Headers: amqp.Table{HeaderStatus: st, HeaderError: msg}}
+		d := withHeaders(amqp.Table{HeaderStatus: st, HeaderError: msg})
+		d.ContentType, d.Body = ct, body
 		var o out
 		err := decodeReply(d, jsonCodec{}, &o)
 		if err != nil {
@@ -91,4 +94,10 @@ func FuzzDecodeReply(f *testing.F) {
 			}
 		}
 	})
+}
+
+func withHeaders(h amqp.Table) *amqpc.Delivery {
+	d := &amqpc.Delivery{}
+	d.Headers = h
+	return d
 }
