@@ -32,15 +32,15 @@ const (
 	StatusUnsupportedData StatusCode = 1003
 	// StatusNoStatusRcvd is reported for a close frame without a code; it
 	// is never sent.
-	StatusNoStatusRcvd         StatusCode = 1005
-	StatusInvalidFramePayload  StatusCode = 1007
-	StatusPolicyViolation      StatusCode = 1008
-	StatusMessageTooBig        StatusCode = 1009
-	StatusInternalError        StatusCode = 1011
-	StatusTryAgainLater        StatusCode = 1013
-	maxControlPayload                     = 125
-	maxHeaderLen                          = 14 // 2 + 8 (64-bit length) + 4 (mask)
-	maxCloseReason                        = maxControlPayload - 2
+	StatusNoStatusRcvd        StatusCode = 1005
+	StatusInvalidFramePayload StatusCode = 1007
+	StatusPolicyViolation     StatusCode = 1008
+	StatusMessageTooBig       StatusCode = 1009
+	StatusInternalError       StatusCode = 1011
+	StatusTryAgainLater       StatusCode = 1013
+	maxControlPayload                    = 125
+	maxHeaderLen                         = 14 // 2 + 8 (64-bit length) + 4 (mask)
+	maxCloseReason                       = maxControlPayload - 2
 )
 
 // validWireCode reports whether a peer may send code in a close frame
