@@ -69,17 +69,28 @@ type Batch struct {
 
 // Add appends a message whose payload is head followed by tail.
 func (b *Batch) Add(op Opcode, head, tail []byte) {
-	size := len(head) + len(tail)
+	b.Start(op, len(head)+len(tail))
+	b.Append(head)
+	b.Append(tail)
+}
+
+// Start begins a message of size payload bytes, which the following
+// Appends supply.
+func (b *Batch) Start(op Opcode, size int) {
 	b.buf = appendHeader(b.buf, true, op, size)
-	b.buf = append(b.buf, head...)
-	if len(tail) <= inlineLimit {
-		b.buf = append(b.buf, tail...)
-	} else {
-		b.seal()
-		b.iov = append(b.iov, tail)
-	}
 	b.n++
 	b.size += size + maxHeaderLen
+}
+
+// Append adds a part of the current message's payload: copied when it is
+// small, else referenced (it must then stay unchanged until the write).
+func (b *Batch) Append(p []byte) {
+	if len(p) <= inlineLimit {
+		b.buf = append(b.buf, p...)
+		return
+	}
+	b.seal()
+	b.iov = append(b.iov, p)
 }
 
 // Len is the number of messages in the batch.

@@ -110,6 +110,10 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // LocalAddr is the listener side's address.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 
+// SetReadDeadline sets the read deadline of the underlying connection
+// (a read that times out leaves the Conn usable).
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+
 // Done is closed once the connection is closed.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
@@ -223,6 +227,7 @@ func (c *Conn) nextFrame() (header, error) {
 		}
 		c.msgLen += h.length
 		if c.limit > 0 && c.msgLen > c.limit {
+			c.frameLeft = h.length // what drainToClose skips
 			return h, c.fail(violation(StatusMessageTooBig, "message longer than the limit"))
 		}
 		c.inMsg = !h.fin
@@ -392,20 +397,52 @@ func (c *Conn) closing() bool {
 	return c.closeSent
 }
 
-// fail closes the connection with a violation's code.
+// fail closes the connection with a violation's code. Unless the framing
+// itself is broken (1002), it first reads on to the peer's close frame:
+// closing with unread bytes would make the kernel reset the connection,
+// and the peer might lose our close frame and its reason.
 func (c *Conn) fail(err error) error {
 	var v *ViolationError
 	if errors.As(err, &v) {
 		c.writeMu.Lock()
-		if !c.closeSent {
+		sent := c.closeSent
+		if !sent {
 			c.closeSent = true
-			_ = c.writeFrameLocked(OpClose, closePayload(v.Code, v.Reason), controlWriteTimeout)
+			sent = c.writeFrameLocked(OpClose, closePayload(v.Code, v.Reason), controlWriteTimeout) == nil
 		}
 		c.writeMu.Unlock()
+		if sent && v.Code != StatusProtocolError {
+			c.drainToClose()
+		}
 	}
 	c.CloseNow()
 	c.readErr = err
 	return err
+}
+
+// maxDrain bounds what drainToClose discards.
+const maxDrain = 1 << 20
+
+// drainToClose discards frames up to the peer's close frame (or a
+// deadline, an error, maxDrain bytes).
+func (c *Conn) drainToClose() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(closeTimeout))
+	budget := int64(maxDrain)
+	for {
+		if c.frameLeft > budget {
+			return
+		}
+		budget -= c.frameLeft
+		if c.skip(c.frameLeft) != nil || c.fill(2) != nil || c.fill(headerSize(c.rbuf[c.r+1])) != nil {
+			return
+		}
+		h, n, err := parseHeader(c.rbuf[c.r:c.w])
+		if err != nil || h.op == OpClose {
+			return
+		}
+		c.r += n
+		c.frameLeft = h.length
+	}
 }
 
 // CloseNow closes the TCP connection without a close handshake.

@@ -239,6 +239,7 @@ func readClose(t *testing.T, nc net.Conn, br *bufio.Reader) StatusCode {
 		}
 		if Opcode(b[0]&0xF) == OpClose {
 			code, _, _ := parseClose(p)
+			_, _ = nc.Write(clientFrame(true, OpClose, nil)) // complete the handshake
 			return code
 		}
 	}
