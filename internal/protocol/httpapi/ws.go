@@ -22,10 +22,11 @@ import (
 // reply address are pushed.
 const replySubID = "$reply"
 
-// wsSession is one /ws connection: the read loop runs the protocol, a
-// writer started on demand drains the outbox (wswriter.go), and timers
-// close the socket on server shutdown and ping the peer. An idle socket
-// runs one goroutine, its read loop, blocked with no buffer (wsconn).
+// wsSession is one /ws connection: the read loop (wait, and resume for
+// each burst of frames) runs the protocol, a writer started on demand
+// drains the outbox (wswriter.go), and timers close the socket on server
+// shutdown and ping the peer. An idle socket runs one goroutine, wait,
+// on a minimal stack and with no buffer (wsconn).
 type wsSession struct {
 	s     *Server
 	c     *wsconn.Conn
@@ -57,6 +58,11 @@ type wsSession struct {
 	done    chan struct{} // closed when the read loop ends
 	// writers counts the running writer (wswriter.go).
 	writers sync.WaitGroup
+	// burstDone carries resume's end to wait; release undoes openWS's
+	// registrations; stopWatch stops the timers (watch).
+	burstDone chan error
+	release   func()
+	stopWatch func()
 
 	mu    sync.Mutex // guards subs and reply
 	subs  map[string]*sub
@@ -92,11 +98,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.startWS(c, r, userOf(r), v, nil)
 }
 
-// startWS runs an accepted socket on a goroutine of its own and lets the
-// HTTP handler return: the server's connection goroutine, its stack grown
-// by the request's handling, and its request state go away, and the
-// socket's read loop starts on a small stack. The shell's Track keeps
-// shutdown waiting for it.
+// startWS sets an accepted socket's session up on a goroutine of its
+// own and lets the HTTP handler return: the server's connection
+// goroutine, its stack grown by the request's handling, and its request
+// state go away. The session then waits for its peer on a fresh goroutine
+// that does nothing else (wait), so that an idle socket costs one
+// minimal stack and no buffer. The shell's Track keeps shutdown waiting
+// for the session.
 func (s *Server) startWS(c *wsconn.Conn, r *http.Request, u *auth.User, v *broker.VHost, connect *flexString) {
 	if !s.track() {
 		_ = c.Close(wsconn.StatusGoingAway, "server shutting down")
@@ -107,8 +115,12 @@ func (s *Server) startWS(c *wsconn.Conn, r *http.Request, u *auth.User, v *broke
 		info.local = a.String()
 	}
 	go func() {
-		defer s.untrack()
-		s.runWS(c, info, u, v, connect)
+		ws := s.openWS(c, info, u, v, connect)
+		if ws == nil {
+			s.untrack()
+			return
+		}
+		go ws.wait()
 	}()
 }
 
@@ -118,9 +130,10 @@ type wsPeer struct {
 	batch         bool
 }
 
-// runWS runs an accepted socket of user u; connect is the frame of an
-// in-band login (wsconnect.go), answered once the session runs.
-func (s *Server) runWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost, connect *flexString) {
+// openWS starts the session of an accepted socket of user u; connect is
+// the frame of an in-band login (wsconnect.go), answered once the session
+// runs. It returns nil when a connection limit refuses the socket.
+func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost, connect *flexString) *wsSession {
 	// Connection limits are checked once the socket is up, so that the
 	// client (a browser cannot read an HTTP status of a refused upgrade)
 	// learns why: close 1013 "try again later" with the reason.
@@ -128,28 +141,33 @@ func (s *Server) runWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost, 
 	if err != nil {
 		s.log.Info("websocket refused by a connection limit", "remote", r.remote, "err", err)
 		_ = c.Close(wsconn.StatusTryAgainLater, truncateReason(limitReason(err)))
-		return
+		return nil
 	}
-	defer release()
-	defer s.streamOpened(protocolWS)()
 	ws := &wsSession{
 		s: s, c: c, user: u, vhost: v, owner: s.broker.NewOwner(),
 		log: s.log.With("remote", r.remote, "user", u.Name), pub: v.Publisher(),
 		done: make(chan struct{}), subs: make(map[string]*sub),
 		rate: s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
-		batch: r.batch,
+		batch: r.batch, burstDone: make(chan error, 1),
 	}
 	ws.ob = newKickedOutbox(s.cfg.Outbox, ws.kick)
 	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
 	ws.rt.connectID = connect
+	closed := s.streamOpened(protocolWS)
 	var unregister func()
 	ws.reg, unregister = s.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "Web", User: ws.user.Name, VHost: v.Name(),
 		Peer: r.remote, Local: r.local, Owner: ws.owner, Close: func(reason string) {
 			// Close waits for the peer's close frame: not in the caller.
 			go ws.shutdown(wsconn.StatusPolicyViolation, truncateReason(reason))
 		}})
-	defer unregister()
-	ws.run()
+	ws.release = func() {
+		unregister()
+		closed()
+		release()
+	}
+	ws.stopWatch = ws.watch()
+	ws.openRealtime()
+	return ws
 }
 
 // truncateReason fits a close reason into a WebSocket close frame (123 bytes).
@@ -161,11 +179,38 @@ func truncateReason(s string) string {
 	return s
 }
 
-func (ws *wsSession) run() {
-	stopWatch := ws.watch()
-	ws.openRealtime()
-	err := ws.readLoop()
-	stopWatch()
+// wait is the session's idle state: it waits for the peer with no
+// buffer (wsconn.Conn.WaitReadable) and runs each burst of frames on a
+// goroutine of its own (resume), whose stack may grow while it works and
+// goes away with it. A readiness poller (epoll) could take wait's place
+// and drop the goroutine too: on readable, call resume; when it returns
+// nil, re-arm; on an error, call end.
+func (ws *wsSession) wait() {
+	var err error
+	for err == nil {
+		if err = ws.c.WaitReadable(); err == nil {
+			go func() { ws.burstDone <- ws.resume() }()
+			err = <-ws.burstDone
+		}
+	}
+	ws.end(err)
+}
+
+// resume reads and runs the frames the peer sent until none is left
+// buffered; an error ends the session (end).
+func (ws *wsSession) resume() error {
+	for {
+		op, b, err := ws.c.ReadBuffered()
+		if err != nil || op == 0 {
+			return err
+		}
+		ws.handle(b)
+	}
+}
+
+// end closes the session once its reading failed or the peer closed.
+func (ws *wsSession) end(err error) {
+	ws.stopWatch()
 	ws.log.Debug("websocket closed", "err", err)
 	if wsViolation(err, ws.closing.Load()) {
 		ws.s.cfg.Counters.ProtocolError(protocolWS)
@@ -190,6 +235,8 @@ func (ws *wsSession) run() {
 	ws.writers.Wait()
 	ws.s.broker.ReleaseOwner(ws.owner)
 	_ = ws.c.CloseNow()
+	ws.release()
+	ws.s.untrack()
 }
 
 // shutdown closes the socket with a close code; the read loop then ends.
@@ -267,24 +314,19 @@ func (ws *wsSession) tooSlow() string {
 	return ""
 }
 
-func (ws *wsSession) readLoop() error {
-	for {
-		_, b, err := ws.c.ReadMessage()
-		if err != nil {
-			return err
-		}
-		f, err := parseFrame(b)
-		if f != nil {
-			ws.pace(f.Op)
-		} else {
-			ws.pace("")
-		}
-		if err != nil {
-			ws.sendError("", http.StatusBadRequest, err.Error())
-			continue
-		}
-		ws.dispatch(f)
+// handle runs one client message.
+func (ws *wsSession) handle(b []byte) {
+	f, err := parseFrame(b)
+	if f != nil {
+		ws.pace(f.Op)
+	} else {
+		ws.pace("")
 	}
+	if err != nil {
+		ws.sendError("", http.StatusBadRequest, err.Error())
+		return
+	}
+	ws.dispatch(f)
 }
 
 func (ws *wsSession) send(v any) { ws.ob.control(mustJSON(v)) }

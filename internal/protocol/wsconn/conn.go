@@ -132,6 +132,38 @@ func (c *Conn) Idle() bool {
 // protocol (the connection is then closed with that code), or the
 // network's.
 func (c *Conn) ReadMessage() (Opcode, []byte, error) {
+	return c.readMessage(false)
+}
+
+// ReadBuffered is ReadMessage for a reader that parks the connection
+// while it is idle (see WaitReadable): once nothing more is buffered at a
+// message boundary it returns op 0 (and no error) instead of waiting for
+// the network. A message begun in the buffer is read to its end.
+func (c *Conn) ReadBuffered() (Opcode, []byte, error) {
+	return c.readMessage(true)
+}
+
+// WaitReadable waits until the peer sends something, reading it into the
+// Conn's own 64-byte array: a goroutine parked here holds no buffer, and
+// the stack of a goroutine that only waits here stays at its minimum. It
+// returns at once when something is buffered. After it, ReadBuffered
+// reads what came, typically on another goroutine.
+func (c *Conn) WaitReadable() error {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.readErr != nil {
+		return c.readErr
+	}
+	if c.r < c.w || c.frameLeft > 0 || c.inMsg {
+		return nil
+	}
+	if err := c.fill(1); err != nil {
+		return c.readFailed(err)
+	}
+	return nil
+}
+
+func (c *Conn) readMessage(stopIdle bool) (Opcode, []byte, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	if c.readErr != nil {
@@ -140,9 +172,12 @@ func (c *Conn) ReadMessage() (Opcode, []byte, error) {
 	var msg []byte
 	var op Opcode
 	for {
-		h, err := c.nextFrame()
+		h, err := c.nextFrame(stopIdle && op == 0)
 		if err != nil {
 			return 0, nil, err
+		}
+		if h.op == 0 && op == 0 {
+			return 0, nil, nil // idle
 		}
 		if op == 0 {
 			op = h.op
@@ -185,9 +220,16 @@ func headerSize(b1 byte) int {
 }
 
 // nextFrame reads frame headers, answering control frames, until the
-// header of a data frame; its payload is then c.frameLeft bytes.
-func (c *Conn) nextFrame() (header, error) {
+// header of a data frame; its payload is then c.frameLeft bytes. With
+// stopIdle it returns a zero header instead of waiting for the network
+// when nothing is buffered between messages.
+func (c *Conn) nextFrame(stopIdle bool) (header, error) {
 	for {
+		if stopIdle && c.r == c.w && c.frameLeft == 0 && !c.inMsg {
+			c.full = false // parking: give the buffer back in any case
+			c.consumed()
+			return header{}, nil
+		}
 		if c.frameLeft > 0 {
 			// The caller left part of a payload unread (a NetConn read);
 			// a message reader never does.
@@ -476,7 +518,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	if c.readMu.TryLock() {
 		// No reader: read until the peer's close frame (or the deadline).
 		for c.readErr == nil {
-			if _, err := c.nextFrame(); err == nil {
+			if _, err := c.nextFrame(false); err == nil {
 				if err := c.skip(c.frameLeft); err != nil {
 					break
 				}

@@ -363,3 +363,48 @@ func TestBatchOneWrite(t *testing.T) {
 		t.Fatal("batch not emptied")
 	}
 }
+
+func TestWaitReadableAndReadBuffered(t *testing.T) {
+	var in []byte
+	in = append(in, clientFrame(true, OpText, []byte("one"))...)
+	in = append(in, clientFrame(true, OpPing, nil)...)
+	in = append(in, clientFrame(false, OpBinary, bytes.Repeat([]byte("x"), 3000))...)
+	in = append(in, clientFrame(true, OpContinuation, []byte("end"))...)
+	// The first read brings "one" and the ping; the fragmented message
+	// comes in a second read, which ReadBuffered does not wait for.
+	c, sc := newScriptConn(in, 9+6, 0)
+	if err := c.WaitReadable(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		op, m, err := c.ReadBuffered()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op == 0 {
+			break
+		}
+		got = append(got, string(m))
+	}
+	if len(got) != 1 || got[0] != "one" || !c.Idle() {
+		t.Fatalf("first burst %q, idle %v", got, c.Idle())
+	}
+	if sc.out.Len() != 2 { // the pong
+		t.Fatalf("wrote %x, want a pong", sc.out.Bytes())
+	}
+	if err := c.WaitReadable(); err != nil {
+		t.Fatal(err)
+	}
+	// A message begun in the buffer is read to its end.
+	op, m, err := c.ReadBuffered()
+	if err != nil || op != OpBinary || len(m) != 3003 {
+		t.Fatalf("second burst: %d %d %v", op, len(m), err)
+	}
+	if op, _, _ := c.ReadBuffered(); op != 0 || !c.Idle() {
+		t.Fatalf("not idle after the burst")
+	}
+	if err := c.WaitReadable(); err == nil {
+		t.Fatal("no error at the end of the input")
+	}
+}

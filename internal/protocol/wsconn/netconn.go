@@ -40,7 +40,7 @@ func (n *netConn) Read(p []byte) (int, error) {
 		if c.readErr != nil {
 			return 0, streamErr(c.readErr)
 		}
-		h, err := c.nextFrame()
+		h, err := c.nextFrame(false)
 		if err != nil {
 			return 0, streamErr(err)
 		}
