@@ -201,6 +201,12 @@ func (o *outbox) written(it *outItem) {
 	if !it.sub.auto {
 		return
 	}
+	if o.kick != nil {
+		// Kicked mode keeps no pending entry for auto-ack deliveries:
+		// the item is the writer's alone once taken (see unwritten).
+		it.d.Queue.Ack(it.d.ID)
+		return
+	}
 	o.mu.Lock()
 	_, ok := o.pending[it.tag]
 	delete(o.pending, it.tag)
@@ -243,11 +249,27 @@ func (o *outbox) close() {
 	o.closed = true
 	pending := o.pending
 	o.pending = map[uint64]pendingDelivery{}
+	items := o.items
 	o.items = nil
 	o.cond.Broadcast()
 	o.mu.Unlock()
 	for _, p := range pending {
 		p.queue.Requeue(p.id)
+	}
+	o.unwritten(items)
+}
+
+// unwritten requeues the auto-ack deliveries of items that will not be
+// written (in kicked mode they have no pending entry; otherwise close
+// requeues them from pending).
+func (o *outbox) unwritten(items []outItem) {
+	if o.kick == nil {
+		return
+	}
+	for i := range items {
+		if it := &items[i]; it.sub != nil && it.sub.auto {
+			it.d.Queue.Requeue(it.d.ID)
+		}
 	}
 }
 
@@ -291,7 +313,9 @@ func (s *sub) Deliver(d broker.Delivery) bool {
 		return false
 	}
 	o.nextTag++
-	o.pending[o.nextTag] = pendingDelivery{queue: d.Queue, id: d.ID, sub: s}
+	if !s.auto || o.kick == nil {
+		o.pending[o.nextTag] = pendingDelivery{queue: d.Queue, id: d.ID, sub: s}
+	}
 	o.items = append(o.items, outItem{sub: s, tag: o.nextTag, d: d})
 	o.msgs++
 	o.ring()

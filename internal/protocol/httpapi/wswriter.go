@@ -81,6 +81,11 @@ func (ws *wsSession) writeItems(batch []outItem) bool {
 		}
 	}()
 	start := 0 // first item not yet written
+	defer func() {
+		// What is not written goes back to its queue (auto-ack
+		// deliveries; the others are pending, requeued by close).
+		ws.ob.unwritten(batch[start:])
+	}()
 	write := func(end int) bool {
 		if wb.Len() > 0 {
 			if err := ws.c.WriteBatch(wb); err != nil {

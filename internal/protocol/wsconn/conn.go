@@ -59,8 +59,9 @@ type Conn struct {
 	msgLen    int64
 	readErr   error // sticky once the connection is unusable
 
-	writeMu   sync.Mutex
-	closeSent bool // guarded by writeMu
+	writeMu     sync.Mutex
+	closeSent   bool      // guarded by writeMu
+	deadlineSet time.Time // when WriteBatch last moved the write deadline; guarded by writeMu
 
 	pongMu sync.Mutex
 	pong   chan struct{} // the pending Ping's, closed by the next pong
@@ -582,6 +583,7 @@ func (c *Conn) writeFrameLocked(op Opcode, p []byte, timeout time.Duration) erro
 	f = append(f, p...)
 	if timeout > 0 {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		c.deadlineSet = time.Time{} // WriteBatch sets its own again
 	}
 	_, err := c.nc.Write(f)
 	return err
@@ -611,7 +613,13 @@ func (c *Conn) WriteBatch(b *Batch) error {
 		return ErrClosed
 	}
 	if c.writeTimeout > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		// Re-arming the deadline costs a timer update per write; moving it
+		// only once half of it has passed still bounds every write by
+		// between half and all of the timeout.
+		if now := time.Now(); now.Sub(c.deadlineSet) > c.writeTimeout/2 {
+			_ = c.nc.SetWriteDeadline(now.Add(c.writeTimeout))
+			c.deadlineSet = now
+		}
 	}
 	if len(b.iov) == 1 {
 		_, err := c.nc.Write(b.iov[0])
