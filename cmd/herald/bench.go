@@ -47,11 +47,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", def.RPCTimeout, "rpc: give up waiting for a reply after this long")
 	fs.IntVar(&cfg.Messages, "messages", 0, fmt.Sprintf("stream-replay: messages to publish and then replay from first (default %d)", bench.DefaultReplayMessages))
 	fs.StringVar(&cfg.HTTPURL, "http-url", "", "rpc-gateway: the HTTP API `URL`, http://user:password@host:port (default "+bench.DefaultHTTPURL+")")
-	fs.IntVar(&cfg.BrokerPID, "broker-pid", 0, "broker process `id`: report its CPU time during the window and messages per broker CPU-second; mqtt-idle: also its RSS per connection (Linux)")
+	fs.IntVar(&cfg.BrokerPID, "broker-pid", 0, "broker process `id`: report its CPU time during the window and messages per broker CPU-second; mqtt-idle, ws-idle: also its RSS per connection (Linux)")
 	fs.IntVar(&cfg.Subscribers, "subscribers", 0, fmt.Sprintf("mqtt-fanout: subscriber connections (default %d)", bench.DefaultSubscribers))
 	fs.BoolVar(&cfg.PahoSubscribers, "paho-subscribers", false, "mqtt-fanout: subscribers use the paho client library instead of the bench's lean client (which costs the machine a fraction of the CPU per delivery)")
 	fs.IntVar(&cfg.QoS, "qos", 0, "mqtt-fanout: QoS `level` 0 or 1 of the publishes and subscriptions (QoS 1: up to --confirm-window publishes await their PUBACK)")
-	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
+	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle, ws-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "do not print progress lines")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, e.g. pkg/rpc in rpc-sdk) to this `file`, for go tool pprof")
@@ -176,6 +176,7 @@ Examples:
   herald bench nats-rpc --url nats://127.0.0.1:4222       # the same over NATS request/reply
   herald bench stream-replay --messages 1000000 --consumers 10 --url nats://127.0.0.1:4222   # JetStream
   herald bench mqtt-idle --url mqtt://127.0.0.1:1883 --connections 10000 --broker-pid $(pgrep mosquitto)
+  herald bench ws-idle --url ws://guest:guest@127.0.0.1:15672/ws --connections 5000 --broker-pid $(pgrep -f 'herald serve')   # or /mqtt, or Centrifugo's /connection/websocket
 
 Flags:
 `)

@@ -93,6 +93,7 @@ var rules = []rule{
 	{internal + "protocol/mqtt", []string{internal + "web"}, "a socket protocol does not depend on the HTTP shell", false},
 	{internal + "protocol/stomp", []string{internal + "web"}, "a socket protocol does not depend on the HTTP shell", false},
 	{internal + "protocol/kit", adapters, "the kit serves every adapter and knows none", false},
+	{internal + "protocol/wsconn", []string{anyHere}, "the WebSocket transport serves every adapter and knows none (stdlib only)", false},
 	// The HTTP shell routes and logs in; what it mounts comes from above.
 	{internal + "web", []string{internal + "admin", internal + "protocol", internal + "server", internal + "app"}, "the shell knows no mounted part", false},
 	{internal + "web", []string{internal + "store"}, "the shell calls the core, never the store", true},
@@ -158,8 +159,8 @@ func TestLayering(t *testing.T) {
 }
 
 // adapterOf names the adapter a package belongs to ("amqp091", "admin",
-// ...), or "" for a package outside the adapters. The kit is shared by
-// all of them and is no adapter.
+// ...), or "" for a package outside the adapters. The kit and the
+// WebSocket transport (wsconn) are shared by all of them and are no adapter.
 func adapterOf(path string) string {
 	if matches(path, internal+"admin") {
 		return "admin"
@@ -169,7 +170,7 @@ func adapterOf(path string) string {
 		return ""
 	}
 	name, _, _ := strings.Cut(rest, "/")
-	if name == "kit" {
+	if name == "kit" || name == "wsconn" {
 		return ""
 	}
 	return name

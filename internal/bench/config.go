@@ -38,6 +38,7 @@ var Scenarios = []struct{ Name, Summary string }{
 	{ScenarioMQTTFanout, "MQTT: 1 publisher -> one topic -> N --subscribers (default 100), --qos 0|1; deliveries/s, latency, loss per subscriber"},
 	{ScenarioMQTTIdle, "MQTT: hold N idle --connections (default 10,000, keep-alive 60s); connect rate, broker RSS per connection"},
 	{ScenarioWSFanout, wsFanoutSummary},
+	{ScenarioWSIdle, wsIdleSummary},
 	{ScenarioStream, streamSummary},
 	{ScenarioRPCGateway, rpcGatewaySummary},
 	{ScenarioRPCSDK, rpcSDKSummary},
@@ -157,6 +158,9 @@ func (c Config) Normalize() (Config, error) {
 	}
 	if c.Scenario == ScenarioWSFanout {
 		return c.normalizeWS()
+	}
+	if c.Scenario == ScenarioWSIdle {
+		return c.normalizeWSIdle()
 	}
 	if c.Scenario == ScenarioRPCGateway {
 		return c.normalizeGateway()

@@ -82,6 +82,8 @@ func Describe(c Config) string {
 		return s + ", " + strconv.Itoa(c.Size) + " B"
 	case ScenarioWSFanout:
 		return describeWS(c)
+	case ScenarioWSIdle:
+		return describeWSIdle(c)
 	case ScenarioStream:
 		return describeStream(c)
 	case ScenarioRPCGateway:

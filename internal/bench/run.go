@@ -38,6 +38,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		return runMQTTIdle(r)
 	case ScenarioWSFanout:
 		return runWSFanout(r)
+	case ScenarioWSIdle:
+		return runWSIdle(r)
 	case ScenarioStream:
 		return runStreamScenario(r)
 	case ScenarioRPCGateway:

@@ -6,9 +6,8 @@ import (
 	"io"
 	"net"
 
-	"github.com/coder/websocket"
-
 	"github.com/heraldmq/herald/internal/metrics"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 )
 
 // The metrics labels of /ws and SSE (Config.Counters; nil counts nothing).
@@ -30,7 +29,7 @@ func (s *Server) streamOpened(protocol string) (closed func()) {
 // rather than by a close handshake, a lost connection or Herald's own
 // close (closing).
 func wsViolation(err error, closing bool) bool {
-	if err == nil || closing || websocket.CloseStatus(err) != -1 {
+	if err == nil || closing || wsconn.CloseStatus(err) != -1 {
 		return false
 	}
 	var ne net.Error

@@ -10,9 +10,12 @@ import (
 
 // outbox is the bounded buffer between the queues (which call Deliver with
 // their lock held, from any goroutine) and the one goroutine that writes a
-// WebSocket or an SSE stream. Deliveries beyond its bound are refused, so
-// the queues keep them; the writer resumes the refused subscriptions once
-// it has taken a batch out.
+// WebSocket or an SSE stream. An SSE stream's writer waits on notify; a
+// WebSocket has no writer while nothing is queued: the first item starts
+// one (kick), which drains the outbox and ends (an idle socket keeps no
+// goroutine, and a burst costs one start, not a wake per delivery).
+// Deliveries beyond its bound are refused, so the queues keep them; the
+// writer resumes the refused subscriptions once it has taken a batch out.
 //
 // Lock order: a queue's lock, then outbox.mu. Nothing here calls into a
 // queue while holding mu.
@@ -20,6 +23,9 @@ type outbox struct {
 	limit  int
 	notify kit.Wake // items were added
 	slow   kit.Wake // a private subscription was refused
+	// kick, when set, replaces notify: it starts the writer (called with
+	// mu held, at most once until the writer goes idle).
+	kick func()
 
 	mu      sync.Mutex // guards everything below
 	cond    *sync.Cond // signalled when control frames drain or the outbox closes
@@ -32,6 +38,13 @@ type outbox struct {
 	// pending holds every delivery not yet settled, by tag: the ones still
 	// in items and the ones written and awaiting the client's ack.
 	pending map[uint64]pendingDelivery
+	// running: the writer started by kick has not gone idle yet.
+	running bool
+	// slowSeen: a private subscription was refused since the writer last
+	// looked (kick mode's slow).
+	slowSeen bool
+	// spare is the kicked writer's item slice between bursts.
+	spare []outItem
 }
 
 type outItem struct {
@@ -53,6 +66,56 @@ func newOutbox(limit int) *outbox {
 	return o
 }
 
+// newKickedOutbox returns an outbox whose writer kick starts on demand.
+func newKickedOutbox(limit int, kick func()) *outbox {
+	o := &outbox{limit: limit, kick: kick, pending: make(map[uint64]pendingDelivery)}
+	o.cond = sync.NewCond(&o.mu)
+	return o
+}
+
+// ring tells the writer that items are queued; mu is held.
+func (o *outbox) ring() {
+	if o.kick == nil {
+		o.notify.Ring()
+		return
+	}
+	if !o.running {
+		o.running = true
+		o.kick()
+	}
+}
+
+// ringSlow tells the writer to look for a slow subscription; mu is held.
+func (o *outbox) ringSlow() {
+	if o.kick == nil {
+		o.slow.Ring()
+		return
+	}
+	o.slowSeen = true
+	o.ring()
+}
+
+// takeOrIdle is take for a kicked writer, which passes back the batch it
+// wrote (cleared): when nothing is queued it marks the writer idle (the
+// next item kicks a new one) and reports false. slow reports a refused
+// private subscription since the last call.
+func (o *outbox) takeOrIdle(used []outItem) (batch []outItem, slow, ok bool) {
+	o.mu.Lock()
+	if used != nil && cap(used) <= maxSpareItems {
+		o.spare = used[:0]
+	}
+	if len(o.items) == 0 && !o.slowSeen {
+		o.running = false
+		o.mu.Unlock()
+		return nil, false, false
+	}
+	slow, o.slowSeen = o.slowSeen, false
+	spare := o.spare
+	o.spare = nil
+	o.mu.Unlock()
+	return o.take(spare), slow, true
+}
+
 // maxControl bounds queued control frames; the reader waits beyond it, so
 // a client that never reads cannot grow the outbox by sending requests.
 const maxControl = 64
@@ -70,7 +133,7 @@ func (o *outbox) control(b []byte) bool {
 	}
 	o.items = append(o.items, outItem{ctrl: b})
 	o.ctrls++
-	o.notify.Ring()
+	o.ring()
 	return true
 }
 
@@ -81,7 +144,7 @@ func (o *outbox) controlNoWait(b []byte) {
 	o.mu.Lock()
 	if !o.closed {
 		o.items = append(o.items, outItem{ctrl: b})
-		o.notify.Ring()
+		o.ring()
 	}
 	o.mu.Unlock()
 }
@@ -95,7 +158,7 @@ func (o *outbox) answer(b []byte) {
 	if !o.closed {
 		o.items = append(o.items, outItem{ctrl: b})
 		o.ctrls++
-		o.notify.Ring()
+		o.ring()
 	}
 	o.mu.Unlock()
 }
@@ -136,6 +199,12 @@ func (o *outbox) take(spare []outItem) []outItem {
 // the wire.
 func (o *outbox) written(it *outItem) {
 	if !it.sub.auto {
+		return
+	}
+	if o.kick != nil {
+		// Kicked mode keeps no pending entry for auto-ack deliveries:
+		// the item is the writer's alone once taken (see unwritten).
+		it.d.Queue.Ack(it.d.ID)
 		return
 	}
 	o.mu.Lock()
@@ -180,11 +249,27 @@ func (o *outbox) close() {
 	o.closed = true
 	pending := o.pending
 	o.pending = map[uint64]pendingDelivery{}
+	items := o.items
 	o.items = nil
 	o.cond.Broadcast()
 	o.mu.Unlock()
 	for _, p := range pending {
 		p.queue.Requeue(p.id)
+	}
+	o.unwritten(items)
+}
+
+// unwritten requeues the auto-ack deliveries of items that will not be
+// written (in kicked mode they have no pending entry; otherwise close
+// requeues them from pending).
+func (o *outbox) unwritten(items []outItem) {
+	if o.kick == nil {
+		return
+	}
+	for i := range items {
+		if it := &items[i]; it.sub != nil && it.sub.auto {
+			it.d.Queue.Requeue(it.d.ID)
+		}
 	}
 }
 
@@ -202,6 +287,8 @@ type sub struct {
 	// queued, so that no delivery overtakes it.
 	started atomic.Bool
 	blocked bool // in o.blocked; guarded by o.mu
+	// idJSON is id encoded as a JSON string (the /ws writer's, lazily).
+	idJSON []byte
 }
 
 // Deliver runs under the queue's lock: it only queues d for the writer.
@@ -221,15 +308,17 @@ func (s *sub) Deliver(d broker.Delivery) bool {
 			o.blocked = append(o.blocked, s)
 		}
 		if s.private {
-			o.slow.Ring()
+			o.ringSlow()
 		}
 		return false
 	}
 	o.nextTag++
-	o.pending[o.nextTag] = pendingDelivery{queue: d.Queue, id: d.ID, sub: s}
+	if !s.auto || o.kick == nil {
+		o.pending[o.nextTag] = pendingDelivery{queue: d.Queue, id: d.ID, sub: s}
+	}
 	o.items = append(o.items, outItem{sub: s, tag: o.nextTag, d: d})
 	o.msgs++
-	o.notify.Ring()
+	o.ring()
 	return true
 }
 

@@ -8,10 +8,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/coder/websocket"
-
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -80,7 +79,7 @@ func (o *outbox) event(b []byte) bool {
 	}
 	o.items = append(o.items, outItem{ctrl: b})
 	o.ctrls++
-	o.notify.Ring()
+	o.ring()
 	return true
 }
 
@@ -93,7 +92,7 @@ func (h *presenceHub) notifyLocked(pc *presenceChannel, op, channel string, c pr
 	for w := range pc.watchers {
 		if !w.ob.event(b) {
 			w.log.Warn("closing a websocket that does not read its join/leave frames", "channel", channel)
-			go w.shutdown(websocket.StatusPolicyViolation, "too slow")
+			go w.shutdown(wsconn.StatusPolicyViolation, "too slow")
 		}
 	}
 }

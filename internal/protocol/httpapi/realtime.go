@@ -12,9 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -112,7 +111,7 @@ func (ws *wsSession) armExpiry(at time.Time) {
 	}
 	rt.expiry = time.AfterFunc(time.Until(at), func() {
 		ws.log.Info("websocket token expired without a refresh; closing")
-		ws.shutdown(websocket.StatusPolicyViolation, "token expired")
+		ws.shutdown(wsconn.StatusPolicyViolation, "token expired")
 	})
 }
 

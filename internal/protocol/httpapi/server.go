@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -36,8 +37,13 @@ type Server struct {
 	rpc *rpcGateway
 	// presence holds the channels' presence sets (presence.go).
 	presence *presenceHub
-	// wbufs pools the /ws writers' batch buffers (*[]byte).
+	// wbufs pools the /ws writers' scratch buffers (*[]byte).
 	wbufs sync.Pool
+	// wspool lends the /ws sockets their read buffers and write batches.
+	wspool wsconn.Pool
+	// encCache shares the encoding of a broadcast message between the
+	// sockets it goes to (wswriter.go).
+	encCache encCache
 }
 
 // Protocol names under which this package counts messages that belong to

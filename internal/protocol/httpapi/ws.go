@@ -12,10 +12,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/coder/websocket"
-
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 	"github.com/heraldmq/herald/internal/web"
 )
 
@@ -23,13 +22,14 @@ import (
 // reply address are pushed.
 const replySubID = "$reply"
 
-// wsSession is one /ws connection: the read loop (the handler goroutine)
-// runs the protocol, a writer goroutine drains the outbox, and a watchdog
-// closes the socket on server shutdown or when a private subscription
-// falls too far behind.
+// wsSession is one /ws connection: the read loop (wait, and resume for
+// each burst of frames) runs the protocol, a writer started on demand
+// drains the outbox (wswriter.go), and timers close the socket on server
+// shutdown and ping the peer. An idle socket runs one goroutine, wait,
+// on a minimal stack and with no buffer (wsconn).
 type wsSession struct {
 	s     *Server
-	c     *websocket.Conn
+	c     *wsconn.Conn
 	user  *auth.User
 	vhost *broker.VHost
 	owner broker.Owner
@@ -56,6 +56,13 @@ type wsSession struct {
 	// get onto the wire behind the frame in progress.
 	closing atomic.Bool
 	done    chan struct{} // closed when the read loop ends
+	// writers counts the running writer (wswriter.go).
+	writers sync.WaitGroup
+	// burstDone carries resume's end to wait; release undoes openWS's
+	// registrations; stopWatch stops the timers (watch).
+	burstDone chan error
+	release   func()
+	stopWatch func()
 
 	mu    sync.Mutex // guards subs and reply
 	subs  map[string]*sub
@@ -83,50 +90,84 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.untrack()
-	c, err := websocket.Accept(w, r, s.wsAcceptOptions())
+	c, err := wsconn.Accept(w, r, s.wsAcceptOptions())
 	if err != nil {
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return // Accept has answered
 	}
-	c.SetReadLimit(s.cfg.MaxBodySize)
-	s.runWS(c, r, userOf(r), v, nil)
+	s.startWS(c, r, userOf(r), v, nil)
 }
 
-// runWS runs an accepted socket of user u; connect is the frame of an
-// in-band login (wsconnect.go), answered once the session runs.
-func (s *Server) runWS(c *websocket.Conn, r *http.Request, u *auth.User, v *broker.VHost, connect *flexString) {
+// startWS sets an accepted socket's session up on a goroutine of its
+// own and lets the HTTP handler return: the server's connection
+// goroutine, its stack grown by the request's handling, and its request
+// state go away. The session then waits for its peer on a fresh goroutine
+// that does nothing else (wait), so that an idle socket costs one
+// minimal stack and no buffer. The shell's Track keeps shutdown waiting
+// for the session.
+func (s *Server) startWS(c *wsconn.Conn, r *http.Request, u *auth.User, v *broker.VHost, connect *flexString) {
+	if !s.track() {
+		_ = c.Close(wsconn.StatusGoingAway, "server shutting down")
+		return
+	}
+	info := wsPeer{remote: r.RemoteAddr, batch: r.URL.Query().Get("batch") == "1"}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		info.local = a.String()
+	}
+	go func() {
+		ws := s.openWS(c, info, u, v, connect)
+		if ws == nil {
+			s.untrack()
+			return
+		}
+		go ws.wait()
+	}()
+}
+
+// wsPeer is what a session keeps of its upgrade request.
+type wsPeer struct {
+	remote, local string
+	batch         bool
+}
+
+// openWS starts the session of an accepted socket of user u; connect is
+// the frame of an in-band login (wsconnect.go), answered once the session
+// runs. It returns nil when a connection limit refuses the socket.
+func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost, connect *flexString) *wsSession {
 	// Connection limits are checked once the socket is up, so that the
 	// client (a browser cannot read an HTTP status of a refused upgrade)
 	// learns why: close 1013 "try again later" with the reason.
 	release, err := s.broker.AdmitConnection(u.Name, v.Name())
 	if err != nil {
-		s.log.Info("websocket refused by a connection limit", "remote", r.RemoteAddr, "err", err)
-		_ = c.Close(websocket.StatusTryAgainLater, truncateReason(limitReason(err)))
-		return
+		s.log.Info("websocket refused by a connection limit", "remote", r.remote, "err", err)
+		_ = c.Close(wsconn.StatusTryAgainLater, truncateReason(limitReason(err)))
+		return nil
 	}
-	defer release()
-	defer s.streamOpened(protocolWS)()
 	ws := &wsSession{
-		s: s, c: c, user: u, vhost: v, owner: s.broker.NewOwner(), ob: newOutbox(s.cfg.Outbox),
-		log: s.log.With("remote", r.RemoteAddr, "user", u.Name), pub: v.Publisher(),
+		s: s, c: c, user: u, vhost: v, owner: s.broker.NewOwner(),
+		log: s.log.With("remote", r.remote, "user", u.Name), pub: v.Publisher(),
 		done: make(chan struct{}), subs: make(map[string]*sub),
 		rate: s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
-		batch: r.URL.Query().Get("batch") == "1",
+		batch: r.batch, burstDone: make(chan error, 1),
 	}
+	ws.ob = newKickedOutbox(s.cfg.Outbox, ws.kick)
 	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
 	ws.rt.connectID = connect
-	local := ""
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		local = a.String()
-	}
+	closed := s.streamOpened(protocolWS)
 	var unregister func()
 	ws.reg, unregister = s.broker.RegisterConnection(broker.ConnectionInfo{Protocol: "Web", User: ws.user.Name, VHost: v.Name(),
-		Peer: r.RemoteAddr, Local: local, Owner: ws.owner, Close: func(reason string) {
+		Peer: r.remote, Local: r.local, Owner: ws.owner, Close: func(reason string) {
 			// Close waits for the peer's close frame: not in the caller.
-			go ws.shutdown(websocket.StatusPolicyViolation, truncateReason(reason))
+			go ws.shutdown(wsconn.StatusPolicyViolation, truncateReason(reason))
 		}})
-	defer unregister()
-	ws.run()
+	ws.release = func() {
+		unregister()
+		closed()
+		release()
+	}
+	ws.stopWatch = ws.watch()
+	ws.openRealtime()
+	return ws
 }
 
 // truncateReason fits a close reason into a WebSocket close frame (123 bytes).
@@ -138,14 +179,38 @@ func truncateReason(s string) string {
 	return s
 }
 
-func (ws *wsSession) run() {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); ws.writer() }()
-	stopWatch := ws.watch()
-	ws.openRealtime()
-	err := ws.readLoop()
-	stopWatch()
+// wait is the session's idle state: it waits for the peer with no
+// buffer (wsconn.Conn.WaitReadable) and runs each burst of frames on a
+// goroutine of its own (resume), whose stack may grow while it works and
+// goes away with it. A readiness poller (epoll) could take wait's place
+// and drop the goroutine too: on readable, call resume; when it returns
+// nil, re-arm; on an error, call end.
+func (ws *wsSession) wait() {
+	var err error
+	for err == nil {
+		if err = ws.c.WaitReadable(); err == nil {
+			go func() { ws.burstDone <- ws.resume() }()
+			err = <-ws.burstDone
+		}
+	}
+	ws.end(err)
+}
+
+// resume reads and runs the frames the peer sent until none is left
+// buffered; an error ends the session (end).
+func (ws *wsSession) resume() error {
+	for {
+		op, b, err := ws.c.ReadBuffered()
+		if err != nil || op == 0 {
+			return err
+		}
+		ws.handle(b)
+	}
+}
+
+// end closes the session once its reading failed or the peer closed.
+func (ws *wsSession) end(err error) {
+	ws.stopWatch()
 	ws.log.Debug("websocket closed", "err", err)
 	if wsViolation(err, ws.closing.Load()) {
 		ws.s.cfg.Counters.ProtocolError(protocolWS)
@@ -166,14 +231,16 @@ func (ws *wsSession) run() {
 		x.bc.Cancel()
 	}
 	ws.closeRealtime()
-	ws.ob.close()
-	wg.Wait()
+	ws.ob.close() // no writer starts after this
+	ws.writers.Wait()
 	ws.s.broker.ReleaseOwner(ws.owner)
 	_ = ws.c.CloseNow()
+	ws.release()
+	ws.s.untrack()
 }
 
 // shutdown closes the socket with a close code; the read loop then ends.
-func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
+func (ws *wsSession) shutdown(code wsconn.StatusCode, reason string) {
 	ws.closing.Store(true)
 	ws.stopOnce.Do(func() { close(ws.stop) })
 	_ = ws.c.Close(code, reason)
@@ -186,7 +253,7 @@ func (ws *wsSession) shutdown(code websocket.StatusCode, reason string) {
 // stops both.
 func (ws *wsSession) watch() (stop func()) {
 	stopShutdown := context.AfterFunc(ws.s.ctx, func() {
-		ws.shutdown(websocket.StatusGoingAway, "server shutting down")
+		ws.shutdown(wsconn.StatusGoingAway, "server shutting down")
 	})
 	half := ws.s.cfg.WSHeartbeat / 2
 	var mu sync.Mutex // guards stopped and the timer's re-arming
@@ -222,7 +289,7 @@ func (ws *wsSession) checkSlow() {
 	if q := ws.tooSlow(); q != "" {
 		ws.log.Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
 		ws.closing.Store(true)
-		go ws.shutdown(websocket.StatusPolicyViolation, "too slow") // Close waits for the peer: not in the writer
+		go ws.shutdown(wsconn.StatusPolicyViolation, "too slow") // Close waits for the peer: not in the writer
 	}
 }
 
@@ -247,138 +314,19 @@ func (ws *wsSession) tooSlow() string {
 	return ""
 }
 
-func (ws *wsSession) writer() {
-	// However the writer ends, wake a read loop waiting for outbox room.
-	defer ws.ob.close()
-	var batch []outItem
-	for {
-		select {
-		case <-ws.ob.notify:
-		case <-ws.ob.slow:
-			ws.checkSlow()
-			continue
-		case <-ws.done:
-			return
-		}
-		batch = ws.ob.take(batch)
-		ws.countDeliveries(batch)
-		if ws.batch {
-			if !ws.writeBatched(batch) {
-				return
-			}
-			clear(batch)
-			continue
-		}
-		for i := range batch {
-			if ws.closing.Load() {
-				return
-			}
-			it := &batch[i]
-			b := it.ctrl
-			if it.sub != nil {
-				m := newMessageJSON(&it.d)
-				m.Op, m.Sub, m.Tag = "message", it.sub.id, it.tag
-				b = mustJSON(m)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), ws.s.cfg.WriteTimeout)
-			err := ws.c.Write(ctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				ws.closing.Store(true)
-				_ = ws.c.CloseNow() // ends the read loop
-				return
-			}
-			if it.sub != nil {
-				ws.ob.written(it)
-			}
-		}
-		clear(batch) // drop message references while idle
+// handle runs one client message.
+func (ws *wsSession) handle(b []byte) {
+	f, err := parseFrame(b)
+	if f != nil {
+		ws.pace(f.Op)
+	} else {
+		ws.pace("")
 	}
-}
-
-// maxBatchFrame bounds one batched WebSocket message.
-const maxBatchFrame = 256 << 10
-
-// writeBatched sends the batch as few WebSocket messages as it can, each
-// holding several JSON frames separated by newlines (clients opt in with
-// /ws?batch=1). With thousands of subscribers the cost of a broadcast is
-// the write syscalls, one per WebSocket message: batching divides it.
-func (ws *wsSession) writeBatched(batch []outItem) bool {
-	// The buffer goes back to the server's pool after the batch: an idle
-	// socket keeps none (thousands of idle sockets would each hold one).
-	bp, _ := ws.s.wbufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
+	if err != nil {
+		ws.sendError("", http.StatusBadRequest, err.Error())
+		return
 	}
-	buf := (*bp)[:0]
-	start := 0
-	flush := func(end int) bool {
-		if len(buf) == 0 {
-			return true
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), ws.s.cfg.WriteTimeout)
-		err := ws.c.Write(ctx, websocket.MessageText, buf)
-		cancel()
-		if err != nil {
-			ws.closing.Store(true)
-			_ = ws.c.CloseNow()
-			return false
-		}
-		for i := start; i < end; i++ {
-			if batch[i].sub != nil {
-				ws.ob.written(&batch[i])
-			}
-		}
-		buf, start = buf[:0], end
-		return true
-	}
-	for i := range batch {
-		if ws.closing.Load() {
-			return false
-		}
-		it := &batch[i]
-		b := it.ctrl
-		if it.sub != nil {
-			m := newMessageJSON(&it.d)
-			m.Op, m.Sub, m.Tag = "message", it.sub.id, it.tag
-			b = mustJSON(m)
-		}
-		if len(buf) > 0 && len(buf)+1+len(b) > maxBatchFrame {
-			if !flush(i) {
-				return false
-			}
-		}
-		if len(buf) > 0 {
-			buf = append(buf, '\n')
-		}
-		buf = append(buf, b...)
-	}
-	ok := flush(len(batch))
-	if cap(buf) <= maxBatchFrame {
-		*bp = buf[:0]
-		ws.s.wbufs.Put(bp)
-	}
-	return ok
-}
-
-func (ws *wsSession) readLoop() error {
-	for {
-		_, b, err := ws.c.Read(context.Background())
-		if err != nil {
-			return err
-		}
-		f, err := parseFrame(b)
-		if f != nil {
-			ws.pace(f.Op)
-		} else {
-			ws.pace("")
-		}
-		if err != nil {
-			ws.sendError("", http.StatusBadRequest, err.Error())
-			continue
-		}
-		ws.dispatch(f)
-	}
+	ws.dispatch(f)
 }
 
 func (ws *wsSession) send(v any) { ws.ob.control(mustJSON(v)) }

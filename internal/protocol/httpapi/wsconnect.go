@@ -4,10 +4,10 @@ import (
 	"context"
 	"net/http"
 	"slices"
-
-	"github.com/coder/websocket"
+	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 )
 
 // In-band login of /ws.
@@ -29,19 +29,22 @@ func (s *Server) serveWSConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.untrack()
-	c, err := websocket.Accept(w, r, s.wsAcceptOptions())
+	c, err := wsconn.Accept(w, r, s.wsAcceptOptions())
 	if err != nil {
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c.SetReadLimit(s.cfg.MaxBodySize)
 	refuse := func(reason string) {
 		s.log.Info("websocket login refused", "remote", r.RemoteAddr, "reason", reason)
-		_ = c.Close(websocket.StatusPolicyViolation, truncateReason(reason))
+		_ = c.Close(wsconn.StatusPolicyViolation, truncateReason(reason))
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, wsConnectTimeout)
-	_, b, err := c.Read(ctx)
-	cancel()
+	// The connect frame must come within wsConnectTimeout (and before
+	// shutdown).
+	_ = c.SetReadDeadline(time.Now().Add(wsConnectTimeout))
+	stopShutdown := context.AfterFunc(s.ctx, func() { _ = c.SetReadDeadline(time.Now()) })
+	_, b, err := c.ReadMessage()
+	stopShutdown()
+	_ = c.SetReadDeadline(time.Time{})
 	if err != nil {
 		refuse("no connect frame")
 		return
@@ -74,15 +77,17 @@ func (s *Server) serveWSConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := f.ID
-	s.runWS(c, r, u, v, &id)
+	s.startWS(c, r, u, v, &id)
 }
 
-// wsAcceptOptions are /ws's origin rules: same-origin pages and the
-// origins Config.CORSOrigins names ("*": any).
-func (s *Server) wsAcceptOptions() *websocket.AcceptOptions {
-	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.CORSOrigins}
-	if slices.Contains(s.cfg.CORSOrigins, "*") {
-		opts.InsecureSkipVerify = true
+// wsAcceptOptions are /ws's origin rules (same-origin pages and the
+// origins Config.CORSOrigins names, "*": any) and its limits.
+func (s *Server) wsAcceptOptions() *wsconn.Options {
+	return &wsconn.Options{
+		OriginPatterns: s.cfg.CORSOrigins,
+		AnyOrigin:      slices.Contains(s.cfg.CORSOrigins, "*"),
+		ReadLimit:      s.cfg.MaxBodySize,
+		WriteTimeout:   s.cfg.WriteTimeout,
+		Pool:           &s.wspool,
 	}
-	return opts
 }

@@ -23,16 +23,14 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 )
 
 // Config tunes the MQTT listener. Zero values take the defaults.
@@ -132,6 +130,8 @@ type Handler struct {
 	writeBufs sync.Pool // *[]byte
 	// acker settles deliveries written inline (deliver.go).
 	acker acker
+	// wsPool lends the /mqtt WebSockets their buffers (ws.go).
+	wsPool wsconn.Pool
 
 	mu       sync.Mutex             // guards everything below
 	conns    map[string]*conn       // by session key (vhost + client id)
@@ -175,26 +175,6 @@ func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string) {
 	c := newConn(h, nc)
 	c.label = label
 	c.serve(ctx)
-}
-
-// ServeWebSocket serves MQTT over WebSocket (subprotocol "mqtt", binary
-// messages). The request's context scopes the connection.
-func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mqtt"}})
-	if err != nil {
-		h.log.Debug("mqtt websocket accept failed", "err", err)
-		return
-	}
-	if ws.Subprotocol() != "mqtt" {
-		ws.Close(websocket.StatusPolicyViolation, "subprotocol mqtt required")
-		return
-	}
-	// Our own packet size bound applies; the library's 32 KiB default
-	// would cut legitimate large publishes.
-	ws.SetReadLimit(int64(h.cfg.MaxPacketSize) + 8)
-	ctx := r.Context()
-	nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
-	h.serveConn(ctx, nc, metrics.ProtocolMQTTWS)
 }
 
 // Close stops the Handler's timers (session expiry, delayed wills). Call it

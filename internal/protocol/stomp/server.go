@@ -14,16 +14,14 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/stomp/frame"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 )
 
 // Config tunes the STOMP listener. Zero values take the defaults.
@@ -86,6 +84,8 @@ type Handler struct {
 	log    *slog.Logger
 
 	conns kit.Registry[*conn]
+	// wsPool lends the /stomp WebSockets their buffers (ws.go).
+	wsPool wsconn.Pool
 }
 
 // NewHandler returns a handler for accepted STOMP connections.
@@ -101,31 +101,6 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 // the client is sent an ERROR frame "server shutting down" and closed.
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
 	h.serve(ctx, nc, false)
-}
-
-// Subprotocols are the WebSocket subprotocols STOMP clients offer.
-var subprotocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
-
-// ServeWebSocket upgrades r to a WebSocket carrying STOMP, one frame per
-// text message (subprotocols v12.stomp, v11.stomp, v10.stomp). The connection ends when r's context is cancelled (set the
-// http.Server's BaseContext to the server's context so that shutdown
-// reaches it), with the same "server shutting down" ERROR as over TCP.
-func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: subprotocols})
-	if err != nil {
-		h.log.Debug("stomp websocket upgrade failed", "err", err)
-		return
-	}
-	// A client that names no subprotocol is served all the same, as
-	// RabbitMQ's Web STOMP does; CONNECT's accept-version decides.
-	// A little above the frame bound, so that our reader reports an
-	// over-long frame with a STOMP ERROR before the WebSocket layer does.
-	ws.SetReadLimit(int64(h.cfg.Limits.MaxFrameSize) + 4096)
-	// The NetConn must outlive r's cancellation long enough to carry the
-	// shutdown ERROR, so it gets a context that is never cancelled; the
-	// connection closes it itself.
-	nc := websocket.NetConn(context.WithoutCancel(r.Context()), ws, websocket.MessageText)
-	h.serve(r.Context(), nc, true)
 }
 
 func (h *Handler) serve(ctx context.Context, nc net.Conn, ws bool) {
