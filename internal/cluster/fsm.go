@@ -30,6 +30,9 @@ type entry struct {
 	Req     uint64            `json:"req"`
 	Command json.RawMessage   `json:"command,omitempty"`
 	Users   *auth.Definitions `json:"users,omitempty"`
+	// Quorum are ops on replicated quorum queues (quorum.go), applied on
+	// every node in order.
+	Quorum []broker.QuorumOp `json:"quorum,omitempty"`
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -105,9 +108,6 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	if l.Index <= f.skipUntil {
-		return nil
-	}
 	e, err := decodeEntry(l.Data)
 	if err != nil {
 		// The leader's copy, checked on its disk at start and carried
@@ -115,6 +115,20 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// guess would make this node differ from the others for good.
 		f.n.log.Error("a Raft log entry does not match its checksum; stopping this node's state machine", "index", l.Index, "err", err)
 		panic(fmt.Sprintf("herald cluster: Raft log entry %d is corrupt: %v", l.Index, err))
+	}
+	if len(e.Quorum) > 0 {
+		// Quorum queue state is in memory only: rebuilt on every start
+		// from the last snapshot and the log after it, so these entries
+		// apply whatever skipUntil says, and need no applied file.
+		for _, op := range e.Quorum {
+			f.n.cfg.Broker.ApplyQuorum(op, e.Origin)
+		}
+		f.last.Store(max(f.last.Load(), l.Index))
+		return nil
+	}
+	if l.Index <= f.skipUntil {
+		f.replaySkipped(e)
+		return nil
 	}
 	var a applied
 	switch {
@@ -133,6 +147,25 @@ func (f *fsm) Apply(l *raft.Log) any {
 		f.n.deliver(e.Req, a)
 	}
 	return nil
+}
+
+// replaySkipped gives the quorum queues' in-memory state what it needs of
+// a definitions entry the node's own state already holds: a purge.
+func (f *fsm) replaySkipped(e entry) {
+	if e.Command == nil {
+		return
+	}
+	c, err := broker.DecodeCommand(e.Command)
+	if err != nil {
+		return
+	}
+	if pc, ok := c.(broker.PurgeQueue); ok {
+		if v := f.n.cfg.Broker.VHost(pc.VHost); v != nil {
+			if q, err := v.Queue(pc.Name); err == nil && q.Replicated() {
+				_, _ = f.n.cfg.Broker.Apply(pc)
+			}
+		}
+	}
 }
 
 func (f *fsm) applyUsers(d auth.Definitions) error {
@@ -176,6 +209,9 @@ func (f *fsm) setApplied(index uint64) {
 type snapshotDoc struct {
 	Index       uint64               `json:"index"`
 	Definitions definitions.Document `json:"definitions"`
+	// Quorum is the replicated quorum queues' state (their messages
+	// included) at Index.
+	Quorum broker.QuorumSnapshot `json:"quorum"`
 }
 
 // Snapshot implements raft.FSM. It runs on the FSM's goroutine, so the
@@ -183,7 +219,7 @@ type snapshotDoc struct {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	doc := definitions.Export(f.n.cfg.Broker, f.n.cfg.Users, false)
 	doc.Queues = replicatedQueues(f.n.cfg.Broker, doc.Queues)
-	data, err := json.Marshal(snapshotDoc{Index: f.last.Load(), Definitions: doc})
+	data, err := json.Marshal(snapshotDoc{Index: f.last.Load(), Definitions: doc, Quorum: f.n.cfg.Broker.SnapshotQuorum()})
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +267,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			f.n.log.Warn("some users of the snapshot could not be applied", "err", err)
 		}
 	}
+	f.n.cfg.Broker.RestoreQuorum(s.Quorum)
 	f.skipUntil = 0
 	f.setApplied(s.Index)
 	f.n.log.Info("definitions restored from a snapshot", "index", s.Index)

@@ -1,0 +1,370 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/heraldmq/herald/internal/broker"
+)
+
+// Replicated quorum queues: the broker proposes ops (broker.QuorumOp)
+// through ProposeQuorum; a proposer goroutine gathers the ops waiting at
+// that moment into one log entry (many publishes in flight share one Raft
+// append and one fsync) and hands it to the leader: raft.Apply here when
+// this node leads (pipelined: the next batch does not wait for the last to
+// commit), else the node-to-node apply request to the leader, one at a
+// time so that a node's ops keep their order in the log. Every node's FSM
+// applies the entry's ops with broker.ApplyQuorum.
+
+const (
+	// qBatchOps and qBatchBytes bound one entry (an RPC carries it base64
+	// twice over: far below maxRequest).
+	qBatchOps   = 2048
+	qBatchBytes = 2 << 20
+	// qHigh ops waiting make publishers wait (flow control) until the
+	// backlog is down to qLow.
+	qHigh = 16384
+	qLow  = 8192
+	// qForwardTimeout bounds a follower's wait for the leader to commit
+	// its batch; a batch that times out fails (its publishers get nacks;
+	// retried ops are proposed again).
+	qForwardTimeout = 5 * time.Second
+	qRetryPause     = 100 * time.Millisecond
+)
+
+var errNoLeader = errors.New("cluster: no leader")
+
+type qpending struct {
+	op    broker.QuorumOp
+	retry bool
+	done  func(error)
+	size  int
+}
+
+type qinflight struct {
+	f     raft.ApplyFuture
+	batch []qpending
+}
+
+// qproposer gathers and sends a node's quorum ops.
+type qproposer struct {
+	n        *Node
+	mu       sync.Mutex
+	ops      []qpending
+	flow     chan struct{} // closed once the backlog is down to qLow; nil when not congested
+	wake     chan struct{}
+	inflight chan qinflight
+}
+
+func newQProposer(n *Node) *qproposer {
+	return &qproposer{n: n, wake: make(chan struct{}, 1), inflight: make(chan qinflight, 64)}
+}
+
+// ProposeQuorum implements broker.QuorumLog.
+func (n *Node) ProposeQuorum(op broker.QuorumOp, retry bool, done func(error)) {
+	p := n.qprop
+	p.mu.Lock()
+	p.ops = append(p.ops, qpending{op: op, retry: retry, done: done, size: len(op.Body) + len(op.Meta) + 8*len(op.IDs) + 64})
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Congested implements broker.QuorumLog.
+func (n *Node) Congested() bool {
+	p := n.qprop
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ops) >= qHigh
+}
+
+// FlowChan implements broker.QuorumLog.
+func (n *Node) FlowChan() <-chan struct{} {
+	p := n.qprop
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ops) < qHigh {
+		return nil
+	}
+	if p.flow == nil {
+		p.flow = make(chan struct{})
+	}
+	return p.flow
+}
+
+// take removes the next batch.
+func (p *qproposer) take() []qpending {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k, size := 0, 0
+	for k < len(p.ops) && k < qBatchOps && (k == 0 || size+p.ops[k].size <= qBatchBytes) {
+		size += p.ops[k].size
+		k++
+	}
+	if k == 0 {
+		return nil
+	}
+	batch := make([]qpending, k)
+	copy(batch, p.ops)
+	rest := copy(p.ops, p.ops[k:])
+	clear(p.ops[rest:])
+	p.ops = p.ops[:rest]
+	if p.flow != nil && len(p.ops) <= qLow {
+		close(p.flow)
+		p.flow = nil
+	}
+	return batch
+}
+
+// requeue puts the retried ops of a failed batch back in front.
+func (p *qproposer) requeue(ops []qpending) {
+	if len(ops) == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.ops = append(ops, p.ops...)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finish reports a batch's outcome; it returns whether it failed.
+func (p *qproposer) finish(batch []qpending, err error) bool {
+	if err == nil {
+		for _, o := range batch {
+			o.done(nil)
+		}
+		return false
+	}
+	var again []qpending
+	for _, o := range batch {
+		if o.retry && p.n.ctx.Err() == nil {
+			again = append(again, o)
+			continue
+		}
+		o.done(err)
+	}
+	p.requeue(again)
+	return true
+}
+
+// run sends batches until the node stops.
+func (p *qproposer) run() {
+	n := p.n
+	for {
+		select {
+		case <-n.ctx.Done():
+			p.failAll()
+			return
+		case <-p.wake:
+		}
+		for {
+			batch := p.take()
+			if len(batch) == 0 {
+				break
+			}
+			if p.send(batch) {
+				select { // no leader, or it failed: do not spin
+				case <-n.ctx.Done():
+				case <-time.After(qRetryPause):
+				}
+			}
+		}
+	}
+}
+
+// failAll fails what is left when the node stops.
+func (p *qproposer) failAll() {
+	p.mu.Lock()
+	ops := p.ops
+	p.ops = nil
+	if p.flow != nil {
+		close(p.flow)
+		p.flow = nil
+	}
+	p.mu.Unlock()
+	err := errors.New("cluster node stopped")
+	for _, o := range ops {
+		o.done(err)
+	}
+}
+
+// send proposes one batch; it reports whether it failed at once.
+func (p *qproposer) send(batch []qpending) bool {
+	n := p.n
+	e := entry{Origin: n.cfg.NodeName, Quorum: make([]broker.QuorumOp, len(batch))}
+	for i, o := range batch {
+		e.Quorum[i] = o.op
+	}
+	data, err := encodeEntry(e)
+	if err != nil {
+		return p.finish(batch, err)
+	}
+	addr, id := n.raft.LeaderWithID()
+	switch {
+	case id == raft.ServerID(n.cfg.NodeName):
+		f := n.raft.Apply(data, qForwardTimeout)
+		select {
+		case p.inflight <- qinflight{f: f, batch: batch}:
+			return false
+		case <-n.ctx.Done():
+			return p.finish(batch, errors.New("cluster node stopped"))
+		}
+	case addr != "":
+		resp, err := call(string(addr), request{Op: opApply, Entry: data}, qForwardTimeout)
+		if err == nil && resp.Err != "" {
+			err = errors.New(resp.Err)
+		}
+		if err != nil {
+			err = fmt.Errorf("cluster: the leader did not commit the change: %w", err)
+		}
+		return p.finish(batch, err)
+	default:
+		return p.finish(batch, errNoLeader)
+	}
+}
+
+// waitInflight reports the outcome of the batches this node, as leader,
+// appended.
+func (p *qproposer) waitInflight() {
+	for {
+		select {
+		case <-p.n.ctx.Done():
+			for {
+				select {
+				case in := <-p.inflight:
+					p.finish(in.batch, errors.New("cluster node stopped"))
+				default:
+					return
+				}
+			}
+		case in := <-p.inflight:
+			p.finish(in.batch, in.f.Error())
+		}
+	}
+}
+
+// watchPeers runs on every node; while this node leads, a peer whose
+// heartbeats fail is declared gone for the quorum queues: its consumers
+// leave and their deliveries come back, redelivered.
+func (n *Node) watchPeers(ch <-chan raft.Observation) {
+	gone := map[raft.ServerID]bool{}
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case o := <-ch:
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				if gone[d.PeerID] || n.raft.State() != raft.Leader {
+					continue
+				}
+				gone[d.PeerID] = true
+				peer := d.PeerID
+				n.log.Info("a node stopped answering; its quorum queue consumers leave", "node", string(peer))
+				n.ProposeQuorum(broker.QuorumNodeGone(string(peer), 0), true, func(error) {})
+			case raft.ResumedHeartbeatObservation:
+				delete(gone, d.PeerID)
+			}
+		}
+	}
+}
+
+// announce tells the cluster that this node's earlier incarnations are
+// gone (their consumers ended with the process), once a leader is known.
+func (n *Node) announce(boot uint64) {
+	if err := n.WaitLeader(n.ctx); err != nil {
+		return
+	}
+	n.ProposeQuorum(broker.QuorumNodeGone(n.cfg.NodeName, boot), true, func(error) {})
+}
+
+// Replicas implements broker.QuorumLog: one Raft group carries every
+// quorum queue, so its members are all the nodes.
+// The members' state is asked for at most once a second (a listing of
+// many queues asks once).
+func (n *Node) Replicas() (leader string, members, online []string) {
+	_, id := n.raft.LeaderWithID()
+	n.replicasMu.Lock()
+	defer n.replicasMu.Unlock()
+	if time.Since(n.replicasAt) > time.Second {
+		n.members, n.online = nil, nil
+		for _, s := range n.Status(time.Second) {
+			n.members = append(n.members, s.Name)
+			if s.Running {
+				n.online = append(n.online, s.Name)
+			}
+		}
+		n.replicasAt = time.Now()
+	}
+	return string(id), slices.Clone(n.members), slices.Clone(n.online)
+}
+
+// startQuorum starts the proposer, the watch on the peers and, in a node
+// with replicated quorum queues, hands the broker this node as their log.
+func (n *Node) startQuorum() {
+	ch := make(chan raft.Observation, 64)
+	n.observer = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	n.raft.RegisterObserver(n.observer)
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		n.qprop.run()
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.qprop.waitInflight()
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.watchPeers(ch)
+	}()
+	if boot, ok := n.cfg.Broker.QuorumBoot(); ok {
+		n.cfg.Broker.SetQuorumLog(n)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.announce(boot)
+		}()
+	}
+}
+
+// restoreQuorum loads the replicated quorum queues' state from the newest
+// snapshot: raft replays only the log after it (the node's definitions
+// come from its own data dir, and NoSnapshotRestoreOnStart is set).
+func restoreQuorum(b *broker.Broker, snaps raft.SnapshotStore) error {
+	if _, ok := b.QuorumBoot(); !ok {
+		return nil
+	}
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	_, rc, err := snaps.Open(metas[0].ID)
+	if err != nil {
+		return fmt.Errorf("cannot open the Raft snapshot %s: %w", metas[0].ID, err)
+	}
+	defer rc.Close()
+	var s snapshotDoc
+	if err := json.NewDecoder(rc).Decode(&s); err != nil {
+		return fmt.Errorf("cannot read the Raft snapshot %s: %w", metas[0].ID, err)
+	}
+	b.RestoreQuorum(s.Quorum)
+	return nil
+}
