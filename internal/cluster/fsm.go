@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,11 @@ type entry struct {
 	// Quorum are ops on replicated quorum queues (quorum.go), applied on
 	// every node in order.
 	Quorum []broker.QuorumOp `json:"quorum,omitempty"`
+	// Boot is the proposing node's incarnation and QSeqs the ops'
+	// numbers there: an op at or below the last applied from (Origin,
+	// Boot) was applied already (a batch sent again).
+	Boot  uint64   `json:"boot,omitempty"`
+	QSeqs []uint64 `json:"qseqs,omitempty"`
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -81,6 +87,9 @@ type fsm struct {
 	applyingUsers atomic.Bool
 	mu            sync.Mutex
 	lastUsers     []byte // the users section last applied or proposed, JSON
+	// qseqs is, per proposing incarnation ("node/boot"), the number of the
+	// last quorum op applied (quorum.go); only the FSM's goroutine uses it.
+	qseqs map[string]uint64
 }
 
 func newFSM(n *Node, dir string) (*fsm, error) {
@@ -120,9 +129,21 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// Quorum queue state is in memory only: rebuilt on every start
 		// from the last snapshot and the log after it, so these entries
 		// apply whatever skipUntil says, and need no applied file.
-		for _, op := range e.Quorum {
+		key := e.Origin + "/" + strconv.FormatUint(e.Boot, 10)
+		last := f.qseqs[key]
+		for i, op := range e.Quorum {
+			if i < len(e.QSeqs) {
+				if e.QSeqs[i] <= last {
+					continue
+				}
+				last = e.QSeqs[i]
+			}
 			f.n.cfg.Broker.ApplyQuorum(op, e.Origin)
 		}
+		if f.qseqs == nil {
+			f.qseqs = map[string]uint64{}
+		}
+		f.qseqs[key] = last
 		f.last.Store(max(f.last.Load(), l.Index))
 		return nil
 	}
@@ -211,7 +232,8 @@ type snapshotDoc struct {
 	Definitions definitions.Document `json:"definitions"`
 	// Quorum is the replicated quorum queues' state (their messages
 	// included) at Index.
-	Quorum broker.QuorumSnapshot `json:"quorum"`
+	Quorum     broker.QuorumSnapshot `json:"quorum"`
+	QuorumSeqs map[string]uint64     `json:"quorum_seqs,omitempty"`
 }
 
 // Snapshot implements raft.FSM. It runs on the FSM's goroutine, so the
@@ -219,7 +241,8 @@ type snapshotDoc struct {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	doc := definitions.Export(f.n.cfg.Broker, f.n.cfg.Users, false)
 	doc.Queues = replicatedQueues(f.n.cfg.Broker, doc.Queues)
-	data, err := json.Marshal(snapshotDoc{Index: f.last.Load(), Definitions: doc, Quorum: f.n.cfg.Broker.SnapshotQuorum()})
+	data, err := json.Marshal(snapshotDoc{Index: f.last.Load(), Definitions: doc, Quorum: f.n.cfg.Broker.SnapshotQuorum(),
+		QuorumSeqs: maps.Clone(f.qseqs)})
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +291,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 	}
 	f.n.cfg.Broker.RestoreQuorum(s.Quorum)
+	f.qseqs = s.QuorumSeqs
 	f.skipUntil = 0
 	f.setApplied(s.Index)
 	f.n.log.Info("definitions restored from a snapshot", "index", s.Index)

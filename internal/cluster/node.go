@@ -198,7 +198,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cannot read the Raft state in %s: %w", cfg.Dir, err)
 	}
 	n.hasState.Store(has)
-	if err := restoreQuorum(cfg.Broker, snaps); err != nil {
+	if err := restoreQuorum(cfg.Broker, n.fsm, snaps); err != nil {
 		n.closeTransport()
 		store.Close()
 		cancel()

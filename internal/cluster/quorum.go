@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -21,6 +23,13 @@ import (
 // commit), else the node-to-node apply request to the leader, one at a
 // time so that a node's ops keep their order in the log. Every node's FSM
 // applies the entry's ops with broker.ApplyQuorum.
+//
+// Every op has a number, increasing on this node's incarnation (origin,
+// boot); the FSM applies an op only if its number is above the last it
+// applied from that incarnation. So a batch whose fate is unknown (the
+// leader died while it was on its way) is simply sent again, in order,
+// until it commits or its op's deadline passes (then an enqueue fails:
+// its publisher gets a nack): never applied twice, never reordered.
 
 const (
 	// qBatchOps and qBatchBytes bound one entry (an RPC carries it base64
@@ -36,15 +45,18 @@ const (
 	// retried ops are proposed again).
 	qForwardTimeout = 5 * time.Second
 	qRetryPause     = 100 * time.Millisecond
+	qLeaderWait     = 3 * time.Second
 )
 
 var errNoLeader = errors.New("cluster: no leader")
 
 type qpending struct {
-	op    broker.QuorumOp
-	retry bool
-	done  func(error)
-	size  int
+	op       broker.QuorumOp
+	seq      uint64
+	deadline time.Time
+	retry    bool
+	done     func(error)
+	size     int
 }
 
 type qinflight struct {
@@ -55,22 +67,28 @@ type qinflight struct {
 // qproposer gathers and sends a node's quorum ops.
 type qproposer struct {
 	n        *Node
+	boot     uint64
+	inflight atomic.Int64 // batches appended here as leader, not yet reported
 	mu       sync.Mutex
-	ops      []qpending
+	seq      uint64
+	ops      []qpending    // by seq
 	flow     chan struct{} // closed once the backlog is down to qLow; nil when not congested
 	wake     chan struct{}
-	inflight chan qinflight
+	appended chan qinflight
 }
 
 func newQProposer(n *Node) *qproposer {
-	return &qproposer{n: n, wake: make(chan struct{}, 1), inflight: make(chan qinflight, 64)}
+	boot, _ := n.cfg.Broker.QuorumBoot()
+	return &qproposer{n: n, boot: boot, wake: make(chan struct{}, 1), appended: make(chan qinflight, 64)}
 }
 
 // ProposeQuorum implements broker.QuorumLog.
 func (n *Node) ProposeQuorum(op broker.QuorumOp, retry bool, done func(error)) {
 	p := n.qprop
 	p.mu.Lock()
-	p.ops = append(p.ops, qpending{op: op, retry: retry, done: done, size: len(op.Body) + len(op.Meta) + 8*len(op.IDs) + 64})
+	p.seq++
+	p.ops = append(p.ops, qpending{op: op, seq: p.seq, deadline: time.Now().Add(qLeaderWait), retry: retry, done: done,
+		size: len(op.Body) + len(op.Meta) + 8*len(op.IDs) + 64})
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -124,13 +142,14 @@ func (p *qproposer) take() []qpending {
 	return batch
 }
 
-// requeue puts the retried ops of a failed batch back in front.
+// requeue puts the ops of a failed batch back in their place, by number.
 func (p *qproposer) requeue(ops []qpending) {
 	if len(ops) == 0 {
 		return
 	}
 	p.mu.Lock()
-	p.ops = append(ops, p.ops...)
+	p.ops = append(p.ops, ops...)
+	slices.SortFunc(p.ops, func(a, b qpending) int { return cmp.Compare(a.seq, b.seq) })
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -147,8 +166,9 @@ func (p *qproposer) finish(batch []qpending, err error) bool {
 		return false
 	}
 	var again []qpending
+	now := time.Now()
 	for _, o := range batch {
-		if o.retry && p.n.ctx.Err() == nil {
+		if (o.retry || now.Before(o.deadline)) && p.n.ctx.Err() == nil {
 			again = append(again, o)
 			continue
 		}
@@ -202,35 +222,61 @@ func (p *qproposer) failAll() {
 // send proposes one batch; it reports whether it failed at once.
 func (p *qproposer) send(batch []qpending) bool {
 	n := p.n
-	e := entry{Origin: n.cfg.NodeName, Quorum: make([]broker.QuorumOp, len(batch))}
+	e := entry{Origin: n.cfg.NodeName, Boot: p.boot, Quorum: make([]broker.QuorumOp, len(batch)), QSeqs: make([]uint64, len(batch))}
 	for i, o := range batch {
-		e.Quorum[i] = o.op
+		e.Quorum[i], e.QSeqs[i] = o.op, o.seq
 	}
 	data, err := encodeEntry(e)
 	if err != nil {
 		return p.finish(batch, err)
 	}
-	addr, id := n.raft.LeaderWithID()
-	switch {
-	case id == raft.ServerID(n.cfg.NodeName):
-		f := n.raft.Apply(data, qForwardTimeout)
-		select {
-		case p.inflight <- qinflight{f: f, batch: batch}:
+	// While there is no leader (an election takes about a second), or
+	// the leader cannot be reached, the batch waits up to qLeaderWait: it
+	// has reached no log yet, so trying again cannot duplicate it.
+	deadline := time.Now().Add(qLeaderWait)
+	for {
+		addr, id := n.raft.LeaderWithID()
+		switch {
+		case id == raft.ServerID(n.cfg.NodeName):
+			f := n.raft.Apply(data, qForwardTimeout)
+			p.inflight.Add(1)
+			select {
+			case p.appended <- qinflight{f: f, batch: batch}:
+				return false
+			case <-n.ctx.Done():
+				return p.finish(batch, errors.New("cluster node stopped"))
+			}
+		case addr != "" && p.inflight.Load() > 0:
+			// This node led a moment ago: what it appended then is
+			// reported (and put back if it failed) before anything later
+			// goes to the new leader.
+			p.requeue(batch)
+			for p.inflight.Load() > 0 && n.ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+			}
 			return false
+		case addr != "":
+			c, err := dialKind(string(addr), time.Second, kindRPC)
+			if err != nil {
+				break // not reached: try again
+			}
+			resp, err := exchange(c, string(addr), request{Op: opApply, Entry: data}, qForwardTimeout)
+			if err == nil && resp.Err != "" {
+				err = errors.New(resp.Err)
+			}
+			if err != nil {
+				err = fmt.Errorf("cluster: the leader did not commit the change: %w", err)
+			}
+			return p.finish(batch, err)
+		}
+		if time.Now().After(deadline) {
+			return p.finish(batch, errNoLeader)
+		}
+		select {
 		case <-n.ctx.Done():
 			return p.finish(batch, errors.New("cluster node stopped"))
+		case <-time.After(50 * time.Millisecond):
 		}
-	case addr != "":
-		resp, err := call(string(addr), request{Op: opApply, Entry: data}, qForwardTimeout)
-		if err == nil && resp.Err != "" {
-			err = errors.New(resp.Err)
-		}
-		if err != nil {
-			err = fmt.Errorf("cluster: the leader did not commit the change: %w", err)
-		}
-		return p.finish(batch, err)
-	default:
-		return p.finish(batch, errNoLeader)
 	}
 }
 
@@ -242,14 +288,16 @@ func (p *qproposer) waitInflight() {
 		case <-p.n.ctx.Done():
 			for {
 				select {
-				case in := <-p.inflight:
+				case in := <-p.appended:
 					p.finish(in.batch, errors.New("cluster node stopped"))
+					p.inflight.Add(-1)
 				default:
 					return
 				}
 			}
-		case in := <-p.inflight:
+		case in := <-p.appended:
 			p.finish(in.batch, in.f.Error())
+			p.inflight.Add(-1)
 		}
 	}
 }
@@ -348,7 +396,7 @@ func (n *Node) startQuorum() {
 // restoreQuorum loads the replicated quorum queues' state from the newest
 // snapshot: raft replays only the log after it (the node's definitions
 // come from its own data dir, and NoSnapshotRestoreOnStart is set).
-func restoreQuorum(b *broker.Broker, snaps raft.SnapshotStore) error {
+func restoreQuorum(b *broker.Broker, f *fsm, snaps raft.SnapshotStore) error {
 	if _, ok := b.QuorumBoot(); !ok {
 		return nil
 	}
@@ -366,5 +414,6 @@ func restoreQuorum(b *broker.Broker, snaps raft.SnapshotStore) error {
 		return fmt.Errorf("cannot read the Raft snapshot %s: %w", metas[0].ID, err)
 	}
 	b.RestoreQuorum(s.Quorum)
+	f.qseqs = s.QuorumSeqs
 	return nil
 }

@@ -57,6 +57,11 @@ func call(addr string, req request, timeout time.Duration) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
+	return exchange(c, addr, req, timeout)
+}
+
+// exchange sends req on c, reads the response and closes c.
+func exchange(c net.Conn, addr string, req request, timeout time.Duration) (response, error) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	if err := json.NewEncoder(c).Encode(req); err != nil {
