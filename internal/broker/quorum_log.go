@@ -147,18 +147,21 @@ func (b *Broker) replicatedQueue(vhost, name string) *raftQuorum {
 	return rq
 }
 
-// ApplyQuorum applies one op of the log; origin is the node that
-// proposed it (it alone publishes what the op dead-letters). The cluster's
+// ApplyQuorum applies one op of the log; origin and originBoot are the
+// node incarnation that proposed it (it alone publishes what the op
+// dead-letters: not a later incarnation replaying its log). The cluster's
 // FSM calls it, in log order, on every node.
-func (b *Broker) ApplyQuorum(op QuorumOp, origin string) {
+func (b *Broker) ApplyQuorum(op QuorumOp, origin string, originBoot uint64) {
+	qc := b.quorum.Load()
+	self := qc != nil && origin == qc.node && originBoot == qc.boot
 	if op.Op == qopGone {
 		for _, rq := range b.replicatedQueues() {
-			rq.applyOp(op, origin)
+			rq.applyOp(op, self)
 		}
 		return
 	}
 	if rq := b.replicatedQueue(op.VHost, op.Queue); rq != nil {
-		rq.applyOp(op, origin)
+		rq.applyOp(op, self)
 	}
 }
 

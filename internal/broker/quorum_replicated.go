@@ -292,8 +292,7 @@ func (q *raftQuorum) markDeleted() (int, bool) {
 // applyOp applies one op of the log to the state, then does this node's
 // part: deliveries to its consumers, dead letters it alone publishes
 // (origin), deliveries to consumers it no longer has given back.
-func (q *raftQuorum) applyOp(op QuorumOp, origin string) {
-	self := origin == q.qc.node
+func (q *raftQuorum) applyOp(op QuorumOp, self bool) {
 	var dls []deadLetter
 	var ghost []uint64     // assigned to a consumer of this node that left
 	var ghostCons []uint64 // and that consumer, to detach
@@ -426,8 +425,11 @@ func (q *raftQuorum) dump() quorumDump {
 	return q.st.dump()
 }
 
-// restore replaces the state with a snapshot's; this node's consumers
-// attach again (the snapshot's view of them may be older).
+// restore replaces the state with a snapshot's (a node that fell behind
+// gets one from the leader). This node's consumers the snapshot lacks
+// attach again; the deliveries it assigns to this node's consumers that
+// this node has not made (they were in the entries the snapshot skips)
+// are made now, or given back if the consumer has gone.
 func (q *raftQuorum) restore(d quorumDump) {
 	q.mu.Lock()
 	q.st = stateFromDump(d)
@@ -438,7 +440,37 @@ func (q *raftQuorum) restore(d quorumDump) {
 			again = append(again, l)
 		}
 	}
+	var ghost, autoAck []uint64
+	touched := map[*qlocal]bool{}
+	for _, p := range d.Pending {
+		if p.Key.Node != q.qc.node || p.Key.Boot != q.qc.boot {
+			continue
+		}
+		if _, made := q.localDel[p.ID]; made {
+			continue
+		}
+		l := q.locals[p.Key.ID]
+		if l == nil {
+			ghost = append(ghost, p.ID)
+			continue
+		}
+		q.localDel[p.ID] = l.id
+		l.backlog = append(l.backlog, Delivery{Message: p.Msg.message(), Queue: q.Queue, ID: p.ID, Redelivered: p.Msg.Redelivered,
+			Consumer: l.c, DeliveryCount: p.Msg.Deliveries - 1})
+		touched[l] = true
+	}
+	for _, id := range slices.Sorted(mapsKeys(q.locals)) {
+		if l := q.locals[id]; touched[l] {
+			autoAck = q.flushLocked(l, autoAck)
+		}
+	}
 	q.mu.Unlock()
+	if len(ghost) > 0 {
+		q.proposeSettle(ghost, settleRequeue)
+	}
+	if len(autoAck) > 0 {
+		q.proposeSettle(autoAck, settleAck)
+	}
 	for _, l := range again {
 		q.proposeAttach(l)
 	}

@@ -19,6 +19,7 @@ type simLog struct {
 type simEntry struct {
 	op     QuorumOp
 	origin string
+	boot   uint64
 }
 
 type simNode struct {
@@ -35,7 +36,8 @@ func (n *simNode) ProposeQuorum(op QuorumOp, retry bool, done func(error)) {
 		done(fmt.Errorf("no leader"))
 		return
 	}
-	n.log.entries = append(n.log.entries, simEntry{op: op, origin: n.name})
+	boot, _ := n.b.QuorumBoot()
+	n.log.entries = append(n.log.entries, simEntry{op: op, origin: n.name, boot: boot})
 	n.log.mu.Unlock()
 	done(nil)
 }
@@ -83,7 +85,7 @@ func pump(l *simLog, nodes []*simNode) {
 				e := l.entries[n.applied]
 				n.applied++
 				l.mu.Unlock()
-				n.b.ApplyQuorum(e.op, e.origin)
+				n.b.ApplyQuorum(e.op, e.origin, e.boot)
 				progress = true
 			}
 		}

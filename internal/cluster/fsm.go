@@ -138,7 +138,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 				}
 				last = e.QSeqs[i]
 			}
-			f.n.cfg.Broker.ApplyQuorum(op, e.Origin)
+			f.n.cfg.Broker.ApplyQuorum(op, e.Origin, e.Boot)
 		}
 		if f.qseqs == nil {
 			f.qseqs = map[string]uint64{}
