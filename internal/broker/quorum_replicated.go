@@ -298,7 +298,7 @@ func (q *raftQuorum) applyOp(op QuorumOp, self bool) {
 	var ghostCons []uint64 // and that consumer, to detach
 	var reattach []*qlocal // this incarnation was declared gone while alive
 	var autoAck []uint64   // taken by no-ack consumers
-	touched := map[*qlocal]bool{}
+	var touched []*qlocal  // consumers of this node given deliveries
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
@@ -380,12 +380,12 @@ func (q *raftQuorum) applyOp(op QuorumOp, self bool) {
 		q.localDel[d.ID] = l.id
 		l.backlog = append(l.backlog, Delivery{Message: m, Queue: q.Queue, ID: d.ID, Redelivered: d.Msg.Redelivered,
 			Consumer: l.c, DeliveryCount: d.Msg.Deliveries - 1})
-		touched[l] = true
-	})
-	for _, id := range slices.Sorted(mapsKeys(q.locals)) {
-		if l := q.locals[id]; touched[l] {
-			autoAck = q.flushLocked(l, autoAck)
+		if !slices.Contains(touched, l) {
+			touched = append(touched, l)
 		}
+	})
+	for _, l := range touched {
+		autoAck = q.flushLocked(l, autoAck)
 	}
 	q.mu.Unlock()
 	if len(dls) > 0 {

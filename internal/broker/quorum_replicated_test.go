@@ -334,3 +334,28 @@ func TestReplicatedQuorumConfirm(t *testing.T) {
 		t.Fatalf("ready %d, want the one message that was committed", st.Ready)
 	}
 }
+
+// FuzzReadQuorumOp: the binary op form parses what it wrote and refuses
+// the rest without panicking.
+func FuzzReadQuorumOp(f *testing.F) {
+	f.Add(AppendQuorumOp(nil, QuorumOp{Op: qopEnqueue, VHost: "/", Queue: "q", Meta: encodeMeta(&Message{RoutingKey: "q"}), Body: []byte("x")}))
+	f.Add(AppendQuorumOp(nil, QuorumOp{Op: qopSettle, VHost: "/", Queue: "q", IDs: []uint64{1, 1 << 40}, How: int(settleRequeue)}))
+	f.Add(AppendQuorumOp(nil, QuorumOp{Op: qopAttach, Node: "n1", Boot: 9, Consumer: 3, Prefetch: 10}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		op, _, err := ReadQuorumOp(b)
+		if err != nil {
+			return
+		}
+		again := AppendQuorumOp(nil, op)
+		op2, rest2, err := ReadQuorumOp(again)
+		if err != nil || len(rest2) != 0 {
+			t.Fatalf("%+v does not read back: %v", op, err)
+		}
+		a, _ := json.Marshal(op)
+		c, _ := json.Marshal(op2)
+		if string(a) != string(c) {
+			t.Fatalf("%s != %s", a, c)
+		}
+	})
+}

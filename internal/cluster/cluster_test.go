@@ -186,6 +186,10 @@ func TestEntryChecksum(t *testing.T) {
 func FuzzDecodeEntry(f *testing.F) {
 	good, _ := encodeEntry(entry{Origin: "a", Req: 1, Users: &auth.Definitions{}})
 	f.Add(good)
+	q, _ := encodeEntry(entry{Origin: "n1", Boot: 7, QSeqs: []uint64{1, 2}, Quorum: []broker.QuorumOp{
+		{Op: "enq", VHost: "/", Queue: "q", Meta: []byte{1, 0, 0}, Body: []byte("hello")},
+		{Op: "settle", VHost: "/", Queue: "q", IDs: []uint64{3, 300}, How: 1}}})
+	f.Add(q)
 	f.Add([]byte{})
 	f.Add([]byte{0, 0, 0, 0, '{', '}'})
 	f.Fuzz(func(t *testing.T, data []byte) {

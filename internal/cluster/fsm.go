@@ -43,16 +43,78 @@ type entry struct {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// encodeEntry frames e as a CRC-32C of the JSON, then the JSON: a bit
-// flipped in the log on disk is found (verifyLog) instead of applied.
+// encodeEntry frames e as a CRC-32C of the body, then the body: a bit
+// flipped in the log on disk is found (verifyLog) instead of applied. The
+// body is JSON, or, for quorum queue ops (the hot path), binary: 'Q',
+// origin (uvarint length, bytes), boot (uvarint), the op count (uvarint),
+// then each op's number (uvarint) and broker.AppendQuorumOp's form.
 func encodeEntry(e entry) ([]byte, error) {
-	body, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
+	out := make([]byte, 4, 64)
+	if len(e.Quorum) > 0 {
+		if len(e.QSeqs) != len(e.Quorum) || e.Req != 0 || e.Command != nil || e.Users != nil {
+			return nil, errors.New("a quorum entry carries ops and their numbers only")
+		}
+		out = append(out, quorumTag)
+		out = binary.AppendUvarint(out, uint64(len(e.Origin)))
+		out = append(out, e.Origin...)
+		out = binary.AppendUvarint(out, e.Boot)
+		out = binary.AppendUvarint(out, uint64(len(e.Quorum)))
+		for i, op := range e.Quorum {
+			out = binary.AppendUvarint(out, e.QSeqs[i])
+			out = broker.AppendQuorumOp(out, op)
+		}
+	} else {
+		body, err := json.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, body...)
 	}
-	out := make([]byte, 4, 4+len(body))
-	binary.BigEndian.PutUint32(out, crc32.Checksum(body, castagnoli))
-	return append(out, body...), nil
+	binary.BigEndian.PutUint32(out, crc32.Checksum(out[4:], castagnoli))
+	return out, nil
+}
+
+// quorumTag starts a binary quorum entry's body (a JSON one starts '{').
+const quorumTag = 'Q'
+
+func decodeQuorumEntry(b []byte) (entry, error) {
+	var e entry
+	uv := func() uint64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	l := uv()
+	if l > uint64(len(b)) {
+		return e, errCorrupt
+	}
+	e.Origin, b = string(b[:l]), b[l:]
+	e.Boot = uv()
+	count := uv()
+	if b == nil || count == 0 || count > uint64(len(b)) {
+		return e, fmt.Errorf("%w: quorum entry header", errCorrupt)
+	}
+	e.Quorum, e.QSeqs = make([]broker.QuorumOp, 0, count), make([]uint64, 0, count)
+	for range count {
+		seq := uv()
+		if b == nil {
+			return e, fmt.Errorf("%w: quorum op number", errCorrupt)
+		}
+		op, rest, err := broker.ReadQuorumOp(b)
+		if err != nil {
+			return e, fmt.Errorf("%w: %w", errCorrupt, err)
+		}
+		op.Meta, op.Body = bytes.Clone(op.Meta), bytes.Clone(op.Body) // kept in memory: not the entry's buffer
+		e.Quorum, e.QSeqs, b = append(e.Quorum, op), append(e.QSeqs, seq), rest
+	}
+	if len(b) != 0 {
+		return e, fmt.Errorf("%w: trailing bytes", errCorrupt)
+	}
+	return e, nil
 }
 
 var errCorrupt = errors.New("checksum mismatch")
@@ -64,9 +126,15 @@ func decodeEntry(data []byte) (entry, error) {
 	if crc32.Checksum(data[4:], castagnoli) != binary.BigEndian.Uint32(data) {
 		return entry{}, errCorrupt
 	}
+	if len(data) > 4 && data[4] == quorumTag {
+		return decodeQuorumEntry(data[5:])
+	}
 	var e entry
 	if err := json.Unmarshal(data[4:], &e); err != nil {
 		return entry{}, fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	if e.Quorum != nil || e.QSeqs != nil {
+		return entry{}, fmt.Errorf("%w: quorum ops in a JSON entry", errCorrupt)
 	}
 	return e, nil
 }
