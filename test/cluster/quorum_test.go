@@ -23,7 +23,8 @@ func (nd *node) amqpURL() string {
 // queue reports its leader, members and online nodes.
 func TestClusterQuorumAnyNode(t *testing.T) {
 	h := newHarness(t, 3)
-	if err := h.nodes[0].declareQueue("qq", map[string]any{"x-queue-type": "quorum"}); err != nil {
+	// x-quorum-initial-group-size is accepted: the members are all nodes.
+	if err := h.nodes[0].declareQueue("qq", map[string]any{"x-queue-type": "quorum", "x-quorum-initial-group-size": 3}); err != nil {
 		t.Fatal(err)
 	}
 	for _, nd := range h.nodes {
