@@ -75,6 +75,7 @@ type qproposer struct {
 	flow     chan struct{} // closed once the backlog is down to qLow; nil when not congested
 	wake     chan struct{}
 	appended chan qinflight
+	stream   *qstream // to the leader, while it is another node; the proposer's goroutine's
 }
 
 func newQProposer(n *Node) *qproposer {
@@ -184,6 +185,7 @@ func (p *qproposer) run() {
 	for {
 		select {
 		case <-n.ctx.Done():
+			p.dropStream()
 			p.failAll()
 			return
 		case <-p.wake:
@@ -236,8 +238,16 @@ func (p *qproposer) send(batch []qpending) bool {
 	deadline := time.Now().Add(qLeaderWait)
 	for {
 		addr, id := n.raft.LeaderWithID()
+		self := id == raft.ServerID(n.cfg.NodeName)
 		switch {
-		case id == raft.ServerID(n.cfg.NodeName):
+		case p.stream != nil && (self || p.stream.addr != string(addr) || p.stream.isBroken()):
+			// The leader changed, or the stream to it failed: what went
+			// on it is reported (and put back if it failed) first.
+			p.requeue(batch)
+			p.dropStream()
+			p.awaitInflight()
+			return false
+		case self:
 			f := n.raft.Apply(data, qForwardTimeout)
 			p.inflight.Add(1)
 			select {
@@ -251,23 +261,18 @@ func (p *qproposer) send(batch []qpending) bool {
 			// reported (and put back if it failed) before anything later
 			// goes to the new leader.
 			p.requeue(batch)
-			for p.inflight.Load() > 0 && n.ctx.Err() == nil {
-				time.Sleep(5 * time.Millisecond)
-			}
+			p.awaitInflight()
 			return false
 		case addr != "":
-			c, err := dialKind(string(addr), time.Second, kindRPC)
-			if err != nil {
-				break // not reached: try again
+			if p.stream == nil {
+				s, err := p.openQStream(string(addr))
+				if err != nil {
+					break // not reached: try again
+				}
+				p.stream = s
 			}
-			resp, err := exchange(c, string(addr), request{Op: opApply, Entry: data}, qForwardTimeout)
-			if err == nil && resp.Err != "" {
-				err = errors.New(resp.Err)
-			}
-			if err != nil {
-				err = fmt.Errorf("cluster: the leader did not commit the change: %w", err)
-			}
-			return p.finish(batch, err)
+			p.sendQStream(p.stream, batch, data)
+			return false
 		}
 		if time.Now().After(deadline) {
 			return p.finish(batch, errNoLeader)
@@ -277,6 +282,13 @@ func (p *qproposer) send(batch []qpending) bool {
 			return p.finish(batch, errors.New("cluster node stopped"))
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// awaitInflight waits until every batch sent is reported.
+func (p *qproposer) awaitInflight() {
+	for p.inflight.Load() > 0 && p.n.ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sort"
 	"time"
@@ -79,8 +80,16 @@ func (n *Node) serveRPC(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(rpcTimeout + 5*time.Second))
 	var req request
-	d := json.NewDecoder(bufio.NewReader(&limitedConn{c: c, left: maxRequest}))
+	lc := &limitedConn{c: c, left: maxRequest}
+	br := bufio.NewReader(lc)
+	d := json.NewDecoder(br)
 	if err := d.Decode(&req); err != nil {
+		return
+	}
+	if req.Op == opQStream {
+		lc.left = 1 << 62 // frames, each checked against maxRequest
+		_ = c.SetDeadline(time.Time{})
+		n.serveQStream(c, io.MultiReader(d.Buffered(), br))
 		return
 	}
 	resp := n.handle(req)
