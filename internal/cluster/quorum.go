@@ -20,8 +20,8 @@ import (
 // that moment into one log entry (many publishes in flight share one Raft
 // append and one fsync) and hands it to the leader: raft.Apply here when
 // this node leads (pipelined: the next batch does not wait for the last to
-// commit), else the node-to-node apply request to the leader, one at a
-// time so that a node's ops keep their order in the log. Every node's FSM
+// commit), else over a stream to the leader (qstream.go) that keeps a
+// node's ops in their order in the log. Every node's FSM
 // applies the entry's ops with broker.ApplyQuorum.
 //
 // Every op has a number, increasing on this node's incarnation (origin,

@@ -299,7 +299,12 @@ func TestClusterQuorumFaults(t *testing.T) {
 	eventually(t, 60*time.Second, "every confirmed message delivered", func() error {
 		if m := l.missing(); len(m) > 0 {
 			slices.SortFunc(m, func(a, b msgKey) int { return (a.pub-b.pub)*1_000_000_000 + a.seq - b.seq })
-			return fmt.Errorf("%d confirmed messages not delivered, first %v", len(m), m[0])
+			var state string
+			for _, nd := range h.nodes {
+				_, b, _ := nd.api("GET", "/api/queues/%2F/"+queue, nil)
+				state += fmt.Sprintf("\n%s: %.300s", nd.name, b)
+			}
+			return fmt.Errorf("%d confirmed messages not delivered, first %v; the queue on each node:%s", len(m), m[0], state)
 		}
 		return nil
 	})
