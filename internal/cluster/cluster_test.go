@@ -318,3 +318,25 @@ func TestClusterPortRefusesGarbage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestQuorumSeqGaps: an op numbered above the last applies; a copy of an
+// applied one does not; one skipped by a later op (its batch failed, a
+// later one committed) does not either, and is reported as gapped.
+func TestQuorumSeqGaps(t *testing.T) {
+	var st qseqState
+	for _, c := range []struct {
+		seq           uint64
+		apply, gapped bool
+	}{
+		{1, true, false}, {2, true, false}, {2, false, false}, // a copy
+		{5, true, false},  // 3 and 4 failed: gaps
+		{3, false, true},  // sent again after 5: refused, reported
+		{5, false, false}, // a copy
+		{6, true, false},
+	} {
+		apply, gapped := st.admit(c.seq)
+		if apply != c.apply || gapped != c.gapped {
+			t.Fatalf("seq %d: apply %v gapped %v, want %v %v (state %+v)", c.seq, apply, gapped, c.apply, c.gapped, st)
+		}
+	}
+}

@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,9 +155,46 @@ type fsm struct {
 	applyingUsers atomic.Bool
 	mu            sync.Mutex
 	lastUsers     []byte // the users section last applied or proposed, JSON
-	// qseqs is, per proposing incarnation ("node/boot"), the number of the
-	// last quorum op applied (quorum.go); only the FSM's goroutine uses it.
-	qseqs map[string]uint64
+	// qseqs is, per proposing incarnation ("node/boot"), what quorum ops
+	// were applied (quorum.go); only the FSM's goroutine uses it.
+	qseqs map[string]*qseqState
+}
+
+// qseqState is the ops applied from one incarnation: every number up to
+// Last but the Gaps (numbers skipped by a later op: their batch failed
+// and a later one committed). An op at or below Last is not applied: a
+// copy of an applied one, or one in a gap, which the proposer is told of
+// (it must not apply after the later ones: a publisher's order).
+type qseqState struct {
+	Last uint64   `json:"last"`
+	Gaps []uint64 `json:"gaps,omitempty"`
+}
+
+// maxGaps bounds the gaps remembered per incarnation (the oldest go).
+const maxGaps = 1 << 16
+
+// quorumOutcome is what the FSM returns for a quorum entry (the raft
+// future's Response on the leader): the indexes of the ops not applied
+// because they fell in a gap.
+type quorumOutcome struct{ gapped []int }
+
+// admit reports whether the op numbered seq from st applies, and whether
+// it is refused for falling in a gap.
+func (st *qseqState) admit(seq uint64) (apply, gapped bool) {
+	if seq > st.Last {
+		for g := st.Last + 1; g < seq && len(st.Gaps) < maxGaps; g++ {
+			st.Gaps = append(st.Gaps, g)
+		}
+		if len(st.Gaps) > maxGaps/2 && seq-st.Last > maxGaps {
+			st.Gaps = nil // a huge jump: nothing of it will come again
+		}
+		st.Last = seq
+		return true, false
+	}
+	if _, found := slices.BinarySearch(st.Gaps, seq); found {
+		return false, true
+	}
+	return false, false
 }
 
 func newFSM(n *Node, dir string) (*fsm, error) {
@@ -198,22 +235,26 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// from the last snapshot and the log after it, so these entries
 		// apply whatever skipUntil says, and need no applied file.
 		key := e.Origin + "/" + strconv.FormatUint(e.Boot, 10)
-		last := f.qseqs[key]
-		for i, op := range e.Quorum {
-			if i < len(e.QSeqs) {
-				if e.QSeqs[i] <= last {
-					continue
-				}
-				last = e.QSeqs[i]
-			}
-			f.n.cfg.Broker.ApplyQuorum(op, e.Origin, e.Boot)
-		}
 		if f.qseqs == nil {
-			f.qseqs = map[string]uint64{}
+			f.qseqs = map[string]*qseqState{}
 		}
-		f.qseqs[key] = last
+		st := f.qseqs[key]
+		if st == nil {
+			st = &qseqState{}
+			f.qseqs[key] = st
+		}
+		var out quorumOutcome
+		for i, op := range e.Quorum {
+			apply, gapped := st.admit(e.QSeqs[i])
+			if gapped {
+				out.gapped = append(out.gapped, i)
+			}
+			if apply {
+				f.n.cfg.Broker.ApplyQuorum(op, e.Origin, e.Boot)
+			}
+		}
 		f.last.Store(max(f.last.Load(), l.Index))
-		return nil
+		return out
 	}
 	if l.Index <= f.skipUntil {
 		f.replaySkipped(e)
@@ -301,7 +342,15 @@ type snapshotDoc struct {
 	// Quorum is the replicated quorum queues' state (their messages
 	// included) at Index.
 	Quorum     broker.QuorumSnapshot `json:"quorum"`
-	QuorumSeqs map[string]uint64     `json:"quorum_seqs,omitempty"`
+	QuorumSeqs map[string]*qseqState `json:"quorum_seqs,omitempty"`
+}
+
+func cloneSeqs(m map[string]*qseqState) map[string]*qseqState {
+	out := make(map[string]*qseqState, len(m))
+	for k, v := range m {
+		out[k] = &qseqState{Last: v.Last, Gaps: slices.Clone(v.Gaps)}
+	}
+	return out
 }
 
 // Snapshot implements raft.FSM. It runs on the FSM's goroutine, so the
@@ -310,7 +359,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	doc := definitions.Export(f.n.cfg.Broker, f.n.cfg.Users, false)
 	doc.Queues = replicatedQueues(f.n.cfg.Broker, doc.Queues)
 	data, err := json.Marshal(snapshotDoc{Index: f.last.Load(), Definitions: doc, Quorum: f.n.cfg.Broker.SnapshotQuorum(),
-		QuorumSeqs: maps.Clone(f.qseqs)})
+		QuorumSeqs: cloneSeqs(f.qseqs)})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // A follower's quorum batches go to the leader over one connection that
@@ -21,7 +23,8 @@ import (
 //
 // Frames: a batch is a 4-byte big-endian length and the entry
 // (encodeEntry's bytes); an answer is a 2-byte big-endian length and the
-// error text (empty: committed).
+// error text (empty: committed), then, for a committed batch, the count
+// and the indexes (uvarints) of its ops not applied (quorumOutcome).
 
 const (
 	opQStream = "qstream"
@@ -39,24 +42,32 @@ func (n *Node) serveQStream(c net.Conn, r io.Reader) {
 		return
 	}
 	defer t.Close()
-	type answer struct{ f interface{ Error() error } }
+	type answer struct{ f raft.ApplyFuture }
 	answers := make(chan answer, qStreamDepth)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		w := bufio.NewWriter(c)
 		for a := range answers {
 			var text string
+			var out quorumOutcome
 			if err := a.f.Error(); err != nil {
 				text = err.Error()
 				if len(text) > 1024 {
 					text = text[:1024]
 				}
+			} else {
+				out, _ = a.f.Response().(quorumOutcome)
 			}
 			_ = c.SetWriteDeadline(time.Now().Add(qStreamIdle))
-			var hdr [2]byte
-			binary.BigEndian.PutUint16(hdr[:], uint16(len(text)))
-			_, _ = w.Write(hdr[:])
-			_, _ = w.WriteString(text)
+			b := binary.BigEndian.AppendUint16(nil, uint16(len(text)))
+			b = append(b, text...)
+			if text == "" {
+				b = binary.AppendUvarint(b, uint64(len(out.gapped)))
+				for _, i := range out.gapped {
+					b = binary.AppendUvarint(b, uint64(i))
+				}
+			}
+			_, _ = w.Write(b)
 			if len(answers) == 0 {
 				if w.Flush() != nil {
 					_ = c.Close() // the reader below ends too
@@ -205,6 +216,20 @@ func (p *qproposer) readAnswers(s *qstream) {
 			text = make([]byte, binary.BigEndian.Uint16(hdr[:]))
 			_, err = io.ReadFull(r, text)
 		}
+		var gapped []int
+		if err == nil && len(text) == 0 {
+			var n uint64
+			if n, err = binary.ReadUvarint(r); err == nil && n > uint64(len(batch)) {
+				err = errors.New("bad answer")
+			}
+			for ; err == nil && n > 0; n-- {
+				var i uint64
+				if i, err = binary.ReadUvarint(r); err == nil && i >= uint64(len(batch)) {
+					err = errors.New("bad answer")
+				}
+				gapped = append(gapped, int(i))
+			}
+		}
 		switch {
 		case err != nil:
 			s.fail()
@@ -212,7 +237,7 @@ func (p *qproposer) readAnswers(s *qstream) {
 		case len(text) > 0:
 			p.finish(batch, fmt.Errorf("cluster: the leader did not commit the change: %s", text))
 		default:
-			p.finish(batch, nil)
+			p.finishCommitted(batch, gapped)
 		}
 		p.inflight.Add(-1)
 	}

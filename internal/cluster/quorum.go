@@ -158,12 +158,32 @@ func (p *qproposer) requeue(ops []qpending) {
 	}
 }
 
+// errGapped fails an op whose batch failed while a later one committed:
+// applying it now would put it after them.
+var errGapped = errors.New("cluster: the change was overtaken by a later one after a failure; not applied")
+
+// finishCommitted reports a committed batch: the ops at the indexes in
+// gapped were not applied (see qseqState); those that must happen are
+// proposed again, the others fail.
+func (p *qproposer) finishCommitted(batch []qpending, gapped []int) {
+	for i, o := range batch {
+		if len(gapped) > 0 && gapped[0] == i {
+			gapped = gapped[1:]
+			if o.retry {
+				p.n.ProposeQuorum(o.op, true, o.done)
+			} else {
+				o.done(errGapped)
+			}
+			continue
+		}
+		o.done(nil)
+	}
+}
+
 // finish reports a batch's outcome; it returns whether it failed.
 func (p *qproposer) finish(batch []qpending, err error) bool {
 	if err == nil {
-		for _, o := range batch {
-			o.done(nil)
-		}
+		p.finishCommitted(batch, nil)
 		return false
 	}
 	var again []qpending
@@ -308,7 +328,12 @@ func (p *qproposer) waitInflight() {
 				}
 			}
 		case in := <-p.appended:
-			p.finish(in.batch, in.f.Error())
+			if err := in.f.Error(); err != nil {
+				p.finish(in.batch, err)
+			} else {
+				out, _ := in.f.Response().(quorumOutcome)
+				p.finishCommitted(in.batch, out.gapped)
+			}
 			p.inflight.Add(-1)
 		}
 	}
