@@ -14,6 +14,9 @@ func (p *Publisher) enqueueReplicated(m *Message, qs []*Queue) (int, []*Queue) {
 			continue
 		}
 		f, congested := rq.publish(m)
+		if len(p.quorumWaits) >= maxQuorumWaits {
+			p.foldQuorumWaits() // a publisher that never waits (no confirms) keeps a few
+		}
 		p.quorumWaits = append(p.quorumWaits, f)
 		p.quorumLast = true
 		if congested {
@@ -33,4 +36,20 @@ func (p *Publisher) waitQuorum(done func(error)) {
 	}
 	clear(p.quorumWaits)
 	p.quorumWaits = p.quorumWaits[:0]
+}
+
+// maxQuorumWaits bounds the futures a publisher keeps between waits.
+const maxQuorumWaits = 256
+
+// foldQuorumWaits replaces the pending futures by one that completes when
+// they all have, with the first error.
+func (p *Publisher) foldQuorumWaits() {
+	agg := &quorumFuture{}
+	j := &joinedWait{done: agg.complete}
+	j.left.Store(int64(len(p.quorumWaits)))
+	for _, f := range p.quorumWaits {
+		f.then(j.one)
+	}
+	clear(p.quorumWaits)
+	p.quorumWaits = append(p.quorumWaits[:0], agg)
 }

@@ -359,3 +359,31 @@ func FuzzReadQuorumOp(f *testing.F) {
 		}
 	})
 }
+
+// TestReplicatedQuorumNoConfirmPublisher: a publisher that never waits
+// keeps a bounded number of futures, and a later wait still covers every
+// message since the last one.
+func TestReplicatedQuorumNoConfirmPublisher(t *testing.T) {
+	l, nodes := newSimCluster(t, nil)
+	p := nodes[0].b.VHost(DefaultVHost).Publisher()
+	for range 1000 {
+		if _, err := p.Publish(&Message{RoutingKey: "qq", Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(p.quorumWaits) > maxQuorumWaits {
+		t.Fatalf("%d futures kept", len(p.quorumWaits))
+	}
+	l.mu.Lock()
+	l.fail = true
+	l.mu.Unlock()
+	_, _ = p.Publish(&Message{RoutingKey: "qq", Body: []byte("y")})
+	var got error
+	if !p.WaitPublished(func(err error) { got = err }) || got == nil {
+		t.Fatalf("the wait over every message since the last one did not report the failed one: %v", got)
+	}
+	pump(l, nodes)
+	if st := simQueue(t, nodes[1]).Stats(); st.Ready != 1000 {
+		t.Fatalf("ready %d", st.Ready)
+	}
+}
