@@ -42,6 +42,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.ConfirmWindow, "confirm-window", def.ConfirmWindow, "unconfirmed publishes allowed in flight per producer")
 	fs.BoolVar(&cfg.Persistent, "persistent", def.Persistent, "publish persistent messages (delivery-mode 2) to durable (still auto-deleted) queues")
 	fs.BoolVar(&cfg.AutoAck, "auto-ack", def.AutoAck, "consume with no-ack instead of manual acks")
+	fs.StringVar(&cfg.QueueType, "queue-type", "", "x-queue-type of the throughput, latency and fanout queues: classic (default) or quorum (durable, not auto-delete; deleted at the end)")
 	fs.IntVar(&cfg.Callers, "callers", def.Callers, "rpc: concurrent callers, each with its own connection")
 	fs.BoolVar(&cfg.DirectReplyTo, "direct-reply-to", def.DirectReplyTo, "rpc: callers consume amq.rabbitmq.reply-to instead of declaring a reply queue")
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", def.RPCTimeout, "rpc: give up waiting for a reply after this long")

@@ -48,6 +48,11 @@ type QueueJSON struct {
 	FirstOffset  *uint64 `json:"first_offset,omitempty"`
 	LastOffset   *int64  `json:"last_offset,omitempty"`
 	Segments     *int    `json:"segments,omitempty"`
+	// Quorum queues in cluster mode: RabbitMQ's leader, members and
+	// online, by node name (one Raft group: the members are all nodes).
+	Leader  string   `json:"leader,omitempty"`
+	Members []string `json:"members,omitempty"`
+	Online  []string `json:"online,omitempty"`
 }
 
 // messageStats is RabbitMQ's message_stats: counts since the queue was
@@ -91,6 +96,9 @@ func (s *Server) newQueueJSON(v *broker.VHost, q *broker.Queue) QueueJSON {
 		j.Messages, j.MessagesReady = int(si.Messages), int(si.Messages)
 		last := int64(si.NextOffset) - 1
 		j.MessageBytes, j.FirstOffset, j.LastOffset, j.Segments = &si.Bytes, &si.FirstOffset, &last, &si.Segments
+	}
+	if leader, members, online, ok := q.Replicas(); ok {
+		j.Leader, j.Members, j.Online = leader, members, online
 	}
 	return j
 }

@@ -250,10 +250,13 @@ func (s *App) Start() (err error) {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data directory %q: %w (choose another with --data-dir)", s.cfg.DataDir, err)
 	}
+	clustered := s.cfg.Cluster.Addr != ""
+	if clustered {
+		s.enableQuorum() // before the definitions declare the quorum queues
+	}
 	if err := s.defs.load(); err != nil {
 		return err
 	}
-	clustered := s.cfg.Cluster.Addr != ""
 	if s.cfg.LoadDefinitions != "" && !clustered {
 		if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
 			return err

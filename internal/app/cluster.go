@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -77,6 +79,16 @@ func (s *App) startCluster() error {
 		n.UsersChanged()
 	})
 	return nil
+}
+
+// enableQuorum makes the quorum queues replicated ones (cluster mode),
+// this start of the node being a new incarnation: consumers of the
+// earlier ones ended with their process.
+func (s *App) enableQuorum() {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	boot := binary.BigEndian.Uint64(b[:]) | 1 // never 0
+	s.broker.EnableReplicatedQuorum(s.cfg.Cluster.NodeName, boot)
 }
 
 // WaitCluster waits until this node knows the cluster's leader (tests,

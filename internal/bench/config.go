@@ -97,6 +97,10 @@ type Config struct {
 	ConfirmWindow int  `json:"confirm_window"` // outstanding unconfirmed publishes per producer
 	Persistent    bool `json:"persistent"`     // delivery-mode 2 and durable (still auto-delete) queues
 	AutoAck       bool `json:"auto_ack"`       // consume with no-ack
+	// QueueType is the x-queue-type of the throughput, latency and fanout
+	// queues ("" = the broker's default, classic); quorum queues are
+	// declared durable and not auto-delete, as they must be.
+	QueueType string `json:"queue_type,omitempty"`
 
 	Callers       int           `json:"callers"`         // rpc
 	DirectReplyTo bool          `json:"direct_reply_to"` // rpc: use amq.rabbitmq.reply-to

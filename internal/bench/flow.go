@@ -273,7 +273,8 @@ func runFlow(r *run) (res Result, err error) {
 	for i := range queues {
 		name := r.name(fmt.Sprintf("q%d", i))
 		if err := adminCall(admin, func(ch *amqp.Channel) error {
-			_, err := ch.QueueDeclare(name, cfg.Persistent, true, false, false, nil)
+			durable, autoDelete, args := queueDecl(cfg)
+			_, err := ch.QueueDeclare(name, durable, autoDelete, false, false, args)
 			return err
 		}); err != nil {
 			return res, brokerError("admin", "declaring queue "+name, err)
@@ -364,7 +365,8 @@ func runFlow(r *run) (res Result, err error) {
 	}
 	for _, q := range queues {
 		_ = adminCall(admin, func(ch *amqp.Channel) error {
-			qi, err := ch.QueueDeclarePassive(q, cfg.Persistent, true, false, false, nil)
+			durable, autoDelete, args := queueDecl(cfg)
+			qi, err := ch.QueueDeclarePassive(q, durable, autoDelete, false, false, args)
 			if err == nil {
 				res.Backlog += uint64(qi.Messages)
 			}

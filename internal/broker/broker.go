@@ -71,6 +71,7 @@ type Broker struct {
 	services        replyTable   // RPC requests awaiting their reply (services_stats.go)
 
 	replicator atomic.Pointer[replicatorBox] // cluster mode: definitions changes go through it (replicate.go)
+	quorum     atomic.Pointer[quorumCluster] // cluster mode: quorum queues are replicated (quorum_log.go)
 
 	mu     sync.RWMutex // guards vhosts
 	vhosts map[string]*VHost

@@ -48,7 +48,7 @@ func NewConfirmQueue[T any](send func(item T, err error)) *ConfirmQueue[T] {
 // are on disk (see Publisher.WaitPublished), after every earlier item.
 // It reports whether item waits for the disk.
 func (q *ConfirmQueue[T]) Confirm(p *Publisher, item T) bool {
-	if !p.unsynced && len(p.streams) == 0 {
+	if !p.unsynced && len(p.streams) == 0 && len(p.quorumWaits) == 0 {
 		q.Add(item) // the common case, without the closures of a wait
 		return false
 	}

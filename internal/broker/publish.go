@@ -39,6 +39,10 @@ type Publisher struct {
 	// the log's in WaitDurable and WaitPublished).
 	streamed bool
 	streams  []*streamQueue
+	// quorumWaits are the proposals to replicated quorum queues since the
+	// last wait; quorumLast: the last message was one (quorum_publish.go).
+	quorumWaits []*quorumFuture
+	quorumLast  bool
 }
 
 // Rejected reports whether a target queue refused the last published
@@ -189,6 +193,7 @@ func (p *Publisher) PublishOutcome(m *Message) (Outcome, error) {
 func (p *Publisher) Publish(m *Message) (int, error) {
 	p.rejected = false // not left over from the previous message when this one fails or is delayed
 	p.streamed = false
+	p.quorumLast = false
 	qs, err := p.Route(m)
 	if err != nil {
 		return 0, err
@@ -215,9 +220,14 @@ func (p *Publisher) Publish(m *Message) (int, error) {
 			return 0, err
 		}
 	}
+	nq := 0
+	if p.vhost.broker.quorum.Load() != nil {
+		nq, qs = p.enqueueReplicated(m, qs)
+	}
 	p.stored = p.vhost.broker.prepareStore(m, qs)
 	p.wroteLog = p.wroteLog || p.stored
 	n, anyStored := p.enqueueAll(m, exp, qs)
+	n += nq
 	if p.vhost.broker.streams.Load() > 0 {
 		p.noteStreams(qs)
 	}
@@ -248,21 +258,21 @@ func (p *Publisher) noteStreams(qs []*Queue) {
 
 // Stored reports whether the last published message was written to the
 // log or to a stream, so that its confirm must wait for WaitDurable.
-func (p *Publisher) Stored() bool { return p.stored || p.streamed }
+func (p *Publisher) Stored() bool { return p.stored || p.streamed || p.quorumLast }
 
 // WaitDurable arranges for done to be called once the last published
 // message is on disk, and reports whether it will be; if not (transient,
 // or no durable queue took it) the message needs no wait. done runs on
 // the log's (or a stream's) commit goroutine: it must not block.
 func (p *Publisher) WaitDurable(done func(error)) bool {
-	if !p.stored && !p.streamed {
+	if !p.stored && !p.streamed && !p.quorumLast {
 		return false
 	}
 	logged := p.stored
 	if logged {
 		p.unsynced = false
 	}
-	p.stored, p.streamed = false, false
+	p.stored, p.streamed, p.quorumLast = false, false, false
 	p.waitAll(logged, done)
 	return true
 }
@@ -271,7 +281,7 @@ func (p *Publisher) WaitDurable(done func(error)) bool {
 // p.streams have made durable what was appended so far, with the first
 // error; it forgets the streams.
 func (p *Publisher) waitAll(logged bool, done func(error)) {
-	n := len(p.streams)
+	n := len(p.streams) + len(p.quorumWaits)
 	if logged {
 		n++
 	}
@@ -286,6 +296,7 @@ func (p *Publisher) waitAll(logged bool, done func(error)) {
 	for _, s := range p.streams {
 		s.barrier(done)
 	}
+	p.waitQuorum(done)
 	clear(p.streams)
 	p.streams = p.streams[:0]
 }
@@ -319,11 +330,11 @@ func (j *joinedWait) one(err error) {
 // runs on the log's commit goroutine (or at once, on the caller's, if the
 // log has failed): it must not block.
 func (p *Publisher) WaitPublished(done func(error)) bool {
-	if !p.unsynced && len(p.streams) == 0 {
+	if !p.unsynced && len(p.streams) == 0 && len(p.quorumWaits) == 0 {
 		return false
 	}
 	logged := p.unsynced
-	p.stored, p.unsynced, p.streamed = false, false, false
+	p.stored, p.unsynced, p.streamed, p.quorumLast = false, false, false, false
 	p.waitAll(logged, done)
 	return true
 }

@@ -6,7 +6,8 @@ package broker
 // quorum's rules: always durable, never exclusive or auto-delete, no
 // priorities, a delivery limit by default, and a type that a redeclaration
 // may not change. The clustering work replaces the engine behind the same
-// queueKind seam; declarations already say which queues it must replicate.
+// queueKind seam: in cluster mode (Broker.EnableReplicatedQuorum) a quorum
+// queue is replicated through the cluster's Raft log (quorum_log.go).
 
 // DefaultQuorumDeliveryLimit is x-delivery-limit for a quorum queue that
 // sets none, as in RabbitMQ 4: past it a message is dead-lettered (reason
@@ -14,8 +15,14 @@ package broker
 const DefaultQuorumDeliveryLimit = 20
 
 // newQuorum builds a quorum queue's engine: on one node, the classic one
-// (its configuration already carries the quorum defaults).
-func newQuorum(q *Queue, cfg queueConfig, p *Policy) queueKind { return newClassic(q, cfg, p) }
+// (its configuration already carries the quorum defaults); in cluster mode
+// the replicated one (quorum_replicated.go).
+func newQuorum(q *Queue, cfg queueConfig, p *Policy) queueKind {
+	if qc := q.vhost.broker.quorum.Load(); qc != nil {
+		return newRaftQuorum(q, qc, cfg, p)
+	}
+	return newClassic(q, cfg, p)
+}
 
 // checkQueueType refuses a declaration its queue type does not allow, as
 // RabbitMQ does (406, never silently coerced).

@@ -186,6 +186,10 @@ func TestEntryChecksum(t *testing.T) {
 func FuzzDecodeEntry(f *testing.F) {
 	good, _ := encodeEntry(entry{Origin: "a", Req: 1, Users: &auth.Definitions{}})
 	f.Add(good)
+	q, _ := encodeEntry(entry{Origin: "n1", Boot: 7, QSeqs: []uint64{1, 2}, Quorum: []broker.QuorumOp{
+		{Op: "enq", VHost: "/", Queue: "q", Meta: []byte{1, 0, 0}, Body: []byte("hello")},
+		{Op: "settle", VHost: "/", Queue: "q", IDs: []uint64{3, 300}, How: 1}}})
+	f.Add(q)
 	f.Add([]byte{})
 	f.Add([]byte{0, 0, 0, 0, '{', '}'})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -312,5 +316,27 @@ func TestClusterPortRefusesGarbage(t *testing.T) {
 	// Still serving.
 	if _, err := m.broker.VHost(broker.DefaultVHost).DeclareQueue("ok", broker.QueueOptions{Durable: true}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQuorumSeqGaps: an op numbered above the last applies; a copy of an
+// applied one does not; one skipped by a later op (its batch failed, a
+// later one committed) does not either, and is reported as gapped.
+func TestQuorumSeqGaps(t *testing.T) {
+	var st qseqState
+	for _, c := range []struct {
+		seq           uint64
+		apply, gapped bool
+	}{
+		{1, true, false}, {2, true, false}, {2, false, false}, // a copy
+		{5, true, false},  // 3 and 4 failed: gaps
+		{3, false, true},  // sent again after 5: refused, reported
+		{5, false, false}, // a copy
+		{6, true, false},
+	} {
+		apply, gapped := st.admit(c.seq)
+		if apply != c.apply || gapped != c.gapped {
+			t.Fatalf("seq %d: apply %v gapped %v, want %v %v (state %+v)", c.seq, apply, gapped, c.apply, c.gapped, st)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,20 +32,90 @@ type entry struct {
 	Req     uint64            `json:"req"`
 	Command json.RawMessage   `json:"command,omitempty"`
 	Users   *auth.Definitions `json:"users,omitempty"`
+	// Quorum are ops on replicated quorum queues (quorum.go), applied on
+	// every node in order.
+	Quorum []broker.QuorumOp `json:"quorum,omitempty"`
+	// Boot is the proposing node's incarnation and QSeqs the ops'
+	// numbers there: an op at or below the last applied from (Origin,
+	// Boot) was applied already (a batch sent again).
+	Boot  uint64   `json:"boot,omitempty"`
+	QSeqs []uint64 `json:"qseqs,omitempty"`
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// encodeEntry frames e as a CRC-32C of the JSON, then the JSON: a bit
-// flipped in the log on disk is found (verifyLog) instead of applied.
+// encodeEntry frames e as a CRC-32C of the body, then the body: a bit
+// flipped in the log on disk is found (verifyLog) instead of applied. The
+// body is JSON, or, for quorum queue ops (the hot path), binary: 'Q',
+// origin (uvarint length, bytes), boot (uvarint), the op count (uvarint),
+// then each op's number (uvarint) and broker.AppendQuorumOp's form.
 func encodeEntry(e entry) ([]byte, error) {
-	body, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
+	out := make([]byte, 4, 64)
+	if len(e.Quorum) > 0 {
+		if len(e.QSeqs) != len(e.Quorum) || e.Req != 0 || e.Command != nil || e.Users != nil {
+			return nil, errors.New("a quorum entry carries ops and their numbers only")
+		}
+		out = append(out, quorumTag)
+		out = binary.AppendUvarint(out, uint64(len(e.Origin)))
+		out = append(out, e.Origin...)
+		out = binary.AppendUvarint(out, e.Boot)
+		out = binary.AppendUvarint(out, uint64(len(e.Quorum)))
+		for i, op := range e.Quorum {
+			out = binary.AppendUvarint(out, e.QSeqs[i])
+			out = broker.AppendQuorumOp(out, op)
+		}
+	} else {
+		body, err := json.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, body...)
 	}
-	out := make([]byte, 4, 4+len(body))
-	binary.BigEndian.PutUint32(out, crc32.Checksum(body, castagnoli))
-	return append(out, body...), nil
+	binary.BigEndian.PutUint32(out, crc32.Checksum(out[4:], castagnoli))
+	return out, nil
+}
+
+// quorumTag starts a binary quorum entry's body (a JSON one starts '{').
+const quorumTag = 'Q'
+
+func decodeQuorumEntry(b []byte) (entry, error) {
+	var e entry
+	uv := func() uint64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	l := uv()
+	if l > uint64(len(b)) {
+		return e, errCorrupt
+	}
+	e.Origin, b = string(b[:l]), b[l:]
+	e.Boot = uv()
+	count := uv()
+	if b == nil || count == 0 || count > uint64(len(b)) {
+		return e, fmt.Errorf("%w: quorum entry header", errCorrupt)
+	}
+	e.Quorum, e.QSeqs = make([]broker.QuorumOp, 0, count), make([]uint64, 0, count)
+	for range count {
+		seq := uv()
+		if b == nil {
+			return e, fmt.Errorf("%w: quorum op number", errCorrupt)
+		}
+		op, rest, err := broker.ReadQuorumOp(b)
+		if err != nil {
+			return e, fmt.Errorf("%w: %w", errCorrupt, err)
+		}
+		op.Meta, op.Body = bytes.Clone(op.Meta), bytes.Clone(op.Body) // kept in memory: not the entry's buffer
+		e.Quorum, e.QSeqs, b = append(e.Quorum, op), append(e.QSeqs, seq), rest
+	}
+	if len(b) != 0 {
+		return e, fmt.Errorf("%w: trailing bytes", errCorrupt)
+	}
+	return e, nil
 }
 
 var errCorrupt = errors.New("checksum mismatch")
@@ -56,9 +127,15 @@ func decodeEntry(data []byte) (entry, error) {
 	if crc32.Checksum(data[4:], castagnoli) != binary.BigEndian.Uint32(data) {
 		return entry{}, errCorrupt
 	}
+	if len(data) > 4 && data[4] == quorumTag {
+		return decodeQuorumEntry(data[5:])
+	}
 	var e entry
 	if err := json.Unmarshal(data[4:], &e); err != nil {
 		return entry{}, fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	if e.Quorum != nil || e.QSeqs != nil {
+		return entry{}, fmt.Errorf("%w: quorum ops in a JSON entry", errCorrupt)
 	}
 	return e, nil
 }
@@ -79,6 +156,46 @@ type fsm struct {
 	applyingUsers atomic.Bool
 	mu            sync.Mutex
 	lastUsers     []byte // the users section last applied or proposed, JSON
+	// qseqs is, per proposing incarnation ("node/boot"), what quorum ops
+	// were applied (quorum.go); only the FSM's goroutine uses it.
+	qseqs map[string]*qseqState
+}
+
+// qseqState is the ops applied from one incarnation: every number up to
+// Last but the Gaps (numbers skipped by a later op: their batch failed
+// and a later one committed). An op at or below Last is not applied: a
+// copy of an applied one, or one in a gap, which the proposer is told of
+// (it must not apply after the later ones: a publisher's order).
+type qseqState struct {
+	Last uint64   `json:"last"`
+	Gaps []uint64 `json:"gaps,omitempty"`
+}
+
+// maxGaps bounds the gaps remembered per incarnation (the oldest go).
+const maxGaps = 1 << 16
+
+// quorumOutcome is what the FSM returns for a quorum entry (the raft
+// future's Response on the leader): the indexes of the ops not applied
+// because they fell in a gap.
+type quorumOutcome struct{ gapped []int }
+
+// admit reports whether the op numbered seq from st applies, and whether
+// it is refused for falling in a gap.
+func (st *qseqState) admit(seq uint64) (apply, gapped bool) {
+	if seq > st.Last {
+		for g := st.Last + 1; g < seq && len(st.Gaps) < maxGaps; g++ {
+			st.Gaps = append(st.Gaps, g)
+		}
+		if len(st.Gaps) > maxGaps/2 && seq-st.Last > maxGaps {
+			st.Gaps = nil // a huge jump: nothing of it will come again
+		}
+		st.Last = seq
+		return true, false
+	}
+	if _, found := slices.BinarySearch(st.Gaps, seq); found {
+		return false, true
+	}
+	return false, false
 }
 
 func newFSM(n *Node, dir string) (*fsm, error) {
@@ -106,9 +223,6 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	if l.Index <= f.skipUntil {
-		return nil
-	}
 	e, err := decodeEntry(l.Data)
 	if err != nil {
 		// The leader's copy, checked on its disk at start and carried
@@ -116,6 +230,36 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// guess would make this node differ from the others for good.
 		f.n.log.Error("a Raft log entry does not match its checksum; stopping this node's state machine", "index", l.Index, "err", err)
 		panic(fmt.Sprintf("herald cluster: Raft log entry %d is corrupt: %v", l.Index, err))
+	}
+	if len(e.Quorum) > 0 {
+		// Quorum queue state is in memory only: rebuilt on every start
+		// from the last snapshot and the log after it, so these entries
+		// apply whatever skipUntil says, and need no applied file.
+		key := e.Origin + "/" + strconv.FormatUint(e.Boot, 10)
+		if f.qseqs == nil {
+			f.qseqs = map[string]*qseqState{}
+		}
+		st := f.qseqs[key]
+		if st == nil {
+			st = &qseqState{}
+			f.qseqs[key] = st
+		}
+		var out quorumOutcome
+		for i, op := range e.Quorum {
+			apply, gapped := st.admit(e.QSeqs[i])
+			if gapped {
+				out.gapped = append(out.gapped, i)
+			}
+			if apply {
+				f.n.cfg.Broker.ApplyQuorum(op, e.Origin, e.Boot)
+			}
+		}
+		f.last.Store(max(f.last.Load(), l.Index))
+		return out
+	}
+	if l.Index <= f.skipUntil {
+		f.replaySkipped(e)
+		return nil
 	}
 	var a applied
 	switch {
@@ -134,6 +278,25 @@ func (f *fsm) Apply(l *raft.Log) any {
 		f.n.deliver(e.Req, a)
 	}
 	return nil
+}
+
+// replaySkipped gives the quorum queues' in-memory state what it needs of
+// a definitions entry the node's own state already holds: a purge.
+func (f *fsm) replaySkipped(e entry) {
+	if e.Command == nil {
+		return
+	}
+	c, err := broker.DecodeCommand(e.Command)
+	if err != nil {
+		return
+	}
+	if pc, ok := c.(broker.PurgeQueue); ok {
+		if v := f.n.cfg.Broker.VHost(pc.VHost); v != nil {
+			if q, err := v.Queue(pc.Name); err == nil && q.Replicated() {
+				_, _ = f.n.cfg.Broker.Apply(pc)
+			}
+		}
+	}
 }
 
 func (f *fsm) applyUsers(d auth.Definitions) error {
@@ -177,6 +340,18 @@ func (f *fsm) setApplied(index uint64) {
 type snapshotDoc struct {
 	Index       uint64               `json:"index"`
 	Definitions definitions.Document `json:"definitions"`
+	// Quorum is the replicated quorum queues' state (their messages
+	// included) at Index.
+	Quorum     broker.QuorumSnapshot `json:"quorum"`
+	QuorumSeqs map[string]*qseqState `json:"quorum_seqs,omitempty"`
+}
+
+func cloneSeqs(m map[string]*qseqState) map[string]*qseqState {
+	out := make(map[string]*qseqState, len(m))
+	for k, v := range m {
+		out[k] = &qseqState{Last: v.Last, Gaps: slices.Clone(v.Gaps)}
+	}
+	return out
 }
 
 // Snapshot implements raft.FSM. It runs on the FSM's goroutine, so the
@@ -184,7 +359,8 @@ type snapshotDoc struct {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	doc := definitions.Export(f.n.cfg.Broker, f.n.cfg.Users, false)
 	doc.Queues = replicatedQueues(f.n.cfg.Broker, doc.Queues)
-	data, err := json.Marshal(snapshotDoc{Index: f.last.Load(), Definitions: doc})
+	data, err := json.Marshal(snapshotDoc{Index: f.last.Load(), Definitions: doc, Quorum: f.n.cfg.Broker.SnapshotQuorum(),
+		QuorumSeqs: cloneSeqs(f.qseqs)})
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +408,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			f.n.log.Warn("some users of the snapshot could not be applied", "err", err)
 		}
 	}
+	f.n.cfg.Broker.RestoreQuorum(s.Quorum)
+	f.qseqs = s.QuorumSeqs
 	f.skipUntil = 0
 	f.setApplied(s.Index)
 	f.n.log.Info("definitions restored from a snapshot", "index", s.Index)

@@ -78,20 +78,26 @@ var defaultTuning = Tuning{Heartbeat: 500 * time.Millisecond, Election: 500 * ti
 
 // Node is a running cluster member.
 type Node struct {
-	cfg       Config
-	log       *slog.Logger
-	raft      *raft.Raft
-	fsm       *fsm
-	store     *raftboltdb.BoltStore
-	mux       *mux
-	trans     *raft.NetworkTransport
-	hasState  atomic.Bool
-	reqSeq    atomic.Uint64
-	waiters   sync.Map // request number -> chan applied
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	cfg      Config
+	log      *slog.Logger
+	raft     *raft.Raft
+	fsm      *fsm
+	store    *raftboltdb.BoltStore
+	mux      *mux
+	trans    *raft.NetworkTransport
+	hasState atomic.Bool
+	reqSeq   atomic.Uint64
+	waiters  sync.Map // request number -> chan applied
+	qprop    *qproposer
+	observer *raft.Observer
+	// Replicas' cache of the members' state.
+	replicasMu      sync.Mutex
+	replicasAt      time.Time
+	members, online []string
+	ctx             context.Context
+	cancel          context.CancelFunc
+	wg              sync.WaitGroup
+	closeOnce       sync.Once
 }
 
 // applied is what the FSM produced for an entry this node proposed.
@@ -158,6 +164,7 @@ func Start(cfg Config) (*Node, error) {
 	n.mux = newMux(ln, advertise, n.serveRPC)
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: streamLayer{n.mux}, MaxPool: 3,
 		Timeout: 10 * time.Second, Logger: hl})
+	n.qprop = newQProposer(n)
 	n.fsm, err = newFSM(n, cfg.Dir)
 	if err != nil {
 		n.closeTransport()
@@ -191,6 +198,12 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cannot read the Raft state in %s: %w", cfg.Dir, err)
 	}
 	n.hasState.Store(has)
+	if err := restoreQuorum(cfg.Broker, n.fsm, snaps); err != nil {
+		n.closeTransport()
+		store.Close()
+		cancel()
+		return nil, err
+	}
 	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.trans)
 	if err != nil {
 		n.closeTransport()
@@ -199,6 +212,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cannot start Raft: %w", err)
 	}
 	n.raft = r
+	n.startQuorum()
 	// Accept only now: the RPC handlers use n.raft (connections that came
 	// meanwhile wait in the listen backlog).
 	n.wg.Add(1)
@@ -231,7 +245,9 @@ func (n *Node) Name() string { return n.cfg.NodeName }
 func (n *Node) Close() error {
 	var err error
 	n.closeOnce.Do(func() {
+		n.cfg.Broker.SetQuorumLog(nil)
 		n.cancel()
+		n.raft.DeregisterObserver(n.observer)
 		err = n.raft.Shutdown().Error()
 		n.closeTransport()
 		n.wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sort"
 	"time"
@@ -57,6 +58,11 @@ func call(addr string, req request, timeout time.Duration) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
+	return exchange(c, addr, req, timeout)
+}
+
+// exchange sends req on c, reads the response and closes c.
+func exchange(c net.Conn, addr string, req request, timeout time.Duration) (response, error) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	if err := json.NewEncoder(c).Encode(req); err != nil {
@@ -74,8 +80,16 @@ func (n *Node) serveRPC(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(rpcTimeout + 5*time.Second))
 	var req request
-	d := json.NewDecoder(bufio.NewReader(&limitedConn{c: c, left: maxRequest}))
+	lc := &limitedConn{c: c, left: maxRequest}
+	br := bufio.NewReader(lc)
+	d := json.NewDecoder(br)
 	if err := d.Decode(&req); err != nil {
+		return
+	}
+	if req.Op == opQStream {
+		lc.left = 1 << 62 // frames, each checked against maxRequest
+		_ = c.SetDeadline(time.Time{})
+		n.serveQStream(c, io.MultiReader(d.Buffered(), br))
 		return
 	}
 	resp := n.handle(req)
