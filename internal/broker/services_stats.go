@@ -29,11 +29,15 @@ const latencyWindow = 1024
 // serviceQueue's lock.
 type callStats struct {
 	requests, expired uint64
-	replies           map[string]uint64
-	replied           uint64        // replies with a time
-	total             time.Duration // their sum
-	window            [latencyWindow]time.Duration
-	next              int // where the next time goes in window (mod latencyWindow)
+	// replies counts by status. A slice searched in order, not a map: a
+	// service answers with one or two statuses, and this runs for every
+	// reply (hashing the status twice per reply cost more than the rest
+	// of the bookkeeping).
+	replies []statusCount
+	replied uint64        // replies with a time
+	total   time.Duration // their sum
+	window  [latencyWindow]time.Duration
+	next    int // where the next time goes in window (mod latencyWindow)
 }
 
 // maxStatuses bounds the distinct x-rpc-status values counted; the rest
@@ -41,14 +45,13 @@ type callStats struct {
 // are 17, but the header comes from clients).
 const maxStatuses = 32
 
+type statusCount struct {
+	status string
+	n      uint64
+}
+
 func (s *callStats) reply(status string, d time.Duration) {
-	if s.replies == nil {
-		s.replies = make(map[string]uint64)
-	}
-	if _, ok := s.replies[status]; !ok && len(s.replies) >= maxStatuses {
-		status = "OTHER"
-	}
-	s.replies[status]++
+	s.countStatus(status)
 	if d < 0 {
 		d = 0
 	}
@@ -58,10 +61,31 @@ func (s *callStats) reply(status string, d time.Duration) {
 	s.next++
 }
 
+// countStatus counts a reply with status; past maxStatuses distinct
+// ones, new statuses count as "OTHER".
+func (s *callStats) countStatus(status string) {
+	for i := range s.replies {
+		if s.replies[i].status == status {
+			s.replies[i].n++
+			return
+		}
+	}
+	if len(s.replies) >= maxStatuses {
+		status = "OTHER"
+		for i := range s.replies {
+			if s.replies[i].status == status {
+				s.replies[i].n++
+				return
+			}
+		}
+	}
+	s.replies = append(s.replies, statusCount{status, 1})
+}
+
 func (s *callStats) snapshot() ServiceStats {
 	out := ServiceStats{Requests: s.requests, Expired: s.expired, Replies: make(map[string]uint64, len(s.replies))}
-	for k, v := range s.replies {
-		out.Replies[k] = v
+	for _, r := range s.replies {
+		out.Replies[r.status] = r.n
 	}
 	if s.replied == 0 {
 		return out
