@@ -52,6 +52,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&cfg.PahoSubscribers, "paho-subscribers", false, "mqtt-fanout: subscribers use the paho client library instead of the bench's lean client (which costs the machine a fraction of the CPU per delivery)")
 	fs.IntVar(&cfg.QoS, "qos", 0, "mqtt-fanout: QoS `level` 0 or 1 of the publishes and subscriptions (QoS 1: up to --confirm-window publishes await their PUBACK)")
 	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
+	fs.Func("source-addrs", "mqtt-fanout, mqtt-idle, ws-fanout: local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5 (each has its own ephemeral ports)", func(s string) error {
+		addrs, err := bench.ParseSourceAddrs(s)
+		cfg.SourceAddrs = addrs
+		return err
+	})
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "do not print progress lines")
 	fs.Usage = func() { benchUsage(fs) }
@@ -166,6 +171,7 @@ Examples:
   herald bench rpc-sdk --callers 16                       # pkg/rpc against Herald
   herald bench nats-rpc --url nats://127.0.0.1:4222       # the same over NATS request/reply
   herald bench stream-replay --messages 1000000 --consumers 10 --url nats://127.0.0.1:4222   # JetStream
+  herald bench mqtt-fanout --subscribers 15000 --rate 1 --source-addrs 127.0.0.2-127.0.0.5 --broker-pid $(pgrep -f 'herald serve')
   herald bench mqtt-idle --url mqtt://127.0.0.1:1883 --connections 10000 --broker-pid $(pgrep mosquitto)
 
 Flags:
