@@ -19,6 +19,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(args) > 0 && args[0] == "soak" {
 		return runSoak(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "memory" {
+		return runMemory(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "crash-loop" {
 		return runCrashLoop(ctx, args[1:], stdout, stderr)
 	}
@@ -147,7 +150,7 @@ the run failed, 2 bad flags.
 Scenarios:
 `)
 	defer func() {
-		fmt.Fprint(w, "\nAlso: herald bench soak (every protocol at once for hours) and herald bench crash-loop (kill -9 N times); -h on each\n")
+		fmt.Fprint(w, "\nAlso: herald bench soak (every protocol at once for hours) and herald bench crash-loop (kill -9 N times), herald bench memory (peak RSS vs the memory watermark); -h on each\n")
 	}()
 	for _, s := range bench.Scenarios {
 		fmt.Fprintf(&b, "  %-14s %s\n", s.Name, s.Summary)
