@@ -84,6 +84,11 @@ type MemoryResult struct {
 	StuckClosed   int          `json:"stuck_closed_by_broker"` // stuck subscribers the broker disconnected
 	StuckTotal    int          `json:"stuck_total"`
 	Connected     int          `json:"connected,omitempty"` // conns
+	// PublisherError is the first error that ended a flooding publisher
+	// before the end (amqp091-go drops a connection whose socket writes
+	// block for 3 heartbeat intervals: its heartbeater, stuck in a write,
+	// stops extending the read deadline).
+	PublisherError string `json:"publisher_error,omitempty"`
 	Samples       []uint64     `json:"rss_every_second_bytes"`
 	Within        bool         `json:"within"` // RSSPeak <= 1.1 * Watermark
 }
@@ -158,6 +163,11 @@ func RunMemory(ctx context.Context, cfg MemoryConfig, progress io.Writer) (Memor
 	res.StuckTotal = len(m.stuck)
 	res.StuckClosed = m.stuckClosed()
 	res.Connected = int(m.connected.Load())
+	m.errMu.Lock()
+	if m.pubErr != nil {
+		res.PublisherError = m.pubErr.Error()
+	}
+	m.errMu.Unlock()
 	res.PeakRatio = float64(res.RSSPeak) / float64(res.Watermark)
 	res.Within = res.RSSPeak*10 <= res.Watermark*11
 	return res, nil
@@ -265,6 +275,20 @@ type memoryRun struct {
 
 	pubAMQP, pubMQTT, consumed atomic.Uint64
 	blocked, connected         atomic.Int64
+
+	errMu  sync.Mutex
+	pubErr error // the first publisher error before the end
+}
+
+func (m *memoryRun) publisherFailed(ctx context.Context, who string, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	m.errMu.Lock()
+	if m.pubErr == nil {
+		m.pubErr = fmt.Errorf("%s: %w", who, err)
+	}
+	m.errMu.Unlock()
 }
 
 // stuckSub is a subscriber that never reads; closedBy tells whether the
@@ -478,7 +502,8 @@ func (m *memoryRun) start(ctx context.Context) {
 			for ctx.Err() == nil {
 				// A blocked connection holds Publish in its write; the
 				// teardown closes the socket under it.
-				if cn.ch.PublishWithContext(ctx, "amq.topic", key, false, false, amqp.Publishing{Body: body}) != nil {
+				if err := cn.ch.PublishWithContext(ctx, "amq.topic", key, false, false, amqp.Publishing{Body: body}); err != nil {
+					m.publisherFailed(ctx, cn.name, err)
 					return
 				}
 				m.pubAMQP.Add(1)
@@ -499,6 +524,7 @@ func (m *memoryRun) start(ctx context.Context) {
 			defer stop()
 			for ctx.Err() == nil {
 				if _, err := nc.Write(batch); err != nil {
+					m.publisherFailed(ctx, "MQTT flood publisher", err)
 					return
 				}
 				m.pubMQTT.Add(perBatch)
@@ -601,6 +627,9 @@ func WriteMemoryTable(w io.Writer, res MemoryResult) error {
 	}
 	if res.StuckTotal > 0 {
 		row("stuck", "%d of %d subscribers that never read were disconnected by the broker", res.StuckClosed, res.StuckTotal)
+	}
+	if res.PublisherError != "" {
+		row("note", "a publisher stopped early: %s", res.PublisherError)
 	}
 	if res.Config.Pattern == MemoryConns {
 		row("conns", "%s MQTT subscribers connected", FormatCount(uint64(res.Connected)))
