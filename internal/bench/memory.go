@@ -88,9 +88,9 @@ type MemoryResult struct {
 	// before the end (amqp091-go drops a connection whose socket writes
 	// block for 3 heartbeat intervals: its heartbeater, stuck in a write,
 	// stops extending the read deadline).
-	PublisherError string `json:"publisher_error,omitempty"`
-	Samples       []uint64     `json:"rss_every_second_bytes"`
-	Within        bool         `json:"within"` // RSSPeak <= 1.1 * Watermark
+	PublisherError string   `json:"publisher_error,omitempty"`
+	Samples        []uint64 `json:"rss_every_second_bytes"`
+	Within         bool     `json:"within"` // RSSPeak <= 1.1 * Watermark
 }
 
 // RunMemory runs one pattern against the broker and reports its RSS.
