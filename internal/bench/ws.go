@@ -420,16 +420,18 @@ func runWSFanout(r *run) (res Result, err error) {
 	if pubConn, err = d.dial(r.ctx); err != nil {
 		return res, fmt.Errorf("publisher: %w", err)
 	}
-	// The publisher reads too: the library answers the broker's pings
-	// only while reading, and a peer that answers none for --ws-heartbeat
-	// (25 s) is closed. What arrives (replies, errors) is discarded.
-	go func(c *websocket.Conn) {
-		for {
-			if _, _, err := c.Read(readCtx); err != nil {
-				return
+	if !d.centrifugo { // (the Centrifugo publisher reads its replies itself)
+		// The publisher reads too: the library answers the broker's pings
+		// only while reading, and a peer that answers none for
+		// --ws-heartbeat (25 s) is closed. What arrives is discarded.
+		go func(c *websocket.Conn) {
+			for {
+				if _, _, err := c.Read(readCtx); err != nil {
+					return
+				}
 			}
-		}
-	}(pubConn)
+		}(pubConn)
+	}
 	pub := &wsPublisher{r: r, c: pubConn, subscribers: len(m.receivers), centrifugo: d.centrifugo, last: last}
 	m.senders = []*wsPublisher{pub}
 	w, err := m.runSenders(r, &pubWG)
