@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/heraldmq/herald/internal/bench"
@@ -56,6 +57,14 @@ Flags:
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if !slices.Contains(bench.MemoryPatterns, cfg.Pattern) {
+		fmt.Fprintf(stderr, "herald bench memory: unknown --pattern %q (one of %s)\n", cfg.Pattern, strings.Join(bench.MemoryPatterns, ", "))
+		return 2
+	}
+	if cfg.BrokerPID <= 0 {
+		fmt.Fprintln(stderr, "herald bench memory: --broker-pid is required (the broker's RSS is sampled)")
 		return 2
 	}
 	res, err := bench.RunMemory(ctx, cfg, stderr)
