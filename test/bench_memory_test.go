@@ -27,7 +27,7 @@ func TestBenchMemoryFlood(t *testing.T) {
 		t.Skipf("no RSS to measure: %v", err)
 	}
 	s := startServer(t, withAllProtocols(), func(c *app.Config) {
-		c.MemoryHighWatermarkAbsolute = rss + 64<<20
+		c.MemoryLimitBytes = rss + 64<<20
 		c.AlarmCheckInterval = 50 * time.Millisecond
 	})
 	cfg := bench.DefaultMemoryConfig()

@@ -111,19 +111,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			MaxMessageSize: *maxMessage,
 			Version:        version,
 		},
-		MQTT:                        mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v), DenyAnonymous: !*mqttAnonymous},
-		Logger:                      log,
-		ConsumerTimeout:             *consumerTimeout,
-		QueueMemoryMessages:         *queueMemory,
-		MaxConnections:              *maxConns,
-		MaxPublishRate:              *maxPubRate,
-		DefaultUser:                 *defaultUser,
-		DefaultPass:                 *defaultPass,
-		LoopbackUsers:               append([]string{}, splitList(*loopbackUsers)...), // non-nil: an emptied list restricts nobody
-		MemoryHighWatermark:         offIfZero(*memWatermark),
-		MemoryHighWatermarkAbsolute: *memWatermarkAbs,
-		DiskFreeLimit:               int64(offIfZero(float64(*diskFree))),
-		Cluster:                     app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Advertise: *clusterAdvertise, Join: splitList(*join)},
+		MQTT:                mqtt.Config{ReceiveMaximum: uint16(mqttReceiveMax.v), DenyAnonymous: !*mqttAnonymous},
+		Logger:              log,
+		ConsumerTimeout:     *consumerTimeout,
+		QueueMemoryMessages: *queueMemory,
+		MaxConnections:      *maxConns,
+		MaxPublishRate:      *maxPubRate,
+		DefaultUser:         *defaultUser,
+		DefaultPass:         *defaultPass,
+		LoopbackUsers:       append([]string{}, splitList(*loopbackUsers)...), // non-nil: an emptied list restricts nobody
+		MemoryHighWatermark: offIfZero(*memWatermark),
+		MemoryLimitBytes:    *memWatermarkAbs,
+		DiskFreeLimit:       int64(offIfZero(float64(*diskFree))),
+		Cluster:             app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Advertise: *clusterAdvertise, Join: splitList(*join)},
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -39,8 +39,8 @@ func newResourceMonitor(s *App, cfg Config) *resourceMonitor {
 		wm = DefaultMemoryHighWatermark
 	}
 	switch {
-	case cfg.MemoryHighWatermarkAbsolute > 0 && wm > 0:
-		m.memoryLimit.Store(cfg.MemoryHighWatermarkAbsolute)
+	case cfg.MemoryLimitBytes > 0 && wm > 0:
+		m.memoryLimit.Store(cfg.MemoryLimitBytes)
 	case wm > 0:
 		if total := totalMemory(); total > 0 {
 			m.memoryLimit.Store(uint64(float64(total) * wm))
