@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -61,5 +62,53 @@ func TestDiskAlarmBlocksPublishers(t *testing.T) {
 	}
 	if d := recv(t, deliveries); string(d.Body) != "waits" {
 		t.Fatalf("after the alarm got %q", d.Body)
+	}
+}
+
+// TestBlockedPublisherOutlivesHeartbeats: a flooding publisher the broker
+// stops reading (here a resource alarm) for longer than the heartbeat
+// timeout is not closed for missed heartbeats, which wait unread in its
+// socket behind its own publishes; once the alarm clears it goes on.
+func TestBlockedPublisherOutlivesHeartbeats(t *testing.T) {
+	t.Parallel()
+	const heartbeat = time.Second // the broker's read deadline: 2.5 s
+	s := startServer(t, withHeartbeat(heartbeat), func(c *app.Config) { c.AlarmCheckInterval = 20 * time.Millisecond })
+	cch := mustChannel(t, s.dial(t))
+	q := tempQueue(t, cch)
+	deliveries := mustConsume(t, cch, q, "", true)
+
+	pubConn := s.dial(t)
+	closed := pubConn.NotifyClose(make(chan *amqp.Error, 1))
+	pch := mustChannel(t, pubConn)
+	s.SetDiskFreeLimit(1 << 62)
+	eventually(t, "the disk alarm", func() bool { return len(s.Alarms()) == 1 })
+	// A flood: the broker reads part of it, then stops in the middle of
+	// a frame; the rest waits in the socket.
+	const n = 200
+	body := make([]byte, 8<<10)
+	published := make(chan error, 1)
+	go func() {
+		for range n {
+			if err := pch.PublishWithContext(context.Background(), "", q, false, false, amqp.Publishing{Body: body}); err != nil {
+				published <- err
+				return
+			}
+		}
+		published <- nil
+	}()
+	// Held for twice the broker's heartbeat timeout.
+	time.Sleep(5 * heartbeat)
+	s.SetDiskFreeLimit(0)
+	for i := range n {
+		select {
+		case <-deliveries:
+		case err := <-closed:
+			t.Fatalf("the blocked publisher's connection was closed after %d deliveries: %v", i, err)
+		case <-timeAfterWait():
+			t.Fatalf("%d of %d delivered", i, n)
+		}
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,6 +19,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(args) > 0 && args[0] == "soak" {
 		return runSoak(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "memory" {
+		return runMemory(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "crash-loop" {
 		return runCrashLoop(ctx, args[1:], stdout, stderr)
 	}
@@ -53,6 +56,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&cfg.PahoSubscribers, "paho-subscribers", false, "mqtt-fanout: subscribers use the paho client library instead of the bench's lean client (which costs the machine a fraction of the CPU per delivery)")
 	fs.IntVar(&cfg.QoS, "qos", 0, "mqtt-fanout: QoS `level` 0 or 1 of the publishes and subscriptions (QoS 1: up to --confirm-window publishes await their PUBACK)")
 	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle, ws-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
+	fs.Func("source-addrs", "mqtt-fanout, mqtt-idle, ws-fanout: local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5 (each has its own ephemeral ports)", func(s string) error {
+		addrs, err := bench.ParseSourceAddrs(s)
+		cfg.SourceAddrs = addrs
+		return err
+	})
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "do not print progress lines")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, e.g. pkg/rpc in rpc-sdk) to this `file`, for go tool pprof")
@@ -152,7 +160,7 @@ the run failed, 2 bad flags.
 Scenarios:
 `)
 	defer func() {
-		fmt.Fprint(w, "\nAlso: herald bench soak (every protocol at once for hours) and herald bench crash-loop (kill -9 N times); -h on each\n")
+		fmt.Fprint(w, "\nAlso: herald bench soak (every protocol at once for hours) and herald bench crash-loop (kill -9 N times), herald bench memory (peak RSS vs the memory watermark); -h on each\n")
 	}()
 	for _, s := range bench.Scenarios {
 		fmt.Fprintf(&b, "  %-14s %s\n", s.Name, s.Summary)
@@ -176,6 +184,7 @@ Examples:
   herald bench rpc-sdk --callers 16                       # pkg/rpc against Herald
   herald bench nats-rpc --url nats://127.0.0.1:4222       # the same over NATS request/reply
   herald bench stream-replay --messages 1000000 --consumers 10 --url nats://127.0.0.1:4222   # JetStream
+  herald bench mqtt-fanout --subscribers 15000 --rate 1 --source-addrs 127.0.0.2-127.0.0.5 --broker-pid $(pgrep -f 'herald serve')
   herald bench mqtt-idle --url mqtt://127.0.0.1:1883 --connections 10000 --broker-pid $(pgrep mosquitto)
   herald bench ws-idle --url ws://guest:guest@127.0.0.1:15672/ws --connections 5000 --broker-pid $(pgrep -f 'herald serve')   # or /mqtt, or Centrifugo's /connection/websocket
 

@@ -57,6 +57,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	queueMemory := fs.Int("queue-memory-messages", broker.DefaultMemoryMessages, "persistent messages a durable queue keeps in RAM; the rest wait in the log and are read back as they near the head")
 	consumerTimeout := fs.Duration("consumer-timeout", 0, "default consumer timeout: an unacknowledged delivery older than this returns to its queue and the channel is closed with 406 (0 = off; queues can set x-consumer-timeout)")
 	memWatermark := fs.Float64("vm-memory-high-watermark", app.DefaultMemoryHighWatermark, "share of total RAM above which publishers are blocked (RabbitMQ's name; 0 disables)")
+	memWatermarkAbs := fs.Uint64("vm-memory-high-watermark-absolute", 0, "memory alarm threshold in `bytes` instead of a share of RAM (RabbitMQ's vm_memory_high_watermark.absolute; 0 = use --vm-memory-high-watermark)")
 	diskFree := fs.Int64("disk-free-limit", app.DefaultDiskFreeLimit, "free bytes in --data-dir below which publishers are blocked (0 disables)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -120,6 +121,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		DefaultPass:         *defaultPass,
 		LoopbackUsers:       append([]string{}, splitList(*loopbackUsers)...), // non-nil: an emptied list restricts nobody
 		MemoryHighWatermark: offIfZero(*memWatermark),
+		MemoryLimitBytes:    *memWatermarkAbs,
 		DiskFreeLimit:       int64(offIfZero(float64(*diskFree))),
 		Cluster:             app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Advertise: *clusterAdvertise, Join: splitList(*join)},
 	})

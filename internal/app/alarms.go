@@ -38,7 +38,10 @@ func newResourceMonitor(s *App, cfg Config) *resourceMonitor {
 	if wm == 0 {
 		wm = DefaultMemoryHighWatermark
 	}
-	if wm > 0 {
+	switch {
+	case cfg.MemoryLimitBytes > 0 && wm > 0:
+		m.memoryLimit.Store(cfg.MemoryLimitBytes)
+	case wm > 0:
 		if total := totalMemory(); total > 0 {
 			m.memoryLimit.Store(uint64(float64(total) * wm))
 		}

@@ -97,6 +97,9 @@ type Config struct {
 	// MemoryHighWatermark is the share of total RAM above which publishers
 	// are blocked (0 = the default 0.4; negative = off).
 	MemoryHighWatermark float64
+	// MemoryLimitBytes, when > 0, is the memory watermark in bytes
+	// instead (RabbitMQ's vm_memory_high_watermark.absolute).
+	MemoryLimitBytes uint64
 	// DiskFreeLimit is the free space in DataDir below which publishers are
 	// blocked (0 = the default 50 MB; negative = off).
 	DiskFreeLimit int64

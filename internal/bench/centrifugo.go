@@ -128,6 +128,7 @@ func (p *wsPublisher) runCentrifugo(start <-chan struct{}) error {
 			break
 		}
 		EncodeHeader(body, Header{Seq: seq, SentAt: now, Intended: intended})
+		p.last.arm(r, seq, now)
 		frame = append(frame[:0], `{"id":`...)
 		frame = strconv.AppendUint(frame, seq+2, 10)
 		frame = append(frame, `,"publish":{"channel":"`+wsKey+`","data":{"body":"`...)

@@ -120,6 +120,9 @@ type Config struct {
 	// mqtt-fanout: subscribers use the paho client library instead of the
 	// bench's lean one (see mqttlean.go)
 	PahoSubscribers bool `json:"paho_subscribers,omitempty"`
+	// mqtt-fanout, mqtt-idle, ws-fanout: local addresses the connections
+	// are bound to in turn (--source-addrs), for more ephemeral ports
+	SourceAddrs []string `json:"source_addrs,omitempty"`
 }
 
 // DefaultConfig returns the defaults of the `herald bench` flags.
@@ -156,6 +159,9 @@ func (c Config) Normalize() (Config, error) {
 	}
 	if !known {
 		return c, fmt.Errorf("unknown --scenario %q (choose one of: %s)", c.Scenario, strings.Join(names, ", "))
+	}
+	if len(c.SourceAddrs) > 0 && !IsMQTT(c.Scenario) && c.Scenario != ScenarioWSFanout {
+		return c, fmt.Errorf("--source-addrs only applies to --scenario %s, %s and %s", ScenarioMQTTFanout, ScenarioMQTTIdle, ScenarioWSFanout)
 	}
 	if IsMQTT(c.Scenario) {
 		return c.normalizeMQTT()
@@ -412,9 +418,11 @@ type Result struct {
 	BenchCPU            float64 `json:"bench_cpu_seconds"`                    // this process during the window
 
 	PerSubscriber []SubscriberTally `json:"per_subscriber,omitempty"` // mqtt-fanout: accounting of each subscriber
-	Idle          *IdleResult       `json:"idle,omitempty"`           // mqtt-idle
-	WS            *WSResult         `json:"ws,omitempty"`             // ws-fanout
-	Stream        *StreamResult     `json:"stream,omitempty"`         // stream
+	// mqtt-fanout (one publisher), ws-fanout: publish to last delivery per message
+	LastDelivery *LastDeliveryResult `json:"last_delivery,omitempty"`
+	Idle         *IdleResult         `json:"idle,omitempty"`   // mqtt-idle
+	WS           *WSResult           `json:"ws,omitempty"`     // ws-fanout
+	Stream       *StreamResult       `json:"stream,omitempty"` // stream
 
 	Interrupted bool     `json:"interrupted"` // the window was cut short by cancellation
 	Warnings    []string `json:"warnings,omitempty"`

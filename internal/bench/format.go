@@ -199,6 +199,7 @@ func WriteTable(w io.Writer, res Result) error {
 	if len(res.PerSubscriber) > 0 {
 		row("per sub", "%s", subscriberLine(res.PerSubscriber))
 	}
+	writeLastDeliveryRow(row, res.LastDelivery)
 	if res.WS != nil {
 		writeWSRows(row, res)
 	}

@@ -60,6 +60,7 @@ func (l *deliveryLatency) record(r *run, h Header, now int64) {
 type receiverAccount struct {
 	tracker  *Tracker
 	latency  *deliveryLatency
+	last     *lastDelivery // broadcast scenarios: publish to last delivery (nil = not measured)
 	received atomic.Uint64
 }
 
@@ -68,7 +69,9 @@ type receiverAccount struct {
 func (a *receiverAccount) observe(r *run, body []byte, redelivered bool, now int64) {
 	if h, ok := DecodeHeader(body); ok {
 		a.latency.record(r, h, now)
-		a.tracker.Observe(h.Producer, h.Seq, redelivered)
+		if !a.tracker.Observe(h.Producer, h.Seq, redelivered) && h.Producer == 0 {
+			a.last.record(r, h.Seq, now)
+		}
 	} else {
 		a.tracker.Malformed++
 	}

@@ -23,7 +23,8 @@ func (r *run) mqttOptions(clientID string, keepAlive time.Duration) *mqtt.Client
 		SetConnectRetry(false).
 		SetConnectTimeout(setupConnectTimeout).
 		SetKeepAlive(keepAlive).
-		SetWriteTimeout(30 * time.Second)
+		SetWriteTimeout(30 * time.Second).
+		SetDialer(r.dialer())
 }
 
 // mqttConnect connects c, waiting at most setupConnectTimeout (+1s for the
@@ -61,10 +62,10 @@ func (s *mqttSubscriber) handle(_ mqtt.Client, m mqtt.Message) {
 	s.mu.Unlock()
 }
 
-func newMQTTSubscriber(r *run, id int, topic string, latency *deliveryLatency) (*mqttSubscriber, error) {
+func newMQTTSubscriber(r *run, id int, topic string, latency *deliveryLatency, last *lastDelivery) (*mqttSubscriber, error) {
 	s := &mqttSubscriber{
 		r: r, id: id, name: fmt.Sprintf("subscriber %d", id),
-		receiverAccount: receiverAccount{tracker: NewTracker(r.cfg.Producers), latency: latency},
+		receiverAccount: receiverAccount{tracker: NewTracker(r.cfg.Producers), latency: latency, last: last},
 	}
 	clientID := fmt.Sprintf("%s%s-s%d", namePrefix, r.id, id)
 	if leanSubscribers(r.cfg) {
@@ -124,6 +125,8 @@ type mqttPublisher struct {
 	acked          atomic.Uint64
 	failed         []uint64 // sequence numbers whose publish failed; owned by ackLoop until ackDone
 	confirmLatency *phasedHistogram
+
+	last *lastDelivery // armed before each publish (nil = not measured)
 }
 
 type pubInFlight struct {
@@ -217,6 +220,7 @@ func (p *mqttPublisher) run(start <-chan struct{}) error {
 			break
 		}
 		EncodeHeader(body, Header{Producer: id, Seq: seq, SentAt: now, Intended: intended})
+		p.last.arm(r, seq, now)
 		tok := p.client.Publish(p.topic, qos, false, body)
 		if p.inflight != nil {
 			f := pubInFlight{seq: seq, sentAt: now, tok: tok}
@@ -277,15 +281,29 @@ func runMQTTFanout(r *run) (res Result, err error) {
 		disconnectSubscribers(m.receivers)
 	}()
 
-	for i := 0; i < cfg.Subscribers; i++ {
-		if err := r.ctx.Err(); err != nil {
-			return res, err
-		}
-		s, err := newMQTTSubscriber(r, i, topic, m.newDeliveryLatency())
-		if err != nil {
-			return res, err
-		}
-		m.receivers = append(m.receivers, s)
+	if limit, err := raiseNoFile(); err != nil || limit < uint64(cfg.Subscribers)+64 {
+		r.warn("the open-file limit is %d, below the %d sockets needed (%v)", limit, cfg.Subscribers+64, err)
+	}
+	var last *lastDelivery
+	if cfg.Producers == 1 {
+		last = newLastDelivery(cfg.Subscribers)
+	}
+	// Up to fanoutShards subscribers have a latency recorder each; beyond,
+	// they share them (one each would cost ~120 KiB a subscriber).
+	shards := make([]*deliveryLatency, min(cfg.Subscribers, fanoutShards))
+	for i := range shards {
+		shards[i] = m.newDeliveryLatency()
+	}
+	t0 := time.Now()
+	subs, err := connectSubscribers(r, cfg.Subscribers, func(i int) (*mqttSubscriber, error) {
+		return newMQTTSubscriber(r, i, topic, shards[i%len(shards)], last)
+	})
+	m.receivers = subs
+	if err != nil {
+		return res, err
+	}
+	if cfg.Subscribers > fanoutShards {
+		fmt.Fprintf(r.out, "  %s subscribers connected and subscribed in %.1fs\n", FormatCount(uint64(len(subs))), time.Since(t0).Seconds())
 	}
 	for i := 0; i < cfg.Producers; i++ {
 		rate := float64(share(cfg.Rate, cfg.Producers, i))
@@ -293,6 +311,7 @@ func runMQTTFanout(r *run) (res Result, err error) {
 		if err != nil {
 			return res, err
 		}
+		p.last = last
 		m.senders = append(m.senders, p)
 	}
 
@@ -336,6 +355,7 @@ func runMQTTFanout(r *run) (res Result, err error) {
 
 	r.fill(&res, w)
 	m.fillLatency(&res)
+	res.LastDelivery = last.result()
 	if res.Lost > 0 {
 		if cfg.QoS == 0 {
 			r.warn("%s deliveries lost at QoS 0 (allowed by MQTT: the broker may drop QoS 0 messages for slow subscribers)", FormatCount(res.Lost))
@@ -345,6 +365,59 @@ func runMQTTFanout(r *run) (res Result, err error) {
 	}
 	res.Warnings = r.takeWarnings()
 	return res, nil
+}
+
+// fanoutShards is the number of latency recorders subscribers share.
+const fanoutShards = 64
+
+// subscribeWorkers bounds the subscribers connecting at once (see
+// idleConnectWorkers).
+const subscribeWorkers = 32
+
+// connectSubscribers makes n subscribers with connect, up to
+// subscribeWorkers at a time, and returns them in order; on the first
+// error it stops and returns those made so far (for the teardown).
+func connectSubscribers(r *run, n int, connect func(i int) (*mqttSubscriber, error)) ([]*mqttSubscriber, error) {
+	subs := make([]*mqttSubscriber, n)
+	var (
+		next  atomic.Int64
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	for range min(subscribeWorkers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				err := r.ctx.Err()
+				if err == nil {
+					subs[i], err = connect(i)
+				}
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					next.Store(int64(n)) // the other workers stop too
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	out := subs[:0]
+	for _, s := range subs {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out, first
 }
 
 // disconnectSubscribers disconnects every subscriber (again: a second time

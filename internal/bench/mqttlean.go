@@ -29,6 +29,16 @@ type leanSubscription struct {
 
 const leanReadBuf = 64 << 10
 
+// leanBufSize is the read buffer of each of n subscribers: 64 KiB batches
+// many deliveries per read; with thousands of subscribers (a broadcast,
+// a few messages a second) it would cost the bench GiBs, so 4 KiB.
+func leanBufSize(n int) int {
+	if n > 1000 {
+		return 4 << 10
+	}
+	return leanReadBuf
+}
+
 // leanSubscribers reports whether the run's subscribers are lean ones.
 func leanSubscribers(cfg Config) bool {
 	if cfg.PahoSubscribers {
@@ -45,8 +55,7 @@ func (s *mqttSubscriber) connectLean(clientID, topic string) error {
 	if err != nil {
 		return err
 	}
-	d := net.Dialer{Timeout: setupConnectTimeout}
-	conn, err := d.DialContext(r.ctx, "tcp", u.Host)
+	conn, err := r.dialer().DialContext(r.ctx, "tcp", u.Host)
 	if err != nil {
 		return fmt.Errorf("%s: cannot connect: %w", s.name, err)
 	}
@@ -70,7 +79,7 @@ func (s *mqttSubscriber) connectLean(clientID, topic string) error {
 	if _, err := conn.Write(out); err != nil {
 		return fail(fmt.Errorf("%s: cannot connect: %w", s.name, err))
 	}
-	br := bufio.NewReaderSize(conn, leanReadBuf)
+	br := bufio.NewReaderSize(conn, leanBufSize(r.cfg.Subscribers))
 	p, err := packet.Read(br, packet.V311, 0)
 	if err != nil {
 		return fail(fmt.Errorf("%s: no CONNACK: %w", s.name, err))
@@ -117,7 +126,7 @@ func (s *mqttSubscriber) readLean(br *bufio.Reader) {
 				return err
 			}
 			var body []byte
-			if size <= leanReadBuf {
+			if size <= br.Size() {
 				if body, err = br.Peek(size); err != nil {
 					return err
 				}
@@ -140,7 +149,7 @@ func (s *mqttSubscriber) readLean(br *bufio.Reader) {
 					acks = append(acks, packet.PUBACK<<4, 2, byte(id>>8), byte(id))
 				}
 			}
-			if size <= leanReadBuf {
+			if size <= br.Size() {
 				br.Discard(size)
 			}
 		}

@@ -75,6 +75,8 @@ type run struct {
 
 	conns []*conn // every connection, for teardown
 
+	nextSource atomic.Uint64 // the next --source-addrs entry to dial from
+
 	warnMu   sync.Mutex
 	warnings []string
 }

@@ -227,7 +227,9 @@ func (s *wsSubscriber) observeFrame(frame []byte, now int64, scratch *[]byte) {
 		return
 	}
 	s.latency.record(s.r, h, now)
-	s.tracker.Observe(h.Producer, h.Seq, false)
+	if !s.tracker.Observe(h.Producer, h.Seq, false) && h.Producer == 0 {
+		s.last.record(s.r, h.Seq, now)
+	}
 	s.received.Add(1)
 }
 
@@ -264,6 +266,8 @@ type wsPublisher struct {
 	subscribers int // each should receive every publish
 	sent        atomic.Uint64
 	centrifugo  bool // Centrifugo's protocol (centrifugo.go)
+
+	last *lastDelivery // armed before each publish
 }
 
 func (p *wsPublisher) sentCount() uint64            { return p.sent.Load() }
@@ -291,6 +295,7 @@ func (p *wsPublisher) run(start <-chan struct{}) error {
 			break
 		}
 		EncodeHeader(body, Header{Seq: seq, SentAt: now, Intended: intended})
+		p.last.arm(r, seq, now)
 		frame = base64.StdEncoding.AppendEncode(append(frame[:0], prefix...), body)
 		frame = append(frame, `"}`...)
 		if err := p.c.Write(r.ctx, websocket.MessageText, frame); err != nil {
@@ -331,6 +336,12 @@ func runWSFanout(r *run) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	if len(cfg.SourceAddrs) > 0 {
+		d.client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return r.dialer().DialContext(ctx, network, addr)
+		}
+	}
+	last := newLastDelivery(cfg.Subscribers)
 	defer d.client.CloseIdleConnections()
 
 	m := &trafficMeter[*wsPublisher, *wsSubscriber]{}
@@ -385,7 +396,7 @@ func runWSFanout(r *run) (res Result, err error) {
 				}
 				m.receivers[i] = &wsSubscriber{
 					r: r, c: c, done: make(chan struct{}), centrifugo: d.centrifugo,
-					receiverAccount: receiverAccount{tracker: NewTracker(1), latency: shards[i%wsShards]},
+					receiverAccount: receiverAccount{tracker: NewTracker(1), latency: shards[i%wsShards], last: last},
 				}
 			}
 		}()
@@ -409,7 +420,19 @@ func runWSFanout(r *run) (res Result, err error) {
 	if pubConn, err = d.dial(r.ctx); err != nil {
 		return res, fmt.Errorf("publisher: %w", err)
 	}
-	pub := &wsPublisher{r: r, c: pubConn, subscribers: len(m.receivers), centrifugo: d.centrifugo}
+	if !d.centrifugo { // (the Centrifugo publisher reads its replies itself)
+		// The publisher reads too: the library answers the broker's pings
+		// only while reading, and a peer that answers none for
+		// --ws-heartbeat (25 s) is closed. What arrives is discarded.
+		go func(c *websocket.Conn) {
+			for {
+				if _, _, err := c.Read(readCtx); err != nil {
+					return
+				}
+			}
+		}(pubConn)
+	}
+	pub := &wsPublisher{r: r, c: pubConn, subscribers: len(m.receivers), centrifugo: d.centrifugo, last: last}
 	m.senders = []*wsPublisher{pub}
 	w, err := m.runSenders(r, &pubWG)
 	if err != nil {
@@ -445,6 +468,7 @@ func runWSFanout(r *run) (res Result, err error) {
 	res.setDeliveryCounts(total)
 	r.fill(&res, w)
 	m.fillLatency(&res)
+	res.LastDelivery = last.result()
 	if wr.ClosedByBroker > 0 {
 		r.warn("the broker closed %s subscriber sockets during the run (first: %s)", FormatCount(uint64(wr.ClosedByBroker)), wr.FirstClose)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,7 +20,12 @@ type VHost struct {
 	mu        sync.RWMutex // guards the maps; lock order: vhost, exchange, queue
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
-	policies  map[string]*Policy
+	// owned indexes the exclusive queues by owner, so that a closing
+	// connection finds its own without a scan of every queue (15,000
+	// subscribers disconnecting would otherwise cost 15,000 scans of
+	// 15,000 queues, under the vhost lock).
+	owned    map[Owner][]*Queue
+	policies map[string]*Policy
 	// deleted is set (under mu) when DeleteVHost emptied the vhost:
 	// declarations by connections not yet closed are refused.
 	deleted bool
@@ -37,7 +43,7 @@ var builtinExchanges = []struct{ name, kind string }{
 }
 
 func newVHost(b *Broker, name string) *VHost {
-	v := &VHost{name: name, broker: b, exchanges: make(map[string]*Exchange), queues: make(map[string]*Queue), policies: make(map[string]*Policy)}
+	v := &VHost{name: name, broker: b, exchanges: make(map[string]*Exchange), queues: make(map[string]*Queue), owned: make(map[Owner][]*Queue), policies: make(map[string]*Policy)}
 	for _, x := range builtinExchanges {
 		v.exchanges[x.name] = newExchange(v, x.name, ExchangeOptions{Kind: x.kind, Durable: true})
 	}
@@ -246,7 +252,7 @@ func (v *VHost) applyDeclareQueue(c DeclareQueue) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.queues[name] = q
+	v.addQueueLocked(q)
 	q.kind.used()
 	notify = q.durable && !q.exclusive
 	return q, nil
@@ -260,7 +266,7 @@ func (v *VHost) declareInternalQueue(prefix string, owner Owner) *Queue {
 	q, _ := newQueue(v, name, QueueOptions{Exclusive: true, AutoDelete: true, Owner: owner}, cfg, nil) // classic: cannot fail
 	q.internal = true
 	v.mu.Lock()
-	v.queues[name] = q
+	v.addQueueLocked(q)
 	v.mu.Unlock()
 	return q
 }
@@ -373,6 +379,14 @@ func (v *VHost) deleteQueue(q *Queue) int {
 		return 0
 	}
 	delete(v.queues, q.name)
+	if q.exclusive {
+		mine := slices.DeleteFunc(v.owned[q.owner], func(x *Queue) bool { return x == q })
+		if len(mine) == 0 {
+			delete(v.owned, q.owner)
+		} else {
+			v.owned[q.owner] = mine
+		}
+	}
 	v.unbindEverywhereLocked(q)
 	n, _ := q.kind.markDeleted()
 	v.mu.Unlock()
@@ -520,15 +534,18 @@ func validateXMatch(args Table) error {
 // releaseOwner deletes the exclusive queues owned by o.
 func (v *VHost) releaseOwner(o Owner) {
 	v.mu.RLock()
-	var mine []*Queue
-	for _, q := range v.queues {
-		if q.exclusive && q.owner == o {
-			mine = append(mine, q)
-		}
-	}
+	mine := slices.Clone(v.owned[o])
 	v.mu.RUnlock()
 	for _, q := range mine {
 		v.deleteQueue(q)
+	}
+}
+
+// addQueueLocked adds q to the vhost's maps; v.mu must be held.
+func (v *VHost) addQueueLocked(q *Queue) {
+	v.queues[q.name] = q
+	if q.exclusive {
+		v.owned[q.owner] = append(v.owned[q.owner], q)
 	}
 }
 

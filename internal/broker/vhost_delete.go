@@ -78,6 +78,7 @@ func (v *VHost) destroy() int {
 	queues := v.queues
 	exchanges := v.exchanges
 	v.queues = make(map[string]*Queue)
+	v.owned = make(map[Owner][]*Queue)
 	v.exchanges = make(map[string]*Exchange)
 	v.policies = make(map[string]*Policy)
 	for _, q := range queues {

@@ -266,6 +266,14 @@ func (c *conn) readLoop() error {
 		}
 		if len(c.congested) > 0 {
 			c.waitFlow()
+			// The time spent not reading on purpose is not the client's
+			// silence: its heartbeats wait behind the publishes held in
+			// the socket. The deadline starts again (RabbitMQ pauses its
+			// heartbeat monitor while it blocks a connection); without
+			// this a publisher held back for 2.5 heartbeat intervals (a
+			// memory alarm, a consumer that stopped reading) was closed
+			// for "missed heartbeats".
+			frames = busyFrames
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"slices"
 	"sync"
 
 	"github.com/heraldmq/herald/internal/broker"
@@ -57,7 +56,10 @@ func (a *acker) run() {
 		a.mu.Unlock()
 		for _, it := range batch {
 			a.acks.add(it.fl)
-			if !slices.Contains(a.kicks, it.o) {
+			// An outbox's items are consecutive (add): comparing with the
+			// last one keeps a fanout to 15,000 connections linear (a
+			// repeat would only kick twice, which is harmless).
+			if n := len(a.kicks); n == 0 || a.kicks[n-1] != it.o {
 				a.kicks = append(a.kicks, it.o)
 			}
 		}
@@ -103,6 +105,28 @@ func (b *ackBatch) flush() {
 	rest := b.pending
 	if len(rest) > 0 {
 		b.reg.CountAck(len(rest))
+	}
+	if len(rest) > ackBatchMax {
+		// The acker's batch of an inline fanout: one delivery for each of
+		// up to tens of thousands of queues, each queue's consecutive.
+		// Grouping runs keeps it linear where the partition below would
+		// be quadratic.
+		for len(rest) > 0 {
+			q, n := rest[0].queue, 1
+			for n < len(rest) && rest[n].queue == q {
+				n++
+			}
+			ids := b.ids[:0]
+			for _, fl := range rest[:n] {
+				ids = append(ids, fl.id)
+			}
+			q.Ack(ids...)
+			b.ids = ids[:0]
+			rest = rest[n:]
+		}
+		clear(b.pending)
+		b.pending = b.pending[:0]
+		return
 	}
 	for len(rest) > 0 {
 		q := rest[0].queue
