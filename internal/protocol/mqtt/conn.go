@@ -46,8 +46,10 @@ type conn struct {
 	persistent  bool
 	keepAlive   time.Duration
 	// readDeadlineSet is when the read loop last renewed the keep-alive
-	// deadline (read loop only).
+	// deadline; kaDeadline is that deadline (zero: no keep-alive). Read
+	// loop only.
 	readDeadlineSet time.Time
+	kaDeadline      time.Time
 	will            *packet.Will
 	inAliases       map[uint16]string
 	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
@@ -67,6 +69,16 @@ type conn struct {
 	// raw reads a plain socket from serve's shallow frame; nil over TLS and
 	// WebSocket.
 	raw *kit.RawReader
+	// park holds the connection in the Handler's idle poller, with no
+	// goroutine, once it has been silent for ParkAfter (plain TCP only;
+	// nil otherwise; set before any other goroutine sees c). parking:
+	// the reader may park (after the handshake, while the poller runs).
+	// ctx is the connection's, kept for the reader that resumes it; ended
+	// runs once the connection is gone.
+	park    *kit.Parker
+	parking bool
+	ctx     context.Context
+	ended   func()
 	// stopShutdown ends the shutdown watch when the read loop ends; stops
 	// undoes open's other registrations (registry entry, token expiry)
 	// once the connection has been torn down.
@@ -99,6 +111,9 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		done:      make(chan struct{}),
 	}
 	c.raw = kit.NewRawReader(nc)
+	if c.raw != nil && h.cfg.ParkAfter > 0 {
+		c.park = h.poller.NewParker(nc, c.resume)
+	}
 	c.out = newOutbox(c)
 	c.confirms = newConfirms(c)
 	return c
@@ -118,23 +133,103 @@ func (c *conn) kick(code packet.ReasonCode) {
 	})
 }
 
-func (c *conn) serve(ctx context.Context) {
-	// This frame stays on the stack of an idle connection, so it is kept
-	// small: the setup and the teardown, with their many locals, are calls
-	// that return before the wait (see kit.RawReader).
-	defer c.closeSocket()
+// serve runs the connection until it ends or parks; ended runs once it
+// has ended, on whichever goroutine ends it.
+func (c *conn) serve(ctx context.Context, ended func()) {
+	c.ctx, c.ended = ctx, ended
 	if !c.open(ctx) {
+		c.closeSocket()
 		return
 	}
-	err := c.readLoop(ctx)
+	if c.park != nil {
+		c.parking = true
+		c.r.src = packetReader{c}
+	}
+	c.run(c.readLoop(ctx))
+}
+
+// resume is a parked connection's new reader: the socket is readable, the
+// keep-alive ran out, or the connection is being closed (kit.Parker).
+func (c *conn) resume() {
+	c.nc.SetReadDeadline(c.idleReadDeadline(time.Now()))
+	c.run(kit.ErrDrained)
+}
+
+// run is the read loop's outer frame. It stays on the stack of a
+// connection waiting for bytes, so it is kept small: the setup and the
+// teardown, with their many locals, are calls that return before the wait
+// (see kit.RawReader).
+func (c *conn) run(err error) {
 	for err == kit.ErrDrained {
 		// Wait for the next bytes here, in a shallow frame, so that the
 		// collector can shrink an idle connection's stack.
 		if err = c.r.fillRaw(c.raw); err == nil {
-			err = c.readLoop(ctx)
+			err = c.readLoop(c.ctx)
+		} else if c.parking && c.parkable(err) {
+			// Silent for ParkAfter and the keep-alive still runs: wait in
+			// the poller, with no goroutine, until the next bytes or the
+			// keep-alive deadline.
+			if c.park.Park(c.kaDeadline) {
+				return // resume carries on; c is not ours any more
+			}
+			err = kit.ErrDrained
+			c.parking = false // the poller is closed: read as before
+			c.nc.SetReadDeadline(c.kaDeadline)
 		}
 	}
-	c.end(ctx, err)
+	c.end(c.ctx, err)
+	c.closeSocket()
+}
+
+// parkable reports whether a read that failed with err timed out only on
+// ParkAfter, not on the keep-alive.
+func (c *conn) parkable(err error) bool {
+	if !c.parking {
+		return false
+	}
+	ne, ok := err.(net.Error)
+	if !ok || !ne.Timeout() {
+		return false
+	}
+	return c.kaDeadline.IsZero() || time.Now().Before(c.kaDeadline)
+}
+
+// idleReadDeadline is when a read that starts now gives up: the
+// keep-alive deadline or, for a connection that may park, ParkAfter from
+// now if that is sooner.
+func (c *conn) idleReadDeadline(now time.Time) time.Time {
+	d := c.kaDeadline
+	if c.parking {
+		if p := now.Add(c.h.cfg.ParkAfter); d.IsZero() || p.Before(d) {
+			d = p
+		}
+	}
+	return d
+}
+
+// packetReader reads the rest of a packet on a connection that may park:
+// its read deadline may be ParkAfter's, which must not cut a packet that
+// arrives slowly; past it, the read waits on until the keep-alive
+// deadline. The common path is one Read.
+type packetReader struct{ c *conn }
+
+func (pr packetReader) Read(p []byte) (int, error) {
+	for {
+		n, err := pr.c.nc.Read(p)
+		if n > 0 || err == nil || !pr.c.parkable(err) {
+			return n, err
+		}
+		pr.c.nc.SetReadDeadline(pr.c.kaDeadline)
+	}
+}
+
+// wake resumes the connection if it is parked: whoever closes the socket
+// from outside the reader calls it (a closed socket leaves the poller
+// without an event).
+func (c *conn) wake() {
+	if c.park != nil {
+		c.park.Wake()
+	}
 }
 
 // closeSocket is the last thing a connection does.
@@ -143,8 +238,12 @@ func (c *conn) closeSocket() {
 		c.admitted()
 	}
 	c.r.Release()
+	if c.park != nil {
+		c.park.Release()
+	}
 	c.nc.Close()
 	close(c.done)
+	c.ended()
 }
 
 // open runs the handshake and registers the session; it reports whether
@@ -421,13 +520,17 @@ const keepAliveSlack = 100 * time.Millisecond
 
 // extendReadDeadline lets the client stay silent for 1.5 times its
 // keep-alive from now [MQTT-3.1.2-24] (up to keepAliveSlack more).
+// A connection that may park reads until ParkAfter at most (see run).
 func (c *conn) extendReadDeadline() {
 	now := time.Now()
 	if now.Sub(c.readDeadlineSet) < keepAliveSlack {
 		return
 	}
 	c.readDeadlineSet = now
-	c.nc.SetReadDeadline(now.Add(c.keepAlive*3/2 + keepAliveSlack))
+	if c.keepAlive > 0 {
+		c.kaDeadline = now.Add(c.keepAlive*3/2 + keepAliveSlack)
+	}
+	c.nc.SetReadDeadline(c.idleReadDeadline(now))
 }
 
 // readLoop decodes and dispatches packets until the connection ends.
@@ -442,7 +545,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if c.r.Buffered() == 0 || c.acks.full() {
 			c.flushAcks()
 		}
-		if c.keepAlive > 0 {
+		if c.keepAlive > 0 || c.parking {
 			c.extendReadDeadline()
 		}
 		if c.raw != nil && c.r.Buffered() == 0 {

@@ -32,6 +32,7 @@ import (
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/metrics"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
@@ -75,6 +76,11 @@ type Config struct {
 	// (no password checked; the user must exist and, if it is a loopback
 	// user, connect from localhost). "" means guest.
 	AnonymousUser string
+	// ParkAfter is how long a plain-TCP connection may stay silent before
+	// its reader goroutine exits and the connection waits in the idle
+	// poller (kit.IdlePoller) until its next bytes or its keep-alive
+	// deadline. 0 means DefaultParkAfter; negative never parks.
+	ParkAfter time.Duration
 }
 
 // Defaults.
@@ -90,6 +96,10 @@ const (
 	// 1024 leaves pipelining clients room while bounding that state (the
 	// protocol's default, no property, would be 65535).
 	DefaultReceiveMaximum = 1024
+	// DefaultParkAfter: a connection silent for a second is an idle one
+	// (a device waiting for pushes); one that talks more often keeps its
+	// reader goroutine, so its reads cost what they cost before.
+	DefaultParkAfter = time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -114,6 +124,9 @@ func (c *Config) setDefaults() {
 	if c.AnonymousUser == "" {
 		c.AnonymousUser = "guest"
 	}
+	if c.ParkAfter == 0 {
+		c.ParkAfter = DefaultParkAfter
+	}
 }
 
 // Handler serves MQTT connections against a broker. It owns the state that
@@ -132,6 +145,8 @@ type Handler struct {
 	writeBufs sync.Pool // *[]byte
 	// acker settles deliveries written inline (deliver.go).
 	acker acker
+	// poller holds idle plain-TCP connections without a goroutine.
+	poller *kit.IdlePoller
 
 	mu       sync.Mutex             // guards everything below
 	conns    map[string]*conn       // by session key (vhost + client id)
@@ -153,6 +168,7 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 		sessions: make(map[string]*session),
 		expiry:   make(map[string]*time.Timer),
 		wills:    make(map[string]*time.Timer),
+		poller:   kit.NewIdlePoller(log),
 	}
 	h.writeBufs.New = func() any {
 		b := make([]byte, 0, writeBufSize)
@@ -165,16 +181,27 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 // v5 clients get DISCONNECT 0x8B (server shutting down) and v3 clients are
 // closed.
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
-	h.serveConn(ctx, nc, metrics.ProtocolMQTT)
+	done := make(chan struct{})
+	h.ServeConnDetached(ctx, nc, func() { close(done) })
+	<-done
+}
+
+// ServeConnDetached runs one MQTT connection like ServeConn, but returns
+// as soon as the connection parks (idle, plain TCP: no goroutine serves it
+// until it has bytes to read) or ends; ended runs once it has ended.
+func (h *Handler) ServeConnDetached(ctx context.Context, nc net.Conn, ended func()) {
+	h.serveConn(ctx, nc, metrics.ProtocolMQTT, ended)
 }
 
 // serveConn runs a connection whose metrics carry the protocol label.
-func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string) {
+func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string, ended func()) {
 	h.cfg.Counters.ConnOpened(label)
-	defer h.cfg.Counters.ConnClosed(label)
 	c := newConn(h, nc)
 	c.label = label
-	c.serve(ctx)
+	c.serve(ctx, func() {
+		h.cfg.Counters.ConnClosed(label)
+		ended()
+	})
 }
 
 // ServeWebSocket serves MQTT over WebSocket (subprotocol "mqtt", binary
@@ -194,7 +221,8 @@ func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(h.cfg.MaxPacketSize) + 8)
 	ctx := r.Context()
 	nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
-	h.serveConn(ctx, nc, metrics.ProtocolMQTTWS)
+	// Never parked (not a plain socket): serve returns when it ends.
+	h.serveConn(ctx, nc, metrics.ProtocolMQTTWS, func() {})
 }
 
 // Close stops the Handler's timers (session expiry, delayed wills). Call it
@@ -211,6 +239,7 @@ func (h *Handler) Close() {
 		delete(h.wills, k)
 	}
 	h.mu.Unlock()
+	h.poller.Close()
 	h.acker.wg.Wait()
 }
 
