@@ -76,9 +76,10 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 		c.h.dropSession(c.vhost, c.clientID)
 		c.queue, err = c.vhost.DeclareQueue(durableName, broker.QueueOptions{Durable: true})
 	default:
+		// A clean session's queue is declared by its first SUBSCRIBE
+		// (ensureQueue): a connection that only publishes, or waits
+		// before subscribing, holds no queue.
 		c.h.dropSession(c.vhost, c.clientID)
-		c.queue, err = c.vhost.DeclareQueue(sessionQueueName(c.clientID, false),
-			broker.QueueOptions{Exclusive: true, Owner: c.owner})
 	}
 	if err != nil {
 		return false, err
@@ -96,8 +97,10 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 	c.out.resendWith(resend)
 	// The record says the client is here, with this connection's expiry.
 	c.saveSession(time.Time{}, false, nil)
-	if err := c.consume(c.queue, "", &sink{c: c}); err != nil {
-		return false, err
+	if c.queue != nil {
+		if err := c.consume(c.queue, "", &sink{c: c}); err != nil {
+			return false, err
+		}
 	}
 	// Shared subscriptions of a resumed session: their queues may have gone
 	// with their last consumer, so declare, bind and consume them again.
@@ -115,6 +118,33 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 		}
 	}
 	return present, nil
+}
+
+// ensureQueue declares a clean session's queue and consumes from it, on
+// the first subscription that needs it. Read loop only.
+func (c *conn) ensureQueue() error {
+	if c.queue != nil {
+		return nil
+	}
+	q, err := c.vhost.DeclareQueue(sessionQueueName(c.clientID, false),
+		broker.QueueOptions{Exclusive: true, Owner: c.owner})
+	if err != nil {
+		return err
+	}
+	if err := c.consume(q, "", &sink{c: c}); err != nil {
+		c.vhost.DeleteQueue(q.Name(), 0, false, false)
+		return err
+	}
+	c.queue = q
+	return nil
+}
+
+// sessionQueueName is the name of the session's queue, declared or not.
+func (c *conn) sessionQueueName() string {
+	if c.queue != nil {
+		return c.queue.Name()
+	}
+	return sessionQueueName(c.clientID, false)
 }
 
 func (c *conn) consume(q *broker.Queue, tag string, s *sink) error {
@@ -202,7 +232,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 	c.sess.mu.Lock()
 	prev := c.sess.subs[s.full]
 	c.sess.mu.Unlock()
-	bindQueue := c.queue.Name()
+	bindQueue := c.sessionQueueName()
 	if shared {
 		bindQueue = s.queue
 	}
@@ -226,6 +256,10 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 		c.sess.subs[s.full] = s
 		c.sess.mu.Unlock()
 	} else {
+		if err := c.ensureQueue(); err != nil {
+			c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
+			return packet.UnspecifiedError, nil
+		}
 		// The subscription is recorded before its binding exists: a
 		// message routed to the session queue as soon as the binding is
 		// made may be delivered at once (before the SUBACK, as the spec
