@@ -78,9 +78,9 @@ func (c *conn) confirmPublish(ctx context.Context, a *packet.Ack, retained bool)
 	case retained:
 		// The retained change went to the log beside the message: a
 		// barrier behind both.
-		c.confirms.ConfirmAfter(a, c.pub.WaitLog)
+		c.confirms.ConfirmAfter(a, c.publisher().WaitLog)
 	default:
-		c.confirms.Confirm(c.pub, a)
+		c.confirms.Confirm(c.publisher(), a)
 	}
 	c.confirms.Wait(maxUnsentConfirms, ctx.Done())
 }

@@ -36,7 +36,7 @@ type conn struct {
 	// pubAllowedGen (see allowPublish).
 	pubAllowed    bool
 	pubAllowedGen uint64
-	pub           *broker.Publisher
+	pub           *broker.Publisher // made by the first PUBLISH (publisher)
 	sess          *session
 	queue         *broker.Queue
 	// deleteQueue: the session ends with the connection (v5 Session Expiry 0
@@ -82,7 +82,7 @@ type conn struct {
 	// stopShutdown ends the shutdown watch when the read loop ends; stops
 	// undoes open's other registrations (registry entry, token expiry)
 	// once the connection has been torn down.
-	stopShutdown func() bool
+	stopShutdown func()
 	stops        func()
 	out          *outbox
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
@@ -117,6 +117,15 @@ func newConn(h *Handler, nc net.Conn) *conn {
 	c.out = newOutbox(c)
 	c.confirms = newConfirms(c)
 	return c
+}
+
+// publisher is the connection's publisher, made when it first publishes:
+// a subscriber that never publishes holds none. Read loop only.
+func (c *conn) publisher() *broker.Publisher {
+	if c.pub == nil {
+		c.pub = c.vhost.Publisher()
+	}
+	return c.pub
 }
 
 // kick asks the connection to close with a v5 DISCONNECT reason (session
@@ -282,7 +291,7 @@ func (c *conn) open(ctx context.Context) bool {
 		// the past already: say why before the read loop times out.
 		c.kick(packet.ServerShuttingDown)
 	}
-	c.stopShutdown = context.AfterFunc(ctx, func() { c.kick(packet.ServerShuttingDown) })
+	c.stopShutdown = c.h.watchShutdown(ctx, c)
 	c.stops = func() {
 		stopExpiry()
 		unregister()
@@ -437,7 +446,6 @@ func (c *conn) handshake() bool {
 	c.log = c.h.log.With("remote", c.nc.RemoteAddr().String(), "client_id", c.clientID)
 	c.key = vhostName + "\x00" + c.clientID
 	c.owner = c.h.broker.NewOwner()
-	c.pub = c.vhost.Publisher()
 	c.will = cp.Will
 
 	// Keep-alive: the server closes after 1.5x without a packet

@@ -154,6 +154,55 @@ type Handler struct {
 	expiry   map[string]*time.Timer // session expiry timers
 	wills    map[string]*time.Timer // delayed wills
 	closed   bool
+	// watches: the connections that a context's end shuts down, with the
+	// one context.AfterFunc per context that does it (every plain
+	// connection shares the listeners' context, so this costs one entry
+	// where a watch per connection would cost one each).
+	watches map[context.Context]*shutdownWatch
+}
+
+// shutdownWatch is the connections served under one context.
+type shutdownWatch struct {
+	conns map[*conn]struct{}
+	stop  func() bool
+}
+
+// watchShutdown kicks c (v5 DISCONNECT 0x8B) when ctx ends; the returned
+// func stops that.
+func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
+	h.mu.Lock()
+	w := h.watches[ctx]
+	if w == nil {
+		w = &shutdownWatch{conns: make(map[*conn]struct{})}
+		h.watches[ctx] = w
+		w.stop = context.AfterFunc(ctx, func() {
+			h.mu.Lock()
+			cs := make([]*conn, 0, len(w.conns))
+			for c := range w.conns {
+				cs = append(cs, c)
+			}
+			h.mu.Unlock()
+			for _, c := range cs {
+				c.kick(packet.ServerShuttingDown)
+			}
+		})
+	}
+	w.conns[c] = struct{}{}
+	h.mu.Unlock()
+	if ctx.Err() != nil {
+		// The context ended before c joined: the watch may have kicked the
+		// others without it.
+		c.kick(packet.ServerShuttingDown)
+	}
+	return func() {
+		h.mu.Lock()
+		delete(w.conns, c)
+		if len(w.conns) == 0 && h.watches[ctx] == w {
+			delete(h.watches, ctx)
+			w.stop()
+		}
+		h.mu.Unlock()
+	}
 }
 
 // NewHandler returns a handler for accepted MQTT connections.
@@ -168,6 +217,7 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 		sessions: make(map[string]*session),
 		expiry:   make(map[string]*time.Timer),
 		wills:    make(map[string]*time.Timer),
+		watches:  make(map[context.Context]*shutdownWatch),
 		poller:   kit.NewIdlePoller(log),
 	}
 	h.writeBufs.New = func() any {

@@ -384,7 +384,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			// Already routed; the PUBREC got lost [MQTT-4.3.3-10], or is
 			// still waiting for the first copy to reach the disk: this one
 			// waits for everything logged so far.
-			c.confirms.ConfirmAfter(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, c.pub.WaitLog)
+			c.confirms.ConfirmAfter(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, c.publisher().WaitLog)
 			return nil
 		}
 	}
@@ -410,7 +410,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	if !c.rate.Wait(ctx.Done()) {
 		return ctx.Err()
 	}
-	n, err := c.pub.Publish(m)
+	n, err := c.publisher().Publish(m)
 	logged := false // something beside the message went to the log
 	if err == nil {
 		c.reg.Load().CountPublish()
@@ -435,7 +435,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		if errors.Is(err, broker.ErrAccessRefused) {
 			code = packet.NotAuthorized
 		}
-	case c.pub.Rejected():
+	case c.publisher().Rejected():
 		// A queue full with x-overflow reject-publish refused it (AMQP
 		// nacks the confirm; RabbitMQ's MQTT plugin answers 0x97).
 		code = packet.QuotaExceeded
@@ -466,9 +466,9 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		}
 		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, logged)
 	}
-	if c.pub.Congested() {
+	if c.publisher().Congested() {
 		// TCP push-back: stop reading this client until the queues drain.
-		c.pub.WaitFlow(ctx.Done(), c.owner)
+		c.publisher().WaitFlow(ctx.Done(), c.owner)
 	}
 	return nil
 }
@@ -565,7 +565,7 @@ func (c *conn) handlePubrec(id uint16, code packet.ReasonCode) {
 	// answered) or the restarted broker sends this PUBREL again.
 	c.saveSession(time.Time{}, false, nil)
 	c.flushAcks()
-	c.confirms.ConfirmAfter(rel, c.pub.WaitLog)
+	c.confirms.ConfirmAfter(rel, c.publisher().WaitLog)
 }
 
 // handlePubcomp ends a QoS 2 delivery: its id leaves the session (and its
