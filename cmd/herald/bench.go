@@ -52,6 +52,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&cfg.PahoSubscribers, "paho-subscribers", false, "mqtt-fanout: subscribers use the paho client library instead of the bench's lean client (which costs the machine a fraction of the CPU per delivery)")
 	fs.IntVar(&cfg.QoS, "qos", 0, "mqtt-fanout: QoS `level` 0 or 1 of the publishes and subscriptions (QoS 1: up to --confirm-window publishes await their PUBACK)")
 	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
+	fs.Func("source-ips", "mqtt-idle: comma-separated local `addresses` to connect from in turn (e.g. 127.0.0.1,127.0.0.2: more ephemeral ports)", func(v string) error {
+		cfg.SourceIPs = strings.Split(v, ",")
+		return nil
+	})
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "do not print progress lines")
 	fs.Usage = func() { benchUsage(fs) }

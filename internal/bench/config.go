@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -112,6 +113,9 @@ type Config struct {
 	Subscribers int `json:"subscribers,omitempty"` // mqtt-fanout: subscriber connections (default 100)
 	QoS         int `json:"qos"`                   // mqtt-fanout: 0 or 1, for the publish and the subscriptions
 	Connections int `json:"connections,omitempty"` // mqtt-idle: idle connections to hold (default 10,000)
+	// mqtt-idle: local addresses the connections are made from, in turn
+	// (127.0.0.x: each has its own ephemeral ports); none: the system picks.
+	SourceIPs []string `json:"source_ips,omitempty"`
 	// mqtt-fanout: subscribers use the paho client library instead of the
 	// bench's lean one (see mqttlean.go)
 	PahoSubscribers bool `json:"paho_subscribers,omitempty"`
@@ -176,6 +180,7 @@ func (c Config) Normalize() (Config, error) {
 	mqttOnly := fmt.Sprintf("only applies to the MQTT scenarios (%s, %s)", ScenarioMQTTFanout, ScenarioMQTTIdle)
 	if err := firstBadFlag([]flagCheck{
 		{c.Subscribers != 0, "--subscribers", mqttOnly}, {c.QoS != 0, "--qos", mqttOnly}, {c.Connections != 0, "--connections", mqttOnly}, {c.PahoSubscribers, "--paho-subscribers", mqttOnly},
+		{len(c.SourceIPs) > 0, "--source-ips", mqttOnly},
 	}); err != nil {
 		return c, err
 	}
@@ -289,6 +294,7 @@ func (c Config) checkRanges(flags []string) error {
 		{c.Subscribers < 0, "--subscribers", "must be at least 1"},
 		{c.QoS < 0 || c.QoS > 1, "--qos", "must be 0 or 1"},
 		{c.Connections < 0, "--connections", "must be at least 1"},
+		{!validIPs(c.SourceIPs), "--source-ips", "must be IP addresses separated by commas"},
 	} {
 		if slices.Contains(flags, ch.flag) {
 			checks = append(checks, ch)
@@ -410,4 +416,14 @@ type Result struct {
 
 	Interrupted bool     `json:"interrupted"` // the window was cut short by cancellation
 	Warnings    []string `json:"warnings,omitempty"`
+}
+
+// validIPs reports whether every entry is an IP address.
+func validIPs(ips []string) bool {
+	for _, s := range ips {
+		if net.ParseIP(s) == nil {
+			return false
+		}
+	}
+	return true
 }
