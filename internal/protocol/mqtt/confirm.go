@@ -47,11 +47,11 @@ func (c *conn) sendConfirm(a *packet.Ack, err error) {
 		// An outbound QoS 2 release (handlePubrec) whose session record
 		// did not reach the disk: the connection ends; the session still
 		// lists the id, so a reconnect gets the PUBREL.
-		c.log.Error("mqtt session record not written to disk; closing", "packet_id", a.PacketID, "err", err)
+		c.logger().Error("mqtt session record not written to disk; closing", "packet_id", a.PacketID, "err", err)
 		c.kick(packet.UnspecifiedError)
 		return
 	}
-	c.log.Error("mqtt publish not written to disk; not acknowledged", "packet_id", a.PacketID, "err", err)
+	c.logger().Error("mqtt publish not written to disk; not acknowledged", "packet_id", a.PacketID, "err", err)
 	if a.Kind == packet.PUBREC {
 		// A resent PUBLISH must be routed again, not taken for a duplicate.
 		c.sess.mu.Lock()

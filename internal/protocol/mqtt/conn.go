@@ -21,10 +21,11 @@ import (
 // conn is one client connection. The read loop (serve) owns the fields
 // without a comment; the writer goroutine owns the outbox's write side.
 type conn struct {
-	h   *Handler
-	nc  net.Conn
-	r   *reader
-	log *slog.Logger
+	h  *Handler
+	nc net.Conn
+	r  *reader
+	// authErr is why the login failed, for the refusal's log line.
+	authErr error
 
 	version  byte
 	clientID string
@@ -94,8 +95,8 @@ type conn struct {
 	confirms      *broker.ConfirmQueue[*packet.Ack]
 	unsentPubacks atomic.Int32
 
-	mu        sync.Mutex // guards consumers
-	consumers map[string]*broker.Consumer
+	mu        sync.Mutex                  // guards consumers
+	consumers map[string]*broker.Consumer // made by the first consumer
 
 	label     string // metrics protocol label: mqtt or mqtt-ws
 	done      chan struct{}
@@ -106,9 +107,7 @@ type conn struct {
 func newConn(h *Handler, nc net.Conn) *conn {
 	c := &conn{
 		h: h, nc: nc, r: newReader(nc, &h.readBufs),
-		log:       h.log.With("remote", nc.RemoteAddr().String()),
-		consumers: make(map[string]*broker.Consumer),
-		done:      make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	c.raw = kit.NewRawReader(nc)
 	if c.raw != nil && h.cfg.ParkAfter > 0 {
@@ -117,6 +116,20 @@ func newConn(h *Handler, nc net.Conn) *conn {
 	c.out = newOutbox(c)
 	c.confirms = newConfirms(c)
 	return c
+}
+
+// logger is the connection's logger, with its peer and client id. It is
+// made when something is logged, not kept: a clone of the Handler's logger
+// per connection would cost every idle connection a few hundred bytes.
+func (c *conn) logger() *slog.Logger {
+	args := []any{"remote", c.nc.RemoteAddr().String()}
+	if c.clientID != "" {
+		args = append(args, "client_id", c.clientID)
+	}
+	if c.authErr != nil {
+		args = append(args, "err", c.authErr)
+	}
+	return c.h.log.With(args...)
 }
 
 // publisher is the connection's publisher, made when it first publishes:
@@ -266,7 +279,7 @@ func (c *conn) open(ctx context.Context) bool {
 	if !ok {
 		return false
 	}
-	c.log.Debug("mqtt client connected", "version", c.version) // c.log carries client_id
+	c.logger().Debug("mqtt client connected", "version", c.version) // c.log carries client_id
 	proto := "MQTT 3.1.1"
 	switch c.version {
 	case packet.V5:
@@ -304,7 +317,7 @@ func (c *conn) end(ctx context.Context, err error) {
 	c.stopShutdown()
 	abnormal := !c.cleanExit
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		c.log.Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
+		c.logger().Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
 		var pe *packet.Error
 		if errors.As(err, &pe) {
 			c.h.cfg.Counters.ProtocolError(c.label)
@@ -340,14 +353,14 @@ func (c *conn) handshake() bool {
 		} else if isConnect && cp.ProtocolLevel == packet.V5 && errors.As(err, &pe) {
 			c.writeDirect(&packet.Connack{ReasonCode: pe.Code, Properties: packet.Properties{ReasonString: pe.Text}}, packet.V5)
 		}
-		c.log.Debug("mqtt connect failed", "err", err)
+		c.logger().Debug("mqtt connect failed", "err", err)
 		if errors.As(err, &pe) {
 			c.h.cfg.Counters.ProtocolError(c.label)
 		}
 		return false
 	}
 	if !isConnect {
-		c.log.Debug("mqtt first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
+		c.logger().Debug("mqtt first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
 		c.h.cfg.Counters.ProtocolError(c.label)
 		return false
 	}
@@ -360,7 +373,7 @@ func (c *conn) handshake() bool {
 			ack.ReasonCode = packet.ReasonCode(packet.V3ConnackCode(code))
 		}
 		c.writeDirect(ack, c.version)
-		c.log.Info("mqtt connection refused", "reason", why, "code", byte(code))
+		c.logger().Info("mqtt connection refused", "reason", why, "code", byte(code))
 		return false
 	}
 	authFail := func(code packet.ReasonCode, why string) bool {
@@ -401,7 +414,7 @@ func (c *conn) handshake() bool {
 			return authFail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
 		}
 	} else if login, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
-		c.log = c.log.With("err", err) // fail logs the refusal once, with why
+		c.authErr = err // fail logs the refusal once, with why
 		if c.version == packet.V5 {
 			return authFail(packet.BadUserNameOrPassword, "bad user name or password")
 		}
@@ -441,9 +454,6 @@ func (c *conn) handshake() bool {
 		c.clientID = "herald-" + hex.EncodeToString(b[:])
 		ack.Properties.AssignedClientID = c.clientID
 	}
-	// One logger with both attributes: a second With on the handshake's
-	// logger would keep both of their clones for the connection's life.
-	c.log = c.h.log.With("remote", c.nc.RemoteAddr().String(), "client_id", c.clientID)
 	c.key = vhostName + "\x00" + c.clientID
 	c.owner = c.h.broker.NewOwner()
 	c.will = cp.Will
@@ -650,7 +660,7 @@ func (c *conn) teardown(abnormal bool) {
 	if abnormal && c.will != nil {
 		c.publishWill()
 	}
-	c.log.Debug("mqtt client disconnected")
+	c.logger().Debug("mqtt client disconnected")
 }
 
 // publishWill publishes the last will, after its v5 Will Delay Interval

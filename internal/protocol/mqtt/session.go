@@ -34,7 +34,16 @@ type session struct {
 }
 
 func newSession() *session {
-	return &session{subs: make(map[string]*subscription), qos2: make(map[uint16]struct{})}
+	return &session{}
+}
+
+// setSub records a subscription; the map is made by the first one, so a
+// session without subscriptions holds none. s.mu must be held.
+func (s *session) setSub(sub *subscription) {
+	if s.subs == nil {
+		s.subs = make(map[string]*subscription)
+	}
+	s.subs[sub.full] = sub
 }
 
 // subscription is one topic filter of a session.
@@ -153,6 +162,9 @@ func (c *conn) consume(q *broker.Queue, tag string, s *sink) error {
 		return err
 	}
 	c.mu.Lock()
+	if c.consumers == nil {
+		c.consumers = make(map[string]*broker.Consumer)
+	}
 	c.consumers[tag] = cons
 	c.mu.Unlock()
 	return nil
@@ -242,22 +254,22 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 	}
 	if err != nil {
 		// v5 SUBACK 0x87; handleSubscribe turns it into 0x80 for 3.1.1.
-		c.log.Info("mqtt subscribe refused", "filter", o.Filter, "err", err)
+		c.logger().Info("mqtt subscribe refused", "filter", o.Filter, "err", err)
 		return packet.NotAuthorized, nil
 	}
 	if shared {
 		if prev == nil {
 			if err := c.startShared(s); err != nil {
-				c.log.Warn("mqtt shared subscribe failed", "filter", o.Filter, "err", err)
+				c.logger().Warn("mqtt shared subscribe failed", "filter", o.Filter, "err", err)
 				return packet.UnspecifiedError, nil
 			}
 		}
 		c.sess.mu.Lock()
-		c.sess.subs[s.full] = s
+		c.sess.setSub(s)
 		c.sess.mu.Unlock()
 	} else {
 		if err := c.ensureQueue(); err != nil {
-			c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
+			c.logger().Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
 			return packet.UnspecifiedError, nil
 		}
 		// The subscription is recorded before its binding exists: a
@@ -266,7 +278,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 		// allows), and the delivery looks its filter up here; without it
 		// the message would be settled as matching nothing and lost.
 		c.sess.mu.Lock()
-		c.sess.subs[s.full] = s
+		c.sess.setSub(s)
 		c.sess.mu.Unlock()
 		if err := c.vhost.BindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner); err != nil {
 			c.sess.mu.Lock()
@@ -276,7 +288,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 				delete(c.sess.subs, s.full)
 			}
 			c.sess.mu.Unlock()
-			c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
+			c.logger().Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
 			if errors.Is(err, broker.ErrAccessRefused) {
 				return packet.NotAuthorized, nil
 			}
@@ -373,6 +385,9 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		c.sess.mu.Lock()
 		_, dup := c.sess.qos2[p.PacketID]
 		if !dup {
+			if c.sess.qos2 == nil {
+				c.sess.qos2 = make(map[uint16]struct{})
+			}
 			c.sess.qos2[p.PacketID] = struct{}{}
 		}
 		c.sess.mu.Unlock()
@@ -398,7 +413,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Unlock()
 			delete(c.inQoS2, p.PacketID)
 		}
-		c.log.Info("mqtt publish refused", "topic", topic, "err", err)
+		c.logger().Info("mqtt publish refused", "topic", topic, "err", err)
 		return c.nack(p, packet.NotAuthorized, err.Error())
 	}
 	m := toMessage(p, topic, c.clientID, c.version, time.Now())
@@ -430,7 +445,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	code := packet.Success
 	switch {
 	case err != nil:
-		c.log.Warn("mqtt publish failed", "topic", topic, "err", err)
+		c.logger().Warn("mqtt publish failed", "topic", topic, "err", err)
 		code = packet.UnspecifiedError
 		if errors.Is(err, broker.ErrAccessRefused) {
 			code = packet.NotAuthorized
@@ -622,7 +637,7 @@ func (c *conn) replyQueue(topic string) *broker.Queue {
 	}
 	q := c.vhost.DeclareReplyQueue(c.owner)
 	if _, err := q.Consume(broker.ConsumerOptions{NoAck: true, Owner: c.owner, Sink: &sink{c: c, replyTopic: topic}}); err != nil {
-		c.log.Warn("mqtt reply queue failed", "err", err)
+		c.logger().Warn("mqtt reply queue failed", "err", err)
 		return nil
 	}
 	if c.replies == nil {
