@@ -13,10 +13,11 @@
 // queue's lock is never held across a blocking write; a sparse delivery to
 // an idle plain-TCP connection is written at once with one non-blocking
 // write, see deliverInline). Read and write buffers are pooled
-// and held only during bursts: an idle connection costs one goroutine (its
-// stack shrunk to 4 KiB: the read loop waits in a shallow frame, see
-// docs/architecture.md "Idle connections") and, over plain TCP, no
-// buffer at all.
+// and held only during bursts. An idle plain-TCP connection has no
+// goroutine at all: after ParkAfter of silence its reader exits and the
+// connection waits in a kit.IdlePoller until its next bytes or its
+// keep-alive deadline (see docs/architecture.md "Idle connections"); over
+// TLS and WebSocket it keeps its reader, waiting in a shallow frame.
 package mqtt
 
 import (
