@@ -43,6 +43,19 @@ func TestIdleCollector(t *testing.T) {
 	if ic.tick(allocs, 60*mib, 10*mib) {
 		t.Fatal("collected again at once")
 	}
+	// After a burst, the first quiet spell collects a few MiB of garbage;
+	// later quiet spells wait for idleGarbage.
+	allocs += 50 * mib
+	ic.tick(allocs, 60*mib, 10*mib)
+	ic.tick(allocs, 13*mib, 10*mib)
+	if !ic.tick(allocs, 13*mib, 10*mib) {
+		t.Fatal("no collection of 3 MiB of garbage after a burst")
+	}
+	for range 5 {
+		if ic.tick(allocs, 13*mib, 10*mib) {
+			t.Fatal("collected 3 MiB again without a burst")
+		}
+	}
 	// Quiet without garbage: never collects.
 	ic = idleCollector{lastAllocs: allocs}
 	for range 5 {
