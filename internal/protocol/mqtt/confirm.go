@@ -25,8 +25,14 @@ import (
 // well before that.
 const maxUnsentConfirms = 4096
 
-func newConfirms(c *conn) *broker.ConfirmQueue[*packet.Ack] {
-	return broker.NewConfirmQueue(c.sendConfirm)
+// confirmQueue is c.confirms, made by the first answer that needs it (a
+// subscriber that never publishes at QoS 1 or 2 holds none). Read loop
+// only.
+func (c *conn) confirmQueue() *broker.ConfirmQueue[*packet.Ack] {
+	if c.confirms == nil {
+		c.confirms = broker.NewConfirmQueue(c.sendConfirm)
+	}
+	return c.confirms
 }
 
 // sendConfirm hands a due PUBACK/PUBREC (or an outbound QoS 2 PUBREL, see
@@ -74,13 +80,13 @@ func (c *conn) confirmPublish(ctx context.Context, a *packet.Ack, retained bool)
 	}
 	switch {
 	case a.ReasonCode.Failed():
-		c.confirms.Add(a)
+		c.confirmQueue().Add(a)
 	case retained:
 		// The retained change went to the log beside the message: a
 		// barrier behind both.
-		c.confirms.ConfirmAfter(a, c.publisher().WaitLog)
+		c.confirmQueue().ConfirmAfter(a, c.publisher().WaitLog)
 	default:
-		c.confirms.Confirm(c.publisher(), a)
+		c.confirmQueue().Confirm(c.publisher(), a)
 	}
-	c.confirms.Wait(maxUnsentConfirms, ctx.Done())
+	c.confirmQueue().Wait(maxUnsentConfirms, ctx.Done())
 }

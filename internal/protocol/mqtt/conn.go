@@ -47,10 +47,11 @@ type conn struct {
 	persistent  bool
 	keepAlive   time.Duration
 	// readDeadlineSet is when the read loop last renewed the keep-alive
-	// deadline; kaDeadline is that deadline (zero: no keep-alive). Read
+	// deadline; kaDeadline is that deadline (zero: no keep-alive); both in
+	// Unix nanoseconds, 8 bytes where a time.Time takes 24. Read
 	// loop only.
-	readDeadlineSet time.Time
-	kaDeadline      time.Time
+	readDeadlineSet int64
+	kaDeadline      int64
 	will            *packet.Will
 	inAliases       map[uint16]string
 	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
@@ -69,7 +70,8 @@ type conn struct {
 
 	// raw reads a plain socket from serve's shallow frame; nil over TLS and
 	// WebSocket.
-	raw *kit.RawReader
+	raw       *kit.RawReader
+	rawReader kit.RawReader // what raw points to (one allocation fewer)
 	// park holds the connection in the Handler's idle poller, with no
 	// goroutine, once it has been silent for ParkAfter (plain TCP only;
 	// nil otherwise; set before any other goroutine sees c). parking:
@@ -109,12 +111,13 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		h: h, nc: nc, r: newReader(nc, &h.readBufs),
 		done: make(chan struct{}),
 	}
-	c.raw = kit.NewRawReader(nc)
+	if c.rawReader.Init(nc) {
+		c.raw = &c.rawReader
+	}
 	if c.raw != nil && h.cfg.ParkAfter > 0 {
 		c.park = h.poller.NewParker(nc, c.resume)
 	}
 	c.out = newOutbox(c)
-	c.confirms = newConfirms(c)
 	return c
 }
 
@@ -191,12 +194,12 @@ func (c *conn) run(err error) {
 			// Silent for ParkAfter and the keep-alive still runs: wait in
 			// the poller, with no goroutine, until the next bytes or the
 			// keep-alive deadline.
-			if c.park.Park(c.kaDeadline) {
+			if c.park.Park(c.keepAliveDeadline()) {
 				return // resume carries on; c is not ours any more
 			}
 			err = kit.ErrDrained
 			c.parking = false // the poller is closed: read as before
-			c.nc.SetReadDeadline(c.kaDeadline)
+			c.nc.SetReadDeadline(c.keepAliveDeadline())
 		}
 	}
 	c.end(c.ctx, err)
@@ -213,20 +216,28 @@ func (c *conn) parkable(err error) bool {
 	if !ok || !ne.Timeout() {
 		return false
 	}
-	return c.kaDeadline.IsZero() || time.Now().Before(c.kaDeadline)
+	return c.kaDeadline == 0 || time.Now().UnixNano() < c.kaDeadline
 }
 
 // idleReadDeadline is when a read that starts now gives up: the
 // keep-alive deadline or, for a connection that may park, ParkAfter from
 // now if that is sooner.
 func (c *conn) idleReadDeadline(now time.Time) time.Time {
-	d := c.kaDeadline
+	d := c.keepAliveDeadline()
 	if c.parking {
 		if p := now.Add(c.h.cfg.ParkAfter); d.IsZero() || p.Before(d) {
 			d = p
 		}
 	}
 	return d
+}
+
+// keepAliveDeadline is kaDeadline as a time (zero: none).
+func (c *conn) keepAliveDeadline() time.Time {
+	if c.kaDeadline == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, c.kaDeadline)
 }
 
 // packetReader reads the rest of a packet on a connection that may park:
@@ -241,7 +252,7 @@ func (pr packetReader) Read(p []byte) (int, error) {
 		if n > 0 || err == nil || !pr.c.parkable(err) {
 			return n, err
 		}
-		pr.c.nc.SetReadDeadline(pr.c.kaDeadline)
+		pr.c.nc.SetReadDeadline(pr.c.keepAliveDeadline())
 	}
 }
 
@@ -541,12 +552,12 @@ const keepAliveSlack = 100 * time.Millisecond
 // A connection that may park reads until ParkAfter at most (see run).
 func (c *conn) extendReadDeadline() {
 	now := time.Now()
-	if now.Sub(c.readDeadlineSet) < keepAliveSlack {
+	if now.UnixNano()-c.readDeadlineSet < int64(keepAliveSlack) {
 		return
 	}
-	c.readDeadlineSet = now
+	c.readDeadlineSet = now.UnixNano()
 	if c.keepAlive > 0 {
-		c.kaDeadline = now.Add(c.keepAlive*3/2 + keepAliveSlack)
+		c.kaDeadline = now.Add(c.keepAlive*3/2 + keepAliveSlack).UnixNano()
 	}
 	c.nc.SetReadDeadline(c.idleReadDeadline(now))
 }
@@ -625,7 +636,9 @@ func (c *conn) flushAcks() {
 func (c *conn) teardown(abnormal bool) {
 	// Answers still waiting for the disk have nobody to go to; their
 	// messages are routed and become durable all the same.
-	c.confirms.Close()
+	if c.confirms != nil {
+		c.confirms.Close()
+	}
 	c.mu.Lock()
 	consumers := c.consumers
 	c.consumers = nil

@@ -399,7 +399,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			// Already routed; the PUBREC got lost [MQTT-4.3.3-10], or is
 			// still waiting for the first copy to reach the disk: this one
 			// waits for everything logged so far.
-			c.confirms.ConfirmAfter(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, c.publisher().WaitLog)
+			c.confirmQueue().ConfirmAfter(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, c.publisher().WaitLog)
 			return nil
 		}
 	}
@@ -509,7 +509,7 @@ func (c *conn) nack(p *packet.Publish, code packet.ReasonCode, why string) error
 	if kind == packet.PUBACK {
 		c.unsentPubacks.Add(1)
 	}
-	c.confirms.Add(&packet.Ack{Kind: kind, PacketID: p.PacketID, ReasonCode: code, Properties: packet.Properties{ReasonString: why}})
+	c.confirmQueue().Add(&packet.Ack{Kind: kind, PacketID: p.PacketID, ReasonCode: code, Properties: packet.Properties{ReasonString: why}})
 	return nil
 }
 
@@ -580,7 +580,7 @@ func (c *conn) handlePubrec(id uint16, code packet.ReasonCode) {
 	// answered) or the restarted broker sends this PUBREL again.
 	c.saveSession(time.Time{}, false, nil)
 	c.flushAcks()
-	c.confirms.ConfirmAfter(rel, c.publisher().WaitLog)
+	c.confirmQueue().ConfirmAfter(rel, c.publisher().WaitLog)
 }
 
 // handlePubcomp ends a QoS 2 delivery: its id leaves the session (and its
