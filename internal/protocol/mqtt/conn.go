@@ -276,6 +276,7 @@ func (c *conn) closeSocket() {
 	}
 	c.nc.Close()
 	close(c.done)
+	c.h.cfg.Counters.ConnClosed(c.label)
 	c.ended()
 }
 

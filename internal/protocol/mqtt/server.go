@@ -249,10 +249,7 @@ func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string, ende
 	h.cfg.Counters.ConnOpened(label)
 	c := newConn(h, nc)
 	c.label = label
-	c.serve(ctx, func() {
-		h.cfg.Counters.ConnClosed(label)
-		ended()
-	})
+	c.serve(ctx, ended) // closeSocket counts the close
 }
 
 // ServeWebSocket serves MQTT over WebSocket (subprotocol "mqtt", binary
