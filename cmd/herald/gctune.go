@@ -96,10 +96,20 @@ func tuneGC(ctx context.Context, log *slog.Logger) (stop func()) {
 // them). A broker that allocates almost nothing for idleQuietTicks in a row
 // and carries more than idleGarbage of uncollected heap collects once and
 // hands the freed pages back (debug.FreeOSMemory); a busy one never does.
+// After a burst the first quiet spell collects from idleBurstGarbage on,
+// and a quiet spell that lasts idleBurstTicks collects once more whatever
+// the garbage: what a burst leaves behind becomes garbage in steps (15,000
+// clients connecting: their handshakes' garbage at once, then what each
+// connection's reader held until it parked, a second later), and garbage
+// that was live at the last collection does not show in the heap's
+// growth, so without that second collection some 20 MiB would stay in RSS
+// until the next burst.
 const (
-	idleQuietAlloc = 1 << 20 // bytes allocated in one tick that still count as quiet
-	idleQuietTicks = 2
-	idleGarbage    = 8 << 20
+	idleQuietAlloc   = 1 << 20 // bytes allocated in one tick that still count as quiet
+	idleQuietTicks   = 2
+	idleGarbage      = 8 << 20
+	idleBurstTicks   = 10
+	idleBurstGarbage = 2 << 20
 )
 
 // idleCollector decides, tick by tick, whether the broker is quiet and
@@ -107,6 +117,10 @@ const (
 type idleCollector struct {
 	lastAllocs uint64
 	quiet      int
+	// sinceBusy counts the quiet ticks since the last busy one, if there
+	// was one (burst).
+	sinceBusy int
+	burst     bool
 }
 
 // tick takes the cumulative bytes allocated, the heap's object bytes and
@@ -115,11 +129,20 @@ func (ic *idleCollector) tick(allocs, objects, live uint64) bool {
 	delta := allocs - ic.lastAllocs
 	ic.lastAllocs = allocs
 	if delta > idleQuietAlloc {
-		ic.quiet = 0
+		ic.quiet, ic.sinceBusy, ic.burst = 0, 0, true
 		return false
 	}
 	ic.quiet++
-	if ic.quiet < idleQuietTicks || objects < live+idleGarbage {
+	ic.sinceBusy++
+	garbage := uint64(idleGarbage)
+	switch {
+	case ic.burst && ic.sinceBusy == idleBurstTicks:
+		ic.quiet, ic.burst = 0, false
+		return true
+	case ic.burst:
+		garbage = idleBurstGarbage
+	}
+	if ic.quiet < idleQuietTicks || objects < live+garbage {
 		return false
 	}
 	ic.quiet = 0

@@ -43,6 +43,31 @@ func TestIdleCollector(t *testing.T) {
 	if ic.tick(allocs, 60*mib, 10*mib) {
 		t.Fatal("collected again at once")
 	}
+	// After a burst: the first quiet spell collects a few MiB of garbage,
+	// the idleBurstTicks-th quiet tick collects whatever the garbage, and
+	// later quiet ticks wait for idleGarbage.
+	ic = idleCollector{lastAllocs: allocs}
+	allocs += 50 * mib
+	ic.tick(allocs, 60*mib, 10*mib)
+	collected := 0
+	for i := 1; i <= idleBurstTicks+5; i++ {
+		if ic.tick(allocs, 13*mib, 13*mib) {
+			collected++
+			if i != idleBurstTicks {
+				t.Fatalf("collected at quiet tick %d without garbage", i)
+			}
+		}
+	}
+	if collected != 1 {
+		t.Fatalf("%d collections after the burst, want the one at tick %d", collected, idleBurstTicks)
+	}
+	ic = idleCollector{lastAllocs: allocs}
+	allocs += 50 * mib
+	ic.tick(allocs, 60*mib, 10*mib)
+	ic.tick(allocs, 13*mib, 10*mib)
+	if !ic.tick(allocs, 13*mib, 10*mib) {
+		t.Fatal("no collection of 3 MiB of garbage after a burst")
+	}
 	// Quiet without garbage: never collects.
 	ic = idleCollector{lastAllocs: allocs}
 	for range 5 {

@@ -308,8 +308,8 @@ func (s *App) listenerSpecs() []server.Spec {
 			server.Spec{Name: "https", Addr: c.HTTPSAddr, TLS: true, HTTP: h, ReadHeaderTimeout: c.HTTPReadHeaderTimeout, Hint: "pick another address with --https, or --https off"})
 	}
 	return append(ls,
-		server.Spec{Name: "mqtt", Addr: c.MQTTAddr, Conn: s.mqtt.ServeConn, Hint: "is mosquitto or another broker running? pick another address with --mqtt, or --mqtt off"},
-		server.Spec{Name: "mqtts", Addr: c.MQTTSAddr, TLS: true, Conn: s.mqtt.ServeConn, Hint: "pick another address with --mqtts, or --mqtts off"},
+		server.Spec{Name: "mqtt", Addr: c.MQTTAddr, ConnDetached: s.mqtt.ServeConnDetached, Hint: "is mosquitto or another broker running? pick another address with --mqtt, or --mqtt off"},
+		server.Spec{Name: "mqtts", Addr: c.MQTTSAddr, TLS: true, ConnDetached: s.mqtt.ServeConnDetached, Hint: "pick another address with --mqtts, or --mqtts off"},
 		server.Spec{Name: "stomp", Addr: c.STOMPAddr, Conn: s.stomp.ServeConn, Hint: "pick another address with --stomp, or --stomp off"},
 		server.Spec{Name: "stomps", Addr: c.STOMPSAddr, TLS: true, Conn: s.stomp.ServeConn, Hint: "pick another address with --stomps, or --stomps off"},
 		server.Spec{Name: "amqp", Addr: c.AMQPAddr, Conn: s.amqp.ServeConn, Hint: "is another broker running? pick another address with --amqp, or --amqp off"},

@@ -427,3 +427,5 @@ type Result struct {
 	Interrupted bool     `json:"interrupted"` // the window was cut short by cancellation
 	Warnings    []string `json:"warnings,omitempty"`
 }
+
+// validIPs reports whether every entry is an IP address.

@@ -322,8 +322,12 @@ func writeIdleRows(row func(label, format string, args ...any), res Result) {
 	row("conns", "%s requested   %s connected   %s failed   %s still connected after %.1fs",
 		FormatCount(uint64(id.Requested)), FormatCount(uint64(id.Connected)), FormatCount(uint64(id.Failed)),
 		FormatCount(uint64(id.StillConnected)), id.Hold.Seconds())
-	row("connect", "%s connects/s   (%s in %.2fs, %d at a time)", formatRate(id.ConnectsPerSec),
-		FormatCount(uint64(id.Connected)), id.ConnectTime.Seconds(), idleConnectWorkers)
+	from := ""
+	if n := len(res.Config.SourceAddrs); n > 0 {
+		from = fmt.Sprintf(", from %d source addresses", n)
+	}
+	row("connect", "%s connects/s   (%s in %.2fs, %d at a time%s)", formatRate(id.ConnectsPerSec),
+		FormatCount(uint64(id.Connected)), id.ConnectTime.Seconds(), idleConnectWorkers, from)
 	if res.Config.BrokerPID > 0 {
 		line := fmt.Sprintf("pid %d   cpu %.2fs while idle", res.Config.BrokerPID, res.BrokerCPU)
 		if s := id.Hold.Seconds(); s > 0 {

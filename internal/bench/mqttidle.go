@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,11 @@ func runMQTTIdle(r *run) (Result, error) {
 							lost.Add(1)
 						}
 					})
+				if len(cfg.SourceAddrs) > 0 {
+					// Each source address has its own ephemeral ports.
+					opts.SetDialer(&net.Dialer{Timeout: setupConnectTimeout,
+						LocalAddr: &net.TCPAddr{IP: net.ParseIP(cfg.SourceAddrs[i%len(cfg.SourceAddrs)])}})
+				}
 				c := mqtt.NewClient(opts)
 				if err := mqttConnect(name, c); err != nil {
 					failed.Add(1)

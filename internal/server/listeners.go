@@ -47,7 +47,12 @@ type Spec struct {
 	// Hint says what to do when the address is taken.
 	Hint string
 	Conn func(context.Context, net.Conn)
-	HTTP http.Handler
+	// ConnDetached, when set, is used instead of Conn by a protocol whose
+	// idle connections live on without a goroutine (kit.IdlePoller): it
+	// may return while the connection lives on, and calls ended exactly
+	// once when the connection is gone. Shutdown waits for ended.
+	ConnDetached func(ctx context.Context, nc net.Conn, ended func())
+	HTTP         http.Handler
 	// ReadHeaderTimeout bounds how long an HTTP client may take to send
 	// its request headers, a WebSocket upgrade's included (slowloris);
 	// 0 = HTTPReadHeaderTimeout.
@@ -129,8 +134,10 @@ func (l *Listeners) Listen(specs []Spec) error {
 		l.mu.Unlock()
 		if sp.HTTP != nil {
 			l.serveHTTP(ln, sp.HTTP, sp.ReadHeaderTimeout)
+		} else if sp.ConnDetached != nil {
+			l.accept(ln, nil, sp.ConnDetached)
 		} else {
-			l.accept(ln, sp.Conn)
+			l.accept(ln, sp.Conn, nil)
 		}
 	}
 	return nil
@@ -161,8 +168,8 @@ func loadTLS(t TLSConfig) (*tls.Config, error) {
 }
 
 // accept runs ln's accept loop, one goroutine per connection running
-// handle until the connection ends.
-func (l *Listeners) accept(ln net.Listener, handle func(context.Context, net.Conn)) {
+// handle until the connection ends, or detached until it calls ended.
+func (l *Listeners) accept(ln net.Listener, handle func(context.Context, net.Conn), detached func(context.Context, net.Conn, func())) {
 	l.Go(func() {
 		for {
 			nc, err := ln.Accept()
@@ -176,6 +183,16 @@ func (l *Listeners) accept(ln net.Listener, handle func(context.Context, net.Con
 			l.mu.Lock()
 			l.conns[nc] = struct{}{}
 			l.mu.Unlock()
+			if detached != nil {
+				l.wg.Add(1)
+				go detached(l.ctx, nc, func() {
+					l.mu.Lock()
+					delete(l.conns, nc)
+					l.mu.Unlock()
+					l.wg.Done()
+				})
+				continue
+			}
 			l.Go(func() {
 				defer func() {
 					l.mu.Lock()

@@ -132,3 +132,39 @@ func TestEnabled(t *testing.T) {
 		}
 	}
 }
+
+// A detached handler returns at once; the connection lives on until it
+// calls ended, and Shutdown waits for that.
+func TestDetachedConnectionsAreWaitedFor(t *testing.T) {
+	l := New(nil, TLSConfig{})
+	served := make(chan func(), 1)
+	detached := func(ctx context.Context, nc net.Conn, ended func()) {
+		// Owned by nobody's goroutine: ended is called from elsewhere.
+		served <- func() { nc.Close(); ended() }
+	}
+	if err := l.Listen([]Spec{{Name: "raw", Addr: "127.0.0.1:0", ConnDetached: detached}}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.Dial("tcp", l.Addr("raw").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	end := <-served
+	done := make(chan error, 1)
+	go func() { done <- l.Shutdown(context.Background(), nil) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) while a detached connection lived", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	end()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return after the connection ended")
+	}
+}

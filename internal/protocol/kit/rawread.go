@@ -28,17 +28,28 @@ type RawReader struct {
 // NewRawReader returns a RawReader for nc, or nil when nc is not a plain
 // socket (TLS, WebSocket, a pipe): such a connection reads the usual way.
 func NewRawReader(nc net.Conn) *RawReader {
+	r := new(RawReader)
+	if !r.Init(nc) {
+		return nil
+	}
+	return r
+}
+
+// Init makes r, a field of the caller's connection (one allocation fewer
+// per connection than NewRawReader), a RawReader for nc; false when nc is
+// not a plain socket. r must not be copied afterwards.
+func (r *RawReader) Init(nc net.Conn) bool {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return nil
+		return false
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil
+		return false
 	}
-	r := &RawReader{rc: rc}
+	*r = RawReader{rc: rc}
 	r.read = r.readFD
-	return r
+	return true
 }
 
 // ReadBuffers lends a RawReader the buffer for one read. Buffer is called

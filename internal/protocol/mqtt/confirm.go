@@ -25,8 +25,14 @@ import (
 // well before that.
 const maxUnsentConfirms = 4096
 
-func newConfirms(c *conn) *broker.ConfirmQueue[*packet.Ack] {
-	return broker.NewConfirmQueue(c.sendConfirm)
+// confirmQueue is c.confirms, made by the first answer that needs it (a
+// subscriber that never publishes at QoS 1 or 2 holds none). Read loop
+// only.
+func (c *conn) confirmQueue() *broker.ConfirmQueue[*packet.Ack] {
+	if c.confirms == nil {
+		c.confirms = broker.NewConfirmQueue(c.sendConfirm)
+	}
+	return c.confirms
 }
 
 // sendConfirm hands a due PUBACK/PUBREC (or an outbound QoS 2 PUBREL, see
@@ -47,11 +53,11 @@ func (c *conn) sendConfirm(a *packet.Ack, err error) {
 		// An outbound QoS 2 release (handlePubrec) whose session record
 		// did not reach the disk: the connection ends; the session still
 		// lists the id, so a reconnect gets the PUBREL.
-		c.log.Error("mqtt session record not written to disk; closing", "packet_id", a.PacketID, "err", err)
+		c.logger().Error("mqtt session record not written to disk; closing", "packet_id", a.PacketID, "err", err)
 		c.kick(packet.UnspecifiedError)
 		return
 	}
-	c.log.Error("mqtt publish not written to disk; not acknowledged", "packet_id", a.PacketID, "err", err)
+	c.logger().Error("mqtt publish not written to disk; not acknowledged", "packet_id", a.PacketID, "err", err)
 	if a.Kind == packet.PUBREC {
 		// A resent PUBLISH must be routed again, not taken for a duplicate.
 		c.sess.mu.Lock()
@@ -74,13 +80,13 @@ func (c *conn) confirmPublish(ctx context.Context, a *packet.Ack, retained bool)
 	}
 	switch {
 	case a.ReasonCode.Failed():
-		c.confirms.Add(a)
+		c.confirmQueue().Add(a)
 	case retained:
 		// The retained change went to the log beside the message: a
 		// barrier behind both.
-		c.confirms.ConfirmAfter(a, c.pub.WaitLog)
+		c.confirmQueue().ConfirmAfter(a, c.publisher().WaitLog)
 	default:
-		c.confirms.Confirm(c.pub, a)
+		c.confirmQueue().Confirm(c.publisher(), a)
 	}
-	c.confirms.Wait(maxUnsentConfirms, ctx.Done())
+	c.confirmQueue().Wait(maxUnsentConfirms, ctx.Done())
 }

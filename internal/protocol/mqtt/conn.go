@@ -21,10 +21,11 @@ import (
 // conn is one client connection. The read loop (serve) owns the fields
 // without a comment; the writer goroutine owns the outbox's write side.
 type conn struct {
-	h   *Handler
-	nc  net.Conn
-	r   *reader
-	log *slog.Logger
+	h  *Handler
+	nc net.Conn
+	r  *reader
+	// authErr is why the login failed, for the refusal's log line.
+	authErr error
 
 	version  byte
 	clientID string
@@ -36,7 +37,7 @@ type conn struct {
 	// pubAllowedGen (see allowPublish).
 	pubAllowed    bool
 	pubAllowedGen uint64
-	pub           *broker.Publisher
+	pub           *broker.Publisher // made by the first PUBLISH (publisher)
 	sess          *session
 	queue         *broker.Queue
 	// deleteQueue: the session ends with the connection (v5 Session Expiry 0
@@ -46,8 +47,11 @@ type conn struct {
 	persistent  bool
 	keepAlive   time.Duration
 	// readDeadlineSet is when the read loop last renewed the keep-alive
-	// deadline (read loop only).
-	readDeadlineSet time.Time
+	// deadline; kaDeadline is that deadline (zero: no keep-alive); both in
+	// Unix nanoseconds, 8 bytes where a time.Time takes 24. Read
+	// loop only.
+	readDeadlineSet int64
+	kaDeadline      int64
 	will            *packet.Will
 	inAliases       map[uint16]string
 	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
@@ -66,11 +70,22 @@ type conn struct {
 
 	// raw reads a plain socket from serve's shallow frame; nil over TLS and
 	// WebSocket.
-	raw *kit.RawReader
+	raw       *kit.RawReader
+	rawReader kit.RawReader // what raw points to (one allocation fewer)
+	// park holds the connection in the Handler's idle poller, with no
+	// goroutine, once it has been silent for ParkAfter (plain TCP only;
+	// nil otherwise; set before any other goroutine sees c). parking:
+	// the reader may park (after the handshake, while the poller runs).
+	// ctx is the connection's, kept for the reader that resumes it; ended
+	// runs once the connection is gone.
+	park    *kit.Parker
+	parking bool
+	ctx     context.Context
+	ended   func()
 	// stopShutdown ends the shutdown watch when the read loop ends; stops
 	// undoes open's other registrations (registry entry, token expiry)
 	// once the connection has been torn down.
-	stopShutdown func() bool
+	stopShutdown func()
 	stops        func()
 	out          *outbox
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
@@ -82,8 +97,8 @@ type conn struct {
 	confirms      *broker.ConfirmQueue[*packet.Ack]
 	unsentPubacks atomic.Int32
 
-	mu        sync.Mutex // guards consumers
-	consumers map[string]*broker.Consumer
+	mu        sync.Mutex                  // guards consumers
+	consumers map[string]*broker.Consumer // made by the first consumer
 
 	label     string // metrics protocol label: mqtt or mqtt-ws
 	done      chan struct{}
@@ -94,14 +109,39 @@ type conn struct {
 func newConn(h *Handler, nc net.Conn) *conn {
 	c := &conn{
 		h: h, nc: nc, r: newReader(nc, &h.readBufs),
-		log:       h.log.With("remote", nc.RemoteAddr().String()),
-		consumers: make(map[string]*broker.Consumer),
-		done:      make(chan struct{}),
+		done: make(chan struct{}),
 	}
-	c.raw = kit.NewRawReader(nc)
+	if c.rawReader.Init(nc) {
+		c.raw = &c.rawReader
+	}
+	if c.raw != nil && h.cfg.ParkAfter > 0 {
+		c.park = h.poller.NewParker(nc, c.resume)
+	}
 	c.out = newOutbox(c)
-	c.confirms = newConfirms(c)
 	return c
+}
+
+// logger is the connection's logger, with its peer and client id. It is
+// made when something is logged, not kept: a clone of the Handler's logger
+// per connection would cost every idle connection a few hundred bytes.
+func (c *conn) logger() *slog.Logger {
+	args := []any{"remote", c.nc.RemoteAddr().String()}
+	if c.clientID != "" {
+		args = append(args, "client_id", c.clientID)
+	}
+	if c.authErr != nil {
+		args = append(args, "err", c.authErr)
+	}
+	return c.h.log.With(args...)
+}
+
+// publisher is the connection's publisher, made when it first publishes:
+// a subscriber that never publishes holds none. Read loop only.
+func (c *conn) publisher() *broker.Publisher {
+	if c.pub == nil {
+		c.pub = c.vhost.Publisher()
+	}
+	return c.pub
 }
 
 // kick asks the connection to close with a v5 DISCONNECT reason (session
@@ -118,23 +158,111 @@ func (c *conn) kick(code packet.ReasonCode) {
 	})
 }
 
-func (c *conn) serve(ctx context.Context) {
-	// This frame stays on the stack of an idle connection, so it is kept
-	// small: the setup and the teardown, with their many locals, are calls
-	// that return before the wait (see kit.RawReader).
-	defer c.closeSocket()
+// serve runs the connection until it ends or parks; ended runs once it
+// has ended, on whichever goroutine ends it.
+func (c *conn) serve(ctx context.Context, ended func()) {
+	c.ctx, c.ended = ctx, ended
 	if !c.open(ctx) {
+		c.closeSocket()
 		return
 	}
-	err := c.readLoop(ctx)
+	if c.park != nil {
+		c.parking = true
+		c.r.src = packetReader{c}
+	}
+	c.run(c.readLoop(ctx))
+}
+
+// resume is a parked connection's new reader: the socket is readable, the
+// keep-alive ran out, or the connection is being closed (kit.Parker).
+func (c *conn) resume() {
+	c.nc.SetReadDeadline(c.idleReadDeadline(time.Now()))
+	c.run(kit.ErrDrained)
+}
+
+// run is the read loop's outer frame. It stays on the stack of a
+// connection waiting for bytes, so it is kept small: the setup and the
+// teardown, with their many locals, are calls that return before the wait
+// (see kit.RawReader).
+func (c *conn) run(err error) {
 	for err == kit.ErrDrained {
 		// Wait for the next bytes here, in a shallow frame, so that the
 		// collector can shrink an idle connection's stack.
 		if err = c.r.fillRaw(c.raw); err == nil {
-			err = c.readLoop(ctx)
+			err = c.readLoop(c.ctx)
+		} else if c.parking && c.parkable(err) {
+			// Silent for ParkAfter and the keep-alive still runs: wait in
+			// the poller, with no goroutine, until the next bytes or the
+			// keep-alive deadline.
+			if c.park.Park(c.keepAliveDeadline()) {
+				return // resume carries on; c is not ours any more
+			}
+			err = kit.ErrDrained
+			c.parking = false // the poller is closed: read as before
+			c.nc.SetReadDeadline(c.keepAliveDeadline())
 		}
 	}
-	c.end(ctx, err)
+	c.end(c.ctx, err)
+	c.closeSocket()
+}
+
+// parkable reports whether a read that failed with err timed out only on
+// ParkAfter, not on the keep-alive.
+func (c *conn) parkable(err error) bool {
+	if !c.parking {
+		return false
+	}
+	ne, ok := err.(net.Error)
+	if !ok || !ne.Timeout() {
+		return false
+	}
+	return c.kaDeadline == 0 || time.Now().UnixNano() < c.kaDeadline
+}
+
+// idleReadDeadline is when a read that starts now gives up: the
+// keep-alive deadline or, for a connection that may park, ParkAfter from
+// now if that is sooner.
+func (c *conn) idleReadDeadline(now time.Time) time.Time {
+	d := c.keepAliveDeadline()
+	if c.parking {
+		if p := now.Add(c.h.cfg.ParkAfter); d.IsZero() || p.Before(d) {
+			d = p
+		}
+	}
+	return d
+}
+
+// keepAliveDeadline is kaDeadline as a time (zero: none).
+func (c *conn) keepAliveDeadline() time.Time {
+	if c.kaDeadline == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, c.kaDeadline)
+}
+
+// packetReader reads the rest of a packet on a connection that may park:
+// its read deadline may be ParkAfter's, which must not cut a packet that
+// arrives slowly; past it, the read waits on until the keep-alive
+// deadline. The common path is one Read.
+type packetReader struct{ c *conn }
+
+func (pr packetReader) Read(p []byte) (int, error) {
+	for {
+		n, err := pr.c.nc.Read(p)
+		if n > 0 || err == nil || !pr.c.parkable(err) {
+			return n, err
+		}
+		pr.c.nc.SetReadDeadline(pr.c.keepAliveDeadline())
+	}
+}
+
+// wake resumes the connection if it is parked: whoever closes the socket
+// from outside the reader calls it (a closed socket leaves the poller
+// without an event).
+func (c *conn) wake() {
+	if c.park != nil {
+		c.park.Wake()
+	}
 }
 
 // closeSocket is the last thing a connection does.
@@ -143,8 +271,13 @@ func (c *conn) closeSocket() {
 		c.admitted()
 	}
 	c.r.Release()
+	if c.park != nil {
+		c.park.Release()
+	}
 	c.nc.Close()
 	close(c.done)
+	c.h.cfg.Counters.ConnClosed(c.label)
+	c.ended()
 }
 
 // open runs the handshake and registers the session; it reports whether
@@ -158,7 +291,7 @@ func (c *conn) open(ctx context.Context) bool {
 	if !ok {
 		return false
 	}
-	c.log.Debug("mqtt client connected", "version", c.version) // c.log carries client_id
+	c.logger().Debug("mqtt client connected", "version", c.version) // c.log carries client_id
 	proto := "MQTT 3.1.1"
 	switch c.version {
 	case packet.V5:
@@ -183,7 +316,7 @@ func (c *conn) open(ctx context.Context) bool {
 		// the past already: say why before the read loop times out.
 		c.kick(packet.ServerShuttingDown)
 	}
-	c.stopShutdown = context.AfterFunc(ctx, func() { c.kick(packet.ServerShuttingDown) })
+	c.stopShutdown = c.h.watchShutdown(ctx, c)
 	c.stops = func() {
 		stopExpiry()
 		unregister()
@@ -196,7 +329,7 @@ func (c *conn) end(ctx context.Context, err error) {
 	c.stopShutdown()
 	abnormal := !c.cleanExit
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		c.log.Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
+		c.logger().Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
 		var pe *packet.Error
 		if errors.As(err, &pe) {
 			c.h.cfg.Counters.ProtocolError(c.label)
@@ -232,14 +365,14 @@ func (c *conn) handshake() bool {
 		} else if isConnect && cp.ProtocolLevel == packet.V5 && errors.As(err, &pe) {
 			c.writeDirect(&packet.Connack{ReasonCode: pe.Code, Properties: packet.Properties{ReasonString: pe.Text}}, packet.V5)
 		}
-		c.log.Debug("mqtt connect failed", "err", err)
+		c.logger().Debug("mqtt connect failed", "err", err)
 		if errors.As(err, &pe) {
 			c.h.cfg.Counters.ProtocolError(c.label)
 		}
 		return false
 	}
 	if !isConnect {
-		c.log.Debug("mqtt first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
+		c.logger().Debug("mqtt first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
 		c.h.cfg.Counters.ProtocolError(c.label)
 		return false
 	}
@@ -252,7 +385,7 @@ func (c *conn) handshake() bool {
 			ack.ReasonCode = packet.ReasonCode(packet.V3ConnackCode(code))
 		}
 		c.writeDirect(ack, c.version)
-		c.log.Info("mqtt connection refused", "reason", why, "code", byte(code))
+		c.logger().Info("mqtt connection refused", "reason", why, "code", byte(code))
 		return false
 	}
 	authFail := func(code packet.ReasonCode, why string) bool {
@@ -293,7 +426,7 @@ func (c *conn) handshake() bool {
 			return authFail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
 		}
 	} else if login, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
-		c.log = c.log.With("err", err) // fail logs the refusal once, with why
+		c.authErr = err // fail logs the refusal once, with why
 		if c.version == packet.V5 {
 			return authFail(packet.BadUserNameOrPassword, "bad user name or password")
 		}
@@ -333,12 +466,8 @@ func (c *conn) handshake() bool {
 		c.clientID = "herald-" + hex.EncodeToString(b[:])
 		ack.Properties.AssignedClientID = c.clientID
 	}
-	// One logger with both attributes: a second With on the handshake's
-	// logger would keep both of their clones for the connection's life.
-	c.log = c.h.log.With("remote", c.nc.RemoteAddr().String(), "client_id", c.clientID)
 	c.key = vhostName + "\x00" + c.clientID
 	c.owner = c.h.broker.NewOwner()
-	c.pub = c.vhost.Publisher()
 	c.will = cp.Will
 
 	// Keep-alive: the server closes after 1.5x without a packet
@@ -421,13 +550,17 @@ const keepAliveSlack = 100 * time.Millisecond
 
 // extendReadDeadline lets the client stay silent for 1.5 times its
 // keep-alive from now [MQTT-3.1.2-24] (up to keepAliveSlack more).
+// A connection that may park reads until ParkAfter at most (see run).
 func (c *conn) extendReadDeadline() {
 	now := time.Now()
-	if now.Sub(c.readDeadlineSet) < keepAliveSlack {
+	if now.UnixNano()-c.readDeadlineSet < int64(keepAliveSlack) {
 		return
 	}
-	c.readDeadlineSet = now
-	c.nc.SetReadDeadline(now.Add(c.keepAlive*3/2 + keepAliveSlack))
+	c.readDeadlineSet = now.UnixNano()
+	if c.keepAlive > 0 {
+		c.kaDeadline = now.Add(c.keepAlive*3/2 + keepAliveSlack).UnixNano()
+	}
+	c.nc.SetReadDeadline(c.idleReadDeadline(now))
 }
 
 // readLoop decodes and dispatches packets until the connection ends.
@@ -442,7 +575,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if c.r.Buffered() == 0 || c.acks.full() {
 			c.flushAcks()
 		}
-		if c.keepAlive > 0 {
+		if c.keepAlive > 0 || c.parking {
 			c.extendReadDeadline()
 		}
 		if c.raw != nil && c.r.Buffered() == 0 {
@@ -504,7 +637,9 @@ func (c *conn) flushAcks() {
 func (c *conn) teardown(abnormal bool) {
 	// Answers still waiting for the disk have nobody to go to; their
 	// messages are routed and become durable all the same.
-	c.confirms.Close()
+	if c.confirms != nil {
+		c.confirms.Close()
+	}
 	c.mu.Lock()
 	consumers := c.consumers
 	c.consumers = nil
@@ -539,7 +674,7 @@ func (c *conn) teardown(abnormal bool) {
 	if abnormal && c.will != nil {
 		c.publishWill()
 	}
-	c.log.Debug("mqtt client disconnected")
+	c.logger().Debug("mqtt client disconnected")
 }
 
 // publishWill publishes the last will, after its v5 Will Delay Interval

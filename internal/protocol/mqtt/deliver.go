@@ -334,6 +334,7 @@ func (o *outbox) run() {
 				o.drop(it)
 			}
 			o.c.nc.Close()
+			o.c.wake() // a parked reader ends the connection
 			close(o.stopped)
 			return
 		}

@@ -96,14 +96,14 @@ func (c *conn) saveSession(disconnected time.Time, wait bool, done <-chan struct
 	slices.Sort(r.AwaitingPubrel)
 	body, err := json.Marshal(&r)
 	if err != nil {
-		c.log.Error("mqtt session record", "err", err)
+		c.logger().Error("mqtt session record", "err", err)
 		return
 	}
 	st := c.vhost.SessionState()
 	st.Set(sessionRecordKey(c.clientID), &broker.Message{Body: body, Properties: broker.Properties{ContentType: "application/json"}})
 	if wait {
 		if err := st.Sync(done); err != nil {
-			c.log.Warn("mqtt session record not on disk", "err", err)
+			c.logger().Warn("mqtt session record not on disk", "err", err)
 		}
 	}
 }
@@ -126,7 +126,7 @@ func loadSessionRecord(v *broker.VHost, clientID string) (*sessionRecord, bool) 
 // options. The bindings are made to match the record (a crash between a
 // binding and its record, or a binding removed by an operator).
 func (c *conn) loadSession() *session {
-	s := newSession()
+	s := &session{subs: make(map[string]*subscription), qos2: make(map[uint16]struct{})}
 	r, ok := loadSessionRecord(c.vhost, c.clientID)
 	if !ok {
 		if x, err := c.vhost.Exchange(topicExchange); err == nil {
@@ -160,7 +160,7 @@ func (c *conn) loadSession() *session {
 		s.subs[sub.full] = sub
 		if sub.group == "" {
 			if err := c.vhost.BindQueue(c.queue.Name(), topicExchange, sub.key, nil, c.owner); err != nil {
-				c.log.Warn("mqtt session restore: bind failed", "filter", sub.full, "err", err)
+				c.logger().Warn("mqtt session restore: bind failed", "filter", sub.full, "err", err)
 			}
 		}
 	}

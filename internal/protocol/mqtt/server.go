@@ -13,10 +13,11 @@
 // queue's lock is never held across a blocking write; a sparse delivery to
 // an idle plain-TCP connection is written at once with one non-blocking
 // write, see deliverInline). Read and write buffers are pooled
-// and held only during bursts: an idle connection costs one goroutine (its
-// stack shrunk to 4 KiB: the read loop waits in a shallow frame, see
-// docs/architecture.md "Idle connections") and, over plain TCP, no
-// buffer at all.
+// and held only during bursts. An idle plain-TCP connection has no
+// goroutine at all: after ParkAfter of silence its reader exits and the
+// connection waits in a kit.IdlePoller until its next bytes or its
+// keep-alive deadline (see docs/architecture.md "Idle connections"); over
+// TLS and WebSocket it keeps its reader, waiting in a shallow frame.
 package mqtt
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/metrics"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 	"github.com/heraldmq/herald/internal/protocol/wsconn"
 )
@@ -73,6 +75,11 @@ type Config struct {
 	// (no password checked; the user must exist and, if it is a loopback
 	// user, connect from localhost). "" means guest.
 	AnonymousUser string
+	// ParkAfter is how long a plain-TCP connection may stay silent before
+	// its reader goroutine exits and the connection waits in the idle
+	// poller (kit.IdlePoller) until its next bytes or its keep-alive
+	// deadline. 0 means DefaultParkAfter; negative never parks.
+	ParkAfter time.Duration
 }
 
 // Defaults.
@@ -88,6 +95,10 @@ const (
 	// 1024 leaves pipelining clients room while bounding that state (the
 	// protocol's default, no property, would be 65535).
 	DefaultReceiveMaximum = 1024
+	// DefaultParkAfter: a connection silent for a second is an idle one
+	// (a device waiting for pushes); one that talks more often keeps its
+	// reader goroutine, so its reads cost what they cost before.
+	DefaultParkAfter = time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -112,6 +123,9 @@ func (c *Config) setDefaults() {
 	if c.AnonymousUser == "" {
 		c.AnonymousUser = "guest"
 	}
+	if c.ParkAfter == 0 {
+		c.ParkAfter = DefaultParkAfter
+	}
 }
 
 // Handler serves MQTT connections against a broker. It owns the state that
@@ -132,6 +146,8 @@ type Handler struct {
 	acker acker
 	// wsPool lends the /mqtt WebSockets their buffers (ws.go).
 	wsPool wsconn.Pool
+	// poller holds idle plain-TCP connections without a goroutine.
+	poller *kit.IdlePoller
 
 	mu       sync.Mutex             // guards everything below
 	conns    map[string]*conn       // by session key (vhost + client id)
@@ -139,6 +155,55 @@ type Handler struct {
 	expiry   map[string]*time.Timer // session expiry timers
 	wills    map[string]*time.Timer // delayed wills
 	closed   bool
+	// watches: the connections that a context's end shuts down, with the
+	// one context.AfterFunc per context that does it (every plain
+	// connection shares the listeners' context, so this costs one entry
+	// where a watch per connection would cost one each).
+	watches map[context.Context]*shutdownWatch
+}
+
+// shutdownWatch is the connections served under one context.
+type shutdownWatch struct {
+	conns map[*conn]struct{}
+	stop  func() bool
+}
+
+// watchShutdown kicks c (v5 DISCONNECT 0x8B) when ctx ends; the returned
+// func stops that.
+func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
+	h.mu.Lock()
+	w := h.watches[ctx]
+	if w == nil {
+		w = &shutdownWatch{conns: make(map[*conn]struct{})}
+		h.watches[ctx] = w
+		w.stop = context.AfterFunc(ctx, func() {
+			h.mu.Lock()
+			cs := make([]*conn, 0, len(w.conns))
+			for c := range w.conns {
+				cs = append(cs, c)
+			}
+			h.mu.Unlock()
+			for _, c := range cs {
+				c.kick(packet.ServerShuttingDown)
+			}
+		})
+	}
+	w.conns[c] = struct{}{}
+	h.mu.Unlock()
+	if ctx.Err() != nil {
+		// The context ended before c joined: the watch may have kicked the
+		// others without it.
+		c.kick(packet.ServerShuttingDown)
+	}
+	return func() {
+		h.mu.Lock()
+		delete(w.conns, c)
+		if len(w.conns) == 0 && h.watches[ctx] == w {
+			delete(h.watches, ctx)
+			w.stop()
+		}
+		h.mu.Unlock()
+	}
 }
 
 // NewHandler returns a handler for accepted MQTT connections.
@@ -153,6 +218,8 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 		sessions: make(map[string]*session),
 		expiry:   make(map[string]*time.Timer),
 		wills:    make(map[string]*time.Timer),
+		watches:  make(map[context.Context]*shutdownWatch),
+		poller:   kit.NewIdlePoller(log),
 	}
 	h.writeBufs.New = func() any {
 		b := make([]byte, 0, writeBufSize)
@@ -165,16 +232,24 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 // v5 clients get DISCONNECT 0x8B (server shutting down) and v3 clients are
 // closed.
 func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
-	h.serveConn(ctx, nc, metrics.ProtocolMQTT)
+	done := make(chan struct{})
+	h.ServeConnDetached(ctx, nc, func() { close(done) })
+	<-done
+}
+
+// ServeConnDetached runs one MQTT connection like ServeConn, but returns
+// as soon as the connection parks (idle, plain TCP: no goroutine serves it
+// until it has bytes to read) or ends; ended runs once it has ended.
+func (h *Handler) ServeConnDetached(ctx context.Context, nc net.Conn, ended func()) {
+	h.serveConn(ctx, nc, metrics.ProtocolMQTT, ended)
 }
 
 // serveConn runs a connection whose metrics carry the protocol label.
-func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string) {
+func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string, ended func()) {
 	h.cfg.Counters.ConnOpened(label)
-	defer h.cfg.Counters.ConnClosed(label)
 	c := newConn(h, nc)
 	c.label = label
-	c.serve(ctx)
+	c.serve(ctx, ended) // closeSocket counts the close
 }
 
 // Close stops the Handler's timers (session expiry, delayed wills). Call it
@@ -191,6 +266,7 @@ func (h *Handler) Close() {
 		delete(h.wills, k)
 	}
 	h.mu.Unlock()
+	h.poller.Close()
 	h.acker.wg.Wait()
 }
 

@@ -34,7 +34,16 @@ type session struct {
 }
 
 func newSession() *session {
-	return &session{subs: make(map[string]*subscription), qos2: make(map[uint16]struct{})}
+	return &session{}
+}
+
+// setSub records a subscription; the map is made by the first one, so a
+// session without subscriptions holds none. s.mu must be held.
+func (s *session) setSub(sub *subscription) {
+	if s.subs == nil {
+		s.subs = make(map[string]*subscription)
+	}
+	s.subs[sub.full] = sub
 }
 
 // subscription is one topic filter of a session.
@@ -76,9 +85,10 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 		c.h.dropSession(c.vhost, c.clientID)
 		c.queue, err = c.vhost.DeclareQueue(durableName, broker.QueueOptions{Durable: true})
 	default:
+		// A clean session's queue is declared by its first SUBSCRIBE
+		// (ensureQueue): a connection that only publishes, or waits
+		// before subscribing, holds no queue.
 		c.h.dropSession(c.vhost, c.clientID)
-		c.queue, err = c.vhost.DeclareQueue(sessionQueueName(c.clientID, false),
-			broker.QueueOptions{Exclusive: true, Owner: c.owner})
 	}
 	if err != nil {
 		return false, err
@@ -96,8 +106,10 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 	c.out.resendWith(resend)
 	// The record says the client is here, with this connection's expiry.
 	c.saveSession(time.Time{}, false, nil)
-	if err := c.consume(c.queue, "", &sink{c: c}); err != nil {
-		return false, err
+	if c.queue != nil {
+		if err := c.consume(c.queue, "", &sink{c: c}); err != nil {
+			return false, err
+		}
 	}
 	// Shared subscriptions of a resumed session: their queues may have gone
 	// with their last consumer, so declare, bind and consume them again.
@@ -117,12 +129,42 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 	return present, nil
 }
 
+// ensureQueue declares a clean session's queue and consumes from it, on
+// the first subscription that needs it. Read loop only.
+func (c *conn) ensureQueue() error {
+	if c.queue != nil {
+		return nil
+	}
+	q, err := c.vhost.DeclareQueue(sessionQueueName(c.clientID, false),
+		broker.QueueOptions{Exclusive: true, Owner: c.owner})
+	if err != nil {
+		return err
+	}
+	if err := c.consume(q, "", &sink{c: c}); err != nil {
+		c.vhost.DeleteQueue(q.Name(), 0, false, false)
+		return err
+	}
+	c.queue = q
+	return nil
+}
+
+// sessionQueueName is the name of the session's queue, declared or not.
+func (c *conn) sessionQueueName() string {
+	if c.queue != nil {
+		return c.queue.Name()
+	}
+	return sessionQueueName(c.clientID, false)
+}
+
 func (c *conn) consume(q *broker.Queue, tag string, s *sink) error {
 	cons, err := q.Consume(broker.ConsumerOptions{Tag: tag, Owner: c.owner, Limiter: c.limiter, Sink: s})
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
+	if c.consumers == nil {
+		c.consumers = make(map[string]*broker.Consumer)
+	}
 	c.consumers[tag] = cons
 	c.mu.Unlock()
 	return nil
@@ -202,7 +244,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 	c.sess.mu.Lock()
 	prev := c.sess.subs[s.full]
 	c.sess.mu.Unlock()
-	bindQueue := c.queue.Name()
+	bindQueue := c.sessionQueueName()
 	if shared {
 		bindQueue = s.queue
 	}
@@ -212,27 +254,31 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 	}
 	if err != nil {
 		// v5 SUBACK 0x87; handleSubscribe turns it into 0x80 for 3.1.1.
-		c.log.Info("mqtt subscribe refused", "filter", o.Filter, "err", err)
+		c.logger().Info("mqtt subscribe refused", "filter", o.Filter, "err", err)
 		return packet.NotAuthorized, nil
 	}
 	if shared {
 		if prev == nil {
 			if err := c.startShared(s); err != nil {
-				c.log.Warn("mqtt shared subscribe failed", "filter", o.Filter, "err", err)
+				c.logger().Warn("mqtt shared subscribe failed", "filter", o.Filter, "err", err)
 				return packet.UnspecifiedError, nil
 			}
 		}
 		c.sess.mu.Lock()
-		c.sess.subs[s.full] = s
+		c.sess.setSub(s)
 		c.sess.mu.Unlock()
 	} else {
+		if err := c.ensureQueue(); err != nil {
+			c.logger().Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
+			return packet.UnspecifiedError, nil
+		}
 		// The subscription is recorded before its binding exists: a
 		// message routed to the session queue as soon as the binding is
 		// made may be delivered at once (before the SUBACK, as the spec
 		// allows), and the delivery looks its filter up here; without it
 		// the message would be settled as matching nothing and lost.
 		c.sess.mu.Lock()
-		c.sess.subs[s.full] = s
+		c.sess.setSub(s)
 		c.sess.mu.Unlock()
 		if err := c.vhost.BindQueue(c.queue.Name(), topicExchange, s.key, nil, c.owner); err != nil {
 			c.sess.mu.Lock()
@@ -242,7 +288,7 @@ func (c *conn) subscribe(o packet.Subscription, subID uint32) (packet.ReasonCode
 				delete(c.sess.subs, s.full)
 			}
 			c.sess.mu.Unlock()
-			c.log.Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
+			c.logger().Warn("mqtt subscribe failed", "filter", o.Filter, "err", err)
 			if errors.Is(err, broker.ErrAccessRefused) {
 				return packet.NotAuthorized, nil
 			}
@@ -339,6 +385,9 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		c.sess.mu.Lock()
 		_, dup := c.sess.qos2[p.PacketID]
 		if !dup {
+			if c.sess.qos2 == nil {
+				c.sess.qos2 = make(map[uint16]struct{})
+			}
 			c.sess.qos2[p.PacketID] = struct{}{}
 		}
 		c.sess.mu.Unlock()
@@ -350,7 +399,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			// Already routed; the PUBREC got lost [MQTT-4.3.3-10], or is
 			// still waiting for the first copy to reach the disk: this one
 			// waits for everything logged so far.
-			c.confirms.ConfirmAfter(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, c.pub.WaitLog)
+			c.confirmQueue().ConfirmAfter(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID}, c.publisher().WaitLog)
 			return nil
 		}
 	}
@@ -364,7 +413,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Unlock()
 			delete(c.inQoS2, p.PacketID)
 		}
-		c.log.Info("mqtt publish refused", "topic", topic, "err", err)
+		c.logger().Info("mqtt publish refused", "topic", topic, "err", err)
 		return c.nack(p, packet.NotAuthorized, err.Error())
 	}
 	m := toMessage(p, topic, c.clientID, c.version, time.Now())
@@ -376,7 +425,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	if !c.rate.Wait(ctx.Done()) {
 		return ctx.Err()
 	}
-	n, err := c.pub.Publish(m)
+	n, err := c.publisher().Publish(m)
 	logged := false // something beside the message went to the log
 	if err == nil {
 		c.reg.Load().CountPublish()
@@ -396,12 +445,12 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	code := packet.Success
 	switch {
 	case err != nil:
-		c.log.Warn("mqtt publish failed", "topic", topic, "err", err)
+		c.logger().Warn("mqtt publish failed", "topic", topic, "err", err)
 		code = packet.UnspecifiedError
 		if errors.Is(err, broker.ErrAccessRefused) {
 			code = packet.NotAuthorized
 		}
-	case c.pub.Rejected():
+	case c.publisher().Rejected():
 		// A queue full with x-overflow reject-publish refused it (AMQP
 		// nacks the confirm; RabbitMQ's MQTT plugin answers 0x97).
 		code = packet.QuotaExceeded
@@ -432,9 +481,9 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		}
 		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, logged)
 	}
-	if c.pub.Congested() {
+	if c.publisher().Congested() {
 		// TCP push-back: stop reading this client until the queues drain.
-		c.pub.WaitFlow(ctx.Done(), c.owner)
+		c.publisher().WaitFlow(ctx.Done(), c.owner)
 	}
 	return nil
 }
@@ -460,7 +509,7 @@ func (c *conn) nack(p *packet.Publish, code packet.ReasonCode, why string) error
 	if kind == packet.PUBACK {
 		c.unsentPubacks.Add(1)
 	}
-	c.confirms.Add(&packet.Ack{Kind: kind, PacketID: p.PacketID, ReasonCode: code, Properties: packet.Properties{ReasonString: why}})
+	c.confirmQueue().Add(&packet.Ack{Kind: kind, PacketID: p.PacketID, ReasonCode: code, Properties: packet.Properties{ReasonString: why}})
 	return nil
 }
 
@@ -531,7 +580,7 @@ func (c *conn) handlePubrec(id uint16, code packet.ReasonCode) {
 	// answered) or the restarted broker sends this PUBREL again.
 	c.saveSession(time.Time{}, false, nil)
 	c.flushAcks()
-	c.confirms.ConfirmAfter(rel, c.pub.WaitLog)
+	c.confirmQueue().ConfirmAfter(rel, c.publisher().WaitLog)
 }
 
 // handlePubcomp ends a QoS 2 delivery: its id leaves the session (and its
@@ -588,7 +637,7 @@ func (c *conn) replyQueue(topic string) *broker.Queue {
 	}
 	q := c.vhost.DeclareReplyQueue(c.owner)
 	if _, err := q.Consume(broker.ConsumerOptions{NoAck: true, Owner: c.owner, Sink: &sink{c: c, replyTopic: topic}}); err != nil {
-		c.log.Warn("mqtt reply queue failed", "err", err)
+		c.logger().Warn("mqtt reply queue failed", "err", err)
 		return nil
 	}
 	if c.replies == nil {

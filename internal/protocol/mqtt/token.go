@@ -31,7 +31,7 @@ func (c *conn) checker() auth.Checker { return c.login.Checker(c.h.users) }
 // disarms it when the connection ends.
 func (c *conn) watchExpiry() (stop func()) {
 	return c.login.WatchExpiry(func() {
-		c.log.Warn("disconnecting mqtt client: credential expired")
+		c.logger().Warn("disconnecting mqtt client: credential expired")
 		c.kick(packet.MaximumConnectTime)
 	})
 }

@@ -30,5 +30,5 @@ func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(wsconn.StatusPolicyViolation, "subprotocol mqtt required")
 		return
 	}
-	h.serveConn(r.Context(), ws.NetConn(wsconn.OpBinary, true), metrics.ProtocolMQTTWS)
+	h.serveConn(r.Context(), ws.NetConn(wsconn.OpBinary, true), metrics.ProtocolMQTTWS, func() {}) // never parked: not a plain socket
 }
