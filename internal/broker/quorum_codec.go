@@ -15,7 +15,7 @@ import (
 //
 // where a string or byte field is a uvarint length and the bytes.
 
-var qopCodes = []string{qopEnqueue, qopAttach, qopDetach, qopSettle, qopGone}
+var qopCodes = []string{qopEnqueue, qopAttach, qopDetach, qopSettle, qopGone, qopGet} // append only: the index is in the log
 
 var errBadQuorumOp = errors.New("malformed quorum op")
 

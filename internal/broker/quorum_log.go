@@ -24,6 +24,7 @@ const (
 	qopDetach  = "detach"
 	qopSettle  = "settle"
 	qopGone    = "gone"
+	qopGet     = "get" // a basic.get: a one-shot checkout (quorum_get.go)
 )
 
 // QuorumOp is one change to a replicated quorum queue, as plain data.
@@ -36,13 +37,15 @@ type QuorumOp struct {
 	Node       string `json:"n,omitempty"`
 	Boot       uint64 `json:"b,omitempty"`
 	ExceptBoot uint64 `json:"xb,omitempty"`
-	// Consumer is the consumer's number on its node; Prefetch its credit.
+	// Consumer is the consumer's number on its node (in a get op, the
+	// get's number there); Prefetch its credit.
 	Consumer uint64 `json:"c,omitempty"`
 	Prefetch int    `json:"p,omitempty"`
 	// Meta (encodeMeta's form) and Body are an enqueued message.
 	Meta []byte `json:"m,omitempty"`
 	Body []byte `json:"d,omitempty"`
-	// IDs are the delivery ids a settle op settles; How is settleKind.
+	// IDs are the delivery ids a settle op settles; How is settleKind
+	// (in a get op, 1 is no-ack).
 	IDs []uint64 `json:"i,omitempty"`
 	How int      `json:"h,omitempty"`
 }

@@ -21,7 +21,8 @@ type raftQuorum struct {
 	st        quorumState
 	locals    map[uint64]*qlocal // this node's consumers, by their number in the state
 	byCons    map[*Consumer]*qlocal
-	localDel  map[uint64]uint64 // delivery id -> consumer number, for this node's deliveries
+	localDel  map[uint64]uint64          // delivery id -> consumer (or get) number, for this node's deliveries
+	gets      map[uint64]chan qgetResult // basic.gets waiting for their op, by get number
 	nextLocal uint64
 	deleted   bool
 }
@@ -39,7 +40,7 @@ const quorumPrefetch = 256
 
 func newRaftQuorum(q *Queue, qc *quorumCluster, cfg queueConfig, p *Policy) *raftQuorum {
 	return &raftQuorum{Queue: q, qc: qc, cfg: cfg, policy: p, st: newQuorumState(), locals: map[uint64]*qlocal{},
-		byCons: map[*Consumer]*qlocal{}, localDel: map[uint64]uint64{}}
+		byCons: map[*Consumer]*qlocal{}, localDel: map[uint64]uint64{}, gets: map[uint64]chan qgetResult{}}
 }
 
 func (q *raftQuorum) key(id uint64) consumerKey {
@@ -199,10 +200,6 @@ func (q *raftQuorum) flushLocked(l *qlocal, autoAck []uint64) []uint64 {
 	return autoAck
 }
 
-func (q *raftQuorum) get(Owner, bool) (Delivery, bool, error) {
-	return Delivery{}, false, errorf(CodeNotImplemented, "basic.get on quorum queue '%s' in vhost '%s' is not supported in cluster mode: consume instead", q.name, q.vhost.name)
-}
-
 func (q *raftQuorum) settle(ids []uint64, how settleKind) {
 	q.mu.Lock()
 	for _, id := range ids {
@@ -218,7 +215,13 @@ func (q *raftQuorum) proposeSettle(ids []uint64, how settleKind) {
 
 func (q *raftQuorum) touch([]uint64) {}
 func (q *raftQuorum) used()          {}
-func (q *raftQuorum) close()         {}
+
+// close answers the gets still waiting: the broker stops.
+func (q *raftQuorum) close() {
+	q.mu.Lock()
+	q.failGetsLocked(errorf(CodeResourceError, "basic.get on quorum queue '%s' in vhost '%s': the broker is stopping", q.name, q.vhost.name))
+	q.mu.Unlock()
+}
 
 func (q *raftQuorum) stats() QueueStats {
 	q.mu.Lock()
@@ -281,6 +284,7 @@ func (q *raftQuorum) markDeleted() (int, bool) {
 		cs = append(cs, q.locals[id].c)
 	}
 	q.locals, q.byCons, q.localDel = map[uint64]*qlocal{}, map[*Consumer]*qlocal{}, map[uint64]uint64{}
+	q.failGetsLocked(q.notFound())
 	for _, c := range cs {
 		c.cancelled.Store(true)
 		c.sink.Cancelled(c)
@@ -336,6 +340,12 @@ func (q *raftQuorum) applyOp(op QuorumOp, self bool) {
 					dls = append(dls, q.deadLetterOf(d.Msg, reasonRejected))
 				}
 			}
+		}
+	case qopGet:
+		k := consumerKey{Node: op.Node, Boot: op.Boot, ID: op.Consumer}
+		d := q.st.checkout(k, op.How == 1)
+		if op.Node == q.qc.node && op.Boot == q.qc.boot && q.applyGetLocked(op.Consumer, d, op.How == 1) {
+			ghost = append(ghost, d.ID)
 		}
 	case qopGone:
 		match := func(k consumerKey) bool {
@@ -447,6 +457,12 @@ func (q *raftQuorum) restore(d quorumDump) {
 			continue
 		}
 		if _, made := q.localDel[p.ID]; made {
+			continue
+		}
+		if _, waits := q.gets[p.Key.ID]; waits {
+			// A get whose op the snapshot covers: its delivery is here.
+			q.finishGetLocked(p.Key.ID, qgetResult{ok: true, d: q.getDelivery(p)})
+			q.localDel[p.ID] = p.Key.ID
 			continue
 		}
 		l := q.locals[p.Key.ID]

@@ -341,6 +341,7 @@ func FuzzReadQuorumOp(f *testing.F) {
 	f.Add(AppendQuorumOp(nil, QuorumOp{Op: qopEnqueue, VHost: "/", Queue: "q", Meta: encodeMeta(&Message{RoutingKey: "q"}), Body: []byte("x")}))
 	f.Add(AppendQuorumOp(nil, QuorumOp{Op: qopSettle, VHost: "/", Queue: "q", IDs: []uint64{1, 1 << 40}, How: int(settleRequeue)}))
 	f.Add(AppendQuorumOp(nil, QuorumOp{Op: qopAttach, Node: "n1", Boot: 9, Consumer: 3, Prefetch: 10}))
+	f.Add(AppendQuorumOp(nil, QuorumOp{Op: qopGet, VHost: "/", Queue: "q", Node: "n2", Boot: 7, Consumer: 12, How: 1}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		op, _, err := ReadQuorumOp(b)

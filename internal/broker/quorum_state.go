@@ -198,6 +198,27 @@ func (s *quorumState) assign(out func(d *qdelivery)) {
 	}
 }
 
+// checkout takes the head ready message for a basic.get by requester k
+// (a number of k's node that no consumer has), or nil if none is ready.
+// With noAck the delivery is settled at once; otherwise it is pending
+// under k until settled, or returned when k's node goes.
+func (s *quorumState) checkout(k consumerKey, noAck bool) *qdelivery {
+	if s.readyLen() == 0 {
+		return nil
+	}
+	m := s.pop()
+	m.Deliveries++
+	s.nextDel++
+	d := &qdelivery{ID: s.nextDel, Msg: m, Key: k}
+	s.delivered++
+	if noAck {
+		s.acked++
+	} else {
+		s.pending[d.ID] = d
+	}
+	return d
+}
+
 // settle removes delivery id; it reports the delivery, or nil if it is
 // not pending (settled before, or given back when its node went).
 func (s *quorumState) settle(id uint64) *qdelivery {
