@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldmq/herald/internal/streamlog"
 )
@@ -36,6 +37,11 @@ type streamGroup struct {
 	// attention: a seek or a redelivery is queued (read without the lock
 	// on every record).
 	attention atomic.Bool
+
+	// soon wakes the group a little later (wakeSoon): credit came back,
+	// but too little to be worth a wake of its own.
+	soon      *time.Timer
+	soonArmed atomic.Bool
 
 	// Guarded by q.mu.
 	members     []*Consumer
@@ -80,6 +86,11 @@ func (q *streamQueue) consume(c *Consumer) error {
 	start := streamlog.Next()
 	g := &streamGroup{q: q, name: spec.name, spec: spec, kick: make(chan struct{}, 1), stop: make(chan struct{}),
 		outstanding: make(map[uint64]struct{}), members: []*Consumer{c}}
+	g.soon = time.AfterFunc(time.Hour, func() {
+		g.soonArmed.Store(false)
+		g.wake()
+	})
+	g.soon.Stop()
 	switch {
 	case spec.hasStart:
 		start = spec.start
@@ -115,6 +126,33 @@ func (g *streamGroup) wake() {
 	}
 }
 
+// refillDelay is how long credit below refillThreshold waits for more
+// before the group is woken anyway: a consumer that keeps most of its
+// prefetch unacknowledged still gets what its credit allows.
+const refillDelay = time.Millisecond
+
+// refillLocked wakes the group after acks returned credit. A consumer that
+// acks every message (and a replay fills its prefetch at once) would
+// otherwise wake the reader once per ack to deliver one message: now the
+// wake waits until a member has a quarter of its prefetch free, so one
+// wake delivers many, or refillDelay has passed. Under q.mu.
+func (g *streamGroup) refillLocked() {
+	for _, c := range g.members {
+		if c.limiter != nil || c.prefetch < 16 || c.prefetch-c.unacked.Load() >= c.prefetch/4 {
+			g.wake()
+			return
+		}
+	}
+	g.wakeSoon()
+}
+
+// wakeSoon wakes the group after refillDelay unless a wake is due already.
+func (g *streamGroup) wakeSoon() {
+	if g.soonArmed.CompareAndSwap(false, true) {
+		g.soon.Reset(refillDelay)
+	}
+}
+
 // dispatch: a sink has room again or a shared limiter freed credit.
 func (q *streamQueue) dispatch() {
 	q.mu.Lock()
@@ -130,6 +168,7 @@ func (g *streamGroup) run(r *streamlog.Reader) {
 	q := g.q
 	defer q.wg.Done()
 	defer func() { r.Close() }()
+	defer g.soon.Stop()
 	var pend *streamHeld // read, not yet delivered
 	wait := func(changed <-chan struct{}) bool {
 		select {
@@ -235,8 +274,15 @@ func (g *streamGroup) deliver(h *streamHeld) bool {
 			continue
 		}
 		h.c, h.gen = c, g.gen
-		q.unacked[id] = *h
-		g.outstanding[h.off] = struct{}{}
+		held := *h
+		if g.name == "" {
+			// An anonymous group never delivers a message again and keeps
+			// no position: the ack needs only the credit to return.
+			held.m = nil
+		} else {
+			g.outstanding[h.off] = struct{}{}
+		}
+		q.unacked[id] = held
 		q.delivered.Add(1)
 		g.rr = idx + 1
 		return true
@@ -287,7 +333,9 @@ func (q *streamQueue) settle(ids []uint64, how settleKind) {
 			if how == settleAck {
 				q.acked.Add(1)
 			}
-			delete(g.outstanding, h.off)
+			if g.name != "" {
+				delete(g.outstanding, h.off)
+			}
 			if !g.hasAcked || h.off > g.maxAcked {
 				g.maxAcked, g.hasAcked = h.off, true
 			}
@@ -296,7 +344,11 @@ func (q *streamQueue) settle(ids []uint64, how settleKind) {
 	flush()
 	for _, g := range touched {
 		g.storePositionLocked()
-		g.wake()
+		if how == settleRequeue && g.name != "" {
+			g.wake() // redeliveries are due
+		} else {
+			g.refillLocked()
+		}
 	}
 	q.mu.Unlock()
 	for _, l := range wakes {
