@@ -52,6 +52,10 @@ type streamGroup struct {
 	maxAcked    uint64
 	hasAcked    bool
 	stored      uint64 // the position last stored for a named group
+	// next is the offset after the last message delivered (where the
+	// reader started, before the first): what the console shows as the
+	// group's position.
+	next uint64
 	hasStored   bool
 	seekTo      *uint64 // set by SetStreamOffset for a running group
 	gen         uint64  // bumped by SetStreamOffset: older deliveries no longer move the position
@@ -111,6 +115,7 @@ func (q *streamQueue) consume(c *Consumer) error {
 	if spec.name != "" {
 		q.groups[spec.name] = g
 	}
+	g.next = r.Offset()
 	q.all = append(q.all, g)
 	q.groupOf[c] = g
 	q.wg.Add(1)
@@ -283,6 +288,7 @@ func (g *streamGroup) deliver(h *streamHeld) bool {
 			g.outstanding[h.off] = struct{}{}
 		}
 		q.unacked[id] = held
+		g.next = max(g.next, h.off+1)
 		q.delivered.Add(1)
 		g.rr = idx + 1
 		return true
