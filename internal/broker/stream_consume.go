@@ -52,13 +52,13 @@ type streamGroup struct {
 	maxAcked    uint64
 	hasAcked    bool
 	stored      uint64 // the position last stored for a named group
+	hasStored   bool
+	seekTo      *uint64 // set by SetStreamOffset for a running group
+	gen         uint64  // bumped by SetStreamOffset: older deliveries no longer move the position
 	// next is the offset after the last message delivered (where the
 	// reader started, before the first): what the console shows as the
 	// group's position.
 	next uint64
-	hasStored   bool
-	seekTo      *uint64 // set by SetStreamOffset for a running group
-	gen         uint64  // bumped by SetStreamOffset: older deliveries no longer move the position
 }
 
 func (q *streamQueue) consume(c *Consumer) error {
