@@ -154,6 +154,7 @@ func (q *Queue) SetStreamOffset(name string, offset uint64) error {
 		g.stored, g.hasStored = offset, true
 		g.hasAcked = false
 		clear(g.outstanding)
+		g.order, g.orderHead = g.order[:0], 0
 		g.redeliver = nil
 		g.attention.Store(true)
 		g.wake()

@@ -48,13 +48,18 @@ type streamGroup struct {
 	rr          int
 	stopped     bool
 	outstanding map[uint64]struct{} // offsets delivered (or due again) and not settled
-	redeliver   []streamHeld        // by offset
-	maxAcked    uint64
-	hasAcked    bool
-	stored      uint64 // the position last stored for a named group
-	hasStored   bool
-	seekTo      *uint64 // set by SetStreamOffset for a running group
-	gen         uint64  // bumped by SetStreamOffset: older deliveries no longer move the position
+	// order holds the outstanding offsets (and settled ones not yet
+	// skipped) in increasing order from orderHead, so that the lowest
+	// is found without sorting the map on every ack.
+	order     []uint64
+	orderHead int
+	redeliver []streamHeld // by offset
+	maxAcked  uint64
+	hasAcked  bool
+	stored    uint64 // the position last stored for a named group
+	hasStored bool
+	seekTo    *uint64 // set by SetStreamOffset for a running group
+	gen       uint64  // bumped by SetStreamOffset: older deliveries no longer move the position
 	// next is the offset after the last message delivered (where the
 	// reader started, before the first): what the console shows as the
 	// group's position.
@@ -284,8 +289,9 @@ func (g *streamGroup) deliver(h *streamHeld) bool {
 			// An anonymous group never delivers a message again and keeps
 			// no position: the ack needs only the credit to return.
 			held.m = nil
-		} else {
+		} else if _, ok := g.outstanding[h.off]; !ok {
 			g.outstanding[h.off] = struct{}{}
+			g.noteOutstandingLocked(h.off)
 		}
 		q.unacked[id] = held
 		g.next = max(g.next, h.off+1)
@@ -383,12 +389,41 @@ func (g *streamGroup) queueRedeliveryLocked(h streamHeld) {
 // offset, or the offset after its last ack.
 func (g *streamGroup) positionLocked() (uint64, bool) {
 	if len(g.outstanding) > 0 {
+		for g.orderHead < len(g.order) {
+			off := g.order[g.orderHead]
+			if _, ok := g.outstanding[off]; ok {
+				g.compactOrderLocked()
+				return off, true
+			}
+			g.orderHead++
+		}
+		// Not reached: every outstanding offset is in order.
 		return slices.Min(slices.Collect(maps.Keys(g.outstanding))), true
 	}
+	g.order, g.orderHead = g.order[:0], 0
 	if g.hasAcked {
 		return g.maxAcked + 1, true
 	}
 	return 0, false
+}
+
+// noteOutstandingLocked adds off to order: at the end, as the reader
+// delivers in offset order.
+func (g *streamGroup) noteOutstandingLocked(off uint64) {
+	if n := len(g.order); n == g.orderHead || g.order[n-1] < off {
+		g.order = append(g.order, off)
+		return
+	}
+	i, _ := slices.BinarySearch(g.order[g.orderHead:], off)
+	g.order = slices.Insert(g.order, g.orderHead+i, off)
+}
+
+// compactOrderLocked drops the skipped front of order now and then.
+func (g *streamGroup) compactOrderLocked() {
+	if g.orderHead >= 1024 && 2*g.orderHead >= len(g.order) {
+		n := copy(g.order, g.order[g.orderHead:])
+		g.order, g.orderHead = g.order[:n], 0
+	}
 }
 
 // storePositionLocked stores a named group's position durably when it

@@ -450,3 +450,51 @@ func TestStreamReadersAndSmallCreditRefill(t *testing.T) {
 		t.Fatal("a classic queue has stream readers")
 	}
 }
+
+// A named group's position is its lowest outstanding offset, found from
+// the delivery order as acks arrive in any order.
+func TestStreamGroupPositionFromOrder(t *testing.T) {
+	g := &streamGroup{outstanding: map[uint64]struct{}{}}
+	deliver := func(off uint64) {
+		if _, ok := g.outstanding[off]; !ok {
+			g.outstanding[off] = struct{}{}
+			g.noteOutstandingLocked(off)
+		}
+	}
+	ack := func(offs ...uint64) {
+		for _, off := range offs {
+			delete(g.outstanding, off)
+			if !g.hasAcked || off > g.maxAcked {
+				g.maxAcked, g.hasAcked = off, true
+			}
+		}
+	}
+	want := func(pos uint64) {
+		t.Helper()
+		if got, ok := g.positionLocked(); !ok || got != pos {
+			t.Fatalf("position %d %v, want %d", got, ok, pos)
+		}
+	}
+	for off := range uint64(3000) {
+		deliver(off)
+	}
+	ack(5, 3, 0)
+	want(1)
+	ack(1, 2)
+	want(4)
+	deliver(4) // again (a redelivery): still once in order
+	for off := uint64(4); off < 2500; off++ {
+		ack(off)
+	}
+	want(2500) // the skipped front was compacted meanwhile
+	if g.orderHead >= 1024 {
+		t.Fatalf("order not compacted: head %d of %d", g.orderHead, len(g.order))
+	}
+	deliver(10) // lower than the rest (not expected from a reader): inserted in order
+	want(10)
+	ack(10)
+	for off := uint64(2500); off < 3000; off++ {
+		ack(off)
+	}
+	want(3000) // nothing outstanding: after the last ack
+}
