@@ -76,7 +76,7 @@ type streamHeld struct {
 	g           *streamGroup
 	c           *Consumer // nil until delivered
 	off         uint64
-	m           *Message
+	m           *Message // nil in q.unacked for an anonymous group: it never delivers again
 	redelivered bool
 	gen         uint64 // the group's gen when delivered
 }
