@@ -302,6 +302,37 @@ func TestStreamManagementAPI(t *testing.T) {
 	if st != 200 || len(cs) != 1 || cs[0].Name != "reports" || cs[0].Offset != 4 || len(cs[0].Members) != 1 {
 		t.Fatalf("consumers: %d %s", st, body)
 	}
+	// The console's view of the stream: range, size, who reads where.
+	var sv struct {
+		FirstOffset uint64 `json:"first_offset"`
+		LastOffset  int64  `json:"last_offset"`
+		Messages    uint64 `json:"messages"`
+		Bytes       int64  `json:"message_bytes"`
+		Segments    int    `json:"segments"`
+		Readers     []struct {
+			Name      string   `json:"name"`
+			Consumers []string `json:"consumers"`
+			Offset    uint64   `json:"offset"`
+			Lag       uint64   `json:"lag"`
+			Unacked   int      `json:"unacked"`
+		} `json:"readers"`
+		Consumers []struct {
+			Name   string `json:"name"`
+			Offset uint64 `json:"offset"`
+		} `json:"consumers"`
+	}
+	eventually(t, "the reader's position in GET /api/streams/%2F/audit", func() bool {
+		st, body = httpDo(t, "GET", base+"/api/streams/%2F/audit", "guest", "guest", nil)
+		must(t, json.Unmarshal(body, &sv))
+		return st == 200 && len(sv.Readers) == 1 && sv.Readers[0].Offset == 10
+	})
+	if r := sv.Readers[0]; sv.FirstOffset != 0 || sv.LastOffset != 9 || sv.Messages != 10 || sv.Bytes <= 0 || sv.Segments != 1 ||
+		r.Name != "reports" || len(r.Consumers) != 1 || r.Lag != 0 || r.Unacked != 6 || len(sv.Consumers) != 1 || sv.Consumers[0].Offset != 4 {
+		t.Fatalf("stream: %s", body)
+	}
+	if st, _ := httpDo(t, "GET", base+"/api/streams/%2F/nothing", "guest", "guest", nil); st != 404 {
+		t.Fatalf("unknown stream: %d", st)
+	}
 	if st, _ := httpDo(t, "DELETE", base+"/api/streams/%2F/audit/consumers/reports", "guest", "guest", nil); st != 204 {
 		t.Fatalf("delete position: %d", st)
 	}

@@ -7,9 +7,10 @@ import (
 	"github.com/heraldmq/herald/internal/broker"
 )
 
-// Named consumers of streams (x-stream-consumer) and their stored
-// positions:
+// A stream as the console's Streams page shows it, and the named
+// consumers of streams (x-stream-consumer) with their stored positions:
 //
+//	GET    /api/streams/{vhost}/{name}                       -> StreamJSON
 //	GET    /api/streams/{vhost}/{name}/consumers             -> [{"name","offset","stored","members"}]
 //	PUT    /api/streams/{vhost}/{name}/consumers/{consumer}  {"offset": N}  (204)
 //	DELETE /api/streams/{vhost}/{name}/consumers/{consumer}  (204; 404 if none is stored)
@@ -24,7 +25,32 @@ type StreamConsumerJSON struct {
 	Members []string `json:"members"`
 }
 
+// StreamReaderJSON is a group reading a stream now: one anonymous
+// consumer, or the members of a named one.
+type StreamReaderJSON struct {
+	Name      string   `json:"name"` // x-stream-consumer; "" = anonymous
+	Consumers []string `json:"consumers"`
+	Offset    uint64   `json:"offset"` // after the last message delivered
+	Lag       uint64   `json:"lag"`    // messages from offset to the end
+	Unacked   int      `json:"unacked"`
+}
+
+// StreamJSON is one stream: its retained range and size, who reads it now
+// and the stored positions of its named consumers.
+type StreamJSON struct {
+	Name        string               `json:"name"`
+	VHost       string               `json:"vhost"`
+	FirstOffset uint64               `json:"first_offset"`
+	LastOffset  int64                `json:"last_offset"` // -1 while empty
+	Messages    uint64               `json:"messages"`
+	Bytes       int64                `json:"message_bytes"`
+	Segments    int                  `json:"segments"`
+	Readers     []StreamReaderJSON   `json:"readers"`
+	Consumers   []StreamConsumerJSON `json:"consumers"`
+}
+
 func (s *Server) streamRoutes(mg func(string, http.HandlerFunc)) {
+	mg("GET /api/streams/{vhost}/{name}", s.getStream)
 	mg("GET /api/streams/{vhost}/{name}/consumers", s.listStreamConsumers)
 	mg("PUT /api/streams/{vhost}/{name}/consumers/{consumer}", s.putStreamConsumer)
 	mg("DELETE /api/streams/{vhost}/{name}/consumers/{consumer}", s.deleteStreamConsumer)
@@ -41,6 +67,34 @@ func (s *Server) streamOf(w http.ResponseWriter, r *http.Request, kind auth.Kind
 		return nil
 	}
 	return q
+}
+
+func (s *Server) getStream(w http.ResponseWriter, r *http.Request) {
+	q := s.streamOf(w, r, auth.Read)
+	if q == nil {
+		return
+	}
+	si, _ := q.StreamInfo()
+	readers, err := q.StreamReaders()
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	cs, err := q.StreamConsumers()
+	if err != nil {
+		writeBrokerError(w, err)
+		return
+	}
+	out := StreamJSON{Name: q.Name(), VHost: r.PathValue("vhost"), FirstOffset: si.FirstOffset,
+		LastOffset: int64(si.NextOffset) - 1, Messages: si.Messages, Bytes: si.Bytes, Segments: si.Segments,
+		Readers: make([]StreamReaderJSON, 0, len(readers)), Consumers: make([]StreamConsumerJSON, 0, len(cs))}
+	for _, x := range readers {
+		out.Readers = append(out.Readers, StreamReaderJSON{Name: x.Name, Consumers: x.Consumers, Offset: x.Offset, Lag: x.Lag, Unacked: x.Unacked})
+	}
+	for _, c := range cs {
+		out.Consumers = append(out.Consumers, StreamConsumerJSON{Name: c.Name, Offset: c.Offset, Stored: c.Stored, Members: c.Members})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) listStreamConsumers(w http.ResponseWriter, r *http.Request) {

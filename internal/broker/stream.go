@@ -76,7 +76,7 @@ type streamHeld struct {
 	g           *streamGroup
 	c           *Consumer // nil until delivered
 	off         uint64
-	m           *Message
+	m           *Message // nil in q.unacked for an anonymous group: it never delivers again
 	redelivered bool
 	gen         uint64 // the group's gen when delivered
 }
@@ -157,7 +157,7 @@ func (q *streamQueue) enqueue(m *Message, _ int64) (ok, rejected, congested, sto
 	rec := encodeStreamRecord(m)
 	q.submitMu.Lock()
 	q.submitted.Add(1)
-	q.log.AppendAsync([][]byte{rec}, q.vhost.broker.now(), q.appended)
+	q.log.AppendOneAsync(rec, q.vhost.broker.now(), q.appended)
 	q.submitMu.Unlock()
 	q.published.Add(1)
 	return true, false, q.log.PendingBytes() > maxPendingLog, false

@@ -28,6 +28,50 @@ type StreamConsumerInfo struct {
 	Members []string
 }
 
+// StreamReaderInfo is one reading group of a stream now: an anonymous
+// consumer, or the members of a named one (x-stream-consumer).
+type StreamReaderInfo struct {
+	Name      string   // x-stream-consumer; "" = anonymous
+	Consumers []string // the members' consumer tags
+	Offset    uint64   // the offset after the last message delivered
+	Lag       uint64   // messages from Offset to the end of the stream
+	Unacked   int      // delivered and not yet settled
+}
+
+// StreamReaders lists the groups reading the stream now, by name, then
+// by consumer tag.
+func (q *Queue) StreamReaders() ([]StreamReaderInfo, error) {
+	s, err := q.stream()
+	if err != nil {
+		return nil, err
+	}
+	end := s.log.Stats().NextOffset
+	s.mu.Lock()
+	out := make([]StreamReaderInfo, 0, len(s.all))
+	unacked := make(map[*streamGroup]int, len(s.all))
+	for _, h := range s.unacked {
+		unacked[h.g]++
+	}
+	for _, g := range s.all {
+		ri := StreamReaderInfo{Name: g.name, Offset: g.next, Unacked: unacked[g], Consumers: make([]string, 0, len(g.members))}
+		for _, c := range g.members {
+			ri.Consumers = append(ri.Consumers, c.tag)
+		}
+		if end > ri.Offset {
+			ri.Lag = end - ri.Offset
+		}
+		out = append(out, ri)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b StreamReaderInfo) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(strings.Join(a.Consumers, ","), strings.Join(b.Consumers, ","))
+	})
+	return out, nil
+}
+
 // StreamMessage is a message read from a stream at Offset.
 type StreamMessage struct {
 	Offset  uint64
@@ -106,9 +150,11 @@ func (q *Queue) SetStreamOffset(name string, offset uint64) error {
 		off := offset
 		g.seekTo = &off
 		g.gen++
+		g.next = offset
 		g.stored, g.hasStored = offset, true
 		g.hasAcked = false
 		clear(g.outstanding)
+		g.order, g.orderHead = g.order[:0], 0
 		g.redeliver = nil
 		g.attention.Store(true)
 		g.wake()

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldmq/herald/internal/streamlog"
 )
@@ -37,18 +38,32 @@ type streamGroup struct {
 	// on every record).
 	attention atomic.Bool
 
+	// soon wakes the group a little later (wakeSoon): credit came back,
+	// but too little to be worth a wake of its own.
+	soon      *time.Timer
+	soonArmed atomic.Bool
+
 	// Guarded by q.mu.
 	members     []*Consumer
 	rr          int
 	stopped     bool
 	outstanding map[uint64]struct{} // offsets delivered (or due again) and not settled
-	redeliver   []streamHeld        // by offset
-	maxAcked    uint64
-	hasAcked    bool
-	stored      uint64 // the position last stored for a named group
-	hasStored   bool
-	seekTo      *uint64 // set by SetStreamOffset for a running group
-	gen         uint64  // bumped by SetStreamOffset: older deliveries no longer move the position
+	// order holds the outstanding offsets (and settled ones not yet
+	// skipped) in increasing order from orderHead, so that the lowest
+	// is found without sorting the map on every ack.
+	order     []uint64
+	orderHead int
+	redeliver []streamHeld // by offset
+	maxAcked  uint64
+	hasAcked  bool
+	stored    uint64 // the position last stored for a named group
+	hasStored bool
+	seekTo    *uint64 // set by SetStreamOffset for a running group
+	gen       uint64  // bumped by SetStreamOffset: older deliveries no longer move the position
+	// next is the offset after the last message delivered (where the
+	// reader started, before the first): what the console shows as the
+	// group's position.
+	next uint64
 }
 
 func (q *streamQueue) consume(c *Consumer) error {
@@ -80,6 +95,11 @@ func (q *streamQueue) consume(c *Consumer) error {
 	start := streamlog.Next()
 	g := &streamGroup{q: q, name: spec.name, spec: spec, kick: make(chan struct{}, 1), stop: make(chan struct{}),
 		outstanding: make(map[uint64]struct{}), members: []*Consumer{c}}
+	g.soon = time.AfterFunc(time.Hour, func() {
+		g.soonArmed.Store(false)
+		g.wake()
+	})
+	g.soon.Stop()
 	switch {
 	case spec.hasStart:
 		start = spec.start
@@ -100,6 +120,7 @@ func (q *streamQueue) consume(c *Consumer) error {
 	if spec.name != "" {
 		q.groups[spec.name] = g
 	}
+	g.next = r.Offset()
 	q.all = append(q.all, g)
 	q.groupOf[c] = g
 	q.wg.Add(1)
@@ -112,6 +133,33 @@ func (g *streamGroup) wake() {
 	select {
 	case g.kick <- struct{}{}:
 	default:
+	}
+}
+
+// refillDelay is how long credit below refillThreshold waits for more
+// before the group is woken anyway: a consumer that keeps most of its
+// prefetch unacknowledged still gets what its credit allows.
+const refillDelay = time.Millisecond
+
+// refillLocked wakes the group after acks returned credit. A consumer that
+// acks every message (and a replay fills its prefetch at once) would
+// otherwise wake the reader once per ack to deliver one message: now the
+// wake waits until a member has a quarter of its prefetch free, so one
+// wake delivers many, or refillDelay has passed. Under q.mu.
+func (g *streamGroup) refillLocked() {
+	for _, c := range g.members {
+		if c.limiter != nil || c.prefetch < 16 || c.prefetch-c.unacked.Load() >= c.prefetch/4 {
+			g.wake()
+			return
+		}
+	}
+	g.wakeSoon()
+}
+
+// wakeSoon wakes the group after refillDelay unless a wake is due already.
+func (g *streamGroup) wakeSoon() {
+	if g.soonArmed.CompareAndSwap(false, true) {
+		g.soon.Reset(refillDelay)
 	}
 }
 
@@ -130,6 +178,7 @@ func (g *streamGroup) run(r *streamlog.Reader) {
 	q := g.q
 	defer q.wg.Done()
 	defer func() { r.Close() }()
+	defer g.soon.Stop()
 	var pend *streamHeld // read, not yet delivered
 	wait := func(changed <-chan struct{}) bool {
 		select {
@@ -235,8 +284,17 @@ func (g *streamGroup) deliver(h *streamHeld) bool {
 			continue
 		}
 		h.c, h.gen = c, g.gen
-		q.unacked[id] = *h
-		g.outstanding[h.off] = struct{}{}
+		held := *h
+		if g.name == "" {
+			// An anonymous group never delivers a message again and keeps
+			// no position: the ack needs only the credit to return.
+			held.m = nil
+		} else if _, ok := g.outstanding[h.off]; !ok {
+			g.outstanding[h.off] = struct{}{}
+			g.noteOutstandingLocked(h.off)
+		}
+		q.unacked[id] = held
+		g.next = max(g.next, h.off+1)
 		q.delivered.Add(1)
 		g.rr = idx + 1
 		return true
@@ -287,7 +345,9 @@ func (q *streamQueue) settle(ids []uint64, how settleKind) {
 			if how == settleAck {
 				q.acked.Add(1)
 			}
-			delete(g.outstanding, h.off)
+			if g.name != "" {
+				delete(g.outstanding, h.off)
+			}
 			if !g.hasAcked || h.off > g.maxAcked {
 				g.maxAcked, g.hasAcked = h.off, true
 			}
@@ -296,7 +356,11 @@ func (q *streamQueue) settle(ids []uint64, how settleKind) {
 	flush()
 	for _, g := range touched {
 		g.storePositionLocked()
-		g.wake()
+		if how == settleRequeue && g.name != "" {
+			g.wake() // redeliveries are due
+		} else {
+			g.refillLocked()
+		}
 	}
 	q.mu.Unlock()
 	for _, l := range wakes {
@@ -325,12 +389,41 @@ func (g *streamGroup) queueRedeliveryLocked(h streamHeld) {
 // offset, or the offset after its last ack.
 func (g *streamGroup) positionLocked() (uint64, bool) {
 	if len(g.outstanding) > 0 {
+		for g.orderHead < len(g.order) {
+			off := g.order[g.orderHead]
+			if _, ok := g.outstanding[off]; ok {
+				g.compactOrderLocked()
+				return off, true
+			}
+			g.orderHead++
+		}
+		// Not reached: every outstanding offset is in order.
 		return slices.Min(slices.Collect(maps.Keys(g.outstanding))), true
 	}
+	g.order, g.orderHead = g.order[:0], 0
 	if g.hasAcked {
 		return g.maxAcked + 1, true
 	}
 	return 0, false
+}
+
+// noteOutstandingLocked adds off to order: at the end, as the reader
+// delivers in offset order.
+func (g *streamGroup) noteOutstandingLocked(off uint64) {
+	if n := len(g.order); n == g.orderHead || g.order[n-1] < off {
+		g.order = append(g.order, off)
+		return
+	}
+	i, _ := slices.BinarySearch(g.order[g.orderHead:], off)
+	g.order = slices.Insert(g.order, g.orderHead+i, off)
+}
+
+// compactOrderLocked drops the skipped front of order now and then.
+func (g *streamGroup) compactOrderLocked() {
+	if g.orderHead >= 1024 && 2*g.orderHead >= len(g.order) {
+		n := copy(g.order, g.order[g.orderHead:])
+		g.order, g.orderHead = g.order[:n], 0
+	}
 }
 
 // storePositionLocked stores a named group's position durably when it

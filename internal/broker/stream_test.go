@@ -414,3 +414,87 @@ func TestStreamSetOffsetWhileReading(t *testing.T) {
 		return len(cs) == 1 && cs[0].Offset == 6
 	})
 }
+
+// A reader's position, lag and unacked count for the console; credit
+// returned a little at a time (below a quarter of the prefetch) still
+// reaches the reader, after refillDelay.
+func TestStreamReadersAndSmallCreditRefill(t *testing.T) {
+	b := newStreamBroker(t, t.TempDir())
+	v := b.VHost(DefaultVHost)
+	q := declareStream(t, v, "clicks", nil)
+	p := v.Publisher()
+	for i := range 120 {
+		publishDurable(t, p, "clicks", fmt.Sprint(i), nil)
+	}
+	s := &fakeSink{}
+	if _, err := q.Consume(ConsumerOptions{Tag: "t1", Prefetch: 100, Sink: s, Args: Table{"x-stream-offset": "first"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a full prefetch", func() bool { return len(s.deliveries()) == 100 })
+	rs, err := q.StreamReaders()
+	want := []StreamReaderInfo{{Consumers: []string{"t1"}, Offset: 100, Lag: 20, Unacked: 100}}
+	if err != nil || !reflect.DeepEqual(rs, want) {
+		t.Fatalf("readers %+v %v, want %+v", rs, err, want)
+	}
+	q.Ack(s.deliveries()[0].ID) // one unit of credit: below the refill threshold
+	waitFor(t, "the delivery the one unit allows", func() bool { return len(s.deliveries()) == 101 })
+	rs, _ = q.StreamReaders()
+	if rs[0].Offset != 101 || rs[0].Lag != 19 || rs[0].Unacked != 100 {
+		t.Fatalf("after one ack: %+v", rs[0])
+	}
+	plain, err := v.DeclareQueue("plain", QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.StreamReaders(); err == nil {
+		t.Fatal("a classic queue has stream readers")
+	}
+}
+
+// A named group's position is its lowest outstanding offset, found from
+// the delivery order as acks arrive in any order.
+func TestStreamGroupPositionFromOrder(t *testing.T) {
+	g := &streamGroup{outstanding: map[uint64]struct{}{}}
+	deliver := func(off uint64) {
+		if _, ok := g.outstanding[off]; !ok {
+			g.outstanding[off] = struct{}{}
+			g.noteOutstandingLocked(off)
+		}
+	}
+	ack := func(offs ...uint64) {
+		for _, off := range offs {
+			delete(g.outstanding, off)
+			if !g.hasAcked || off > g.maxAcked {
+				g.maxAcked, g.hasAcked = off, true
+			}
+		}
+	}
+	want := func(pos uint64) {
+		t.Helper()
+		if got, ok := g.positionLocked(); !ok || got != pos {
+			t.Fatalf("position %d %v, want %d", got, ok, pos)
+		}
+	}
+	for off := range uint64(3000) {
+		deliver(off)
+	}
+	ack(5, 3, 0)
+	want(1)
+	ack(1, 2)
+	want(4)
+	deliver(4) // again (a redelivery): still once in order
+	for off := uint64(4); off < 2500; off++ {
+		ack(off)
+	}
+	want(2500) // the skipped front was compacted meanwhile
+	if g.orderHead >= 1024 {
+		t.Fatalf("order not compacted: head %d of %d", g.orderHead, len(g.order))
+	}
+	deliver(10) // lower than the rest (not expected from a reader): inserted in order
+	want(10)
+	ack(10)
+	for off := uint64(2500); off < 3000; off++ {
+		ack(off)
+	}
+	want(3000) // nothing outstanding: after the last ack
+}

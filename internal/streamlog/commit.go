@@ -99,6 +99,9 @@ func (s *Stream) commit(reqs []*appendReq, offs []*offsetReq) {
 	if len(reqs) > 0 {
 		s.chunk.reset(s.chunk.buf, reqs[0].first, reqs[0].ts)
 		for _, r := range reqs {
+			if r.recs == nil {
+				s.chunk.add(r.ts, r.one)
+			}
 			for _, rec := range r.recs {
 				s.chunk.add(r.ts, rec)
 			}
@@ -164,6 +167,7 @@ func (s *Stream) commit(reqs []*appendReq, offs []*offsetReq) {
 	for _, r := range offs {
 		r.done(nil)
 	}
+	s.recycle(reqs)
 	if rolled {
 		if _, err := s.retain(); err != nil {
 			s.log.Error("streamlog: retention failed", "dir", s.dir, "err", err)
@@ -172,6 +176,18 @@ func (s *Stream) commit(reqs []*appendReq, offs []*offsetReq) {
 	if err := s.maybeCompactOffsets(); err != nil {
 		s.fail(err, nil, nil)
 	}
+}
+
+// recycle keeps answered requests for the next appenders.
+func (s *Stream) recycle(reqs []*appendReq) {
+	for _, r := range reqs {
+		*r = appendReq{} // drop the records and the callback
+	}
+	s.mu.Lock()
+	if room := maxFreeReqs - len(s.mu.free); room > 0 {
+		s.mu.free = append(s.mu.free, reqs[:min(room, len(reqs))]...)
+	}
+	s.mu.Unlock()
 }
 
 // wantIndex says whether the chunk e starts gets an index entry: the first

@@ -12,7 +12,7 @@
 // # Use
 //
 //	s, err := streamlog.Open(dir, streamlog.Options{MaxBytes: 10 << 30, MaxAge: 7 * 24 * time.Hour})
-//	s.AppendAsync([][]byte{body}, time.Now(), func(off uint64, err error) {
+//	s.AppendOneAsync(body, time.Now(), func(off uint64, err error) { // or AppendAsync(recs, ...)
 //		// nil: durable (fsynced) at offset off -> send the confirm
 //	})
 //	r, err := s.NewReader(streamlog.First()) // or Last(), Next(), AtOffset(n), AtTime(t)

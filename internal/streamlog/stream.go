@@ -97,6 +97,7 @@ type segment struct {
 
 type appendReq struct {
 	recs  [][]byte
+	one   []byte // AppendOneAsync's record (recs is nil)
 	ts    int64
 	first uint64
 	size  int
@@ -163,8 +164,14 @@ type Stream struct {
 		notify       chan struct{} // closed and replaced when next grows or on Close
 		offsets      map[string]uint64
 		stats        Stats
+		// free holds answered appendReqs for reuse: a publisher's every
+		// message is one append, and this saves an allocation each.
+		free []*appendReq
 	}
 }
+
+// maxFreeReqs bounds Stream.mu.free.
+const maxFreeReqs = 4096
 
 // Open recovers the stream in dir (creating it if needed) and starts its
 // committer goroutine; Close stops it.
@@ -224,13 +231,27 @@ func (s *Stream) AppendAsync(recs [][]byte, ts time.Time, done func(first uint64
 	for _, r := range recs {
 		size += recordHeaderSize + len(r)
 	}
+	if len(recs) == 0 {
+		done(0, errors.New("streamlog: append of no records"))
+		return
+	}
+	s.submit(recs, nil, size, ts, done)
+}
+
+// AppendOneAsync is AppendAsync of the one record rec, without the slice
+// around it (the broker appends one message at a time).
+func (s *Stream) AppendOneAsync(rec []byte, ts time.Time, done func(first uint64, err error)) {
+	s.submit(nil, rec, chunkHeaderSize+recordHeaderSize+len(rec), ts, done)
+}
+
+func (s *Stream) submit(recs [][]byte, one []byte, size int, ts time.Time, done func(first uint64, err error)) {
 	if size-chunkHeaderSize > s.opts.MaxRecordSize {
 		done(0, fmt.Errorf("%w: %d bytes in one append (max %d)", ErrTooLarge, size-chunkHeaderSize, s.opts.MaxRecordSize))
 		return
 	}
-	if len(recs) == 0 {
-		done(0, errors.New("streamlog: append of no records"))
-		return
+	n := uint64(len(recs))
+	if recs == nil {
+		n = 1
 	}
 	s.mu.Lock()
 	err := s.mu.failed
@@ -247,8 +268,14 @@ func (s *Stream) AppendAsync(recs [][]byte, ts time.Time, done func(first uint64
 		t = s.mu.lastTS
 	}
 	s.mu.lastTS = t
-	req := &appendReq{recs: recs, ts: t, first: s.mu.assigned, size: size, done: done}
-	s.mu.assigned += uint64(len(recs))
+	var req *appendReq
+	if k := len(s.mu.free); k > 0 {
+		req, s.mu.free = s.mu.free[k-1], s.mu.free[:k-1]
+	} else {
+		req = new(appendReq)
+	}
+	*req = appendReq{recs: recs, one: one, ts: t, first: s.mu.assigned, size: size, done: done}
+	s.mu.assigned += n
 	s.mu.pending = append(s.mu.pending, req)
 	s.mu.pendingBytes += size
 	s.pendingAtomic.Store(int64(s.mu.pendingBytes))

@@ -436,3 +436,49 @@ func TestSeekTimeInFuture(t *testing.T) {
 		t.Fatalf("Next: %d %v", off, err)
 	}
 }
+
+// AppendOneAsync and AppendAsync interleave into the same offsets, and
+// requests recycled after their answers carry nothing of the previous
+// append into the next.
+func TestAppendOneAsyncInterleaves(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const rounds = 300
+	var wg sync.WaitGroup
+	for i := range rounds {
+		wg.Add(2)
+		body := fmt.Appendf(nil, "one-%d", i)
+		s.AppendOneAsync(body, time.Now(), func(first uint64, err error) {
+			defer wg.Done()
+			if err != nil || first != uint64(3*i) {
+				t.Errorf("one %d at %d: %v", i, first, err)
+			}
+		})
+		s.AppendAsync([][]byte{fmt.Appendf(nil, "a-%d", i), fmt.Appendf(nil, "b-%d", i)}, time.Now(), func(first uint64, err error) {
+			defer wg.Done()
+			if err != nil || first != uint64(3*i+1) {
+				t.Errorf("pair %d at %d: %v", i, first, err)
+			}
+		})
+		if i%50 == 0 {
+			wg.Wait() // let requests be recycled, then reused
+		}
+	}
+	wg.Wait()
+	r, err := s.NewReader(First())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := range rounds {
+		for _, want := range []string{fmt.Sprintf("one-%d", i), fmt.Sprintf("a-%d", i), fmt.Sprintf("b-%d", i)} {
+			_, _, rec, err := r.Next()
+			if err != nil || string(rec) != want {
+				t.Fatalf("read %q %v, want %q", rec, err, want)
+			}
+		}
+	}
+}

@@ -18,7 +18,8 @@ const topBarDiag = `JSON.stringify({inner: innerWidth, scroll: document.document
 
 // TestBrowserConsoleTopBarFits1280 logs in as an administrator (who sees
 // every nav entry) in a 1280-px window: the page must not scroll sideways
-// and the user name and "Log out" must be inside the window. It also opens
+// and the user name and "Log out" must be inside the window, the nav
+// (the Admin menu too) left of the session's status. It also opens
 // the presence page with a browser in a presence set.
 func TestBrowserConsoleTopBarFits1280(t *testing.T) {
 	h, pages := startRealtime(t)
@@ -34,7 +35,8 @@ func TestBrowserConsoleTopBarFits1280(t *testing.T) {
 	b.screenshot("console-topbar-1280.png")
 	b.waitFor("the top bar to fit 1280 px",
 		`innerWidth === 1280 && document.documentElement.scrollWidth <= innerWidth &&
-		 [...document.querySelectorAll("header.topbar nav a, .session button, .session > span")].every(e => e.getBoundingClientRect().right <= innerWidth)`,
+		 [...document.querySelectorAll("header.topbar nav a, .session button, .session > span")].every(e => e.getBoundingClientRect().right <= innerWidth) &&
+		 [...document.querySelectorAll("header.topbar nav > a, header.topbar nav summary")].every(e => e.getBoundingClientRect().right <= document.querySelector(".session").getBoundingClientRect().left)`,
 		topBarDiag, 5*time.Second)
 
 	// The administration pages are in the Admin menu, inside the window.

@@ -73,6 +73,14 @@ func (o *outbox) push(it outItem) {
 		o.mu.Unlock()
 		return
 	}
+	// Confirms completed one by one (a group commit answers each
+	// publish of its chunk in turn) become one multiple-ack while the
+	// writer has not taken them yet: an ack covers every earlier tag.
+	if n := len(o.items); it.kind == itemAck && n > 0 && o.items[n-1].kind == itemAck && o.items[n-1].channel == it.channel {
+		o.items[n-1].tag, o.items[n-1].flag = it.tag, true
+		o.mu.Unlock()
+		return
+	}
 	o.items = append(o.items, it)
 	if it.msg != nil {
 		o.bytes += len(it.msg.Body)

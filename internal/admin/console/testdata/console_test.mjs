@@ -17,6 +17,7 @@ const { route, navFor } = await mod("js/app.js");
 const { uptimeText } = await mod("js/pages/node.js");
 const { limitRows } = await mod("js/pages/admin.js");
 const { errorRateText, repliesText } = await mod("js/pages/services.js");
+const { offsetsText, streamHref } = await mod("js/pages/streams.js");
 
 let passed = 0, failed = 0;
 async function test(name, fn) {
@@ -91,14 +92,18 @@ await test("route", () => {
   assert.deepEqual(e.params, { vhost: "/", name: "" });
   assert.equal(route("#/queues/%E0%A4%A/x").page.nav, "overview"); // malformed escape
   assert.deepEqual(route("#/presence/%2F/amq.topic%2Froom1").params, { vhost: "/", channel: "amq.topic/room1" });
-  for (const p of ["connections", "channels", "node", "services", "presence", "users", "vhosts", "permissions", "limits", "policies", "definitions"]) {
+  const st = route("#/streams/%2F/ev%2Fents");
+  assert.equal(st.page.nav, "streams");
+  assert.deepEqual(st.params, { vhost: "/", name: "ev/ents" });
+  assert.equal(st.page.title(st.params), "Stream ev/ents");
+  for (const p of ["streams", "connections", "channels", "node", "services", "presence", "users", "vhosts", "permissions", "limits", "policies", "definitions"]) {
     assert.equal(route("#/" + p).page.nav, p);
   }
 });
 
 await test("nav by tags", () => {
   const keys = (tags) => navFor(tags).map((n) => n[0]);
-  assert.deepEqual(keys(["management"]), ["overview", "connections", "channels", "exchanges", "queues", "services", "node", "presence"]);
+  assert.deepEqual(keys(["management"]), ["overview", "connections", "channels", "exchanges", "queues", "streams", "services", "node", "presence"]);
   assert.ok(keys(["policymaker"]).includes("policies"));
   assert.ok(!keys(["policymaker"]).includes("users"));
   assert.deepEqual(keys(["administrator"]).slice(-6), ["users", "vhosts", "permissions", "limits", "policies", "definitions"]);
@@ -112,6 +117,13 @@ await test("services text", () => {
   assert.equal(repliesText({}), "–");
   assert.equal(errorRateText({ replies: {}, error_rate: 0 }), "–");
   assert.equal(errorRateText({ replies: { OK: 3, INTERNAL: 1 }, error_rate: 0.25 }), "25.0%");
+});
+
+await test("streams text", () => {
+  assert.equal(offsetsText({ first_offset: 0, last_offset: 41 }), "0 – 41");
+  assert.equal(offsetsText({ first_offset: 1500, last_offset: 1234567 }), "1,500 – 1,234,567");
+  assert.equal(offsetsText({ first_offset: 0, last_offset: -1 }), "empty");
+  assert.equal(streamHref("/", "a/b"), "#/streams/%2F/a%2Fb");
 });
 
 await test("limitRows", () => {

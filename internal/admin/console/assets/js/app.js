@@ -7,6 +7,7 @@ import { applyRates, RateTracker, Series } from "./rates.js";
 import overview from "./pages/overview.js";
 import queues from "./pages/queues.js";
 import queue from "./pages/queue.js";
+import { stream, streams } from "./pages/streams.js";
 import exchanges from "./pages/exchanges.js";
 import exchange from "./pages/exchange.js";
 import { channels, connections } from "./pages/connections.js";
@@ -27,6 +28,7 @@ export const NAV = [
   ["channels", "#/channels", "Channels"],
   ["exchanges", "#/exchanges", "Exchanges"],
   ["queues", "#/queues", "Queues"],
+  ["streams", "#/streams", "Streams"],
   ["services", "#/services", "Services"],
   ["node", "#/node", "Node"],
   ["presence", "#/presence", "Presence"],
@@ -54,6 +56,8 @@ export function route(hash) {
   switch (segs[0]) {
     case "queues":
       return segs.length === 3 ? { page: queue, params: { vhost: segs[1], name: segs[2] } } : { page: queues, params: {} };
+    case "streams":
+      return segs.length === 3 ? { page: stream, params: { vhost: segs[1], name: segs[2] } } : { page: streams, params: {} };
     case "exchanges":
       return segs.length === 3
         ? { page: exchange, params: { vhost: segs[1], name: segs[2] === "amq.default" ? "" : segs[2] } }
