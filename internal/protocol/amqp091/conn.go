@@ -131,6 +131,11 @@ func (c *conn) serve(ctx context.Context) {
 		Peer: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(), Owner: c.owner, Close: c.forceClose,
 		ChannelList: c.channelList, ClientProperties: c.clientProps})
 	defer unregister()
+	// open-ok only now: a client that lists connections (or is closed by
+	// name) right after opening must find itself in the registry.
+	if err := c.writeNow(&frame.ConnectionOpenOk{}); err != nil {
+		return
+	}
 
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})
@@ -420,7 +425,9 @@ func (c *conn) handleChannelMethod(n uint16, m frame.Method) error {
 }
 
 // handshake negotiates the protocol header, authentication, tuning and the
-// virtual host, writing synchronously (the writer goroutine starts after).
+// virtual host, writing synchronously (the writer goroutine starts after);
+// serve answers connection.open with open-ok once it has registered the
+// connection.
 func (c *conn) handshake() error {
 	cfg := c.h.cfg
 	_ = c.nc.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
@@ -567,7 +574,7 @@ func (c *conn) handshake() error {
 	}
 	c.admitted = release
 	c.vhost = vhost
-	return c.writeNow(&frame.ConnectionOpenOk{})
+	return nil // serve sends connection.open-ok once the connection is registered
 }
 
 func (c *conn) writeNow(m frame.Method) error {
