@@ -187,6 +187,7 @@ func (ws *wsSession) heartbeat() bool {
 	ws.log.Info("websocket peer did not answer a ping; closing", "err", err)
 	ws.closing.Store(true)
 	_ = ws.c.CloseNow() // ends the read loop
+	ws.unpark()
 	return false
 }
 

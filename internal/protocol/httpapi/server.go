@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/wsconn"
 	"github.com/heraldmq/herald/internal/web"
 )
@@ -44,6 +45,10 @@ type Server struct {
 	// encCache shares the encoding of a broadcast message between the
 	// sockets it goes to (wswriter.go).
 	encCache encCache
+	// poller holds idle plain-HTTP /ws sockets without a goroutine
+	// (ws.go); it closes when the shell does (ctx), which resumes the
+	// parked sockets for their shutdown.
+	poller *kit.IdlePoller
 }
 
 // Protocol names under which this package counts messages that belong to
@@ -62,6 +67,8 @@ func Mount(shell *web.Server) *Server {
 		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE),
 		presence: newPresenceHub(cfg.MaxPresence)}
 	s.rpc = newRPCGateway(s)
+	s.poller = kit.NewIdlePoller(s.log)
+	context.AfterFunc(s.ctx, s.poller.Close)
 	s.routes()
 	return s
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldmq/herald/internal/auth"
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/wsconn"
 	"github.com/heraldmq/herald/internal/web"
 )
@@ -25,8 +26,10 @@ const replySubID = "$reply"
 // wsSession is one /ws connection: the read loop (wait, and resume for
 // each burst of frames) runs the protocol, a writer started on demand
 // drains the outbox (wswriter.go), and timers close the socket on server
-// shutdown and ping the peer. An idle socket runs one goroutine, wait,
-// on a minimal stack and with no buffer (wsconn).
+// shutdown and ping the peer. An idle plain-HTTP socket is parked in the
+// server's poller (kit.IdlePoller) with no goroutine at all; an idle TLS
+// socket runs one goroutine, wait, on a minimal stack and with no buffer
+// (wsconn).
 type wsSession struct {
 	s     *Server
 	c     *wsconn.Conn
@@ -63,6 +66,9 @@ type wsSession struct {
 	burstDone chan error
 	release   func()
 	stopWatch func()
+	// park parks the idle socket in the server's poller; nil when the
+	// socket cannot be parked (TLS, not Linux): wait keeps a goroutine.
+	park *kit.Parker
 
 	mu    sync.Mutex // guards subs and reply
 	subs  map[string]*sub
@@ -101,9 +107,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // startWS sets an accepted socket's session up on a goroutine of its
 // own and lets the HTTP handler return: the server's connection
 // goroutine, its stack grown by the request's handling, and its request
-// state go away. The session then waits for its peer on a fresh goroutine
-// that does nothing else (wait), so that an idle socket costs one
-// minimal stack and no buffer. The shell's Track keeps shutdown waiting
+// state go away. The session then parks until its peer sends (idle), or,
+// where it cannot park, waits on a fresh goroutine that does nothing else
+// (wait), so that an idle socket costs one minimal stack and no buffer. The shell's Track keeps shutdown waiting
 // for the session.
 func (s *Server) startWS(c *wsconn.Conn, r *http.Request, u *auth.User, v *broker.VHost, connect *flexString) {
 	if !s.track() {
@@ -120,7 +126,7 @@ func (s *Server) startWS(c *wsconn.Conn, r *http.Request, u *auth.User, v *broke
 			s.untrack()
 			return
 		}
-		go ws.wait()
+		ws.idle()
 	}()
 }
 
@@ -165,6 +171,7 @@ func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost,
 		closed()
 		release()
 	}
+	ws.park = s.poller.NewParker(c.UnderlyingConn(), ws.wake)
 	ws.stopWatch = ws.watch()
 	ws.openRealtime()
 	return ws
@@ -179,12 +186,36 @@ func truncateReason(s string) string {
 	return s
 }
 
-// wait is the session's idle state: it waits for the peer with no
-// buffer (wsconn.Conn.WaitReadable) and runs each burst of frames on a
-// goroutine of its own (resume), whose stack may grow while it works and
-// goes away with it. A readiness poller (epoll) could take wait's place
-// and drop the goroutine too: on readable, call resume; when it returns
-// nil, re-arm; on an error, call end.
+// idle is the session's idle state: once nothing is buffered the socket
+// is parked in the server's poller, whose wake-up (the peer sent
+// something or hung up, the poller closed, Wake after a close from
+// outside) starts wake on a new goroutine; the calling goroutine ends.
+// Where the socket cannot be parked, a goroutine waits (wait).
+func (ws *wsSession) idle() {
+	if ws.park != nil && ws.c.Idle() && ws.park.Park(time.Time{}) {
+		return // wake runs later; this goroutine must not touch ws
+	}
+	go ws.wait()
+}
+
+// wake runs the burst of frames that woke a parked session, on a fresh
+// goroutine whose stack goes away when the session parks again.
+func (ws *wsSession) wake() {
+	err := ws.c.WaitReadable()
+	if err == nil {
+		err = ws.resume()
+	}
+	if err != nil {
+		ws.end(err)
+		return
+	}
+	ws.idle()
+}
+
+// wait is the idle state of a session that cannot park (TLS, no poller):
+// it waits for the peer with no buffer (wsconn.Conn.WaitReadable) and
+// runs each burst of frames on a goroutine of its own (resume), whose
+// stack may grow while it works and goes away with it.
 func (ws *wsSession) wait() {
 	var err error
 	for err == nil {
@@ -194,6 +225,15 @@ func (ws *wsSession) wait() {
 		}
 	}
 	ws.end(err)
+}
+
+// unpark wakes a parked session after its socket was closed from outside
+// the reader (a closed socket leaves the poller without an event): the
+// reader then finds it closed and ends.
+func (ws *wsSession) unpark() {
+	if ws.park != nil {
+		ws.park.Wake()
+	}
 }
 
 // resume reads and runs the frames the peer sent until none is left
@@ -234,6 +274,9 @@ func (ws *wsSession) end(err error) {
 	ws.ob.close() // no writer starts after this
 	ws.writers.Wait()
 	ws.s.broker.ReleaseOwner(ws.owner)
+	if ws.park != nil {
+		ws.park.Release() // before the close (kit.Parker)
+	}
 	_ = ws.c.CloseNow()
 	ws.release()
 	ws.s.untrack()
@@ -244,6 +287,7 @@ func (ws *wsSession) shutdown(code wsconn.StatusCode, reason string) {
 	ws.closing.Store(true)
 	ws.stopOnce.Do(func() { close(ws.stop) })
 	_ = ws.c.Close(code, reason)
+	ws.unpark()
 }
 
 // watch closes the socket on server shutdown and pings the peer every

@@ -91,6 +91,7 @@ func (ws *wsSession) writeItems(batch []outItem) bool {
 			if err := ws.c.WriteBatch(wb); err != nil {
 				ws.closing.Store(true)
 				_ = ws.c.CloseNow() // ends the read loop
+				ws.unpark()
 				return false
 			}
 		}

@@ -115,6 +115,12 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 // (a read that times out leaves the Conn usable).
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
+// UnderlyingConn is the hijacked connection under the WebSocket (a *net.TCPConn
+// for plain HTTP, a *tls.Conn for HTTPS), for a readiness poller to watch
+// while the Conn is Idle. Reading or writing it directly corrupts the
+// stream.
+func (c *Conn) UnderlyingConn() net.Conn { return c.nc }
+
 // Done is closed once the connection is closed.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
