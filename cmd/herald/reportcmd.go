@@ -15,11 +15,14 @@ import (
 // status 0 (the account is clean), 1 (it is not, or the run failed) or 2
 // (bad flags).
 type reportCommand[R any] struct {
-	name   string // e.g. "bench soak"
-	usage  string // the text before the flags in -h
-	flags  func(fs *flag.FlagSet)
-	run    func(ctx context.Context, progress io.Writer) (R, error)
-	report func(w io.Writer, res R) error
+	name  string // e.g. "bench soak"
+	usage string // the text before the flags in -h
+	flags func(fs *flag.FlagSet)
+	// validate, if set, checks the parsed flags; an error is a usage
+	// error (exit 2).
+	validate func() error
+	run      func(ctx context.Context, progress io.Writer) (R, error)
+	report   func(w io.Writer, res R) error
 	// verdict says what is wrong with a finished run, "" when nothing is.
 	verdict func(res R) string
 }
@@ -43,6 +46,12 @@ func (c reportCommand[R]) main(ctx context.Context, args []string, stdout, stder
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "herald %s: unexpected argument %q\n", c.name, fs.Arg(0))
 		return 2
+	}
+	if c.validate != nil {
+		if err := c.validate(); err != nil {
+			fmt.Fprintf(stderr, "herald %s: %v\n", c.name, err)
+			return 2
+		}
 	}
 	var progress io.Writer = stderr
 	if *quiet {
