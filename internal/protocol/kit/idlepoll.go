@@ -31,7 +31,7 @@ type IdlePoller struct {
 	log *slog.Logger
 
 	mu      sync.Mutex // guards everything below
-	ps      *pollSet   // nil until the first Park (started lazily)
+	ps      *pollSet   // made with the poller (nil once closed or if it failed)
 	parked  map[uint64]*Parker
 	byTime  deadlineHeap
 	timer   *time.Timer // fires at byTime[0].deadline
@@ -41,12 +41,25 @@ type IdlePoller struct {
 }
 
 // NewIdlePoller returns a poller; its goroutine starts with the first Park.
+// Its descriptors (an epoll set and an eventfd on Linux) are made here, so
+// that a broker's open files do not grow when its first connection goes
+// idle (a leak check comparing them before and after would count them).
 // Close it once the connections that use it are gone.
 func NewIdlePoller(log *slog.Logger) *IdlePoller {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &IdlePoller{log: log, parked: make(map[uint64]*Parker)}
+	p := &IdlePoller{log: log, parked: make(map[uint64]*Parker)}
+	if pollSupported {
+		ps, err := newPollSet()
+		if err != nil {
+			log.Warn("idle poller unavailable; idle connections keep a goroutine", "err", err)
+			p.closed = true
+		} else {
+			p.ps = ps
+		}
+	}
+	return p
 }
 
 // Parker is one connection's place in an IdlePoller. Its methods are
@@ -102,15 +115,11 @@ func (k *Parker) Park(deadline time.Time) bool {
 		return false
 	}
 	if p.ps == nil {
-		ps, err := newPollSet()
-		if err != nil {
-			p.log.Warn("idle poller unavailable; idle connections keep a goroutine", "err", err)
-			p.closed = true
-			return false
-		}
-		p.ps = ps
+		return false
+	}
+	if p.stopped == nil {
 		p.stopped = make(chan struct{})
-		go p.run(ps)
+		go p.run(p.ps)
 	}
 	p.nextID++
 	id := p.nextID
@@ -203,7 +212,7 @@ func (p *IdlePoller) stop(wait bool) {
 	}
 	p.mu.Unlock()
 	if ps != nil {
-		if wait {
+		if wait && stopped != nil { // nil: nothing ever parked, no goroutine
 			ps.interrupt()
 			<-stopped
 		}
