@@ -205,24 +205,12 @@ func runWSIdle(r *run) (Result, error) {
 	res := r.newResult()
 	idle := &IdleResult{Requested: cfg.Connections}
 	res.Idle = idle
-	limit, err := raiseNoFile()
-	if err != nil {
-		r.warn("cannot raise the open-file limit: %v", err)
-	}
-	idle.NoFileLimit = limit
-	if limit > 0 && limit < uint64(cfg.Connections)+64 {
-		r.warn("the open-file limit is %d, below --connections %d", limit, cfg.Connections)
-	}
 	x, err := newWSIdleDialect(cfg.URL)
 	if err != nil {
 		return res, err
 	}
 	defer x.d.client.CloseIdleConnections()
-	if cfg.BrokerPID > 0 {
-		if idle.RSSBefore, err = ProcessRSS(cfg.BrokerPID); err != nil {
-			r.warn("cannot read the broker's RSS: %v", err)
-		}
-	}
+	r.beginIdle(idle, "")
 
 	conns := make([]*websocket.Conn, cfg.Connections) // slot i is written by one worker only
 	readCtx, cancelRead := context.WithCancel(context.Background())
@@ -238,115 +226,36 @@ func runWSIdle(r *run) (Result, error) {
 		}
 		readers.Wait()
 	}()
-
-	var (
-		next, connected, failed atomic.Int64
-		errMu                   sync.Mutex
-		firstErr                error
-		wg                      sync.WaitGroup
-		lastAt                  atomic.Int64
-	)
-	t0 := time.Now()
-	for range min(wsDialWorkers, cfg.Connections) {
-		wg.Add(1)
+	err = r.connectIdle(idle, wsDialWorkers, func(i int) error {
+		c, err := x.open(r.ctx, i, r.id)
+		if err != nil {
+			return err
+		}
+		conns[i] = c
+		// Read, so that the client answers the broker's pings; anything
+		// but a ping counts the socket as lost.
+		readers.Add(1)
 		go func() {
-			defer wg.Done()
-			for r.ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= cfg.Connections {
+			defer readers.Done()
+			for {
+				_, b, err := c.Read(readCtx)
+				if err != nil {
+					if readCtx.Err() == nil {
+						lost.Add(1)
+					}
 					return
 				}
-				c, err := x.open(r.ctx, i, r.id)
-				if err != nil {
-					failed.Add(1)
-					errMu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					errMu.Unlock()
-					continue
+				if x.d.centrifugo && string(b) == centrifugoPing {
+					_ = c.Write(readCtx, websocket.MessageText, b)
 				}
-				conns[i] = c
-				lastAt.Store(time.Now().UnixNano())
-				connected.Add(1)
-				// Read, so that the client answers the broker's pings;
-				// anything but a ping counts the socket as lost.
-				readers.Add(1)
-				go func() {
-					defer readers.Done()
-					for {
-						_, b, err := c.Read(readCtx)
-						if err != nil {
-							if readCtx.Err() == nil {
-								lost.Add(1)
-							}
-							return
-						}
-						if x.d.centrifugo && string(b) == centrifugoPing {
-							_ = c.Write(readCtx, websocket.MessageText, b)
-						}
-					}
-				}()
 			}
 		}()
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	tick := time.NewTicker(progressEvery)
-	defer tick.Stop()
-connecting:
-	for {
-		select {
-		case <-done:
-			break connecting
-		case now := <-tick.C:
-			fmt.Fprintf(r.out, "%5s  connecting  %s connected  %s failed\n",
-				fmt.Sprintf("%ds", int(now.Sub(t0).Seconds()+0.5)), FormatCount(uint64(connected.Load())), FormatCount(uint64(failed.Load())))
-		}
-	}
-	idle.Connected, idle.Failed = int(connected.Load()), int(failed.Load())
-	if firstErr != nil {
-		idle.FirstError = firstErr.Error()
-		r.warn("%s of %s connects failed; the first: %v", FormatCount(uint64(idle.Failed)), FormatCount(uint64(cfg.Connections)), firstErr)
-	}
-	if idle.Connected == 0 {
-		return res, fmt.Errorf("no connection succeeded: %v", firstErr)
-	}
-	idle.ConnectTime = time.Unix(0, lastAt.Load()).Sub(t0)
-	if s := idle.ConnectTime.Seconds(); s > 0 {
-		idle.ConnectsPerSec = float64(idle.Connected) / s
-	}
-
-	var w window
-	r.beginWindow(&w, zeroMeter{}, time.Now())
-	hold := time.NewTimer(cfg.Duration)
-	defer hold.Stop()
-holding:
-	for {
-		select {
-		case <-hold.C:
-			break holding
-		case <-r.ctx.Done():
-			w.interrupted = true
-			break holding
-		case now := <-tick.C:
-			fmt.Fprintf(r.out, "%5s  holding  %s still connected\n",
-				fmt.Sprintf("%ds", int(now.Sub(w.start).Seconds()+0.5)), FormatCount(uint64(int64(idle.Connected)-lost.Load())))
-		}
-	}
-	r.endWindow(&w, zeroMeter{}, time.Now())
-	idle.Hold = w.end.Sub(w.start)
-	idle.StillConnected = idle.Connected - int(lost.Load())
-	if cfg.BrokerPID > 0 && idle.RSSBefore > 0 {
-		if idle.RSSAfter, err = ProcessRSS(cfg.BrokerPID); err != nil {
-			r.warn("cannot read the broker's RSS at the end of the hold: %v", err)
-		} else {
-			idle.RSSPerConn = (float64(idle.RSSAfter) - float64(idle.RSSBefore)) / float64(idle.Connected)
-		}
-	}
-	if idle.StillConnected < idle.Connected {
-		r.warn("%s connections were dropped while idle", FormatCount(uint64(idle.Connected-idle.StillConnected)))
-	}
+	w := r.holdIdle(idle, &lost, "")
 	r.fill(&res, w)
 	res.Warnings = r.takeWarnings()
 	if errors.Is(r.ctx.Err(), context.Canceled) {
