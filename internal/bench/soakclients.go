@@ -237,20 +237,34 @@ func (s *soak) amqpConsumeSession(r *soakReceiver, name, queue string, prefetch 
 		defer t.Stop()
 		until = t.C
 	}
+	// At until the connection closes with whatever is in flight unacked.
+	return s.eachDelivery(ds, until, func(d amqp.Delivery) error {
+		if !r.observe(d.Body, d.Redelivered) {
+			s.fail(name, fmt.Errorf("not a soak message: %.40q", d.Body))
+		}
+		return d.Ack(false)
+	})
+}
+
+// errDeliveriesEnded is eachDelivery's answer when the broker ends the
+// consumer or the connection is lost.
+var errDeliveriesEnded = errors.New("consumer cancelled or connection lost")
+
+// eachDelivery runs handle on every delivery of ds until the soak quits or
+// until fires (nil), ds ends (errDeliveriesEnded) or handle fails (its
+// error).
+func (s *soak) eachDelivery(ds <-chan amqp.Delivery, until <-chan time.Time, handle func(amqp.Delivery) error) error {
 	for {
 		select {
 		case <-s.quit.Done():
 			return nil
 		case <-until:
-			return nil // closed with whatever is in flight unacked
+			return nil
 		case d, ok := <-ds:
 			if !ok {
-				return errors.New("consumer cancelled or connection lost")
+				return errDeliveriesEnded
 			}
-			if !r.observe(d.Body, d.Redelivered) {
-				s.fail(name, fmt.Errorf("not a soak message: %.40q", d.Body))
-			}
-			if err := d.Ack(false); err != nil {
+			if err := handle(d); err != nil {
 				return err
 			}
 		}
@@ -273,17 +287,11 @@ func (s *soak) amqpSubscriber(r *soakReceiver) error {
 				if ds, err = ch.Consume(q.Name, "", true, true, false, false, nil); err == nil {
 					s.wg.Go(func() {
 						defer c.Close()
-						for {
-							select {
-							case <-s.quit.Done():
-								return
-							case d, ok := <-ds:
-								if !ok {
-									s.fail("fan-amqp", errors.New("subscription ended"))
-									return
-								}
-								r.observe(d.Body, d.Redelivered)
-							}
+						if err := s.eachDelivery(ds, nil, func(d amqp.Delivery) error {
+							r.observe(d.Body, d.Redelivered)
+							return nil
+						}); err != nil {
+							s.fail("fan-amqp", err)
 						}
 					})
 					return nil
@@ -432,23 +440,13 @@ func (s *soak) slowConsumer(r *soakReceiver, rate float64) {
 				if err != nil {
 					return err
 				}
-				for {
-					select {
-					case <-s.quit.Done():
-						return nil
-					case d, ok := <-ds:
-						if !ok {
-							return errors.New("consumer cancelled or connection lost")
-						}
-						r.observe(d.Body, d.Redelivered)
-						if !s.draining.Load() {
-							s.sleep(gap)
-						}
-						if err := d.Ack(false); err != nil {
-							return err
-						}
+				return s.eachDelivery(ds, nil, func(d amqp.Delivery) error {
+					r.observe(d.Body, d.Redelivered)
+					if !s.draining.Load() {
+						s.sleep(gap)
 					}
-				}
+					return d.Ack(false)
+				})
 			}()
 			if err != nil {
 				s.fail("slow-consumer", err)
@@ -476,20 +474,10 @@ func (s *soak) rpcServer() error {
 	}
 	s.wg.Go(func() {
 		defer c.Close()
-		for {
-			select {
-			case <-s.quit.Done():
-				return
-			case d, ok := <-ds:
-				if !ok {
-					s.fail("rpc-server", errors.New("consumer ended"))
-					return
-				}
-				if err := ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: d.Body}); err != nil {
-					s.fail("rpc-server", err)
-					return
-				}
-			}
+		if err := s.eachDelivery(ds, nil, func(d amqp.Delivery) error {
+			return ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: d.Body})
+		}); err != nil {
+			s.fail("rpc-server", err)
 		}
 	})
 	return nil
