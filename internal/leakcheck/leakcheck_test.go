@@ -6,12 +6,14 @@ import (
 )
 
 func TestLeftoverSeesAndForgetsAGoroutine(t *testing.T) {
+	started := make(chan struct{})
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		parkedForLeakcheckTest(stop)
+		parkedForLeakcheckTest(started, stop)
 	}()
+	<-started // its stack names the function only once it runs
 	found := func(ignore ...string) bool {
 		for _, g := range Leftover(ignore...) {
 			if strings.Contains(g, "parkedForLeakcheckTest") {
@@ -34,4 +36,7 @@ func TestLeftoverSeesAndForgetsAGoroutine(t *testing.T) {
 }
 
 //go:noinline
-func parkedForLeakcheckTest(stop <-chan struct{}) { <-stop }
+func parkedForLeakcheckTest(started chan<- struct{}, stop <-chan struct{}) {
+	close(started)
+	<-stop
+}
