@@ -55,6 +55,7 @@ type Options struct {
 type Broker struct {
 	log             *slog.Logger
 	now             func() time.Time
+	clockBase       time.Time // b.now() at New; see steadyNano
 	consumerTimeout time.Duration
 	onChange        func()
 	store           Storage
@@ -90,11 +91,20 @@ func New(o Options) *Broker {
 	}
 	b := &Broker{log: o.Logger, now: o.Now, consumerTimeout: o.ConsumerTimeout, onChange: o.OnDefinitionsChange, store: o.Store, memoryMessages: o.MemoryMessages, vhosts: make(map[string]*VHost), streamDir: o.StreamDir,
 		parallel: runtime.GOMAXPROCS(0) > 1}
+	b.clockBase = b.now()
 	if o.Store != nil {
 		b.nextMsgID.Store(o.Store.MaxMessageID())
 	}
 	b.vhosts[DefaultVHost] = newVHost(b, DefaultVHost)
 	return b
+}
+
+// steadyNano is the wall clock in Unix nanoseconds as it was at New, moved
+// on by the monotonic clock since. Due times of delayed messages are kept in
+// it: they are stored as wall time (to outlive a restart), but a wall clock
+// that steps or slews while the broker runs must not release a message early.
+func (b *Broker) steadyNano() int64 {
+	return b.clockBase.UnixNano() + int64(b.now().Sub(b.clockBase))
 }
 
 // VHost returns the named virtual host, or nil.

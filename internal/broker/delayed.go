@@ -65,7 +65,7 @@ func delayOf(m *Message) (time.Duration, bool) {
 // restart and is delivered on time after it; stored reports that.
 func (e *Exchange) schedule(m *Message, delay time.Duration) (stored bool) {
 	b := e.vhost.broker
-	now := b.now().UnixNano()
+	now := b.steadyNano()
 	at := now + int64(delay)
 	var id uint64
 	if b.store != nil && m.Persistent() && e.durable {
@@ -123,7 +123,7 @@ func (e *Exchange) releaseDue() {
 		return
 	}
 	d.at = 0
-	now := e.vhost.broker.now().UnixNano()
+	now := e.vhost.broker.steadyNano()
 	var due []delayedMessage
 	for d.items.Len() > 0 && d.items[0].at <= now {
 		due = append(due, heap.Pop(&d.items).(delayedMessage))

@@ -145,7 +145,7 @@ func (b *Broker) RecoverMessages(uncleanShutdown bool) (queues, messages int, er
 	var orphans []store.Record
 	for qid, entries := range b.store.Recovered() {
 		if e := delayed[qid]; e != nil {
-			now := b.now().UnixNano()
+			now := b.steadyNano()
 			for _, en := range entries {
 				meta, body, rerr := b.store.ReadMessage(en.MessageID)
 				m := &Message{Body: body}
