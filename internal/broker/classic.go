@@ -140,7 +140,7 @@ func (q *classicQueue) unlock() {
 	}
 }
 
-func (q *classicQueue) now() int64 { return q.vhost.broker.now().UnixNano() }
+func (q *classicQueue) now() int64 { return q.vhost.broker.steadyNano() }
 
 // enqueue appends a routed message and hands it out if a consumer can take
 // it. rejected reports a length limit with a reject-publish overflow;

@@ -51,7 +51,7 @@ func TestFlowControl(t *testing.T) {
 	if err := other.Send("/queue/elsewhere", "", []byte("x"), stomp.SendOpt.Receipt); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 500*time.Millisecond {
+	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("an unrelated publisher waited %v", d)
 	}
 	// The consumer catches up; the publisher resumes and finishes.
