@@ -192,7 +192,14 @@ func truncateReason(s string) string {
 // outside) starts wake on a new goroutine; the calling goroutine ends.
 // Where the socket cannot be parked, a goroutine waits (wait).
 func (ws *wsSession) idle() {
-	if ws.park != nil && ws.c.Idle() && ws.park.Park(time.Time{}) {
+	if ws.park != nil && !ws.c.Idle() {
+		// Bytes are buffered already: those the HTTP server read past the
+		// upgrade (its background read takes one byte of the first
+		// frame). Run them first; a socket with unread bytes cannot park.
+		ws.wake()
+		return
+	}
+	if ws.park != nil && ws.park.Park(time.Time{}) {
 		return // wake runs later; this goroutine must not touch ws
 	}
 	go ws.wait()
@@ -222,6 +229,9 @@ func (ws *wsSession) wait() {
 		if err = ws.c.WaitReadable(); err == nil {
 			go func() { ws.burstDone <- ws.resume() }()
 			err = <-ws.burstDone
+		}
+		if err == nil && ws.park != nil && ws.c.Idle() && ws.park.Park(time.Time{}) {
+			return // parkable again (a Park that failed once, e.g. for a full poll set)
 		}
 	}
 	ws.end(err)
