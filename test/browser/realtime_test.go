@@ -318,14 +318,27 @@ func TestBrowserPresenceUserMessagesAndWebRTC(t *testing.T) {
 	bob.waitFor("bob to get the data channel message", `log.rtc.includes("ping over rtc")`, realtimeDiag, 20*time.Second)
 	alice.waitFor("alice to get bob's answer over the data channel", `log.rtc.includes("pong: ping over rtc")`, realtimeDiag, 10*time.Second)
 	// The pair the peers use: host candidates (no STUN, no TURN).
-	pair := eval[string](alice, "candidate pair", `call.pc.getStats().then((r) => {
-		let out = "";
-		r.forEach((s) => { if (s.type === "candidate-pair" && s.state === "succeeded" && s.nominated) {
-			const l = r.get(s.localCandidateId), rm = r.get(s.remoteCandidateId);
-			out = l.candidateType + "/" + rm.candidateType;
-		} });
-		return out;
-	})`)
+	// The transport's selected pair; the stats may lag the open data
+	// channel a moment, so look again for up to 5 s.
+	pair := eval[string](alice, "candidate pair", `(async () => {
+		for (let i = 0; i < 50; i++) {
+			const r = await call.pc.getStats();
+			let out = "";
+			r.forEach((s) => {
+				if (s.type !== "transport" || !s.selectedCandidatePairId) return;
+				const p = r.get(s.selectedCandidatePairId);
+				const l = p && r.get(p.localCandidateId), rm = p && r.get(p.remoteCandidateId);
+				if (l && rm) out = l.candidateType + "/" + rm.candidateType;
+			});
+			if (!out) r.forEach((s) => { if (s.type === "candidate-pair" && s.state === "succeeded" && s.nominated) {
+				const l = r.get(s.localCandidateId), rm = r.get(s.remoteCandidateId);
+				out = l.candidateType + "/" + rm.candidateType;
+			} });
+			if (out) return out;
+			await new Promise((res) => setTimeout(res, 100));
+		}
+		return "";
+	})()`)
 	if pair != "host/host" {
 		t.Fatalf("candidate pair %q, want host/host", pair)
 	}
