@@ -38,12 +38,15 @@ func TestHeartBeats(t *testing.T) {
 	r2.expectClosed()
 	// The real client with heart-beats both ways stays connected across
 	// several intervals (its heart-beats keep the server's deadline fresh).
-	c := e.dial(stomp.ConnOpt.HeartBeat(60*time.Millisecond, 60*time.Millisecond), stomp.ConnOpt.HeartBeatError(40*time.Millisecond))
+	// Intervals wide enough for a loaded machine under -race (the server
+	// allows two of the client's intervals; the client one interval and
+	// its HeartBeatError).
+	c := e.dial(stomp.ConnOpt.HeartBeat(400*time.Millisecond, 400*time.Millisecond), stomp.ConnOpt.HeartBeatError(time.Second))
 	sub, err := c.Subscribe("/queue/hb", stomp.AckAuto)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(500 * time.Millisecond)
+	deadline := time.Now().Add(1300 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		// Wait on the subscription: a dropped connection would close it.
 		select {
