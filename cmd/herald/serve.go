@@ -141,7 +141,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	attrs := []any{"version", version, "data_dir", *dataDir}
 	if *clusterAddr != "" {
-		attrs = append(attrs, "node", *nodeName, "cluster", *clusterAddr)
+		bound := *clusterAddr
+		if a := srv.Addr("cluster"); a != nil {
+			bound = a.String()
+		}
+		attrs = append(attrs, "node", *nodeName, "cluster", bound)
 	}
 	for _, name := range []string{"amqp", "amqps", "mqtt", "mqtts", "stomp", "stomps", "http", "https"} {
 		if a := srv.Addr(name); a != nil {

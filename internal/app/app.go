@@ -7,6 +7,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -289,7 +290,7 @@ func (s *App) Start() (err error) {
 			if err != nil {
 				return fmt.Errorf("--load-definitions in cluster mode waits for the cluster to elect a leader: none within %s (are the --join nodes up?)", clusterFormTimeout)
 			}
-			if err := s.defs.loadExtra(s.cfg.LoadDefinitions); err != nil {
+			if err := s.loadExtraReplicated(); err != nil {
 				return err
 			}
 		}
@@ -318,8 +319,17 @@ func (s *App) listenerSpecs() []server.Spec {
 }
 
 // Addr is the bound address of the named listener ("amqp", "amqps",
-// "mqtt", "mqtts", "stomp", "stomps", "http", "https"), or nil when off.
-func (s *App) Addr(name string) net.Addr { return s.lns.Addr(name) }
+// "mqtt", "mqtts", "stomp", "stomps", "http", "https", "cluster"), or nil
+// when off.
+func (s *App) Addr(name string) net.Addr {
+	if name == "cluster" {
+		if s.cluster == nil {
+			return nil
+		}
+		return s.cluster.ListenAddr()
+	}
+	return s.lns.Addr(name)
+}
 
 // AMQPAddr is the bound AMQP address, or nil when the listener is off.
 func (s *App) AMQPAddr() net.Addr { return s.Addr("amqp") }
@@ -352,4 +362,21 @@ func (s *App) Shutdown(ctx context.Context) error {
 	}
 	s.leaveCleanShutdownMarker()
 	return err
+}
+
+// loadExtraReplicated imports --load-definitions in cluster mode. A node
+// that has just joined may find the leader unreachable for a moment (its
+// forward fails with a resource error): the import, which leaves what
+// exists alone, is tried again until clusterFormTimeout.
+func (s *App) loadExtraReplicated() error {
+	deadline := time.Now().Add(clusterFormTimeout)
+	for {
+		err := s.defs.loadExtra(s.cfg.LoadDefinitions)
+		var be *broker.Error
+		if err == nil || !errors.As(err, &be) || be.Code != broker.CodeResourceError || time.Now().After(deadline) {
+			return err
+		}
+		s.log.Info("the definitions import could not reach the cluster's leader; trying again", "err", err)
+		time.Sleep(250 * time.Millisecond)
+	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -126,11 +127,23 @@ func nonNil(t Table) Table {
 // are left alone; every problem is reported and the rest still imported.
 func (b *Broker) ImportDefinitions(d Definitions) error {
 	var errs []error
+	// vhost creates the named vhost if needed; nil (the problem noted)
+	// when it cannot: in a cluster, a node that cannot reach the leader.
 	vhost := func(name string) *VHost {
 		if name == "" {
 			name = DefaultVHost
 		}
-		return b.AddVHost(name)
+		r, err := b.run(CreateVHost{VHost: name})
+		if err == nil && r.VHost == nil {
+			r.VHost = b.VHost(name)
+		}
+		if r.VHost == nil {
+			if err == nil {
+				err = fmt.Errorf("vhost %q could not be created", name)
+			}
+			errs = append(errs, fmt.Errorf("vhost %q: %w", name, err))
+		}
+		return r.VHost
 	}
 	for _, v := range d.VHosts {
 		vhost(v.Name)
@@ -139,17 +152,28 @@ func (b *Broker) ImportDefinitions(d Definitions) error {
 		if e.Name == "" || strings.HasPrefix(e.Name, reservedPrefix) {
 			continue
 		}
-		if _, err := vhost(e.VHost).DeclareExchange(e.Name, ExchangeOptions{Kind: e.Type, Durable: e.Durable, AutoDelete: e.AutoDelete, Internal: e.Internal, Args: emptyToNil(e.Arguments)}); err != nil {
+		v := vhost(e.VHost)
+		if v == nil {
+			continue
+		}
+		if _, err := v.DeclareExchange(e.Name, ExchangeOptions{Kind: e.Type, Durable: e.Durable, AutoDelete: e.AutoDelete, Internal: e.Internal, Args: emptyToNil(e.Arguments)}); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, q := range d.Queues {
-		if _, err := vhost(q.VHost).DeclareQueue(q.Name, QueueOptions{Durable: q.Durable, AutoDelete: q.AutoDelete, Args: emptyToNil(q.Arguments)}); err != nil {
+		v := vhost(q.VHost)
+		if v == nil {
+			continue
+		}
+		if _, err := v.DeclareQueue(q.Name, QueueOptions{Durable: q.Durable, AutoDelete: q.AutoDelete, Args: emptyToNil(q.Arguments)}); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, bd := range d.Bindings {
 		v := vhost(bd.VHost)
+		if v == nil {
+			continue
+		}
 		var err error
 		if bd.DestinationType == "exchange" {
 			err = v.BindExchange(bd.Destination, bd.Source, bd.RoutingKey, emptyToNil(bd.Arguments))
@@ -161,7 +185,11 @@ func (b *Broker) ImportDefinitions(d Definitions) error {
 		}
 	}
 	for _, p := range d.Policies {
-		if err := vhost(p.VHost).PutPolicy(Policy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: normalizeJSONNumbers(p.Definition)}); err != nil {
+		v := vhost(p.VHost)
+		if v == nil {
+			continue
+		}
+		if err := v.PutPolicy(Policy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: normalizeJSONNumbers(p.Definition)}); err != nil {
 			errs = append(errs, err)
 		}
 	}

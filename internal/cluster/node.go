@@ -227,7 +227,7 @@ func Start(cfg Config) (*Node, error) {
 			n.form()
 		}()
 	}
-	n.log.Info("cluster node started", "node", cfg.NodeName, "addr", advertise.String(), "join", cfg.Join, "rejoined", has)
+	n.log.Info("cluster node started", "node", cfg.NodeName, "addr", advertise.String(), "listen", ln.Addr().String(), "join", cfg.Join, "rejoined", has)
 	return n, nil
 }
 
@@ -517,3 +517,7 @@ func (n *Node) member() bool {
 	}
 	return false
 }
+
+// ListenAddr is the address the node's cluster listener is bound to (the
+// port the kernel chose, for --cluster-addr host:0).
+func (n *Node) ListenAddr() net.Addr { return n.mux.ln.Addr() }

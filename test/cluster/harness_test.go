@@ -8,12 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -68,24 +68,18 @@ type harness struct {
 	nodes []*node
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // newHarness starts n nodes named n1..nN and waits for a leader; extra
 // are more herald serve flags for every node.
 func newHarness(t *testing.T, n int, extra ...string) *harness {
 	h := &harness{t: t, extra: extra}
 	root := t.TempDir()
 	for i := range n {
-		h.nodes = append(h.nodes, &node{name: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(root, fmt.Sprintf("n%d", i+1)),
-			clusterAddr: freePort(t), amqpAddr: freePort(t), http: freePort(t), mqttAddr: freePort(t)})
+		// Port 0 everywhere: each node binds what the kernel gives it and
+		// says so in its "herald ready" line (settle). Ports picked free
+		// beforehand were taken, now and then, by the other packages'
+		// tests before the node bound them.
+		h.nodes = append(h.nodes, &node{name: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(root, fmt.Sprintf("n%d", i+1))})
+		h.nodes[i].anyPorts()
 	}
 	for _, nd := range h.nodes {
 		nd.proxy = newProxy(t, nd.clusterAddr)
@@ -103,9 +97,7 @@ func newHarness(t *testing.T, n int, extra ...string) *harness {
 	for i, nd := range h.nodes {
 		logged[i], exited[i] = h.launch(nd)
 	}
-	for i, nd := range h.nodes {
-		h.settle(nd, logged[i], exited[i])
-	}
+	h.settle(h.nodes, logged, exited)
 	h.waitLeader(nil, 20*time.Second)
 	// Every node holds the configuration (a node that joined learns it
 	// from the leader's log): only then may any node die.
@@ -128,39 +120,103 @@ func newHarness(t *testing.T, n int, extra ...string) *harness {
 func (h *harness) start(nd *node) {
 	h.t.Helper()
 	logged, exited := h.launch(nd)
-	h.settle(nd, logged, exited)
+	h.settle([]*node{nd}, []int64{logged}, []<-chan struct{}{exited})
 }
 
-// settle waits until nd is ready or has exited. The ports were picked free
-// before the start, but the other packages' tests run at the same time and
-// may take one in between: a node that exits on "address already in use"
-// gets fresh ports and another try. Any other exit is for the test to see
-// (a node with a damaged Raft log must refuse to start).
-func (h *harness) settle(nd *node, logged int64, exited <-chan struct{}) {
+// settle waits until the nodes are ready or have exited, then takes the
+// addresses each bound from its "herald ready" line. Every node's cluster
+// port comes first, for all of them: a node may wait for the cluster to
+// form before it is ready (--load-definitions), and the others reach it
+// through its proxy, which must point at that port. A node restarts on
+// the ports it had, which the other packages' tests (running at the same
+// time) may have taken meanwhile: a node that exits on "address already in
+// use" starts again on port 0. Any other exit is for the test to see (a
+// node with a damaged Raft log must refuse to start).
+func (h *harness) settle(nodes []*node, logged []int64, exited []<-chan struct{}) {
 	h.t.Helper()
-	for attempt := 1; ; attempt++ {
-		err := waitReady(nd.logPath(), logged, exited, 30*time.Second)
-		if err == nil || !strings.Contains(err.Error(), "address already in use") {
-			return
-		}
-		if attempt == 5 {
-			h.t.Fatalf("starting %s: %v", nd.name, err)
-		}
-		h.t.Logf("restarting %s on other ports: %v", nd.name, err)
-		h.kill(nd, syscall.SIGKILL)
-		nd.mu.Lock()
-		nd.clusterAddr, nd.amqpAddr, nd.http, nd.mqttAddr = freePort(h.t), freePort(h.t), freePort(h.t), freePort(h.t)
-		nd.mu.Unlock()
-		nd.proxy.retarget(nd.clusterAddr)
-		logged, exited = h.launch(nd)
+	pending := make([]int, len(nodes))
+	for i := range nodes {
+		pending[i] = i
 	}
+	for attempt := 1; len(pending) > 0; attempt++ {
+		errs := make(map[int]error)
+		for _, i := range pending {
+			nd := nodes[i]
+			started, err := waitLine(nd.logPath(), `msg="cluster node started"`, logged[i], exited[i], 30*time.Second)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			m := listenAddr.FindStringSubmatch(started)
+			if m == nil {
+				h.t.Fatalf("%s: no listen address in %s", nd.name, started)
+			}
+			nd.proxy.retarget(m[1])
+		}
+		for _, i := range pending {
+			if errs[i] != nil {
+				continue
+			}
+			ready, err := waitLine(nodes[i].logPath(), `msg="herald ready"`, logged[i], exited[i], 30*time.Second)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			nodes[i].bound(h.t, ready)
+		}
+		var again []int
+		for _, i := range pending {
+			if err := errs[i]; err != nil && strings.Contains(err.Error(), "address already in use") {
+				if attempt == 5 {
+					h.t.Fatalf("starting %s: %v", nodes[i].name, err)
+				}
+				h.t.Logf("restarting %s on other ports: %v", nodes[i].name, err)
+				h.kill(nodes[i], syscall.SIGKILL)
+				nodes[i].anyPorts()
+				logged[i], exited[i] = h.launch(nodes[i])
+				again = append(again, i)
+			}
+		}
+		pending = again
+	}
+}
+
+// anyPorts makes nd's next start bind port 0 everywhere.
+func (nd *node) anyPorts() {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	nd.clusterAddr, nd.amqpAddr, nd.http, nd.mqttAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+}
+
+// listenAddr is the cluster port in a "cluster node started" log line.
+var listenAddr = regexp.MustCompile(`\blisten=(\S+)`)
+
+// readyAddr is one listener's address in a "herald ready" log line.
+var readyAddr = regexp.MustCompile(`\b(cluster|amqp|mqtt|http)=(\S+)`)
+
+// bound takes nd's addresses from its "herald ready" line.
+func (nd *node) bound(t *testing.T, ready string) {
+	t.Helper()
+	got := map[string]string{}
+	for _, m := range readyAddr.FindAllStringSubmatch(ready, -1) {
+		got[m[1]] = m[2]
+	}
+	for _, k := range []string{"cluster", "amqp", "mqtt", "http"} {
+		if got[k] == "" || strings.HasSuffix(got[k], ":0") {
+			t.Fatalf("%s: no %s address in its ready line: %s", nd.name, k, ready)
+		}
+	}
+	nd.mu.Lock()
+	nd.clusterAddr, nd.amqpAddr, nd.mqttAddr, nd.http = got["cluster"], got["amqp"], got["mqtt"], got["http"]
+	nd.mu.Unlock()
+	nd.proxy.retarget(got["cluster"])
 }
 
 func (nd *node) logPath() string { return filepath.Join(filepath.Dir(nd.dataDir), nd.name+".log") }
 
-// waitReady waits for "herald ready" after offset in the log at path; a
-// process that exits first fails with its last log line.
-func waitReady(path string, offset int64, exited <-chan struct{}, timeout time.Duration) error {
+// waitLine waits for a line with marker after offset in the log at path
+// and returns it; a process that exits first fails with its last log line.
+func waitLine(path, marker string, offset int64, exited <-chan struct{}, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		b, _ := os.ReadFile(path)
@@ -169,18 +225,22 @@ func waitReady(path string, offset int64, exited <-chan struct{}, timeout time.D
 		} else {
 			b = nil
 		}
-		if bytes.Contains(b, []byte(`msg="herald ready"`)) {
-			return nil
+		if i := bytes.Index(b, []byte(marker)); i >= 0 {
+			line := b[bytes.LastIndexByte(b[:i], '\n')+1:]
+			if j := bytes.IndexByte(line, '\n'); j >= 0 {
+				line = line[:j]
+			}
+			return string(line), nil
 		}
 		select {
 		case <-exited:
 			b, _ = os.ReadFile(path)
 			lines := strings.Split(strings.TrimSpace(string(b[min(int64(len(b)), offset):])), "\n")
-			return fmt.Errorf("exited before it was ready: %s", lines[len(lines)-1])
+			return "", fmt.Errorf("exited before it was ready: %s", lines[len(lines)-1])
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready within %s", timeout)
+			return "", fmt.Errorf("no %s within %s", marker, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
