@@ -15,6 +15,7 @@ type decoder struct {
 	off   int
 	err   error
 	depth int // current table/array nesting depth
+	memo  *HeaderMemo
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -84,7 +85,11 @@ func (d *decoder) bytes(n int, what string) []byte {
 
 func (d *decoder) shortstr() string {
 	n := int(d.octet())
-	return string(d.bytes(n, "shortstr"))
+	b := d.bytes(n, "shortstr")
+	if d.memo != nil && d.depth == 0 {
+		return d.memo.str(b)
+	}
+	return string(b)
 }
 
 func (d *decoder) longstr() string {

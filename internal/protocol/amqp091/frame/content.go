@@ -21,8 +21,50 @@ type ContentHeader struct {
 // bytes return an error wrapping ErrSyntax. The weight field is ignored.
 // Strings and tables are copied: h does not alias payload.
 func DecodeContentHeader(payload []byte, h *ContentHeader) error {
+	return DecodeContentHeaderMemo(payload, h, nil)
+}
+
+// HeaderMemo remembers what the previous content header decoded to, so
+// that the next one from the same publisher (a channel's) shares what did
+// not change instead of allocating it again: the headers table when its
+// bytes are the same (a service's replies all carry {x-rpc-status: OK}),
+// and each short string property (content type, reply_to, type...) that
+// equals the one in the same position before. A publisher's properties
+// mostly repeat, so this saves most of a header's allocations.
+//
+// The shared table is safe because a published message's headers are
+// never changed in place (the broker and every adapter copy a table
+// before changing it: a message routed to many queues shares one).
+// The zero value is ready to use; a memo is not safe for concurrent use.
+type HeaderMemo struct {
+	raw   []byte // the bytes table was decoded from
+	table Table
+	strs  [10]string // short strings by their position in the header
+	next  int        // position of the next short string
+}
+
+// str returns b as a string, the memo's own when it is the same as the
+// one in this position last time.
+func (m *HeaderMemo) str(b []byte) string {
+	i := m.next
+	m.next++
+	if i >= len(m.strs) {
+		return string(b)
+	}
+	if m.strs[i] != string(b) {
+		m.strs[i] = string(b)
+	}
+	return m.strs[i]
+}
+
+// DecodeContentHeaderMemo is DecodeContentHeader sharing unchanged values
+// with the previous header decoded with the same memo (nil: none).
+func DecodeContentHeaderMemo(payload []byte, h *ContentHeader, memo *HeaderMemo) error {
 	*h = ContentHeader{}
-	d := decoder{buf: payload}
+	d := decoder{buf: payload, memo: memo}
+	if memo != nil {
+		memo.next = 0
+	}
 	h.ClassID = d.short()
 	d.short() // weight, unused
 	h.BodySize = d.longlong()

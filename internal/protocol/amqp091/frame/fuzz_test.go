@@ -176,6 +176,20 @@ func FuzzDecodeContentHeader(f *testing.F) {
 		if err := ValidateTable(h.Properties.Headers); err != nil {
 			t.Fatalf("decoded headers do not validate: %v", err)
 		}
+		// With a memo, after a header and after itself, the result is the same.
+		var memo HeaderMemo
+		for _, prev := range [][]byte{enc, data} {
+			var hm ContentHeader
+			if err := DecodeContentHeaderMemo(prev, &hm, &memo); err != nil {
+				t.Fatalf("memo: %v", err)
+			}
+			if err := DecodeContentHeaderMemo(data, &hm, &memo); err != nil {
+				t.Fatalf("memo: %v", err)
+			}
+			if !sameValue(h, hm) {
+				t.Fatalf("memo changed the header:\n%#v\n%#v", h, hm)
+			}
+		}
 	})
 }
 

@@ -62,6 +62,11 @@ func (d *decoder) table() Table {
 		return nil
 	}
 	end := d.off + int(n)
+	top := d.memo != nil && d.depth == 0
+	if top && d.memo.table != nil && string(d.buf[d.off:end]) == string(d.memo.raw) {
+		d.off = end
+		return d.memo.table
+	}
 	outer := d.buf
 	d.buf = d.buf[:end]
 	d.depth++
@@ -79,6 +84,10 @@ func (d *decoder) table() Table {
 	if d.err != nil {
 		d.off = len(d.buf)
 		return nil
+	}
+	if top {
+		d.memo.raw = append(d.memo.raw[:0], d.buf[end-int(n):end]...)
+		d.memo.table = t
 	}
 	return t
 }
