@@ -62,6 +62,7 @@ type conn struct {
 
 	// Read-loop state.
 	channels       map[uint16]*channel
+	methodMemo     frame.Memo // the previous method's short strings (a publish's routing key), to share
 	lastCh         *channel   // the channel of the previous frame: most frames follow one on the same channel
 	pendingConfirm []*channel // channels with confirms to flush before blocking
 	congested      []*channel // channels whose publishes outran a queue's consumers
@@ -334,7 +335,7 @@ func (c *conn) handleFrame(f frame.Frame) (done bool, err error) {
 		}
 		return false, nil
 	case frame.TypeMethod:
-		m, err := frame.DecodeMethod(f.Payload)
+		m, err := frame.DecodeMethodMemo(f.Payload, &c.methodMemo)
 		if err != nil {
 			if c.closing.Load() {
 				return false, nil

@@ -15,7 +15,10 @@ type decoder struct {
 	off   int
 	err   error
 	depth int // current table/array nesting depth
-	memo  *HeaderMemo
+	memo  *Memo
+	// memoTable: a top-level table may be memo's (content headers only:
+	// method arguments such as queue.declare's may be kept and changed).
+	memoTable bool
 }
 
 func (d *decoder) fail(format string, args ...any) {

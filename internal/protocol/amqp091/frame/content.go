@@ -24,19 +24,21 @@ func DecodeContentHeader(payload []byte, h *ContentHeader) error {
 	return DecodeContentHeaderMemo(payload, h, nil)
 }
 
-// HeaderMemo remembers what the previous content header decoded to, so
-// that the next one from the same publisher (a channel's) shares what did
-// not change instead of allocating it again: the headers table when its
-// bytes are the same (a service's replies all carry {x-rpc-status: OK}),
-// and each short string property (content type, reply_to, type...) that
-// equals the one in the same position before. A publisher's properties
-// mostly repeat, so this saves most of a header's allocations.
+// Memo remembers what the previous frame decoded with it decoded to, so
+// that the next one from the same publisher shares what did not change
+// instead of allocating it again: each short string (content type,
+// reply_to, type, a basic.publish's routing key...) that equals the one in
+// the same position before, and a content header's headers table when its
+// bytes are the same (a service's replies all carry {x-rpc-status: OK}).
+// A publisher's properties mostly repeat, so this saves most of a
+// header's allocations. Use one memo for content headers and another for
+// methods (their strings' positions differ).
 //
 // The shared table is safe because a published message's headers are
 // never changed in place (the broker and every adapter copy a table
 // before changing it: a message routed to many queues shares one).
 // The zero value is ready to use; a memo is not safe for concurrent use.
-type HeaderMemo struct {
+type Memo struct {
 	raw   []byte // the bytes table was decoded from
 	table Table
 	strs  [10]string // short strings by their position in the header
@@ -45,7 +47,7 @@ type HeaderMemo struct {
 
 // str returns b as a string, the memo's own when it is the same as the
 // one in this position last time.
-func (m *HeaderMemo) str(b []byte) string {
+func (m *Memo) str(b []byte) string {
 	i := m.next
 	m.next++
 	if i >= len(m.strs) {
@@ -59,9 +61,9 @@ func (m *HeaderMemo) str(b []byte) string {
 
 // DecodeContentHeaderMemo is DecodeContentHeader sharing unchanged values
 // with the previous header decoded with the same memo (nil: none).
-func DecodeContentHeaderMemo(payload []byte, h *ContentHeader, memo *HeaderMemo) error {
+func DecodeContentHeaderMemo(payload []byte, h *ContentHeader, memo *Memo) error {
 	*h = ContentHeader{}
-	d := decoder{buf: payload, memo: memo}
+	d := decoder{buf: payload, memo: memo, memoTable: true}
 	if memo != nil {
 		memo.next = 0
 	}

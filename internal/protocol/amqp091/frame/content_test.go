@@ -123,14 +123,14 @@ func TestPropertyPresence(t *testing.T) {
 	}
 }
 
-func TestHeaderMemoSharesUnchangedValues(t *testing.T) {
+func TestMemoSharesUnchangedValues(t *testing.T) {
 	props := func(status string, corr string) []byte {
 		return AppendContentHeader(nil, &ContentHeader{ClassID: ClassBasic, BodySize: 3, Properties: Properties{
 			ContentType: "application/json", CorrelationID: corr, ReplyTo: "amq.rabbitmq.reply-to",
 			Headers: Table{"x-rpc-status": status, "n": int64(7)},
 		}})
 	}
-	var memo HeaderMemo
+	var memo Memo
 	var a, b, c ContentHeader
 	pa := props("OK", "1")
 	if err := DecodeContentHeaderMemo(pa, &a, &memo); err != nil {

@@ -128,7 +128,14 @@ type Method interface {
 // returns an error wrapping ErrUnknownMethod; truncated or malformed
 // arguments, or trailing bytes, return an error wrapping ErrSyntax.
 // Strings and tables are copied: the result does not alias payload.
-func DecodeMethod(payload []byte) (Method, error) {
+func DecodeMethod(payload []byte) (Method, error) { return DecodeMethodMemo(payload, nil) }
+
+// DecodeMethodMemo is DecodeMethod sharing unchanged short strings with
+// the previous method decoded with the same memo (nil: none).
+func DecodeMethodMemo(payload []byte, memo *Memo) (Method, error) {
+	if memo != nil {
+		memo.next = 0
+	}
 	if len(payload) < 4 {
 		return nil, fmt.Errorf("%w: method frame payload of %d bytes", ErrSyntax, len(payload))
 	}
@@ -138,7 +145,7 @@ func DecodeMethod(payload []byte) (Method, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: class %d method %d", ErrUnknownMethod, classID, methodID)
 	}
-	d := decoder{buf: payload, off: 4}
+	d := decoder{buf: payload, off: 4, memo: memo}
 	if err := m.decode(&d); err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Name(), err)
 	}

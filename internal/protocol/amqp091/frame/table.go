@@ -62,7 +62,7 @@ func (d *decoder) table() Table {
 		return nil
 	}
 	end := d.off + int(n)
-	top := d.memo != nil && d.depth == 0
+	top := d.memoTable && d.memo != nil && d.depth == 0
 	if top && d.memo.table != nil && string(d.buf[d.off:end]) == string(d.memo.raw) {
 		d.off = end
 		return d.memo.table
