@@ -335,6 +335,8 @@ func (c *conn) handleFrame(f frame.Frame) (done bool, err error) {
 		}
 		return false, nil
 	case frame.TypeMethod:
+		// A basic.publish or basic.ack from the memo is reused by the next
+		// frame: handlers use a method's fields and never keep the method.
 		m, err := frame.DecodeMethodMemo(f.Payload, &c.methodMemo)
 		if err != nil {
 			if c.closing.Load() {

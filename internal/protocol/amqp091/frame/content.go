@@ -43,6 +43,11 @@ type Memo struct {
 	table Table
 	strs  [10]string // short strings by their position in the header
 	next  int        // position of the next short string
+
+	// DecodeMethodMemo's decoder and its results for the hot methods.
+	d       decoder
+	publish BasicPublish
+	ack     BasicAck
 }
 
 // str returns b as a string, the memo's own when it is the same as the
