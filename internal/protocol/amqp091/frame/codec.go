@@ -124,6 +124,15 @@ type encoder struct {
 	err   error
 	depth int
 	keys  []string // scratch for sorting table keys, used as a stack
+
+	// A Writer's encoder remembers the last content header's headers
+	// table and its encoding: the deliveries of one publisher's messages
+	// often share one table (Memo on the decoding side makes them share
+	// it), and a published message's table is never changed in place.
+	// Holding lastTable keeps its address from being reused by another.
+	inHeader  bool
+	lastTable Table
+	lastEnc   []byte
 }
 
 func (e *encoder) reset(b []byte) {

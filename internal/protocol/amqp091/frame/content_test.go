@@ -158,3 +158,30 @@ func TestMemoSharesUnchangedValues(t *testing.T) {
 		t.Errorf("memo decode %+v differs from plain %+v (%v)", c, plain, err)
 	}
 }
+
+func TestWriterReusesHeaderTableEncoding(t *testing.T) {
+	shared := Table{"x-rpc-status": "OK", "n": int64(7)}
+	tables := []Table{shared, shared, {"x-rpc-status": "INTERNAL"}, nil, shared, {"x-rpc-status": "OK", "n": int64(7)}}
+	var reused bytes.Buffer
+	w := NewWriter(&reused)
+	var want bytes.Buffer
+	for i, tab := range tables {
+		p := &Properties{CorrelationID: string(rune('a' + i)), Headers: tab}
+		if err := w.WriteContent(1, ClassBasic, p, []byte("body"), 4096); err != nil {
+			t.Fatal(err)
+		}
+		fresh := NewWriter(&want) // no memory of a previous table
+		if err := fresh.WriteContent(1, ClassBasic, p, []byte("body"), 4096); err != nil {
+			t.Fatal(err)
+		}
+		if err := fresh.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(reused.Bytes(), want.Bytes()) {
+		t.Fatalf("a writer reusing header encodings wrote\n% x\nwant\n% x", reused.Bytes(), want.Bytes())
+	}
+}
