@@ -124,6 +124,31 @@ func (p *Properties) Header(key string) (any, bool) {
 	return nil, false
 }
 
+// HeaderIsText reports whether header key of a received message is the
+// long string text, reading it in place: the client's check of a reply's
+// status, which Header would copy into a new string every time.
+func (p *Properties) HeaderIsText(key, text string) bool {
+	if p.rawHeaders == nil {
+		v, _ := p.Header(key)
+		s, ok := v.(string)
+		return ok && s == text
+	}
+	d := dec{b: p.rawHeaders}
+	for len(d.b) > 0 && d.err == nil {
+		n := int(d.octet())
+		k := d.take(n)
+		if d.err == nil && string(k) == key {
+			if d.octet() != 'S' {
+				return false
+			}
+			v := d.longstr()
+			return d.err == nil && string(v) == text
+		}
+		d.skipField()
+	}
+	return false
+}
+
 // HeaderTable returns every header as a table (decoding a received
 // message's table on each call).
 func (p *Properties) HeaderTable() amqp.Table {
