@@ -124,6 +124,22 @@ func (p *Properties) Header(key string) (any, bool) {
 	return nil, false
 }
 
+// keepRawHeaders copies a decoded header table out of the frame it was
+// read from into the spare end of buf (the delivery's body allocation,
+// which then serves both) or, without room, a new slice.
+func (p *Properties) keepRawHeaders(buf []byte) {
+	if p.rawHeaders == nil {
+		return
+	}
+	if cap(buf)-len(buf) >= len(p.rawHeaders) {
+		dst := buf[len(buf) : len(buf)+len(p.rawHeaders) : len(buf)+len(p.rawHeaders)]
+		copy(dst, p.rawHeaders)
+		p.rawHeaders = dst
+		return
+	}
+	p.rawHeaders = append([]byte(nil), p.rawHeaders...)
+}
+
 // HeaderIsText reports whether header key of a received message is the
 // long string text, reading it in place: the client's check of a reply's
 // status, which Header would copy into a new string every time.
@@ -607,7 +623,7 @@ func (d *dec) properties(cache *strCache) Properties {
 			if v.err != nil {
 				d.err = v.err
 			}
-			p.rawHeaders = append([]byte(nil), raw...)
+			p.rawHeaders = raw // in d's buffer: the caller copies it (keepRawHeaders)
 		}
 	}
 	if flags&flagDeliveryMode != 0 {

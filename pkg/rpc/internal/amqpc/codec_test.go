@@ -32,6 +32,7 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	}
 	d := dec{b: e.b}
 	got := d.properties(nil)
+	got.keepRawHeaders(nil)
 	if d.err != nil || len(d.b) != 0 {
 		t.Fatalf("decode: %v, %d bytes left", d.err, len(d.b))
 	}
