@@ -23,6 +23,7 @@ type Client struct {
 	idPrefix string
 	seq      atomic.Uint64
 	timers   sync.Pool // *time.Timer, stopped, for calls under the default timeout
+	dones    sync.Pool // chan result, empty, whose call got its one result
 
 	mu struct {
 		sync.Mutex
@@ -218,7 +219,10 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 	}
 	var idBuf [64]byte // on the stack: the id costs one allocation
 	id := string(strconv.AppendUint(append(idBuf[:0], c.idPrefix...), c.seq.Add(1), 36))
-	done := make(chan result, 1)
+	done, _ := c.dones.Get().(chan result)
+	if done == nil {
+		done = make(chan result, 1)
+	}
 	l.mu.Lock()
 	if l.gone {
 		l.mu.Unlock()
@@ -249,6 +253,9 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 	}
 	select {
 	case r := <-done:
+		// link.finish sends once per registered call and unregisters
+		// it first: done is empty now and nothing else will send on it.
+		c.dones.Put(done)
 		if r.err != nil {
 			return r.err
 		}

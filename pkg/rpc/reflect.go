@@ -15,7 +15,11 @@ var (
 // handlerMethod is one exported method of a registered value that has the
 // shape func(ctx context.Context, req *Req) (*Resp, error).
 type handlerMethod struct {
-	fn      reflect.Value // bound to the registered value
+	// fn is the method's function, called with recv as its first
+	// argument: a method value (Value.Method) would cost reflect an
+	// allocation per call to bind the receiver.
+	fn      reflect.Value
+	recv    reflect.Value // the registered value
 	reqType reflect.Type  // Req (what reflect.New allocates per request)
 }
 
@@ -36,7 +40,7 @@ func methodsOf(impl any) (map[string]handlerMethod, error) {
 			mt.Out(0).Kind() != reflect.Pointer || mt.Out(1) != errorType {
 			continue
 		}
-		methods[m.Name] = handlerMethod{fn: v.Method(i), reqType: mt.In(2).Elem()}
+		methods[m.Name] = handlerMethod{fn: m.Func, recv: v, reqType: mt.In(2).Elem()}
 	}
 	if len(methods) == 0 {
 		return nil, fmt.Errorf("rpc: %T has no method of the form func(context.Context, *Req) (*Resp, error)", impl)
@@ -47,7 +51,7 @@ func methodsOf(impl any) (map[string]handlerMethod, error) {
 // call runs the method. A nil *Resp with a nil error is answered as the
 // zero Resp so the caller always gets a decodable body.
 func (h handlerMethod) call(ctx context.Context, req reflect.Value) (any, error) {
-	out := h.fn.Call([]reflect.Value{reflect.ValueOf(ctx), req})
+	out := h.fn.Call([]reflect.Value{h.recv, reflect.ValueOf(ctx), req})
 	if err, _ := out[1].Interface().(error); err != nil {
 		return nil, err
 	}

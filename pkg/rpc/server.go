@@ -272,12 +272,22 @@ func (r channelReplier) ack(tag uint64) error { return r.ch.Ack(tag, false) }
 // connection goes (the broker then requeues what was not acked).
 func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <-chan *amqpc.Delivery) {
 	defer s.workers.Done()
+	sc := new(replyScratch)
 	for d := range deliveries {
-		s.handle(ctx, sv, ch, d)
+		s.handle(ctx, sv, ch, sc, d)
 	}
 }
 
-func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqpc.Delivery) {
+// replyScratch is a worker's reply under construction, reused from one
+// reply to the next (the reply is encoded before reply returns): built
+// afresh, the publishing and its header list were two allocations per
+// call, as they reach the replier through an interface.
+type replyScratch struct {
+	pub     amqpc.Publishing
+	headers [2]amqpc.Field
+}
+
+func (s *Server) handle(ctx context.Context, sv *service, ch replier, sc *replyScratch, d *amqpc.Delivery) {
 	req, err := parseRequest(d)
 	switch {
 	case errors.Is(err, errNoReplyTo), errors.Is(err, errNoType):
@@ -288,10 +298,10 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqpc.D
 		_ = ch.ack(d.DeliveryTag)
 		return
 	case errors.Is(err, errBadType):
-		s.reply(ch, d, req, nil, nil, Errorf(Unimplemented, "type %q is not service.method", d.Type))
+		s.reply(ch, sc, d, req, nil, nil, Errorf(Unimplemented, "type %q is not service.method", d.Type))
 		return
 	case err != nil:
-		s.reply(ch, d, req, nil, nil, Errorf(InvalidArgument, "%v", err))
+		s.reply(ch, sc, d, req, nil, nil, Errorf(InvalidArgument, "%v", err))
 		return
 	}
 	if !req.deadline.IsZero() && !time.Now().Before(req.deadline) {
@@ -304,17 +314,17 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqpc.D
 	}
 	m, ok := sv.methods[req.method]
 	if !ok || req.service != sv.info.Name {
-		s.reply(ch, d, req, nil, nil, Errorf(Unimplemented, "%s has no method %q", sv.info.Name, d.Type))
+		s.reply(ch, sc, d, req, nil, nil, Errorf(Unimplemented, "%s has no method %q", sv.info.Name, d.Type))
 		return
 	}
 	c, ok := codecByType(req.contentType)
 	if !ok {
-		s.reply(ch, d, req, nil, nil, Errorf(InvalidArgument, "unsupported content type %q", req.contentType))
+		s.reply(ch, sc, d, req, nil, nil, Errorf(InvalidArgument, "unsupported content type %q", req.contentType))
 		return
 	}
 	in := reflect.New(m.reqType)
 	if err := c.unmarshal(d.Body, in.Interface()); err != nil {
-		s.reply(ch, d, req, nil, nil, Errorf(InvalidArgument, "malformed %s request: %v", c.contentType(), err))
+		s.reply(ch, sc, d, req, nil, nil, Errorf(InvalidArgument, "malformed %s request: %v", c.contentType(), err))
 		return
 	}
 	if !req.deadline.IsZero() {
@@ -323,7 +333,7 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, d *amqpc.D
 		ctx = dc
 	}
 	out, err := s.invoke(ctx, sv, req, m, in)
-	s.reply(ch, d, req, c, out, err)
+	s.reply(ch, sc, d, req, c, out, err)
 }
 
 // invoke runs a handler; a panic becomes INTERNAL and a log line with the
@@ -343,14 +353,15 @@ func (s *Server) invoke(ctx context.Context, sv *service, req request, m handler
 // the key, then acks it. With an error the body is empty and the status
 // and message go in x-rpc-status and x-rpc-error; c is nil when the
 // request was refused before its codec was known (JSON is then named).
-func (s *Server) reply(ch replier, d *amqpc.Delivery, req request, c codec, out any, herr error) {
+func (s *Server) reply(ch replier, sc *replyScratch, d *amqpc.Delivery, req request, c codec, out any, herr error) {
 	if c == nil {
 		c = jsonCodec{}
 		if k, ok := codecByType(req.contentType); ok {
 			c = k
 		}
 	}
-	pub := amqpc.Publishing{}
+	sc.pub = amqpc.Publishing{}
+	pub := &sc.pub
 	pub.CorrelationId = req.correlationID
 	pub.ContentType = c.contentType()
 	if herr == nil {
@@ -363,7 +374,8 @@ func (s *Server) reply(ch replier, d *amqpc.Delivery, req request, c codec, out 
 		}
 	}
 	code := CodeOf(herr)
-	headers := [2]amqpc.Field{{Key: HeaderStatus, Value: code.String()}}
+	headers := &sc.headers
+	*headers = [2]amqpc.Field{{Key: HeaderStatus, Value: statusValue(code)}}
 	pub.HeaderList = headers[:1]
 	if herr != nil {
 		msg := herr.Error()
@@ -374,10 +386,19 @@ func (s *Server) reply(ch replier, d *amqpc.Delivery, req request, c codec, out 
 		headers[1] = amqpc.Field{Key: HeaderError, Value: msg}
 		pub.HeaderList = headers[:2]
 	}
-	if err := ch.reply(req.replyTo, &pub, d.DeliveryTag); err != nil {
+	if err := ch.reply(req.replyTo, pub, d.DeliveryTag); err != nil {
 		s.log.Warn("rpc: reply not sent", "type", d.Type, "err", err)
 		_ = ch.ack(d.DeliveryTag)
 	}
+}
+
+// statusValue is code's name as a header value; OK, by far the most
+// common, without the allocation of boxing a computed string.
+func statusValue(code Code) any {
+	if code == OK {
+		return "OK"
+	}
+	return code.String()
 }
 
 // Shutdown drains: it cancels every consumer (the broker stops sending;

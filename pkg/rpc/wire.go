@@ -148,6 +148,9 @@ func tableString(v any) string {
 // a responder that answers at all but ignores the status convention
 // should still work for the success path.
 func parseReply(d *amqpc.Delivery) (Code, string) {
+	if d.HeaderIsText(HeaderStatus, "OK") {
+		return OK, "" // the common case, without copying the header out
+	}
 	st, _ := d.Header(HeaderStatus)
 	name := tableString(st)
 	code, ok := ParseCode(name)

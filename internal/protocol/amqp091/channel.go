@@ -25,6 +25,7 @@ const (
 // to the connection's read loop.
 type channel struct {
 	c       *conn
+	hmemo   frame.Memo // the previous published content header's values, to share
 	id      uint16
 	closing bool // we sent channel.close and wait for close-ok
 	// timedOut is set (from a queue's timer) when a delivery outlived the

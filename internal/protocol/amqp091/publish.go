@@ -35,7 +35,7 @@ func (ch *channel) handleContent(f frame.Frame) error {
 			return connectionError(frame.UnexpectedFrame, nil, "content header on channel %d without basic.publish", ch.id)
 		}
 		var h frame.ContentHeader
-		if err := frame.DecodeContentHeader(f.Payload, &h); err != nil {
+		if err := frame.DecodeContentHeaderMemo(f.Payload, &h, &ch.hmemo); err != nil {
 			return connectionError(frame.FrameError, publishMethod, "malformed content header: %v", err)
 		}
 		if h.ClassID != frame.ClassBasic {

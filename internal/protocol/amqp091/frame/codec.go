@@ -15,6 +15,10 @@ type decoder struct {
 	off   int
 	err   error
 	depth int // current table/array nesting depth
+	memo  *Memo
+	// memoTable: a top-level table may be memo's (content headers only:
+	// method arguments such as queue.declare's may be kept and changed).
+	memoTable bool
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -84,7 +88,11 @@ func (d *decoder) bytes(n int, what string) []byte {
 
 func (d *decoder) shortstr() string {
 	n := int(d.octet())
-	return string(d.bytes(n, "shortstr"))
+	b := d.bytes(n, "shortstr")
+	if d.memo != nil && d.depth == 0 {
+		return d.memo.str(b)
+	}
+	return string(b)
 }
 
 func (d *decoder) longstr() string {
@@ -116,6 +124,15 @@ type encoder struct {
 	err   error
 	depth int
 	keys  []string // scratch for sorting table keys, used as a stack
+
+	// A Writer's encoder remembers the last content header's headers
+	// table and its encoding: the deliveries of one publisher's messages
+	// often share one table (Memo on the decoding side makes them share
+	// it), and a published message's table is never changed in place.
+	// Holding lastTable keeps its address from being reused by another.
+	inHeader  bool
+	lastTable Table
+	lastEnc   []byte
 }
 
 func (e *encoder) reset(b []byte) {

@@ -21,8 +21,57 @@ type ContentHeader struct {
 // bytes return an error wrapping ErrSyntax. The weight field is ignored.
 // Strings and tables are copied: h does not alias payload.
 func DecodeContentHeader(payload []byte, h *ContentHeader) error {
+	return DecodeContentHeaderMemo(payload, h, nil)
+}
+
+// Memo remembers what the previous frame decoded with it decoded to, so
+// that the next one from the same publisher shares what did not change
+// instead of allocating it again: each short string (content type,
+// reply_to, type, a basic.publish's routing key...) that equals the one in
+// the same position before, and a content header's headers table when its
+// bytes are the same (a service's replies all carry {x-rpc-status: OK}).
+// A publisher's properties mostly repeat, so this saves most of a
+// header's allocations. Use one memo for content headers and another for
+// methods (their strings' positions differ).
+//
+// The shared table is safe because a published message's headers are
+// never changed in place (the broker and every adapter copy a table
+// before changing it: a message routed to many queues shares one).
+// The zero value is ready to use; a memo is not safe for concurrent use.
+type Memo struct {
+	raw   []byte // the bytes table was decoded from
+	table Table
+	strs  [10]string // short strings by their position in the header
+	next  int        // position of the next short string
+
+	// DecodeMethodMemo's decoder and its results for the hot methods.
+	d       decoder
+	publish BasicPublish
+	ack     BasicAck
+}
+
+// str returns b as a string, the memo's own when it is the same as the
+// one in this position last time.
+func (m *Memo) str(b []byte) string {
+	i := m.next
+	m.next++
+	if i >= len(m.strs) {
+		return string(b)
+	}
+	if m.strs[i] != string(b) {
+		m.strs[i] = string(b)
+	}
+	return m.strs[i]
+}
+
+// DecodeContentHeaderMemo is DecodeContentHeader sharing unchanged values
+// with the previous header decoded with the same memo (nil: none).
+func DecodeContentHeaderMemo(payload []byte, h *ContentHeader, memo *Memo) error {
 	*h = ContentHeader{}
-	d := decoder{buf: payload}
+	d := decoder{buf: payload, memo: memo, memoTable: true}
+	if memo != nil {
+		memo.next = 0
+	}
 	h.ClassID = d.short()
 	d.short() // weight, unused
 	h.BodySize = d.longlong()

@@ -122,3 +122,66 @@ func TestPropertyPresence(t *testing.T) {
 		t.Errorf("empty properties: % x", b)
 	}
 }
+
+func TestMemoSharesUnchangedValues(t *testing.T) {
+	props := func(status string, corr string) []byte {
+		return AppendContentHeader(nil, &ContentHeader{ClassID: ClassBasic, BodySize: 3, Properties: Properties{
+			ContentType: "application/json", CorrelationID: corr, ReplyTo: "amq.rabbitmq.reply-to",
+			Headers: Table{"x-rpc-status": status, "n": int64(7)},
+		}})
+	}
+	var memo Memo
+	var a, b, c ContentHeader
+	pa := props("OK", "1")
+	if err := DecodeContentHeaderMemo(pa, &a, &memo); err != nil {
+		t.Fatal(err)
+	}
+	clear(pa) // the memo keeps no reference to the payload
+	if err := DecodeContentHeaderMemo(props("OK", "2"), &b, &memo); err != nil {
+		t.Fatal(err)
+	}
+	if reflect.ValueOf(a.Properties.Headers).UnsafePointer() != reflect.ValueOf(b.Properties.Headers).UnsafePointer() {
+		t.Error("the same header table bytes decoded to a new map")
+	}
+	if a.Properties.CorrelationID != "1" || b.Properties.CorrelationID != "2" || b.Properties.ReplyTo != "amq.rabbitmq.reply-to" {
+		t.Errorf("strings: %+v then %+v", a.Properties, b.Properties)
+	}
+	if err := DecodeContentHeaderMemo(props("INTERNAL", "3"), &c, &memo); err != nil {
+		t.Fatal(err)
+	}
+	want := Table{"x-rpc-status": "INTERNAL", "n": int64(7)}
+	if !reflect.DeepEqual(c.Properties.Headers, want) || b.Properties.Headers["x-rpc-status"] != "OK" {
+		t.Errorf("changed table: got %v (previous %v)", c.Properties.Headers, b.Properties.Headers)
+	}
+	var plain ContentHeader
+	if err := DecodeContentHeader(props("INTERNAL", "3"), &plain); err != nil || !reflect.DeepEqual(plain, c) {
+		t.Errorf("memo decode %+v differs from plain %+v (%v)", c, plain, err)
+	}
+}
+
+func TestWriterReusesHeaderTableEncoding(t *testing.T) {
+	shared := Table{"x-rpc-status": "OK", "n": int64(7)}
+	tables := []Table{shared, shared, {"x-rpc-status": "INTERNAL"}, nil, shared, {"x-rpc-status": "OK", "n": int64(7)}}
+	var reused bytes.Buffer
+	w := NewWriter(&reused)
+	var want bytes.Buffer
+	for i, tab := range tables {
+		p := &Properties{CorrelationID: string(rune('a' + i)), Headers: tab}
+		if err := w.WriteContent(1, ClassBasic, p, []byte("body"), 4096); err != nil {
+			t.Fatal(err)
+		}
+		fresh := NewWriter(&want) // no memory of a previous table
+		if err := fresh.WriteContent(1, ClassBasic, p, []byte("body"), 4096); err != nil {
+			t.Fatal(err)
+		}
+		if err := fresh.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(reused.Bytes(), want.Bytes()) {
+		t.Fatalf("a writer reusing header encodings wrote\n% x\nwant\n% x", reused.Bytes(), want.Bytes())
+	}
+}

@@ -128,18 +128,47 @@ type Method interface {
 // returns an error wrapping ErrUnknownMethod; truncated or malformed
 // arguments, or trailing bytes, return an error wrapping ErrSyntax.
 // Strings and tables are copied: the result does not alias payload.
-func DecodeMethod(payload []byte) (Method, error) {
+func DecodeMethod(payload []byte) (Method, error) { return DecodeMethodMemo(payload, nil) }
+
+// DecodeMethodMemo is DecodeMethod sharing unchanged short strings with
+// the previous method decoded with the same memo (nil: none). The hot
+// methods of a connection's read loop, basic.publish and basic.ack, are
+// decoded into the memo's own structs: such a result is valid only until
+// the next call with the memo, and the caller must not keep it.
+func DecodeMethodMemo(payload []byte, memo *Memo) (Method, error) {
 	if len(payload) < 4 {
 		return nil, fmt.Errorf("%w: method frame payload of %d bytes", ErrSyntax, len(payload))
 	}
 	classID := uint16(payload[0])<<8 | uint16(payload[1])
 	methodID := uint16(payload[2])<<8 | uint16(payload[3])
-	m := newMethod(classID, methodID)
+	var m Method
+	var d *decoder
+	if memo != nil {
+		memo.next = 0
+		if classID == ClassBasic {
+			switch methodID {
+			case 40:
+				memo.publish = BasicPublish{}
+				m = &memo.publish
+			case 80:
+				memo.ack = BasicAck{}
+				m = &memo.ack
+			}
+		}
+		// The memo's decoder: one on the stack would escape through the
+		// interface call below, an allocation per frame.
+		memo.d = decoder{buf: payload, off: 4, memo: memo}
+		d = &memo.d
+	} else {
+		d = &decoder{buf: payload, off: 4}
+	}
+	if m == nil {
+		m = newMethod(classID, methodID)
+	}
 	if m == nil {
 		return nil, fmt.Errorf("%w: class %d method %d", ErrUnknownMethod, classID, methodID)
 	}
-	d := decoder{buf: payload, off: 4}
-	if err := m.decode(&d); err != nil {
+	if err := m.decode(d); err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Name(), err)
 	}
 	if d.off != len(payload) {

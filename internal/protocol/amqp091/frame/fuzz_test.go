@@ -144,6 +144,17 @@ func FuzzDecodeMethod(f *testing.F) {
 		if err := discard.WriteMethod(1, m); err != nil {
 			t.Fatalf("%s: WriteMethod: %v", m.Name(), err)
 		}
+		// With a memo, after another method and after itself, the result is the same.
+		var memo Memo
+		for _, prev := range [][]byte{AppendMethod(nil, &BasicPublish{Exchange: "e", RoutingKey: "k"}), data} {
+			if _, err := DecodeMethodMemo(prev, &memo); err != nil {
+				t.Fatalf("memo: %v", err)
+			}
+			mm, err := DecodeMethodMemo(data, &memo)
+			if err != nil || !sameValue(m, mm) {
+				t.Fatalf("memo changed %s: %v\n%#v\n%#v", m.Name(), err, m, mm)
+			}
+		}
 	})
 }
 
@@ -175,6 +186,20 @@ func FuzzDecodeContentHeader(f *testing.F) {
 		}
 		if err := ValidateTable(h.Properties.Headers); err != nil {
 			t.Fatalf("decoded headers do not validate: %v", err)
+		}
+		// With a memo, after a header and after itself, the result is the same.
+		var memo Memo
+		for _, prev := range [][]byte{enc, data} {
+			var hm ContentHeader
+			if err := DecodeContentHeaderMemo(prev, &hm, &memo); err != nil {
+				t.Fatalf("memo: %v", err)
+			}
+			if err := DecodeContentHeaderMemo(data, &hm, &memo); err != nil {
+				t.Fatalf("memo: %v", err)
+			}
+			if !sameValue(h, hm) {
+				t.Fatalf("memo changed the header:\n%#v\n%#v", h, hm)
+			}
 		}
 	})
 }

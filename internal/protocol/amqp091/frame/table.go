@@ -2,6 +2,7 @@ package frame
 
 import (
 	"math"
+	"reflect"
 	"slices"
 	"time"
 )
@@ -62,6 +63,11 @@ func (d *decoder) table() Table {
 		return nil
 	}
 	end := d.off + int(n)
+	top := d.memoTable && d.memo != nil && d.depth == 0
+	if top && d.memo.table != nil && string(d.buf[d.off:end]) == string(d.memo.raw) {
+		d.off = end
+		return d.memo.table
+	}
 	outer := d.buf
 	d.buf = d.buf[:end]
 	d.depth++
@@ -79,6 +85,10 @@ func (d *decoder) table() Table {
 	if d.err != nil {
 		d.off = len(d.buf)
 		return nil
+	}
+	if top {
+		d.memo.raw = append(d.memo.raw[:0], d.buf[end-int(n):end]...)
+		d.memo.table = t
 	}
 	return t
 }
@@ -177,8 +187,30 @@ func (d *decoder) value() any {
 // table writes a field table argument or property. Invalid entries are
 // skipped (and recorded in e.err).
 func (e *encoder) table(t Table) {
+	if e.inHeader && e.depth == 0 && t != nil {
+		e.headerTable(t)
+		return
+	}
 	if !e.fieldTable(t) {
 		e.long(0)
+	}
+}
+
+// headerTable is table for a content header's headers, reusing the
+// previous header's encoding when t is the same map.
+func (e *encoder) headerTable(t Table) {
+	if e.lastTable != nil && reflect.ValueOf(t).UnsafePointer() == reflect.ValueOf(e.lastTable).UnsafePointer() {
+		e.buf = append(e.buf, e.lastEnc...)
+		return
+	}
+	mark := len(e.buf)
+	if !e.fieldTable(t) {
+		e.long(0)
+		return
+	}
+	if e.err == nil {
+		e.lastTable = t
+		e.lastEnc = append(e.lastEnc[:0], e.buf[mark:]...)
 	}
 }
 

@@ -82,7 +82,9 @@ func (w *Writer) WriteContent(channel uint16, classID uint16, p *Properties, bod
 		return fmt.Errorf("%w: frame max %d leaves no room for body", ErrFrameTooLarge, frameMax)
 	}
 	w.begin()
+	w.enc.inHeader = true
 	w.enc.contentHeader(classID, uint64(len(body)), p)
+	w.enc.inHeader = false
 	if err := w.enc.err; err != nil {
 		return fmt.Errorf("content header: %w", err)
 	}

@@ -144,9 +144,14 @@ func (ch *Channel) frame(typ uint8, p []byte) error {
 		if d.err != nil || size > maxBodySize {
 			return errMalformed
 		}
+		// One allocation for the body (grown as body frames come if over
+		// 1 MiB) and, after it, the header table's bytes.
+		bodyCap := int(min(size, 1<<20))
+		buf := make([]byte, bodyCap, bodyCap+len(props.rawHeaders))
+		props.keepRawHeaders(buf)
 		*ch.in.props = props
 		ch.in.size = int(size)
-		*ch.in.body = make([]byte, 0, min(size, 1<<20)) // grown as bodies come
+		*ch.in.body = buf[:0:bodyCap]
 	case frameBody:
 		if ch.in.props == nil || ch.in.size < 0 || len(*ch.in.body)+len(p) > ch.in.size {
 			return errMalformed

@@ -124,6 +124,47 @@ func (p *Properties) Header(key string) (any, bool) {
 	return nil, false
 }
 
+// keepRawHeaders copies a decoded header table out of the frame it was
+// read from into the spare end of buf (the delivery's body allocation,
+// which then serves both) or, without room, a new slice.
+func (p *Properties) keepRawHeaders(buf []byte) {
+	if p.rawHeaders == nil {
+		return
+	}
+	if cap(buf)-len(buf) >= len(p.rawHeaders) {
+		dst := buf[len(buf) : len(buf)+len(p.rawHeaders) : len(buf)+len(p.rawHeaders)]
+		copy(dst, p.rawHeaders)
+		p.rawHeaders = dst
+		return
+	}
+	p.rawHeaders = append([]byte(nil), p.rawHeaders...)
+}
+
+// HeaderIsText reports whether header key of a received message is the
+// long string text, reading it in place: the client's check of a reply's
+// status, which Header would copy into a new string every time.
+func (p *Properties) HeaderIsText(key, text string) bool {
+	if p.rawHeaders == nil {
+		v, _ := p.Header(key)
+		s, ok := v.(string)
+		return ok && s == text
+	}
+	d := dec{b: p.rawHeaders}
+	for len(d.b) > 0 && d.err == nil {
+		n := int(d.octet())
+		k := d.take(n)
+		if d.err == nil && string(k) == key {
+			if d.octet() != 'S' {
+				return false
+			}
+			v := d.longstr()
+			return d.err == nil && string(v) == text
+		}
+		d.skipField()
+	}
+	return false
+}
+
 // HeaderTable returns every header as a table (decoding a received
 // message's table on each call).
 func (p *Properties) HeaderTable() amqp.Table {
@@ -582,7 +623,7 @@ func (d *dec) properties(cache *strCache) Properties {
 			if v.err != nil {
 				d.err = v.err
 			}
-			p.rawHeaders = append([]byte(nil), raw...)
+			p.rawHeaders = raw // in d's buffer: the caller copies it (keepRawHeaders)
 		}
 	}
 	if flags&flagDeliveryMode != 0 {

@@ -32,6 +32,7 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	}
 	d := dec{b: e.b}
 	got := d.properties(nil)
+	got.keepRawHeaders(nil)
 	if d.err != nil || len(d.b) != 0 {
 		t.Fatalf("decode: %v, %d bytes left", d.err, len(d.b))
 	}
@@ -43,6 +44,14 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	}
 	if _, ok := got.Header("absent"); ok {
 		t.Fatal("Header found an absent key")
+	}
+	for _, c := range []struct {
+		key, text string
+		want      bool
+	}{{"x-rpc-status", "OK", true}, {"x-rpc-status", "O", false}, {"bytes", "raw", false}, {"x-deadline", "OK", false}, {"absent", "", false}} {
+		if got.HeaderIsText(c.key, c.text) != c.want || p.HeaderIsText(c.key, c.text) != c.want {
+			t.Errorf("HeaderIsText(%q, %q) is not %v (received or sent)", c.key, c.text, c.want)
+		}
 	}
 	got.rawHeaders, got.Headers = nil, p.Headers
 	if !reflect.DeepEqual(got, p) {
