@@ -533,10 +533,20 @@ func TestRPCSDKReconnect(t *testing.T) {
 	// Down: a call not marked idempotent fails at once.
 	wantCode(t, c.Call(ctx, "phoenix.Greet", &greetRequest{Name: "down"}, nil), rpc.Unavailable)
 
-	srv2, err := app.New(app.Config{AMQPAddr: addr, DataDir: dir,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	// The same address, which another package's test connecting out may
+	// hold for a moment: wait for it.
+	var srv2 *app.App
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		srv2, err = app.New(app.Config{AMQPAddr: addr, DataDir: dir,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		must(t, err)
+		if err = srv2.Start(); err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			break
+		}
+		stopServer(t, srv2)
+		time.Sleep(100 * time.Millisecond)
+	}
 	must(t, err)
-	must(t, srv2.Start())
 	t.Cleanup(func() { stopServer(t, srv2) })
 
 	var r greetReply

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +40,17 @@ func startMember(t *testing.T, name, addr string, join []string, dir string, tu 
 	users := auth.NewUsers()
 	users.SetBcryptCost(4)
 	b := broker.New(broker.Options{})
-	n, err := Start(Config{NodeName: name, Addr: addr, Join: join, Dir: dir, Broker: b, Users: users, Tuning: tu})
+	// A port picked free (or freed by a stopped node) may be taken for a
+	// moment by another package's test connecting out; wait for it.
+	var n *Node
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, err = Start(Config{NodeName: name, Addr: addr, Join: join, Dir: dir, Broker: b, Users: users, Tuning: tu})
+		if err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
