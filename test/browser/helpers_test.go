@@ -257,7 +257,16 @@ func eval[T any](b *browser, what, expr string) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	var v T
+	var err error
+	for {
+		v, err = chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+		// A context replaced by a navigation (CDP -32000) ran nothing.
+		if err == nil || !strings.Contains(err.Error(), "Cannot find context with specified id") || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		b.t.Fatalf("%s: %v\npage log:\n%s", what, err, b.pageLog())
 	}
@@ -271,8 +280,16 @@ func (b *browser) waitFor(what, cond, diag string, d time.Duration) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, d+5*time.Second)
 	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(d)))
+	var err error
+	for end := time.Now().Add(d); ; {
+		_, err = chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond,
+			chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(time.Until(end))))
+		// Just after a navigation the page's execution context may be
+		// replaced under the poll (CDP -32000): poll again in the new one.
+		if err == nil || !strings.Contains(err.Error(), "Cannot find context with specified id") || time.Now().After(end) {
+			break
+		}
+	}
 	if err == nil {
 		return
 	}
