@@ -16,6 +16,7 @@ import (
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 )
 
 // conn is one client connection. The read loop (serve) owns the fields
@@ -72,8 +73,13 @@ type conn struct {
 	// WebSocket.
 	raw       *kit.RawReader
 	rawReader kit.RawReader // what raw points to (one allocation fewer)
+	// ws is the WebSocket under nc for MQTT over WebSocket (nil on a
+	// plain or TLS socket): a connection over it parks only when
+	// neither its own reader nor the WebSocket's holds a byte.
+	ws *wsconn.Conn
 	// park holds the connection in the Handler's idle poller, with no
-	// goroutine, once it has been silent for ParkAfter (plain TCP only;
+	// goroutine, once it has been silent for ParkAfter (plain TCP, or
+	// WebSocket over plain TCP, whose TCP socket is the one watched;
 	// nil otherwise; set before any other goroutine sees c). parking:
 	// the reader may park (after the handshake, while the poller runs).
 	// ctx is the connection's, kept for the reader that resumes it; ended
@@ -106,16 +112,24 @@ type conn struct {
 	cleanExit bool // a DISCONNECT without will was received
 }
 
-func newConn(h *Handler, nc net.Conn) *conn {
+// newConn makes the connection of nc; ws is the WebSocket nc reads from
+// (MQTT over WebSocket), nil for a plain or TLS socket.
+func newConn(h *Handler, nc net.Conn, ws *wsconn.Conn) *conn {
 	c := &conn{
-		h: h, nc: nc, r: newReader(nc, &h.readBufs),
+		h: h, nc: nc, r: newReader(nc, &h.readBufs), ws: ws,
 		done: make(chan struct{}),
 	}
-	if c.rawReader.Init(nc) {
+	if ws == nil && c.rawReader.Init(nc) {
 		c.raw = &c.rawReader
 	}
-	if c.raw != nil && h.cfg.ParkAfter > 0 {
+	switch {
+	case h.cfg.ParkAfter <= 0:
+	case c.raw != nil:
 		c.park = h.poller.NewParker(nc, c.resume)
+	case ws != nil:
+		// The poller watches the TCP socket under the WebSocket; the
+		// reader reads on through the WebSocket's frame decoder.
+		c.park = h.poller.NewParker(ws.UnderlyingConn(), c.resume)
 	}
 	c.out = newOutbox(c)
 	return c
@@ -188,9 +202,23 @@ func (c *conn) run(err error) {
 	for err == kit.ErrDrained {
 		// Wait for the next bytes here, in a shallow frame, so that the
 		// collector can shrink an idle connection's stack.
-		if err = c.r.fillRaw(c.raw); err == nil {
+		if c.raw != nil {
+			err = c.r.fillRaw(c.raw)
+		} else {
+			err = c.r.fillFrom(c.nc) // WebSocket: through its frame decoder
+		}
+		if err == nil {
 			err = c.readLoop(c.ctx)
 		} else if c.parking && c.parkable(err) {
+			if c.ws != nil && !c.ws.Idle() {
+				// Part of a WebSocket frame came (a header, or a payload
+				// announced): wait for the rest as for the rest of a
+				// packet, until the keep-alive deadline.
+				err = kit.ErrDrained
+				c.nc.SetReadDeadline(c.keepAliveDeadline())
+				c.readDeadlineSet = 0 // the next packet sets ParkAfter's again
+				continue
+			}
 			// Silent for ParkAfter and the keep-alive still runs: wait in
 			// the poller, with no goroutine, until the next bytes or the
 			// keep-alive deadline.
@@ -253,6 +281,10 @@ func (pr packetReader) Read(p []byte) (int, error) {
 			return n, err
 		}
 		pr.c.nc.SetReadDeadline(pr.c.keepAliveDeadline())
+		// The read loop sets ParkAfter's deadline again after this
+		// packet, however soon (else the connection would not park
+		// before its next packet).
+		pr.c.readDeadlineSet = 0
 	}
 }
 
@@ -578,8 +610,8 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if c.keepAlive > 0 || c.parking {
 			c.extendReadDeadline()
 		}
-		if c.raw != nil && c.r.Buffered() == 0 {
-			return kit.ErrDrained // serve reads the next bytes
+		if (c.raw != nil || c.park != nil) && c.r.Buffered() == 0 {
+			return kit.ErrDrained // run reads the next bytes
 		}
 		p, err := c.r.Read(c.version, c.h.cfg.MaxPacketSize)
 		if err != nil {

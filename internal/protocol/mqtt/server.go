@@ -16,8 +16,10 @@
 // and held only during bursts. An idle plain-TCP connection has no
 // goroutine at all: after ParkAfter of silence its reader exits and the
 // connection waits in a kit.IdlePoller until its next bytes or its
-// keep-alive deadline (see docs/architecture.md "Idle connections"); over
-// TLS and WebSocket it keeps its reader, waiting in a shallow frame.
+// keep-alive deadline (see docs/architecture.md "Idle connections"), and
+// so does one over WebSocket on plain TCP (its TCP socket is watched, and
+// it parks only when neither its reader nor the WebSocket's holds a byte);
+// over TLS it keeps its reader, waiting in a shallow frame.
 package mqtt
 
 import (
@@ -75,7 +77,8 @@ type Config struct {
 	// (no password checked; the user must exist and, if it is a loopback
 	// user, connect from localhost). "" means guest.
 	AnonymousUser string
-	// ParkAfter is how long a plain-TCP connection may stay silent before
+	// ParkAfter is how long a plain-TCP connection (or WebSocket over
+	// plain TCP) may stay silent before
 	// its reader goroutine exits and the connection waits in the idle
 	// poller (kit.IdlePoller) until its next bytes or its keep-alive
 	// deadline. 0 means DefaultParkAfter; negative never parks.
@@ -148,6 +151,12 @@ type Handler struct {
 	wsPool wsconn.Pool
 	// poller holds idle plain-TCP connections without a goroutine.
 	poller *kit.IdlePoller
+	// life scopes the MQTT-over-WebSocket connections, which outlive
+	// their HTTP request once they park: Close ends it (endLife) and
+	// waits for them (wsConns).
+	life    context.Context
+	endLife context.CancelFunc
+	wsConns sync.WaitGroup
 
 	mu       sync.Mutex             // guards everything below
 	conns    map[string]*conn       // by session key (vhost + client id)
@@ -221,6 +230,7 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 		watches:  make(map[context.Context]*shutdownWatch),
 		poller:   kit.NewIdlePoller(log),
 	}
+	h.life, h.endLife = context.WithCancel(context.Background())
 	h.writeBufs.New = func() any {
 		b := make([]byte, 0, writeBufSize)
 		return &b
@@ -241,13 +251,14 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
 // as soon as the connection parks (idle, plain TCP: no goroutine serves it
 // until it has bytes to read) or ends; ended runs once it has ended.
 func (h *Handler) ServeConnDetached(ctx context.Context, nc net.Conn, ended func()) {
-	h.serveConn(ctx, nc, metrics.ProtocolMQTT, ended)
+	h.serveConn(ctx, nc, nil, metrics.ProtocolMQTT, ended)
 }
 
 // serveConn runs a connection whose metrics carry the protocol label.
-func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string, ended func()) {
+// ws is the WebSocket nc reads from, if any.
+func (h *Handler) serveConn(ctx context.Context, nc net.Conn, ws *wsconn.Conn, label string, ended func()) {
 	h.cfg.Counters.ConnOpened(label)
-	c := newConn(h, nc)
+	c := newConn(h, nc, ws)
 	c.label = label
 	c.serve(ctx, ended) // closeSocket counts the close
 }
@@ -255,6 +266,12 @@ func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string, ende
 // Close stops the Handler's timers (session expiry, delayed wills). Call it
 // after the listeners have stopped and their connections have ended.
 func (h *Handler) Close() {
+	// The WebSocket connections first: they see the end of life as a
+	// shutdown (v5 DISCONNECT 0x8B), and a parked one is woken to end.
+	h.mu.Lock()
+	h.endLife()
+	h.mu.Unlock()
+	h.wsConns.Wait()
 	h.mu.Lock()
 	h.closed = true
 	for k, t := range h.expiry {
