@@ -251,15 +251,14 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
 // as soon as the connection parks (idle, plain TCP: no goroutine serves it
 // until it has bytes to read) or ends; ended runs once it has ended.
 func (h *Handler) ServeConnDetached(ctx context.Context, nc net.Conn, ended func()) {
-	h.serveConn(ctx, nc, nil, metrics.ProtocolMQTT, ended)
+	h.serveConn(ctx, nc, ended)
 }
 
-// serveConn runs a connection whose metrics carry the protocol label.
-// ws is the WebSocket nc reads from, if any.
-func (h *Handler) serveConn(ctx context.Context, nc net.Conn, ws *wsconn.Conn, label string, ended func()) {
-	h.cfg.Counters.ConnOpened(label)
-	c := newConn(h, nc, ws)
-	c.label = label
+// serveConn runs a connection (MQTT over WebSocket when nc is a
+// wsconn NetConn: see conn.label).
+func (h *Handler) serveConn(ctx context.Context, nc net.Conn, ended func()) {
+	c := newConn(h, nc)
+	h.cfg.Counters.ConnOpened(c.label())
 	c.serve(ctx, ended) // closeSocket counts the close
 }
 

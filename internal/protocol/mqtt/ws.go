@@ -3,7 +3,6 @@ package mqtt
 import (
 	"net/http"
 
-	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/wsconn"
 )
 
@@ -43,5 +42,5 @@ func (h *Handler) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	h.wsConns.Add(1)
 	h.mu.Unlock()
-	h.serveConn(h.life, ws.NetConn(wsconn.OpBinary, true), ws, metrics.ProtocolMQTTWS, h.wsConns.Done)
+	h.serveConn(h.life, ws.NetConn(wsconn.OpBinary, true), h.wsConns.Done)
 }
