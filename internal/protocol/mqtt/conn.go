@@ -37,8 +37,8 @@ type conn struct {
 	pub           *broker.Publisher // made by the first PUBLISH (publisher)
 	sess          *session
 	queue         *broker.Queue
-	expiry      time.Duration // v5 session expiry; <0 = never
-	keepAlive   time.Duration
+	expiry        time.Duration // v5 session expiry; <0 = never
+	keepAlive     time.Duration
 	// readDeadlineSet is when the read loop last renewed the keep-alive
 	// deadline; kaDeadline is that deadline (zero: no keep-alive); both in
 	// Unix nanoseconds, 8 bytes where a time.Time takes 24. Read
@@ -71,9 +71,9 @@ type conn struct {
 	// nil otherwise; set before any other goroutine sees c). ctx is the
 	// connection's, kept for the reader that resumes it; ended runs once
 	// the connection is gone.
-	park    *kit.Parker
-	ctx     context.Context
-	ended   func()
+	park  *kit.Parker
+	ctx   context.Context
+	ended func()
 	// stopShutdown ends the shutdown watch when the read loop ends; stops
 	// undoes open's other registrations (registry entry, token expiry)
 	// once the connection has been torn down.
