@@ -164,17 +164,19 @@ type Handler struct {
 	expiry   map[string]*time.Timer // session expiry timers
 	wills    map[string]*time.Timer // delayed wills
 	closed   bool
-	// watches: the connections that a context's end shuts down, with the
+	// watches: the contexts whose end shuts connections down, with the
 	// one context.AfterFunc per context that does it (every plain
 	// connection shares the listeners' context, so this costs one entry
 	// where a watch per connection would cost one each).
 	watches map[context.Context]*shutdownWatch
 }
 
-// shutdownWatch is the connections served under one context.
+// shutdownWatch counts the connections served under one context. They
+// are found in conns when it ends (c.ctx), not kept in a set of their
+// own: an entry per idle connection would cost it some 80 bytes.
 type shutdownWatch struct {
-	conns map[*conn]struct{}
-	stop  func() bool
+	n    int
+	stop func() bool
 }
 
 // watchShutdown kicks c (v5 DISCONNECT 0x8B) when ctx ends; the returned
@@ -183,13 +185,19 @@ func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
 	h.mu.Lock()
 	w := h.watches[ctx]
 	if w == nil {
-		w = &shutdownWatch{conns: make(map[*conn]struct{})}
+		w = &shutdownWatch{}
 		h.watches[ctx] = w
 		w.stop = context.AfterFunc(ctx, func() {
+			// Every connection that watches is in conns: it registered
+			// in its handshake, before, and unregisters in its teardown,
+			// after its watch stops (a connection taken over has left
+			// conns, but it is being closed already).
 			h.mu.Lock()
-			cs := make([]*conn, 0, len(w.conns))
-			for c := range w.conns {
-				cs = append(cs, c)
+			var cs []*conn
+			for _, c := range h.conns {
+				if c.ctx == ctx {
+					cs = append(cs, c)
+				}
 			}
 			h.mu.Unlock()
 			for _, c := range cs {
@@ -197,7 +205,7 @@ func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
 			}
 		})
 	}
-	w.conns[c] = struct{}{}
+	w.n++
 	h.mu.Unlock()
 	if ctx.Err() != nil {
 		// The context ended before c joined: the watch may have kicked the
@@ -206,8 +214,8 @@ func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
 	}
 	return func() {
 		h.mu.Lock()
-		delete(w.conns, c)
-		if len(w.conns) == 0 && h.watches[ctx] == w {
+		w.n--
+		if w.n == 0 && h.watches[ctx] == w {
 			delete(h.watches, ctx)
 			w.stop()
 		}
