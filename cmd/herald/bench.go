@@ -56,7 +56,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&cfg.PahoSubscribers, "paho-subscribers", false, "mqtt-fanout: subscribers use the paho client library instead of the bench's lean client (which costs the machine a fraction of the CPU per delivery)")
 	fs.IntVar(&cfg.QoS, "qos", 0, "mqtt-fanout: QoS `level` 0 or 1 of the publishes and subscriptions (QoS 1: up to --confirm-window publishes await their PUBACK)")
 	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle, ws-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
-	fs.Func("source-addrs", "mqtt-fanout, mqtt-idle, ws-fanout: local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5 (each has its own ephemeral ports)", func(s string) error {
+	fs.Func("source-addrs", "mqtt-fanout, mqtt-idle, ws-fanout, ws-idle: local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5 (each has its own ephemeral ports)", func(s string) error {
 		addrs, err := bench.ParseSourceAddrs(s)
 		cfg.SourceAddrs = addrs
 		return err

@@ -160,8 +160,8 @@ func (c Config) Normalize() (Config, error) {
 	if !known {
 		return c, fmt.Errorf("unknown --scenario %q (choose one of: %s)", c.Scenario, strings.Join(names, ", "))
 	}
-	if len(c.SourceAddrs) > 0 && !IsMQTT(c.Scenario) && c.Scenario != ScenarioWSFanout {
-		return c, fmt.Errorf("--source-addrs only applies to --scenario %s, %s and %s", ScenarioMQTTFanout, ScenarioMQTTIdle, ScenarioWSFanout)
+	if len(c.SourceAddrs) > 0 && !IsMQTT(c.Scenario) && c.Scenario != ScenarioWSFanout && c.Scenario != ScenarioWSIdle {
+		return c, fmt.Errorf("--source-addrs only applies to --scenario %s, %s, %s and %s", ScenarioMQTTFanout, ScenarioMQTTIdle, ScenarioWSFanout, ScenarioWSIdle)
 	}
 	if IsMQTT(c.Scenario) {
 		return c.normalizeMQTT()

@@ -334,6 +334,9 @@ func writeIdleRows(row func(label, format string, args ...any), res Result) {
 			line += fmt.Sprintf(" (%.1f%% of a core)", 100*res.BrokerCPU/s)
 		}
 		row("broker", "%s", line)
+		if id.ConnectCPU > 0 && id.Connected > 0 {
+			row("", "cpu %.2fs for the connects = %.0f us per connect", id.ConnectCPU, 1e6*id.ConnectCPU/float64(id.Connected))
+		}
 		if id.RSSAfter > 0 {
 			row("rss", "%s before -> %s with %s connections = %s per connection",
 				formatBytes(float64(id.RSSBefore)), formatBytes(float64(id.RSSAfter)),

@@ -40,6 +40,7 @@ func (r *run) connectIdle(idle *IdleResult, workers int, open func(i int) error)
 		firstErr                error
 		wg                      sync.WaitGroup
 	)
+	cpu0 := r.brokerCPU()
 	t0 := time.Now()
 	for range min(workers, n) {
 		wg.Add(1)
@@ -94,11 +95,27 @@ connecting:
 	if idle.Connected == 0 {
 		return fmt.Errorf("no connection succeeded: %v", firstErr)
 	}
+	if cpu1 := r.brokerCPU(); cpu0 >= 0 && cpu1 >= 0 {
+		idle.ConnectCPU = cpu1 - cpu0
+	}
 	idle.ConnectTime = time.Unix(0, lastAt.Load()).Sub(t0)
 	if s := idle.ConnectTime.Seconds(); s > 0 {
 		idle.ConnectsPerSec = float64(idle.Connected) / s
 	}
 	return nil
+}
+
+// brokerCPU is the broker's CPU time so far in seconds, -1 without
+// --broker-pid or when it cannot be read.
+func (r *run) brokerCPU() float64 {
+	if r.cfg.BrokerPID <= 0 {
+		return -1
+	}
+	s, err := ProcessCPU(r.cfg.BrokerPID)
+	if err != nil {
+		return -1
+	}
+	return s
 }
 
 // holdIdle holds the connections for r.cfg.Duration (or until

@@ -130,9 +130,14 @@ type IdleResult struct {
 	StillConnected int           `json:"still_connected"` // at the end of the hold
 	ConnectTime    time.Duration `json:"connect_ns"`      // first dial to last CONNACK
 	ConnectsPerSec float64       `json:"connects_per_sec"`
-	Hold           time.Duration `json:"hold_ns"` // how long the connections were held idle
-	KeepAlive      time.Duration `json:"keep_alive_ns"`
-	NoFileLimit    uint64        `json:"nofile_limit"` // this process's RLIMIT_NOFILE after raising it
+	// ConnectCPU is the broker's CPU time (seconds) from the first dial to
+	// the last connect, with --broker-pid: what the connects cost the
+	// broker, a figure that a loaded machine (or a slow client) changes
+	// far less than the connect rate.
+	ConnectCPU  float64       `json:"connect_cpu_s,omitempty"`
+	Hold        time.Duration `json:"hold_ns"` // how long the connections were held idle
+	KeepAlive   time.Duration `json:"keep_alive_ns"`
+	NoFileLimit uint64        `json:"nofile_limit"` // this process's RLIMIT_NOFILE after raising it
 
 	// Broker resident set size (VmRSS, bytes) before connecting and at the
 	// end of the hold, when --broker-pid is given; RSSPerConn is their

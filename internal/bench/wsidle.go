@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -210,6 +212,13 @@ func runWSIdle(r *run) (Result, error) {
 		return res, err
 	}
 	defer x.d.client.CloseIdleConnections()
+	if len(cfg.SourceAddrs) > 0 {
+		// Each source address has its own ephemeral ports: 15,000
+		// sockets to one port, run after run, outgrow one address's.
+		x.d.client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return r.dialer().DialContext(ctx, network, addr)
+		}
+	}
 	r.beginIdle(idle, "")
 
 	conns := make([]*websocket.Conn, cfg.Connections) // slot i is written by one worker only

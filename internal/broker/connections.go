@@ -60,6 +60,7 @@ type ChannelInfo struct {
 type Connection struct {
 	info     ConnectionInfo
 	channels atomic.Int64
+	gone     atomic.Bool // unregistered
 	// Message counters, bumped by the adapter (one atomic add each) and
 	// summed per protocol at scrape time by ProtocolCounters.
 	published, delivered, acked atomic.Uint64
@@ -129,17 +130,23 @@ type connRegistry struct {
 	// detached holds the counters of requests that belong to no
 	// connection (plain HTTP), by protocol name (guarded by mu).
 	detached map[string]*Connection
-	lim      limitState
+	// locals interns ConnectionInfo.Local: the connections of one
+	// listener share its address, one string instead of one each
+	// (guarded by mu).
+	locals map[string]string
+	lim    limitState
 }
 
 // RegisterConnection adds a connection to the registry; the adapter calls
 // unregister (idempotent) when the connection ends.
+//
+// Every idle connection holds its entry, so the entry is kept small: the
+// info is stored once (nothing else captures it), a Name derived from the
+// addresses is made when the connection is listed, and the Local address
+// is shared with the other connections of its listener.
 func (b *Broker) RegisterConnection(info ConnectionInfo) (c *Connection, unregister func()) {
 	r := &b.conns
 	info.ID = r.next.Add(1)
-	if info.Name == "" {
-		info.Name = info.Peer + " -> " + info.Local
-	}
 	if info.ConnectedAt.IsZero() {
 		info.ConnectedAt = b.now()
 	}
@@ -148,27 +155,54 @@ func (b *Broker) RegisterConnection(info ConnectionInfo) (c *Connection, unregis
 	if r.conns == nil {
 		r.conns = make(map[uint64]*Connection)
 	}
-	r.conns[info.ID] = c
+	if l, ok := r.locals[c.info.Local]; ok {
+		c.info.Local = l
+	} else if len(r.locals) < maxInternedLocals {
+		if r.locals == nil {
+			r.locals = make(map[string]string)
+		}
+		r.locals[c.info.Local] = c.info.Local
+	}
+	r.conns[c.info.ID] = c
 	r.mu.Unlock()
-	if info.Close != nil && b.vhostGone(info.VHost) {
+	if c.info.Close != nil && b.vhostGone(c.info.VHost) {
 		// DeleteVHost ran between the login and now, after it closed the
 		// vhost's registered connections: close this one too.
-		info.Close(vhostDeletedReason(info.VHost))
+		c.info.Close(vhostDeletedReason(c.info.VHost))
 	}
-	var once sync.Once
-	return c, func() {
-		once.Do(func() {
-			r.mu.Lock()
-			delete(r.conns, info.ID)
-			if r.closed == nil {
-				r.closed = make(map[string]MessageCounts)
-			}
-			t := r.closed[info.Protocol]
-			t.add(c.counts())
-			r.closed[info.Protocol] = t
-			r.mu.Unlock()
-		})
+	return c, func() { r.unregister(c) }
+}
+
+// maxInternedLocals bounds the interned local addresses: a broker has a
+// few listeners, but one bound to every address of a host sees one local
+// address per address the clients dial.
+const maxInternedLocals = 64
+
+// unregister removes c, once.
+func (r *connRegistry) unregister(c *Connection) {
+	if c.gone.Swap(true) {
+		return
 	}
+	r.mu.Lock()
+	delete(r.conns, c.info.ID)
+	if r.closed == nil {
+		r.closed = make(map[string]MessageCounts)
+	}
+	t := r.closed[c.info.Protocol]
+	t.add(c.counts())
+	r.closed[c.info.Protocol] = t
+	r.mu.Unlock()
+}
+
+// listed is c's info as Connections lists it.
+func (c *Connection) listed() ConnectionInfo {
+	info := c.info
+	info.Channels = int(c.channels.Load())
+	if info.Name == "" {
+		// RabbitMQ's form, "127.0.0.1:5555 -> 127.0.0.1:5672".
+		info.Name = info.Peer + " -> " + info.Local
+	}
+	return info
 }
 
 // Connections lists the open connections, oldest first.
@@ -177,9 +211,7 @@ func (b *Broker) Connections() []ConnectionInfo {
 	r.mu.Lock()
 	out := make([]ConnectionInfo, 0, len(r.conns))
 	for _, c := range r.conns {
-		info := c.info
-		info.Channels = int(c.channels.Load())
-		out = append(out, info)
+		out = append(out, c.listed())
 	}
 	r.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -91,7 +91,7 @@ func (h *presenceHub) notifyLocked(pc *presenceChannel, op, channel string, c pr
 	b := mustJSON(map[string]any{"op": op, "channel": channel, "client": c.Client, "user": c.User, "info": c.Info})
 	for w := range pc.watchers {
 		if !w.ob.event(b) {
-			w.log.Warn("closing a websocket that does not read its join/leave frames", "channel", channel)
+			w.logger().Warn("closing a websocket that does not read its join/leave frames", "channel", channel)
 			go w.shutdown(wsconn.StatusPolicyViolation, "too slow")
 		}
 	}
@@ -163,7 +163,7 @@ func (h *presenceHub) leave(ws *wsSession, k presenceKey, presence, joinLeave bo
 func (h *presenceHub) leaveAll(ws *wsSession) {
 	ws.mu.Lock()
 	joined := ws.rt.joined
-	ws.rt.joined = map[string]presenceJoin{}
+	ws.rt.joined = nil
 	ws.mu.Unlock()
 	for _, j := range joined {
 		h.leave(ws, j.key, j.presence, j.joinLeave)
@@ -282,6 +282,9 @@ func (ws *wsSession) joinPresence(x *sub, f *wsFrame, answer []byte) (answered b
 		return false, err
 	}
 	ws.mu.Lock()
+	if ws.rt.joined == nil {
+		ws.rt.joined = map[string]presenceJoin{} // made by the first join: most sockets never join
+	}
 	ws.rt.joined[x.id] = presenceJoin{key: k, presence: f.Presence, joinLeave: f.JoinLeave}
 	ws.mu.Unlock()
 	return true, nil

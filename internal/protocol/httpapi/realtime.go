@@ -68,7 +68,6 @@ func newClientID() string {
 func (ws *wsSession) openRealtime() {
 	rt := &ws.rt
 	rt.client = newClientID()
-	rt.joined = map[string]presenceJoin{}
 	rate := ws.s.cfg.MaxFrameRate
 	if rate == 0 {
 		rate = web.DefaultMaxFrameRate
@@ -110,7 +109,7 @@ func (ws *wsSession) armExpiry(at time.Time) {
 		rt.expiry.Stop()
 	}
 	rt.expiry = time.AfterFunc(time.Until(at), func() {
-		ws.log.Info("websocket token expired without a refresh; closing")
+		ws.logger().Info("websocket token expired without a refresh; closing")
 		ws.shutdown(wsconn.StatusPolicyViolation, "token expired")
 	})
 }
@@ -184,7 +183,7 @@ func (ws *wsSession) heartbeat() bool {
 		return false // closed meanwhile
 	default:
 	}
-	ws.log.Info("websocket peer did not answer a ping; closing", "err", err)
+	ws.logger().Info("websocket peer did not answer a ping; closing", "err", err)
 	ws.closing.Store(true)
 	_ = ws.c.CloseNow() // ends the read loop
 	ws.unpark()

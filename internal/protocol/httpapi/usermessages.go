@@ -34,14 +34,14 @@ func userResource(user string) string { return broker.UserExchange + "." + user 
 func (ws *wsSession) openUserQueue() {
 	q, err := ws.vhost.DeclareUserQueue(ws.user.Name, ws.owner)
 	if err != nil {
-		ws.log.Warn("no per-user messages for this websocket", "err", err)
+		ws.logger().Warn("no per-user messages for this websocket", "err", err)
 		return
 	}
 	// private: a user queue that the socket does not drain counts as a
 	// slow subscription (closed beyond --slow-subscriber-depth).
 	x := &sub{o: ws.ob, id: userSubID, queue: q, auto: true, private: true}
 	if err := ws.consume(x, 0); err != nil {
-		ws.log.Warn("no per-user messages for this websocket", "err", err)
+		ws.logger().Warn("no per-user messages for this websocket", "err", err)
 		_, _ = ws.vhost.DeleteQueue(q.Name(), ws.owner, false, false)
 		return
 	}
@@ -80,13 +80,13 @@ func (ws *wsSession) sendToUser(f *wsFrame) {
 		return
 	}
 	m = userMessage(f.To, ws.user.Name, m.Properties, m.Body)
-	if _, err := ws.pub.Publish(m); err != nil {
+	if _, err := ws.publisher().Publish(m); err != nil {
 		ws.publishError(f.ID, web.HTTPStatus(err), err.Error())
 		return
 	}
 	ws.reg.CountPublish()
 	if f.Confirm {
-		ws.confirms.Confirm(ws.pub, wsAnswer{id: f.ID, confirm: true, b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID})})
+		ws.confirms.Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true, b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID})})
 		ws.confirms.Wait(maxUnsentConfirms, ws.stop)
 		ws.ob.waitControl()
 	}

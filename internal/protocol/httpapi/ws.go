@@ -37,8 +37,10 @@ type wsSession struct {
 	vhost *broker.VHost
 	owner broker.Owner
 	ob    *outbox
-	log   *slog.Logger
-	pub   *broker.Publisher // read loop only
+	// remote is the peer's address, for the log lines (logger).
+	remote string
+	// pub is made by the first publish (publisher); read loop only.
+	pub *broker.Publisher
 	// confirms releases the answers to publishes ("confirmed", errors) in
 	// order, each "confirmed" once its message is on disk when it must be
 	// (see publish).
@@ -151,8 +153,8 @@ func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost,
 	}
 	ws := &wsSession{
 		s: s, c: c, user: u, vhost: v, owner: s.broker.NewOwner(),
-		log: s.log.With("remote", r.remote, "user", u.Name), pub: v.Publisher(),
-		done: make(chan struct{}), subs: make(map[string]*sub),
+		remote: r.remote,
+		done:   make(chan struct{}), subs: make(map[string]*sub),
 		rate: s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
 		batch: r.batch, burstDone: make(chan error, 1),
 	}
@@ -175,6 +177,22 @@ func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost,
 	ws.stopWatch = ws.watch()
 	ws.openRealtime()
 	return ws
+}
+
+// logger is the session's logger, with its peer and user. It is made
+// when something is logged, not kept: a clone of the server's logger per
+// socket would cost every idle one a few hundred bytes.
+func (ws *wsSession) logger() *slog.Logger {
+	return ws.s.log.With("remote", ws.remote, "user", ws.user.Name)
+}
+
+// publisher is the session's publisher, made by its first publish: a
+// socket that only subscribes holds none. Read loop only.
+func (ws *wsSession) publisher() *broker.Publisher {
+	if ws.pub == nil {
+		ws.pub = ws.vhost.Publisher()
+	}
+	return ws.pub
 }
 
 // truncateReason fits a close reason into a WebSocket close frame (123 bytes).
@@ -261,7 +279,7 @@ func (ws *wsSession) resume() error {
 // end closes the session once its reading failed or the peer closed.
 func (ws *wsSession) end(err error) {
 	ws.stopWatch()
-	ws.log.Debug("websocket closed", "err", err)
+	ws.logger().Debug("websocket closed", "err", err)
 	if wsViolation(err, ws.closing.Load()) {
 		ws.s.cfg.Counters.ProtocolError(protocolWS)
 	}
@@ -341,7 +359,7 @@ func (ws *wsSession) checkSlow() {
 		return
 	}
 	if q := ws.tooSlow(); q != "" {
-		ws.log.Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
+		ws.logger().Warn("closing slow websocket subscriber", "queue", q, "limit", ws.s.cfg.SlowSubscriberDepth)
 		ws.closing.Store(true)
 		go ws.shutdown(wsconn.StatusPolicyViolation, "too slow") // Close waits for the peer: not in the writer
 	}
@@ -470,7 +488,7 @@ const maxUnsentConfirms = 4096
 // instead of "confirmed".
 func (ws *wsSession) sendAnswer(a wsAnswer, err error) {
 	if err != nil && a.confirm {
-		ws.log.Error("websocket publish not written to disk; not confirmed", "err", err)
+		ws.logger().Error("websocket publish not written to disk; not confirmed", "err", err)
 		a.b = mustJSON(map[string]any{"op": "error", "id": a.id, "code": http.StatusInternalServerError,
 			"message": "the message could not be written to disk: " + err.Error()})
 	}
@@ -511,9 +529,9 @@ func (ws *wsSession) publish(f *wsFrame) {
 	if !ws.rate.Wait(ws.stop) {
 		return // the socket is being closed
 	}
-	n, err := ws.pub.Publish(m)
+	n, err := ws.publisher().Publish(m)
 	if err == nil {
-		err = ws.pub.RefusedError()
+		err = ws.publisher().RefusedError()
 	}
 	if err != nil {
 		ws.publishError(f.ID, web.HTTPStatus(err), err.Error())
@@ -521,15 +539,15 @@ func (ws *wsSession) publish(f *wsFrame) {
 	}
 	ws.reg.CountPublish()
 	if f.Confirm {
-		ws.confirms.Confirm(ws.pub, wsAnswer{id: f.ID, confirm: true,
+		ws.confirms.Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true,
 			b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID, "routed": n > 0})})
 		ws.confirms.Wait(maxUnsentConfirms, ws.stop)
 		ws.ob.waitControl()
 	}
-	if ws.pub.Congested() {
+	if ws.publisher().Congested() {
 		// Push-back: stop reading this socket until the queues drain.
 		ws.rt.paused.Store(true)
-		ws.pub.WaitFlow(ws.done, ws.owner)
+		ws.publisher().WaitFlow(ws.done, ws.owner)
 		ws.rt.paused.Store(false)
 	}
 }

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
+	"github.com/heraldmq/herald/internal/metrics"
 	"github.com/heraldmq/herald/internal/protocol/kit"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
+	"github.com/heraldmq/herald/internal/protocol/wsconn"
 )
 
 // conn is one client connection. The read loop (serve) owns the fields
@@ -24,28 +26,19 @@ type conn struct {
 	h  *Handler
 	nc net.Conn
 	r  *reader
-	// authErr is why the login failed, for the refusal's log line.
-	authErr error
 
-	version  byte
 	clientID string
 	key      string // session key: vhost + "\x00" + client id
 	vhost    *broker.VHost
 	user     string
 	owner    broker.Owner
-	// pubAllowed caches write on amq.topic at users generation
-	// pubAllowedGen (see allowPublish).
-	pubAllowed    bool
+	// pubAllowedGen: see pubAllowed.
 	pubAllowedGen uint64
 	pub           *broker.Publisher // made by the first PUBLISH (publisher)
 	sess          *session
 	queue         *broker.Queue
-	// deleteQueue: the session ends with the connection (v5 Session Expiry 0
-	// resuming an old persistent session).
-	deleteQueue bool
-	expiry      time.Duration // v5 session expiry; <0 = never
-	persistent  bool
-	keepAlive   time.Duration
+	expiry        time.Duration // v5 session expiry; <0 = never
+	keepAlive     time.Duration
 	// readDeadlineSet is when the read loop last renewed the keep-alive
 	// deadline; kaDeadline is that deadline (zero: no keep-alive); both in
 	// Unix nanoseconds, 8 bytes where a time.Time takes 24. Read
@@ -73,15 +66,14 @@ type conn struct {
 	raw       *kit.RawReader
 	rawReader kit.RawReader // what raw points to (one allocation fewer)
 	// park holds the connection in the Handler's idle poller, with no
-	// goroutine, once it has been silent for ParkAfter (plain TCP only;
-	// nil otherwise; set before any other goroutine sees c). parking:
-	// the reader may park (after the handshake, while the poller runs).
-	// ctx is the connection's, kept for the reader that resumes it; ended
-	// runs once the connection is gone.
-	park    *kit.Parker
-	parking bool
-	ctx     context.Context
-	ended   func()
+	// goroutine, once it has been silent for ParkAfter (plain TCP, or
+	// WebSocket over plain TCP, whose TCP socket is the one watched;
+	// nil otherwise; set before any other goroutine sees c). ctx is the
+	// connection's, kept for the reader that resumes it; ended runs once
+	// the connection is gone.
+	park  *kit.Parker
+	ctx   context.Context
+	ended func()
 	// stopShutdown ends the shutdown watch when the read loop ends; stops
 	// undoes open's other registrations (registry entry, token expiry)
 	// once the connection has been torn down.
@@ -100,9 +92,23 @@ type conn struct {
 	mu        sync.Mutex                  // guards consumers
 	consumers map[string]*broker.Consumer // made by the first consumer
 
-	label     string // metrics protocol label: mqtt or mqtt-ws
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// The small fields together, so that the struct has no padding
+	// between them (it stays in a smaller size class: every idle
+	// connection has one).
+	version byte
+	// pubAllowed caches write on amq.topic at users generation
+	// pubAllowedGen (see allowPublish).
+	pubAllowed bool
+	// deleteQueue: the session ends with the connection (v5 Session Expiry 0
+	// resuming an old persistent session).
+	deleteQueue bool
+	persistent  bool
+	// parking: the reader may park (after the handshake, while the poller
+	// runs).
+	parking   bool
 	cleanExit bool // a DISCONNECT without will was received
 }
 
@@ -111,14 +117,29 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		h: h, nc: nc, r: newReader(nc, &h.readBufs),
 		done: make(chan struct{}),
 	}
-	if c.rawReader.Init(nc) {
+	ws := wsconn.Of(nc)
+	if ws == nil && c.rawReader.Init(nc) {
 		c.raw = &c.rawReader
 	}
-	if c.raw != nil && h.cfg.ParkAfter > 0 {
+	switch {
+	case h.cfg.ParkAfter <= 0:
+	case c.raw != nil:
 		c.park = h.poller.NewParker(nc, c.resume)
+	case ws != nil:
+		// The poller watches the TCP socket under the WebSocket; the
+		// reader reads on through the WebSocket's frame decoder.
+		c.park = h.poller.NewParker(ws.UnderlyingConn(), c.resume)
 	}
 	c.out = newOutbox(c)
 	return c
+}
+
+// label is the connection's metrics protocol label: mqtt or mqtt-ws.
+func (c *conn) label() string {
+	if wsconn.Of(c.nc) != nil {
+		return metrics.ProtocolMQTTWS
+	}
+	return metrics.ProtocolMQTT
 }
 
 // logger is the connection's logger, with its peer and client id. It is
@@ -128,9 +149,6 @@ func (c *conn) logger() *slog.Logger {
 	args := []any{"remote", c.nc.RemoteAddr().String()}
 	if c.clientID != "" {
 		args = append(args, "client_id", c.clientID)
-	}
-	if c.authErr != nil {
-		args = append(args, "err", c.authErr)
 	}
 	return c.h.log.With(args...)
 }
@@ -188,9 +206,23 @@ func (c *conn) run(err error) {
 	for err == kit.ErrDrained {
 		// Wait for the next bytes here, in a shallow frame, so that the
 		// collector can shrink an idle connection's stack.
-		if err = c.r.fillRaw(c.raw); err == nil {
+		if c.raw != nil {
+			err = c.r.fillRaw(c.raw)
+		} else {
+			err = c.r.fillFrom(c.nc) // WebSocket: through its frame decoder
+		}
+		if err == nil {
 			err = c.readLoop(c.ctx)
 		} else if c.parking && c.parkable(err) {
+			if ws := wsconn.Of(c.nc); ws != nil && !ws.Idle() {
+				// Part of a WebSocket frame came (a header, or a payload
+				// announced): wait for the rest as for the rest of a
+				// packet, until the keep-alive deadline.
+				err = kit.ErrDrained
+				c.nc.SetReadDeadline(c.keepAliveDeadline())
+				c.readDeadlineSet = 0 // the next packet sets ParkAfter's again
+				continue
+			}
 			// Silent for ParkAfter and the keep-alive still runs: wait in
 			// the poller, with no goroutine, until the next bytes or the
 			// keep-alive deadline.
@@ -253,6 +285,10 @@ func (pr packetReader) Read(p []byte) (int, error) {
 			return n, err
 		}
 		pr.c.nc.SetReadDeadline(pr.c.keepAliveDeadline())
+		// The read loop sets ParkAfter's deadline again after this
+		// packet, however soon (else the connection would not park
+		// before its next packet).
+		pr.c.readDeadlineSet = 0
 	}
 }
 
@@ -276,7 +312,7 @@ func (c *conn) closeSocket() {
 	}
 	c.nc.Close()
 	close(c.done)
-	c.h.cfg.Counters.ConnClosed(c.label)
+	c.h.cfg.Counters.ConnClosed(c.label())
 	c.ended()
 }
 
@@ -332,7 +368,7 @@ func (c *conn) end(ctx context.Context, err error) {
 		c.logger().Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
 		var pe *packet.Error
 		if errors.As(err, &pe) {
-			c.h.cfg.Counters.ProtocolError(c.label)
+			c.h.cfg.Counters.ProtocolError(c.label())
 			c.kick(pe.Code)
 		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			c.kick(packet.KeepAliveTimeout)
@@ -367,16 +403,19 @@ func (c *conn) handshake() bool {
 		}
 		c.logger().Debug("mqtt connect failed", "err", err)
 		if errors.As(err, &pe) {
-			c.h.cfg.Counters.ProtocolError(c.label)
+			c.h.cfg.Counters.ProtocolError(c.label())
 		}
 		return false
 	}
 	if !isConnect {
 		c.logger().Debug("mqtt first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
-		c.h.cfg.Counters.ProtocolError(c.label)
+		c.h.cfg.Counters.ProtocolError(c.label())
 		return false
 	}
 	c.version = cp.ProtocolLevel
+	// authErr is why the login failed, for the refusal's log line (a
+	// local: a field would cost every connection 16 bytes).
+	var authErr error
 	fail := func(code packet.ReasonCode, why string) bool {
 		ack := &packet.Connack{ReasonCode: code}
 		if c.version == packet.V5 {
@@ -385,11 +424,15 @@ func (c *conn) handshake() bool {
 			ack.ReasonCode = packet.ReasonCode(packet.V3ConnackCode(code))
 		}
 		c.writeDirect(ack, c.version)
-		c.logger().Info("mqtt connection refused", "reason", why, "code", byte(code))
+		log := c.logger()
+		if authErr != nil {
+			log = log.With("err", authErr)
+		}
+		log.Info("mqtt connection refused", "reason", why, "code", byte(code))
 		return false
 	}
 	authFail := func(code packet.ReasonCode, why string) bool {
-		c.h.cfg.Counters.AuthFailed(c.label)
+		c.h.cfg.Counters.AuthFailed(c.label())
 		return fail(code, why)
 	}
 	if cp.Properties.AuthMethod != "" {
@@ -426,7 +469,7 @@ func (c *conn) handshake() bool {
 			return authFail(packet.NotAuthorized, "client certificate user '"+user+"' is not allowed")
 		}
 	} else if login, err := c.h.users.Authenticate(user, string(cp.Password), c.nc.RemoteAddr()); err != nil {
-		c.authErr = err // fail logs the refusal once, with why
+		authErr = err // fail logs the refusal once, with why
 		if c.version == packet.V5 {
 			return authFail(packet.BadUserNameOrPassword, "bad user name or password")
 		}
@@ -578,8 +621,8 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if c.keepAlive > 0 || c.parking {
 			c.extendReadDeadline()
 		}
-		if c.raw != nil && c.r.Buffered() == 0 {
-			return kit.ErrDrained // serve reads the next bytes
+		if (c.raw != nil || c.park != nil) && c.r.Buffered() == 0 {
+			return kit.ErrDrained // run reads the next bytes
 		}
 		p, err := c.r.Read(c.version, c.h.cfg.MaxPacketSize)
 		if err != nil {

@@ -81,6 +81,19 @@ func (rd *reader) fill() error {
 	return rd.filled(n, err)
 }
 
+// fillFrom is fill reading src (the connection itself, not a
+// packetReader: a timeout is the caller's to handle) for a reader that may
+// park: a read that brings nothing gives the buffer back, so that a parked
+// connection holds none.
+func (rd *reader) fillFrom(src io.Reader) error {
+	rd.r, rd.w = 0, 0
+	n, err := src.Read(rd.Buffer())
+	if n <= 0 {
+		rd.Release()
+	}
+	return rd.filled(n, err)
+}
+
 // fillRaw is fill on a plain socket, from the read loop's shallow caller:
 // the buffer is taken only for a read that finds bytes (kit.RawReader).
 func (rd *reader) fillRaw(raw *kit.RawReader) error {

@@ -16,8 +16,10 @@
 // and held only during bursts. An idle plain-TCP connection has no
 // goroutine at all: after ParkAfter of silence its reader exits and the
 // connection waits in a kit.IdlePoller until its next bytes or its
-// keep-alive deadline (see docs/architecture.md "Idle connections"); over
-// TLS and WebSocket it keeps its reader, waiting in a shallow frame.
+// keep-alive deadline (see docs/architecture.md "Idle connections"), and
+// so does one over WebSocket on plain TCP (its TCP socket is watched, and
+// it parks only when neither its reader nor the WebSocket's holds a byte);
+// over TLS it keeps its reader, waiting in a shallow frame.
 package mqtt
 
 import (
@@ -75,7 +77,8 @@ type Config struct {
 	// (no password checked; the user must exist and, if it is a loopback
 	// user, connect from localhost). "" means guest.
 	AnonymousUser string
-	// ParkAfter is how long a plain-TCP connection may stay silent before
+	// ParkAfter is how long a plain-TCP connection (or WebSocket over
+	// plain TCP) may stay silent before
 	// its reader goroutine exits and the connection waits in the idle
 	// poller (kit.IdlePoller) until its next bytes or its keep-alive
 	// deadline. 0 means DefaultParkAfter; negative never parks.
@@ -148,6 +151,12 @@ type Handler struct {
 	wsPool wsconn.Pool
 	// poller holds idle plain-TCP connections without a goroutine.
 	poller *kit.IdlePoller
+	// life scopes the MQTT-over-WebSocket connections, which outlive
+	// their HTTP request once they park: Close ends it (endLife) and
+	// waits for them (wsConns).
+	life    context.Context
+	endLife context.CancelFunc
+	wsConns sync.WaitGroup
 
 	mu       sync.Mutex             // guards everything below
 	conns    map[string]*conn       // by session key (vhost + client id)
@@ -155,17 +164,19 @@ type Handler struct {
 	expiry   map[string]*time.Timer // session expiry timers
 	wills    map[string]*time.Timer // delayed wills
 	closed   bool
-	// watches: the connections that a context's end shuts down, with the
+	// watches: the contexts whose end shuts connections down, with the
 	// one context.AfterFunc per context that does it (every plain
 	// connection shares the listeners' context, so this costs one entry
 	// where a watch per connection would cost one each).
 	watches map[context.Context]*shutdownWatch
 }
 
-// shutdownWatch is the connections served under one context.
+// shutdownWatch counts the connections served under one context. They
+// are found in conns when it ends (c.ctx), not kept in a set of their
+// own: an entry per idle connection would cost it some 80 bytes.
 type shutdownWatch struct {
-	conns map[*conn]struct{}
-	stop  func() bool
+	n    int
+	stop func() bool
 }
 
 // watchShutdown kicks c (v5 DISCONNECT 0x8B) when ctx ends; the returned
@@ -174,13 +185,19 @@ func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
 	h.mu.Lock()
 	w := h.watches[ctx]
 	if w == nil {
-		w = &shutdownWatch{conns: make(map[*conn]struct{})}
+		w = &shutdownWatch{}
 		h.watches[ctx] = w
 		w.stop = context.AfterFunc(ctx, func() {
+			// Every connection that watches is in conns: it registered
+			// in its handshake, before, and unregisters in its teardown,
+			// after its watch stops (a connection taken over has left
+			// conns, but it is being closed already).
 			h.mu.Lock()
-			cs := make([]*conn, 0, len(w.conns))
-			for c := range w.conns {
-				cs = append(cs, c)
+			var cs []*conn
+			for _, c := range h.conns {
+				if c.ctx == ctx {
+					cs = append(cs, c)
+				}
 			}
 			h.mu.Unlock()
 			for _, c := range cs {
@@ -188,7 +205,7 @@ func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
 			}
 		})
 	}
-	w.conns[c] = struct{}{}
+	w.n++
 	h.mu.Unlock()
 	if ctx.Err() != nil {
 		// The context ended before c joined: the watch may have kicked the
@@ -197,8 +214,8 @@ func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
 	}
 	return func() {
 		h.mu.Lock()
-		delete(w.conns, c)
-		if len(w.conns) == 0 && h.watches[ctx] == w {
+		w.n--
+		if w.n == 0 && h.watches[ctx] == w {
 			delete(h.watches, ctx)
 			w.stop()
 		}
@@ -221,6 +238,7 @@ func NewHandler(cfg Config, b *broker.Broker, users *auth.Users, log *slog.Logge
 		watches:  make(map[context.Context]*shutdownWatch),
 		poller:   kit.NewIdlePoller(log),
 	}
+	h.life, h.endLife = context.WithCancel(context.Background())
 	h.writeBufs.New = func() any {
 		b := make([]byte, 0, writeBufSize)
 		return &b
@@ -241,20 +259,26 @@ func (h *Handler) ServeConn(ctx context.Context, nc net.Conn) {
 // as soon as the connection parks (idle, plain TCP: no goroutine serves it
 // until it has bytes to read) or ends; ended runs once it has ended.
 func (h *Handler) ServeConnDetached(ctx context.Context, nc net.Conn, ended func()) {
-	h.serveConn(ctx, nc, metrics.ProtocolMQTT, ended)
+	h.serveConn(ctx, nc, ended)
 }
 
-// serveConn runs a connection whose metrics carry the protocol label.
-func (h *Handler) serveConn(ctx context.Context, nc net.Conn, label string, ended func()) {
-	h.cfg.Counters.ConnOpened(label)
+// serveConn runs a connection (MQTT over WebSocket when nc is a
+// wsconn NetConn: see conn.label).
+func (h *Handler) serveConn(ctx context.Context, nc net.Conn, ended func()) {
 	c := newConn(h, nc)
-	c.label = label
+	h.cfg.Counters.ConnOpened(c.label())
 	c.serve(ctx, ended) // closeSocket counts the close
 }
 
 // Close stops the Handler's timers (session expiry, delayed wills). Call it
 // after the listeners have stopped and their connections have ended.
 func (h *Handler) Close() {
+	// The WebSocket connections first: they see the end of life as a
+	// shutdown (v5 DISCONNECT 0x8B), and a parked one is woken to end.
+	h.mu.Lock()
+	h.endLife()
+	h.mu.Unlock()
+	h.wsConns.Wait()
 	h.mu.Lock()
 	h.closed = true
 	for k, t := range h.expiry {

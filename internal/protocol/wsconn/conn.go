@@ -127,10 +127,18 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // Idle reports whether the read side holds nothing: no byte buffered and
 // no message in progress. A connection in this state may be handed to a
 // readiness poller and its reading resumed later on another goroutine.
+// A buffer borrowed for the last burst is given back here: a NetConn
+// reader whose read timed out (it waits with a short deadline before it
+// parks) may still hold the one its last full read kept.
 func (c *Conn) Idle() bool {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
-	return c.r == c.w && c.frameLeft == 0 && !c.inMsg && c.pooled == nil
+	if c.r != c.w || c.frameLeft != 0 || c.inMsg {
+		return false
+	}
+	c.full = false
+	c.consumed()
+	return true
 }
 
 // ReadMessage reads the next data message whole, answering control

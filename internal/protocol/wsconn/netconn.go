@@ -23,6 +23,16 @@ func (c *Conn) NetConn(op Opcode, strict bool) net.Conn {
 	return &netConn{c: c, op: op, strict: strict}
 }
 
+// Of is the WebSocket under a NetConn, nil for any other net.Conn: a
+// protocol reading one can watch its TCP socket (UnderlyingConn) and ask
+// whether it is Idle.
+func Of(nc net.Conn) *Conn {
+	if n, ok := nc.(*netConn); ok {
+		return n.c
+	}
+	return nil
+}
+
 type netConn struct {
 	c      *Conn
 	op     Opcode
