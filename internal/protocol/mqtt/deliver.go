@@ -477,10 +477,28 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 		}
 		qos = min(publishQoS(m), best)
 	}
+	if qos == 0 && len(p.Properties.SubscriptionIDs) == 0 && (o.version != packet.V5 || o.aliasMax == 0 && m.Properties.Expiration == "") {
+		// The same bytes for every subscriber of a broadcast (pubcache.go):
+		// the expiry is left out above because its seconds left change.
+		if o.version == packet.V5 {
+			fillProperties(&p.Properties, m, now)
+		}
+		o.sendShared(o.c.h.pubs.encode(m, p, o.version), fl)
+		return
+	}
 	if o.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
 	o.send(p, qos, d.Redelivered, fl)
+}
+
+// sendShared writes a QoS 0 PUBLISH encoded once for all its subscribers
+// (pubCache) and settles its delivery, as send does at QoS 0.
+func (o *outbox) sendShared(b []byte, fl inflight) {
+	if o.maxPacket == 0 || len(b) <= o.maxPacket {
+		o.buf = append(o.buf, b...)
+	}
+	o.acks.add(fl)
 }
 
 // writeRetained sends a retained message to a new subscription. At QoS 1/2
