@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"runtime"
 	"strconv"
@@ -27,10 +28,17 @@ type resourceMonitor struct {
 	memoryLimit atomic.Uint64 // bytes; 0 = off
 	diskLimit   atomic.Uint64 // free bytes required; 0 = off
 	interval    time.Duration
+	// memoryHigh is the memory alarm as last checked (by run or admit);
+	// memChecked is when admit last looked at the memory (unix nanos).
+	memoryHigh atomic.Bool
+	memChecked atomic.Int64
+	// memoryUsed reads the process's memory use; a field so that tests
+	// can drive the alarm.
+	memoryUsed func() uint64
 }
 
 func newResourceMonitor(s *App, cfg Config) *resourceMonitor {
-	m := &resourceMonitor{s: s, interval: cfg.AlarmCheckInterval}
+	m := &resourceMonitor{s: s, interval: cfg.AlarmCheckInterval, memoryUsed: memoryUsed}
 	if m.interval <= 0 {
 		m.interval = defaultAlarmInterval
 	}
@@ -71,18 +79,7 @@ func (m *resourceMonitor) run() {
 
 func (m *resourceMonitor) check() {
 	b, log := m.s.broker, m.s.log
-	if limit := m.memoryLimit.Load(); limit > 0 {
-		used := memoryUsed()
-		if b.SetAlarm("memory", used > limit) {
-			if used > limit {
-				log.Warn("memory alarm raised: publishers are blocked until memory use falls", "used_bytes", used, "limit_bytes", limit)
-			} else {
-				log.Info("memory alarm cleared", "used_bytes", used, "limit_bytes", limit)
-			}
-		}
-	} else {
-		b.SetAlarm("memory", false)
-	}
+	m.checkMemory()
 	if limit := m.diskLimit.Load(); limit > 0 {
 		free, err := store.FreeSpace(m.s.cfg.DataDir)
 		if err != nil {
@@ -97,6 +94,66 @@ func (m *resourceMonitor) check() {
 		}
 	} else {
 		b.SetAlarm("disk", false)
+	}
+}
+
+// checkMemory raises or clears the memory alarm from the memory in use
+// now. The monitor's tick and admit both call it.
+func (m *resourceMonitor) checkMemory() {
+	b, log := m.s.broker, m.s.log
+	limit := m.memoryLimit.Load()
+	if limit == 0 {
+		m.memoryHigh.Store(false)
+		b.SetAlarm("memory", false)
+		return
+	}
+	used := m.memoryUsed()
+	m.memoryHigh.Store(used > limit)
+	if b.SetAlarm("memory", used > limit) {
+		if used > limit {
+			log.Warn("memory alarm raised: publishers are blocked and new connections wait until memory use falls", "used_bytes", used, "limit_bytes", limit)
+		} else {
+			log.Info("memory alarm cleared", "used_bytes", used, "limit_bytes", limit)
+		}
+	}
+}
+
+// Connection admission. Memory mostly grows with messages, which the alarm
+// holds back at the publishers, but also with connections: each costs
+// buffers, a session and its queue, and 15,000 clients connecting at once
+// add more in a second than the monitor's tick would notice in time. So
+// the accept loops call admit with each new connection. It re-reads the
+// memory in use when the last look is admitRecheck old (a burst of
+// connects pays for one read of /proc/self/statm per admitRecheck, not one
+// each). While the memory alarm is raised it holds the connection for
+// admitSlow before serving it: each listener then takes in 1/admitSlow
+// connections a second, the others wait in the kernel's accept queue at no
+// cost to the broker. It slows new connections rather than refusing them
+// all, because the one that brings a consumer to drain the queues that
+// raised the alarm must get in too. Connections already served are not
+// touched (their publishers are held back as before).
+const (
+	admitRecheck = 10 * time.Millisecond
+	admitSlow    = 100 * time.Millisecond
+)
+
+// admit is the listeners' admission wait (server.Listeners.SetAdmission).
+func (m *resourceMonitor) admit(ctx context.Context) {
+	if m.memoryLimit.Load() == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	if last := m.memChecked.Load(); now-last >= int64(admitRecheck) && m.memChecked.CompareAndSwap(last, now) {
+		m.checkMemory()
+	}
+	if !m.memoryHigh.Load() {
+		return
+	}
+	t := time.NewTimer(admitSlow)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
