@@ -152,35 +152,63 @@ func (m *resourceMonitor) checkMemory() {
 // the accept loops call admit with each new connection. It re-reads the
 // memory in use when the last look is admitRecheck old (a burst of
 // connects pays for one read of /proc/self/statm per admitRecheck, not one
-// each). While the memory alarm is raised it holds the connection for
-// admitSlow before serving it: each listener then takes in 1/admitSlow
-// connections a second, the others wait in the kernel's accept queue at no
-// cost to the broker. It slows new connections rather than refusing them
-// all, because the one that brings a consumer to drain the queues that
-// raised the alarm must get in too. Connections already served are not
-// touched (their publishers are held back as before).
+// each), and then:
+//   - below admitFraction of the watermark the connection is served at once;
+//   - from there up to the watermark it waits admitSlow: the collector,
+//     which the watermark drives (debug.SetMemoryLimit), makes RSS swing
+//     around it, and connects let in at full speed whenever it dips just
+//     below would carry the live set past it;
+//   - while the alarm is raised it waits up to admitHold, looking again
+//     every admitSlow, and goes on early once memory is below
+//     admitFraction.
+//
+// Each listener thus takes in 1/admitHold connections a second while the
+// alarm lasts; the others wait in the kernel's accept queue at no cost to
+// the broker, and clients with a connect timeout give up. It slows rather
+// than refuses: the connection that brings the consumer that would drain
+// the queues must get in too. Connections already served are not touched
+// (their publishers are held back as before).
 const (
-	admitRecheck = 10 * time.Millisecond
-	admitSlow    = 100 * time.Millisecond
+	admitRecheck  = 10 * time.Millisecond
+	admitSlow     = 100 * time.Millisecond
+	admitHold     = time.Second
+	admitFraction = 0.9
 )
 
 // admit is the listeners' admission wait (server.Listeners.SetAdmission).
 func (m *resourceMonitor) admit(ctx context.Context) {
-	if m.memoryLimit.Load() == 0 {
+	limit := m.memoryLimit.Load()
+	if limit == 0 {
 		return
 	}
 	now := time.Now().UnixNano()
 	if last := m.memChecked.Load(); now-last >= int64(admitRecheck) && m.memChecked.CompareAndSwap(last, now) {
 		m.checkMemory()
 	}
-	if !m.memoryHigh.Load() {
+	below := func() bool { return float64(m.memLast.Load()) < admitFraction*float64(limit) }
+	if below() {
 		return
 	}
-	t := time.NewTimer(admitSlow)
+	wait := admitSlow
+	if m.memoryHigh.Load() {
+		wait = admitHold
+	}
+	t := time.NewTicker(admitSlow)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+	for waited := time.Duration(0); waited < wait; waited += admitSlow {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if waited+admitSlow >= wait {
+			return
+		}
+		m.memChecked.Store(time.Now().UnixNano())
+		m.checkMemory()
+		if below() {
+			return
+		}
 	}
 }
 

@@ -319,6 +319,12 @@ func (m *memoryRun) setup() error {
 			return brokerError("admin", "queue.bind", err)
 		}
 	}
+	// The publishers connect first: once 15,000 subscribers (conns) have
+	// taken the broker to its watermark, the memory alarm holds new
+	// connections at admission.
+	if err := m.connectPublishers(); err != nil {
+		return err
+	}
 	switch cfg.Pattern {
 	case MemorySlow:
 		for i := range 4 {
@@ -352,7 +358,13 @@ func (m *memoryRun) setup() error {
 			return err
 		}
 	}
-	for i := range cfg.Publishers {
+	return nil
+}
+
+// connectPublishers opens the flooding publishers (they start in start).
+func (m *memoryRun) connectPublishers() error {
+	r := m.r
+	for i := range m.cfg.Publishers {
 		cn, err := r.dial(fmt.Sprintf("flood publisher %d", i))
 		if err != nil {
 			return err
