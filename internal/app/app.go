@@ -296,6 +296,7 @@ func (s *App) Start() (err error) {
 		}
 	}
 	s.lns.Go(s.monitor.run)
+	s.lns.SetAdmission(s.monitor.admit)
 	return s.lns.Listen(s.listenerSpecs())
 }
 

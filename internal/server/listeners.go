@@ -73,6 +73,10 @@ type Listeners struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // accept loops and connection handlers
 
+	// admit, when set, is called by every accept loop with each accepted
+	// connection before it is served, and may wait (SetAdmission).
+	admit func(context.Context)
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[net.Conn]struct{}
@@ -103,6 +107,14 @@ func (l *Listeners) Go(f func()) {
 	}()
 }
 
+// SetAdmission makes every accept loop call wait with each connection it
+// accepts, before the connection is served or the next one accepted: the
+// memory alarm holds new connections there while it is raised, so that
+// they wait in the kernel's accept queue (costing the broker nothing)
+// instead of each taking its buffers, goroutine and session. wait gets the
+// listeners' context and must return once it ends. Call before Listen.
+func (l *Listeners) SetAdmission(wait func(context.Context)) { l.admit = wait }
+
 // Listen binds every enabled spec and starts serving it. On an error the
 // specs bound before it keep serving; Shutdown stops them.
 func (l *Listeners) Listen(specs []Spec) error {
@@ -123,6 +135,9 @@ func (l *Listeners) Listen(specs []Spec) error {
 				}
 			}
 			ln = tls.NewListener(ln, tlsConf)
+		}
+		if l.admit != nil {
+			ln = &admitListener{Listener: ln, ctx: l.ctx, admit: l.admit}
 		}
 		l.mu.Lock()
 		l.addrs[sp.Name] = ln.Addr()
@@ -263,4 +278,21 @@ func (l *Listeners) Shutdown(ctx context.Context, endStreams func()) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// admitListener holds each accepted connection in Accept until admit lets
+// it through, so one accept loop (and http.Server's) waits with at most one
+// connection while the rest queue in the kernel.
+type admitListener struct {
+	net.Listener
+	ctx   context.Context
+	admit func(context.Context)
+}
+
+func (a *admitListener) Accept() (net.Conn, error) {
+	nc, err := a.Listener.Accept()
+	if err == nil {
+		a.admit(a.ctx)
+	}
+	return nc, err
 }

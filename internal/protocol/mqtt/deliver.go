@@ -118,6 +118,9 @@ type outbox struct {
 	raw      syscall.RawConn
 	rawWrite func(fd uintptr) bool
 	rawN     int // bytes the last non-blocking write took
+	// inline: writeDelivery runs for deliverInline (it may use the
+	// Handler's pubCache).
+	inline bool
 	// pend is the write buffer an inline write left unfinished (the
 	// socket did not take it all) for the writer it starts: its bytes go
 	// out first. werr: the inline write failed; that writer closes.
@@ -222,7 +225,9 @@ func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 func (o *outbox) deliverInline(d broker.Delivery, s *sink) {
 	bp := o.c.h.writeBufs.Get().(*[]byte)
 	o.buf = (*bp)[:0]
+	o.inline = true
 	o.writeDelivery(d, s)
+	o.inline = false
 	if len(o.buf) > 0 {
 		o.rawN = 0
 		// An error without a write (an expired write deadline, a closing
@@ -477,10 +482,33 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 		}
 		qos = min(publishQoS(m), best)
 	}
+	if o.inline && qos == 0 && len(p.Properties.SubscriptionIDs) == 0 && (o.version != packet.V5 || o.aliasMax == 0 && m.Properties.Expiration == "") {
+		// The same bytes for every subscriber of a broadcast (pubcache.go):
+		// the expiry is left out above because its seconds left change.
+		// Only inline writes use the cache: they are the sparse deliveries
+		// of a broadcast, one message to every connection in turn; a
+		// writer goroutine's batch (a flood) has many messages, which
+		// writers of different connections take in step, so the one-entry
+		// cache would miss, allocating an encoding each time.
+		if o.version == packet.V5 {
+			fillProperties(&p.Properties, m, now)
+		}
+		o.sendShared(o.c.h.pubs.encode(m, p, o.version), fl)
+		return
+	}
 	if o.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
 	o.send(p, qos, d.Redelivered, fl)
+}
+
+// sendShared writes a QoS 0 PUBLISH encoded once for all its subscribers
+// (pubCache) and settles its delivery, as send does at QoS 0.
+func (o *outbox) sendShared(b []byte, fl inflight) {
+	if o.maxPacket == 0 || len(b) <= o.maxPacket {
+		o.buf = append(o.buf, b...)
+	}
+	o.acks.add(fl)
 }
 
 // writeRetained sends a retained message to a new subscription. At QoS 1/2

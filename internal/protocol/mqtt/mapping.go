@@ -59,6 +59,9 @@ func keyToTopic(k string) string {
 // with '$' [MQTT-4.7.2-1]. The core's amq.topic binding does not know that
 // rule, so deliveries are checked again here.
 func matchFilter(filter, topic string) bool {
+	if filter == topic {
+		return true // the common case, a filter without wildcards
+	}
 	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
 		return false
 	}

@@ -147,6 +147,9 @@ type Handler struct {
 	writeBufs sync.Pool // *[]byte
 	// acker settles deliveries written inline (deliver.go).
 	acker acker
+	// pubs is the QoS 0 PUBLISH of the message being broadcast, encoded
+	// once for all its subscribers (pubcache.go).
+	pubs pubCache
 	// wsPool lends the /mqtt WebSockets their buffers (ws.go).
 	wsPool wsconn.Pool
 	// poller holds idle plain-TCP connections without a goroutine.
