@@ -30,20 +30,32 @@ type conn struct {
 
 // dial opens a connection named for the broker's management UI and a channel
 // on it.
-func dial(url, name string) (*conn, error) {
+func dial(url, name string) (*conn, error) { return dialWith(url, name, false) }
+
+// dialWith is dial; coalesce puts a coalescingConn between the client and
+// the socket.
+func dialWith(url, name string, coalesce bool) (*conn, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("herald-bench " + name)
 	cn := &conn{name: name}
 	base := amqp.DefaultDial(setupConnectTimeout)
+	var wrapped *coalescingConn
 	c, err := amqp.DialConfig(url, amqp.Config{
 		Properties: props,
 		Dial: func(network, addr string) (net.Conn, error) {
 			raw, err := base(network, addr)
 			cn.raw = raw
-			return raw, err
+			if err != nil || !coalesce {
+				return raw, err
+			}
+			wrapped = newCoalescingConn(raw)
+			return wrapped, nil
 		},
 	})
 	if err != nil {
+		if wrapped != nil {
+			wrapped.Close()
+		}
 		if cn.raw != nil {
 			cn.raw.Close()
 		}

@@ -101,8 +101,11 @@ func newRun(ctx context.Context, cfg Config, out io.Writer) *run {
 // name returns a run-unique broker object name.
 func (r *run) name(suffix string) string { return namePrefix + r.id + "-" + suffix }
 
-func (r *run) dial(name string) (*conn, error) {
-	cn, err := dial(r.cfg.URL, name)
+func (r *run) dial(name string) (*conn, error) { return r.dialWith(name, false) }
+
+// dialWith is dial; coalesce: see coalescingConn.
+func (r *run) dialWith(name string, coalesce bool) (*conn, error) {
+	cn, err := dialWith(r.cfg.URL, name, coalesce)
 	if err != nil {
 		return nil, err
 	}

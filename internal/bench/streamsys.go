@@ -66,7 +66,7 @@ type amqpStreamPub struct {
 }
 
 func (s *amqpStream) newPublisher(id int) (streamPub, error) {
-	cn, err := s.r.dial(fmt.Sprintf("producer %d", id))
+	cn, err := s.r.dialWith(fmt.Sprintf("producer %d", id), true)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (p *amqpStreamPub) publish(body []byte) (func() error, error) {
 
 func (s *amqpStream) consume(id int, first bool, stop <-chan struct{}, each func([]byte) bool) error {
 	r := s.r
-	cn, err := r.dial(fmt.Sprintf("consumer %d", id))
+	cn, err := r.dialWith(fmt.Sprintf("consumer %d", id), true)
 	if err != nil {
 		return err
 	}
