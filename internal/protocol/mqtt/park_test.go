@@ -19,6 +19,26 @@ func (e *testEnv) waitParked(n int) {
 	waitFor(e.t, "parked connections", func() bool { return e.h.poller.Parked() == n })
 }
 
+// deliverParked publishes three QoS 1 messages to topic, each while the
+// subscriber c (and the publisher) are parked, and checks that c gets and
+// acks each and answers a ping after it.
+func (e *testEnv) deliverParked(c *rawClient, topic string) {
+	e.t.Helper()
+	pub := e.raw("publisher", packet.V311)
+	for i := range 3 {
+		e.waitParked(2)
+		pub.send(&packet.Publish{Topic: topic, QoS: 1, PacketID: uint16(i + 1), Payload: []byte{byte(i)}})
+		pub.expectAck(packet.PUBACK, uint16(i+1), 0)
+		p, ok := c.read().(*packet.Publish)
+		if !ok || p.Payload[0] != byte(i) || p.QoS != 1 {
+			e.t.Fatalf("delivery %d: %#v", i, p)
+		}
+		c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+		e.waitParked(2)
+		c.pingPong()
+	}
+}
+
 // A parked connection is served again by its next bytes: a subscribe, a
 // publish delivered to it and a ping all work across parks.
 func TestParkedConnectionResumes(t *testing.T) {
@@ -30,18 +50,7 @@ func TestParkedConnectionResumes(t *testing.T) {
 		t.Fatalf("got %#v, want SUBACK", p)
 	}
 	e.waitParked(1)
-	pub := e.raw("publisher", packet.V311)
-	for i := range 3 {
-		pub.send(&packet.Publish{Topic: "park/x", QoS: 1, PacketID: uint16(i + 1), Payload: []byte{byte(i)}})
-		pub.expectAck(packet.PUBACK, uint16(i+1), 0)
-		p, ok := c.read().(*packet.Publish)
-		if !ok || p.Payload[0] != byte(i) || p.QoS != 1 {
-			t.Fatalf("delivery %d: %#v", i, p)
-		}
-		c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-		e.waitParked(2)
-		c.pingPong()
-	}
+	e.deliverParked(c, "park/x")
 }
 
 // The keep-alive still applies to a parked connection: silent past 1.5

@@ -133,19 +133,7 @@ func TestWebSocketConnectionParks(t *testing.T) {
 	if p := c.read(); p.Type() != packet.SUBACK {
 		t.Fatalf("got %#v, want SUBACK", p)
 	}
-	pub := e.raw("publisher", packet.V311)
-	for i := range 3 {
-		e.waitParked(2)
-		pub.send(&packet.Publish{Topic: "wspark/x", QoS: 1, PacketID: uint16(i + 1), Payload: []byte{byte(i)}})
-		pub.expectAck(packet.PUBACK, uint16(i+1), 0)
-		p, ok := c.read().(*packet.Publish)
-		if !ok || p.Payload[0] != byte(i) || p.QoS != 1 {
-			t.Fatalf("delivery %d: %#v", i, p)
-		}
-		c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
-		e.waitParked(2)
-		c.pingPong()
-	}
+	e.deliverParked(c, "wspark/x")
 
 	// A frame header cut short at the park deadline.
 	e.waitParked(2)
