@@ -297,8 +297,14 @@ func (q *classicQueue) deliverHeadLocked(e *entry, src source) bool {
 				continue
 			}
 			d := Delivery{Message: e.msg, Queue: q.Queue, ID: e.seq, Redelivered: e.redelivered, Consumer: c, DeliveryCount: e.deliveries}
+			if q.rpc != nil {
+				q.rpc.delivered(q.vhost, c, d.Message)
+			}
 			if !c.sink.Deliver(d) {
 				c.unacquire()
+				if q.rpc != nil {
+					q.rpc.undelivered(q.vhost, c, d.Message)
+				}
 				continue
 			}
 			taken := q.ready.take(src)
@@ -315,9 +321,6 @@ func (q *classicQueue) deliverHeadLocked(e *entry, src source) bool {
 				q.unacked[taken.seq] = h
 			}
 			q.delivered.Add(1)
-			if q.rpc != nil {
-				q.rpc.delivered(q.vhost, c, d.Message)
-			}
 			q.rr = idx + 1
 			return true
 		}

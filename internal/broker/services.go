@@ -142,7 +142,9 @@ func asString(v any) string {
 }
 
 // delivered counts a request handed to consumer c and, if it can be
-// answered, remembers it until its reply; called under the queue's lock.
+// answered, remembers it until its reply; called under the queue's lock,
+// before the delivery goes out: the reply may come back (on the
+// instance's connection) before Deliver has returned.
 func (s *serviceQueue) delivered(v *VHost, c *Consumer, m *Message) {
 	now := v.broker.now().UnixNano()
 	s.mu.Lock()
@@ -154,6 +156,20 @@ func (s *serviceQueue) delivered(v *VHost, c *Consumer, m *Message) {
 	s.mu.Unlock()
 	if m.Properties.ReplyTo != "" && m.Properties.CorrelationID != "" {
 		v.broker.services.expect(replyKey{v, m.Properties.ReplyTo, m.Properties.CorrelationID}, pending{svc: s, in: in, at: now})
+	}
+}
+
+// undelivered takes delivered back for a delivery that consumer c then
+// refused (its outbox was full or closed).
+func (s *serviceQueue) undelivered(v *VHost, c *Consumer, m *Message) {
+	s.mu.Lock()
+	s.stats.requests--
+	if in := s.instances[c]; in != nil {
+		in.stats.requests--
+	}
+	s.mu.Unlock()
+	if m.Properties.ReplyTo != "" && m.Properties.CorrelationID != "" {
+		v.broker.services.forget(replyKey{v, m.Properties.ReplyTo, m.Properties.CorrelationID})
 	}
 }
 

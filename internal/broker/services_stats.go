@@ -187,6 +187,16 @@ func (t *replyTable) evictLocked(now int64) {
 	}
 }
 
+// forget drops the request k awaits (its delivery did not happen).
+func (t *replyTable) forget(k replyKey) {
+	t.mu.Lock()
+	if _, ok := t.m[k]; ok {
+		delete(t.m, k)
+		t.size.Store(int64(len(t.m)))
+	}
+	t.mu.Unlock()
+}
+
 // answer records the reply to k, if a request awaits it.
 func (t *replyTable) answer(k replyKey, status string, now int64) {
 	t.mu.Lock()
