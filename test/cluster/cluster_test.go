@@ -31,7 +31,7 @@ func TestClusterMetadata(t *testing.T) {
 	if err := a.declareQueue("audit", map[string]any{"x-queue-type": "stream", "x-max-age": "7D"}); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := amqp.Dial("amqp://guest:guest@" + b.amqpAddr + "/")
+	conn, err := amqp.Dial("amqp://guest:guest@" + b.amqpAddress() + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestClusterCtl(t *testing.T) {
 	h := newHarness(t, 3)
 	a, c := h.nodes[0], h.nodes[2]
 	ctl := func(args ...string) (string, error) {
-		cmd := exec.Command(herald, append([]string{"ctl", "--url", "http://" + a.http}, args...)...)
+		cmd := exec.Command(herald, append([]string{"ctl", "--url", "http://" + a.httpAddress()}, args...)...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

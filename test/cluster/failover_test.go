@@ -73,7 +73,7 @@ func TestClusterClientFailover(t *testing.T) {
 	h := newHarness(t, 3)
 	var urls []string
 	for _, nd := range h.nodes {
-		urls = append(urls, "amqp://guest:guest@"+nd.amqpAddr+"/")
+		urls = append(urls, "amqp://guest:guest@"+nd.amqpAddress()+"/")
 	}
 	c, first, err := dialAny(urls)
 	if err != nil {
@@ -113,7 +113,7 @@ func TestClusterClientFailover(t *testing.T) {
 
 	// MQTT: paho's server list, n2 first; n2 dies, it goes on with n3.
 	var got atomic.Int64
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + h.nodes[1].mqttAddr).AddBroker("tcp://" + h.nodes[2].mqttAddr).
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + h.nodes[1].mqttAddress()).AddBroker("tcp://" + h.nodes[2].mqttAddress()).
 		SetClientID("failover").SetUsername("guest").SetPassword("guest").SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectTimeout(2 * time.Second)
 	opts.SetOnConnectHandler(func(cl mqtt.Client) { // subscriptions are per node: subscribe on every connect

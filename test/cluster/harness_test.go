@@ -49,16 +49,15 @@ func TestMain(m *testing.M) {
 
 // node is one herald process of a harness.
 type node struct {
-	name                        string
-	dataDir                     string
-	clusterAddr, amqpAddr, http string
-	mqttAddr                    string
-	join                        []string
-	proxy                       *proxy // in front of clusterAddr: the address the others dial
-	mu                          sync.Mutex
-	cmd                         *exec.Cmd
-	exited                      chan struct{}
-	logf                        *os.File
+	name    string
+	dataDir string
+	addrs   nodeAddrs // guarded by mu: a restart may change them while clients read them
+	join    []string
+	proxy   *proxy // in front of clusterAddr: the address the others dial
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	logf    *os.File
 }
 
 // harness is a cluster of real processes.
@@ -82,7 +81,7 @@ func newHarness(t *testing.T, n int, extra ...string) *harness {
 		h.nodes[i].anyPorts()
 	}
 	for _, nd := range h.nodes {
-		nd.proxy = newProxy(t, nd.clusterAddr)
+		nd.proxy = newProxy(t, nd.clusterAddress())
 	}
 	for _, nd := range h.nodes {
 		for _, o := range h.nodes {
@@ -181,11 +180,25 @@ func (h *harness) settle(nodes []*node, logged []int64, exited []<-chan struct{}
 	}
 }
 
+// nodeAddrs are the addresses a node listens on.
+type nodeAddrs struct{ cluster, amqp, http, mqtt string }
+
+func (nd *node) address() nodeAddrs {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.addrs
+}
+
+func (nd *node) clusterAddress() string { return nd.address().cluster }
+func (nd *node) amqpAddress() string    { return nd.address().amqp }
+func (nd *node) httpAddress() string    { return nd.address().http }
+func (nd *node) mqttAddress() string    { return nd.address().mqtt }
+
 // anyPorts makes nd's next start bind port 0 everywhere.
 func (nd *node) anyPorts() {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	nd.clusterAddr, nd.amqpAddr, nd.http, nd.mqttAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	nd.addrs = nodeAddrs{cluster: "127.0.0.1:0", amqp: "127.0.0.1:0", http: "127.0.0.1:0", mqtt: "127.0.0.1:0"}
 }
 
 // listenAddr is the cluster port in a "cluster node started" log line.
@@ -207,7 +220,7 @@ func (nd *node) bound(t *testing.T, ready string) {
 		}
 	}
 	nd.mu.Lock()
-	nd.clusterAddr, nd.amqpAddr, nd.mqttAddr, nd.http = got["cluster"], got["amqp"], got["mqtt"], got["http"]
+	nd.addrs = nodeAddrs{cluster: got["cluster"], amqp: got["amqp"], mqtt: got["mqtt"], http: got["http"]}
 	nd.mu.Unlock()
 	nd.proxy.retarget(got["cluster"])
 }
@@ -261,8 +274,11 @@ func (h *harness) launch(nd *node) (int64, <-chan struct{}) {
 	if st, err := f.Stat(); err == nil {
 		logged = st.Size()
 	}
-	cmd := exec.Command(herald, "serve", "--node-name", nd.name, "--cluster-addr", nd.clusterAddr, "--cluster-advertise", nd.proxy.addr(), "--join", strings.Join(nd.join, ","),
-		"--data-dir", nd.dataDir, "--amqp", nd.amqpAddr, "--http", nd.http, "--mqtt", nd.mqttAddr, "--stomp", "off",
+	nd.mu.Lock()
+	a := nd.addrs
+	nd.mu.Unlock()
+	cmd := exec.Command(herald, "serve", "--node-name", nd.name, "--cluster-addr", a.cluster, "--cluster-advertise", nd.proxy.addr(), "--join", strings.Join(nd.join, ","),
+		"--data-dir", nd.dataDir, "--amqp", a.amqp, "--http", a.http, "--mqtt", a.mqtt, "--stomp", "off",
 		"--disk-free-limit", "0", "--vm-memory-high-watermark", "0")
 	cmd.Args = append(cmd.Args, h.extra...)
 	cmd.Stdout, cmd.Stderr = f, f
@@ -337,7 +353,7 @@ func (nd *node) api(method, path string, body any) (int, []byte, error) {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, "http://"+nd.http+path, r)
+	req, err := http.NewRequest(method, "http://"+nd.httpAddress()+path, r)
 	if err != nil {
 		return 0, nil, err
 	}

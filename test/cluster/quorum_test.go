@@ -15,7 +15,7 @@ import (
 func (nd *node) amqpURL() string {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	return "amqp://guest:guest@" + nd.amqpAddr + "/"
+	return "amqp://guest:guest@" + nd.amqpAddress() + "/"
 }
 
 // TestClusterQuorumAnyNode: messages published with confirms through one
