@@ -13,8 +13,6 @@ import (
 )
 
 func (nd *node) amqpURL() string {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
 	return "amqp://guest:guest@" + nd.amqpAddress() + "/"
 }
 
