@@ -283,6 +283,8 @@ func (h *harness) launch(nd *node) (int64, <-chan struct{}) {
 	cmd.Args = append(cmd.Args, h.extra...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), "HERALD_CONFIG=")
+	// A test binary that dies (a -timeout panic) takes its nodes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		h.t.Fatal(err)
