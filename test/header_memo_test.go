@@ -18,15 +18,7 @@ import (
 func TestHeaderTablesRepeatedAcrossProtocols(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, withAllProtocols())
-	sc, err := stomp.Dial("tcp", s.STOMPAddr().String(), stomp.ConnOpt.Login("guest", "guest"), stomp.ConnOpt.Host("/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.MustDisconnect()
-	sub, err := sc.Subscribe("/topic/hdr.memo", stomp.AckAuto)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, sub := stompSubscriber(t, s, "/topic/hdr.memo")
 	ch := mustChannel(t, s.dial(t))
 	// SUBSCRIBE is not acknowledged: probe until the subscription is live.
 	live := false

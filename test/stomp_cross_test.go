@@ -13,15 +13,7 @@ import (
 func TestSTOMPAndAMQP(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, withAllProtocols())
-	sc, err := stomp.Dial("tcp", s.STOMPAddr().String(), stomp.ConnOpt.Login("guest", "guest"), stomp.ConnOpt.Host("/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.MustDisconnect()
-	sub, err := sc.Subscribe("/topic/news.*", stomp.AckAuto)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, sub := stompSubscriber(t, s, "/topic/news.*")
 	ch := mustChannel(t, s.dial(t))
 	if _, err := ch.QueueDeclare("from-stomp", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
@@ -43,4 +35,20 @@ func TestSTOMPAndAMQP(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("the AMQP publish did not reach the STOMP subscriber")
 	}
+}
+
+// stompSubscriber dials s's STOMP port as guest and subscribes to dest
+// (auto ack); the connection is closed when the test ends.
+func stompSubscriber(t *testing.T, s *testServer, dest string) (*stomp.Conn, *stomp.Subscription) {
+	t.Helper()
+	sc, err := stomp.Dial("tcp", s.STOMPAddr().String(), stomp.ConnOpt.Login("guest", "guest"), stomp.ConnOpt.Host("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sc.Disconnect() })
+	sub, err := sc.Subscribe(dest, stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc, sub
 }
