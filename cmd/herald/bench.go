@@ -56,11 +56,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&cfg.PahoSubscribers, "paho-subscribers", false, "mqtt-fanout: subscribers use the paho client library instead of the bench's lean client (which costs the machine a fraction of the CPU per delivery)")
 	fs.IntVar(&cfg.QoS, "qos", 0, "mqtt-fanout: QoS `level` 0 or 1 of the publishes and subscriptions (QoS 1: up to --confirm-window publishes await their PUBACK)")
 	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle, ws-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
-	fs.Func("source-addrs", "mqtt-fanout, mqtt-idle, ws-fanout, ws-idle: local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5 (each has its own ephemeral ports)", func(s string) error {
-		addrs, err := bench.ParseSourceAddrs(s)
-		cfg.SourceAddrs = addrs
-		return err
-	})
+	sourceAddrsFlag(fs, &cfg.SourceAddrs, "mqtt-fanout, mqtt-idle, ws-fanout, ws-idle: local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5 (each has its own ephemeral ports)")
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "do not print progress lines")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (its clients, e.g. pkg/rpc in rpc-sdk) to this `file`, for go tool pprof")
@@ -192,4 +188,13 @@ Flags:
 `)
 	fmt.Fprint(w, b.String())
 	fs.PrintDefaults()
+}
+
+// sourceAddrsFlag defines --source-addrs (bench.ParseSourceAddrs) into dst.
+func sourceAddrsFlag(fs *flag.FlagSet, dst *[]string, usage string) {
+	fs.Func("source-addrs", usage, func(s string) error {
+		addrs, err := bench.ParseSourceAddrs(s)
+		*dst = addrs
+		return err
+	})
 }

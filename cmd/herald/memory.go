@@ -44,11 +44,7 @@ Flags:
 			fs.IntVar(&cfg.Size, "size", def.Size, "message body `bytes`")
 			fs.IntVar(&cfg.Stuck, "stuck", def.Stuck, "stuck: subscribers of each protocol (MQTT, /ws) that never read")
 			fs.IntVar(&cfg.Connections, "connections", def.Connections, "conns: MQTT subscribers on the flooded topic")
-			fs.Func("source-addrs", "local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5", func(s string) error {
-				addrs, err := bench.ParseSourceAddrs(s)
-				cfg.SourceAddrs = addrs
-				return err
-			})
+			sourceAddrsFlag(fs, &cfg.SourceAddrs, "local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5")
 		},
 		validate: func() error {
 			if !slices.Contains(bench.MemoryPatterns, cfg.Pattern) {

@@ -134,9 +134,6 @@ func (b *Broker) ImportDefinitions(d Definitions) error {
 			name = DefaultVHost
 		}
 		r, err := b.run(CreateVHost{VHost: name})
-		if err == nil && r.VHost == nil {
-			r.VHost = b.VHost(name)
-		}
 		if r.VHost == nil {
 			if err == nil {
 				err = fmt.Errorf("vhost %q could not be created", name)
