@@ -19,6 +19,7 @@ import (
 // appended to its own streamlog.Stream (group-committed: one write and one
 // fsync for the appends that queue up meanwhile); a publisher's confirm
 // waits for that fsync (barrier, and Publisher.waitAll in publish.go).
+// Consumers see a chunk once it is written, before the fsync.
 // Consumers read from disk through streamlog readers, one goroutine per
 // reading group (stream_consume.go), so a reader far behind costs its own
 // disk reads and never slows publishers or other readers. Messages leave
@@ -102,8 +103,11 @@ func newStream(q *Queue, cfg queueConfig, p *Policy) (*streamQueue, error) {
 	if b.streamDir == "" {
 		return nil, errorf(CodePreconditionFailed, "cannot declare stream '%s' in vhost '%s': this server keeps no data directory for streams", q.name, q.vhost.name)
 	}
+	// Consumers are shown a chunk once it is written, before its fsync
+	// (confirms still wait for it): a tailing consumer then waits for a
+	// write, not for the disk, as on RabbitMQ (docs/streams.md).
 	opts := streamlog.Options{MaxSegmentBytes: cfg.segmentBytes, MaxAge: cfg.maxAge, Clock: b.now,
-		Logger: b.log.With("stream", q.name, "vhost", q.vhost.name)}
+		ReadUnsynced: true, Logger: b.log.With("stream", q.name, "vhost", q.vhost.name)}
 	if cfg.maxBytes > 0 {
 		opts.MaxBytes = cfg.maxBytes
 	}

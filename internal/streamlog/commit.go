@@ -120,13 +120,22 @@ func (s *Stream) commit(reqs []*appendReq, offs []*offsetReq) {
 		}
 		rolled = true
 	}
-	pos := active.size
-	indexed := false
 	if chunk != nil {
-		var err error
-		if indexed, err = s.writeChunk(active, chunk); err != nil {
+		pos := active.size
+		indexed, err := s.writeChunk(active, chunk)
+		if err != nil {
 			s.fail(err, reqs, offs)
 			return
+		}
+		if s.opts.ReadUnsynced {
+			s.publishChunk(active, reqs, pos, len(chunk), indexed)
+		}
+		if err := active.file.Sync(); err != nil {
+			s.fail(fmt.Errorf("streamlog: sync %s: %w", active.path, err), reqs, offs)
+			return
+		}
+		if !s.opts.ReadUnsynced {
+			s.publishChunk(active, reqs, pos, len(chunk), indexed)
 		}
 	}
 	if len(offs) > 0 {
@@ -138,29 +147,6 @@ func (s *Stream) commit(reqs []*appendReq, offs []*offsetReq) {
 	if cap(s.chunk.buf) > 2*s.opts.MaxBatchBytes+chunkHeaderSize {
 		s.chunk.buf = nil // keep one batch buffer; drop a huge one
 	}
-
-	s.mu.Lock()
-	if chunk != nil {
-		count := uint64(s.chunk.count)
-		lastTS := reqs[len(reqs)-1].ts
-		if active.size == fileHeaderSize {
-			active.firstTS = reqs[0].ts
-		}
-		active.size += int64(len(chunk))
-		active.lastTS = lastTS
-		active.next = reqs[0].first + count
-		s.mu.next = active.next
-		s.mu.lastChunk = reqs[0].first
-		s.mu.bytes += int64(len(chunk))
-		s.mu.stats.Appends += count
-		s.mu.stats.Chunks++
-		if indexed {
-			active.index = append(active.index, indexEntry{offset: reqs[0].first, ts: reqs[0].ts, pos: pos})
-		}
-		close(s.mu.notify)
-		s.mu.notify = make(chan struct{})
-	}
-	s.mu.Unlock()
 	for _, r := range reqs {
 		r.done(r.first, nil)
 	}
@@ -197,16 +183,15 @@ func (s *Stream) wantIndex(seg *segment, e indexEntry) bool {
 	return n == 0 || e.pos-seg.index[n-1].pos >= s.opts.IndexInterval
 }
 
-// writeChunk writes chunk at the end of the active segment (and its index
-// entry, if it gets one: indexed) and fsyncs the segment. The index file
-// is not fsynced here: recovery checks it and rebuilds what is missing.
+// writeChunk writes chunk at the end of the active segment, and its index
+// entry if it gets one (indexed). It does not fsync: commit does, after
+// readers may have been shown the chunk (Options.ReadUnsynced). The index
+// file is never fsynced here either: recovery checks it against the
+// segment and rebuilds what is missing or points past the end.
 func (s *Stream) writeChunk(active *segment, chunk []byte) (indexed bool, err error) {
 	pos := active.size
 	if _, err := active.file.Write(chunk); err != nil {
 		return false, fmt.Errorf("streamlog: write %s: %w", active.path, err)
-	}
-	if err := active.file.Sync(); err != nil {
-		return false, fmt.Errorf("streamlog: sync %s: %w", active.path, err)
 	}
 	e := indexEntry{offset: s.chunk.first, ts: s.chunk.firstTS, pos: pos}
 	s.mu.Lock()
@@ -218,6 +203,30 @@ func (s *Stream) writeChunk(active *segment, chunk []byte) (indexed bool, err er
 		}
 	}
 	return indexed, nil
+}
+
+// publishChunk makes a written chunk (reqs' records, n bytes at pos of
+// active) part of the stream: readers see it and are woken.
+func (s *Stream) publishChunk(active *segment, reqs []*appendReq, pos int64, n int, indexed bool) {
+	s.mu.Lock()
+	count := uint64(s.chunk.count)
+	if active.size == fileHeaderSize {
+		active.firstTS = reqs[0].ts
+	}
+	active.size += int64(n)
+	active.lastTS = reqs[len(reqs)-1].ts
+	active.next = reqs[0].first + count
+	s.mu.next = active.next
+	s.mu.lastChunk = reqs[0].first
+	s.mu.bytes += int64(n)
+	s.mu.stats.Appends += count
+	s.mu.stats.Chunks++
+	if indexed {
+		active.index = append(active.index, indexEntry{offset: reqs[0].first, ts: reqs[0].ts, pos: pos})
+	}
+	close(s.mu.notify)
+	s.mu.notify = make(chan struct{})
+	s.mu.Unlock()
 }
 
 // roll closes the active segment and creates the next one, named by first

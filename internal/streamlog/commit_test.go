@@ -52,6 +52,57 @@ func TestGroupCommit(t *testing.T) {
 	checkRange(t, readAllFrom(t, s, First()), 0, 51)
 }
 
+// TestReadUnsynced holds an fsync with ReadUnsynced on: a tailing reader
+// sees the chunk while it is being synced, its appender is answered only
+// after the fsync returns, and a StoreOffset past it waits for it too.
+func TestReadUnsynced(t *testing.T) {
+	fs := NewMemFS()
+	s := openT(t, fs, Options{ReadUnsynced: true})
+	defer s.Close()
+	r, err := s.NewReader(Next())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	entered, gate := make(chan struct{}, 1), make(chan struct{})
+	fs.SetSyncHook(func() {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-gate
+	})
+	answered := make(chan error, 1)
+	s.AppendAsync([][]byte{payload(0)}, epoch, func(_ uint64, err error) { answered <- err })
+	<-entered // the committer is in the chunk's fsync
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	off, _, rec, err := r.NextWait(ctx)
+	if err != nil || off != 0 || string(rec) != string(payload(0)) {
+		t.Fatalf("tailing reader during the fsync: offset %d, %q, %v", off, rec, err)
+	}
+	select {
+	case err := <-answered:
+		t.Fatalf("appender answered (%v) before its fsync returned", err)
+	default:
+	}
+	stored := make(chan error, 1)
+	go func() { stored <- s.StoreOffset("c", 1) }()
+	select {
+	case err := <-stored:
+		t.Fatalf("StoreOffset past an unsynced chunk returned (%v) before the chunk's fsync", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-stored; err != nil {
+		t.Fatal(err)
+	}
+	fs.SetSyncHook(nil)
+}
+
 // TestConcurrentAppendersAndReaders: appenders, tailing readers and
 // retention at once (run with -race).
 func TestConcurrentAppendersAndReaders(t *testing.T) {

@@ -49,8 +49,11 @@ func (w *crashWorkload) snapshot(fs *MemFS, tear *rand.Rand) {
 	w.image = fs.Crash(tear)
 }
 
+// crashOptions: the retention runs also show readers unsynced chunks (the
+// broker's mode), whose index entries reach the page cache before the
+// chunk's fsync.
 func crashOptions(retention bool) Options {
-	o := Options{MaxSegmentBytes: 900, IndexInterval: 150}
+	o := Options{MaxSegmentBytes: 900, IndexInterval: 150, ReadUnsynced: retention}
 	if retention {
 		o.MaxBytes = 2500
 	}

@@ -24,7 +24,9 @@
 //
 // Timestamps never go back: an append stamped before the newest stored
 // record is stored with that record's timestamp, so that a seek by time
-// is a binary search. Readers see only durable records. A reader
+// is a binary search. Readers see only durable records, unless
+// Options.ReadUnsynced shows them each chunk once it is written, before its
+// fsync (appenders are answered after the fsync either way). A reader
 // positioned before the retained range starts at the first retained
 // record; one past the end starts at the next record appended.
 //
@@ -60,7 +62,8 @@
 //
 // # Segment: header, then chunks
 //
-// A chunk is what one group commit writes with one write and one fsync:
+// A chunk is what one group commit writes with one write and one fsync
+// (its index entry, if any, is written between the two):
 //
 //	 0        4        8                16               24       28       32
 //	+--------+--------+----------------+----------------+--------+--------+

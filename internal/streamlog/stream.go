@@ -43,6 +43,15 @@ type Options struct {
 	// IndexInterval is how many segment bytes lie at most between two
 	// sparse index entries (default 64 KiB).
 	IndexInterval int64
+	// ReadUnsynced shows readers a chunk as soon as it is written to the
+	// operating system, before its fsync, so a tailing reader waits for a
+	// write and not for the disk (as RabbitMQ's streams and Kafka do).
+	// Appenders and StoreOffset are still answered only after the fsync,
+	// and a chunk the OS holds survives a crash of the process (kill -9).
+	// What it gives up: after a power loss or kernel crash a chunk a
+	// reader has seen may be missing, and its offsets are given to later
+	// records. Off (the default), readers see durable records only.
+	ReadUnsynced bool
 	// Clock is the time source for retention by age (default time.Now).
 	Clock  func() time.Time
 	FS     FS           // default OSFS{}
@@ -158,8 +167,8 @@ type Stream struct {
 		closed       bool
 		failed       error // sticky: after a failed write or fsync
 		segs         []*segment
-		next         uint64 // durable next offset
-		lastChunk    uint64 // first offset of the newest durable chunk
+		next         uint64 // next offset readers may see (durable unless ReadUnsynced)
+		lastChunk    uint64 // first offset of the newest chunk readers may see
 		bytes        int64
 		notify       chan struct{} // closed and replaced when next grows or on Close
 		offsets      map[string]uint64
@@ -294,7 +303,7 @@ func (s *Stream) wake() {
 // broker holds publishers back while it is large.
 func (s *Stream) PendingBytes() int { return int(s.pendingAtomic.Load()) }
 
-// Changed returns a channel closed the next time records become durable
+// Changed returns a channel closed the next time records become readable
 // (or the stream closes): a tailing consumer waits on it instead of polling.
 func (s *Stream) Changed() <-chan struct{} {
 	s.mu.Lock()
