@@ -48,10 +48,30 @@ func methodsOf(impl any) (map[string]handlerMethod, error) {
 	return methods, nil
 }
 
+// callArgs are a worker's arguments to reflect's Call, reused from one
+// request to the next: the slice would be an allocation per call, and so
+// would the context, passed as a Value of its concrete type (reflect
+// boxes it into the context.Context parameter); read through the
+// interface-typed slot ctx it is passed as it is.
+type callArgs struct {
+	ctx  context.Context
+	ctxv reflect.Value // ctx's slot: reflect.ValueOf(&a.ctx).Elem()
+	in   [3]reflect.Value
+}
+
+func newCallArgs() *callArgs {
+	a := &callArgs{}
+	a.ctxv = reflect.ValueOf(&a.ctx).Elem()
+	return a
+}
+
 // call runs the method. A nil *Resp with a nil error is answered as the
 // zero Resp so the caller always gets a decodable body.
-func (h handlerMethod) call(ctx context.Context, req reflect.Value) (any, error) {
-	out := h.fn.Call([]reflect.Value{h.recv, reflect.ValueOf(ctx), req})
+func (h handlerMethod) call(a *callArgs, ctx context.Context, req reflect.Value) (any, error) {
+	a.ctx = ctx
+	a.in = [3]reflect.Value{h.recv, a.ctxv, req}
+	out := h.fn.Call(a.in[:])
+	a.ctx, a.in = nil, [3]reflect.Value{} // hold nothing of the request
 	if err, _ := out[1].Interface().(error); err != nil {
 		return nil, err
 	}

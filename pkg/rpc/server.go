@@ -272,22 +272,27 @@ func (r channelReplier) ack(tag uint64) error { return r.ch.Ack(tag, false) }
 // connection goes (the broker then requeues what was not acked).
 func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <-chan *amqpc.Delivery) {
 	defer s.workers.Done()
-	sc := new(replyScratch)
+	sc := &workerScratch{args: newCallArgs()}
 	for d := range deliveries {
 		s.handle(ctx, sv, ch, sc, d)
+		// Answered: the request (decoded into values of its own, its
+		// reply encoded and written) holds nothing of the delivery.
+		d.Release()
 	}
 }
 
-// replyScratch is a worker's reply under construction, reused from one
-// reply to the next (the reply is encoded before reply returns): built
+// workerScratch is what a worker reuses from one request to the next:
+// the reply under construction (encoded before reply returns; built
 // afresh, the publishing and its header list were two allocations per
-// call, as they reach the replier through an interface.
-type replyScratch struct {
+// call, as they reach the replier through an interface) and the
+// handler's call arguments.
+type workerScratch struct {
 	pub     amqpc.Publishing
 	headers [2]amqpc.Field
+	args    *callArgs
 }
 
-func (s *Server) handle(ctx context.Context, sv *service, ch replier, sc *replyScratch, d *amqpc.Delivery) {
+func (s *Server) handle(ctx context.Context, sv *service, ch replier, sc *workerScratch, d *amqpc.Delivery) {
 	req, err := parseRequest(d)
 	switch {
 	case errors.Is(err, errNoReplyTo), errors.Is(err, errNoType):
@@ -332,13 +337,13 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, sc *replyS
 		defer dc.release()
 		ctx = dc
 	}
-	out, err := s.invoke(ctx, sv, req, m, in)
+	out, err := s.invoke(ctx, sv, req, m, sc.args, in)
 	s.reply(ch, sc, d, req, c, out, err)
 }
 
 // invoke runs a handler; a panic becomes INTERNAL and a log line with the
 // stack, never a crash of the instance.
-func (s *Server) invoke(ctx context.Context, sv *service, req request, m handlerMethod, in reflect.Value) (out any, err error) {
+func (s *Server) invoke(ctx context.Context, sv *service, req request, m handlerMethod, args *callArgs, in reflect.Value) (out any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("rpc: handler panicked", "service", sv.info.Name, "method", req.method,
@@ -346,14 +351,14 @@ func (s *Server) invoke(ctx context.Context, sv *service, req request, m handler
 			out, err = nil, Errorf(Internal, "handler panicked")
 		}
 	}()
-	return m.call(ctx, in)
+	return m.call(args, ctx, in)
 }
 
 // reply answers a request on the default exchange with its reply_to as
 // the key, then acks it. With an error the body is empty and the status
 // and message go in x-rpc-status and x-rpc-error; c is nil when the
 // request was refused before its codec was known (JSON is then named).
-func (s *Server) reply(ch replier, sc *replyScratch, d *amqpc.Delivery, req request, c codec, out any, herr error) {
+func (s *Server) reply(ch replier, sc *workerScratch, d *amqpc.Delivery, req request, c codec, out any, herr error) {
 	if c == nil {
 		c = jsonCodec{}
 		if k, ok := codecByType(req.contentType); ok {

@@ -95,7 +95,7 @@ func testServer(t testing.TB) (*Server, *service, *echoService) {
 func handleOne(t testing.TB, s *Server, sv *service, d amqpc.Delivery) *amqpc.Publishing {
 	t.Helper()
 	ch := &fakeChannel{}
-	s.handle(context.Background(), sv, ch, new(replyScratch), &d)
+	s.handle(context.Background(), sv, ch, &workerScratch{args: newCallArgs()}, &d)
 	if ch.acks != 1 {
 		t.Fatalf("acks %d, want one", ch.acks)
 	}

@@ -166,9 +166,9 @@ func parseReply(d *amqpc.Delivery) (Code, string) {
 // its deadline, at least 1 (0 would mean "deliver now or drop", which a
 // queued request must not be subjected to before the deadline).
 func expiration(deadline, now time.Time) string {
-	ms := deadline.Sub(now).Milliseconds()
-	if ms < 1 {
-		ms = 1
-	}
-	return strconv.FormatInt(ms, 10)
+	return strconv.FormatInt(expirationMs(deadline, now), 10)
+}
+
+func expirationMs(deadline, now time.Time) int64 {
+	return max(deadline.Sub(now).Milliseconds(), 1)
 }

@@ -93,7 +93,8 @@ type Properties struct {
 	rawHeaders []byte
 }
 
-// Field is one header of HeaderList.
+// Field is one header of HeaderList. Value has amqp091-go's Go types,
+// or is an *int64: a long long read when the message is encoded.
 type Field struct {
 	Key   string
 	Value any
@@ -108,6 +109,9 @@ func (p *Properties) Header(key string) (any, bool) {
 	}
 	for _, f := range p.HeaderList {
 		if f.Key == key {
+			if n, ok := f.Value.(*int64); ok {
+				return *n, true
+			}
 			return f.Value, true
 		}
 	}
@@ -275,6 +279,11 @@ func (e *enc) field(v any) {
 	case int64:
 		e.octet('l')
 		e.longlong(uint64(v))
+	case *int64:
+		// A long long read at encoding time: a sender reusing its
+		// publishing sets the value without boxing an int64 per message.
+		e.octet('l')
+		e.longlong(uint64(*v))
 	case float32:
 		e.octet('f')
 		e.long(math.Float32bits(v))
