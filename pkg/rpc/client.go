@@ -173,13 +173,14 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any, opts ..
 	if !ok {
 		return Errorf(InvalidArgument, "method %q is not service.Method", method)
 	}
+	cl := c.newCall()
+	defer c.putCall(cl)
 	codec := codecFor(req)
-	body, err := codec.marshal(req)
+	body, err := codec.marshal(cl.buf, req)
 	if err != nil {
 		return Errorf(InvalidArgument, "request does not encode as %s: %v", codec.contentType(), err)
 	}
-	cl := c.newCall()
-	defer c.putCall(cl)
+	cl.buf = keepBody(body)
 	if _, has := ctx.Deadline(); !has && c.cfg.Timeout > 0 {
 		// Lazy: no timer unless something asks for Done (a retry's
 		// backoff); the wait for the reply uses a pooled timer instead.
@@ -206,6 +207,7 @@ type call struct {
 	codec           codec
 	body            []byte
 	resp            any
+	buf             []byte // the request's encoding buffer, reused
 
 	dc    deadlineCtx // ctx when the caller's has no deadline
 	hasDC bool

@@ -289,6 +289,7 @@ func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <
 type workerScratch struct {
 	pub     amqpc.Publishing
 	headers [2]amqpc.Field
+	body    []byte // the reply's encoding buffer
 	args    *callArgs
 }
 
@@ -370,7 +371,8 @@ func (s *Server) reply(ch replier, sc *workerScratch, d *amqpc.Delivery, req req
 	pub.CorrelationId = req.correlationID
 	pub.ContentType = c.contentType()
 	if herr == nil {
-		body, err := c.marshal(out)
+		body, err := c.marshal(sc.body, out)
+		sc.body = keepBody(body)
 		if err != nil {
 			s.log.Error("rpc: reply does not encode", "type", d.Type, "err", err)
 			herr = Errorf(Internal, "reply does not encode as %s", c.contentType())

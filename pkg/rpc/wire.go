@@ -80,7 +80,9 @@ func parseRequest(d *amqpc.Delivery) (request, error) {
 	if r.service, r.method, ok = SplitType(d.Type); !ok {
 		return r, errBadType
 	}
-	if v, present := d.Header(HeaderDeadline); present {
+	if ms, ok := d.HeaderLong(HeaderDeadline); ok { // the SDK's own, unboxed
+		r.deadline = time.UnixMilli(ms)
+	} else if v, present := d.Header(HeaderDeadline); present {
 		ms, ok := tableInt(v)
 		if !ok {
 			return r, errBadDeadline

@@ -128,6 +128,28 @@ func (p *Properties) Header(key string) (any, bool) {
 	return nil, false
 }
 
+// HeaderLong returns a received header that is a long long (signed, 'l')
+// without boxing it into an interface as Header would; ok is false when
+// the header is absent or of another type (then ask Header).
+func (p *Properties) HeaderLong(key string) (n int64, ok bool) {
+	if p.Headers != nil || p.HeaderList != nil {
+		return 0, false
+	}
+	d := dec{b: p.rawHeaders}
+	for len(d.b) > 0 && d.err == nil {
+		k := d.take(int(d.octet()))
+		if d.err == nil && string(k) == key {
+			if d.octet() != 'l' {
+				return 0, false
+			}
+			n = int64(d.longlong())
+			return n, d.err == nil
+		}
+		d.skipField()
+	}
+	return 0, false
+}
+
 // keepRawHeaders copies a decoded header table out of the frame it was
 // read from into the spare end of buf (the delivery's body allocation,
 // which then serves both) or, without room, a new slice.
@@ -450,10 +472,11 @@ func (d *dec) longlong() uint64 {
 func (d *dec) shortstr() string { return string(d.take(int(d.octet()))) }
 
 // strCache holds the last value of fields that repeat message after
-// message on a channel (a reply's routing key, a request's type and
-// reply_to, the content type), so decoding a repeat allocates nothing.
+// message on a channel (a reply's routing key, a request's type, reply_to
+// and, under a fixed timeout, often its expiration, the content type), so
+// decoding a repeat allocates nothing.
 type strCache struct {
-	consumerTag, exchange, routingKey, contentType, replyTo, typ, userID, appID string
+	consumerTag, exchange, routingKey, contentType, replyTo, expiration, typ, userID, appID string
 }
 
 // cachedstr reads a short string, reusing *slot when it is the same.
@@ -648,7 +671,7 @@ func (d *dec) properties(cache *strCache) Properties {
 		p.ReplyTo = d.cachedstr(&cache.replyTo)
 	}
 	if flags&flagExpiration != 0 {
-		p.Expiration = d.shortstr()
+		p.Expiration = d.cachedstr(&cache.expiration)
 	}
 	if flags&flagMessageID != 0 {
 		p.MessageId = d.shortstr()

@@ -42,6 +42,14 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	if v, ok := got.Header("x-deadline"); !ok || v != int64(1700000000123) {
 		t.Fatalf("Header(x-deadline) = %v, %v", v, ok)
 	}
+	if n, ok := got.HeaderLong("x-deadline"); !ok || n != 1700000000123 {
+		t.Fatalf("HeaderLong(x-deadline) = %v, %v", n, ok)
+	}
+	for _, k := range []string{"x-rpc-status", "i32", "absent"} {
+		if _, ok := got.HeaderLong(k); ok {
+			t.Errorf("HeaderLong(%q) found a long long", k)
+		}
+	}
 	if _, ok := got.Header("absent"); ok {
 		t.Fatal("Header found an absent key")
 	}
