@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -61,6 +63,7 @@ func BenchmarkCall(b *testing.B) {
 	}
 	b.SetParallelism(8) // 16 callers on 2 cores
 	b.ReportAllocs()
+	r0, w0, sys := syscalls()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -70,4 +73,30 @@ func BenchmarkCall(b *testing.B) {
 			}
 		}
 	})
+	b.StopTimer()
+	if r1, w1, ok := syscalls(); sys && ok {
+		// Both ends' reads and writes: how well frames share a system call.
+		b.ReportMetric(float64(r1-r0)/float64(b.N), "reads/op")
+		b.ReportMetric(float64(w1-w0)/float64(b.N), "writes/op")
+	}
+}
+
+// syscalls is the process's read and write system calls so far (Linux's
+// /proc/self/io); ok is false where there is no such file.
+func syscalls() (reads, writes uint64, ok bool) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseUint(v, 10, 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes, true
 }
