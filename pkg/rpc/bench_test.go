@@ -15,9 +15,9 @@ import (
 	"github.com/heraldmq/herald/pkg/rpc"
 )
 
-type benchEcho struct{}
+type benchEcho struct{ _ int }
 
-func (benchEcho) Echo(_ context.Context, req *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+func (*benchEcho) Echo(_ context.Context, req *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
 	return req, nil
 }
 
@@ -39,7 +39,7 @@ func BenchmarkCall(b *testing.B) {
 	}
 	conn := rpc.ConnConfig{URL: url, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	srv := rpc.NewServer(rpc.ServerConfig{ConnConfig: conn})
-	if err := srv.Register(benchEcho{}, rpc.Service{Name: "bench-sdk"}); err != nil {
+	if err := srv.Register(&benchEcho{}, rpc.Service{Name: "bench-sdk"}); err != nil {
 		b.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {

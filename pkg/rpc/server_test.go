@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -274,4 +275,44 @@ func FuzzHandle(f *testing.F) {
 		}
 		handleOne(t, s, sv, d)
 	})
+}
+
+// valueService has a value receiver: its handlers are called through
+// reflect, not the direct pointer call.
+type valueService struct{ suffix string }
+
+func (v valueService) Echo(_ context.Context, r *echoReq) (*echoResp, error) {
+	return &echoResp{Text: r.Text + v.suffix}, nil
+}
+
+func (v valueService) Nil(context.Context, *echoReq) (*echoResp, error) { return nil, nil }
+
+func (v valueService) Fail(context.Context, *echoReq) (*echoResp, error) {
+	return nil, Errorf(NotFound, "none")
+}
+
+// TestHandleBothCallPaths: a service registered as a pointer (direct
+// calls) and one registered as a value (reflect) answer alike.
+func TestHandleBothCallPaths(t *testing.T) {
+	quiet := ConnConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, impl := range []any{valueService{suffix: "!"}, &valueService{suffix: "!"}} {
+		s := NewServer(ServerConfig{ConnConfig: quiet})
+		must(t, s.Register(impl, Service{Name: "v"}))
+		sv := s.mu.services[0]
+		if direct := sv.methods["Echo"].direct != nil; direct != (reflect.TypeOf(impl).Kind() == reflect.Pointer) {
+			t.Fatalf("%T: direct call %v", impl, direct)
+		}
+		r := handleOne(t, s, sv, delivery("v.Echo", `{"text":"hi"}`))
+		if st, _ := status(r); st != "OK" || string(r.Body) != `{"text":"hi!"}` {
+			t.Errorf("%T echo: %s %s", impl, st, r.Body)
+		}
+		r = handleOne(t, s, sv, delivery("v.Nil", `{}`))
+		if st, _ := status(r); st != "OK" || string(r.Body) != `{"text":""}` {
+			t.Errorf("%T nil: %s %s", impl, st, r.Body)
+		}
+		r = handleOne(t, s, sv, delivery("v.Fail", `{}`))
+		if st, msg := status(r); st != "NOT_FOUND" || msg != "none" {
+			t.Errorf("%T fail: %s %s", impl, st, msg)
+		}
+	}
 }
