@@ -26,7 +26,7 @@ type codec interface {
 
 type jsonCodec struct{}
 
-func (jsonCodec) contentType() string           { return ContentTypeJSON }
+func (jsonCodec) contentType() string                     { return ContentTypeJSON }
 func (jsonCodec) marshal(_ []byte, v any) ([]byte, error) { return json.Marshal(v) }
 func (jsonCodec) unmarshal(data []byte, v any) error {
 	if len(data) == 0 {
