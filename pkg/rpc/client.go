@@ -245,16 +245,17 @@ func (c *Client) putCall(cl *call) {
 // the connection or the deadline.
 func (cl *call) once() error {
 	c, ctx := cl.client, cl.ctx
+	now := time.Now() // read once: the clock is not free on every machine
 	// With the client's default timeout the deadline is watched with a
 	// pooled timer and only the caller's own ctx is selected on.
 	wait := ctx
 	var timeout <-chan time.Time
 	if cl.hasDC {
 		wait = cl.dc.Context
-		if !time.Now().Before(cl.dc.deadline) {
+		if !now.Before(cl.dc.deadline) {
 			return ctxError(context.DeadlineExceeded)
 		}
-		t := c.timer(time.Until(cl.dc.deadline))
+		t := c.timer(cl.dc.deadline.Sub(now))
 		defer c.timers.Put(t)
 		defer t.Stop()
 		timeout = t.C
@@ -301,7 +302,7 @@ func (cl *call) once() error {
 	pub.ReplyTo = DirectReplyTo
 	pub.Type = cl.method
 	if dl, ok := ctx.Deadline(); ok {
-		pub.Expiration = cl.expiration(dl)
+		pub.Expiration = cl.expiration(dl, now)
 		cl.deadlineMs = dl.UnixMilli()
 		pub.HeaderList = cl.headers[:]
 	}
@@ -332,8 +333,8 @@ func (cl *call) once() error {
 // expiration is the request's expiration for deadline, its text reused
 // from the call before when the milliseconds are the same (as they mostly
 // are under a fixed timeout).
-func (cl *call) expiration(deadline time.Time) string {
-	if ms := expirationMs(deadline, time.Now()); ms != cl.expMs {
+func (cl *call) expiration(deadline, now time.Time) string {
+	if ms := expirationMs(deadline, now); ms != cl.expMs {
 		cl.expMs, cl.expText = ms, strconv.FormatInt(ms, 10)
 	}
 	return cl.expText
