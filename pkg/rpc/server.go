@@ -272,7 +272,7 @@ func (r channelReplier) ack(tag uint64) error { return r.ch.Ack(tag, false) }
 // connection goes (the broker then requeues what was not acked).
 func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <-chan *amqpc.Delivery) {
 	defer s.workers.Done()
-	sc := &workerScratch{args: newCallArgs()}
+	sc := new(workerScratch)
 	for d := range deliveries {
 		s.handle(ctx, sv, ch, sc, d)
 		// Answered: the request (decoded into values of its own, its
@@ -284,13 +284,12 @@ func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <
 // workerScratch is what a worker reuses from one request to the next:
 // the reply under construction (encoded before reply returns; built
 // afresh, the publishing and its header list were two allocations per
-// call, as they reach the replier through an interface) and the
-// handler's call arguments.
+// call, as they reach the replier through an interface) and its body's
+// encoding buffer.
 type workerScratch struct {
 	pub     amqpc.Publishing
 	headers [2]amqpc.Field
-	body    []byte // the reply's encoding buffer
-	args    *callArgs
+	body    []byte
 }
 
 func (s *Server) handle(ctx context.Context, sv *service, ch replier, sc *workerScratch, d *amqpc.Delivery) {
@@ -338,13 +337,13 @@ func (s *Server) handle(ctx context.Context, sv *service, ch replier, sc *worker
 		defer dc.release()
 		ctx = dc
 	}
-	out, err := s.invoke(ctx, sv, req, m, sc.args, in)
+	out, err := s.invoke(ctx, sv, req, m, in)
 	s.reply(ch, sc, d, req, c, out, err)
 }
 
 // invoke runs a handler; a panic becomes INTERNAL and a log line with the
 // stack, never a crash of the instance.
-func (s *Server) invoke(ctx context.Context, sv *service, req request, m handlerMethod, args *callArgs, in reflect.Value) (out any, err error) {
+func (s *Server) invoke(ctx context.Context, sv *service, req request, m handlerMethod, in reflect.Value) (out any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("rpc: handler panicked", "service", sv.info.Name, "method", req.method,
@@ -352,7 +351,7 @@ func (s *Server) invoke(ctx context.Context, sv *service, req request, m handler
 			out, err = nil, Errorf(Internal, "handler panicked")
 		}
 	}()
-	return m.call(args, ctx, in)
+	return m.call(ctx, in)
 }
 
 // reply answers a request on the default exchange with its reply_to as

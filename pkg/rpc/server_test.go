@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -96,7 +95,7 @@ func testServer(t testing.TB) (*Server, *service, *echoService) {
 func handleOne(t testing.TB, s *Server, sv *service, d amqpc.Delivery) *amqpc.Publishing {
 	t.Helper()
 	ch := &fakeChannel{}
-	s.handle(context.Background(), sv, ch, &workerScratch{args: newCallArgs()}, &d)
+	s.handle(context.Background(), sv, ch, new(workerScratch), &d)
 	if ch.acks != 1 {
 		t.Fatalf("acks %d, want one", ch.acks)
 	}
@@ -277,8 +276,8 @@ func FuzzHandle(f *testing.F) {
 	})
 }
 
-// valueService has a value receiver: its handlers are called through
-// reflect, not the direct pointer call.
+// valueService has value receivers: registered as a value, its handlers
+// are called on a copy behind a pointer.
 type valueService struct{ suffix string }
 
 func (v valueService) Echo(_ context.Context, r *echoReq) (*echoResp, error) {
@@ -291,17 +290,27 @@ func (v valueService) Fail(context.Context, *echoReq) (*echoResp, error) {
 	return nil, Errorf(NotFound, "none")
 }
 
-// TestHandleBothCallPaths: a service registered as a pointer (direct
-// calls) and one registered as a value (reflect) answer alike.
-func TestHandleBothCallPaths(t *testing.T) {
+// mapService is a value that is itself one word (a map).
+type mapService map[string]string
+
+func (m mapService) Echo(_ context.Context, r *echoReq) (*echoResp, error) {
+	return &echoResp{Text: r.Text + m["suffix"]}, nil
+}
+
+func (m mapService) Nil(context.Context, *echoReq) (*echoResp, error) { return nil, nil }
+
+func (m mapService) Fail(context.Context, *echoReq) (*echoResp, error) {
+	return nil, Errorf(NotFound, "none")
+}
+
+// TestHandleValueAndPointer: services registered as values (of a struct
+// type and of a one-word type) and as a pointer answer alike.
+func TestHandleValueAndPointer(t *testing.T) {
 	quiet := ConnConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	for _, impl := range []any{valueService{suffix: "!"}, &valueService{suffix: "!"}} {
+	for _, impl := range []any{valueService{suffix: "!"}, &valueService{suffix: "!"}, mapService{"suffix": "!"}} {
 		s := NewServer(ServerConfig{ConnConfig: quiet})
 		must(t, s.Register(impl, Service{Name: "v"}))
 		sv := s.mu.services[0]
-		if direct := sv.methods["Echo"].direct != nil; direct != (reflect.TypeOf(impl).Kind() == reflect.Pointer) {
-			t.Fatalf("%T: direct call %v", impl, direct)
-		}
 		r := handleOne(t, s, sv, delivery("v.Echo", `{"text":"hi"}`))
 		if st, _ := status(r); st != "OK" || string(r.Body) != `{"text":"hi!"}` {
 			t.Errorf("%T echo: %s %s", impl, st, r.Body)
