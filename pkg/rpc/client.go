@@ -23,7 +23,7 @@ type Client struct {
 	idPrefix string
 	seq      atomic.Uint64
 	timers   sync.Pool // *time.Timer, stopped, for calls under the default timeout
-	dones    sync.Pool // chan result, empty, whose call got its one result
+	calls    sync.Pool // *call, between calls
 
 	mu struct {
 		sync.Mutex
@@ -136,6 +136,8 @@ func (l *link) finish(id string, r result) {
 	l.mu.Unlock()
 	if ok {
 		done <- r // buffered, one result per call
+	} else if r.reply != nil {
+		r.reply.Release() // its call has given up
 	}
 }
 
@@ -171,36 +173,89 @@ func (c *Client) Call(ctx context.Context, method string, req, resp any, opts ..
 	if !ok {
 		return Errorf(InvalidArgument, "method %q is not service.Method", method)
 	}
-	if _, has := ctx.Deadline(); !has && c.cfg.Timeout > 0 {
-		// Lazy: no timer unless something asks for Done (a retry's
-		// backoff); the wait for the reply uses a pooled timer instead.
-		dc := &deadlineCtx{Context: ctx, deadline: time.Now().Add(c.cfg.Timeout)}
-		defer dc.release()
-		ctx = dc
-	}
+	cl := c.newCall()
+	defer c.putCall(cl)
 	codec := codecFor(req)
-	body, err := codec.marshal(req)
+	body, err := codec.marshal(cl.buf, req)
 	if err != nil {
 		return Errorf(InvalidArgument, "request does not encode as %s: %v", codec.contentType(), err)
 	}
-	return c.gov.run(ctx, service, o.idempotent, func() error {
-		return c.once(ctx, service, method, codec, body, resp)
-	})
+	cl.buf = keepBody(body)
+	if _, has := ctx.Deadline(); !has && c.cfg.Timeout > 0 {
+		// Lazy: no timer unless something asks for Done (a retry's
+		// backoff); the wait for the reply uses a pooled timer instead.
+		cl.dc = deadlineCtx{Context: ctx, deadline: time.Now().Add(c.cfg.Timeout)}
+		cl.hasDC = true
+		ctx = &cl.dc
+	}
+	cl.ctx, cl.service, cl.method, cl.codec, cl.body, cl.resp = ctx, service, method, codec, body, resp
+	return c.gov.run(ctx, service, o.idempotent, cl.attempt)
+}
+
+// call is one Call's state, pooled: allocated afresh, it and what hangs
+// off it (the attempt closure, the default deadline's context, the
+// publishing and its header, the reply channel) were several
+// allocations per call. Nothing of it outlives Call: the deadline
+// context is released, the reply channel is reused only once drained,
+// and the publishing is encoded before Publish returns.
+type call struct {
+	client  *Client
+	attempt func() error // cl.once, bound once for the call's life in the pool
+
+	ctx             context.Context
+	service, method string
+	codec           codec
+	body            []byte
+	resp            any
+	buf             []byte // the request's encoding buffer, reused
+
+	dc    deadlineCtx // ctx when the caller's has no deadline
+	hasDC bool
+
+	done       chan result // buffered, empty between calls
+	pub        amqpc.Publishing
+	headers    [1]amqpc.Field
+	deadlineMs int64  // x-deadline's value, headers[0] points at it
+	expMs      int64  // the last expiration and its text, reused
+	expText    string // when the next call's is the same
+}
+
+func (c *Client) newCall() *call {
+	if cl, ok := c.calls.Get().(*call); ok {
+		return cl
+	}
+	cl := &call{client: c, done: make(chan result, 1), expMs: -1}
+	cl.attempt = cl.once
+	cl.headers[0] = amqpc.Field{Key: HeaderDeadline, Value: &cl.deadlineMs}
+	return cl
+}
+
+func (c *Client) putCall(cl *call) {
+	if cl.hasDC {
+		cl.dc.release()
+		cl.dc = deadlineCtx{}
+		cl.hasDC = false
+	}
+	cl.ctx, cl.codec, cl.body, cl.resp = nil, nil, nil, nil
+	cl.pub = amqpc.Publishing{}
+	c.calls.Put(cl)
 }
 
 // once is one attempt: publish, wait for the reply, a return, the end of
 // the connection or the deadline.
-func (c *Client) once(ctx context.Context, service, method string, codec codec, body []byte, resp any) error {
+func (cl *call) once() error {
+	c, ctx := cl.client, cl.ctx
+	now := time.Now() // read once: the clock is not free on every machine
 	// With the client's default timeout the deadline is watched with a
 	// pooled timer and only the caller's own ctx is selected on.
 	wait := ctx
 	var timeout <-chan time.Time
-	if dc, ok := ctx.(*deadlineCtx); ok {
-		wait = dc.Context
-		if !time.Now().Before(dc.deadline) {
+	if cl.hasDC {
+		wait = cl.dc.Context
+		if !now.Before(cl.dc.deadline) {
 			return ctxError(context.DeadlineExceeded)
 		}
-		t := c.timer(time.Until(dc.deadline))
+		t := c.timer(cl.dc.deadline.Sub(now))
 		defer c.timers.Put(t)
 		defer t.Stop()
 		timeout = t.C
@@ -219,10 +274,7 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 	}
 	var idBuf [64]byte // on the stack: the id costs one allocation
 	id := string(strconv.AppendUint(append(idBuf[:0], c.idPrefix...), c.seq.Add(1), 36))
-	done, _ := c.dones.Get().(chan result)
-	if done == nil {
-		done = make(chan result, 1)
-	}
+	done := cl.done
 	l.mu.Lock()
 	if l.gone {
 		l.mu.Unlock()
@@ -230,22 +282,31 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 	}
 	l.pending[id] = done
 	l.mu.Unlock()
+	received := false
 	defer func() {
 		l.mu.Lock()
 		delete(l.pending, id)
 		l.mu.Unlock()
+		if !received {
+			// A result may still come: link.finish and link.fail send
+			// after taking the call out of pending. The next call gets a
+			// channel of its own.
+			cl.done = make(chan result, 1)
+		}
 	}()
 
-	pub := amqpc.Publishing{Body: body}
-	pub.ContentType = codec.contentType()
+	pub := &cl.pub
+	*pub = amqpc.Publishing{Body: cl.body}
+	pub.ContentType = cl.codec.contentType()
 	pub.CorrelationId = id
 	pub.ReplyTo = DirectReplyTo
-	pub.Type = method
+	pub.Type = cl.method
 	if dl, ok := ctx.Deadline(); ok {
-		pub.Expiration = expiration(dl, time.Now())
-		pub.HeaderList = []amqpc.Field{{Key: HeaderDeadline, Value: dl.UnixMilli()}}
+		pub.Expiration = cl.expiration(dl, now)
+		cl.deadlineMs = dl.UnixMilli()
+		pub.HeaderList = cl.headers[:]
 	}
-	if err := l.ch.Publish("", QueueName(service), true, &pub); err != nil {
+	if err := l.ch.Publish("", QueueName(cl.service), true, pub); err != nil {
 		if wait.Err() != nil {
 			return ctxError(wait.Err())
 		}
@@ -255,16 +316,28 @@ func (c *Client) once(ctx context.Context, service, method string, codec codec, 
 	case r := <-done:
 		// link.finish sends once per registered call and unregisters
 		// it first: done is empty now and nothing else will send on it.
-		c.dones.Put(done)
+		received = true
 		if r.err != nil {
 			return r.err
 		}
-		return decodeReply(r.reply, codec, resp)
+		err := decodeReply(r.reply, cl.codec, cl.resp)
+		r.reply.Release() // decoded: the reply holds nothing of it
+		return err
 	case <-wait.Done():
 		return ctxError(wait.Err())
 	case <-timeout:
 		return ctxError(context.DeadlineExceeded)
 	}
+}
+
+// expiration is the request's expiration for deadline, its text reused
+// from the call before when the milliseconds are the same (as they mostly
+// are under a fixed timeout).
+func (cl *call) expiration(deadline, now time.Time) string {
+	if ms := expirationMs(deadline, now); ms != cl.expMs {
+		cl.expMs, cl.expText = ms, strconv.FormatInt(ms, 10)
+	}
+	return cl.expText
 }
 
 // timer returns a pooled timer set to fire after d (Go 1.23 timers: a

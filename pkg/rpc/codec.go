@@ -17,14 +17,17 @@ const (
 // codec turns a request or reply value into a message body and back.
 type codec interface {
 	contentType() string
-	marshal(v any) ([]byte, error)
+	// marshal encodes v, appending to dst where it can (protobuf; JSON
+	// returns a new slice): a caller that reuses its buffer saves the
+	// body's allocation.
+	marshal(dst []byte, v any) ([]byte, error)
 	unmarshal(data []byte, v any) error
 }
 
 type jsonCodec struct{}
 
-func (jsonCodec) contentType() string           { return ContentTypeJSON }
-func (jsonCodec) marshal(v any) ([]byte, error) { return json.Marshal(v) }
+func (jsonCodec) contentType() string                     { return ContentTypeJSON }
+func (jsonCodec) marshal(_ []byte, v any) ([]byte, error) { return json.Marshal(v) }
 func (jsonCodec) unmarshal(data []byte, v any) error {
 	if len(data) == 0 {
 		// An empty body is the zero value: a method whose request has no
@@ -37,12 +40,24 @@ func (jsonCodec) unmarshal(data []byte, v any) error {
 type protoCodec struct{}
 
 func (protoCodec) contentType() string { return ContentTypeProtobuf }
-func (protoCodec) marshal(v any) ([]byte, error) {
+func (protoCodec) marshal(dst []byte, v any) ([]byte, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("%T is not a proto.Message", v)
 	}
-	return proto.Marshal(m)
+	return proto.MarshalOptions{}.MarshalAppend(dst, m)
+}
+
+// maxKeptBody bounds an encoding buffer kept for reuse, so one large
+// message does not pin its size for the life of a pooled call or worker.
+const maxKeptBody = 64 << 10
+
+// keepBody is buf to keep for the next encoding, or nil when too large.
+func keepBody(buf []byte) []byte {
+	if cap(buf) > maxKeptBody {
+		return nil
+	}
+	return buf[:0]
 }
 func (protoCodec) unmarshal(data []byte, v any) error {
 	m, ok := v.(proto.Message)

@@ -20,7 +20,7 @@ func TestCodecs(t *testing.T) {
 	if codecFor(wrapperspb.String("x")).contentType() != ContentTypeProtobuf || codecFor(&struct{}{}).contentType() != ContentTypeJSON {
 		t.Fatal("codec chosen by request type")
 	}
-	if _, err := (protoCodec{}).marshal(&struct{}{}); err == nil {
+	if _, err := (protoCodec{}).marshal(nil, &struct{}{}); err == nil {
 		t.Fatal("protobuf codec took a non-proto value")
 	}
 	if err := (protoCodec{}).unmarshal(nil, &struct{}{}); err == nil {

@@ -272,22 +272,27 @@ func (r channelReplier) ack(tag uint64) error { return r.ch.Ack(tag, false) }
 // connection goes (the broker then requeues what was not acked).
 func (s *Server) work(ctx context.Context, sv *service, ch replier, deliveries <-chan *amqpc.Delivery) {
 	defer s.workers.Done()
-	sc := new(replyScratch)
+	sc := new(workerScratch)
 	for d := range deliveries {
 		s.handle(ctx, sv, ch, sc, d)
+		// Answered: the request (decoded into values of its own, its
+		// reply encoded and written) holds nothing of the delivery.
+		d.Release()
 	}
 }
 
-// replyScratch is a worker's reply under construction, reused from one
-// reply to the next (the reply is encoded before reply returns): built
+// workerScratch is what a worker reuses from one request to the next:
+// the reply under construction (encoded before reply returns; built
 // afresh, the publishing and its header list were two allocations per
-// call, as they reach the replier through an interface.
-type replyScratch struct {
+// call, as they reach the replier through an interface) and its body's
+// encoding buffer.
+type workerScratch struct {
 	pub     amqpc.Publishing
 	headers [2]amqpc.Field
+	body    []byte
 }
 
-func (s *Server) handle(ctx context.Context, sv *service, ch replier, sc *replyScratch, d *amqpc.Delivery) {
+func (s *Server) handle(ctx context.Context, sv *service, ch replier, sc *workerScratch, d *amqpc.Delivery) {
 	req, err := parseRequest(d)
 	switch {
 	case errors.Is(err, errNoReplyTo), errors.Is(err, errNoType):
@@ -353,7 +358,7 @@ func (s *Server) invoke(ctx context.Context, sv *service, req request, m handler
 // the key, then acks it. With an error the body is empty and the status
 // and message go in x-rpc-status and x-rpc-error; c is nil when the
 // request was refused before its codec was known (JSON is then named).
-func (s *Server) reply(ch replier, sc *replyScratch, d *amqpc.Delivery, req request, c codec, out any, herr error) {
+func (s *Server) reply(ch replier, sc *workerScratch, d *amqpc.Delivery, req request, c codec, out any, herr error) {
 	if c == nil {
 		c = jsonCodec{}
 		if k, ok := codecByType(req.contentType); ok {
@@ -365,7 +370,8 @@ func (s *Server) reply(ch replier, sc *replyScratch, d *amqpc.Delivery, req requ
 	pub.CorrelationId = req.correlationID
 	pub.ContentType = c.contentType()
 	if herr == nil {
-		body, err := c.marshal(out)
+		body, err := c.marshal(sc.body, out)
+		sc.body = keepBody(body)
 		if err != nil {
 			s.log.Error("rpc: reply does not encode", "type", d.Type, "err", err)
 			herr = Errorf(Internal, "reply does not encode as %s", c.contentType())

@@ -95,7 +95,7 @@ func testServer(t testing.TB) (*Server, *service, *echoService) {
 func handleOne(t testing.TB, s *Server, sv *service, d amqpc.Delivery) *amqpc.Publishing {
 	t.Helper()
 	ch := &fakeChannel{}
-	s.handle(context.Background(), sv, ch, new(replyScratch), &d)
+	s.handle(context.Background(), sv, ch, new(workerScratch), &d)
 	if ch.acks != 1 {
 		t.Fatalf("acks %d, want one", ch.acks)
 	}
@@ -274,4 +274,54 @@ func FuzzHandle(f *testing.F) {
 		}
 		handleOne(t, s, sv, d)
 	})
+}
+
+// valueService has value receivers: registered as a value, its handlers
+// are called on a copy behind a pointer.
+type valueService struct{ suffix string }
+
+func (v valueService) Echo(_ context.Context, r *echoReq) (*echoResp, error) {
+	return &echoResp{Text: r.Text + v.suffix}, nil
+}
+
+func (v valueService) Nil(context.Context, *echoReq) (*echoResp, error) { return nil, nil }
+
+func (v valueService) Fail(context.Context, *echoReq) (*echoResp, error) {
+	return nil, Errorf(NotFound, "none")
+}
+
+// mapService is a value that is itself one word (a map).
+type mapService map[string]string
+
+func (m mapService) Echo(_ context.Context, r *echoReq) (*echoResp, error) {
+	return &echoResp{Text: r.Text + m["suffix"]}, nil
+}
+
+func (m mapService) Nil(context.Context, *echoReq) (*echoResp, error) { return nil, nil }
+
+func (m mapService) Fail(context.Context, *echoReq) (*echoResp, error) {
+	return nil, Errorf(NotFound, "none")
+}
+
+// TestHandleValueAndPointer: services registered as values (of a struct
+// type and of a one-word type) and as a pointer answer alike.
+func TestHandleValueAndPointer(t *testing.T) {
+	quiet := ConnConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, impl := range []any{valueService{suffix: "!"}, &valueService{suffix: "!"}, mapService{"suffix": "!"}} {
+		s := NewServer(ServerConfig{ConnConfig: quiet})
+		must(t, s.Register(impl, Service{Name: "v"}))
+		sv := s.mu.services[0]
+		r := handleOne(t, s, sv, delivery("v.Echo", `{"text":"hi"}`))
+		if st, _ := status(r); st != "OK" || string(r.Body) != `{"text":"hi!"}` {
+			t.Errorf("%T echo: %s %s", impl, st, r.Body)
+		}
+		r = handleOne(t, s, sv, delivery("v.Nil", `{}`))
+		if st, _ := status(r); st != "OK" || string(r.Body) != `{"text":""}` {
+			t.Errorf("%T nil: %s %s", impl, st, r.Body)
+		}
+		r = handleOne(t, s, sv, delivery("v.Fail", `{}`))
+		if st, msg := status(r); st != "NOT_FOUND" || msg != "none" {
+			t.Errorf("%T fail: %s %s", impl, st, msg)
+		}
+	}
 }

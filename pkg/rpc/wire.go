@@ -80,7 +80,9 @@ func parseRequest(d *amqpc.Delivery) (request, error) {
 	if r.service, r.method, ok = SplitType(d.Type); !ok {
 		return r, errBadType
 	}
-	if v, present := d.Header(HeaderDeadline); present {
+	if ms, ok := d.HeaderLong(HeaderDeadline); ok { // the SDK's own, unboxed
+		r.deadline = time.UnixMilli(ms)
+	} else if v, present := d.Header(HeaderDeadline); present {
 		ms, ok := tableInt(v)
 		if !ok {
 			return r, errBadDeadline
@@ -166,9 +168,9 @@ func parseReply(d *amqpc.Delivery) (Code, string) {
 // its deadline, at least 1 (0 would mean "deliver now or drop", which a
 // queued request must not be subjected to before the deadline).
 func expiration(deadline, now time.Time) string {
-	ms := deadline.Sub(now).Milliseconds()
-	if ms < 1 {
-		ms = 1
-	}
-	return strconv.FormatInt(ms, 10)
+	return strconv.FormatInt(expirationMs(deadline, now), 10)
+}
+
+func expirationMs(deadline, now time.Time) int64 {
+	return max(deadline.Sub(now).Milliseconds(), 1)
 }

@@ -19,6 +19,25 @@ type Delivery struct {
 	Exchange    string
 	RoutingKey  string
 	Body        []byte
+
+	// pool takes the delivery back on Release; buf is its body (and
+	// header table) allocation, whole, for the delivery it next becomes.
+	pool *sync.Pool
+	buf  []byte
+}
+
+// Release hands the delivery back to its connection, to become a later
+// delivery: Body and the received headers are overwritten then. Call it
+// once nothing of the delivery is used any more (its string fields are
+// separate allocations and stay valid); without it the delivery is
+// simply garbage collected.
+func (d *Delivery) Release() {
+	p, buf := d.pool, d.buf
+	if p == nil {
+		return
+	}
+	*d = Delivery{pool: p, buf: buf}
+	p.Put(d)
 }
 
 // Return is a mandatory message the broker could not route (basic.return).
@@ -145,9 +164,18 @@ func (ch *Channel) frame(typ uint8, p []byte) error {
 			return errMalformed
 		}
 		// One allocation for the body (grown as body frames come if over
-		// 1 MiB) and, after it, the header table's bytes.
+		// 1 MiB) and, after it, the header table's bytes; a released
+		// delivery's when it is large enough.
 		bodyCap := int(min(size, 1<<20))
-		buf := make([]byte, bodyCap, bodyCap+len(props.rawHeaders))
+		var buf []byte
+		if del := ch.in.deliver; del != nil && cap(del.buf) >= bodyCap+len(props.rawHeaders) {
+			buf = del.buf[:bodyCap]
+		} else {
+			buf = make([]byte, bodyCap, bodyCap+len(props.rawHeaders))
+			if del != nil {
+				del.buf = buf[:0]
+			}
+		}
 		props.keepRawHeaders(buf)
 		*ch.in.props = props
 		ch.in.size = int(size)
@@ -192,7 +220,10 @@ func (ch *Channel) method(p []byte) error {
 	class, method := d.short(), d.short()
 	switch {
 	case class == classBasic && method == mBasicDeliver:
-		del := &Delivery{}
+		del, _ := ch.c.deliveries.Get().(*Delivery)
+		if del == nil {
+			del = &Delivery{pool: &ch.c.deliveries}
+		}
 		del.ConsumerTag = d.cachedstr(&ch.in.cache.consumerTag)
 		del.DeliveryTag = d.longlong()
 		del.Redelivered = d.octet()&1 != 0

@@ -93,7 +93,8 @@ type Properties struct {
 	rawHeaders []byte
 }
 
-// Field is one header of HeaderList.
+// Field is one header of HeaderList. Value has amqp091-go's Go types,
+// or is an *int64: a long long read when the message is encoded.
 type Field struct {
 	Key   string
 	Value any
@@ -108,6 +109,9 @@ func (p *Properties) Header(key string) (any, bool) {
 	}
 	for _, f := range p.HeaderList {
 		if f.Key == key {
+			if n, ok := f.Value.(*int64); ok {
+				return *n, true
+			}
 			return f.Value, true
 		}
 	}
@@ -122,6 +126,28 @@ func (p *Properties) Header(key string) (any, bool) {
 		d.skipField()
 	}
 	return nil, false
+}
+
+// HeaderLong returns a received header that is a long long (signed, 'l')
+// without boxing it into an interface as Header would; ok is false when
+// the header is absent or of another type (then ask Header).
+func (p *Properties) HeaderLong(key string) (n int64, ok bool) {
+	if p.Headers != nil || p.HeaderList != nil {
+		return 0, false
+	}
+	d := dec{b: p.rawHeaders}
+	for len(d.b) > 0 && d.err == nil {
+		k := d.take(int(d.octet()))
+		if d.err == nil && string(k) == key {
+			if d.octet() != 'l' {
+				return 0, false
+			}
+			n = int64(d.longlong())
+			return n, d.err == nil
+		}
+		d.skipField()
+	}
+	return 0, false
 }
 
 // keepRawHeaders copies a decoded header table out of the frame it was
@@ -275,6 +301,11 @@ func (e *enc) field(v any) {
 	case int64:
 		e.octet('l')
 		e.longlong(uint64(v))
+	case *int64:
+		// A long long read at encoding time: a sender reusing its
+		// publishing sets the value without boxing an int64 per message.
+		e.octet('l')
+		e.longlong(uint64(*v))
 	case float32:
 		e.octet('f')
 		e.long(math.Float32bits(v))
@@ -441,10 +472,11 @@ func (d *dec) longlong() uint64 {
 func (d *dec) shortstr() string { return string(d.take(int(d.octet()))) }
 
 // strCache holds the last value of fields that repeat message after
-// message on a channel (a reply's routing key, a request's type and
-// reply_to, the content type), so decoding a repeat allocates nothing.
+// message on a channel (a reply's routing key, a request's type, reply_to
+// and, under a fixed timeout, often its expiration, the content type), so
+// decoding a repeat allocates nothing.
 type strCache struct {
-	consumerTag, exchange, routingKey, contentType, replyTo, typ, userID, appID string
+	consumerTag, exchange, routingKey, contentType, replyTo, expiration, typ, userID, appID string
 }
 
 // cachedstr reads a short string, reusing *slot when it is the same.
@@ -639,7 +671,7 @@ func (d *dec) properties(cache *strCache) Properties {
 		p.ReplyTo = d.cachedstr(&cache.replyTo)
 	}
 	if flags&flagExpiration != 0 {
-		p.Expiration = d.shortstr()
+		p.Expiration = d.cachedstr(&cache.expiration)
 	}
 	if flags&flagMessageID != 0 {
 		p.MessageId = d.shortstr()

@@ -42,6 +42,14 @@ func TestPropertiesRoundTrip(t *testing.T) {
 	if v, ok := got.Header("x-deadline"); !ok || v != int64(1700000000123) {
 		t.Fatalf("Header(x-deadline) = %v, %v", v, ok)
 	}
+	if n, ok := got.HeaderLong("x-deadline"); !ok || n != 1700000000123 {
+		t.Fatalf("HeaderLong(x-deadline) = %v, %v", n, ok)
+	}
+	for _, k := range []string{"x-rpc-status", "i32", "absent"} {
+		if _, ok := got.HeaderLong(k); ok {
+			t.Errorf("HeaderLong(%q) found a long long", k)
+		}
+	}
 	if _, ok := got.Header("absent"); ok {
 		t.Fatal("Header found an absent key")
 	}
@@ -153,3 +161,70 @@ type discardConn struct{ net.Conn }
 
 func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
 func (discardConn) Close() error                { return nil }
+
+// TestDeliveryReuse: a released delivery becomes the next one, its
+// allocation reused, and the next one's body and headers are its own; a
+// header given as *int64 goes out as the long long it points to.
+func TestDeliveryReuse(t *testing.T) {
+	c := &Conn{nc: discardConn{}, frameMax: minFrameMax, channels: map[uint16]*Channel{}}
+	ch := newChannel(c, 1)
+	var got []*Delivery
+	cons := &consumer{deliver: func(d *Delivery) { got = append(got, d) }}
+	cons.state.Store(1)
+	ch.consumers["c"] = cons
+	deliver := func(body string, deadline int64) *Delivery {
+		t.Helper()
+		b, at := beginFrame(nil, frameMethod, 1)
+		e := enc{b: b}
+		e.short(classBasic)
+		e.short(mBasicDeliver)
+		e.shortstr("c")
+		e.longlong(uint64(len(got) + 1))
+		e.octet(0)
+		e.shortstr("")
+		e.shortstr("q")
+		b = endFrame(e.b, at)
+		var p Properties
+		p.HeaderList = []Field{{Key: "x-deadline", Value: &deadline}}
+		b, err := appendContent(b, 1, &p, []byte(body), minFrameMax)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.r = bufio.NewReader(bytes.NewReader(b))
+		var buf []byte
+		for range 3 {
+			typ, _, payload, err := c.readFrame(&buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.frame(typ, payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d := got[len(got)-1]
+		if v, ok := d.Header("x-deadline"); string(d.Body) != body || !ok || v != deadline {
+			t.Fatalf("delivery: body %q, x-deadline %v (%T)", d.Body, v, v)
+		}
+		return d
+	}
+	d := deliver("first body", 1700000000123)
+	// sync.Pool may drop what is put in it (the race detector makes it
+	// do so at random): a few releases, one of them is reused.
+	reused := false
+	for i := 0; i < 50 && !reused; i++ {
+		prev, alloc := d, &d.buf[:1][0]
+		d.Release()
+		d = deliver("second", 1700000000456)
+		reused = d == prev && &d.buf[:1][0] == alloc
+	}
+	if !reused {
+		t.Fatal("a released delivery and its buffer were never reused")
+	}
+	if d.Exchange != "" || d.RoutingKey != "q" || d.Redelivered {
+		t.Errorf("reused delivery: exchange %q, key %q", d.Exchange, d.RoutingKey)
+	}
+	long := deliver("a body longer than the first one's buffer, so not reusable", 1)
+	if long == d {
+		t.Error("a delivery not released was reused")
+	}
+}

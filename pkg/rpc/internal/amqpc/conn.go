@@ -70,6 +70,7 @@ type Conn struct {
 	read atomic.Bool // something came in since the heartbeat last looked
 
 	consumerSeq atomic.Uint64 // for consumer tags the caller left empty
+	deliveries  sync.Pool     // *Delivery, released by their consumer
 
 	mu       sync.Mutex
 	channels map[uint16]*Channel
