@@ -79,7 +79,9 @@ type conn struct {
 	// once the connection has been torn down.
 	stopShutdown func()
 	stops        func()
-	out          *outbox
+	// outp is the outbox (see out), made on first use: a connection that
+	// has been sent nothing (an idle one) holds none.
+	outp atomic.Pointer[outbox]
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
 	// when the read buffer drains, see readLoop).
 	acks ackBatch
@@ -89,11 +91,18 @@ type conn struct {
 	confirms      *broker.ConfirmQueue[*packet.Ack]
 	unsentPubacks atomic.Int32
 
-	mu        sync.Mutex                  // guards consumers
+	mu sync.Mutex // guards consumers
+	// connacked: CONNACK is written, writers may run (see out).
+	connacked atomic.Bool
 	consumers map[string]*broker.Consumer // made by the first consumer
 
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// Set by the handshake, before any goroutine but the read loop sees
+	// c; read by the outbox's writers.
+	maxPacket uint32 // client's Maximum Packet Size, 0 = none
+	aliasMax  uint16 // client's Topic Alias Maximum
 
 	// The small fields together, so that the struct has no padding
 	// between them (it stays in a smaller size class: every idle
@@ -130,8 +139,37 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		// reader reads on through the WebSocket's frame decoder.
 		c.park = h.poller.NewParker(ws.UnderlyingConn(), c.resume)
 	}
-	c.out = newOutbox(c)
 	return c
+}
+
+// out is the connection's outbox, made on first use: the first delivery,
+// control packet or close. The connection's CONNACK is written directly
+// (writeDirect), so an idle connection that has been sent nothing since
+// holds no outbox (~570 bytes with its channel and socket handle).
+func (c *conn) out() *outbox {
+	if o := c.outp.Load(); o != nil {
+		return o
+	}
+	o := newOutbox(c)
+	if !c.outp.CompareAndSwap(nil, o) {
+		return c.outp.Load()
+	}
+	// startWriters stores connacked before it loads outp: one of the two
+	// sees the other, and start may run twice.
+	if c.connacked.Load() {
+		o.start()
+	}
+	return o
+}
+
+// startWriters lets the outbox's writers run once CONNACK is written:
+// deliveries queued by the consumers started during the handshake must
+// not precede it.
+func (c *conn) startWriters() {
+	c.connacked.Store(true)
+	if o := c.outp.Load(); o != nil {
+		o.start()
+	}
 }
 
 // label is the connection's metrics protocol label: mqtt or mqtt-ws.
@@ -153,6 +191,14 @@ func (c *conn) logger() *slog.Logger {
 	return c.h.log.With(args...)
 }
 
+// debugOn reports whether debug lines are logged. Every connect and
+// disconnect logs one: checked first, so that they do not build the
+// connection's logger (and its arguments) for nothing, garbage that also
+// fragments the heap which the idle connections live in.
+func (c *conn) debugOn() bool {
+	return c.h.log.Enabled(context.Background(), slog.LevelDebug)
+}
+
 // publisher is the connection's publisher, made when it first publishes:
 // a subscriber that never publishes holds none. Read loop only.
 func (c *conn) publisher() *broker.Publisher {
@@ -169,9 +215,9 @@ func (c *conn) publisher() *broker.Publisher {
 func (c *conn) kick(code packet.ReasonCode) {
 	c.closeOnce.Do(func() {
 		if c.version == packet.V5 {
-			c.out.pushClose(&packet.Disconnect{ReasonCode: code})
+			c.out().pushClose(&packet.Disconnect{ReasonCode: code})
 		} else {
-			c.out.pushClose(nil)
+			c.out().pushClose(nil)
 		}
 	})
 }
@@ -327,7 +373,9 @@ func (c *conn) open(ctx context.Context) bool {
 	if !ok {
 		return false
 	}
-	c.logger().Debug("mqtt client connected", "version", c.version) // c.log carries client_id
+	if c.debugOn() {
+		c.logger().Debug("mqtt client connected", "version", c.version)
+	}
 	proto := "MQTT 3.1.1"
 	switch c.version {
 	case packet.V5:
@@ -343,7 +391,7 @@ func (c *conn) open(ctx context.Context) bool {
 	c.acks.reg = reg
 	c.rate = c.h.broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	// CONNACK is out: writers may run (deliveries queued meanwhile follow it).
-	c.out.start()
+	c.startWriters()
 	stopExpiry := c.watchExpiry()
 	// Shutdown becomes a DISCONNECT and a close, which ends the read loop
 	// (no watcher goroutine per connection: AfterFunc runs only if needed).
@@ -365,7 +413,9 @@ func (c *conn) end(ctx context.Context, err error) {
 	c.stopShutdown()
 	abnormal := !c.cleanExit
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		c.logger().Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
+		if c.debugOn() {
+			c.logger().Debug("mqtt connection ended", "err", err) // logger adds client_id
+		}
 		var pe *packet.Error
 		if errors.As(err, &pe) {
 			c.h.cfg.Counters.ProtocolError(c.label())
@@ -374,7 +424,7 @@ func (c *conn) end(ctx context.Context, err error) {
 			c.kick(packet.KeepAliveTimeout)
 		}
 	}
-	c.out.close()
+	c.out().close()
 	c.nc.Close()
 	c.teardown(abnormal && ctx.Err() == nil)
 	c.stops()
@@ -528,8 +578,8 @@ func (c *conn) handshake() bool {
 		if rm := cp.Properties.ReceiveMaximum; rm > 0 {
 			inflight = int(rm)
 		}
-		c.out.maxPacket = int(cp.Properties.MaximumPacketSize)
-		c.out.aliasMax = cp.Properties.TopicAliasMaximum
+		c.maxPacket = cp.Properties.MaximumPacketSize
+		c.aliasMax = cp.Properties.TopicAliasMaximum
 		ack.Properties.ReceiveMaximum = c.h.cfg.ReceiveMaximum
 		ack.Properties.TopicAliasMaximum = c.h.cfg.TopicAliasMaximum
 		ack.Properties.MaximumPacketSize = uint32(c.h.cfg.MaxPacketSize)
@@ -539,7 +589,6 @@ func (c *conn) handshake() bool {
 		ack.Properties.SubIDAvailable = packet.Ptr[byte](1)
 	}
 	c.limiter = broker.NewLimiter(inflight)
-	c.out.version = c.version
 
 	// Session lifetime: 3.1.1 clean session=0 keeps it forever; v5 keeps it
 	// for the Session Expiry Interval (0 = ends with the connection).
@@ -643,7 +692,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 		case *packet.Unsubscribe:
 			c.handleUnsubscribe(p)
 		case *packet.Pingreq:
-			c.out.push(&packet.Pingresp{})
+			c.out().push(&packet.Pingresp{})
 		case *packet.Disconnect:
 			// A normal DISCONNECT discards the will [MQTT-3.14.4-3]; v5
 			// reason 0x04 asks for it to be published anyway.
@@ -669,8 +718,8 @@ func (c *conn) flushAcks() {
 		return
 	}
 	c.acks.flush()
-	if c.out.waitingCredit() {
-		c.out.kickCredit()
+	if c.out().waitingCredit() {
+		c.out().kickCredit()
 	}
 }
 
@@ -690,7 +739,7 @@ func (c *conn) teardown(abnormal bool) {
 	for _, cons := range consumers {
 		cons.Cancel()
 	}
-	sent := c.out.requeueAll()
+	sent := c.out().requeueAll()
 	c.h.broker.ReleaseOwner(c.owner)
 	// A v5 DISCONNECT may have set the session expiry to 0: the session
 	// ends now.
@@ -717,7 +766,9 @@ func (c *conn) teardown(abnormal bool) {
 	if abnormal && c.will != nil {
 		c.publishWill()
 	}
-	c.logger().Debug("mqtt client disconnected")
+	if c.debugOn() {
+		c.logger().Debug("mqtt client disconnected")
+	}
 }
 
 // publishWill publishes the last will, after its v5 Will Delay Interval

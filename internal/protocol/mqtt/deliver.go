@@ -21,7 +21,7 @@ type sink struct {
 
 // Deliver runs under the queue's lock: it only queues d for the writer.
 func (s *sink) Deliver(d broker.Delivery) bool {
-	if !s.c.out.pushDelivery(d, s) {
+	if !s.c.out().pushDelivery(d, s) {
 		return false
 	}
 	s.c.reg.Load().CountDeliver(1)
@@ -95,11 +95,6 @@ type outbox struct {
 	resend  map[resendKey]uint16
 	batch   []outItem     // the writers' spare slice, reused across batches
 	stopped chan struct{} // closed by the writer that closes the socket
-
-	// Set before the first writer starts; read-only afterwards.
-	version   byte
-	maxPacket int    // client's Maximum Packet Size, 0 = none
-	aliasMax  uint16 // client's Topic Alias Maximum
 
 	// Owned by the running writer (writers never overlap).
 	aliases map[string]uint16
@@ -415,7 +410,7 @@ func (o *outbox) drop(it outItem) {
 func (o *outbox) write(it outItem) {
 	switch {
 	case it.pkt != nil:
-		o.buf = it.pkt.Encode(o.buf, o.version)
+		o.buf = it.pkt.Encode(o.buf, o.c.version)
 	case it.d.Message != nil:
 		o.writeDelivery(it.d, it.sink)
 	case it.retained != nil:
@@ -482,7 +477,7 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 		}
 		qos = min(publishQoS(m), best)
 	}
-	if o.inline && qos == 0 && len(p.Properties.SubscriptionIDs) == 0 && (o.version != packet.V5 || o.aliasMax == 0 && m.Properties.Expiration == "") {
+	if o.inline && qos == 0 && len(p.Properties.SubscriptionIDs) == 0 && (o.c.version != packet.V5 || o.c.aliasMax == 0 && m.Properties.Expiration == "") {
 		// The same bytes for every subscriber of a broadcast (pubcache.go):
 		// the expiry is left out above because its seconds left change.
 		// Only inline writes use the cache: they are the sparse deliveries
@@ -490,13 +485,13 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 		// writer goroutine's batch (a flood) has many messages, which
 		// writers of different connections take in step, so the one-entry
 		// cache would miss, allocating an encoding each time.
-		if o.version == packet.V5 {
+		if o.c.version == packet.V5 {
 			fillProperties(&p.Properties, m, now)
 		}
-		o.sendShared(o.c.h.pubs.encode(m, p, o.version), fl)
+		o.sendShared(o.c.h.pubs.encode(m, p, o.c.version), fl)
 		return
 	}
-	if o.version == packet.V5 {
+	if o.c.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
 	o.send(p, qos, d.Redelivered, fl)
@@ -505,7 +500,7 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 // sendShared writes a QoS 0 PUBLISH encoded once for all its subscribers
 // (pubCache) and settles its delivery, as send does at QoS 0.
 func (o *outbox) sendShared(b []byte, fl inflight) {
-	if o.maxPacket == 0 || len(b) <= o.maxPacket {
+	if o.c.maxPacket == 0 || len(b) <= int(o.c.maxPacket) {
 		o.buf = append(o.buf, b...)
 	}
 	o.acks.add(fl)
@@ -540,7 +535,7 @@ func (o *outbox) writeRetained(it outItem) {
 	if it.sub.id != 0 {
 		p.Properties.SubscriptionIDs = []uint32{it.sub.id}
 	}
-	if o.version == packet.V5 {
+	if o.c.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
 	o.send(p, qos, false, fl)
@@ -588,10 +583,10 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 		}
 		p.PacketID = id
 	}
-	if o.version == packet.V5 && o.aliasMax > 0 {
+	if o.c.version == packet.V5 && o.c.aliasMax > 0 {
 		if a, ok := o.aliases[p.Topic]; ok {
 			p.Properties.TopicAlias, p.Topic = a, ""
-		} else if len(o.aliases) < int(o.aliasMax) {
+		} else if len(o.aliases) < int(o.c.aliasMax) {
 			if o.aliases == nil {
 				o.aliases = make(map[string]uint16)
 			}
@@ -601,8 +596,8 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 		}
 	}
 	start := len(o.buf)
-	o.buf = p.Encode(o.buf, o.version)
-	if o.maxPacket > 0 && len(o.buf)-start > o.maxPacket {
+	o.buf = p.Encode(o.buf, o.c.version)
+	if o.c.maxPacket > 0 && len(o.buf)-start > int(o.c.maxPacket) {
 		// [MQTT-3.1.2-25]: never send more than the client accepts; the
 		// message is discarded as if delivered.
 		o.buf = o.buf[:start]

@@ -103,7 +103,9 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 	resend := c.sess.resend
 	c.sess.resend = nil
 	c.sess.mu.Unlock()
-	c.out.resendWith(resend)
+	if len(resend) > 0 {
+		c.out().resendWith(resend) // else no outbox yet (see out)
+	}
 	// The record says the client is here, with this connection's expiry.
 	c.saveSession(time.Time{}, false, nil)
 	if c.queue != nil {
@@ -203,9 +205,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	// A persistent session's subscriptions are on disk before the SUBACK.
 	c.saveSession(time.Time{}, true, c.done)
 	// SUBACK first, then the retained messages [MQTT-3.3.1-6].
-	c.out.push(ack)
+	c.out().push(ack)
 	for _, it := range retained {
-		c.out.pushItem(it)
+		c.out().pushItem(it)
 	}
 	return nil
 }
@@ -332,7 +334,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
 			c.mu.Unlock()
 			if cons != nil {
 				cons.Cancel()
-				c.out.requeueQueue(cons.Queue())
+				c.out().requeueQueue(cons.Queue())
 			}
 			unshared = append(unshared, s.queue)
 		case !inUse:
@@ -342,7 +344,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
 	}
 	c.saveSession(time.Time{}, true, c.done)
 	c.h.releaseShared(c.vhost, unshared) // after the record no longer lists them
-	c.out.push(ack)
+	c.out().push(ack)
 }
 
 // handlePublish routes an inbound PUBLISH into the core and acknowledges it
@@ -516,7 +518,7 @@ func (c *conn) nack(p *packet.Publish, code packet.ReasonCode, why string) error
 func (c *conn) handleAck(p *packet.Ack) error {
 	switch p.Kind {
 	case packet.PUBACK:
-		c.out.settle(p.PacketID, &c.acks)
+		c.out().settle(p.PacketID, &c.acks)
 	case packet.PUBREC:
 		c.handlePubrec(p.PacketID, p.ReasonCode)
 	case packet.PUBCOMP:
@@ -537,7 +539,7 @@ func (c *conn) handleAck(p *packet.Ack) error {
 			// flow so the client can free the id [MQTT-4.3.3-12].
 			code = v5Code(c.version, packet.PacketIdentifierNotFound)
 		}
-		c.out.push(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID, ReasonCode: code})
+		c.out().push(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID, ReasonCode: code})
 	}
 	return nil
 }
@@ -551,18 +553,18 @@ func (c *conn) handlePubrec(id uint16, code packet.ReasonCode) {
 	if code.Failed() {
 		// v5: the client refused the message; the flow ends here and the
 		// id is free again (MQTT 5 section 4.3.3).
-		c.out.settle(id, &c.acks)
+		c.out().settle(id, &c.acks)
 		return
 	}
-	fl, res := c.out.received(id)
+	fl, res := c.out().received(id)
 	switch res {
 	case pubrecUnknown:
 		// Nothing of ours in flight with that id: a PUBREL lets the client
 		// finish the flow (v5 says why).
-		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id, ReasonCode: v5Code(c.version, packet.PacketIdentifierNotFound)})
+		c.out().push(&packet.Ack{Kind: packet.PUBREL, PacketID: id, ReasonCode: v5Code(c.version, packet.PacketIdentifierNotFound)})
 		return
 	case pubrecAgain:
-		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
+		c.out().push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
 		return
 	}
 	c.sess.mu.Lock()
@@ -571,7 +573,7 @@ func (c *conn) handlePubrec(id uint16, code packet.ReasonCode) {
 	c.acks.add(fl)
 	rel := &packet.Ack{Kind: packet.PUBREL, PacketID: id}
 	if !c.persistent {
-		c.out.push(rel)
+		c.out().push(rel)
 		return
 	}
 	// The record that lists the id goes to the log before the queue's ack
@@ -601,7 +603,7 @@ func (c *conn) handlePubcomp(id uint16) {
 		// release a later message with it.
 		c.saveSession(time.Time{}, false, nil)
 	}
-	c.out.complete(id)
+	c.out().complete(id)
 }
 
 // resumePubrels sends PUBREL again for the session's QoS 2 deliveries
@@ -616,9 +618,9 @@ func (c *conn) resumePubrels() {
 	if len(ids) == 0 {
 		return
 	}
-	c.out.reserve(ids)
+	c.out().reserve(ids)
 	for _, id := range ids {
-		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
+		c.out().push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
 	}
 }
 
