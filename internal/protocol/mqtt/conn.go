@@ -162,6 +162,16 @@ func (c *conn) out() *outbox {
 	return o
 }
 
+// retireOutbox drops the outbox if it holds nothing (outbox.retire): an
+// idle connection that was sent a PINGRESP or a message a while ago costs
+// what one that was never sent anything does. The read loop calls it as it
+// parks, so a connection drops it at most once per packet it reads.
+func (c *conn) retireOutbox() {
+	if o := c.outp.Load(); o != nil {
+		o.retire()
+	}
+}
+
 // startWriters lets the outbox's writers run once CONNACK is written:
 // deliveries queued by the consumers started during the handshake must
 // not precede it.
@@ -271,7 +281,9 @@ func (c *conn) run(err error) {
 			}
 			// Silent for ParkAfter and the keep-alive still runs: wait in
 			// the poller, with no goroutine, until the next bytes or the
-			// keep-alive deadline.
+			// keep-alive deadline; an outbox with nothing in it (made
+			// for a PINGRESP, say) is dropped meanwhile.
+			c.retireOutbox()
 			if c.park.Park(c.keepAliveDeadline()) {
 				return // resume carries on; c is not ours any more
 			}

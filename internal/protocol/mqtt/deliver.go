@@ -116,6 +116,9 @@ type outbox struct {
 	// inline: writeDelivery runs for deliverInline (it may use the
 	// Handler's pubCache).
 	inline bool
+	// retired: the connection dropped this outbox while it held nothing
+	// (conn.retireOutbox); whoever still has it pushes to c.out() instead.
+	retired bool
 	// pend is the write buffer an inline write left unfinished (the
 	// socket did not take it all) for the writer it starts: its bytes go
 	// out first. werr: the inline write failed; that writer closes.
@@ -147,7 +150,7 @@ func newOutbox(c *conn) *outbox {
 // startLocked starts a writer if there is work, the handshake is done and
 // none is running. o.mu must be held.
 func (o *outbox) startLocked() {
-	if o.ready && !o.running && !o.closed && len(o.items) > 0 {
+	if o.ready && !o.running && !o.closed && !o.retired && len(o.items) > 0 {
 		o.running = true
 		go o.run()
 	}
@@ -168,6 +171,11 @@ func (o *outbox) push(p packet.Packet) { o.pushItem(outItem{pkt: p}) }
 
 func (o *outbox) pushItem(it outItem) {
 	o.mu.Lock()
+	if o.retired {
+		o.mu.Unlock()
+		o.c.out().pushItem(it)
+		return
+	}
 	if !o.closed {
 		o.items = append(o.items, it)
 		o.startLocked()
@@ -181,6 +189,10 @@ func (o *outbox) pushClose(p packet.Packet) { o.pushItem(outItem{pkt: p, close: 
 
 func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 	o.mu.Lock()
+	if o.retired {
+		o.mu.Unlock()
+		return o.c.out().pushDelivery(d, s)
+	}
 	if o.closed {
 		o.mu.Unlock()
 		return false
@@ -292,6 +304,25 @@ func (o *outbox) topicOf(key string) string {
 		o.lastKey, o.lastTopic = key, keyToTopic(key)
 	}
 	return o.lastTopic
+}
+
+// retire drops the outbox from its connection if it holds nothing the
+// connection needs: nothing queued or being written, no packet id in use,
+// no topic alias assigned, no retained message waiting for window room.
+// The next packet for the connection makes a new one (conn.out); pushes
+// that still reach this one go there (see retired). It reports whether the
+// outbox was retired.
+func (o *outbox) retire() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.retired || o.running || o.closed || len(o.items) > 0 || len(o.blocked) > 0 || len(o.creditWait) > 0 ||
+		o.idsUsed > 0 || o.resend != nil || len(o.aliases) > 0 || o.pend != nil || o.werr != nil {
+		return false
+	}
+	o.retired = true
+	// Under o.mu, so that a push that finds o retired finds outp moved on.
+	o.c.outp.CompareAndSwap(o, nil)
+	return true
 }
 
 // close stops the writer once the queued items are written and waits for
