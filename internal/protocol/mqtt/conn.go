@@ -34,7 +34,7 @@ type conn struct {
 	owner    broker.Owner
 	// pubAllowedGen: see pubAllowed.
 	pubAllowedGen uint64
-	pub           *broker.Publisher // made by the first PUBLISH (publisher)
+	ps            *pubState // made by the first PUBLISH (pubs)
 	sess          *session
 	queue         *broker.Queue
 	expiry        time.Duration // v5 session expiry; <0 = never
@@ -46,12 +46,7 @@ type conn struct {
 	readDeadlineSet int64
 	kaDeadline      int64
 	will            *packet.Will
-	inAliases       map[uint16]string
-	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
-	// (what counts against our Receive Maximum).
-	inQoS2  map[uint16]struct{}
-	limiter *broker.Limiter
-	replies map[string]*broker.Queue // response topic -> direct reply queue
+	limiter         *broker.Limiter
 	// reg is the registry entry whose message counters we bump; atomic
 	// because a resumed session's consumers may deliver before serve
 	// registers the connection.
@@ -74,11 +69,9 @@ type conn struct {
 	park  *kit.Parker
 	ctx   context.Context
 	ended func()
-	// stopShutdown ends the shutdown watch when the read loop ends; stops
-	// undoes open's other registrations (registry entry, token expiry)
-	// once the connection has been torn down.
-	stopShutdown func()
-	stops        func()
+	// stops undoes open's registrations but the shutdown watch (registry
+	// entry, token expiry) once the connection has been torn down.
+	stops func()
 	// outp is the outbox (see out), made on first use: a connection that
 	// has been sent nothing (an idle one) holds none.
 	outp atomic.Pointer[outbox]
@@ -209,13 +202,41 @@ func (c *conn) debugOn() bool {
 	return c.h.log.Enabled(context.Background(), slog.LevelDebug)
 }
 
-// publisher is the connection's publisher, made when it first publishes:
-// a subscriber that never publishes holds none. Read loop only.
-func (c *conn) publisher() *broker.Publisher {
-	if c.pub == nil {
-		c.pub = c.vhost.Publisher()
+// pubState is what only a connection that publishes holds: a subscriber
+// that never publishes, and an idle connection, have none (the conn stays
+// in a smaller size class). Read loop only.
+type pubState struct {
+	pub       *broker.Publisher
+	inAliases map[uint16]string // v5 topic aliases the client set
+	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
+	// (what counts against our Receive Maximum).
+	inQoS2  map[uint16]struct{}
+	replies map[string]*broker.Queue // response topic -> direct reply queue
+}
+
+// pubs is the connection's publishing state, made by its first PUBLISH.
+func (c *conn) pubs() *pubState {
+	if c.ps == nil {
+		c.ps = &pubState{}
 	}
-	return c.pub
+	return c.ps
+}
+
+// publisher is the connection's publisher, made when it first publishes.
+// Read loop only.
+func (c *conn) publisher() *broker.Publisher {
+	ps := c.pubs()
+	if ps.pub == nil {
+		ps.pub = c.vhost.Publisher()
+	}
+	return ps.pub
+}
+
+// dropInQoS2 forgets an inbound QoS 2 packet id (PUBREL, or a refusal).
+func (c *conn) dropInQoS2(id uint16) {
+	if c.ps != nil {
+		delete(c.ps.inQoS2, id)
+	}
 }
 
 // kick asks the connection to close with a v5 DISCONNECT reason (session
@@ -412,7 +433,7 @@ func (c *conn) open(ctx context.Context) bool {
 		// the past already: say why before the read loop times out.
 		c.kick(packet.ServerShuttingDown)
 	}
-	c.stopShutdown = c.h.watchShutdown(ctx, c)
+	c.h.watchShutdown(ctx, c)
 	c.stops = func() {
 		stopExpiry()
 		unregister()
@@ -422,7 +443,7 @@ func (c *conn) open(ctx context.Context) bool {
 
 // end closes an established connection after its read loop ended with err.
 func (c *conn) end(ctx context.Context, err error) {
-	c.stopShutdown()
+	c.h.unwatchShutdown(c.ctx)
 	abnormal := !c.cleanExit
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		if c.debugOn() {

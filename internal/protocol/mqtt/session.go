@@ -351,17 +351,18 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
 // per its QoS.
 func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	topic := p.Topic
+	ps := c.pubs()
 	if c.version == packet.V5 {
 		if a := p.Properties.TopicAlias; a != 0 {
 			if a > c.h.cfg.TopicAliasMaximum {
 				return &packet.Error{Code: packet.TopicAliasInvalid, Text: "topic alias above maximum [MQTT-3.3.2-9]"}
 			}
-			if c.inAliases == nil {
-				c.inAliases = make(map[uint16]string)
+			if ps.inAliases == nil {
+				ps.inAliases = make(map[uint16]string)
 			}
 			if topic != "" {
-				c.inAliases[a] = topic
-			} else if topic = c.inAliases[a]; topic == "" {
+				ps.inAliases[a] = topic
+			} else if topic = ps.inAliases[a]; topic == "" {
 				return &packet.Error{Code: packet.ProtocolError, Text: "topic alias not set on this connection [MQTT-3.3.2-12]"}
 			}
 		}
@@ -374,8 +375,8 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		// Maximum QoS 1/2 publishes without PUBACK/PUBCOMP: QoS 1 ones
 		// whose PUBACK waits for the disk, QoS 2 ones awaiting PUBREL (a
 		// resent one does not count twice).
-		n := len(c.inQoS2) + int(c.unsentPubacks.Load()) + 1
-		if _, again := c.inQoS2[p.PacketID]; again && p.QoS == 2 {
+		n := len(ps.inQoS2) + int(c.unsentPubacks.Load()) + 1
+		if _, again := ps.inQoS2[p.PacketID]; again && p.QoS == 2 {
 			n--
 		}
 		if n > int(c.h.cfg.ReceiveMaximum) {
@@ -393,10 +394,10 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.qos2[p.PacketID] = struct{}{}
 		}
 		c.sess.mu.Unlock()
-		if c.inQoS2 == nil {
-			c.inQoS2 = make(map[uint16]struct{}) // most connections never publish QoS 2
+		if ps.inQoS2 == nil {
+			ps.inQoS2 = make(map[uint16]struct{}) // most connections never publish QoS 2
 		}
-		c.inQoS2[p.PacketID] = struct{}{}
+		ps.inQoS2[p.PacketID] = struct{}{}
 		if dup {
 			// Already routed; the PUBREC got lost [MQTT-4.3.3-10], or is
 			// still waiting for the first copy to reach the disk: this one
@@ -413,7 +414,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Lock()
 			delete(c.sess.qos2, p.PacketID)
 			c.sess.mu.Unlock()
-			delete(c.inQoS2, p.PacketID)
+			c.dropInQoS2(p.PacketID)
 		}
 		c.logger().Info("mqtt publish refused", "topic", topic, "err", err)
 		return c.nack(p, packet.NotAuthorized, err.Error())
@@ -467,7 +468,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Lock()
 			delete(c.sess.qos2, p.PacketID)
 			c.sess.mu.Unlock()
-			delete(c.inQoS2, p.PacketID)
+			c.dropInQoS2(p.PacketID)
 		}
 		return &packet.Error{Code: code, Text: "publish to '" + topic + "' refused: " + code.Error()}
 	}
@@ -479,7 +480,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Lock()
 			delete(c.sess.qos2, p.PacketID)
 			c.sess.mu.Unlock()
-			delete(c.inQoS2, p.PacketID)
+			c.dropInQoS2(p.PacketID)
 		}
 		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, logged)
 	}
@@ -528,7 +529,7 @@ func (c *conn) handleAck(p *packet.Ack) error {
 		_, ok := c.sess.qos2[p.PacketID]
 		delete(c.sess.qos2, p.PacketID)
 		c.sess.mu.Unlock()
-		delete(c.inQoS2, p.PacketID)
+		c.dropInQoS2(p.PacketID)
 		if ok && c.persistent {
 			c.saveSession(time.Time{}, false, nil) // released: a later reuse of the id is a new message
 		}
@@ -631,10 +632,11 @@ func (c *conn) resumePubrels() {
 // maxReplyTopics per connection; beyond that reply_to keeps the routing-key
 // form of the topic (fine for MQTT or amq.topic responders).
 func (c *conn) replyQueue(topic string) *broker.Queue {
-	if q, ok := c.replies[topic]; ok {
+	ps := c.pubs()
+	if q, ok := ps.replies[topic]; ok {
 		return q
 	}
-	if len(c.replies) >= maxReplyTopics || !packet.ValidTopicName(topic) {
+	if len(ps.replies) >= maxReplyTopics || !packet.ValidTopicName(topic) {
 		return nil
 	}
 	q := c.vhost.DeclareReplyQueue(c.owner)
@@ -642,10 +644,10 @@ func (c *conn) replyQueue(topic string) *broker.Queue {
 		c.logger().Warn("mqtt reply queue failed", "err", err)
 		return nil
 	}
-	if c.replies == nil {
-		c.replies = make(map[string]*broker.Queue)
+	if ps.replies == nil {
+		ps.replies = make(map[string]*broker.Queue)
 	}
-	c.replies[topic] = q
+	ps.replies[topic] = q
 	return q
 }
 
