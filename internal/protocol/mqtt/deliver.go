@@ -210,7 +210,7 @@ func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 			o.running = true
 			o.lastWrite = now
 			o.mu.Unlock()
-			o.deliverInline(d, s)
+			o.deliverInline(d, s, now)
 			return true
 		}
 	}
@@ -229,7 +229,12 @@ func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 // items pushed meanwhile) it leaves to a writer goroutine it starts. A
 // connection that keeps up with its deliveries thus gets them written
 // without a goroutine started and scheduled for each.
-func (o *outbox) deliverInline(d broker.Delivery, s *sink) {
+func (o *outbox) deliverInline(d broker.Delivery, s *sink, now time.Time) {
+	// The socket's write deadline is renewed here too: past it the
+	// non-blocking write fails unwritten, and a broadcast to subscribers
+	// that only ever get inline writes would hand every one of them to a
+	// writer goroutine once per deadline (45 s by default).
+	o.extendWriteDeadline(now)
 	bp := o.c.h.writeBufs.Get().(*[]byte)
 	o.buf = (*bp)[:0]
 	o.inline = true
@@ -287,15 +292,13 @@ func (o *outbox) writeNow(fd uintptr) bool {
 // write timeout (between it and 1.5 times it): setting a deadline costs a
 // runtime timer update, so it is renewed once half its slack is used, not
 // for every batch.
-// It returns the current time.
-func (o *outbox) extendWriteDeadline() time.Time {
+// now is the current time.
+func (o *outbox) extendWriteDeadline(now time.Time) {
 	timeout := o.c.h.cfg.WriteTimeout
-	now := time.Now()
 	if o.writeDeadline.Sub(now) < timeout {
 		o.writeDeadline = now.Add(timeout + timeout/2)
 		o.c.nc.SetWriteDeadline(o.writeDeadline)
 	}
-	return now
 }
 
 // topicOf maps a delivery's routing key to its MQTT topic. Writer only.
@@ -389,7 +392,8 @@ func (o *outbox) writeBatch(batch []outItem) (stop bool) {
 		stop = true
 		o.buf = o.buf[:0]
 	}
-	o.lastWrite = o.extendWriteDeadline()
+	o.lastWrite = time.Now()
+	o.extendWriteDeadline(o.lastWrite)
 	for _, it := range batch {
 		if stop {
 			o.drop(it)
