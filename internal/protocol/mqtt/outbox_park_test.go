@@ -4,6 +4,7 @@ package mqtt
 
 import (
 	"testing"
+	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
@@ -51,4 +52,41 @@ func TestParkedConnectionRetiresOutbox(t *testing.T) {
 		waitFor(t, "outbox retired after a delivery", func() bool { return !hasOutbox() })
 	}
 	c.pingPong()
+}
+
+// TestInlineWriteRenewsWriteDeadline: a delivery written inline (from the
+// publisher's goroutine, to a parked subscriber whose outbox was dropped)
+// renews the socket's write deadline; left to writer goroutines, it ran
+// out under a subscriber served only inline, whose next delivery then
+// failed unwritten and was handed to a goroutine.
+func TestInlineWriteRenewsWriteDeadline(t *testing.T) {
+	e := startEnv(t, Config{ParkAfter: parkAfter})
+	c := e.raw("wd", packet.V311)
+	e.h.mu.Lock()
+	conn := e.h.conns[broker.DefaultVHost+"\x00wd"]
+	e.h.mu.Unlock()
+	c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "wd/#", QoS: 0}}})
+	if p := c.read(); p.Type() != packet.SUBACK {
+		t.Fatalf("got %#v, want SUBACK", p)
+	}
+	waitFor(t, "outbox retired after SUBACK", func() bool { return conn.outp.Load() == nil })
+	pub := e.raw("wd-pub", packet.V311)
+	pub.send(&packet.Publish{Topic: "wd/x", Payload: []byte("x")})
+	if p, ok := c.read().(*packet.Publish); !ok || string(p.Payload) != "x" {
+		t.Fatalf("got %#v", p)
+	}
+	o := conn.outp.Load()
+	if o == nil {
+		t.Fatal("no outbox after a delivery")
+	}
+	var deadline time.Time
+	waitFor(t, "the write finished", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		deadline = o.writeDeadline // the writer's, read while none runs
+		return !o.running
+	})
+	if left := time.Until(deadline); left < e.h.cfg.WriteTimeout {
+		t.Fatalf("write deadline %v ahead after an inline write, want at least %v", left, e.h.cfg.WriteTimeout)
+	}
 }
