@@ -46,7 +46,7 @@ func (c *conn) sendConfirm(a *packet.Ack, err error) {
 		c.unsentPubacks.Add(-1)
 	}
 	if err == nil {
-		c.out.push(a)
+		c.out().push(a)
 		return
 	}
 	if a.Kind == packet.PUBREL {
@@ -68,7 +68,7 @@ func (c *conn) sendConfirm(a *packet.Ack, err error) {
 		c.kick(packet.UnspecifiedError)
 		return
 	}
-	c.out.push(&packet.Ack{Kind: a.Kind, PacketID: a.PacketID, ReasonCode: packet.UnspecifiedError,
+	c.out().push(&packet.Ack{Kind: a.Kind, PacketID: a.PacketID, ReasonCode: packet.UnspecifiedError,
 		Properties: packet.Properties{ReasonString: "the message could not be written to disk"}})
 }
 

@@ -34,7 +34,7 @@ type conn struct {
 	owner    broker.Owner
 	// pubAllowedGen: see pubAllowed.
 	pubAllowedGen uint64
-	pub           *broker.Publisher // made by the first PUBLISH (publisher)
+	ps            *pubState // made by the first PUBLISH (pubs)
 	sess          *session
 	queue         *broker.Queue
 	expiry        time.Duration // v5 session expiry; <0 = never
@@ -46,12 +46,7 @@ type conn struct {
 	readDeadlineSet int64
 	kaDeadline      int64
 	will            *packet.Will
-	inAliases       map[uint16]string
-	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
-	// (what counts against our Receive Maximum).
-	inQoS2  map[uint16]struct{}
-	limiter *broker.Limiter
-	replies map[string]*broker.Queue // response topic -> direct reply queue
+	limiter         *broker.Limiter
 	// reg is the registry entry whose message counters we bump; atomic
 	// because a resumed session's consumers may deliver before serve
 	// registers the connection.
@@ -74,12 +69,12 @@ type conn struct {
 	park  *kit.Parker
 	ctx   context.Context
 	ended func()
-	// stopShutdown ends the shutdown watch when the read loop ends; stops
-	// undoes open's other registrations (registry entry, token expiry)
-	// once the connection has been torn down.
-	stopShutdown func()
-	stops        func()
-	out          *outbox
+	// stops undoes open's registrations but the shutdown watch (registry
+	// entry, token expiry) once the connection has been torn down.
+	stops func()
+	// outp is the outbox (see out), made on first use: a connection that
+	// has been sent nothing (an idle one) holds none.
+	outp atomic.Pointer[outbox]
 	// acks: PUBACKs read and not yet acknowledged in their queues (flushed
 	// when the read buffer drains, see readLoop).
 	acks ackBatch
@@ -89,11 +84,18 @@ type conn struct {
 	confirms      *broker.ConfirmQueue[*packet.Ack]
 	unsentPubacks atomic.Int32
 
-	mu        sync.Mutex                  // guards consumers
+	mu sync.Mutex // guards consumers
+	// connacked: CONNACK is written, writers may run (see out).
+	connacked atomic.Bool
 	consumers map[string]*broker.Consumer // made by the first consumer
 
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// Set by the handshake, before any goroutine but the read loop sees
+	// c; read by the outbox's writers.
+	maxPacket uint32 // client's Maximum Packet Size, 0 = none
+	aliasMax  uint16 // client's Topic Alias Maximum
 
 	// The small fields together, so that the struct has no padding
 	// between them (it stays in a smaller size class: every idle
@@ -130,8 +132,47 @@ func newConn(h *Handler, nc net.Conn) *conn {
 		// reader reads on through the WebSocket's frame decoder.
 		c.park = h.poller.NewParker(ws.UnderlyingConn(), c.resume)
 	}
-	c.out = newOutbox(c)
 	return c
+}
+
+// out is the connection's outbox, made on first use: the first delivery,
+// control packet or close. The connection's CONNACK is written directly
+// (writeDirect), so an idle connection that has been sent nothing since
+// holds no outbox (~570 bytes with its channel and socket handle).
+func (c *conn) out() *outbox {
+	if o := c.outp.Load(); o != nil {
+		return o
+	}
+	o := newOutbox(c)
+	if !c.outp.CompareAndSwap(nil, o) {
+		return c.outp.Load()
+	}
+	// startWriters stores connacked before it loads outp: one of the two
+	// sees the other, and start may run twice.
+	if c.connacked.Load() {
+		o.start()
+	}
+	return o
+}
+
+// retireOutbox drops the outbox if it holds nothing (outbox.retire): an
+// idle connection that was sent a PINGRESP or a message a while ago costs
+// what one that was never sent anything does. The read loop calls it as it
+// parks, so a connection drops it at most once per packet it reads.
+func (c *conn) retireOutbox() {
+	if o := c.outp.Load(); o != nil {
+		o.retire()
+	}
+}
+
+// startWriters lets the outbox's writers run once CONNACK is written:
+// deliveries queued by the consumers started during the handshake must
+// not precede it.
+func (c *conn) startWriters() {
+	c.connacked.Store(true)
+	if o := c.outp.Load(); o != nil {
+		o.start()
+	}
 }
 
 // label is the connection's metrics protocol label: mqtt or mqtt-ws.
@@ -153,13 +194,49 @@ func (c *conn) logger() *slog.Logger {
 	return c.h.log.With(args...)
 }
 
-// publisher is the connection's publisher, made when it first publishes:
-// a subscriber that never publishes holds none. Read loop only.
-func (c *conn) publisher() *broker.Publisher {
-	if c.pub == nil {
-		c.pub = c.vhost.Publisher()
+// debugOn reports whether debug lines are logged. Every connect and
+// disconnect logs one: checked first, so that they do not build the
+// connection's logger (and its arguments) for nothing, garbage that also
+// fragments the heap which the idle connections live in.
+func (c *conn) debugOn() bool {
+	return c.h.log.Enabled(context.Background(), slog.LevelDebug)
+}
+
+// pubState is what only a connection that publishes holds: a subscriber
+// that never publishes, and an idle connection, have none (the conn stays
+// in a smaller size class). Read loop only.
+type pubState struct {
+	pub       *broker.Publisher
+	inAliases map[uint16]string // v5 topic aliases the client set
+	// inQoS2: inbound QoS 2 packet ids of this connection awaiting PUBREL
+	// (what counts against our Receive Maximum).
+	inQoS2  map[uint16]struct{}
+	replies map[string]*broker.Queue // response topic -> direct reply queue
+}
+
+// pubs is the connection's publishing state, made by its first PUBLISH.
+func (c *conn) pubs() *pubState {
+	if c.ps == nil {
+		c.ps = &pubState{}
 	}
-	return c.pub
+	return c.ps
+}
+
+// publisher is the connection's publisher, made when it first publishes.
+// Read loop only.
+func (c *conn) publisher() *broker.Publisher {
+	ps := c.pubs()
+	if ps.pub == nil {
+		ps.pub = c.vhost.Publisher()
+	}
+	return ps.pub
+}
+
+// dropInQoS2 forgets an inbound QoS 2 packet id (PUBREL, or a refusal).
+func (c *conn) dropInQoS2(id uint16) {
+	if c.ps != nil {
+		delete(c.ps.inQoS2, id)
+	}
 }
 
 // kick asks the connection to close with a v5 DISCONNECT reason (session
@@ -169,9 +246,9 @@ func (c *conn) publisher() *broker.Publisher {
 func (c *conn) kick(code packet.ReasonCode) {
 	c.closeOnce.Do(func() {
 		if c.version == packet.V5 {
-			c.out.pushClose(&packet.Disconnect{ReasonCode: code})
+			c.out().pushClose(&packet.Disconnect{ReasonCode: code})
 		} else {
-			c.out.pushClose(nil)
+			c.out().pushClose(nil)
 		}
 	})
 }
@@ -225,7 +302,9 @@ func (c *conn) run(err error) {
 			}
 			// Silent for ParkAfter and the keep-alive still runs: wait in
 			// the poller, with no goroutine, until the next bytes or the
-			// keep-alive deadline.
+			// keep-alive deadline; an outbox with nothing in it (made
+			// for a PINGRESP, say) is dropped meanwhile.
+			c.retireOutbox()
 			if c.park.Park(c.keepAliveDeadline()) {
 				return // resume carries on; c is not ours any more
 			}
@@ -327,7 +406,9 @@ func (c *conn) open(ctx context.Context) bool {
 	if !ok {
 		return false
 	}
-	c.logger().Debug("mqtt client connected", "version", c.version) // c.log carries client_id
+	if c.debugOn() {
+		c.logger().Debug("mqtt client connected", "version", c.version)
+	}
 	proto := "MQTT 3.1.1"
 	switch c.version {
 	case packet.V5:
@@ -343,7 +424,7 @@ func (c *conn) open(ctx context.Context) bool {
 	c.acks.reg = reg
 	c.rate = c.h.broker.NewPublishLimiter(c.h.cfg.MaxPublishRate)
 	// CONNACK is out: writers may run (deliveries queued meanwhile follow it).
-	c.out.start()
+	c.startWriters()
 	stopExpiry := c.watchExpiry()
 	// Shutdown becomes a DISCONNECT and a close, which ends the read loop
 	// (no watcher goroutine per connection: AfterFunc runs only if needed).
@@ -352,7 +433,7 @@ func (c *conn) open(ctx context.Context) bool {
 		// the past already: say why before the read loop times out.
 		c.kick(packet.ServerShuttingDown)
 	}
-	c.stopShutdown = c.h.watchShutdown(ctx, c)
+	c.h.watchShutdown(ctx, c)
 	c.stops = func() {
 		stopExpiry()
 		unregister()
@@ -362,10 +443,12 @@ func (c *conn) open(ctx context.Context) bool {
 
 // end closes an established connection after its read loop ended with err.
 func (c *conn) end(ctx context.Context, err error) {
-	c.stopShutdown()
+	c.h.unwatchShutdown(c.ctx)
 	abnormal := !c.cleanExit
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		c.logger().Debug("mqtt connection ended", "client_id", c.clientID, "err", err)
+		if c.debugOn() {
+			c.logger().Debug("mqtt connection ended", "err", err) // logger adds client_id
+		}
 		var pe *packet.Error
 		if errors.As(err, &pe) {
 			c.h.cfg.Counters.ProtocolError(c.label())
@@ -374,7 +457,7 @@ func (c *conn) end(ctx context.Context, err error) {
 			c.kick(packet.KeepAliveTimeout)
 		}
 	}
-	c.out.close()
+	c.out().close()
 	c.nc.Close()
 	c.teardown(abnormal && ctx.Err() == nil)
 	c.stops()
@@ -528,8 +611,8 @@ func (c *conn) handshake() bool {
 		if rm := cp.Properties.ReceiveMaximum; rm > 0 {
 			inflight = int(rm)
 		}
-		c.out.maxPacket = int(cp.Properties.MaximumPacketSize)
-		c.out.aliasMax = cp.Properties.TopicAliasMaximum
+		c.maxPacket = cp.Properties.MaximumPacketSize
+		c.aliasMax = cp.Properties.TopicAliasMaximum
 		ack.Properties.ReceiveMaximum = c.h.cfg.ReceiveMaximum
 		ack.Properties.TopicAliasMaximum = c.h.cfg.TopicAliasMaximum
 		ack.Properties.MaximumPacketSize = uint32(c.h.cfg.MaxPacketSize)
@@ -539,7 +622,6 @@ func (c *conn) handshake() bool {
 		ack.Properties.SubIDAvailable = packet.Ptr[byte](1)
 	}
 	c.limiter = broker.NewLimiter(inflight)
-	c.out.version = c.version
 
 	// Session lifetime: 3.1.1 clean session=0 keeps it forever; v5 keeps it
 	// for the Session Expiry Interval (0 = ends with the connection).
@@ -643,7 +725,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 		case *packet.Unsubscribe:
 			c.handleUnsubscribe(p)
 		case *packet.Pingreq:
-			c.out.push(&packet.Pingresp{})
+			c.out().push(&packet.Pingresp{})
 		case *packet.Disconnect:
 			// A normal DISCONNECT discards the will [MQTT-3.14.4-3]; v5
 			// reason 0x04 asks for it to be published anyway.
@@ -669,8 +751,8 @@ func (c *conn) flushAcks() {
 		return
 	}
 	c.acks.flush()
-	if c.out.waitingCredit() {
-		c.out.kickCredit()
+	if c.out().waitingCredit() {
+		c.out().kickCredit()
 	}
 }
 
@@ -690,7 +772,7 @@ func (c *conn) teardown(abnormal bool) {
 	for _, cons := range consumers {
 		cons.Cancel()
 	}
-	sent := c.out.requeueAll()
+	sent := c.out().requeueAll()
 	c.h.broker.ReleaseOwner(c.owner)
 	// A v5 DISCONNECT may have set the session expiry to 0: the session
 	// ends now.
@@ -717,7 +799,9 @@ func (c *conn) teardown(abnormal bool) {
 	if abnormal && c.will != nil {
 		c.publishWill()
 	}
-	c.logger().Debug("mqtt client disconnected")
+	if c.debugOn() {
+		c.logger().Debug("mqtt client disconnected")
+	}
 }
 
 // publishWill publishes the last will, after its v5 Will Delay Interval

@@ -21,7 +21,7 @@ type sink struct {
 
 // Deliver runs under the queue's lock: it only queues d for the writer.
 func (s *sink) Deliver(d broker.Delivery) bool {
-	if !s.c.out.pushDelivery(d, s) {
+	if !s.c.out().pushDelivery(d, s) {
 		return false
 	}
 	s.c.reg.Load().CountDeliver(1)
@@ -96,11 +96,6 @@ type outbox struct {
 	batch   []outItem     // the writers' spare slice, reused across batches
 	stopped chan struct{} // closed by the writer that closes the socket
 
-	// Set before the first writer starts; read-only afterwards.
-	version   byte
-	maxPacket int    // client's Maximum Packet Size, 0 = none
-	aliasMax  uint16 // client's Topic Alias Maximum
-
 	// Owned by the running writer (writers never overlap).
 	aliases map[string]uint16
 	buf     []byte // the pooled write buffer, only during a batch
@@ -121,6 +116,9 @@ type outbox struct {
 	// inline: writeDelivery runs for deliverInline (it may use the
 	// Handler's pubCache).
 	inline bool
+	// retired: the connection dropped this outbox while it held nothing
+	// (conn.retireOutbox); whoever still has it pushes to c.out() instead.
+	retired bool
 	// pend is the write buffer an inline write left unfinished (the
 	// socket did not take it all) for the writer it starts: its bytes go
 	// out first. werr: the inline write failed; that writer closes.
@@ -152,7 +150,7 @@ func newOutbox(c *conn) *outbox {
 // startLocked starts a writer if there is work, the handshake is done and
 // none is running. o.mu must be held.
 func (o *outbox) startLocked() {
-	if o.ready && !o.running && !o.closed && len(o.items) > 0 {
+	if o.ready && !o.running && !o.closed && !o.retired && len(o.items) > 0 {
 		o.running = true
 		go o.run()
 	}
@@ -173,6 +171,11 @@ func (o *outbox) push(p packet.Packet) { o.pushItem(outItem{pkt: p}) }
 
 func (o *outbox) pushItem(it outItem) {
 	o.mu.Lock()
+	if o.retired {
+		o.mu.Unlock()
+		o.c.out().pushItem(it)
+		return
+	}
 	if !o.closed {
 		o.items = append(o.items, it)
 		o.startLocked()
@@ -186,6 +189,10 @@ func (o *outbox) pushClose(p packet.Packet) { o.pushItem(outItem{pkt: p, close: 
 
 func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 	o.mu.Lock()
+	if o.retired {
+		o.mu.Unlock()
+		return o.c.out().pushDelivery(d, s)
+	}
 	if o.closed {
 		o.mu.Unlock()
 		return false
@@ -203,7 +210,7 @@ func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 			o.running = true
 			o.lastWrite = now
 			o.mu.Unlock()
-			o.deliverInline(d, s)
+			o.deliverInline(d, s, now)
 			return true
 		}
 	}
@@ -222,7 +229,12 @@ func (o *outbox) pushDelivery(d broker.Delivery, s *sink) bool {
 // items pushed meanwhile) it leaves to a writer goroutine it starts. A
 // connection that keeps up with its deliveries thus gets them written
 // without a goroutine started and scheduled for each.
-func (o *outbox) deliverInline(d broker.Delivery, s *sink) {
+func (o *outbox) deliverInline(d broker.Delivery, s *sink, now time.Time) {
+	// The socket's write deadline is renewed here too: past it the
+	// non-blocking write fails unwritten, and a broadcast to subscribers
+	// that only ever get inline writes would hand every one of them to a
+	// writer goroutine once per deadline (45 s by default).
+	o.extendWriteDeadline(now)
 	bp := o.c.h.writeBufs.Get().(*[]byte)
 	o.buf = (*bp)[:0]
 	o.inline = true
@@ -280,15 +292,13 @@ func (o *outbox) writeNow(fd uintptr) bool {
 // write timeout (between it and 1.5 times it): setting a deadline costs a
 // runtime timer update, so it is renewed once half its slack is used, not
 // for every batch.
-// It returns the current time.
-func (o *outbox) extendWriteDeadline() time.Time {
+// now is the current time.
+func (o *outbox) extendWriteDeadline(now time.Time) {
 	timeout := o.c.h.cfg.WriteTimeout
-	now := time.Now()
 	if o.writeDeadline.Sub(now) < timeout {
 		o.writeDeadline = now.Add(timeout + timeout/2)
 		o.c.nc.SetWriteDeadline(o.writeDeadline)
 	}
-	return now
 }
 
 // topicOf maps a delivery's routing key to its MQTT topic. Writer only.
@@ -297,6 +307,25 @@ func (o *outbox) topicOf(key string) string {
 		o.lastKey, o.lastTopic = key, keyToTopic(key)
 	}
 	return o.lastTopic
+}
+
+// retire drops the outbox from its connection if it holds nothing the
+// connection needs: nothing queued or being written, no packet id in use,
+// no topic alias assigned, no retained message waiting for window room.
+// The next packet for the connection makes a new one (conn.out); pushes
+// that still reach this one go there (see retired). It reports whether the
+// outbox was retired.
+func (o *outbox) retire() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.retired || o.running || o.closed || len(o.items) > 0 || len(o.blocked) > 0 || len(o.creditWait) > 0 ||
+		o.idsUsed > 0 || o.resend != nil || len(o.aliases) > 0 || o.pend != nil || o.werr != nil {
+		return false
+	}
+	o.retired = true
+	// Under o.mu, so that a push that finds o retired finds outp moved on.
+	o.c.outp.CompareAndSwap(o, nil)
+	return true
 }
 
 // close stops the writer once the queued items are written and waits for
@@ -363,7 +392,8 @@ func (o *outbox) writeBatch(batch []outItem) (stop bool) {
 		stop = true
 		o.buf = o.buf[:0]
 	}
-	o.lastWrite = o.extendWriteDeadline()
+	o.lastWrite = time.Now()
+	o.extendWriteDeadline(o.lastWrite)
 	for _, it := range batch {
 		if stop {
 			o.drop(it)
@@ -415,7 +445,7 @@ func (o *outbox) drop(it outItem) {
 func (o *outbox) write(it outItem) {
 	switch {
 	case it.pkt != nil:
-		o.buf = it.pkt.Encode(o.buf, o.version)
+		o.buf = it.pkt.Encode(o.buf, o.c.version)
 	case it.d.Message != nil:
 		o.writeDelivery(it.d, it.sink)
 	case it.retained != nil:
@@ -482,7 +512,7 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 		}
 		qos = min(publishQoS(m), best)
 	}
-	if o.inline && qos == 0 && len(p.Properties.SubscriptionIDs) == 0 && (o.version != packet.V5 || o.aliasMax == 0 && m.Properties.Expiration == "") {
+	if o.inline && qos == 0 && len(p.Properties.SubscriptionIDs) == 0 && (o.c.version != packet.V5 || o.c.aliasMax == 0 && m.Properties.Expiration == "") {
 		// The same bytes for every subscriber of a broadcast (pubcache.go):
 		// the expiry is left out above because its seconds left change.
 		// Only inline writes use the cache: they are the sparse deliveries
@@ -490,13 +520,13 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 		// writer goroutine's batch (a flood) has many messages, which
 		// writers of different connections take in step, so the one-entry
 		// cache would miss, allocating an encoding each time.
-		if o.version == packet.V5 {
+		if o.c.version == packet.V5 {
 			fillProperties(&p.Properties, m, now)
 		}
-		o.sendShared(o.c.h.pubs.encode(m, p, o.version), fl)
+		o.sendShared(o.c.h.pubs.encode(m, p, o.c.version), fl)
 		return
 	}
-	if o.version == packet.V5 {
+	if o.c.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
 	o.send(p, qos, d.Redelivered, fl)
@@ -505,7 +535,7 @@ func (o *outbox) writeDelivery(d broker.Delivery, s *sink) {
 // sendShared writes a QoS 0 PUBLISH encoded once for all its subscribers
 // (pubCache) and settles its delivery, as send does at QoS 0.
 func (o *outbox) sendShared(b []byte, fl inflight) {
-	if o.maxPacket == 0 || len(b) <= o.maxPacket {
+	if o.c.maxPacket == 0 || len(b) <= int(o.c.maxPacket) {
 		o.buf = append(o.buf, b...)
 	}
 	o.acks.add(fl)
@@ -540,7 +570,7 @@ func (o *outbox) writeRetained(it outItem) {
 	if it.sub.id != 0 {
 		p.Properties.SubscriptionIDs = []uint32{it.sub.id}
 	}
-	if o.version == packet.V5 {
+	if o.c.version == packet.V5 {
 		fillProperties(&p.Properties, m, now)
 	}
 	o.send(p, qos, false, fl)
@@ -588,10 +618,10 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 		}
 		p.PacketID = id
 	}
-	if o.version == packet.V5 && o.aliasMax > 0 {
+	if o.c.version == packet.V5 && o.c.aliasMax > 0 {
 		if a, ok := o.aliases[p.Topic]; ok {
 			p.Properties.TopicAlias, p.Topic = a, ""
-		} else if len(o.aliases) < int(o.aliasMax) {
+		} else if len(o.aliases) < int(o.c.aliasMax) {
 			if o.aliases == nil {
 				o.aliases = make(map[string]uint16)
 			}
@@ -601,8 +631,8 @@ func (o *outbox) send(p *packet.Publish, qos byte, dup bool, fl inflight) {
 		}
 	}
 	start := len(o.buf)
-	o.buf = p.Encode(o.buf, o.version)
-	if o.maxPacket > 0 && len(o.buf)-start > o.maxPacket {
+	o.buf = p.Encode(o.buf, o.c.version)
+	if o.c.maxPacket > 0 && len(o.buf)-start > int(o.c.maxPacket) {
 		// [MQTT-3.1.2-25]: never send more than the client accepts; the
 		// message is discarded as if delivered.
 		o.buf = o.buf[:start]

@@ -182,9 +182,9 @@ type shutdownWatch struct {
 	stop func() bool
 }
 
-// watchShutdown kicks c (v5 DISCONNECT 0x8B) when ctx ends; the returned
-// func stops that.
-func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
+// watchShutdown kicks c (v5 DISCONNECT 0x8B) when ctx ends;
+// unwatchShutdown(ctx) stops that (no closure per connection to say so).
+func (h *Handler) watchShutdown(ctx context.Context, c *conn) {
 	h.mu.Lock()
 	w := h.watches[ctx]
 	if w == nil {
@@ -215,15 +215,19 @@ func (h *Handler) watchShutdown(ctx context.Context, c *conn) (stop func()) {
 		// others without it.
 		c.kick(packet.ServerShuttingDown)
 	}
-	return func() {
-		h.mu.Lock()
+}
+
+// unwatchShutdown ends a watchShutdown of a connection served under ctx.
+func (h *Handler) unwatchShutdown(ctx context.Context) {
+	h.mu.Lock()
+	if w := h.watches[ctx]; w != nil {
 		w.n--
-		if w.n == 0 && h.watches[ctx] == w {
+		if w.n == 0 {
 			delete(h.watches, ctx)
 			w.stop()
 		}
-		h.mu.Unlock()
 	}
+	h.mu.Unlock()
 }
 
 // NewHandler returns a handler for accepted MQTT connections.

@@ -103,7 +103,9 @@ func (c *conn) openSession(cleanStart bool) (bool, error) {
 	resend := c.sess.resend
 	c.sess.resend = nil
 	c.sess.mu.Unlock()
-	c.out.resendWith(resend)
+	if len(resend) > 0 {
+		c.out().resendWith(resend) // else no outbox yet (see out)
+	}
 	// The record says the client is here, with this connection's expiry.
 	c.saveSession(time.Time{}, false, nil)
 	if c.queue != nil {
@@ -203,9 +205,9 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	// A persistent session's subscriptions are on disk before the SUBACK.
 	c.saveSession(time.Time{}, true, c.done)
 	// SUBACK first, then the retained messages [MQTT-3.3.1-6].
-	c.out.push(ack)
+	c.out().push(ack)
 	for _, it := range retained {
-		c.out.pushItem(it)
+		c.out().pushItem(it)
 	}
 	return nil
 }
@@ -332,7 +334,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
 			c.mu.Unlock()
 			if cons != nil {
 				cons.Cancel()
-				c.out.requeueQueue(cons.Queue())
+				c.out().requeueQueue(cons.Queue())
 			}
 			unshared = append(unshared, s.queue)
 		case !inUse:
@@ -342,24 +344,25 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) {
 	}
 	c.saveSession(time.Time{}, true, c.done)
 	c.h.releaseShared(c.vhost, unshared) // after the record no longer lists them
-	c.out.push(ack)
+	c.out().push(ack)
 }
 
 // handlePublish routes an inbound PUBLISH into the core and acknowledges it
 // per its QoS.
 func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 	topic := p.Topic
+	ps := c.pubs()
 	if c.version == packet.V5 {
 		if a := p.Properties.TopicAlias; a != 0 {
 			if a > c.h.cfg.TopicAliasMaximum {
 				return &packet.Error{Code: packet.TopicAliasInvalid, Text: "topic alias above maximum [MQTT-3.3.2-9]"}
 			}
-			if c.inAliases == nil {
-				c.inAliases = make(map[uint16]string)
+			if ps.inAliases == nil {
+				ps.inAliases = make(map[uint16]string)
 			}
 			if topic != "" {
-				c.inAliases[a] = topic
-			} else if topic = c.inAliases[a]; topic == "" {
+				ps.inAliases[a] = topic
+			} else if topic = ps.inAliases[a]; topic == "" {
 				return &packet.Error{Code: packet.ProtocolError, Text: "topic alias not set on this connection [MQTT-3.3.2-12]"}
 			}
 		}
@@ -372,8 +375,8 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 		// Maximum QoS 1/2 publishes without PUBACK/PUBCOMP: QoS 1 ones
 		// whose PUBACK waits for the disk, QoS 2 ones awaiting PUBREL (a
 		// resent one does not count twice).
-		n := len(c.inQoS2) + int(c.unsentPubacks.Load()) + 1
-		if _, again := c.inQoS2[p.PacketID]; again && p.QoS == 2 {
+		n := len(ps.inQoS2) + int(c.unsentPubacks.Load()) + 1
+		if _, again := ps.inQoS2[p.PacketID]; again && p.QoS == 2 {
 			n--
 		}
 		if n > int(c.h.cfg.ReceiveMaximum) {
@@ -391,10 +394,10 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.qos2[p.PacketID] = struct{}{}
 		}
 		c.sess.mu.Unlock()
-		if c.inQoS2 == nil {
-			c.inQoS2 = make(map[uint16]struct{}) // most connections never publish QoS 2
+		if ps.inQoS2 == nil {
+			ps.inQoS2 = make(map[uint16]struct{}) // most connections never publish QoS 2
 		}
-		c.inQoS2[p.PacketID] = struct{}{}
+		ps.inQoS2[p.PacketID] = struct{}{}
 		if dup {
 			// Already routed; the PUBREC got lost [MQTT-4.3.3-10], or is
 			// still waiting for the first copy to reach the disk: this one
@@ -411,7 +414,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Lock()
 			delete(c.sess.qos2, p.PacketID)
 			c.sess.mu.Unlock()
-			delete(c.inQoS2, p.PacketID)
+			c.dropInQoS2(p.PacketID)
 		}
 		c.logger().Info("mqtt publish refused", "topic", topic, "err", err)
 		return c.nack(p, packet.NotAuthorized, err.Error())
@@ -465,7 +468,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Lock()
 			delete(c.sess.qos2, p.PacketID)
 			c.sess.mu.Unlock()
-			delete(c.inQoS2, p.PacketID)
+			c.dropInQoS2(p.PacketID)
 		}
 		return &packet.Error{Code: code, Text: "publish to '" + topic + "' refused: " + code.Error()}
 	}
@@ -477,7 +480,7 @@ func (c *conn) handlePublish(ctx context.Context, p *packet.Publish) error {
 			c.sess.mu.Lock()
 			delete(c.sess.qos2, p.PacketID)
 			c.sess.mu.Unlock()
-			delete(c.inQoS2, p.PacketID)
+			c.dropInQoS2(p.PacketID)
 		}
 		c.confirmPublish(ctx, &packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID, ReasonCode: v5Code(c.version, code)}, logged)
 	}
@@ -516,7 +519,7 @@ func (c *conn) nack(p *packet.Publish, code packet.ReasonCode, why string) error
 func (c *conn) handleAck(p *packet.Ack) error {
 	switch p.Kind {
 	case packet.PUBACK:
-		c.out.settle(p.PacketID, &c.acks)
+		c.out().settle(p.PacketID, &c.acks)
 	case packet.PUBREC:
 		c.handlePubrec(p.PacketID, p.ReasonCode)
 	case packet.PUBCOMP:
@@ -526,7 +529,7 @@ func (c *conn) handleAck(p *packet.Ack) error {
 		_, ok := c.sess.qos2[p.PacketID]
 		delete(c.sess.qos2, p.PacketID)
 		c.sess.mu.Unlock()
-		delete(c.inQoS2, p.PacketID)
+		c.dropInQoS2(p.PacketID)
 		if ok && c.persistent {
 			c.saveSession(time.Time{}, false, nil) // released: a later reuse of the id is a new message
 		}
@@ -537,7 +540,7 @@ func (c *conn) handleAck(p *packet.Ack) error {
 			// flow so the client can free the id [MQTT-4.3.3-12].
 			code = v5Code(c.version, packet.PacketIdentifierNotFound)
 		}
-		c.out.push(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID, ReasonCode: code})
+		c.out().push(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID, ReasonCode: code})
 	}
 	return nil
 }
@@ -551,18 +554,18 @@ func (c *conn) handlePubrec(id uint16, code packet.ReasonCode) {
 	if code.Failed() {
 		// v5: the client refused the message; the flow ends here and the
 		// id is free again (MQTT 5 section 4.3.3).
-		c.out.settle(id, &c.acks)
+		c.out().settle(id, &c.acks)
 		return
 	}
-	fl, res := c.out.received(id)
+	fl, res := c.out().received(id)
 	switch res {
 	case pubrecUnknown:
 		// Nothing of ours in flight with that id: a PUBREL lets the client
 		// finish the flow (v5 says why).
-		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id, ReasonCode: v5Code(c.version, packet.PacketIdentifierNotFound)})
+		c.out().push(&packet.Ack{Kind: packet.PUBREL, PacketID: id, ReasonCode: v5Code(c.version, packet.PacketIdentifierNotFound)})
 		return
 	case pubrecAgain:
-		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
+		c.out().push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
 		return
 	}
 	c.sess.mu.Lock()
@@ -571,7 +574,7 @@ func (c *conn) handlePubrec(id uint16, code packet.ReasonCode) {
 	c.acks.add(fl)
 	rel := &packet.Ack{Kind: packet.PUBREL, PacketID: id}
 	if !c.persistent {
-		c.out.push(rel)
+		c.out().push(rel)
 		return
 	}
 	// The record that lists the id goes to the log before the queue's ack
@@ -601,7 +604,7 @@ func (c *conn) handlePubcomp(id uint16) {
 		// release a later message with it.
 		c.saveSession(time.Time{}, false, nil)
 	}
-	c.out.complete(id)
+	c.out().complete(id)
 }
 
 // resumePubrels sends PUBREL again for the session's QoS 2 deliveries
@@ -616,9 +619,9 @@ func (c *conn) resumePubrels() {
 	if len(ids) == 0 {
 		return
 	}
-	c.out.reserve(ids)
+	c.out().reserve(ids)
 	for _, id := range ids {
-		c.out.push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
+		c.out().push(&packet.Ack{Kind: packet.PUBREL, PacketID: id})
 	}
 }
 
@@ -629,10 +632,11 @@ func (c *conn) resumePubrels() {
 // maxReplyTopics per connection; beyond that reply_to keeps the routing-key
 // form of the topic (fine for MQTT or amq.topic responders).
 func (c *conn) replyQueue(topic string) *broker.Queue {
-	if q, ok := c.replies[topic]; ok {
+	ps := c.pubs()
+	if q, ok := ps.replies[topic]; ok {
 		return q
 	}
-	if len(c.replies) >= maxReplyTopics || !packet.ValidTopicName(topic) {
+	if len(ps.replies) >= maxReplyTopics || !packet.ValidTopicName(topic) {
 		return nil
 	}
 	q := c.vhost.DeclareReplyQueue(c.owner)
@@ -640,10 +644,10 @@ func (c *conn) replyQueue(topic string) *broker.Queue {
 		c.logger().Warn("mqtt reply queue failed", "err", err)
 		return nil
 	}
-	if c.replies == nil {
-		c.replies = make(map[string]*broker.Queue)
+	if ps.replies == nil {
+		ps.replies = make(map[string]*broker.Queue)
 	}
-	c.replies[topic] = q
+	ps.replies[topic] = q
 	return q
 }
 
