@@ -42,8 +42,11 @@ type wsRealtime struct {
 	// connectID is the id of the connect frame that logged the socket in
 	// (in-band login): answered with "connected" once the session runs.
 	connectID *flexString
-	// user is the subscription to the socket's user queue ($user).
-	user *sub
+	// listen waits for the socket's first per-user message, which makes
+	// user, the subscription to its user queue ($user; guarded by
+	// wsSession.mu).
+	listen *broker.UserListener
+	user   *sub
 	// frames paces the frames the socket sends (nil: no limit).
 	frames *broker.PublishLimiter
 	// paused is set while the read loop is pushed back: pongs are not
@@ -63,8 +66,9 @@ func newClientID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// openRealtime runs before the read loop: the user queue and the expiry
-// timer of a token login. (The heartbeat runs on the watchdog.)
+// openRealtime runs before the read loop: the per-user messages' listener
+// and the expiry timer of a token login. (The heartbeat runs on the
+// watchdog.)
 func (ws *wsSession) openRealtime() {
 	rt := &ws.rt
 	rt.client = newClientID()
@@ -75,7 +79,7 @@ func (ws *wsSession) openRealtime() {
 	rt.frames = broker.NewPublishLimiter(rate)
 	rt.info = ws.user.Info
 	ws.armExpiry(ws.user.Expires)
-	ws.openUserQueue()
+	ws.listenUser()
 	if rt.connectID != nil {
 		ws.sendConnected("connected", *rt.connectID)
 	}
@@ -86,8 +90,14 @@ func (ws *wsSession) openRealtime() {
 func (ws *wsSession) closeRealtime() {
 	rt := &ws.rt
 	ws.s.presence.leaveAll(ws)
-	if rt.user != nil {
-		rt.user.bc.Cancel()
+	if rt.listen != nil {
+		rt.listen.Cancel() // openUserQueue is not running after this
+	}
+	ws.mu.Lock()
+	user := rt.user
+	ws.mu.Unlock()
+	if user != nil {
+		user.bc.Cancel()
 	}
 	rt.expMu.Lock()
 	if rt.expiry != nil {
