@@ -52,7 +52,7 @@ func (ws *wsSession) openUserQueue() {
 	}
 	// private: a user queue that the socket does not drain counts as a
 	// slow subscription (closed beyond --slow-subscriber-depth).
-	x := &sub{o: ws.ob, id: userSubID, queue: q, auto: true, private: true}
+	x := &sub{o: ws.ob, id: userSubID, queue: q, auto: true, private: true, noAck: true}
 	if err := ws.consume(x, 0); err != nil {
 		ws.logger().Warn("no per-user messages for this websocket", "err", err)
 		_, _ = ws.vhost.DeleteQueue(q.Name(), ws.owner, false, false)

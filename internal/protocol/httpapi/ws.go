@@ -158,7 +158,7 @@ func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost,
 		rate: s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
 		batch: r.batch, burstDone: make(chan error, 1),
 	}
-	ws.ob = newKickedOutbox(s.cfg.Outbox, ws.kick)
+	ws.ob = newKickedOutbox(s.cfg.Outbox, ws)
 	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
 	ws.rt.connectID = connect
 	closed := s.streamOpened(protocolWS)
@@ -592,6 +592,7 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		return
 	}
 	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private, args: args}
+	x.noAck = x.auto && private
 	resume, resuming := resumeOffset(args)
 	var before broker.StreamInfo
 	if resuming {
@@ -631,7 +632,7 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 }
 
 func (ws *wsSession) consume(x *sub, prefetch int) error {
-	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, Prefetch: prefetch, Owner: ws.owner, Sink: x, Args: x.args})
+	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, NoAck: x.noAck, Prefetch: prefetch, Owner: ws.owner, Sink: x, Args: x.args})
 	if err != nil {
 		return err
 	}
