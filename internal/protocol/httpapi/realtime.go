@@ -47,8 +47,10 @@ type wsRealtime struct {
 	// wsSession.mu).
 	listen *broker.UserListener
 	user   *sub
-	// frames paces the frames the socket sends (nil: no limit).
-	frames *broker.PublishLimiter
+	// frames paces the frames the socket sends (nil: no limit), made by
+	// the first (pace; read loop only).
+	frames      *broker.PublishLimiter
+	framesReady bool
 	// paused is set while the read loop is pushed back: pongs are not
 	// read then, so the heartbeat does not count a missed one.
 	paused atomic.Bool
@@ -72,11 +74,6 @@ func newClientID() string {
 func (ws *wsSession) openRealtime() {
 	rt := &ws.rt
 	rt.client = newClientID()
-	rate := ws.s.cfg.MaxFrameRate
-	if rate == 0 {
-		rate = web.DefaultMaxFrameRate
-	}
-	rt.frames = broker.NewPublishLimiter(rate)
 	rt.info = ws.user.Info
 	ws.armExpiry(ws.user.Expires)
 	ws.listenUser()
@@ -207,6 +204,14 @@ func (ws *wsSession) pace(op string) {
 	switch op {
 	case "publish", "ack", "nack":
 		return
+	}
+	rt := &ws.rt
+	if !rt.framesReady {
+		rate := ws.s.cfg.MaxFrameRate
+		if rate == 0 {
+			rate = web.DefaultMaxFrameRate
+		}
+		rt.frames, rt.framesReady = broker.NewPublishLimiter(rate), true
 	}
 	ws.rt.paused.Store(true)
 	ws.rt.frames.Wait(ws.stop)

@@ -101,7 +101,7 @@ func (ws *wsSession) sendToUser(f *wsFrame) {
 	}
 	ws.reg.CountPublish()
 	if f.Confirm {
-		ws.confirms.Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true, b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID})})
+		ws.confirmQueue().Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true, b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID})})
 		ws.confirms.Wait(maxUnsentConfirms, ws.stop)
 		ws.ob.waitControl()
 	}

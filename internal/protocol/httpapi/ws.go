@@ -43,7 +43,7 @@ type wsSession struct {
 	pub *broker.Publisher
 	// confirms releases the answers to publishes ("confirmed", errors) in
 	// order, each "confirmed" once its message is on disk when it must be
-	// (see publish).
+	// (see publish); made by the first publish (confirmQueue), read loop.
 	confirms *broker.ConfirmQueue[wsAnswer]
 	reg      *broker.Connection // registry entry: message counters
 	// rate is the socket's --max-publish-rate bucket (nil: no limit);
@@ -63,17 +63,16 @@ type wsSession struct {
 	done    chan struct{} // closed when the read loop ends
 	// writers counts the running writer (wswriter.go).
 	writers sync.WaitGroup
-	// burstDone carries resume's end to wait; release undoes openWS's
-	// registrations; stopWatch stops the timers (watch).
-	burstDone chan error
+	// release undoes openWS's registrations; stopWatch stops the timers
+	// (watch).
 	release   func()
 	stopWatch func()
 	// park parks the idle socket in the server's poller; nil when the
 	// socket cannot be parked (TLS, not Linux): wait keeps a goroutine.
 	park *kit.Parker
 
-	mu    sync.Mutex // guards subs and reply
-	subs  map[string]*sub
+	mu    sync.Mutex      // guards subs and reply
+	subs  map[string]*sub // made by the first subscribe
 	reply *sub
 	// batch: the client asked (/ws?batch=1) for several frames per
 	// WebSocket message, newline-separated (the writer's scratch buffers
@@ -154,12 +153,11 @@ func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost,
 	ws := &wsSession{
 		s: s, c: c, user: u, vhost: v, owner: s.broker.NewOwner(),
 		remote: r.remote,
-		done:   make(chan struct{}), subs: make(map[string]*sub),
-		rate: s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
-		batch: r.batch, burstDone: make(chan error, 1),
+		done:   make(chan struct{}),
+		rate:   s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
+		batch: r.batch,
 	}
 	ws.ob = newKickedOutbox(s.cfg.Outbox, ws)
-	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
 	ws.rt.connectID = connect
 	closed := s.streamOpened(protocolWS)
 	var unregister func()
@@ -193,6 +191,15 @@ func (ws *wsSession) publisher() *broker.Publisher {
 		ws.pub = ws.vhost.Publisher()
 	}
 	return ws.pub
+}
+
+// confirmQueue is the session's ConfirmQueue, made by its first publish
+// (a socket that only subscribes holds none). Read loop only.
+func (ws *wsSession) confirmQueue() *broker.ConfirmQueue[wsAnswer] {
+	if ws.confirms == nil {
+		ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
+	}
+	return ws.confirms
 }
 
 // truncateReason fits a close reason into a WebSocket close frame (123 bytes).
@@ -243,10 +250,11 @@ func (ws *wsSession) wake() {
 // stack may grow while it works and goes away with it.
 func (ws *wsSession) wait() {
 	var err error
+	burstDone := make(chan error, 1)
 	for err == nil {
 		if err = ws.c.WaitReadable(); err == nil {
-			go func() { ws.burstDone <- ws.resume() }()
-			err = <-ws.burstDone
+			go func() { burstDone <- ws.resume() }()
+			err = <-burstDone
 		}
 		if err == nil && ws.park != nil && ws.c.Idle() && ws.park.Park(time.Time{}) {
 			return // parkable again (a Park that failed once, e.g. for a full poll set)
@@ -283,7 +291,9 @@ func (ws *wsSession) end(err error) {
 	if wsViolation(err, ws.closing.Load()) {
 		ws.s.cfg.Counters.ProtocolError(protocolWS)
 	}
-	ws.confirms.Close()
+	if ws.confirms != nil {
+		ws.confirms.Close()
+	}
 	close(ws.done)
 	ws.closing.Store(true)
 	ws.mu.Lock()
@@ -502,7 +512,7 @@ func (ws *wsSession) publishError(id flexString, code int, msg string) {
 	if id != "" {
 		m["id"] = id
 	}
-	ws.confirms.Add(wsAnswer{id: id, b: mustJSON(m)})
+	ws.confirmQueue().Add(wsAnswer{id: id, b: mustJSON(m)})
 	ws.ob.waitControl()
 }
 
@@ -539,7 +549,7 @@ func (ws *wsSession) publish(f *wsFrame) {
 	}
 	ws.reg.CountPublish()
 	if f.Confirm {
-		ws.confirms.Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true,
+		ws.confirmQueue().Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true,
 			b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID, "routed": n > 0})})
 		ws.confirms.Wait(maxUnsentConfirms, ws.stop)
 		ws.ob.waitControl()
@@ -623,6 +633,9 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		return
 	}
 	ws.mu.Lock()
+	if ws.subs == nil {
+		ws.subs = make(map[string]*sub)
+	}
 	ws.subs[id] = x
 	ws.mu.Unlock()
 	if !answered {
