@@ -26,8 +26,8 @@ type outbox struct {
 	slow   kit.Wake // a private subscription was refused
 	// ws, when set, is the /ws session whose kick replaces notify: it
 	// starts the writer (called with mu held, at most once until the
-	// writer goes idle), and whose writeInline may write a delivery at
-	// once (Deliver).
+	// writer goes idle); Deliver may hand a delivery to the server's
+	// flushers instead (wsflush.go).
 	ws *wsSession
 
 	mu      sync.Mutex // guards everything below
@@ -48,8 +48,9 @@ type outbox struct {
 	slowSeen bool
 	// spare is the kicked writer's item slice between bursts.
 	spare []outItem
-	// lastInline is when (Unix ns) Deliver last wrote a delivery inline.
-	lastInline int64
+	// lastFlush is when (Unix ns) Deliver last queued the socket for the
+	// server's flushers.
+	lastFlush int64
 }
 
 type outItem struct {
@@ -290,7 +291,7 @@ type sub struct {
 	// noAck: the consumer is no-ack (an auto subscription to a private
 	// queue, which goes with the socket: what is not written would be
 	// requeued into a queue about to be deleted), so a delivery needs no
-	// settling and may be written inline (outbox.Deliver).
+	// settling and a flusher may write it (wsflush.go).
 	noAck   bool
 	args    broker.Table // consume arguments (a stream's start)
 	private bool         // the queue is this subscription's own (exchange+key)
@@ -324,33 +325,33 @@ func (s *sub) Deliver(d broker.Delivery) bool {
 		return false
 	}
 	o.nextTag++
-	if s.noAck && o.ws != nil && !o.running && len(o.items) == 0 {
-		// Nothing queued and no writer: write it from here unless the
-		// socket was written to a moment ago (a flood is better batched
-		// by a writer goroutine than written one syscall per message by
-		// the publisher whose routing delivers it).
-		if now := time.Now().UnixNano(); now-o.lastInline >= int64(inlineGap) {
-			o.lastInline = now
-			if o.ws.writeInline(s, &d, o.nextTag) {
-				return true
-			}
-		}
-	}
 	if !s.auto || o.ws == nil {
 		o.pending[o.nextTag] = pendingDelivery{queue: d.Queue, id: d.ID, sub: s}
 	}
 	o.items = append(o.items, outItem{sub: s, tag: o.nextTag, d: d})
 	o.msgs++
+	if s.noAck && o.ws != nil && !o.running && len(o.items) == 1 {
+		// Nothing else queued and no writer: the server's flushers write
+		// it (wsflush.go), unless the socket was flushed a moment ago (a
+		// flood is better batched by a writer of its own).
+		if now := time.Now().UnixNano(); now-o.lastFlush >= int64(flushGap) {
+			o.lastFlush = now
+			o.running = true
+			o.ws.writers.Add(1)
+			o.ws.s.flushes.push(o.ws)
+			return true
+		}
+	}
 	o.ring()
 	return true
 }
 
-// inlineGap: a no-ack delivery is written inline (Deliver) only if the
-// socket's last inline write is at least this old. Sparse deliveries (a
-// broadcast at a few messages a second) go out at once from the
-// delivering goroutine, with no writer goroutine started and scheduled
-// for each; dense ones go to the writer, which batches them.
-const inlineGap = time.Millisecond
+// flushGap: a no-ack delivery goes to the flushers (Deliver) only if the
+// socket's last went there at least this long ago. Sparse deliveries (a
+// broadcast at a few messages a second) are written without a writer
+// goroutine started and scheduled for each; dense ones go to the
+// socket's writer, which batches them.
+const flushGap = time.Millisecond
 
 // Cancelled tells the client that the broker ended the subscription (its
 // queue was deleted).

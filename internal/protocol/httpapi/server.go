@@ -45,6 +45,9 @@ type Server struct {
 	// encCache shares the encoding of a broadcast message between the
 	// sockets it goes to (wswriter.go).
 	encCache encCache
+	// flushes writes sparse /ws deliveries without a writer goroutine
+	// per socket (wsflush.go).
+	flushes flushQueue
 	// poller holds idle plain-HTTP /ws sockets without a goroutine
 	// (ws.go); it closes when the shell does (ctx), which resumes the
 	// parked sockets for their shutdown.

@@ -155,38 +155,10 @@ func (ws *wsSession) writeItems(batch []outItem) bool {
 
 var newline = []byte{'\n'}
 
-// maxInlineFrame bounds a delivery written inline: a larger one goes to
-// the writer (the inline write copies the frame).
+// maxInlineFrame bounds a delivery a flusher writes (wsflush.go): a
+// larger one goes to the socket's writer (the flusher's write copies the
+// frame).
 const maxInlineFrame = 16 << 10
-
-// writeInline writes a no-ack delivery from the goroutine delivering it,
-// under its queue's lock and the outbox's (outbox.Deliver): one
-// non-blocking write of its frame (wsconn.Conn.TryWriteMessage), the
-// broadcast's shared JSON from the encoding cache. It reports false when
-// it did not write (the socket is busy, closing, not plain TCP, or the
-// frame is large): the delivery then goes to the writer as usual.
-func (ws *wsSession) writeInline(x *sub, d *broker.Delivery, tag uint64) bool {
-	if ws.closing.Load() {
-		return false
-	}
-	it := outItem{sub: x, tag: tag, d: *d}
-	var pre [128]byte
-	_, p := ws.encodeItem(pre[:0], &it)
-	if len(p.prefix)+len(p.shared) > maxInlineFrame {
-		return false
-	}
-	ok, err := ws.c.TryWriteMessage(wsconn.OpText, p.prefix, p.shared)
-	if !ok {
-		return false
-	}
-	ws.reg.CountDeliver(1)
-	if err != nil {
-		// The write closed the socket; the reader ends the session.
-		ws.closing.Store(true)
-		go ws.unpark()
-	}
-	return true
-}
 
 // encodeItem encodes an item's frame: a control frame as it is, a
 // delivery as its prefix (op, sub, tag) and the message's shared JSON.
