@@ -45,6 +45,8 @@ type Server struct {
 	// encCache shares the encoding of a broadcast message between the
 	// sockets it goes to (wswriter.go).
 	encCache encCache
+	// watch pings the /ws peers and closes them on shutdown (wswatch.go).
+	watch wsWatch
 	// flushes writes sparse /ws deliveries without a writer goroutine
 	// per socket (wsflush.go).
 	flushes flushQueue

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,10 +62,12 @@ type wsSession struct {
 	done    chan struct{} // closed when the read loop ends
 	// writers counts the running writer (wswriter.go).
 	writers sync.WaitGroup
-	// release undoes openWS's registrations; stopWatch stops the timers
-	// (watch).
-	release   func()
-	stopWatch func()
+	// release undoes openWS's registrations.
+	release func()
+	// nextPing (Unix ns) and pinging: the heartbeat's schedule, guarded
+	// by the server's watch (wswatch.go).
+	nextPing int64
+	pinging  bool
 	// park parks the idle socket in the server's poller; nil when the
 	// socket cannot be parked (TLS, not Linux): wait keeps a goroutine.
 	park *kit.Parker
@@ -172,7 +173,10 @@ func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost,
 		release()
 	}
 	ws.park = s.poller.NewParker(c.UnderlyingConn(), ws.wake)
-	ws.stopWatch = ws.watch()
+	if !ws.watch() {
+		// The server is shutting down: the socket closes as soon as it runs.
+		go ws.shutdown(wsconn.StatusGoingAway, "server shutting down")
+	}
 	ws.openRealtime()
 	return ws
 }
@@ -326,40 +330,6 @@ func (ws *wsSession) shutdown(code wsconn.StatusCode, reason string) {
 	ws.stopOnce.Do(func() { close(ws.stop) })
 	_ = ws.c.Close(code, reason)
 	ws.unpark()
-}
-
-// watch closes the socket on server shutdown and pings the peer every
-// half heartbeat interval (realtime.go), with timers rather than a
-// goroutine of its own: an idle socket costs one goroutine less. The
-// writer watches for a slow subscription (checkSlow). The returned func
-// stops both.
-func (ws *wsSession) watch() (stop func()) {
-	stopShutdown := context.AfterFunc(ws.s.ctx, func() {
-		ws.shutdown(wsconn.StatusGoingAway, "server shutting down")
-	})
-	half := ws.s.cfg.WSHeartbeat / 2
-	var mu sync.Mutex // guards stopped and the timer's re-arming
-	stopped := false
-	var t *time.Timer
-	mu.Lock()
-	t = time.AfterFunc(half, func() {
-		if !ws.heartbeat() {
-			return
-		}
-		mu.Lock()
-		if !stopped {
-			t.Reset(half)
-		}
-		mu.Unlock()
-	})
-	mu.Unlock()
-	return func() {
-		stopShutdown()
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-	}
 }
 
 // checkSlow closes the socket when a private subscription queue is deeper
