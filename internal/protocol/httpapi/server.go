@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 
 	"github.com/heraldmq/herald/internal/auth"
@@ -72,6 +73,7 @@ func Mount(shell *web.Server) *Server {
 		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE),
 		presence: newPresenceHub(cfg.MaxPresence)}
 	s.rpc = newRPCGateway(s)
+	s.flushes.max = max(runtime.GOMAXPROCS(0), 1)
 	s.poller = kit.NewIdlePoller(s.log)
 	context.AfterFunc(s.ctx, s.poller.Close)
 	s.routes()

@@ -7,13 +7,13 @@ import (
 )
 
 // The /ws flushers write sparse broadcast deliveries. A broadcast to many
-// sockets is routed by one goroutine (the publisher's), which enqueues it
-// in every subscriber's private queue; each queue hands it to its socket's
-// outbox (sub.Deliver). Starting a writer goroutine per socket for one
-// small frame costs more than the frame's write; writing it right there,
-// on the routing goroutine, makes every socket wait for all the writes
-// before its own, on one core. Instead, a socket with nothing queued and
-// no writer is put on the server's flush queue, and at most maxFlushers
+// sockets is enqueued by a few goroutines (the publisher's, the broker's
+// fan-out workers) in every subscriber's private queue; each queue hands
+// it to its socket's outbox (sub.Deliver). Starting a writer goroutine per
+// socket for one small frame costs more than the frame's write; writing it
+// right there, on the routing goroutine, makes the sockets wait for the
+// writes before their own. Instead, a socket with nothing queued and
+// no writer is put on the server's flush queue, and at most GOMAXPROCS
 // goroutines (started when it fills, ending when it empties) write each
 // queued socket's deliveries with one non-blocking write apiece
 // (wsconn.Conn.TryWriteMessage): the routing goroutine only enqueues, the
@@ -22,16 +22,15 @@ import (
 // over TLS, control frames or a burst queued) is handed to its own
 // writer, which batches (wswriter.go).
 
-// maxFlushers bounds the flush goroutines: the machines Herald is built
-// for have a few cores, and a flusher never blocks.
-const maxFlushers = 2
-
 // maxFlushItems: a socket with more queued than this gets its own writer,
 // which writes them in one writev.
 const maxFlushItems = 4
 
 // flushQueue is the server's queue of sockets to flush.
 type flushQueue struct {
+	// max bounds the flush goroutines (GOMAXPROCS: a flusher never
+	// blocks); set by Mount.
+	max     int
 	mu      sync.Mutex
 	q       []*wsSession
 	head    int
@@ -39,11 +38,11 @@ type flushQueue struct {
 }
 
 // push queues ws, whose writers count it already (outbox.Deliver), and
-// starts a flusher if fewer than maxFlushers run.
+// starts a flusher if fewer than max run.
 func (f *flushQueue) push(ws *wsSession) {
 	f.mu.Lock()
 	f.q = append(f.q, ws)
-	start := f.running < maxFlushers
+	start := f.running < f.max
 	if start {
 		f.running++
 	}
