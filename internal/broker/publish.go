@@ -34,6 +34,8 @@ type Publisher struct {
 	unsynced  bool      // a message since the last wait (WaitDurable, WaitPublished, WaitLog) was written to the log
 	wroteLog  bool      // a message since the last WaitFlow was written to the log
 	delayBy   *Exchange // set by Route when m must wait in a delayed exchange
+	// viaUser: the last routing passed through UserExchange.
+	viaUser bool
 	// streamed: the last message was appended to a stream; streams are
 	// the streams appended to since the last wait (their barriers join
 	// the log's in WaitDurable and WaitPublished).
@@ -73,9 +75,20 @@ func parseExpiration(s string) (int64, error) {
 func (v *VHost) Publisher() *Publisher { return &Publisher{vhost: v} }
 
 // Route reports the queues m would be delivered to, without enqueueing.
-// The slice is reused by the next call.
+// The slice is reused by the next call. A message that passes through
+// UserExchange first gives the user's waiting listeners their queues
+// (UserListener), then routes again to reach them.
 func (p *Publisher) Route(m *Message) ([]*Queue, error) {
+	qs, err := p.route(m)
+	if err == nil && p.viaUser && p.vhost.listeners.materialize(m.RoutingKey) {
+		qs, err = p.route(m)
+	}
+	return qs, err
+}
+
+func (p *Publisher) route(m *Message) ([]*Queue, error) {
 	v := p.vhost
+	p.viaUser = false
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	e, ok := v.exchanges[m.Exchange]
@@ -123,6 +136,9 @@ func (p *Publisher) routeFrom(e *Exchange, m *Message) {
 			continue
 		}
 		p.seen = append(p.seen, x)
+		if x.name == UserExchange {
+			p.viaUser = true
+		}
 		p.dests = x.match(m, p.dests[:0])
 		for _, d := range p.dests {
 			switch d := d.(type) {
@@ -455,8 +471,18 @@ func (p *Publisher) publishFrom(e *Exchange, m *Message) {
 	}
 	p.queues = p.queues[:0]
 	clear(p.large)
+	p.viaUser = false
 	p.routeFrom(e, m)
 	v.mu.RUnlock()
+	if p.viaUser && v.listeners.materialize(m.RoutingKey) {
+		v.mu.RLock()
+		p.queues = p.queues[:0]
+		clear(p.large)
+		if v.exchanges[e.name] == e {
+			p.routeFrom(e, m)
+		}
+		v.mu.RUnlock()
+	}
 	exp := int64(-1)
 	if m.Properties.Expiration != "" {
 		exp, _ = parseExpiration(m.Properties.Expiration)

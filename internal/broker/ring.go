@@ -48,10 +48,15 @@ func (r *ring[T]) Each(fn func(*T)) {
 	}
 }
 
+// ringStart is a ring's first capacity: small, because many queues only
+// ever hold a message or two at a time (a WebSocket subscriber's private
+// queue, 15,000 of them on one broadcast, keeps whatever it grew to).
+const ringStart = 2
+
 func (r *ring[T]) grow() {
 	size := len(r.buf) * 2
 	if size == 0 {
-		size = 16
+		size = ringStart
 	}
 	buf := make([]T, size)
 	for i := 0; i < r.n; i++ {

@@ -29,6 +29,9 @@ type VHost struct {
 	// deleted is set (under mu) when DeleteVHost emptied the vhost:
 	// declarations by connections not yet closed are refused.
 	deleted bool
+	// listeners are the connections waiting for their first per-user
+	// message, by user (userqueue.go).
+	listeners userListeners
 }
 
 // Built-in exchanges present in every virtual host, as in RabbitMQ.

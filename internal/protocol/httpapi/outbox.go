@@ -3,6 +3,7 @@ package httpapi
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/kit"
@@ -23,9 +24,11 @@ type outbox struct {
 	limit  int
 	notify kit.Wake // items were added
 	slow   kit.Wake // a private subscription was refused
-	// kick, when set, replaces notify: it starts the writer (called with
-	// mu held, at most once until the writer goes idle).
-	kick func()
+	// ws, when set, is the /ws session whose kick replaces notify: it
+	// starts the writer (called with mu held, at most once until the
+	// writer goes idle); Deliver may hand a delivery to the server's
+	// flushers instead (wsflush.go).
+	ws *wsSession
 
 	mu      sync.Mutex // guards everything below
 	cond    *sync.Cond // signalled when control frames drain or the outbox closes
@@ -45,6 +48,9 @@ type outbox struct {
 	slowSeen bool
 	// spare is the kicked writer's item slice between bursts.
 	spare []outItem
+	// lastFlush is when (Unix ns) Deliver last queued the socket for the
+	// server's flushers.
+	lastFlush int64
 }
 
 type outItem struct {
@@ -66,28 +72,29 @@ func newOutbox(limit int) *outbox {
 	return o
 }
 
-// newKickedOutbox returns an outbox whose writer kick starts on demand.
-func newKickedOutbox(limit int, kick func()) *outbox {
-	o := &outbox{limit: limit, kick: kick, pending: make(map[uint64]pendingDelivery)}
+// newKickedOutbox returns the outbox of a /ws session, whose writer
+// starts on demand (wsSession.kick).
+func newKickedOutbox(limit int, ws *wsSession) *outbox {
+	o := &outbox{limit: limit, ws: ws, pending: make(map[uint64]pendingDelivery)}
 	o.cond = sync.NewCond(&o.mu)
 	return o
 }
 
 // ring tells the writer that items are queued; mu is held.
 func (o *outbox) ring() {
-	if o.kick == nil {
+	if o.ws == nil {
 		o.notify.Ring()
 		return
 	}
 	if !o.running {
 		o.running = true
-		o.kick()
+		o.ws.kick()
 	}
 }
 
 // ringSlow tells the writer to look for a slow subscription; mu is held.
 func (o *outbox) ringSlow() {
-	if o.kick == nil {
+	if o.ws == nil {
 		o.slow.Ring()
 		return
 	}
@@ -198,10 +205,10 @@ func (o *outbox) take(spare []outItem) []outItem {
 // written settles a delivery of an auto-ack subscription once it is on
 // the wire.
 func (o *outbox) written(it *outItem) {
-	if !it.sub.auto {
+	if !it.sub.auto || it.sub.noAck {
 		return
 	}
-	if o.kick != nil {
+	if o.ws != nil {
 		// Kicked mode keeps no pending entry for auto-ack deliveries:
 		// the item is the writer's alone once taken (see unwritten).
 		it.d.Queue.Ack(it.d.ID)
@@ -263,11 +270,11 @@ func (o *outbox) close() {
 // written (in kicked mode they have no pending entry; otherwise close
 // requeues them from pending).
 func (o *outbox) unwritten(items []outItem) {
-	if o.kick == nil {
+	if o.ws == nil {
 		return
 	}
 	for i := range items {
-		if it := &items[i]; it.sub != nil && it.sub.auto {
+		if it := &items[i]; it.sub != nil && it.sub.auto && !it.sub.noAck {
 			it.d.Queue.Requeue(it.d.ID)
 		}
 	}
@@ -276,11 +283,16 @@ func (o *outbox) unwritten(items []outItem) {
 // sub is one subscription of a WebSocket or SSE stream to a queue: the
 // broker.Sink of its consumer.
 type sub struct {
-	o       *outbox
-	id      string
-	queue   *broker.Queue
-	bc      *broker.Consumer
-	auto    bool         // settle on write instead of on the client's ack
+	o     *outbox
+	id    string
+	queue *broker.Queue
+	bc    *broker.Consumer
+	auto  bool // settle on write instead of on the client's ack
+	// noAck: the consumer is no-ack (an auto subscription to a private
+	// queue, which goes with the socket: what is not written would be
+	// requeued into a queue about to be deleted), so a delivery needs no
+	// settling and a flusher may write it (wsflush.go).
+	noAck   bool
 	args    broker.Table // consume arguments (a stream's start)
 	private bool         // the queue is this subscription's own (exchange+key)
 	// started opens the gate once bc is set and the "subscribed" answer is
@@ -313,14 +325,33 @@ func (s *sub) Deliver(d broker.Delivery) bool {
 		return false
 	}
 	o.nextTag++
-	if !s.auto || o.kick == nil {
+	if !s.auto || o.ws == nil {
 		o.pending[o.nextTag] = pendingDelivery{queue: d.Queue, id: d.ID, sub: s}
 	}
 	o.items = append(o.items, outItem{sub: s, tag: o.nextTag, d: d})
 	o.msgs++
+	if s.noAck && o.ws != nil && !o.running && len(o.items) == 1 {
+		// Nothing else queued and no writer: the server's flushers write
+		// it (wsflush.go), unless the socket was flushed a moment ago (a
+		// flood is better batched by a writer of its own).
+		if now := time.Now().UnixNano(); now-o.lastFlush >= int64(flushGap) {
+			o.lastFlush = now
+			o.running = true
+			o.ws.writers.Add(1)
+			o.ws.s.flushes.push(o.ws)
+			return true
+		}
+	}
 	o.ring()
 	return true
 }
+
+// flushGap: a no-ack delivery goes to the flushers (Deliver) only if the
+// socket's last went there at least this long ago. Sparse deliveries (a
+// broadcast at a few messages a second) are written without a writer
+// goroutine started and scheduled for each; dense ones go to the
+// socket's writer, which batches them.
+const flushGap = time.Millisecond
 
 // Cancelled tells the client that the broker ended the subscription (its
 // queue was deleted).

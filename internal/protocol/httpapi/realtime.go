@@ -42,10 +42,15 @@ type wsRealtime struct {
 	// connectID is the id of the connect frame that logged the socket in
 	// (in-band login): answered with "connected" once the session runs.
 	connectID *flexString
-	// user is the subscription to the socket's user queue ($user).
-	user *sub
-	// frames paces the frames the socket sends (nil: no limit).
-	frames *broker.PublishLimiter
+	// listen waits for the socket's first per-user message, which makes
+	// user, the subscription to its user queue ($user; guarded by
+	// wsSession.mu).
+	listen *broker.UserListener
+	user   *sub
+	// frames paces the frames the socket sends (nil: no limit), made by
+	// the first (pace; read loop only).
+	frames      *broker.PublishLimiter
+	framesReady bool
 	// paused is set while the read loop is pushed back: pongs are not
 	// read then, so the heartbeat does not count a missed one.
 	paused atomic.Bool
@@ -63,19 +68,15 @@ func newClientID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// openRealtime runs before the read loop: the user queue and the expiry
-// timer of a token login. (The heartbeat runs on the watchdog.)
+// openRealtime runs before the read loop: the per-user messages' listener
+// and the expiry timer of a token login. (The heartbeat runs on the
+// watchdog.)
 func (ws *wsSession) openRealtime() {
 	rt := &ws.rt
 	rt.client = newClientID()
-	rate := ws.s.cfg.MaxFrameRate
-	if rate == 0 {
-		rate = web.DefaultMaxFrameRate
-	}
-	rt.frames = broker.NewPublishLimiter(rate)
 	rt.info = ws.user.Info
 	ws.armExpiry(ws.user.Expires)
-	ws.openUserQueue()
+	ws.listenUser()
 	if rt.connectID != nil {
 		ws.sendConnected("connected", *rt.connectID)
 	}
@@ -86,8 +87,14 @@ func (ws *wsSession) openRealtime() {
 func (ws *wsSession) closeRealtime() {
 	rt := &ws.rt
 	ws.s.presence.leaveAll(ws)
-	if rt.user != nil {
-		rt.user.bc.Cancel()
+	if rt.listen != nil {
+		rt.listen.Cancel() // openUserQueue is not running after this
+	}
+	ws.mu.Lock()
+	user := rt.user
+	ws.mu.Unlock()
+	if user != nil {
+		user.bc.Cancel()
 	}
 	rt.expMu.Lock()
 	if rt.expiry != nil {
@@ -197,6 +204,14 @@ func (ws *wsSession) pace(op string) {
 	switch op {
 	case "publish", "ack", "nack":
 		return
+	}
+	rt := &ws.rt
+	if !rt.framesReady {
+		rate := ws.s.cfg.MaxFrameRate
+		if rate == 0 {
+			rate = web.DefaultMaxFrameRate
+		}
+		rt.frames, rt.framesReady = broker.NewPublishLimiter(rate), true
 	}
 	ws.rt.paused.Store(true)
 	ws.rt.frames.Wait(ws.stop)

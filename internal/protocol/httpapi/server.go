@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 
 	"github.com/heraldmq/herald/internal/auth"
@@ -45,6 +46,11 @@ type Server struct {
 	// encCache shares the encoding of a broadcast message between the
 	// sockets it goes to (wswriter.go).
 	encCache encCache
+	// watch pings the /ws peers and closes them on shutdown (wswatch.go).
+	watch wsWatch
+	// flushes writes sparse /ws deliveries without a writer goroutine
+	// per socket (wsflush.go).
+	flushes flushQueue
 	// poller holds idle plain-HTTP /ws sockets without a goroutine
 	// (ws.go); it closes when the shell does (ctx), which resumes the
 	// parked sockets for their shutdown.
@@ -67,6 +73,7 @@ func Mount(shell *web.Server) *Server {
 		httpCount: b.ProtocolCounter(protocolHTTP), sseCount: b.ProtocolCounter(protocolSSE),
 		presence: newPresenceHub(cfg.MaxPresence)}
 	s.rpc = newRPCGateway(s)
+	s.flushes.max = max(runtime.GOMAXPROCS(0), 1)
 	s.poller = kit.NewIdlePoller(s.log)
 	context.AfterFunc(s.ctx, s.poller.Close)
 	s.routes()

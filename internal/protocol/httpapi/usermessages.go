@@ -17,6 +17,11 @@ import (
 // /api/users/{vhost}/{user}/messages from a backend, or a plain AMQP,
 // MQTT or STOMP publish to amq.herald.user with routing key U.
 //
+// The queue is made when the first message to U is routed
+// (broker.UserListener), not at connect: a queue, its binding and its
+// consumer would cost every idle socket over a KiB, and most never
+// receive a per-user message.
+//
 // Sending to U over the web needs write on the per-user resource
 // "amq.herald.user.U" (an exchange-type resource in the permission
 // regexps, e.g. "^amq\.herald\.user\." for every user). The answer never
@@ -29,8 +34,16 @@ const userSubID = "$user"
 // userResource is the resource checked for sending to user.
 func userResource(user string) string { return broker.UserExchange + "." + user }
 
-// openUserQueue starts the socket's per-user subscription. A failure (the
-// vhost is being deleted) leaves the socket without per-user messages.
+// listenUser registers the socket for its user's messages: the first one
+// routed to the user makes its queue (openUserQueue).
+func (ws *wsSession) listenUser() {
+	ws.rt.listen = ws.vhost.ListenUser(ws.user.Name, ws.openUserQueue)
+}
+
+// openUserQueue starts the socket's per-user subscription; it runs on the
+// goroutine of the first publisher to the user, before that message is
+// routed. A failure (the vhost is being deleted) leaves the socket
+// without per-user messages.
 func (ws *wsSession) openUserQueue() {
 	q, err := ws.vhost.DeclareUserQueue(ws.user.Name, ws.owner)
 	if err != nil {
@@ -39,13 +52,15 @@ func (ws *wsSession) openUserQueue() {
 	}
 	// private: a user queue that the socket does not drain counts as a
 	// slow subscription (closed beyond --slow-subscriber-depth).
-	x := &sub{o: ws.ob, id: userSubID, queue: q, auto: true, private: true}
+	x := &sub{o: ws.ob, id: userSubID, queue: q, auto: true, private: true, noAck: true}
 	if err := ws.consume(x, 0); err != nil {
 		ws.logger().Warn("no per-user messages for this websocket", "err", err)
 		_, _ = ws.vhost.DeleteQueue(q.Name(), ws.owner, false, false)
 		return
 	}
+	ws.mu.Lock()
 	ws.rt.user = x
+	ws.mu.Unlock()
 	ws.start(x)
 }
 
@@ -86,7 +101,7 @@ func (ws *wsSession) sendToUser(f *wsFrame) {
 	}
 	ws.reg.CountPublish()
 	if f.Confirm {
-		ws.confirms.Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true, b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID})})
+		ws.confirmQueue().Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true, b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID})})
 		ws.confirms.Wait(maxUnsentConfirms, ws.stop)
 		ws.ob.waitControl()
 	}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,7 +42,7 @@ type wsSession struct {
 	pub *broker.Publisher
 	// confirms releases the answers to publishes ("confirmed", errors) in
 	// order, each "confirmed" once its message is on disk when it must be
-	// (see publish).
+	// (see publish); made by the first publish (confirmQueue), read loop.
 	confirms *broker.ConfirmQueue[wsAnswer]
 	reg      *broker.Connection // registry entry: message counters
 	// rate is the socket's --max-publish-rate bucket (nil: no limit);
@@ -63,17 +62,18 @@ type wsSession struct {
 	done    chan struct{} // closed when the read loop ends
 	// writers counts the running writer (wswriter.go).
 	writers sync.WaitGroup
-	// burstDone carries resume's end to wait; release undoes openWS's
-	// registrations; stopWatch stops the timers (watch).
-	burstDone chan error
-	release   func()
-	stopWatch func()
+	// release undoes openWS's registrations.
+	release func()
+	// nextPing (Unix ns) and pinging: the heartbeat's schedule, guarded
+	// by the server's watch (wswatch.go).
+	nextPing int64
+	pinging  bool
 	// park parks the idle socket in the server's poller; nil when the
 	// socket cannot be parked (TLS, not Linux): wait keeps a goroutine.
 	park *kit.Parker
 
-	mu    sync.Mutex // guards subs and reply
-	subs  map[string]*sub
+	mu    sync.Mutex      // guards subs and reply
+	subs  map[string]*sub // made by the first subscribe
 	reply *sub
 	// batch: the client asked (/ws?batch=1) for several frames per
 	// WebSocket message, newline-separated (the writer's scratch buffers
@@ -154,12 +154,11 @@ func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost,
 	ws := &wsSession{
 		s: s, c: c, user: u, vhost: v, owner: s.broker.NewOwner(),
 		remote: r.remote,
-		done:   make(chan struct{}), subs: make(map[string]*sub),
-		rate: s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
-		batch: r.batch, burstDone: make(chan error, 1),
+		done:   make(chan struct{}),
+		rate:   s.broker.NewPublishLimiter(s.cfg.MaxPublishRate), stop: make(chan struct{}),
+		batch: r.batch,
 	}
-	ws.ob = newKickedOutbox(s.cfg.Outbox, ws.kick)
-	ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
+	ws.ob = newKickedOutbox(s.cfg.Outbox, ws)
 	ws.rt.connectID = connect
 	closed := s.streamOpened(protocolWS)
 	var unregister func()
@@ -174,7 +173,10 @@ func (s *Server) openWS(c *wsconn.Conn, r wsPeer, u *auth.User, v *broker.VHost,
 		release()
 	}
 	ws.park = s.poller.NewParker(c.UnderlyingConn(), ws.wake)
-	ws.stopWatch = ws.watch()
+	if !ws.watch() {
+		// The server is shutting down: the socket closes as soon as it runs.
+		go ws.shutdown(wsconn.StatusGoingAway, "server shutting down")
+	}
 	ws.openRealtime()
 	return ws
 }
@@ -193,6 +195,15 @@ func (ws *wsSession) publisher() *broker.Publisher {
 		ws.pub = ws.vhost.Publisher()
 	}
 	return ws.pub
+}
+
+// confirmQueue is the session's ConfirmQueue, made by its first publish
+// (a socket that only subscribes holds none). Read loop only.
+func (ws *wsSession) confirmQueue() *broker.ConfirmQueue[wsAnswer] {
+	if ws.confirms == nil {
+		ws.confirms = broker.NewConfirmQueue(ws.sendAnswer)
+	}
+	return ws.confirms
 }
 
 // truncateReason fits a close reason into a WebSocket close frame (123 bytes).
@@ -243,10 +254,11 @@ func (ws *wsSession) wake() {
 // stack may grow while it works and goes away with it.
 func (ws *wsSession) wait() {
 	var err error
+	burstDone := make(chan error, 1)
 	for err == nil {
 		if err = ws.c.WaitReadable(); err == nil {
-			go func() { ws.burstDone <- ws.resume() }()
-			err = <-ws.burstDone
+			go func() { burstDone <- ws.resume() }()
+			err = <-burstDone
 		}
 		if err == nil && ws.park != nil && ws.c.Idle() && ws.park.Park(time.Time{}) {
 			return // parkable again (a Park that failed once, e.g. for a full poll set)
@@ -283,7 +295,9 @@ func (ws *wsSession) end(err error) {
 	if wsViolation(err, ws.closing.Load()) {
 		ws.s.cfg.Counters.ProtocolError(protocolWS)
 	}
-	ws.confirms.Close()
+	if ws.confirms != nil {
+		ws.confirms.Close()
+	}
 	close(ws.done)
 	ws.closing.Store(true)
 	ws.mu.Lock()
@@ -316,40 +330,6 @@ func (ws *wsSession) shutdown(code wsconn.StatusCode, reason string) {
 	ws.stopOnce.Do(func() { close(ws.stop) })
 	_ = ws.c.Close(code, reason)
 	ws.unpark()
-}
-
-// watch closes the socket on server shutdown and pings the peer every
-// half heartbeat interval (realtime.go), with timers rather than a
-// goroutine of its own: an idle socket costs one goroutine less. The
-// writer watches for a slow subscription (checkSlow). The returned func
-// stops both.
-func (ws *wsSession) watch() (stop func()) {
-	stopShutdown := context.AfterFunc(ws.s.ctx, func() {
-		ws.shutdown(wsconn.StatusGoingAway, "server shutting down")
-	})
-	half := ws.s.cfg.WSHeartbeat / 2
-	var mu sync.Mutex // guards stopped and the timer's re-arming
-	stopped := false
-	var t *time.Timer
-	mu.Lock()
-	t = time.AfterFunc(half, func() {
-		if !ws.heartbeat() {
-			return
-		}
-		mu.Lock()
-		if !stopped {
-			t.Reset(half)
-		}
-		mu.Unlock()
-	})
-	mu.Unlock()
-	return func() {
-		stopShutdown()
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-	}
 }
 
 // checkSlow closes the socket when a private subscription queue is deeper
@@ -502,7 +482,7 @@ func (ws *wsSession) publishError(id flexString, code int, msg string) {
 	if id != "" {
 		m["id"] = id
 	}
-	ws.confirms.Add(wsAnswer{id: id, b: mustJSON(m)})
+	ws.confirmQueue().Add(wsAnswer{id: id, b: mustJSON(m)})
 	ws.ob.waitControl()
 }
 
@@ -539,7 +519,7 @@ func (ws *wsSession) publish(f *wsFrame) {
 	}
 	ws.reg.CountPublish()
 	if f.Confirm {
-		ws.confirms.Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true,
+		ws.confirmQueue().Confirm(ws.publisher(), wsAnswer{id: f.ID, confirm: true,
 			b: mustJSON(map[string]any{"op": "confirmed", "id": f.ID, "routed": n > 0})})
 		ws.confirms.Wait(maxUnsentConfirms, ws.stop)
 		ws.ob.waitControl()
@@ -592,6 +572,7 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		return
 	}
 	x := &sub{o: ws.ob, id: id, queue: q, auto: f.Ack != "client", private: private, args: args}
+	x.noAck = x.auto && private
 	resume, resuming := resumeOffset(args)
 	var before broker.StreamInfo
 	if resuming {
@@ -622,6 +603,9 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 		return
 	}
 	ws.mu.Lock()
+	if ws.subs == nil {
+		ws.subs = make(map[string]*sub)
+	}
 	ws.subs[id] = x
 	ws.mu.Unlock()
 	if !answered {
@@ -631,7 +615,7 @@ func (ws *wsSession) subscribe(f *wsFrame) {
 }
 
 func (ws *wsSession) consume(x *sub, prefetch int) error {
-	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, Prefetch: prefetch, Owner: ws.owner, Sink: x, Args: x.args})
+	bc, err := x.queue.Consume(broker.ConsumerOptions{Tag: "herald.ws." + x.id, NoAck: x.noAck, Prefetch: prefetch, Owner: ws.owner, Sink: x, Args: x.args})
 	if err != nil {
 		return err
 	}

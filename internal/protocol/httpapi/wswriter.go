@@ -155,6 +155,11 @@ func (ws *wsSession) writeItems(batch []outItem) bool {
 
 var newline = []byte{'\n'}
 
+// maxInlineFrame bounds a delivery a flusher writes (wsflush.go): a
+// larger one goes to the socket's writer (the flusher's write copies the
+// frame).
+const maxInlineFrame = 16 << 10
+
 // encodeItem encodes an item's frame: a control frame as it is, a
 // delivery as its prefix (op, sub, tag) and the message's shared JSON.
 func (ws *wsSession) encodeItem(scratch []byte, it *outItem) ([]byte, framePart) {

@@ -49,19 +49,24 @@ type Conn struct {
 	small  [64]byte   // the idle wait's buffer
 	rbuf   []byte     // small[:] or *pooled
 	pooled *[]byte
-	r, w   int  // unread bytes are rbuf[r:w]
-	full   bool // the last read filled rbuf: more is likely waiting
+	r, w   int // unread bytes are rbuf[r:w]
 	// The data frame being read and the message it belongs to.
 	frameLeft int64
 	frameMask [4]byte
-	maskPos   int
+	// The flags sit together, next to frameMask, where they take no
+	// padding of their own (a Conn is kept by every idle socket).
+	full      bool // the last read filled rbuf: more is likely waiting
 	inMsg     bool // a fragmented message continues
+	closeSent bool // guarded by writeMu
+	maskPos   int
 	msgLen    int64
 	readErr   error // sticky once the connection is unusable
 
 	writeMu     sync.Mutex
-	closeSent   bool      // guarded by writeMu
 	deadlineSet time.Time // when WriteBatch last moved the write deadline; guarded by writeMu
+	// tw does TryWriteMessage's non-blocking writes (trywrite.go), made
+	// by the first; guarded by writeMu.
+	tw *rawWriter
 
 	pongMu sync.Mutex
 	pong   chan struct{} // the pending Ping's, closed by the next pong
