@@ -9,6 +9,20 @@ import (
 	"time"
 )
 
+// holdSyncs makes every fsync on fs wait until gate is closed; entered
+// gets a value when the first one starts waiting.
+func holdSyncs(fs *MemFS) (entered <-chan struct{}, gate chan struct{}) {
+	in, gate := make(chan struct{}, 1), make(chan struct{})
+	fs.SetSyncHook(func() {
+		select {
+		case in <- struct{}{}:
+		default:
+		}
+		<-gate
+	})
+	return in, gate
+}
+
 // TestGroupCommit holds an fsync and checks that no appender is answered
 // before it returns, that readers do not see the records early, and that
 // the appenders queued meanwhile share the next fsync.
@@ -16,14 +30,7 @@ func TestGroupCommit(t *testing.T) {
 	fs := NewMemFS()
 	s := openT(t, fs, Options{})
 	defer s.Close()
-	entered, gate := make(chan struct{}, 1), make(chan struct{})
-	fs.SetSyncHook(func() {
-		select {
-		case entered <- struct{}{}:
-		default:
-		}
-		<-gate
-	})
+	entered, gate := holdSyncs(fs)
 	var answered atomic.Int32
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -64,14 +71,7 @@ func TestReadUnsynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	entered, gate := make(chan struct{}, 1), make(chan struct{})
-	fs.SetSyncHook(func() {
-		select {
-		case entered <- struct{}{}:
-		default:
-		}
-		<-gate
-	})
+	entered, gate := holdSyncs(fs)
 	answered := make(chan error, 1)
 	s.AppendAsync([][]byte{payload(0)}, epoch, func(_ uint64, err error) { answered <- err })
 	<-entered // the committer is in the chunk's fsync
