@@ -55,6 +55,13 @@ func serve(t *testing.T, ctx context.Context, wg *sync.WaitGroup, lns *[]net.Lis
 
 func startEnv(t *testing.T, cfg Config) *testEnv { return startEnvOn(t, cfg, nil) }
 
+// conn is the handler's connection of clientID in the default vhost, or nil.
+func (e *testEnv) conn(clientID string) *conn {
+	e.h.mu.Lock()
+	defer e.h.mu.Unlock()
+	return e.h.conns[broker.DefaultVHost+"\x00"+clientID]
+}
+
 // startEnvOn is startEnv with a message log (nil: none).
 func startEnvOn(t *testing.T, cfg Config, st *store.Log) *testEnv {
 	t.Helper()

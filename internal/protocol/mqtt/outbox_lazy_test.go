@@ -3,7 +3,6 @@ package mqtt
 import (
 	"testing"
 
-	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
@@ -13,9 +12,7 @@ import (
 func TestIdleConnectionHasNoOutbox(t *testing.T) {
 	e := startEnv(t, Config{})
 	nc, r, _ := e.rawV5("lazy-out", packet.Properties{})
-	e.h.mu.Lock()
-	c := e.h.conns[broker.DefaultVHost+"\x00lazy-out"]
-	e.h.mu.Unlock()
+	c := e.conn("lazy-out")
 	if c == nil {
 		t.Fatal("connection not registered")
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldmq/herald/internal/broker"
 	"github.com/heraldmq/herald/internal/protocol/mqtt/packet"
 )
 
@@ -19,16 +18,11 @@ import (
 func TestParkedConnectionRetiresOutbox(t *testing.T) {
 	e := startEnv(t, Config{ParkAfter: parkAfter})
 	c := e.raw("retire", packet.V311)
-	e.h.mu.Lock()
-	conn := e.h.conns[broker.DefaultVHost+"\x00retire"]
-	e.h.mu.Unlock()
+	conn := e.conn("retire")
 	hasOutbox := func() bool { return conn.outp.Load() != nil }
 	c.pingPong()
 	waitFor(t, "outbox retired after a ping", func() bool { return !hasOutbox() })
-	c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "retire/#", QoS: 1}}})
-	if p := c.read(); p.Type() != packet.SUBACK {
-		t.Fatalf("got %#v, want SUBACK", p)
-	}
+	c.subscribe("retire/#", 1)
 	waitFor(t, "outbox retired after SUBACK", func() bool { return !hasOutbox() })
 	pub := e.raw("retire-pub", packet.V311)
 	for i, qos := range []byte{0, 1, 0, 1} {
@@ -62,13 +56,8 @@ func TestParkedConnectionRetiresOutbox(t *testing.T) {
 func TestInlineWriteRenewsWriteDeadline(t *testing.T) {
 	e := startEnv(t, Config{ParkAfter: parkAfter})
 	c := e.raw("wd", packet.V311)
-	e.h.mu.Lock()
-	conn := e.h.conns[broker.DefaultVHost+"\x00wd"]
-	e.h.mu.Unlock()
-	c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "wd/#", QoS: 0}}})
-	if p := c.read(); p.Type() != packet.SUBACK {
-		t.Fatalf("got %#v, want SUBACK", p)
-	}
+	conn := e.conn("wd")
+	c.subscribe("wd/#", 0)
 	waitFor(t, "outbox retired after SUBACK", func() bool { return conn.outp.Load() == nil })
 	pub := e.raw("wd-pub", packet.V311)
 	pub.send(&packet.Publish{Topic: "wd/x", Payload: []byte("x")})
