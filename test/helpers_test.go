@@ -1,10 +1,15 @@
 package test
 
 import (
+	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/heraldmq/herald/internal/app"
@@ -232,3 +237,13 @@ func assertAlive(t testing.TB, c *amqp.Connection) {
 }
 
 func timeAfterWait() <-chan time.Time { return time.After(waitTimeout) }
+
+// dialWS opens /ws as guest; the socket is closed when the test ends.
+func (s *testServer) dialWS(ctx context.Context, t testing.TB) *websocket.Conn {
+	t.Helper()
+	auth := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("guest:guest"))}}
+	ws, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://%s/ws", s.HTTPAddr()), &websocket.DialOptions{HTTPHeader: auth})
+	must(t, err)
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}

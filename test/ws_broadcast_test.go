@@ -2,9 +2,7 @@ package test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -22,13 +20,10 @@ func TestWSBroadcastInOrder(t *testing.T) {
 	s := startServer(t, withAllProtocols())
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	auth := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("guest:guest"))}}
 	const sockets, sparse, burst = 20, 5, 200
 	wss := make([]*websocket.Conn, sockets)
 	for i := range wss {
-		ws, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://%s/ws", s.HTTPAddr()), &websocket.DialOptions{HTTPHeader: auth})
-		must(t, err)
-		defer ws.CloseNow()
+		ws := s.dialWS(ctx, t)
 		ws.SetReadLimit(1 << 20)
 		must(t, wsjson.Write(ctx, ws, map[string]any{"op": "subscribe", "id": "b", "exchange": "amq.topic", "key": "news"}))
 		var m map[string]any

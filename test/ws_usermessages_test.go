@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
@@ -22,13 +21,7 @@ func TestWSUserMessagesReachIdleSockets(t *testing.T) {
 	s := startServer(t, withAllProtocols())
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	auth := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("guest:guest"))}}
-	dial := func() *websocket.Conn {
-		ws, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://%s/ws", s.HTTPAddr()), &websocket.DialOptions{HTTPHeader: auth})
-		must(t, err)
-		t.Cleanup(func() { ws.CloseNow() })
-		return ws
-	}
+	dial := func() *websocket.Conn { return s.dialWS(ctx, t) }
 	// next reads frames until a per-user message, and returns its body.
 	next := func(ws *websocket.Conn) string {
 		t.Helper()
