@@ -54,6 +54,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.BrokerPID, "broker-pid", 0, "broker process `id`: report its CPU time during the window and messages per broker CPU-second; mqtt-idle, ws-idle: also its RSS per connection (Linux)")
 	fs.IntVar(&cfg.Subscribers, "subscribers", 0, fmt.Sprintf("mqtt-fanout: subscriber connections (default %d)", bench.DefaultSubscribers))
 	fs.BoolVar(&cfg.PahoSubscribers, "paho-subscribers", false, "mqtt-fanout: subscribers use the paho client library instead of the bench's lean client (which costs the machine a fraction of the CPU per delivery)")
+	fs.BoolVar(&cfg.LibrarySubscribers, "library-subscribers", false, "ws-fanout: subscribers use the coder/websocket client library instead of the bench's lean reader (which costs the machine a fraction of the CPU per delivery)")
 	fs.IntVar(&cfg.QoS, "qos", 0, "mqtt-fanout: QoS `level` 0 or 1 of the publishes and subscriptions (QoS 1: up to --confirm-window publishes await their PUBACK)")
 	fs.IntVar(&cfg.Connections, "connections", 0, fmt.Sprintf("mqtt-idle, ws-idle: idle connections to open and hold for --duration (default %d)", bench.DefaultConnections))
 	sourceAddrsFlag(fs, &cfg.SourceAddrs, "mqtt-fanout, mqtt-idle, ws-fanout, ws-idle: local `addresses` the connections dial from in turn, e.g. 127.0.0.2-127.0.0.5 (each has its own ephemeral ports)")

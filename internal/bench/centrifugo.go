@@ -35,7 +35,7 @@ const centrifugoPath = "/connection/websocket"
 const centrifugoPing = "{}"
 
 // subscribe opens a subscriber's subscription in the dialect of the URL.
-func (d *wsDialer) subscribe(ctx context.Context, c *websocket.Conn) error {
+func (d *wsDialer) subscribe(ctx context.Context, c wsConn) error {
 	if !d.centrifugo {
 		return wsSubscribe(ctx, c)
 	}

@@ -120,6 +120,9 @@ type Config struct {
 	// mqtt-fanout: subscribers use the paho client library instead of the
 	// bench's lean one (see mqttlean.go)
 	PahoSubscribers bool `json:"paho_subscribers,omitempty"`
+	// ws-fanout: subscribers use the coder/websocket client library
+	// instead of the bench's lean reader (see wslean.go)
+	LibrarySubscribers bool `json:"library_subscribers,omitempty"`
 	// mqtt-fanout, mqtt-idle, ws-fanout: local addresses the connections
 	// are bound to in turn (--source-addrs), for more ephemeral ports
 	SourceAddrs []string `json:"source_addrs,omitempty"`
@@ -190,6 +193,7 @@ func (c Config) Normalize() (Config, error) {
 	mqttOnly := fmt.Sprintf("only applies to the MQTT scenarios (%s, %s)", ScenarioMQTTFanout, ScenarioMQTTIdle)
 	if err := firstBadFlag([]flagCheck{
 		{c.Subscribers != 0, "--subscribers", mqttOnly}, {c.QoS != 0, "--qos", mqttOnly}, {c.Connections != 0, "--connections", mqttOnly}, {c.PahoSubscribers, "--paho-subscribers", mqttOnly},
+		{c.LibrarySubscribers, "--library-subscribers", "only applies to --scenario " + ScenarioWSFanout},
 	}); err != nil {
 		return c, err
 	}

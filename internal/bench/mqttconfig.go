@@ -69,6 +69,7 @@ func (c Config) normalizeMQTT() (Config, error) {
 		{c.AutoAck, "--auto-ack", "does not apply to MQTT"},
 		{c.DirectReplyTo, "--direct-reply-to", "only applies to --scenario rpc"},
 		{c.Queues != 0, "--queues", "does not apply to MQTT (use --subscribers)"},
+		{c.LibrarySubscribers, "--library-subscribers", "only applies to --scenario " + ScenarioWSFanout + " (mqtt-fanout has --paho-subscribers)"},
 	}); err != nil {
 		return c, err
 	}

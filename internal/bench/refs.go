@@ -100,6 +100,7 @@ func (c Config) normalizeRef() (Config, error) {
 		{c.QoS != 0, "--qos", "does not apply to --scenario " + c.Scenario},
 		{c.Connections != 0, "--connections", "does not apply to --scenario " + c.Scenario},
 		{c.PahoSubscribers, "--paho-subscribers", "does not apply to --scenario " + c.Scenario},
+		{c.LibrarySubscribers, "--library-subscribers", "does not apply to --scenario " + c.Scenario},
 		{c.DirectReplyTo, "--direct-reply-to", "does not apply to --scenario " + c.Scenario + " (the SDK always uses direct reply-to)"},
 		{c.HTTPURL != "", "--http-url", "does not apply to --scenario " + c.Scenario},
 		{c.Queues != 0, "--queues", "does not apply to --scenario " + c.Scenario},

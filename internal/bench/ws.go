@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -72,6 +73,7 @@ func (c Config) normalizeWS() (Config, error) {
 		{c.Producers > 1, "--producers (ws-fanout has one publisher)"}, {c.QoS != 0, "--qos"},
 		{c.Connections != 0, "--connections"}, {c.Confirm, "--confirm"}, {c.Persistent, "--persistent"},
 		{c.Queues != 0, "--queues"}, {c.DirectReplyTo, "--direct-reply-to"},
+		{c.PahoSubscribers, "--paho-subscribers (use --library-subscribers)"},
 	} {
 		if ch.bad {
 			return c, fmt.Errorf("%s: not valid with --scenario %s", ch.flag, c.Scenario)
@@ -106,6 +108,19 @@ type wsDialer struct {
 	client *http.Client
 	// centrifugo: the URL is Centrifugo's (centrifugo.go).
 	centrifugo bool
+	// lean: subscribers use the bench's own reader (wslean.go), dialing
+	// parsed with dialContext.
+	lean        bool
+	parsed      *url.URL
+	dialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// wsConn is what a subscriber needs of its socket: the library's
+// *websocket.Conn or the bench's leanWS.
+type wsConn interface {
+	Read(ctx context.Context) (websocket.MessageType, []byte, error)
+	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
+	CloseNow() error
 }
 
 func newWSDialer(raw string) (*wsDialer, error) {
@@ -129,8 +144,27 @@ func newWSDialer(raw string) (*wsDialer, error) {
 	}
 	// Upgraded connections leave the transport, so no pool limit applies;
 	// the dial timeout keeps a stuck accept from hanging the setup.
-	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: setupConnectTimeout}).DialContext}
-	return &wsDialer{url: u.String(), header: h, client: &http.Client{Transport: tr}, centrifugo: centrifugo}, nil
+	dial := (&net.Dialer{Timeout: setupConnectTimeout}).DialContext
+	tr := &http.Transport{DialContext: dial}
+	return &wsDialer{url: u.String(), header: h, client: &http.Client{Transport: tr}, centrifugo: centrifugo,
+		parsed: u, dialContext: dial}, nil
+}
+
+// setDial makes the connections dial with dial (--source-addrs).
+func (d *wsDialer) setDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	d.dialContext = dial
+	d.client.Transport.(*http.Transport).DialContext = dial
+}
+
+// dialSubscriber opens a subscriber's socket: a lean one (wslean.go)
+// unless the run asked for the library or the URL is wss://.
+func (d *wsDialer) dialSubscriber(ctx context.Context, bufSize int) (wsConn, error) {
+	if !d.lean || d.parsed.Scheme != "ws" {
+		return d.dial(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, setupConnectTimeout+time.Second)
+	defer cancel()
+	return dialLeanWS(ctx, d.dialContext, d.parsed, d.header, bufSize)
 }
 
 func (d *wsDialer) dial(ctx context.Context) (*websocket.Conn, error) {
@@ -153,7 +187,7 @@ func (d *wsDialer) dial(ctx context.Context) (*websocket.Conn, error) {
 type wsSubscriber struct {
 	receiverAccount
 	r       *run
-	c       *websocket.Conn
+	c       wsConn
 	closed  string // why the broker closed the socket; set before done
 	started bool   // read runs (set before it starts)
 	done    chan struct{}
@@ -170,11 +204,19 @@ func (s *wsSubscriber) read(ctx context.Context) {
 	defer close(s.done)
 	var buf bytes.Buffer
 	var raw []byte
+	lib, _ := s.c.(*websocket.Conn)
 	for {
-		_, rd, err := s.c.Reader(ctx)
-		if err == nil {
-			buf.Reset()
-			_, err = buf.ReadFrom(rd)
+		var msg []byte
+		var err error
+		if lib != nil { // (the library's Reader spares Read's copy)
+			var rd io.Reader
+			if _, rd, err = lib.Reader(ctx); err == nil {
+				buf.Reset()
+				_, err = buf.ReadFrom(rd)
+				msg = buf.Bytes()
+			}
+		} else {
+			_, msg, err = s.c.Read(ctx)
 		}
 		if err != nil {
 			if ctx.Err() == nil && !s.r.recvStopped.Load() {
@@ -183,7 +225,6 @@ func (s *wsSubscriber) read(ctx context.Context) {
 			return
 		}
 		now := time.Now().UnixNano()
-		msg := buf.Bytes()
 		for len(msg) > 0 { // a batched message holds one frame per line
 			frame := msg
 			if k := bytes.IndexByte(msg, '\n'); k >= 0 {
@@ -235,7 +276,7 @@ func (s *wsSubscriber) observeFrame(frame []byte, now int64, scratch *[]byte) {
 
 // subscribe sends the subscribe frame and waits for "subscribed", so that
 // the binding exists before anything is published.
-func wsSubscribe(ctx context.Context, c *websocket.Conn) error {
+func wsSubscribe(ctx context.Context, c wsConn) error {
 	f, _ := json.Marshal(map[string]any{"op": "subscribe", "id": "s", "exchange": wsExchange, "key": wsKey})
 	if err := c.Write(ctx, websocket.MessageText, f); err != nil {
 		return err
@@ -337,10 +378,12 @@ func runWSFanout(r *run) (res Result, err error) {
 		return res, err
 	}
 	if len(cfg.SourceAddrs) > 0 {
-		d.client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d.setDial(func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return r.dialer().DialContext(ctx, network, addr)
-		}
+		})
 	}
+	d.lean = !cfg.LibrarySubscribers
+	bufSize := leanBufSize(cfg.Subscribers)
 	last := newLastDelivery(cfg.Subscribers)
 	defer d.client.CloseIdleConnections()
 
@@ -379,7 +422,7 @@ func runWSFanout(r *run) (res Result, err error) {
 				if i >= cfg.Subscribers || r.ctx.Err() != nil {
 					return
 				}
-				c, err := d.dial(r.ctx)
+				c, err := d.dialSubscriber(r.ctx, bufSize)
 				if err == nil {
 					if err = d.subscribe(r.ctx, c); err != nil {
 						_ = c.CloseNow()

@@ -36,24 +36,30 @@ func startWeb(t *testing.T) string {
 }
 
 func TestWSFanout(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.URL = startWeb(t)
-	cfg.Scenario = ScenarioWSFanout
-	cfg.Subscribers = 20
-	cfg.Rate = 200
-	cfg.Duration = time.Second
-	cfg.Warmup = 200 * time.Millisecond
-	res := runLogged(t, cfg)
-	if res.Lost != 0 || res.Duplicated != 0 || res.Malformed != 0 || res.OutOfOrder != 0 || res.WS.ClosedByBroker != 0 {
-		t.Errorf("lost %d, duplicated %d, malformed %d, out of order %d, closed %d", res.Lost, res.Duplicated, res.Malformed, res.OutOfOrder, res.WS.ClosedByBroker)
-	}
-	if res.Sent == 0 || res.Received != res.Sent*20 || res.Count == 0 || res.P50 <= 0 {
-		t.Errorf("traffic: sent %d received %d latency samples %d", res.Sent, res.Received, res.Count)
-	}
-	var b strings.Builder
-	_ = WriteTable(&b, res)
-	if !strings.Contains(b.String(), "sockets") {
-		t.Error("no sockets row in the table")
+	for _, library := range []bool{false, true} {
+		name := map[bool]string{false: "lean", true: "library"}[library]
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.URL = startWeb(t)
+			cfg.Scenario = ScenarioWSFanout
+			cfg.Subscribers = 20
+			cfg.Rate = 200
+			cfg.Duration = time.Second
+			cfg.Warmup = 200 * time.Millisecond
+			cfg.LibrarySubscribers = library
+			res := runLogged(t, cfg)
+			if res.Lost != 0 || res.Duplicated != 0 || res.Malformed != 0 || res.OutOfOrder != 0 || res.WS.ClosedByBroker != 0 {
+				t.Errorf("lost %d, duplicated %d, malformed %d, out of order %d, closed %d", res.Lost, res.Duplicated, res.Malformed, res.OutOfOrder, res.WS.ClosedByBroker)
+			}
+			if res.Sent == 0 || res.Received != res.Sent*20 || res.Count == 0 || res.P50 <= 0 {
+				t.Errorf("traffic: sent %d received %d latency samples %d", res.Sent, res.Received, res.Count)
+			}
+			var b strings.Builder
+			_ = WriteTable(&b, res)
+			if !strings.Contains(b.String(), "sockets") {
+				t.Error("no sockets row in the table")
+			}
+		})
 	}
 }
 
@@ -62,6 +68,10 @@ func TestWSFanoutConfig(t *testing.T) {
 		{Scenario: ScenarioWSFanout, URL: "amqp://localhost:5672/"},
 		{Scenario: ScenarioWSFanout, URL: "ws://127.0.0.1:1/ws", QoS: 1},
 		{Scenario: ScenarioWSFanout, URL: "ws://127.0.0.1:1/ws", Size: 8},
+		{Scenario: ScenarioWSFanout, URL: "ws://127.0.0.1:1/ws", PahoSubscribers: true},
+		{Scenario: ScenarioMQTTFanout, URL: "mqtt://127.0.0.1:1", LibrarySubscribers: true},
+		{Scenario: ScenarioWSIdle, URL: "ws://127.0.0.1:1/ws", LibrarySubscribers: true},
+		{Scenario: ScenarioThroughput, LibrarySubscribers: true},
 	} {
 		if _, err := bad.Normalize(); err == nil {
 			t.Errorf("Normalize accepted %+v", bad)

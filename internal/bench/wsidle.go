@@ -41,6 +41,7 @@ func (c Config) normalizeWSIdle() (Config, error) {
 		flag string
 	}{
 		{c.Rate != 0, "--rate"}, {c.Subscribers != 0, "--subscribers"}, {c.Producers > 1, "--producers"},
+		{c.LibrarySubscribers, "--library-subscribers"}, {c.PahoSubscribers, "--paho-subscribers"},
 		{c.QoS != 0, "--qos"}, {c.Confirm, "--confirm"}, {c.Persistent, "--persistent"}, {c.Queues != 0, "--queues"},
 		{c.DirectReplyTo, "--direct-reply-to"}, {c.Duration < 0, "--duration"}, {c.Connections < 0, "--connections"},
 		{c.BrokerPID < 0, "--broker-pid"},
