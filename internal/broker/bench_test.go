@@ -53,3 +53,37 @@ func BenchmarkTopicFanout(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBindUnbind15000 is 15,000 subscribers of a broadcast joining
+// (a queue each, bound to amq.topic and amq.fanout with the same key) and
+// then leaving, in the order they joined: a reconnect storm's work under
+// the vhost's write lock, which routing waits for.
+func BenchmarkBindUnbind15000(b *testing.B) {
+	const n = 15000
+	for range b.N {
+		v := New(Options{}).VHost(DefaultVHost)
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprint("sub-", i)
+			if _, err := v.DeclareQueue(names[i], QueueOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, name := range names {
+			if err := v.BindQueue(name, "amq.topic", "ticks", nil, 0); err != nil {
+				b.Fatal(err)
+			}
+			if err := v.BindQueue(name, "amq.fanout", "", nil, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, name := range names {
+			if err := v.UnbindQueue(name, "amq.topic", "ticks", nil, 0); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := v.DeleteQueue(name, 0, false, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
