@@ -68,6 +68,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	clusterAddr := fs.String("cluster-addr", "", "cluster mode: HOST:PORT this node listens on for the other nodes (Raft and forwarding), e.g. 10.0.0.1:25672; empty = single node")
 	clusterAdvertise := fs.String("cluster-advertise", "", "cluster mode: the address the other nodes dial when it is not --cluster-addr (NAT, containers, a proxy); empty = --cluster-addr")
 	join := fs.String("join", "", "cluster mode: comma-separated cluster addresses of the other nodes")
+	clusterTLSCert := fs.String("cluster-tls-cert", "", "cluster mode: PEM certificate (chain) this node presents on the cluster port; with --cluster-tls-key and --cluster-tls-ca the port speaks mutual TLS")
+	clusterTLSKey := fs.String("cluster-tls-key", "", "cluster mode: PEM private key of --cluster-tls-cert")
+	clusterTLSCA := fs.String("cluster-tls-ca", "", "cluster mode: PEM CA bundle of the cluster: a peer is accepted (both ways) only with a certificate it signed")
 	loopbackUsers := fs.String("loopback-users", "guest", "comma-separated users who may log in only from localhost; \"none\" lets guest in from anywhere (RabbitMQ's loopback_users)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: herald serve [flags]\n\nRuns the broker with embedded defaults; no config file needed.\nEvery flag may also be given as HERALD_<NAME> in the environment, e.g. HERALD_AMQP=:5673.\n\nFlags:\n")
@@ -123,7 +126,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		MemoryHighWatermark: offIfZero(*memWatermark),
 		MemoryLimitBytes:    *memWatermarkAbs,
 		DiskFreeLimit:       int64(offIfZero(float64(*diskFree))),
-		Cluster:             app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Advertise: *clusterAdvertise, Join: splitList(*join)},
+		Cluster: app.ClusterConfig{NodeName: *nodeName, Addr: *clusterAddr, Advertise: *clusterAdvertise, Join: splitList(*join),
+			TLSCert: *clusterTLSCert, TLSKey: *clusterTLSKey, TLSCA: *clusterTLSCA},
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)

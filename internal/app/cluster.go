@@ -26,6 +26,9 @@ type ClusterConfig struct {
 	Advertise string
 	// Join lists the other nodes' cluster addresses (--join).
 	Join []string
+	// TLSCert, TLSKey and TLSCA make the cluster port mutual TLS
+	// (--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca).
+	TLSCert, TLSKey, TLSCA string
 	// Tuning overrides Raft's timeouts and snapshot settings (tests); zero
 	// takes the defaults.
 	Tuning cluster.Tuning
@@ -68,6 +71,7 @@ func (v clusterView) RemoveNode(name string) error {
 func (s *App) startCluster() error {
 	c := s.cfg.Cluster
 	n, err := cluster.Start(cluster.Config{NodeName: c.NodeName, Addr: c.Addr, Advertise: c.Advertise, Join: c.Join,
+		TLS: cluster.TLSFiles{Cert: c.TLSCert, Key: c.TLSKey, CA: c.TLSCA},
 		Dir: filepath.Join(s.cfg.DataDir, "raft"), Broker: s.broker, Users: s.cfg.Users, Logger: s.log, Tuning: c.Tuning})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)

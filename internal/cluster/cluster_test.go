@@ -37,6 +37,12 @@ func freeAddr(t *testing.T) string {
 // startMember starts one node in this process with a fresh broker.
 func startMember(t *testing.T, name, addr string, join []string, dir string, tu Tuning) *member {
 	t.Helper()
+	return startMemberWith(t, Config{NodeName: name, Addr: addr, Join: join, Dir: dir, Tuning: tu})
+}
+
+// startMemberWith starts a node of cfg (its broker and users made here).
+func startMemberWith(t *testing.T, cfg Config) *member {
+	t.Helper()
 	users := auth.NewUsers()
 	users.SetBcryptCost(4)
 	b := broker.New(broker.Options{})
@@ -45,7 +51,8 @@ func startMember(t *testing.T, name, addr string, join []string, dir string, tu 
 	var n *Node
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		n, err = Start(Config{NodeName: name, Addr: addr, Join: join, Dir: dir, Broker: b, Users: users, Tuning: tu})
+		cfg.Broker, cfg.Users = b, users
+		n, err = Start(cfg)
 		if err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
 			break
 		}
@@ -300,7 +307,7 @@ func TestClusterPortRefusesGarbage(t *testing.T) {
 		}
 		c.Close()
 	}
-	c, err := dialKind(addr, time.Second, kindRPC)
+	c, err := m.node.mux.dial(addr, time.Second, kindRPC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +327,7 @@ func TestClusterPortRefusesGarbage(t *testing.T) {
 		} // a reset: the node closed while we were still sending
 	}
 	c.Close()
-	resp, err := call(addr, request{Op: "nonsense"}, time.Second)
+	resp, err := m.node.mux.call(addr, request{Op: "nonsense"}, time.Second)
 	if err != nil || resp.Err == "" {
 		t.Fatalf("unknown op: %+v %v", resp, err)
 	}

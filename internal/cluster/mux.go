@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +24,9 @@ const (
 
 // mux accepts on the cluster address and sorts the connections.
 type mux struct {
-	ln        net.Listener
+	ln        net.Listener // TLS when tls is set
+	tls       *clusterTLS  // nil: plain TCP
+	log       *slog.Logger
 	advertise net.Addr
 	raft      chan net.Conn
 	serveRPC  func(net.Conn)
@@ -35,9 +40,12 @@ type mux struct {
 	conns  map[net.Conn]struct{}
 }
 
-func newMux(ln net.Listener, advertise net.Addr, serveRPC func(net.Conn)) *mux {
-	return &mux{ln: ln, advertise: advertise, raft: make(chan net.Conn), serveRPC: serveRPC, closed: make(chan struct{}),
-		conns: make(map[net.Conn]struct{})}
+func newMux(ln net.Listener, t *clusterTLS, log *slog.Logger, advertise net.Addr, serveRPC func(net.Conn)) *mux {
+	if t != nil {
+		ln = tls.NewListener(ln, t.server)
+	}
+	return &mux{ln: ln, tls: t, log: log, advertise: advertise, raft: make(chan net.Conn), serveRPC: serveRPC,
+		closed: make(chan struct{}), conns: make(map[net.Conn]struct{})}
 }
 
 // run accepts until the listener is closed.
@@ -59,6 +67,12 @@ func (m *mux) sort(c net.Conn) {
 	var b [1]byte
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadFull(c, b[:]); err != nil {
+		// (the first read runs the TLS handshake: a peer that is not a
+		// member, or speaks plain TCP to a TLS port, ends here)
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) || strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "certificate") {
+			m.log.Warn("cluster connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		}
 		c.Close()
 		return
 	}
@@ -147,7 +161,7 @@ func (s streamLayer) Close() error { return nil }
 func (s streamLayer) Addr() net.Addr { return s.m.advertise }
 
 func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := dialKind(string(addr), timeout, kindRaft)
+	c, err := s.m.dial(string(addr), timeout, kindRaft)
 	if err != nil {
 		return nil, err
 	}
@@ -159,8 +173,17 @@ func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.C
 	return t, nil
 }
 
-func dialKind(addr string, timeout time.Duration, kind byte) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+// dial opens a connection of kind to the node at addr, over TLS when the
+// cluster port has it.
+func (m *mux) dial(addr string, timeout time.Duration, kind byte) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	var c net.Conn
+	var err error
+	if m.tls != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, m.tls.client)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}

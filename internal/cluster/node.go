@@ -51,6 +51,8 @@ type Config struct {
 	Advertise string
 	// Join lists the other nodes' cluster addresses.
 	Join []string
+	// TLS, when set, makes the cluster port mutual TLS (tls.go).
+	TLS TLSFiles
 	// Dir holds the Raft log, stable store and snapshots (<data-dir>/raft).
 	Dir    string
 	Broker *broker.Broker
@@ -150,6 +152,11 @@ func Start(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("cannot open the Raft snapshots in %s: %w", cfg.Dir, err)
 	}
+	ctls, err := loadTLS(cfg.TLS)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		store.Close()
@@ -161,7 +168,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "cluster"), store: store, ctx: ctx, cancel: cancel}
-	n.mux = newMux(ln, advertise, n.serveRPC)
+	n.mux = newMux(ln, ctls, n.log, advertise, n.serveRPC)
+	if ctls == nil {
+		n.log.Warn("the cluster port has no TLS: whoever reaches it can change definitions and users; keep it on a private network, or set --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca", "addr", cfg.Addr)
+	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: streamLayer{n.mux}, MaxPool: 3,
 		Timeout: 10 * time.Second, Logger: hl})
 	n.qprop = newQProposer(n)
@@ -284,7 +294,7 @@ func (n *Node) form() {
 		via := ""
 		all := true
 		for _, addr := range n.cfg.Join {
-			resp, err := call(addr, request{Op: opHello}, 2*time.Second)
+			resp, err := n.mux.call(addr, request{Op: opHello}, 2*time.Second)
 			if err != nil || resp.Name == "" {
 				all = false
 				continue
@@ -386,9 +396,9 @@ func (n *Node) toLeader(req request, via string) error {
 		case id == raft.ServerID(n.cfg.NodeName):
 			resp = n.handle(req)
 		case addr != "":
-			resp, err = call(string(addr), req, rpcTimeout)
+			resp, err = n.mux.call(string(addr), req, rpcTimeout)
 		case via != "":
-			resp, err = call(via, req, rpcTimeout)
+			resp, err = n.mux.call(via, req, rpcTimeout)
 		default:
 			err = errors.New("no leader elected")
 		}

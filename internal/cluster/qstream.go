@@ -109,7 +109,7 @@ type qstream struct {
 
 // openQStream dials the leader and starts reading its answers.
 func (p *qproposer) openQStream(addr string) (*qstream, error) {
-	c, err := dialKind(addr, time.Second, kindRPC)
+	c, err := p.n.mux.dial(addr, time.Second, kindRPC)
 	if err != nil {
 		return nil, err
 	}

@@ -53,8 +53,8 @@ const rpcTimeout = 10 * time.Second
 const maxRequest = 8 << 20
 
 // call sends one request to addr and returns the response.
-func call(addr string, req request, timeout time.Duration) (response, error) {
-	c, err := dialKind(addr, timeout, kindRPC)
+func (m *mux) call(addr string, req request, timeout time.Duration) (response, error) {
+	c, err := m.dial(addr, timeout, kindRPC)
 	if err != nil {
 		return response{}, err
 	}

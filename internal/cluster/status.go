@@ -56,7 +56,7 @@ func (n *Node) Status(timeout time.Duration) []NodeStatus {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := call(string(s.Address), request{Op: opStatus}, timeout)
+			resp, err := n.mux.call(string(s.Address), request{Op: opStatus}, timeout)
 			if err == nil && resp.Status != nil {
 				st := *resp.Status
 				st.Addr, st.Voter = out[i].Addr, out[i].Voter
