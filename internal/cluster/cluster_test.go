@@ -77,8 +77,9 @@ func (m *member) stop() {
 	m.broker.Close()
 }
 
-// startThree starts three nodes in this process and waits for a leader.
-func startThree(t *testing.T, tu Tuning) []*member {
+// startThree starts three nodes in this process and waits for a leader;
+// configure, if given, completes each node's Config.
+func startThree(t *testing.T, tu Tuning, configure ...func(dir string, c *Config)) []*member {
 	t.Helper()
 	dir := t.TempDir()
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
@@ -90,7 +91,11 @@ func startThree(t *testing.T, tu Tuning) []*member {
 				join = append(join, a)
 			}
 		}
-		ms = append(ms, startMember(t, name, addrs[i], join, filepath.Join(dir, name), tu))
+		cfg := Config{NodeName: name, Addr: addrs[i], Join: join, Dir: filepath.Join(dir, name), Tuning: tu}
+		for _, f := range configure {
+			f(dir, &cfg)
+		}
+		ms = append(ms, startMemberWith(t, cfg))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -71,27 +70,15 @@ func (ca *testCA) issue(t *testing.T, dir, name string) TLSFiles {
 // Three nodes on mutual TLS form the cluster and replicate; a stranger
 // (a certificate of another CA, or no TLS) gets nothing from the port.
 func TestClusterOverMutualTLS(t *testing.T) {
+	var ca *testCA
+	ms := startThree(t, fast, func(dir string, c *Config) {
+		if ca == nil {
+			ca = newTestCA(t, dir, "cluster")
+		}
+		c.TLS = ca.issue(t, dir, c.NodeName)
+	})
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "cluster")
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	var ms []*member
-	for i, name := range []string{"a", "b", "c"} {
-		var join []string
-		for j, a := range addrs {
-			if j != i {
-				join = append(join, a)
-			}
-		}
-		ms = append(ms, startMemberWith(t, Config{NodeName: name, Addr: addrs[i], Join: join,
-			Dir: filepath.Join(dir, name), Tuning: fast, TLS: ca.issue(t, dir, name)}))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for _, m := range ms {
-		if err := m.node.WaitLeader(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addrs := []string{ms[0].node.cfg.Addr}
 	var follower *member
 	for _, m := range ms {
 		if _, id := m.node.raft.LeaderWithID(); string(id) != m.node.Name() {
