@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -65,18 +64,23 @@ func (m *mux) run() {
 
 func (m *mux) sort(c net.Conn) {
 	var b [1]byte
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		// (the first read runs the TLS handshake: a peer that is not a
-		// member, or speaks plain TCP to a TLS port, ends here)
-		var re tls.RecordHeaderError
-		if errors.As(err, &re) || strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "certificate") {
-			m.log.Warn("cluster connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if tc, ok := c.(*tls.Conn); ok {
+		// A peer that is not a member, or speaks plain TCP to a TLS
+		// port, ends here (one that connects and hangs up says nothing).
+		if err := tc.Handshake(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				m.log.Warn("cluster connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			}
+			c.Close()
+			return
 		}
+	}
+	if _, err := io.ReadFull(c, b[:]); err != nil {
 		c.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	switch b[0] {
 	case kindRaft:
 		t := m.track(c)
